@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make bench` and `make test`. Each builds .venv/ when needed.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+EXTRA   ?= cpu
+STAMP   := $(VENV)/.installed-$(EXTRA)
+# The embedded default: Gemma 3 270M on vLLM's CPU build, 128 requests of the committed 5K sample.
+BENCH_ARGS ?= --model=gemma-270m --limit=128
+BENCH_NAME ?= bench
+
+.PHONY: bench test model venv clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRA),test]'
+	# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break `import vllm` beside the CPU torch.
+	if [ "$(EXTRA)" = cpu ]; then $(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec; fi
+	touch $@
+
+model: $(STAMP)
+	$(VENV)/bin/vllmbench prepare-model gemma-270m
+
+bench: model
+	$(VENV)/bin/pytest benchmarks/ $(BENCH_ARGS) --benchmark-save=$(BENCH_NAME)
+
+test: model
+	$(VENV)/bin/pytest tests/ $(TEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,27 @@
+"""The benchmark matrix: one cell per (model, mode), in an order that loads each model once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_vllmbench.registry import ModelSpec, Registry
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: ModelSpec
+    mode: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.alias}-{self.mode}"
+
+    @property
+    def engine_key(self) -> tuple[str, str]:
+        return (self.model.source, self.mode)
+
+
+def build_matrix(models: tuple[str, ...], modes: tuple[str, ...], registry: Registry) -> list[Cell]:
+    """Model-major order, so a model's engines are started and stopped before the next model's."""
+    specs = [registry.resolve(name) for name in models]
+    return [Cell(spec, mode) for spec in specs for mode in modes]

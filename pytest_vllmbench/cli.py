@@ -1,0 +1,108 @@
+"""The `vllmbench` command: prepare-model, validate, make-dataset, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytest_vllmbench import dataset, embedded, report
+from pytest_vllmbench.workload import iter_batch
+
+
+def _prepare_model(args: argparse.Namespace) -> int:
+    try:
+        folder = embedded.prepare(args.name, force=args.force)
+    except ValueError as exc:
+        print(f"vllmbench prepare-model: {exc}", file=sys.stderr)
+        return 2
+    if args.verify:
+        bad = embedded.verify(args.name)
+        if bad:
+            print(f"vllmbench prepare-model: checksum mismatch in {folder}: {', '.join(bad)}; "
+                  "run again with --force", file=sys.stderr)
+            return 1
+        print(f"verified: every file in {folder} matches its sha256")
+    print(folder)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.files:
+        lines, errors, urls, models = 0, 0, Counter(), Counter()
+        for item in iter_batch(Path(path)):
+            if isinstance(item, str):
+                errors += 1
+                if errors <= args.max_errors:
+                    print(item, file=sys.stderr)
+                continue
+            lines += 1
+            urls[item.url] += 1
+            models[item.model] += 1
+        if errors > args.max_errors:
+            print(f"{path}: ... {errors - args.max_errors} more invalid line(s)", file=sys.stderr)
+        if not lines and not errors:
+            print(f"{path}: empty file (no requests)", file=sys.stderr)
+            errors = 1
+        summary = (f"{path}: {lines} valid request(s), {errors} invalid; endpoints: "
+                   f"{_counts(urls)}; models: {_counts(models)}")
+        print(summary, file=sys.stderr if errors else sys.stdout)
+        status = status or (1 if errors else 0)
+    return status
+
+
+def _counts(counter: Counter) -> str:
+    return ", ".join(f"{key} ({n})" for key, n in counter.most_common()) or "none"
+
+
+def _make_dataset(args: argparse.Namespace) -> int:
+    gold = dataset.write_dataset(Path(args.out), args.n, args.seed, args.model)
+    print(f"wrote {args.out} ({args.n} requests) and {gold}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    path = report.write_report(Path(args.storage), Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vllmbench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prepare = commands.add_parser("prepare-model", help="build the embedded model's local folder (once)")
+    prepare.add_argument("name", choices=embedded.EMBEDDED)
+    prepare.add_argument("--force", action="store_true", help="rebuild even if present")
+    prepare.add_argument("--verify", action="store_true", help="re-hash every file against the manifest")
+    prepare.set_defaults(func=_prepare_model)
+
+    validate = commands.add_parser("validate", help="check OpenAI Batch JSONL files")
+    validate.add_argument("files", nargs="+")
+    validate.add_argument("--max-errors", type=int, default=50, help="errors printed per file")
+    validate.set_defaults(func=_validate)
+
+    make = commands.add_parser("make-dataset", help="write a synthetic candidate-screening batch")
+    make.add_argument("--n", type=int, required=True)
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--out", required=True)
+    make.add_argument("--model", default=dataset.DEFAULT_MODEL)
+    make.set_defaults(func=_make_dataset)
+
+    rep = commands.add_parser("report", help="regenerate BENCHMARKS.md from saved runs")
+    rep.add_argument("--storage", default=".benchmarks")
+    rep.add_argument("--out", default="BENCHMARKS.md")
+    rep.set_defaults(func=_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Engines: offline (in-process vLLM), server (an owned vLLM server), endpoint (someone else's)."""

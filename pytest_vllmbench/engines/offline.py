@@ -1,0 +1,84 @@
+"""Offline mode: the model loaded once in-process with vllm.LLM, the batch submitted whole."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.workload import BatchRequest
+
+
+class OfflineEngine:
+    mode = "offline"
+
+    def __init__(self, model: str, engine_args: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        try:
+            from vllm import LLM
+
+            # Stats logging stays on: it is what gives each RequestOutput its timestamps.
+            self._llm = LLM(model=model, disable_log_stats=False, **engine_args)
+        except Exception as exc:  # vLLM raises many kinds; the cell reports the message
+            raise EngineStartError(f"vllm.LLM({model!r}) failed: {type(exc).__name__}: {exc}") from exc
+        self.load_s: float | None = time.perf_counter() - started
+
+    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides) -> list[RequestRecord]:
+        from vllm import SamplingParams
+
+        chats = [r for r in requests if r.is_chat]
+        completions = [r for r in requests if not r.is_chat]
+        outputs: dict[str, Any] = {}
+        if chats:
+            params = [SamplingParams(**sampling.for_request(r)) for r in chats]
+            messages = [r.body["messages"] for r in chats]
+            for request, output in zip(chats, self._llm.chat(messages, params, use_tqdm=False)):
+                outputs[request.custom_id] = output
+        if completions:
+            params = [SamplingParams(**sampling.for_request(r)) for r in completions]
+            prompts = [_completion_prompt(r.body["prompt"]) for r in completions]
+            for request, output in zip(completions, self._llm.generate(prompts, params, use_tqdm=False)):
+                outputs[request.custom_id] = output
+        return [_record(r.custom_id, outputs[r.custom_id]) for r in requests]
+
+    def describe(self) -> dict[str, Any]:
+        import vllm
+        from vllm.platforms import current_platform
+
+        return {"name": "vllm", "version": vllm.__version__, "platform": current_platform.device_type}
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is None:
+            return
+        llm.llm_engine.engine_core.shutdown()
+        del self._llm
+        gc.collect()
+
+
+def _completion_prompt(prompt: Any) -> Any:
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
+        return {"prompt_token_ids": prompt}
+    if isinstance(prompt, list):
+        return prompt[0]  # the reader admits a list of strings only when it holds one prompt
+    return prompt
+
+
+def _record(custom_id: str, output: Any) -> RequestRecord:
+    completion = output.outputs[0]
+    stats = output.metrics  # engine-core monotonic timestamps, all on one clock
+    e2el = ttft = None
+    if stats is not None and stats.last_token_ts:
+        e2el = stats.last_token_ts - stats.queued_ts
+        ttft = stats.first_token_ts - stats.queued_ts
+    return RequestRecord(
+        custom_id=custom_id,
+        input_tokens=len(output.prompt_token_ids or ()),
+        output_tokens=len(completion.token_ids),
+        e2el_s=e2el,
+        ttft_s=ttft,
+        text=completion.text,
+    )

@@ -1,0 +1,155 @@
+"""BENCHMARKS.md from every saved run: status, matrix, per-machine tables, runs; hand-written parts kept."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from pytest_vllmbench.fileio import write_text_atomic
+from pytest_vllmbench.storage import SavedRun, load_runs
+
+HAND_WRITTEN = re.compile(
+    r"<!-- vllmbench:hand-written (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /vllmbench:hand-written (?P=name) -->",
+    re.DOTALL,
+)
+PLACEHOLDERS = {
+    "intro": "_What this page is for, which job it sizes, who reads it. Written by hand; regeneration keeps it._\n",
+    "decisions": "_Key decisions and learnings, dated. Written by hand; regeneration keeps it._\n",
+}
+MISSING = "-"
+
+
+def hand_written_sections(text: str) -> dict[str, str]:
+    return {match["name"]: match["body"] for match in HAND_WRITTEN.finditer(text)}
+
+
+def _section(name: str, kept: dict[str, str]) -> str:
+    body = kept.get(name, PLACEHOLDERS.get(name, ""))
+    return f"<!-- vllmbench:hand-written {name} -->\n{body}<!-- /vllmbench:hand-written {name} -->"
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _pair(cell: dict[str, Any], metric: str) -> str:
+    p50, p99 = cell.get(f"{metric}_ms_p50"), cell.get(f"{metric}_ms_p99")
+    return MISSING if p50 is None else f"{p50:,.0f} / {p99:,.0f}"
+
+
+def latest_cells(runs: list[SavedRun]) -> dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]]:
+    """The newest saved result of each (machine, cell)."""
+    latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]] = {}
+    for run in runs:  # oldest first, so newer overwrite
+        for cell in run.cells:
+            latest[(run.machine, cell["cell"])] = (run, cell)
+    return latest
+
+
+def _status(cell: dict[str, Any]) -> str:
+    if cell.get("status", "ok") != "ok":
+        return cell["status"]
+    failed = cell.get("n_failed") or 0
+    return f"ok, {failed} failed requests" if failed else "ok"
+
+
+def _matrix(latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]]) -> str:
+    rows = [
+        [cell["model"], cell["mode"], machine, _status(cell), _fmt(cell.get("requests_per_s")),
+         _fmt(cell.get("projected_hours")), _fmt(cell.get("peak_vram_mib"))]
+        for (machine, _), (_, cell) in sorted(latest.items())
+    ]
+    headers = ["Model", "Mode", "Machine", "Status", "Throughput (req/s)", "Total time (h)", "Peak VRAM (MiB)"]
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
+
+
+def _machine_tables(latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]]) -> str:
+    parts = []
+    for machine in sorted({machine for machine, _ in latest}):
+        rows = []
+        for (m, _), (run, cell) in sorted(latest.items()):
+            if m != machine:
+                continue
+            rows.append([
+                cell["model"], _fmt(cell.get("params_b")), cell["mode"], _fmt(cell.get("requests_per_s")),
+                _fmt(cell.get("output_tokens_per_s"), 1), _pair(cell, "ttft"), _pair(cell, "tpot"),
+                _pair(cell, "e2el"), _fmt(cell.get("load_s"), 1), _fmt(cell.get("peak_vram_mib")),
+                _fmt(cell.get("projected_hours"), 1), f"`{run.path}`",
+            ])
+        headers = ["Model", "Size (B)", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms",
+                   "E2EL p50/p99 ms", "Load s", "Peak VRAM MiB", "Projected h", "Saved run"]
+        parts.append(f"### {machine}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
+    return "\n\n".join(parts)
+
+
+def _runs_table(runs: list[SavedRun]) -> str:
+    rows = []
+    for run in reversed(runs):
+        for cell in run.cells:
+            dataset = cell.get("dataset") or {}
+            rows.append([
+                f"`{run.path}`", run.datetime[:19], run.machine, cell["cell"], dataset.get("path", MISSING),
+                _fmt(cell.get("n_requests")), _fmt(cell.get("input_tokens")), _fmt(cell.get("output_tokens")),
+                _fmt(cell.get("wall_s"), 2), _fmt(cell.get("load_s"), 2), _engine(cell),
+            ])
+    headers = ["Run", "When (UTC)", "Machine", "Cell", "Dataset", "Requests", "Input tok", "Output tok",
+               "Wall s", "Load s", "Engine"]
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
+
+
+def _engine(cell: dict[str, Any]) -> str:
+    engine = cell.get("engine") or {}
+    return f"{engine.get('name', '?')} {engine.get('version', '')} ({engine.get('platform', '?')})".strip()
+
+
+def _current_status(runs: list[SavedRun], latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]]) -> str:
+    if not runs:
+        return "No saved runs yet: run `make bench` (or `pytest benchmarks/ --benchmark-save=NAME`)."
+    newest = runs[-1]
+    ok = [cell for _, cell in latest.values() if cell.get("status", "ok") == "ok" and cell.get("requests_per_s")]
+    lines = [
+        f"- **Last run:** `{newest.path}` ({newest.datetime[:19]} UTC) on {newest.machine}: "
+        f"{', '.join(cell['cell'] for cell in newest.cells)}",
+        f"- **Saved runs:** {len(runs)} on {len({run.machine for run in runs})} machine(s)",
+    ]
+    if ok:
+        best = max(ok, key=lambda cell: cell["requests_per_s"])
+        lines.append(
+            f"- **Highest throughput so far:** {best['cell']} at {_fmt(best['requests_per_s'])} req/s; "
+            f"{_fmt(best.get('project_to'))} requests would take {_fmt(best.get('projected_hours'), 1)} h"
+        )
+    return "\n".join(lines)
+
+
+def render(runs: list[SavedRun], previous: str = "") -> str:
+    kept = hand_written_sections(previous)
+    latest = latest_cells(runs)
+    parts = [
+        "# vLLM batch benchmarks",
+        "<!-- Generated by pytest-vllmbench from the runs saved under .benchmarks/. Edit only inside the"
+        " hand-written sections: everything else is rewritten after every saved run. -->",
+        _section("intro", kept),
+        "## Current status\n\n" + _current_status(runs, latest),
+        "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
+        " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
+        "## Results by machine\n\n" + _machine_tables(latest),
+        "## Decisions and learnings\n\n" + _section("decisions", kept),
+        "## Runs\n\nEvery saved cell, newest first; the JSON files hold the complete figures.\n\n" + _runs_table(runs),
+    ]
+    extra = [name for name in kept if name not in PLACEHOLDERS]
+    if extra:
+        parts.append("## Other notes\n\n" + "\n\n".join(_section(name, kept) for name in extra))
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(storage_root: Path, out: Path) -> Path:
+    previous = out.read_text(encoding="utf-8") if out.exists() else ""
+    write_text_atomic(out, render(load_runs(storage_root), previous))
+    return out

@@ -1,0 +1,60 @@
+"""Run one cell: time the engine over the workload and turn its records into extra_info."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_vllmbench.cells import Cell
+from pytest_vllmbench.engines.base import Engine, SamplingOverrides
+from pytest_vllmbench.gpu import PeakMemorySampler
+from pytest_vllmbench.metrics import RequestRecord, summarize
+from pytest_vllmbench.workload import BatchRequest
+
+SCHEMA = 1
+Timed = Callable[[Callable[[], None]], Any]  # runs fn as many rounds as configured, timing them
+
+
+@dataclass
+class CellOutcome:
+    extra_info: dict[str, Any]
+    records: list[RequestRecord] = field(default_factory=list)
+
+
+def run_cell(
+    cell: Cell,
+    engine: Engine,
+    requests: Sequence[BatchRequest],
+    sampling: SamplingOverrides,
+    context: dict[str, Any],
+    project_to: int,
+    timed: Timed,
+    slo_ms: dict[str, float] | None = None,
+) -> CellOutcome:
+    """`context` holds what the caller knows (engine args, dataset); the last round's records count."""
+    last: dict[str, Any] = {}
+
+    def one_round() -> None:
+        started = time.perf_counter()
+        last["records"] = engine.run(requests, sampling)
+        last["wall_s"] = time.perf_counter() - started
+
+    with PeakMemorySampler() as vram:
+        timed(one_round)
+    records: list[RequestRecord] = last["records"]
+    info: dict[str, Any] = {
+        "vllmbench_schema": SCHEMA,
+        "cell": cell.id,
+        "model": cell.model.alias,
+        "model_source": cell.model.source,
+        "params_b": cell.model.params_b,
+        "mode": cell.mode,
+        "engine": engine.describe(),
+        "sampling": sampling.describe(),
+        **context,
+    }
+    info |= summarize(records, last["wall_s"], engine.load_s, project_to, slo_ms)
+    info["peak_vram_mib"] = vram.peak_mib
+    return CellOutcome(info, records)

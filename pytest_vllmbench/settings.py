@@ -1,0 +1,183 @@
+"""What one benchmark session runs: the option table and its resolution into Settings."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_vllmbench.errors import UsageError
+
+MODES = ("offline", "server", "endpoint")
+DEFAULT_DATASET = "data/batch_5k.jsonl"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # CLI flag without dashes; ini key is vllmbench_<name with _>; [tool.vllmbench] key is the same
+    help: str
+    default: Any = None
+    multi: bool = False
+    flag: bool = False
+    metavar: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.name.replace("-", "_")
+
+
+OPTIONS = (
+    Option("model", "model alias, Ollama tag, HF id or local folder (repeatable)", ["gemma-270m"], multi=True, metavar="NAME"),
+    Option("mode", "offline | server | endpoint (repeatable; default offline and server)", ["offline", "server"], multi=True, metavar="MODE"),
+    Option("dataset", f"OpenAI Batch JSONL file (default {DEFAULT_DATASET})", DEFAULT_DATASET, metavar="PATH"),
+    Option("limit", "use only the first N requests", None, metavar="N"),
+    Option("sample", "use N requests drawn at random (with --seed)", None, metavar="N"),
+    Option("seed", "seed for --sample", 0, metavar="S"),
+    Option("max-tokens", "override every request's max_tokens", None, metavar="N"),
+    Option("ignore-eos", "generate exactly max_tokens tokens per request", False, flag=True),
+    Option("engine-arg", "KEY=VALUE passed to vLLM (repeatable; VALUE parsed as JSON when it can be)", [], multi=True, metavar="KEY=VALUE"),
+    Option("load-format", "vLLM load_format (e.g. dummy for sizing without weights)", None, metavar="FORMAT"),
+    Option("rounds", "timed rounds per cell", 1, metavar="N"),
+    Option("warmup", "untimed warm-up rounds per cell", 0, metavar="N"),
+    Option("project-to", "size of the full job, for projected_hours", 170_000, metavar="N"),
+    Option("endpoint", "base URL of a running OpenAI-compatible server (endpoint mode)", None, metavar="URL"),
+    Option("concurrency", "requests in flight at once in server/endpoint mode (default: all)", None, metavar="N"),
+    Option("request-rate", "Poisson arrival rate in requests/s (default: all at once)", None, metavar="R"),
+    Option("request-timeout", "seconds before one HTTP request counts as failed", 600.0, metavar="S"),
+    Option("api-key-env", "environment variable holding the API key (never saved)", "OPENAI_API_KEY", metavar="VAR"),
+    Option("slo", "goodput SLO, e.g. ttft:500,tpot:50 (milliseconds)", None, metavar="SPEC"),
+    Option("server-timeout", "seconds to wait for a started server to become healthy", 600.0, metavar="S"),
+    Option("write-outputs", "write OpenAI batch output JSONL per cell into DIR", None, metavar="DIR"),
+    Option("report", "Markdown report regenerated after a saved run ('none' to skip)", "BENCHMARKS.md", metavar="PATH"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[str, ...]
+    modes: tuple[str, ...]
+    dataset: Path
+    limit: int | None = None
+    sample: int | None = None
+    seed: int = 0
+    max_tokens: int | None = None
+    ignore_eos: bool = False
+    engine_args: dict[str, Any] = field(default_factory=dict)
+    load_format: str | None = None
+    rounds: int = 1
+    warmup: int = 0
+    project_to: int = 170_000
+    endpoint: str | None = None
+    concurrency: int | None = None
+    request_rate: float | None = None
+    request_timeout: float = 600.0
+    api_key_env: str = "OPENAI_API_KEY"
+    slo_ms: dict[str, float] = field(default_factory=dict)
+    server_timeout: float = 600.0
+    write_outputs: Path | None = None
+    report: Path | None = None
+
+    @property
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
+
+
+def parse_engine_arg(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--engine-arg expects KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().replace("-", "_"), value
+
+
+def parse_slo(text: str | None) -> dict[str, float]:
+    if not text:
+        return {}
+    slo = {}
+    for part in text.split(","):
+        name, sep, value = part.partition(":")
+        if not sep or name not in ("ttft", "tpot", "e2el"):
+            raise UsageError(f"--slo expects ttft:MS,tpot:MS,e2el:MS, got {text!r}")
+        slo[name] = _number(f"--slo {name}", value, float, minimum=0)
+    return slo
+
+
+def _number(what: str, value: Any, kind: Callable[[Any], Any], minimum: float | None = None) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} expects a number, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise UsageError(f"{what} must be >= {minimum}, got {value!r}")
+    return number
+
+
+def _optional(what: str, value: Any, kind: Callable[[Any], Any], minimum: float) -> Any:
+    return None if value in (None, "") else _number(what, value, kind, minimum)
+
+
+def resolve(raw: Mapping[str, Any], rootdir: Path) -> Settings:
+    """Typed, validated Settings from one value per option key (already merged by precedence)."""
+    modes = tuple(dict.fromkeys(raw["mode"]))
+    for mode in modes:
+        if mode not in MODES:
+            raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if "endpoint" in modes and not raw["endpoint"]:
+        raise UsageError("--mode=endpoint needs --endpoint=URL (e.g. http://127.0.0.1:11434/v1)")
+    if raw["limit"] not in (None, "") and raw["sample"] not in (None, ""):
+        raise UsageError("use either --limit or --sample, not both")
+    engine_args = dict(parse_engine_arg(item) for item in raw["engine_arg"])
+    report = raw["report"]
+    return Settings(
+        models=tuple(dict.fromkeys(raw["model"])),
+        modes=modes,
+        dataset=_path(raw["dataset"], rootdir),
+        limit=_optional("--limit", raw["limit"], int, 1),
+        sample=_optional("--sample", raw["sample"], int, 1),
+        seed=_number("--seed", raw["seed"], int),
+        max_tokens=_optional("--max-tokens", raw["max_tokens"], int, 1),
+        ignore_eos=bool(raw["ignore_eos"]),
+        engine_args=engine_args,
+        load_format=raw["load_format"] or None,
+        rounds=_number("--rounds", raw["rounds"], int, 1),
+        warmup=_number("--warmup", raw["warmup"], int, 0),
+        project_to=_number("--project-to", raw["project_to"], int, 1),
+        endpoint=raw["endpoint"] or None,
+        concurrency=_optional("--concurrency", raw["concurrency"], int, 1),
+        request_rate=_optional("--request-rate", raw["request_rate"], float, 0),
+        request_timeout=_number("--request-timeout", raw["request_timeout"], float, 0),
+        api_key_env=raw["api_key_env"],
+        slo_ms=parse_slo(raw["slo"]),
+        server_timeout=_number("--server-timeout", raw["server_timeout"], float, 0),
+        write_outputs=_path(raw["write_outputs"], rootdir) if raw["write_outputs"] else None,
+        report=None if str(report).lower() == "none" else _path(report, rootdir),
+    )
+
+
+def _path(value: Any, rootdir: Path) -> Path:
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else rootdir / path
+
+
+def merge_sources(
+    cli: Mapping[str, Any], tool_table: Mapping[str, Any], ini: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Per option: the command line wins, then [tool.vllmbench], then the pytest ini key, then the default."""
+    merged = {}
+    for option in OPTIONS:
+        for source in (cli, tool_table, ini):
+            value = source.get(option.key)
+            if value not in (None, [], ""):
+                merged[option.key] = list(value) if option.multi and isinstance(value, (list, tuple)) else (
+                    [value] if option.multi else value
+                )
+                break
+        else:
+            merged[option.key] = option.default
+    return merged
