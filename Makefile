@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 EXTRA   ?= cpu
 STAMP   := $(VENV)/.installed-$(EXTRA)
 # The embedded default: Gemma 3 270M on vLLM's CPU build, 128 requests of the committed 5K sample.
-BENCH_ARGS ?= --model=gemma-270m --limit=128
+BENCH_ARGS ?= --model=gemma-270m --mode=offline --limit=128
 BENCH_NAME ?= bench
 
 .PHONY: bench test model venv clean-venv

@@ -122,7 +122,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     settings = config.stash.get(SETTINGS_KEY, None)
     bench_session = getattr(config, "_benchmarksession", None)
-    saved = bench_session is not None and (bench_session.save or bench_session.autosave) and not bench_session.disabled
+    saved = (
+        bench_session is not None
+        and (bench_session.save or bench_session.autosave)
+        and not bench_session.disabled
+        and bool(getattr(bench_session, "benchmarks", None))
+    )
     root = _storage_root(config)
     if settings is None or settings.report is None or not saved or root is None:
         return

@@ -1,0 +1,40 @@
+import json
+
+from pytest_vllmbench.dataset import gold_label, gold_path_for, write_dataset
+from pytest_vllmbench.workload import read_batch
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    write_dataset(a, 50, seed=7)
+    write_dataset(b, 50, seed=7)
+    write_dataset(c, 50, seed=8)
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+    assert gold_path_for(a).read_bytes() == gold_path_for(b).read_bytes()
+
+
+def test_dataset_is_valid_and_gold_matches_each_line(tmp_path):
+    out = tmp_path / "batch.jsonl"
+    gold = write_dataset(out, 200, seed=1)
+    requests = read_batch(out)
+    labels = [json.loads(x) for x in gold.read_text().splitlines()]
+    assert [r.custom_id for r in requests] == [g["custom_id"] for g in labels]
+    assert {g["decision"] for g in labels} == {"advance", "reject"}
+    assert len({len(r.body["messages"][1]["content"]) for r in requests}) > 50  # varied profile lengths
+    assert all(r.body["response_format"] == {"type": "json_object"} for r in requests)
+
+
+def test_gold_rule():
+    assert gold_label(5, ["python", "sql"]) == "advance"
+    assert gold_label(3, ["python", "sql", "statistics"]) == "reject"
+    assert gold_label(10, ["python", "go"]) == "reject"
+
+
+def test_committed_sample_is_what_the_generator_writes(tmp_path):
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "data" / "batch_5k.jsonl"
+    fresh = tmp_path / "batch_5k.jsonl"
+    write_dataset(fresh, 5000, seed=0)
+    assert fresh.read_bytes() == committed.read_bytes()
+    assert gold_path_for(fresh).read_bytes() == gold_path_for(committed).read_bytes()

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench.settings import OPTIONS, merge_sources, parse_engine_arg, parse_slo, resolve
+
+ROOT = Path("/project")
+
+
+def settings_from(**cli):
+    return resolve(merge_sources(cli, {}, {}), ROOT)
+
+
+def test_defaults_are_the_embedded_model_offline_and_server():
+    settings = settings_from()
+    assert settings.models == ("gemma-270m",)
+    assert settings.modes == ("offline", "server")
+    assert settings.dataset == ROOT / "data/batch_5k.jsonl"
+    assert (settings.rounds, settings.warmup, settings.project_to) == (1, 0, 170_000)
+
+
+def test_command_line_beats_tool_table_beats_ini():
+    cli = {"limit": "5"}
+    tool = {"limit": 7, "rounds": 3}
+    ini = {"limit": "9", "rounds": "4", "warmup": "2"}
+    settings = resolve(merge_sources(cli, tool, ini), ROOT)
+    assert (settings.limit, settings.rounds, settings.warmup) == (5, 3, 2)
+
+
+def test_repeatable_options_accept_lists_and_single_values():
+    settings = resolve(merge_sources({"model": ["a/b", "c/d", "a/b"]}, {"mode": "offline"}, {}), ROOT)
+    assert settings.models == ("a/b", "c/d")
+    assert settings.modes == ("offline",)
+
+
+@pytest.mark.parametrize(
+    ("cli", "message"),
+    [
+        ({"mode": ["batch"]}, "--mode must be one of"),
+        ({"mode": ["endpoint"]}, "needs --endpoint"),
+        ({"limit": "0"}, "--limit must be >= 1"),
+        ({"limit": "ten"}, "--limit expects a number"),
+        ({"limit": "3", "sample": "2"}, "either --limit or --sample"),
+        ({"engine_arg": ["no-equals"]}, "KEY=VALUE"),
+        ({"slo": "latency:3"}, "--slo expects"),
+    ],
+)
+def test_bad_values_are_usage_errors(cli, message):
+    with pytest.raises(UsageError, match=message):
+        settings_from(**cli)
+
+
+def test_engine_arg_values_are_json_when_they_can_be():
+    assert parse_engine_arg("tensor-parallel-size=2") == ("tensor_parallel_size", 2)
+    assert parse_engine_arg("enforce_eager=true") == ("enforce_eager", True)
+    assert parse_engine_arg("quantization=bitsandbytes") == ("quantization", "bitsandbytes")
+    assert parse_engine_arg('hf_overrides={"a": 1}') == ("hf_overrides", {"a": 1})
+
+
+@given(st.from_regex(r"[a-z][a-z_]{0,20}", fullmatch=True), st.integers() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False))
+def test_engine_arg_round_trips_json_scalars(key, value):
+    import json
+
+    assert parse_engine_arg(f"{key}={json.dumps(value)}") == (key, value)
+
+
+def test_slo_parses_milliseconds():
+    assert parse_slo("ttft:500,tpot:50") == {"ttft": 500.0, "tpot": 50.0}
+    assert parse_slo(None) == {}
+
+
+def test_every_option_has_a_settings_field():
+    settings = settings_from()
+    fields = set(settings.__dataclass_fields__) | {"model", "mode", "engine_arg", "slo"}
+    assert {option.key for option in OPTIONS} <= fields
