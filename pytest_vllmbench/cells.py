@@ -11,6 +11,8 @@ from pytest_vllmbench.registry import ModelSpec, Registry
 class Cell:
     model: ModelSpec
     mode: str
+    requested: str  # the name as the user wrote it: what an endpoint serves
+
 
     @property
     def id(self) -> str:
@@ -23,5 +25,4 @@ class Cell:
 
 def build_matrix(models: tuple[str, ...], modes: tuple[str, ...], registry: Registry) -> list[Cell]:
     """Model-major order, so a model's engines are started and stopped before the next model's."""
-    specs = [registry.resolve(name) for name in models]
-    return [Cell(spec, mode) for spec in specs for mode in modes]
+    return [Cell(registry.resolve(name), mode, name) for name in models for mode in modes]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from pytest_vllmbench import machine, report
 from pytest_vllmbench.cells import Cell
+from pytest_vllmbench.client import EndpointUnreachable
 from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.registry import load_registry
@@ -62,6 +65,19 @@ def pytest_configure(config: pytest.Config) -> None:
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
+    _stop_cleanly_on_sigterm()
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """SIGTERM behaves like Ctrl-C, so fixtures stop the servers they started before pytest exits."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -89,7 +105,11 @@ class CellRun:
             pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
         except EngineStartError as exc:
             pytest.fail(f"{self.cell.id}: engine did not start: {exc}", pytrace=False)
+        except EndpointUnreachable as exc:
+            pytest.fail(f"{self.cell.id}: {exc}", pytrace=False)
         benchmark.extra_info.update(outcome.extra_info)  # in place: pytest-benchmark keeps this dict
+        if outcome.fault:
+            pytest.fail(f"{self.cell.id}: {outcome.fault}", pytrace=False)
         return outcome.extra_info
 
 

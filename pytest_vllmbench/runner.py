@@ -21,6 +21,7 @@ Timed = Callable[[Callable[[], None]], Any]  # runs fn as many rounds as configu
 class CellOutcome:
     extra_info: dict[str, Any]
     records: list[RequestRecord] = field(default_factory=list)
+    fault: str | None = None  # the engine broke during the cell; figures so far are in extra_info
 
 
 def run_cell(
@@ -57,4 +58,4 @@ def run_cell(
     }
     info |= summarize(records, last["wall_s"], engine.load_s, project_to, slo_ms)
     info["peak_vram_mib"] = vram.peak_mib
-    return CellOutcome(info, records)
+    return CellOutcome(info, records, engine.fault())

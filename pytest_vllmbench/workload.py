@@ -42,16 +42,20 @@ class BatchFileError(Exception):
     """A batch file with one or more invalid lines; `errors` holds `FILE:LINE: what` texts."""
 
     def __init__(self, path: Path, errors: list[str], total: int) -> None:
+        """`total` counts invalid lines; 0 means a file-level error (missing, empty)."""
         self.path = path
         self.errors = errors
         self.total = total
+        header = f"{path}: {total} invalid line(s)\n" if total else ""
         more = f"\n... and {total - len(errors)} more" if total > len(errors) else ""
-        super().__init__(f"{path}: {total} invalid line(s)\n" + "\n".join(errors) + more)
+        super().__init__(header + "\n".join(errors) + more)
 
 
 def read_batch(path: Path | str, limit: int | None = None) -> list[BatchRequest]:
     """Every request of `path` (the first `limit` if given); raises BatchFileError listing the bad lines."""
     path = Path(path)
+    if not path.is_file():
+        raise BatchFileError(path, [f"{path}: no such file"], 0)
     requests: list[BatchRequest] = []
     errors: list[str] = []
     total_errors = 0
@@ -63,7 +67,7 @@ def read_batch(path: Path | str, limit: int | None = None) -> list[BatchRequest]
         elif limit is None or len(requests) < limit:
             requests.append(item)
     if not requests and not total_errors:
-        raise BatchFileError(path, [f"{path}: empty file (no requests)"], 1)
+        raise BatchFileError(path, [f"{path}: empty file (no requests)"], 0)
     if total_errors:
         raise BatchFileError(path, errors, total_errors)
     return requests
@@ -198,6 +202,10 @@ def _check_sampling(body: dict[str, Any]) -> None:
         not isinstance(response_format, dict) or response_format.get("type") not in RESPONSE_FORMATS
     ):
         raise ValueError(f"body.response_format.type must be one of {', '.join(sorted(RESPONSE_FORMATS))}")
+    if response_format is not None and response_format["type"] == "json_schema" and not isinstance(
+        (response_format.get("json_schema") or {}).get("schema"), dict
+    ):
+        raise ValueError("body.response_format.json_schema.schema must be a JSON object")
 
 
 def _is_int(value: Any) -> bool:

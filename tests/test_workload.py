@@ -93,6 +93,11 @@ def test_bom_crlf_unicode_and_long_prompts_pass(tmp_path):
     assert [r.line for r in requests] == [1, 2, 3]
 
 
+def test_missing_file_is_a_file_level_error(tmp_path):
+    with pytest.raises(BatchFileError, match=r"missing.jsonl: no such file$"):
+        read_batch(tmp_path / "missing.jsonl")
+
+
 def test_limit_and_sample(tmp_path):
     path = write(tmp_path, *[line(f"r{i}") for i in range(10)])
     assert [r.custom_id for r in read_batch(path, limit=3)] == ["r0", "r1", "r2"]

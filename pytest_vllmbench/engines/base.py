@@ -48,6 +48,10 @@ class Engine(Protocol):
         """Engine name, version and platform, saved with every cell."""
         ...
 
+    def fault(self) -> str | None:
+        """Why the engine stopped being able to serve (a dead server), or None."""
+        ...
+
     def close(self) -> None: ...
 
 

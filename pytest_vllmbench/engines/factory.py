@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from pytest_vllmbench import embedded
 from pytest_vllmbench.cells import Cell
+from pytest_vllmbench.client import ClientConfig
 from pytest_vllmbench.engines.base import Engine
 from pytest_vllmbench.machine import package_version
 from pytest_vllmbench.registry import Registry
@@ -23,10 +25,24 @@ def model_source(cell: Cell) -> str:
 
 
 def engine_args(cell: Cell, settings: Settings, registry: Registry) -> dict[str, Any]:
+    if cell.mode == "endpoint":
+        return {}  # the endpoint's owner chose them
     args = registry.engine_args_for(cell.model, vllm_platform())
     if settings.load_format:
         args["load_format"] = settings.load_format
     return {**args, **settings.engine_args}
+
+
+def client_config(settings: Settings, base_url: str, served_model: str) -> ClientConfig:
+    return ClientConfig(
+        base_url=base_url, served_model=served_model, concurrency=settings.concurrency,
+        request_rate=settings.request_rate, timeout_s=settings.request_timeout, api_key=settings.api_key,
+        seed=settings.seed,
+    )
+
+
+def _progress(text: str) -> None:
+    print(f"\nvllmbench: {text}", file=sys.__stderr__, flush=True)  # pytest captures sys.stderr
 
 
 def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
@@ -34,4 +50,14 @@ def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
         from pytest_vllmbench.engines.offline import OfflineEngine
 
         return OfflineEngine(model_source(cell), engine_args(cell, settings, registry))
-    raise NotImplementedError(f"mode {cell.mode!r} is not available yet")
+    if cell.mode == "server":
+        from pytest_vllmbench.engines.server import ServerEngine
+
+        return ServerEngine(
+            model_source(cell), cell.model.alias, engine_args(cell, settings, registry),
+            client_config(settings, "", cell.model.alias), settings.server_timeout, progress=_progress,
+        )
+    from pytest_vllmbench.engines.endpoint import EndpointEngine, normalize_base_url
+
+    assert settings.endpoint is not None  # settings.resolve demands it for this mode
+    return EndpointEngine(client_config(settings, normalize_base_url(settings.endpoint), cell.requested))

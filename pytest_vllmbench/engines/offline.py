@@ -27,18 +27,16 @@ class OfflineEngine:
         self.load_s: float | None = time.perf_counter() - started
 
     def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides) -> list[RequestRecord]:
-        from vllm import SamplingParams
-
         chats = [r for r in requests if r.is_chat]
         completions = [r for r in requests if not r.is_chat]
         outputs: dict[str, Any] = {}
         if chats:
-            params = [SamplingParams(**sampling.for_request(r)) for r in chats]
+            params = [_sampling_params(r, sampling) for r in chats]
             messages = [r.body["messages"] for r in chats]
             for request, output in zip(chats, self._llm.chat(messages, params, use_tqdm=False)):
                 outputs[request.custom_id] = output
         if completions:
-            params = [SamplingParams(**sampling.for_request(r)) for r in completions]
+            params = [_sampling_params(r, sampling) for r in completions]
             prompts = [_completion_prompt(r.body["prompt"]) for r in completions]
             for request, output in zip(completions, self._llm.generate(prompts, params, use_tqdm=False)):
                 outputs[request.custom_id] = output
@@ -50,6 +48,9 @@ class OfflineEngine:
 
         return {"name": "vllm", "version": vllm.__version__, "platform": current_platform.device_type}
 
+    def fault(self) -> str | None:
+        return None  # in-process: a dead engine raises inside run()
+
     def close(self) -> None:
         llm = getattr(self, "_llm", None)
         if llm is None:
@@ -57,6 +58,20 @@ class OfflineEngine:
         llm.llm_engine.engine_core.shutdown()
         del self._llm
         gc.collect()
+
+
+def _sampling_params(request: BatchRequest, sampling: SamplingOverrides) -> Any:
+    """The request's sampling, with its response_format enforced as the OpenAI server would."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    params = sampling.for_request(request)
+    response_format = request.body.get("response_format") or {}
+    if response_format.get("type") == "json_object":
+        params["structured_outputs"] = StructuredOutputsParams(json_object=True)
+    elif response_format.get("type") == "json_schema":
+        params["structured_outputs"] = StructuredOutputsParams(json=response_format["json_schema"]["schema"])
+    return SamplingParams(**params)
 
 
 def _completion_prompt(prompt: Any) -> Any:

@@ -1,0 +1,164 @@
+"""A streaming OpenAI-compatible client for server and endpoint cells: one record per request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from httpx_sse import SSEError, aconnect_sse
+
+from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.workload import BatchRequest
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    base_url: str  # ends in /v1
+    served_model: str
+    concurrency: int | None = None
+    request_rate: float | None = None
+    timeout_s: float = 600.0
+    api_key: str | None = None
+    seed: int = 0
+
+
+class EndpointUnreachable(RuntimeError):
+    """The preflight failed: nothing would be gained by sending the whole batch."""
+
+
+def build_payload(request: BatchRequest, served_model: str, sampling: SamplingOverrides) -> dict[str, Any]:
+    payload = dict(request.body)
+    payload.pop("max_completion_tokens", None)
+    payload.update(sampling.for_request(request))
+    payload["model"] = served_model
+    payload["stream"] = True
+    payload["stream_options"] = {"include_usage": True}
+    return payload
+
+
+def preflight(config: ClientConfig) -> None:
+    """GET /models: the server answers and serves the model, or EndpointUnreachable says why."""
+    url = f"{config.base_url}/models"
+    try:
+        response = httpx.get(url, headers=_headers(config), timeout=30.0)
+    except httpx.HTTPError as exc:
+        raise EndpointUnreachable(
+            f"cannot reach {url} (model {config.served_model!r}): {type(exc).__name__}: {exc}"
+        ) from None
+    if response.status_code != 200:
+        raise EndpointUnreachable(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
+    try:
+        served = [model["id"] for model in response.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise EndpointUnreachable(f"{url} did not answer with an OpenAI model list") from None
+    if config.served_model not in served:
+        raise EndpointUnreachable(
+            f"model {config.served_model!r} is not served at {config.base_url} (served: {', '.join(served) or 'none'})"
+        )
+
+
+def _headers(config: ClientConfig) -> dict[str, str]:
+    return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+
+
+def run_batch(
+    requests: Sequence[BatchRequest], sampling: SamplingOverrides, config: ClientConfig
+) -> list[RequestRecord]:
+    return asyncio.run(_run_batch(requests, sampling, config))
+
+
+async def _run_batch(
+    requests: Sequence[BatchRequest], sampling: SamplingOverrides, config: ClientConfig
+) -> list[RequestRecord]:
+    limits = httpx.Limits(max_connections=config.concurrency or len(requests) or 1, max_keepalive_connections=None)
+    timeout = httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 30.0))
+    gate = asyncio.Semaphore(config.concurrency) if config.concurrency else None
+    rng = random.Random(config.seed)
+    async with httpx.AsyncClient(base_url=config.base_url, headers=_headers(config), limits=limits,
+                                 timeout=timeout) as client:
+        tasks = []
+        for request in requests:
+            payload = build_payload(request, config.served_model, sampling)
+            tasks.append(asyncio.create_task(_one(client, request, payload, gate, config.timeout_s)))
+            if config.request_rate:
+                await asyncio.sleep(rng.expovariate(config.request_rate))  # Poisson arrivals
+        return list(await asyncio.gather(*tasks))
+
+
+async def _one(
+    client: httpx.AsyncClient, request: BatchRequest, payload: dict[str, Any],
+    gate: asyncio.Semaphore | None, timeout_s: float,
+) -> RequestRecord:
+    if gate is None:
+        return await _stream(client, request, payload, timeout_s)
+    async with gate:
+        return await _stream(client, request, payload, timeout_s)
+
+
+async def _stream(
+    client: httpx.AsyncClient, request: BatchRequest, payload: dict[str, Any], timeout_s: float
+) -> RequestRecord:
+    path = "/chat/completions" if request.is_chat else "/completions"
+    stamps: list[float] = []
+    events: list[str] = []
+    sent = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with aconnect_sse(client, "POST", path, json=payload) as source:
+                if source.response.status_code != 200:
+                    await source.response.aread()
+                    return RequestRecord(request.custom_id, error=f"http_{source.response.status_code}")
+                async for event in source.aiter_sse():
+                    stamps.append(time.perf_counter())  # the only per-chunk work while streaming
+                    events.append(event.data)
+    except TimeoutError:
+        return RequestRecord(request.custom_id, error="timeout")
+    except httpx.TimeoutException:
+        return RequestRecord(request.custom_id, error="timeout")
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+        return RequestRecord(request.custom_id, error="connection")
+    except (httpx.HTTPError, SSEError) as exc:
+        return RequestRecord(request.custom_id, error=type(exc).__name__)
+    return _record(request, sent, stamps, events)
+
+
+def _record(request: BatchRequest, sent: float, stamps: list[float], events: list[str]) -> RequestRecord:
+    """Parse the stream once it is over: which chunks carried text, and the server's usage."""
+    content_stamps: list[float] = []
+    parts: list[str] = []
+    usage: dict[str, Any] | None = None
+    for stamp, data in zip(stamps, events):
+        if data == "[DONE]":
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return RequestRecord(request.custom_id, error="bad_chunk")
+        if chunk.get("error"):
+            return RequestRecord(request.custom_id, error="stream_error")
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content") if request.is_chat else choice.get("text")
+            if text:
+                content_stamps.append(stamp)
+                parts.append(text)
+    if not stamps:
+        return RequestRecord(request.custom_id, error="empty_stream")
+    end = stamps[-1]
+    output_tokens = (usage or {}).get("completion_tokens", len(content_stamps))
+    return RequestRecord(
+        custom_id=request.custom_id,
+        input_tokens=(usage or {}).get("prompt_tokens", 0),
+        output_tokens=output_tokens,
+        e2el_s=end - sent,
+        ttft_s=content_stamps[0] - sent if content_stamps else None,
+        itl_s=[b - a for a, b in zip(content_stamps, content_stamps[1:])],
+        text="".join(parts),
+    )

