@@ -3,8 +3,8 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 EXTRA   ?= cpu
 STAMP   := $(VENV)/.installed-$(EXTRA)
-# The embedded default: Gemma 3 270M on vLLM's CPU build, 128 requests of the committed 5K sample.
-BENCH_ARGS ?= --model=gemma-270m --mode=offline --limit=128
+# The embedded default: Gemma 3 270M on vLLM's CPU build, offline and server, 64 requests of the 5K sample.
+BENCH_ARGS ?= --model=gemma-270m --mode=offline --mode=server --limit=64
 BENCH_NAME ?= bench
 
 .PHONY: bench test model venv clean-venv

@@ -8,7 +8,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_vllmbench import dataset, embedded, report
+from pytest_vllmbench import dataset, embedded, gate, report
+from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench.settings import read_tool_table
+from pytest_vllmbench.storage import read_run
 from pytest_vllmbench.workload import iter_batch
 
 
@@ -65,9 +68,39 @@ def _make_dataset(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    path = report.write_report(Path(args.storage), Path(args.out))
+    try:
+        table = read_tool_table(Path("pyproject.toml"))
+        path = report.write_report(Path(args.storage), Path(args.out), table.get("weights"), table.get("flexibility"))
+    except UsageError as exc:
+        print(f"vllmbench report: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {path}")
     return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    try:
+        rules = [gate.Rule.parse(text) for text in args.rule]
+    except UsageError as exc:
+        print(f"vllmbench gate: {exc}", file=sys.stderr)
+        return 2
+    runs = []
+    for path in (args.baseline, args.current):
+        run = read_run(Path(path), Path(path).parent)
+        if run is None:
+            print(f"vllmbench gate: {path}: not a saved run holding vllmbench cells", file=sys.stderr)
+            return 2
+        runs.append(run)
+    baseline, current = runs
+    if baseline.machine != current.machine and not args.any_machine:
+        print(f"vllmbench gate: the runs come from different machines ({baseline.machine} vs {current.machine}); "
+              "pass --any-machine to compare them anyway", file=sys.stderr)
+        return 2
+    checks = gate.check({c["cell"]: c for c in current.cells}, {c["cell"]: c for c in baseline.cells}, rules)
+    print(gate.table(checks))
+    failed = gate.regressions(checks)
+    print(f"{len(failed)} regression(s)" if failed else "no regression")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--storage", default=".benchmarks")
     rep.add_argument("--out", default="BENCHMARKS.md")
     rep.set_defaults(func=_report)
+
+    gates = commands.add_parser("gate", help="compare two saved runs; exit 1 on a regression")
+    gates.add_argument("baseline", help="saved run JSON to compare against")
+    gates.add_argument("current", help="saved run JSON under test")
+    gates.add_argument("--rule", action="append", required=True, metavar="METRIC:CHANGE",
+                       help="e.g. output_tokens_per_s:-5%% or ttft_ms_p99:+10%% (repeatable)")
+    gates.add_argument("--any-machine", action="store_true", help="compare runs of different machines")
+    gates.set_defaults(func=_gate)
     return parser
 
 

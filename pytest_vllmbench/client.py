@@ -134,6 +134,7 @@ def _record(request: BatchRequest, sent: float, stamps: list[float], events: lis
     content_stamps: list[float] = []
     parts: list[str] = []
     usage: dict[str, Any] | None = None
+    finish_reason = None
     for stamp, data in zip(stamps, events):
         if data == "[DONE]":
             continue
@@ -145,6 +146,7 @@ def _record(request: BatchRequest, sent: float, stamps: list[float], events: lis
             return RequestRecord(request.custom_id, error="stream_error")
         usage = chunk.get("usage") or usage
         for choice in chunk.get("choices") or ():
+            finish_reason = choice.get("finish_reason") or finish_reason
             text = (choice.get("delta") or {}).get("content") if request.is_chat else choice.get("text")
             if text:
                 content_stamps.append(stamp)
@@ -161,4 +163,5 @@ def _record(request: BatchRequest, sent: float, stamps: list[float], events: lis
         ttft_s=content_stamps[0] - sent if content_stamps else None,
         itl_s=[b - a for a, b in zip(content_stamps, content_stamps[1:])],
         text="".join(parts),
+        finish_reason=finish_reason,
     )

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pytest_vllmbench.fileio import atomic_writer
+from pytest_vllmbench.quality import gold_path_for
 
 DEFAULT_MODEL = "gemma3:12b"  # the seed's batch file names the Ollama tag
 REQUIRED_SKILLS = ("python", "sql", "statistics")
@@ -81,10 +82,6 @@ def generate(n: int, seed: int, model: str = DEFAULT_MODEL) -> Iterator[tuple[di
             },
         }
         yield line, {"custom_id": custom_id, "decision": label}
-
-
-def gold_path_for(batch_path: Path) -> Path:
-    return batch_path.with_name(batch_path.stem + ".gold.jsonl")
 
 
 def write_dataset(out: Path, n: int, seed: int, model: str = DEFAULT_MODEL) -> Path:

@@ -24,6 +24,7 @@ class RequestRecord:
     itl_s: list[float] = field(default_factory=list)
     error: str | None = None
     text: str | None = None
+    finish_reason: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_vllmbench import machine, report
+from pytest_vllmbench import gate, hookspec, machine, report
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.client import EndpointUnreachable
 from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.registry import load_registry
+from pytest_vllmbench.scoring import score_cells
 from pytest_vllmbench.session import BenchSession
-from pytest_vllmbench.settings import OPTIONS, Settings, merge_sources, resolve
+from pytest_vllmbench.settings import OPTIONS, Settings, merge_sources, read_tool_table, resolve
+from pytest_vllmbench.storage import SavedRun, describe_machine, find_baseline, load_runs
 from pytest_vllmbench.workload import BatchFileError
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey[BenchSession]()
+BASELINE_KEY = pytest.StashKey[SavedRun | None]()
 CELL_FIXTURE = "vllmbench_cell"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vllmbench", "vLLM batch benchmarks (pytest-vllmbench)")
     for option in OPTIONS:
-        kwargs: dict[str, Any] = {"dest": f"vllmbench_{option.key}", "default": None, "help": option.help}
+        kwargs: dict[str, Any] = {"dest": option.ini_name, "default": None, "help": option.help.replace("%", "%%")}
         if option.flag:
             kwargs["action"] = "store_true"
         else:
@@ -37,35 +40,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kwargs["metavar"] = option.metavar
         group.addoption(f"--{option.name}", **kwargs)
         parser.addini(
-            f"vllmbench_{option.key}",
+            option.ini_name,
             f"{option.help} (ini twin of --{option.name})",
             type="args" if option.multi else ("bool" if option.flag else "string"),
             default=None,
         )
 
 
-def _tool_table(rootpath: Path) -> dict[str, Any]:
-    pyproject = rootpath / "pyproject.toml"
-    if not pyproject.is_file():
-        return {}
-    try:
-        table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("vllmbench", {})
-    except tomllib.TOMLDecodeError as exc:
-        raise pytest.UsageError(f"{pyproject}: {exc}") from None
-    return {key.replace("-", "_"): value for key, value in table.items() if not isinstance(value, dict)}
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspec)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's, so its session says whether it is disabled
 def pytest_configure(config: pytest.Config) -> None:
-    cli = {option.key: config.getoption(f"vllmbench_{option.key}") for option in OPTIONS}
-    ini = {option.key: config.getini(f"vllmbench_{option.key}") for option in OPTIONS}
+    cli = {option.key: config.getoption(option.ini_name) for option in OPTIONS}
+    ini = {option.key: config.getini(option.ini_name) for option in OPTIONS}
     try:
-        raw = merge_sources(cli, _tool_table(config.rootpath), ini)
-        settings = resolve(raw, config.rootpath)
+        table = read_tool_table(config.rootpath / "pyproject.toml")
+        values = {key: value for key, value in table.items() if not isinstance(value, dict)}
+        tables = {key: value for key, value in table.items() if isinstance(value, dict)}
+        raw = merge_sources(cli, values, ini)
+        settings = resolve(raw, config.rootpath, tables)
+        _refuse_gates_without_measurements(config, settings)
         config.stash[SESSION_KEY] = BenchSession(settings, load_registry(), config.rootpath)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
     _stop_cleanly_on_sigterm()
+
+
+def _refuse_gates_without_measurements(config: pytest.Config, settings: Settings) -> None:
+    bench_session = getattr(config, "_benchmarksession", None)
+    if settings.gate_rules and (bench_session is None or bench_session.disabled):
+        raise UsageError(
+            "--vllmbench-gate needs pytest-benchmark to measure, but it is disabled here (under xdist -n or "
+            "--benchmark-disable): a gate would pass with nothing measured"
+        )
 
 
 def _stop_cleanly_on_sigterm() -> None:
@@ -89,9 +99,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 class CellRun:
     """What a benchmark test gets: its cell, and `run(benchmark)` to measure it."""
 
-    def __init__(self, cell: Cell, session: BenchSession) -> None:
+    def __init__(self, cell: Cell, session: BenchSession, config: pytest.Config) -> None:
         self.cell = cell
         self._session = session
+        self._config = config
 
     def run(self, benchmark: Any) -> dict[str, Any]:
         settings = self._session.settings
@@ -99,8 +110,12 @@ class CellRun:
         def timed(fn: Any) -> None:
             benchmark.pedantic(fn, rounds=settings.rounds, iterations=1, warmup_rounds=settings.warmup)
 
+        def quality_hook(cell_id: str, requests: Any, records: Any, gold: Any) -> Any:
+            return self._config.hook.pytest_vllmbench_quality(cell_id=cell_id, requests=requests, records=records,
+                                                              gold=gold)
+
         try:
-            outcome = self._session.run(self.cell, timed)
+            outcome = self._session.run(self.cell, timed, quality_hook)
         except BatchFileError as exc:
             pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
         except EngineStartError as exc:
@@ -122,12 +137,35 @@ def vllmbench_session(request: pytest.FixtureRequest) -> Iterator[BenchSession]:
 
 @pytest.fixture
 def vllmbench_cell(request: pytest.FixtureRequest, vllmbench_session: BenchSession) -> CellRun:
-    return CellRun(request.param, vllmbench_session)
+    return CellRun(request.param, vllmbench_session, request.config)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
     machine_info["vllmbench"] = machine.machine_info()
+
+
+def _score(config: pytest.Config, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    settings = config.stash[SETTINGS_KEY]
+    custom = config.hook.pytest_vllmbench_score(cells=cells, weights=settings.weights)
+    return custom if custom is not None else score_cells(cells, settings.weights, settings.flexibility)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list[Any], output_json: dict[str, Any]) -> None:
+    """Score the run's cells against each other; called once per output, so it only ever overwrites."""
+    if SETTINGS_KEY not in config.stash:
+        return
+    saved = [bench for bench in output_json.get("benchmarks", []) if "vllmbench_schema" in bench.get("extra_info", {})]
+    if not saved:
+        return
+    scores = _score(config, [bench["extra_info"] for bench in saved])
+    for bench, scored in zip(saved, scores):
+        bench["extra_info"]["score"] = scored["score"]
+    output_json["vllmbench"] = {
+        "weights": config.stash[SETTINGS_KEY].weights,
+        "scores": {bench["extra_info"]["cell"]: scored for bench, scored in zip(saved, scores)},
+    }
 
 
 def _storage_root(config: pytest.Config) -> Path | None:
@@ -136,10 +174,58 @@ def _storage_root(config: pytest.Config) -> Path | None:
     return getattr(storage, "path", None)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Pick the gates' baseline before this run adds itself to the storage."""
+    config = session.config
+    settings = config.stash.get(SETTINGS_KEY, None)
+    root = _storage_root(config)
+    if settings is None or not settings.gate_rules or root is None:
+        return
+    config.stash[BASELINE_KEY] = find_baseline(load_runs(root), settings.baseline, describe_machine(_machine_info(config)))
+
+
+def _machine_info(config: pytest.Config) -> dict[str, Any]:
+    info: dict[str, Any] = {"vllmbench": machine.machine_info()}
+    cpu_count = os.cpu_count()
+    info["cpu"] = {"count": cpu_count}
+    return info
+
+
+def _current_cells(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    bench_session = getattr(config, "_benchmarksession", None)
+    cells = {}
+    for fixture in getattr(bench_session, "benchmarks", None) or []:
+        if not fixture.has_error and "vllmbench_schema" in fixture.extra_info:
+            cells[fixture.extra_info["cell"]] = dict(fixture.extra_info)
+    if cells:
+        for cell, scored in zip(cells.values(), _score(config, list(cells.values()))):
+            cell["score"] = scored["score"]
+    return cells
+
+
+def _run_gates(session: pytest.Session, settings: Settings) -> None:
+    config = session.config
+    writer = config.get_terminal_writer()
+    baseline = config.stash.get(BASELINE_KEY, None)
+    if baseline is None:
+        writer.line(f"vllmbench gate: no baseline run ({settings.baseline!r}) for this machine in the storage; "
+                    "nothing was compared", yellow=True)
+        return
+    checks = gate.check(_current_cells(config), {c["cell"]: c for c in baseline.cells}, settings.gate_rules)
+    writer.line(f"\nvllmbench gate against {baseline.path}:")
+    writer.line(gate.table(checks))
+    if gate.regressions(checks):
+        writer.line(f"vllmbench gate: {len(gate.regressions(checks))} regression(s)", red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After pytest-benchmark saved the run, regenerate the Markdown report from the whole storage."""
+    """After pytest-benchmark saved the run: gate it, then regenerate the Markdown report from the whole storage."""
     config = session.config
+    settings_for_gate = config.stash.get(SETTINGS_KEY, None)
+    if settings_for_gate is not None and settings_for_gate.gate_rules:
+        _run_gates(session, settings_for_gate)
     settings = config.stash.get(SETTINGS_KEY, None)
     bench_session = getattr(config, "_benchmarksession", None)
     saved = (
@@ -151,5 +237,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     root = _storage_root(config)
     if settings is None or settings.report is None or not saved or root is None:
         return
-    path = report.write_report(root, settings.report)
+    path = report.write_report(root, settings.report, settings.weights, settings.flexibility)
     config.get_terminal_writer().line(f"vllmbench: regenerated {path}")

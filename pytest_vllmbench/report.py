@@ -9,6 +9,7 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_vllmbench.fileio import write_text_atomic
+from pytest_vllmbench.scoring import DEFAULT_FLEXIBILITY, check_weights, score_cells
 from pytest_vllmbench.storage import SavedRun, load_runs
 
 HAND_WRITTEN = re.compile(
@@ -81,11 +82,52 @@ def _machine_tables(latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]
                 cell["model"], _fmt(cell.get("params_b")), cell["mode"], _fmt(cell.get("requests_per_s")),
                 _fmt(cell.get("output_tokens_per_s"), 1), _pair(cell, "ttft"), _pair(cell, "tpot"),
                 _pair(cell, "e2el"), _fmt(cell.get("load_s"), 1), _fmt(cell.get("peak_vram_mib")),
-                _fmt(cell.get("projected_hours"), 1), f"`{run.path}`",
+                _fmt(cell.get("projected_hours"), 1), _quality(cell), _fmt(cell.get("score"), 3), f"`{run.path}`",
             ])
         headers = ["Model", "Size (B)", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms",
-                   "E2EL p50/p99 ms", "Load s", "Peak VRAM MiB", "Projected h", "Saved run"]
+                   "E2EL p50/p99 ms", "Load s", "Peak VRAM MiB", "Projected h", "Quality", "Score (in run)",
+                   "Saved run"]
         parts.append(f"### {machine}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
+    return "\n\n".join(parts)
+
+
+def _quality(cell: dict[str, Any]) -> str:
+    parts = []
+    if cell.get("quality_accuracy") is not None:
+        parts.append(f"acc {cell['quality_accuracy']:.0%}")
+    if cell.get("quality_valid_rate") is not None:
+        parts.append(f"valid {cell['quality_valid_rate']:.0%}")
+    return ", ".join(parts) or MISSING
+
+
+def _weights_line(weights: dict[str, float]) -> str:
+    total = sum(weights.values()) or 1.0
+    return ", ".join(f"{name.replace('_', ' ')} {value / total:.0%}" for name, value in weights.items())
+
+
+def _ranking(latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]], weights: dict[str, float],
+             flexibility: dict[str, float]) -> str:
+    groups: dict[tuple[str, str, str, Any], list[dict[str, Any]]] = {}
+    for (machine, _), (_, cell) in sorted(latest.items()):
+        if cell.get("status", "ok") != "ok":
+            continue
+        dataset = cell.get("dataset") or {}
+        key = (machine, dataset.get("path", "?"), dataset.get("sha256", ""), cell.get("n_requests"))
+        groups.setdefault(key, []).append(cell)
+    parts = [f"Weights: {_weights_line(weights)}. Flexibility per mode: "
+             + ", ".join(f"{mode} {value:g}" for mode, value in flexibility.items())
+             + ". Throughput and total time are relative to the best cell of the same machine and workload."]
+    for (machine, path, _, n_requests), cells in groups.items():
+        scored = sorted(zip(score_cells(cells, weights, flexibility), cells), key=lambda pair: -pair[0]["score"])
+        rows = [
+            [rank, cell["cell"], f"{result['score']:.3f}", _fmt(result["components"]["throughput"], 2),
+             _fmt(result["components"]["total_time"], 2), _fmt(result["components"]["quality"], 2),
+             _fmt(result["components"]["flexibility"], 2)]
+            for rank, (result, cell) in enumerate(scored, start=1)
+        ]
+        headers = ["Rank", "Cell", "Score", "Throughput", "Total time", "Quality", "Flexibility"]
+        parts.append(f"### {machine}: {path}, {n_requests} requests\n\n"
+                     + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
     return "\n\n".join(parts)
 
 
@@ -128,7 +170,10 @@ def _current_status(runs: list[SavedRun], latest: dict[tuple[str, str], tuple[Sa
     return "\n".join(lines)
 
 
-def render(runs: list[SavedRun], previous: str = "") -> str:
+def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] | None = None,
+           flexibility: dict[str, float] | None = None) -> str:
+    weights = check_weights(weights or {})
+    flexibility = {**DEFAULT_FLEXIBILITY, **(flexibility or {})}
     kept = hand_written_sections(previous)
     latest = latest_cells(runs)
     parts = [
@@ -140,6 +185,7 @@ def render(runs: list[SavedRun], previous: str = "") -> str:
         "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
         "## Results by machine\n\n" + _machine_tables(latest),
+        "## Ranking\n\n" + _ranking(latest, weights, flexibility),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
         "## Runs\n\nEvery saved cell, newest first; the JSON files hold the complete figures.\n\n" + _runs_table(runs),
     ]
@@ -149,7 +195,8 @@ def render(runs: list[SavedRun], previous: str = "") -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(storage_root: Path, out: Path) -> Path:
+def write_report(storage_root: Path, out: Path, weights: dict[str, float] | None = None,
+                 flexibility: dict[str, float] | None = None) -> Path:
     previous = out.read_text(encoding="utf-8") if out.exists() else ""
-    write_text_atomic(out, render(load_runs(storage_root), previous))
+    write_text_atomic(out, render(load_runs(storage_root), previous, weights, flexibility))
     return out

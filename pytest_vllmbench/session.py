@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,16 @@ from pytest_vllmbench.cells import Cell, build_matrix
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.factory import engine_args, start_engine
 from pytest_vllmbench.fileio import sha256_of
+from pytest_vllmbench.metrics import RequestRecord
 from pytest_vllmbench.pool import EnginePool
 from pytest_vllmbench.registry import Registry
 from pytest_vllmbench.runner import CellOutcome, Timed, run_cell
 from pytest_vllmbench.settings import Settings
+from pytest_vllmbench.outputs import write_batch_output
+from pytest_vllmbench.quality import load_gold, score_quality
 from pytest_vllmbench.workload import BatchRequest, read_batch, select
+
+QualityHook = Callable[[str, list[BatchRequest], list[RequestRecord], Any], "dict[str, Any] | None"]
 
 
 class BenchSession:
@@ -44,16 +50,27 @@ class BenchSession:
             "seed": self.settings.seed if self.settings.sample else None,
         }
 
-    def run(self, cell: Cell, timed: Timed) -> CellOutcome:
+    @cached_property
+    def gold(self) -> dict[str, dict[str, Any]] | None:
+        return load_gold(self.settings.dataset)
+
+    def run(self, cell: Cell, timed: Timed, quality_hook: QualityHook | None = None) -> CellOutcome:
+        """Measure the cell, then score its outputs in memory and write them only if asked to."""
         requests = self.workload
         engine = self.pool.get(cell)
         context = {
             "engine_args": engine_args(cell, self.settings, self.registry),
             "dataset": self.dataset_info,
         }
-        return run_cell(
+        outcome = run_cell(
             cell, engine, requests, self.sampling, context, self.settings.project_to, timed, self.settings.slo_ms
         )
+        quality = quality_hook(cell.id, requests, outcome.records, self.gold) if quality_hook else None
+        outcome.extra_info |= quality if quality is not None else score_quality(requests, outcome.records, self.gold)
+        if self.settings.write_outputs:
+            path = self.settings.write_outputs / f"{cell.id}.jsonl"
+            write_batch_output(path, requests, outcome.records, cell.requested)
+        return outcome
 
     def close(self) -> None:
         self.pool.close()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench.gate import Rule
+from pytest_vllmbench.scoring import DEFAULT_FLEXIBILITY, check_weights
 
 MODES = ("offline", "server", "endpoint")
 DEFAULT_DATASET = "data/batch_5k.jsonl"
@@ -27,6 +30,10 @@ class Option:
     @property
     def key(self) -> str:
         return self.name.replace("-", "_")
+
+    @property
+    def ini_name(self) -> str:
+        return self.key if self.key.startswith("vllmbench_") else f"vllmbench_{self.key}"
 
 
 OPTIONS = (
@@ -52,6 +59,10 @@ OPTIONS = (
     Option("server-timeout", "seconds to wait for a started server to become healthy", 600.0, metavar="S"),
     Option("write-outputs", "write OpenAI batch output JSONL per cell into DIR", None, metavar="DIR"),
     Option("report", "Markdown report regenerated after a saved run ('none' to skip)", "BENCHMARKS.md", metavar="PATH"),
+    Option("vllmbench-gate", "fail the session if METRIC gets worse by more than CHANGE against the baseline, "
+           "e.g. output_tokens_per_s:-5% or ttft_ms_p99:+10% (repeatable)", [], multi=True, metavar="METRIC:CHANGE"),
+    Option("vllmbench-baseline", "baseline for the gates: 'latest' (newest saved run of this machine) or a saved "
+           "run's number or name", "latest", metavar="RUN"),
 )
 
 
@@ -79,6 +90,10 @@ class Settings:
     server_timeout: float = 600.0
     write_outputs: Path | None = None
     report: Path | None = None
+    gate_rules: tuple[Rule, ...] = ()
+    baseline: str = "latest"
+    weights: dict[str, float] = field(default_factory=dict)
+    flexibility: dict[str, float] = field(default_factory=dict)
 
     @property
     def api_key(self) -> str | None:
@@ -122,8 +137,12 @@ def _optional(what: str, value: Any, kind: Callable[[Any], Any], minimum: float)
     return None if value in (None, "") else _number(what, value, kind, minimum)
 
 
-def resolve(raw: Mapping[str, Any], rootdir: Path) -> Settings:
-    """Typed, validated Settings from one value per option key (already merged by precedence)."""
+def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
+    """Typed, validated Settings from one value per option key (already merged by precedence).
+
+    `tables` are the sub-tables of [tool.vllmbench]: `weights` and `flexibility` for the score.
+    """
+    tables = tables or {}
     modes = tuple(dict.fromkeys(raw["mode"]))
     for mode in modes:
         if mode not in MODES:
@@ -157,12 +176,34 @@ def resolve(raw: Mapping[str, Any], rootdir: Path) -> Settings:
         server_timeout=_number("--server-timeout", raw["server_timeout"], float, 0),
         write_outputs=_path(raw["write_outputs"], rootdir) if raw["write_outputs"] else None,
         report=None if str(report).lower() == "none" else _path(report, rootdir),
+        gate_rules=tuple(Rule.parse(text) for text in raw["vllmbench_gate"]),
+        baseline=str(raw["vllmbench_baseline"]),
+        weights=check_weights(tables.get("weights", {})),
+        flexibility={**DEFAULT_FLEXIBILITY, **_flexibility(tables.get("flexibility", {}))},
     )
+
+
+def _flexibility(table: Mapping[str, Any]) -> dict[str, float]:
+    for mode, value in table.items():
+        if mode not in MODES or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise UsageError(f"[tool.vllmbench.flexibility]: {mode} = {value!r}; expected a mode and a number in [0, 1]")
+    return {mode: float(value) for mode, value in table.items()}
 
 
 def _path(value: Any, rootdir: Path) -> Path:
     path = Path(str(value)).expanduser()
     return path if path.is_absolute() else rootdir / path
+
+
+def read_tool_table(pyproject: Path) -> dict[str, Any]:
+    """The [tool.vllmbench] table of a pyproject.toml (empty when there is none), keys with underscores."""
+    if not pyproject.is_file():
+        return {}
+    try:
+        table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("vllmbench", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{pyproject}: {exc}") from None
+    return {key.replace("-", "_"): value for key, value in table.items()}
 
 
 def merge_sources(

@@ -66,3 +66,15 @@ def load_runs(root: Path) -> list[SavedRun]:
         return []
     runs = [run for path in sorted(root.glob("*/*.json")) if (run := read_run(path, root)) is not None]
     return sorted(runs, key=lambda run: (run.datetime, str(run.path)))
+
+
+def find_baseline(runs: list[SavedRun], spec: str, machine: str) -> SavedRun | None:
+    """'latest': the newest run of `machine`; otherwise the run whose file name or number is `spec`."""
+    candidates = [run for run in runs if run.machine == machine]
+    if spec == "latest":
+        return candidates[-1] if candidates else None
+    for run in reversed(candidates):
+        number, _, name = run.name.partition("_")
+        if spec in (run.name, name, number, number.lstrip("0"), str(run.path)):
+            return run
+    return None

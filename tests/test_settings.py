@@ -74,5 +74,5 @@ def test_slo_parses_milliseconds():
 
 def test_every_option_has_a_settings_field():
     settings = settings_from()
-    fields = set(settings.__dataclass_fields__) | {"model", "mode", "engine_arg", "slo"}
+    fields = set(settings.__dataclass_fields__) | {"model", "mode", "engine_arg", "slo", "vllmbench_gate", "vllmbench_baseline"}
     assert {option.key for option in OPTIONS} <= fields

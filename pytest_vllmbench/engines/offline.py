@@ -96,4 +96,5 @@ def _record(custom_id: str, output: Any) -> RequestRecord:
         e2el_s=e2el,
         ttft_s=ttft,
         text=completion.text,
+        finish_reason=completion.finish_reason,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,7 +101,9 @@ class ServerEngine:
     def __init__(self, model: str, served_name: str, engine_args: dict[str, Any], client: ClientConfig,
                  start_timeout_s: float = 600.0, log_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
         self._progress = progress or (lambda text: None)
+        self._own_log_dir = log_dir is None
         log_dir = log_dir or Path(tempfile.mkdtemp(prefix="vllmbench-server-"))
+        self._log_dir = log_dir
         for attempt in range(3):  # a port taken between probe and bind: try another
             port = free_port()
             self.base_url = f"http://127.0.0.1:{port}/v1"
@@ -160,4 +163,7 @@ class ServerEngine:
                 "server": "vllm.entrypoints.openai.api_server"}
 
     def close(self) -> None:
+        faulty = self.fault() is not None
         self.process.stop()
+        if self._own_log_dir and not faulty:  # a crashed server's log stays for the post-mortem
+            shutil.rmtree(self._log_dir, ignore_errors=True)
