@@ -26,6 +26,7 @@ from pytest_vllmbench.workload import BatchFileError
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey[BenchSession]()
 BASELINE_KEY = pytest.StashKey[SavedRun | None]()
+COLLECTION_ERROR_KEY = pytest.StashKey[str]()
 CELL_FIXTURE = "vllmbench_cell"
 
 
@@ -62,8 +63,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raw = merge_sources(cli, values, ini)
         settings = resolve(raw, config.rootpath, tables)
         _refuse_gates_without_measurements(config, settings)
-        config.stash[SESSION_KEY] = BenchSession(settings, load_registry(), config.rootpath)
-    except UsageError as exc:
+        registry = load_registry()
+        for name in settings.models:  # named models fail fast; the batch file's are checked when collected
+            registry.resolve(name)
+        config.stash[SESSION_KEY] = BenchSession(settings, registry, config.rootpath)
+    except (UsageError, BatchFileError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
     _stop_cleanly_on_sigterm()
@@ -92,8 +96,20 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if CELL_FIXTURE in metafunc.fixturenames:
-        cells = metafunc.config.stash[SESSION_KEY].cells
+        session = metafunc.config.stash[SESSION_KEY]
+        try:
+            session.workload  # read and validated before any engine starts
+            cells = session.cells
+        except (UsageError, BatchFileError) as exc:
+            metafunc.config.stash[COLLECTION_ERROR_KEY] = str(exc)
+            cells = []
         metafunc.parametrize(CELL_FIXTURE, cells, ids=[cell.id for cell in cells], indirect=True, scope="function")
+
+
+def pytest_collection_modifyitems(config: pytest.Config) -> None:
+    error = config.stash.get(COLLECTION_ERROR_KEY, None)
+    if error is not None:
+        raise pytest.UsageError(error)
 
 
 class CellRun:
@@ -116,8 +132,6 @@ class CellRun:
 
         try:
             outcome = self._session.run(self.cell, timed, quality_hook)
-        except BatchFileError as exc:
-            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
         except EngineStartError as exc:
             pytest.fail(f"{self.cell.id}: engine did not start: {exc}", pytrace=False)
         except EndpointUnreachable as exc:

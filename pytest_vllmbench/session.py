@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_vllmbench.cells import Cell, build_matrix
 from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.engines.factory import engine_args, start_engine
 from pytest_vllmbench.fileio import sha256_of
 from pytest_vllmbench.metrics import RequestRecord
@@ -28,15 +29,34 @@ class BenchSession:
         self.settings = settings
         self.registry = registry
         self.rootdir = rootdir
-        self.cells: list[Cell] = build_matrix(settings.models, settings.modes, registry)
         self.pool = EnginePool(lambda cell: start_engine(cell, settings, registry))
         self.sampling = SamplingOverrides(settings.max_tokens, settings.ignore_eos)
+
+    @cached_property
+    def cells(self) -> list[Cell]:
+        """Built on first use, so pytest runs that collect no benchmark never read the batch file."""
+        return build_matrix(self.settings.models or self.dataset_models(), self.settings.modes, self.registry)
 
     @cached_property
     def workload(self) -> list[BatchRequest]:
         """Read and validated once; raises BatchFileError naming every bad line."""
         requests = read_batch(self.settings.dataset, limit=self.settings.limit)
         return select(requests, self.settings.sample, self.settings.seed)
+
+    def dataset_models(self) -> tuple[str, ...]:
+        """The models the batch lines name, in order of first use; each must be known to the registry."""
+        first_line: dict[str, int] = {}
+        for request in self.workload:
+            first_line.setdefault(request.model, request.line)
+        for name, line in first_line.items():
+            try:
+                self.registry.resolve(name)
+            except UsageError:
+                raise UsageError(
+                    f"{self.settings.dataset}:{line}: model {name!r} is not in the registry "
+                    f"({', '.join(sorted(self.registry.models))}); pass --model to choose the model instead"
+                ) from None
+        return tuple(first_line)
 
     @cached_property
     def dataset_info(self) -> dict[str, Any]:

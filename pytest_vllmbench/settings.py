@@ -37,7 +37,8 @@ class Option:
 
 
 OPTIONS = (
-    Option("model", "model alias, Ollama tag, HF id or local folder (repeatable)", ["gemma-270m"], multi=True, metavar="NAME"),
+    Option("model", "model alias, Ollama tag, HF id or local folder (repeatable; default: the models the batch "
+           "file's lines name)", [], multi=True, metavar="NAME"),
     Option("mode", "offline | server | endpoint (repeatable; default offline and server)", ["offline", "server"], multi=True, metavar="MODE"),
     Option("dataset", f"OpenAI Batch JSONL file (default {DEFAULT_DATASET})", DEFAULT_DATASET, metavar="PATH"),
     Option("limit", "use only the first N requests", None, metavar="N"),

@@ -1,6 +1,7 @@
 """The offline cell on the real vLLM CPU engine with the embedded Gemma 3 270M (tens of seconds)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ def test_offline_cell_end_to_end(tmp_path):
     args = [
         "benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=offline",
         f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}", "--limit=6", "--max-tokens=8", "--benchmark-save=run1",
+        "--write-outputs=out",
     ]
     result, leftovers = run_pytest_isolated(args, tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
@@ -57,3 +59,28 @@ def test_offline_cell_end_to_end(tmp_path):
          "compare", "0001"], capture_output=True, text=True, check=True,
     )
     assert "gemma-270m-offline" in compared.stdout
+
+    outputs = [json.loads(line) for line in (tmp_path / "out" / "gemma-270m-offline.jsonl").read_text().splitlines()]
+    inputs = [json.loads(line) for line in (REPO / "data" / "batch_5k.jsonl").open().readlines()[:6]]
+    assert [o["custom_id"] for o in outputs] == [i["custom_id"] for i in inputs]
+    assert all(o["response"]["status_code"] == 200 and o["error"] is None for o in outputs)
+    assert "quality_valid_rate" in extra and "quality_accuracy" in extra and extra["score"] == 1.0
+    assert not any(k in json.dumps(data) for k in ("Candidate profile", '"content"'))  # outputs stay out of the JSON
+
+    # the gate, in the same pytest run as the measurement: the saved run is the baseline ("latest")
+    run1 = saved[0]
+    data["benchmarks"][0]["extra_info"]["requests_per_s"] *= 10  # as if the baseline had been 10x faster
+    run1.write_text(json.dumps(data))
+    gated = args[:-2] + ["--benchmark-save=run2", "--vllmbench-gate=requests_per_s:-5%"]
+    result, leftovers = run_pytest_isolated(gated, tmp_path, timeout=600)
+    assert result.returncode == 1 and leftovers == [], result.stdout[-3000:]
+    assert "vllmbench gate against" in result.stdout and "0001_run1.json" in result.stdout
+    assert "REGRESSION" in result.stdout and "Traceback" not in result.stdout
+
+    data["benchmarks"][0]["extra_info"]["requests_per_s"] /= 100  # now the baseline was 10x slower
+    run1.write_text(json.dumps(data))
+    result, _ = run_pytest_isolated(args[:-2] + ["--vllmbench-gate=requests_per_s:-5%", "--vllmbench-baseline=1"],
+                                    tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "REGRESSION" not in result.stdout
+    assert re.search(r"gemma-270m-offline\s+requests_per_s\s.*\sok$", result.stdout, re.MULTILINE)

@@ -12,6 +12,8 @@ BENCH_TEST = (REPO / "benchmarks" / "test_batch.py").read_text()
 @pytest.fixture
 def bench(pytester):
     pytester.makepyfile(test_batch=BENCH_TEST)
+    (pytester.path / "data").mkdir()
+    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")  # the default dataset
     return pytester
 
 
@@ -84,7 +86,8 @@ def test_a_bad_batch_file_stops_the_run_naming_file_and_line_before_any_engine(b
     bad.write_text('{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m", "messages": []}}\n')
     result = bench.runpytest(f"--dataset={bad}", "--mode=offline", "--benchmark-save=x")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stdout.fnmatch_lines([f"*{bad}:1: body.messages must be a non-empty list*"])
+    result.stderr.fnmatch_lines([f"*{bad}:1: body.messages must be a non-empty list*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert not list(bench.path.glob(".benchmarks/**/*.json"))
     assert not (bench.path / "BENCHMARKS.md").exists()
 
@@ -95,3 +98,26 @@ def test_machine_info_hook_adds_versions(pytester):
     assert result.ret == 0
     info = json.loads((pytester.path / "out.json").read_text())["machine_info"]["vllmbench"]
     assert info["vllm_version"] and info["torch_version"] and info["gpus"] == []
+
+
+def test_without_model_option_the_batch_lines_choose_the_models(bench):
+    batch = bench.path / "batch.jsonl"
+    lines = [
+        {"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": model, "messages": [{"role": "user", "content": "hi"}]}}
+        for i, model in enumerate(["gemma3:12b", "mistral:7b", "gemma3:12b"])
+    ]
+    batch.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    result = bench.runpytest("--collect-only", "-q", f"--dataset={batch}", "--mode=offline")
+    assert collected_ids(result) == [
+        "test_batch.py::test_batch[gemma-12b-offline]",
+        "test_batch.py::test_batch[mistral-7b-offline]",
+    ]
+    lines[2]["body"]["model"] = "llama3:8b"
+    batch.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    result = bench.runpytest("--collect-only", f"--dataset={batch}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{batch}:3: model 'llama3:8b' is not in the registry*pass --model*"])
+    # --model overrides the lines, so the unknown one no longer matters
+    assert collected_ids(bench.runpytest("--collect-only", "-q", f"--dataset={batch}", "--model=gemma-1b",
+                                         "--mode=offline")) == ["test_batch.py::test_batch[gemma-1b-offline]"]

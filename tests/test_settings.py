@@ -14,9 +14,9 @@ def settings_from(**cli):
     return resolve(merge_sources(cli, {}, {}), ROOT)
 
 
-def test_defaults_are_the_embedded_model_offline_and_server():
+def test_defaults_are_the_dataset_models_offline_and_server():
     settings = settings_from()
-    assert settings.models == ("gemma-270m",)
+    assert settings.models == ()  # taken from the batch file's lines
     assert settings.modes == ("offline", "server")
     assert settings.dataset == ROOT / "data/batch_5k.jsonl"
     assert (settings.rounds, settings.warmup, settings.project_to) == (1, 0, 170_000)
