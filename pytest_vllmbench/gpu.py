@@ -31,9 +31,8 @@ def list_gpus() -> list[GpuInfo]:
         found = []
         for index in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            name = nvml.nvmlDeviceGetName(handle)
             memory = nvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024)
-            found.append(GpuInfo(index, name.decode() if isinstance(name, bytes) else name, int(memory)))
+            found.append(GpuInfo(index, _text(nvml.nvmlDeviceGetName(handle)), int(memory)))
         return found
     finally:
         nvml.nvmlShutdown()
@@ -44,53 +43,66 @@ def driver_version() -> str | None:
     if nvml is None:
         return None
     try:
-        version = nvml.nvmlSystemGetDriverVersion()
-        return version.decode() if isinstance(version, bytes) else version
+        return _text(nvml.nvmlSystemGetDriverVersion())
     finally:
         nvml.nvmlShutdown()
 
 
-def used_memory_mib() -> dict[int, int]:
-    """Memory in use per GPU index right now (whole device, any process)."""
-    nvml = _nvml()
-    if nvml is None:
-        return {}
+def visible_indices() -> list[int] | None:
+    """NVML indices named by CUDA_VISIBLE_DEVICES (integers only), or None for 'all of them'."""
+    import os
+
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None or not value.strip():
+        return None
     try:
-        return {
-            index: int(nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(index)).used // (1024 * 1024))
-            for index in range(nvml.nvmlDeviceGetCount())
-        }
-    finally:
-        nvml.nvmlShutdown()
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:  # UUIDs or MIG names: fall back to every device
+        return None
 
 
-class PeakMemorySampler:
-    """Polls whole-device memory in a thread while a cell runs; peak_mib is None without a GPU."""
+class GpuSampler:
+    """Samples the given GPUs in a thread while a cell runs: memory used (whole device, any process,
+    so servers in other processes count), utilisation and power. Figures are None without a GPU."""
 
-    def __init__(self, interval_s: float = 0.1) -> None:
+    def __init__(self, indices: list[int] | None = None, interval_s: float = 0.1) -> None:
         import threading
 
+        self._indices = indices
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.peak_mib: int | None = None
+        self._memory: list[int] = []
+        self._util: list[float] = []
+        self._power: list[float] = []
+        self.names: list[str] = []
 
-    def _sample(self, nvml: Any) -> None:
-        handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+    def _sample(self, nvml: Any, handles: list[Any]) -> None:
         while True:
-            used = sum(nvml.nvmlDeviceGetMemoryInfo(h).used for h in handles) // (1024 * 1024)
-            self.peak_mib = max(self.peak_mib or 0, int(used))
+            self._memory.append(sum(nvml.nvmlDeviceGetMemoryInfo(h).used for h in handles) // (1024 * 1024))
+            self._util.append(sum(nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in handles) / len(handles))
+            try:
+                self._power.append(sum(nvml.nvmlDeviceGetPowerUsage(h) for h in handles) / 1000.0)
+            except Exception:  # not every board reports power
+                pass
             if self._stop.wait(self._interval_s):
                 return
 
-    def __enter__(self) -> PeakMemorySampler:
+    def __enter__(self) -> GpuSampler:
         import threading
 
         nvml = _nvml()
-        if nvml is not None:
-            self._nvml = nvml
-            self._thread = threading.Thread(target=self._sample, args=(nvml,), daemon=True)
-            self._thread.start()
+        if nvml is None:
+            return self
+        indices = self._indices if self._indices is not None else list(range(nvml.nvmlDeviceGetCount()))
+        if not indices:
+            nvml.nvmlShutdown()
+            return self
+        handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+        self.names = [_text(nvml.nvmlDeviceGetName(h)) for h in handles]
+        self._nvml = nvml
+        self._thread = threading.Thread(target=self._sample, args=(nvml, handles), daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -98,3 +110,20 @@ class PeakMemorySampler:
             self._stop.set()
             self._thread.join()
             self._nvml.nvmlShutdown()
+
+    def figures(self) -> dict[str, Any]:
+        def mean(values: list[float]) -> float | None:
+            return round(sum(values) / len(values), 1) if values else None
+
+        return {
+            "peak_vram_mib": max(self._memory) if self._memory else None,
+            "gpu_util_mean_pct": mean(self._util),
+            "gpu_util_max_pct": max(self._util) if self._util else None,
+            "gpu_power_mean_w": mean(self._power),
+            "gpu_power_max_w": round(max(self._power), 1) if self._power else None,
+            "gpus": self.names,
+        }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -15,10 +15,13 @@ from pytest_vllmbench import gate, hookspec, machine, report
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.client import EndpointUnreachable
 from pytest_vllmbench.engines.base import EngineStartError
+from pytest_vllmbench.engines.factory import engine_args
+from pytest_vllmbench.gpu import list_gpus
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.scoring import score_cells
 from pytest_vllmbench.session import BenchSession
+from pytest_vllmbench.sizing import CellSkip, does_not_fit
 from pytest_vllmbench.settings import OPTIONS, Settings, merge_sources, read_tool_table, resolve
 from pytest_vllmbench.storage import SavedRun, describe_machine, find_baseline, load_runs
 from pytest_vllmbench.workload import BatchFileError
@@ -132,7 +135,17 @@ class CellRun:
 
         try:
             outcome = self._session.run(self.cell, timed, quality_hook)
+        except CellSkip as exc:
+            self._session.record_unrun(self.cell, f"skipped: {exc}")
+            pytest.skip(str(exc))
         except EngineStartError as exc:
+            args = engine_args(self.cell, settings, self._session.registry)
+            memory = [gpu.memory_mib for gpu in list_gpus()]
+            fit = does_not_fit(str(exc), self.cell.model, memory, float(args.get("gpu_memory_utilization", 0.9)))
+            if fit:
+                self._session.record_unrun(self.cell, fit)
+                pytest.skip(f"{self.cell.id}: {fit}")
+            self._session.record_unrun(self.cell, "failed: " + str(exc).splitlines()[0][:300])
             pytest.fail(f"{self.cell.id}: engine did not start: {exc}", pytrace=False)
         except EndpointUnreachable as exc:
             pytest.fail(f"{self.cell.id}: {exc}", pytrace=False)
@@ -179,6 +192,7 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list[Any], o
     output_json["vllmbench"] = {
         "weights": config.stash[SETTINGS_KEY].weights,
         "scores": {bench["extra_info"]["cell"]: scored for bench, scored in zip(saved, scores)},
+        "unrun": config.stash[SESSION_KEY].unrun,  # does not fit / failed / skipped, for the report
     }
 
 

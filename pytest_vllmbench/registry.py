@@ -23,6 +23,8 @@ class ModelSpec:
     dtype: str | None = None
     notes: str = ""
     engine_args: dict[str, Any] = field(default_factory=dict)
+    config_dir: Path | None = None  # architecture config for dummy-weight sizing
+    tokenizer_from: str | None = None  # an embedded model with the same tokenizer
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ def load_registry(path: Path | None = None) -> Registry:
             dtype=entry.get("dtype"),
             notes=entry.get("notes", ""),
             engine_args=dict(entry.get("engine_args", {})),
+            config_dir=path.parent / entry["config"] if "config" in entry else None,
+            tokenizer_from=entry.get("tokenizer_from"),
         )
     platforms = {
         name: dict(table.get("engine_args", {})) for name, table in raw.get("platform", {}).items()

@@ -9,8 +9,9 @@ from typing import Any
 
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.engines.base import Engine, SamplingOverrides
-from pytest_vllmbench.gpu import PeakMemorySampler
+from pytest_vllmbench.gpu import GpuSampler
 from pytest_vllmbench.metrics import RequestRecord, summarize
+from pytest_vllmbench.roofline import roofline
 from pytest_vllmbench.workload import BatchRequest
 
 SCHEMA = 1
@@ -33,6 +34,8 @@ def run_cell(
     project_to: int,
     timed: Timed,
     slo_ms: dict[str, float] | None = None,
+    gpu_indices: list[int] | None = None,
+    bandwidths: dict[str, float] | None = None,
 ) -> CellOutcome:
     """`context` holds what the caller knows (engine args, dataset); the last round's records count."""
     last: dict[str, Any] = {}
@@ -42,7 +45,7 @@ def run_cell(
         last["records"] = engine.run(requests, sampling)
         last["wall_s"] = time.perf_counter() - started
 
-    with PeakMemorySampler() as vram:
+    with GpuSampler(gpu_indices) as telemetry:
         timed(one_round)
     records: list[RequestRecord] = last["records"]
     info: dict[str, Any] = {
@@ -51,11 +54,13 @@ def run_cell(
         "model": cell.model.alias,
         "model_source": cell.model.source,
         "params_b": cell.model.params_b,
+        "dtype": cell.model.dtype,
         "mode": cell.mode,
         "engine": engine.describe(),
         "sampling": sampling.describe(),
         **context,
     }
     info |= summarize(records, last["wall_s"], engine.load_s, project_to, slo_ms)
-    info["peak_vram_mib"] = vram.peak_mib
+    info |= telemetry.figures()
+    info |= roofline(info, info["gpus"], bandwidths or {})
     return CellOutcome(info, records, engine.fault())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any
 from pytest_vllmbench.cells import Cell, build_matrix
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.errors import UsageError
-from pytest_vllmbench.engines.factory import engine_args, start_engine
+from pytest_vllmbench.engines.factory import engine_args, model_source, start_engine
 from pytest_vllmbench.fileio import sha256_of
+from pytest_vllmbench.gpu import visible_indices
+from pytest_vllmbench.roofline import load_bandwidths
 from pytest_vllmbench.metrics import RequestRecord
 from pytest_vllmbench.pool import EnginePool
 from pytest_vllmbench.registry import Registry
@@ -19,9 +22,19 @@ from pytest_vllmbench.runner import CellOutcome, Timed, run_cell
 from pytest_vllmbench.settings import Settings
 from pytest_vllmbench.outputs import write_batch_output
 from pytest_vllmbench.quality import load_gold, score_quality
-from pytest_vllmbench.workload import BatchRequest, read_batch, select
+from pytest_vllmbench.parity import vllm_bench_requests_per_s
+from pytest_vllmbench.workload import BatchRequest, parse_random_spec, random_requests, read_batch, select
 
 QualityHook = Callable[[str, list[BatchRequest], list[RequestRecord], Any], "dict[str, Any] | None"]
+
+
+def cell_gpu_indices(mode: str, args: dict[str, Any]) -> list[int] | None:
+    """The GPUs a cell's engine uses: the first tp x pp visible ones; all of them for an endpoint."""
+    if mode == "endpoint":
+        return None
+    count = int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
+    visible = visible_indices()
+    return (visible if visible is not None else list(range(count)))[:count]
 
 
 class BenchSession:
@@ -31,6 +44,7 @@ class BenchSession:
         self.rootdir = rootdir
         self.pool = EnginePool(lambda cell: start_engine(cell, settings, registry))
         self.sampling = SamplingOverrides(settings.max_tokens, settings.ignore_eos)
+        self.unrun: list[dict[str, Any]] = []
 
     @cached_property
     def cells(self) -> list[Cell]:
@@ -40,7 +54,10 @@ class BenchSession:
     @cached_property
     def workload(self) -> list[BatchRequest]:
         """Read and validated once; raises BatchFileError naming every bad line."""
-        requests = read_batch(self.settings.dataset, limit=self.settings.limit)
+        if self.settings.random_dataset:
+            requests = random_requests(self.settings.random_dataset, self.settings.seed)[: self.settings.limit]
+        else:
+            requests = read_batch(self.settings.dataset, limit=self.settings.limit)
         return select(requests, self.settings.sample, self.settings.seed)
 
     def dataset_models(self) -> tuple[str, ...]:
@@ -64,15 +81,19 @@ class BenchSession:
         shown = path.relative_to(self.rootdir) if path.is_relative_to(self.rootdir) else path
         return {
             "path": str(shown),
-            "sha256": sha256_of(path),
+            "sha256": None if self.settings.random_dataset else sha256_of(path),
             "limit": self.settings.limit,
             "sample": self.settings.sample,
             "seed": self.settings.seed if self.settings.sample else None,
         }
 
     @cached_property
+    def bandwidths(self) -> dict[str, float]:
+        return load_bandwidths(self.settings.gpu_bandwidth_gbps)
+
+    @cached_property
     def gold(self) -> dict[str, dict[str, Any]] | None:
-        return load_gold(self.settings.dataset)
+        return None if self.settings.random_dataset else load_gold(self.settings.dataset)
 
     def run(self, cell: Cell, timed: Timed, quality_hook: QualityHook | None = None) -> CellOutcome:
         """Measure the cell, then score its outputs in memory and write them only if asked to."""
@@ -83,14 +104,36 @@ class BenchSession:
             "dataset": self.dataset_info,
         }
         outcome = run_cell(
-            cell, engine, requests, self.sampling, context, self.settings.project_to, timed, self.settings.slo_ms
+            cell, engine, requests, self.sampling, context, self.settings.project_to, timed, self.settings.slo_ms,
+            gpu_indices=cell_gpu_indices(cell.mode, context["engine_args"]), bandwidths=self.bandwidths,
         )
         quality = quality_hook(cell.id, requests, outcome.records, self.gold) if quality_hook else None
         outcome.extra_info |= quality if quality is not None else score_quality(requests, outcome.records, self.gold)
         if self.settings.write_outputs:
             path = self.settings.write_outputs / f"{cell.id}.jsonl"
             write_batch_output(path, requests, outcome.records, cell.requested)
+        if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
+            outcome.extra_info |= self._parity(cell, context["engine_args"], outcome.extra_info["requests_per_s"])
         return outcome
+
+    def _parity(self, cell: Cell, args: dict[str, Any], ours: float) -> dict[str, Any]:
+        """vLLM's own `bench throughput` on the same engine args and workload, after ours is closed."""
+        self.pool.close()  # one GPU: the reference run needs the memory
+        input_len, output_len, count = parse_random_spec(self.settings.random_dataset or "")
+        try:
+            theirs = vllm_bench_requests_per_s(model_source(cell, self.settings), args, input_len, output_len,
+                                               min(count, len(self.workload)))
+        except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            return {"vllm_bench_requests_per_s": None, "vllm_bench_ratio": None, "vllm_bench_error": str(exc)[-2000:]}
+        return {"vllm_bench_requests_per_s": round(theirs, 4), "vllm_bench_ratio": round(ours / theirs, 4)}
+
+    def record_unrun(self, cell: Cell, status: str) -> None:
+        """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
+        self.unrun.append({
+            "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias, "model_source": cell.model.source,
+            "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": status,
+            "engine_args": engine_args(cell, self.settings, self.registry), "dataset": self.dataset_info,
+        })
 
     def close(self) -> None:
         self.pool.close()

@@ -40,7 +40,8 @@ OPTIONS = (
     Option("model", "model alias, Ollama tag, HF id or local folder (repeatable; default: the models the batch "
            "file's lines name)", [], multi=True, metavar="NAME"),
     Option("mode", "offline | server | endpoint (repeatable; default offline and server)", ["offline", "server"], multi=True, metavar="MODE"),
-    Option("dataset", f"OpenAI Batch JSONL file (default {DEFAULT_DATASET})", DEFAULT_DATASET, metavar="PATH"),
+    Option("dataset", f"OpenAI Batch JSONL file (default {DEFAULT_DATASET}), or random:IN:OUT:N for vLLM's random "
+           "workload", DEFAULT_DATASET, metavar="PATH"),
     Option("limit", "use only the first N requests", None, metavar="N"),
     Option("sample", "use N requests drawn at random (with --seed)", None, metavar="N"),
     Option("seed", "seed for --sample", 0, metavar="S"),
@@ -59,6 +60,8 @@ OPTIONS = (
     Option("slo", "goodput SLO, e.g. ttft:500,tpot:50 (milliseconds)", None, metavar="SPEC"),
     Option("server-timeout", "seconds to wait for a started server to become healthy", 600.0, metavar="S"),
     Option("write-outputs", "write OpenAI batch output JSONL per cell into DIR", None, metavar="DIR"),
+    Option("vllm-bench-parity", "after an offline cell on a random:IN:OUT:N workload, run `vllm bench throughput` "
+           "on the same engine args and save the ratio as vllm_bench_ratio", False, flag=True),
     Option("report", "Markdown report regenerated after a saved run ('none' to skip)", "BENCHMARKS.md", metavar="PATH"),
     Option("vllmbench-gate", "fail the session if METRIC gets worse by more than CHANGE against the baseline, "
            "e.g. output_tokens_per_s:-5% or ttft_ms_p99:+10% (repeatable)", [], multi=True, metavar="METRIC:CHANGE"),
@@ -95,6 +98,13 @@ class Settings:
     baseline: str = "latest"
     weights: dict[str, float] = field(default_factory=dict)
     flexibility: dict[str, float] = field(default_factory=dict)
+    gpu_bandwidth_gbps: dict[str, float] = field(default_factory=dict)
+    vllm_bench_parity: bool = False
+
+    @property
+    def random_dataset(self) -> str | None:
+        text = str(self.dataset)
+        return text if text.startswith("random:") else None
 
     @property
     def api_key(self) -> str | None:
@@ -157,7 +167,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
     return Settings(
         models=tuple(dict.fromkeys(raw["model"])),
         modes=modes,
-        dataset=_path(raw["dataset"], rootdir),
+        dataset=Path(raw["dataset"]) if str(raw["dataset"]).startswith("random:") else _path(raw["dataset"], rootdir),
         limit=_optional("--limit", raw["limit"], int, 1),
         sample=_optional("--sample", raw["sample"], int, 1),
         seed=_number("--seed", raw["seed"], int),
@@ -181,6 +191,9 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         baseline=str(raw["vllmbench_baseline"]),
         weights=check_weights(tables.get("weights", {})),
         flexibility={**DEFAULT_FLEXIBILITY, **_flexibility(tables.get("flexibility", {}))},
+        vllm_bench_parity=bool(raw["vllm_bench_parity"]),
+        gpu_bandwidth_gbps={name: _number(f"gpu_bandwidth_gbps.{name}", value, float, 1)
+                            for name, value in tables.get("gpu_bandwidth_gbps", {}).items()},
     )
 
 

@@ -47,6 +47,7 @@ def read_run(path: Path, root: Path) -> SavedRun | None:
         extra = bench.get("extra_info") or {}
         if "vllmbench_schema" in extra:
             cells.append({**extra, "benchmark_mean_s": (bench.get("stats") or {}).get("mean")})
+    cells += [dict(cell) for cell in (data.get("vllmbench") or {}).get("unrun", [])]
     if not cells:
         return None
     machine_info = data.get("machine_info") or {}

@@ -225,3 +225,35 @@ def select(requests: list[BatchRequest], sample: int | None, seed: int) -> list[
     picked = sorted(random.Random(seed).sample(range(len(requests)), sample))
     return [requests[i] for i in picked]
 
+
+
+RANDOM_PREFIX = "random:"
+
+
+def parse_random_spec(spec: str) -> tuple[int, int, int]:
+    """`random:IN:OUT:N` (vLLM's random dataset: N prompts of IN random tokens, exactly OUT tokens out)."""
+    parts = spec[len(RANDOM_PREFIX):].split(":")
+    try:
+        input_len, output_len, count = (int(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"--dataset {spec!r}: expected random:INPUT_LEN:OUTPUT_LEN:NUM_PROMPTS") from None
+    if min(input_len, output_len, count) < 1:
+        raise ValueError(f"--dataset {spec!r}: every figure must be >= 1")
+    return input_len, output_len, count
+
+
+def random_requests(spec: str, seed: int = 0) -> list[BatchRequest]:
+    """Completions of random token ids (in a range every registry tokenizer has), generating past EOS."""
+    import random
+
+    input_len, output_len, count = parse_random_spec(spec)
+    rng = random.Random(seed)
+    return [
+        BatchRequest(
+            f"random-{index:06d}", COMPLETIONS_URL,
+            {"model": "random", "prompt": [rng.randrange(100, 30_000) for _ in range(input_len)],
+             "max_tokens": output_len, "ignore_eos": True, "temperature": 1.0, "top_p": 1.0},
+            index + 1,
+        )
+        for index in range(count)
+    ]

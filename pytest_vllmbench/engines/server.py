@@ -35,19 +35,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_command(model: str, served_name: str, port: int, engine_args: dict[str, Any]) -> list[str]:
+def cli_flags(engine_args: dict[str, Any]) -> list[str]:
     """vLLM's CLI spelling of engine args: --key-name VALUE, --flag for True, JSON for dicts."""
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-               "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port)]
+    flags: list[str] = []
     for key, value in engine_args.items():
         flag = "--" + key.replace("_", "-")
         if value is True:
-            command.append(flag)
-        elif value is False or value is None:
-            continue
-        else:
-            command += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
-    return command
+            flags.append(flag)
+        elif value is not False and value is not None:
+            flags += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
+    return flags
+
+
+def server_command(model: str, served_name: str, port: int, engine_args: dict[str, Any]) -> list[str]:
+    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+            "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port), *cli_flags(engine_args)]
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -1,0 +1,32 @@
+"""`vllm bench throughput` on the same engine args and random workload, for the parity cell's ratio."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pytest_vllmbench.engines.server import cli_flags
+
+
+def bench_throughput_command(model: str, engine_args: dict[str, Any], input_len: int, output_len: int,
+                             num_prompts: int, output_json: Path) -> list[str]:
+    return [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "throughput", "--model", model,
+            "--dataset-name", "random", "--input-len", str(input_len), "--output-len", str(output_len),
+            "--num-prompts", str(num_prompts), "--output-json", str(output_json), *cli_flags(engine_args)]
+
+
+def vllm_bench_requests_per_s(model: str, engine_args: dict[str, Any], input_len: int, output_len: int,
+                              num_prompts: int, timeout_s: float = 900.0) -> float:
+    """Runs vLLM's own benchmark in a child process (the cell's engine must be closed first: one GPU)."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "throughput.json"
+        command = bench_throughput_command(model, engine_args, input_len, output_len, num_prompts, out)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0 or not out.is_file():
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+            raise RuntimeError(f"vllm bench throughput failed (exit {done.returncode}):\n{tail}")
+        return float(json.loads(out.read_text())["requests_per_second"])

@@ -1,0 +1,70 @@
+"""Sizing without weights: dummy-weight model folders, and telling 'does not fit' from other start failures."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from pytest_vllmbench import embedded
+from pytest_vllmbench.registry import ModelSpec
+from pytest_vllmbench.roofline import BYTES_PER_PARAM
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+OUT_OF_MEMORY = re.compile(
+    r"out of memory|OutOfMemoryError|No available memory for the cache blocks|"
+    r"less than desired|Insufficient memory|not enough (?:GPU |KV cache )?memory|KV cache is needed",
+    re.IGNORECASE,
+)
+
+
+class CellSkip(Exception):
+    """The cell cannot be measured honestly here; the message says why."""
+
+
+def dummy_folder(spec: ModelSpec) -> Path:
+    """config.json from data/configs plus a tokenizer known to be the model's, built once in the cache."""
+    target = embedded.cache_root() / "dummy" / spec.alias
+    if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
+        return target
+    if spec.config_dir is None or not (spec.config_dir / "config.json").is_file():
+        raise CellSkip(f"{spec.alias}: no architecture config is shipped for dummy weights (data/configs/)")
+    if spec.tokenizer_from is None:
+        raise CellSkip(
+            f"{spec.alias}: its tokenizer is not available offline, and dummy weights still need it to turn the "
+            "batch's chat messages into tokens; not run rather than run with another model's tokenizer"
+        )
+    source = embedded.ensure_prepared(spec.tokenizer_from)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{spec.alias}.", dir=target.parent))
+    try:
+        shutil.copy2(spec.config_dir / "config.json", work / "config.json")
+        for name in TOKENIZER_FILES:
+            if (source / name).is_file():
+                shutil.copy2(source / name, work / name)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def weights_gib(spec: ModelSpec) -> float | None:
+    if not spec.params_b or spec.dtype not in BYTES_PER_PARAM:
+        return None
+    return spec.params_b * 1e9 * BYTES_PER_PARAM[spec.dtype] / 2**30
+
+
+def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilization: float) -> str | None:
+    """'does not fit: needs ~X GiB, has Y' when the start failure was a lack of memory, else None."""
+    if not OUT_OF_MEMORY.search(message):
+        return None
+    need = weights_gib(spec)
+    needs = f"needs ~{need:.1f} GiB for the weights alone, plus the KV cache" if need else "needs more memory"
+    if memory_mib:
+        total = sum(memory_mib) / 1024
+        return f"does not fit: {needs}; has {utilization * total:.1f} GiB ({utilization:.0%} of {total:.0f} GiB)"
+    return f"does not fit: {needs}; the engine could not reserve it"
