@@ -143,8 +143,19 @@ async def _stream(
     return _record(request, sent, stamps, events)
 
 
+def _carries_token(choice: dict[str, Any], is_chat: bool) -> bool:
+    """Whether a streamed choice stands for generated output. A token may decode to no text (vLLM then sends
+    `content: ""`), so an empty string counts too, except in the opening chunk that only announces the role."""
+    if not is_chat:
+        return "text" in choice
+    delta = choice.get("delta") or {}
+    if "content" not in delta or delta["content"] is None:
+        return False
+    return bool(delta["content"]) or "role" not in delta
+
+
 def _record(request: BatchRequest, sent: float, stamps: list[float], events: list[str]) -> RequestRecord:
-    """Parse the stream once it is over: which chunks carried text, and the server's usage."""
+    """Parse the stream once it is over: which chunks carried tokens, their text, and the server's usage."""
     content_stamps: list[float] = []
     parts: list[str] = []
     usage: dict[str, Any] | None = None
@@ -161,10 +172,9 @@ def _record(request: BatchRequest, sent: float, stamps: list[float], events: lis
         usage = chunk.get("usage") or usage
         for choice in chunk.get("choices") or ():
             finish_reason = choice.get("finish_reason") or finish_reason
-            text = (choice.get("delta") or {}).get("content") if request.is_chat else choice.get("text")
-            if text:
+            if _carries_token(choice, request.is_chat):
                 content_stamps.append(stamp)
-                parts.append(text)
+                parts.append(((choice.get("delta") or {}).get("content") or "") if request.is_chat else choice["text"])
     if not stamps:
         return RequestRecord(request.custom_id, error="empty_stream")
     end = stamps[-1]

@@ -45,13 +45,26 @@ def _pair(cell: dict[str, Any], metric: str) -> str:
     return MISSING if p50 is None else f"{p50:,.0f} / {p99:,.0f}"
 
 
-def latest_cells(runs: list[SavedRun]) -> dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]]:
-    """The newest saved result of each (machine, cell)."""
-    latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]] = {}
+Latest = dict[tuple[str, str, str], tuple[SavedRun, dict[str, Any]]]
+
+
+def _workload(cell: dict[str, Any]) -> str:
+    return (cell.get("dataset") or {}).get("path", MISSING)
+
+
+def latest_cells(runs: list[SavedRun]) -> Latest:
+    """The newest saved result of each (machine, cell, workload)."""
+    latest: Latest = {}
     for run in runs:  # oldest first, so newer overwrite
         for cell in run.cells:
-            latest[(run.machine, cell["cell"])] = (run, cell)
+            latest[(run.machine, cell["cell"], _workload(cell))] = (run, cell)
     return latest
+
+
+def _model(cell: dict[str, Any]) -> str:
+    """The model's name, marked where its figures come from vLLM's dummy (random) weights."""
+    dummy = (cell.get("engine_args") or {}).get("load_format") == "dummy"
+    return f"{cell['model']} (dummy weights)" if dummy else cell["model"]
 
 
 def _status(cell: dict[str, Any]) -> str:
@@ -61,34 +74,54 @@ def _status(cell: dict[str, Any]) -> str:
     return f"ok, {failed} failed requests" if failed else "ok"
 
 
-def _matrix(latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]]) -> str:
+def _matrix(latest: Latest) -> str:
     rows = [
-        [cell["model"], cell["mode"], machine, _status(cell), _fmt(cell.get("requests_per_s")),
+        [_model(cell), cell["mode"], machine, workload, _status(cell), _fmt(cell.get("requests_per_s")),
          _fmt(cell.get("projected_hours")), _fmt(cell.get("peak_vram_mib"))]
-        for (machine, _), (_, cell) in sorted(latest.items())
+        for (machine, _, workload), (_, cell) in sorted(latest.items())
     ]
-    headers = ["Model", "Mode", "Machine", "Status", "Throughput (req/s)", "Total time (h)", "Peak VRAM (MiB)"]
+    headers = ["Model", "Mode", "Machine", "Workload", "Status", "Throughput (req/s)", "Total time (h)",
+               "Peak VRAM (MiB)"]
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
-def _machine_tables(latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]]) -> str:
+def _machine_tables(latest: Latest) -> str:
     parts = []
-    for machine in sorted({machine for machine, _ in latest}):
+    for machine in sorted({key[0] for key in latest}):
         rows = []
-        for (m, _), (run, cell) in sorted(latest.items()):
+        for (m, _, _), (run, cell) in sorted(latest.items()):
             if m != machine:
                 continue
             rows.append([
-                cell["model"], _fmt(cell.get("params_b")), cell["mode"], _fmt(cell.get("requests_per_s")),
+                _model(cell), _fmt(cell.get("params_b")), cell["mode"], _fmt(cell.get("requests_per_s")),
                 _fmt(cell.get("output_tokens_per_s"), 1), _pair(cell, "ttft"), _pair(cell, "tpot"),
                 _pair(cell, "e2el"), _fmt(cell.get("load_s"), 1), _fmt(cell.get("peak_vram_mib")),
-                _fmt(cell.get("projected_hours"), 1), _quality(cell), _fmt(cell.get("score"), 3), f"`{run.path}`",
+                _fmt(cell.get("roofline_pct"), 1), _fmt(cell.get("projected_hours"), 1), _quality(cell),
+                _fmt(cell.get("score"), 3), f"`{run.path}`",
             ])
         headers = ["Model", "Size (B)", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms",
-                   "E2EL p50/p99 ms", "Load s", "Peak VRAM MiB", "Projected h", "Quality", "Score (in run)",
-                   "Saved run"]
+                   "E2EL p50/p99 ms", "Load s", "Peak VRAM MiB", "Roofline %", "Projected h", "Quality",
+                   "Score (in run)", "Saved run"]
         parts.append(f"### {machine}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
     return "\n\n".join(parts)
+
+
+def _cell_label(cell: dict[str, Any]) -> str:
+    dummy = (cell.get("engine_args") or {}).get("load_format") == "dummy"
+    return f"{cell['cell']} (dummy weights)" if dummy else cell["cell"]
+
+
+def _parity(runs: list[SavedRun]) -> str:
+    rows = [
+        [f"`{run.path}`", run.machine, _cell_label(cell), (cell.get("dataset") or {}).get("path", MISSING),
+         _fmt(cell.get("requests_per_s")), _fmt(cell.get("vllm_bench_requests_per_s")),
+         _fmt(cell.get("vllm_bench_ratio"), 3)]
+        for run in runs for cell in run.cells if "vllm_bench_ratio" in cell
+    ]
+    if not rows:
+        return "No parity run saved yet (`--dataset=random:512:256:1000 --vllm-bench-parity`)."
+    headers = ["Run", "Machine", "Cell", "Workload", "Ours req/s", "vllm bench throughput req/s", "Ratio"]
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
 def _quality(cell: dict[str, Any]) -> str:
@@ -105,10 +138,10 @@ def _weights_line(weights: dict[str, float]) -> str:
     return ", ".join(f"{name.replace('_', ' ')} {value / total:.0%}" for name, value in weights.items())
 
 
-def _ranking(latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]], weights: dict[str, float],
+def _ranking(latest: Latest, weights: dict[str, float],
              flexibility: dict[str, float]) -> str:
     groups: dict[tuple[str, str, str, Any], list[dict[str, Any]]] = {}
-    for (machine, _), (_, cell) in sorted(latest.items()):
+    for (machine, _, _), (_, cell) in sorted(latest.items()):
         if cell.get("status", "ok") != "ok":
             continue
         dataset = cell.get("dataset") or {}
@@ -120,7 +153,7 @@ def _ranking(latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]], wei
     for (machine, path, _, n_requests), cells in groups.items():
         scored = sorted(zip(score_cells(cells, weights, flexibility), cells), key=lambda pair: -pair[0]["score"])
         rows = [
-            [rank, cell["cell"], f"{result['score']:.3f}", _fmt(result["components"]["throughput"], 2),
+            [rank, _cell_label(cell), f"{result['score']:.3f}", _fmt(result["components"]["throughput"], 2),
              _fmt(result["components"]["total_time"], 2), _fmt(result["components"]["quality"], 2),
              _fmt(result["components"]["flexibility"], 2)]
             for rank, (result, cell) in enumerate(scored, start=1)
@@ -137,7 +170,7 @@ def _runs_table(runs: list[SavedRun]) -> str:
         for cell in run.cells:
             dataset = cell.get("dataset") or {}
             rows.append([
-                f"`{run.path}`", run.datetime[:19], run.machine, cell["cell"], dataset.get("path", MISSING),
+                f"`{run.path}`", run.datetime[:19], run.machine, _cell_label(cell), dataset.get("path", MISSING),
                 _fmt(cell.get("n_requests")), _fmt(cell.get("input_tokens")), _fmt(cell.get("output_tokens")),
                 _fmt(cell.get("wall_s"), 2), _fmt(cell.get("load_s"), 2), _engine(cell),
             ])
@@ -147,11 +180,13 @@ def _runs_table(runs: list[SavedRun]) -> str:
 
 
 def _engine(cell: dict[str, Any]) -> str:
-    engine = cell.get("engine") or {}
+    engine = cell.get("engine")
+    if not engine:
+        return MISSING
     return f"{engine.get('name', '?')} {engine.get('version', '')} ({engine.get('platform', '?')})".strip()
 
 
-def _current_status(runs: list[SavedRun], latest: dict[tuple[str, str], tuple[SavedRun, dict[str, Any]]]) -> str:
+def _current_status(runs: list[SavedRun], latest: Latest) -> str:
     if not runs:
         return "No saved runs yet: run `make bench` (or `pytest benchmarks/ --benchmark-save=NAME`)."
     newest = runs[-1]
@@ -186,6 +221,8 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
         "## Results by machine\n\n" + _machine_tables(latest),
         "## Ranking\n\n" + _ranking(latest, weights, flexibility),
+        "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
+        " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + _parity(runs),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
         "## Runs\n\nEvery saved cell, newest first; the JSON files hold the complete figures.\n\n" + _runs_table(runs),
     ]

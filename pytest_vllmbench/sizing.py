@@ -30,12 +30,11 @@ def dummy_folder(spec: ModelSpec) -> Path:
     if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
         return target
     if spec.config_dir is None or not (spec.config_dir / "config.json").is_file():
-        raise CellSkip(f"{spec.alias}: no architecture config is shipped for dummy weights (data/configs/)")
+        raise CellSkip(f"{spec.alias}: no architecture config shipped for dummy weights (data/configs/)")
     if spec.tokenizer_from is None:
-        raise CellSkip(
-            f"{spec.alias}: its tokenizer is not available offline, and dummy weights still need it to turn the "
-            "batch's chat messages into tokens; not run rather than run with another model's tokenizer"
-        )
+        # dummy weights still need the model's own tokenizer to turn chat messages into tokens; another
+        # model's would size a different workload
+        raise CellSkip(f"{spec.alias}: no tokenizer available offline for dummy weights; not run")
     source = embedded.ensure_prepared(spec.tokenizer_from)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{spec.alias}.", dir=target.parent))

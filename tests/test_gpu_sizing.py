@@ -106,7 +106,7 @@ def test_shipped_configs_match_the_published_architectures():
 
 def test_dummy_folder_uses_the_shared_tokenizer_and_refuses_without_one(monkeypatch, tmp_path):
     registry = load_registry()
-    with pytest.raises(CellSkip, match="tokenizer is not available offline"):
+    with pytest.raises(CellSkip, match="no tokenizer available offline"):
         dummy_folder(registry.models["qwen-14b"])
     with pytest.raises(CellSkip, match="no architecture config"):
         dummy_folder(registry.models["gemma-4b"])
