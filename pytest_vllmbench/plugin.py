@@ -6,23 +6,24 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_vllmbench import gate, hookspec, machine, report
+from pytest_vllmbench import distributed, gate, hookspec, machine, report
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.client import EndpointUnreachable
 from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.engines.factory import engine_args
-from pytest_vllmbench.gpu import list_gpus
 from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench.gpu import list_gpus
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.scoring import score_cells
 from pytest_vllmbench.session import BenchSession
-from pytest_vllmbench.sizing import CellSkip, does_not_fit
 from pytest_vllmbench.settings import OPTIONS, Settings, merge_sources, read_tool_table, resolve
+from pytest_vllmbench.sizing import CellSkip, does_not_fit
 from pytest_vllmbench.storage import SavedRun, describe_machine, find_baseline, load_runs
 from pytest_vllmbench.workload import BatchFileError
 
@@ -30,6 +31,7 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey[BenchSession]()
 BASELINE_KEY = pytest.StashKey[SavedRun | None]()
 COLLECTION_ERROR_KEY = pytest.StashKey[str]()
+CONTROLLER_KEY = pytest.StashKey[distributed.XdistController]()
 CELL_FIXTURE = "vllmbench_cell"
 
 
@@ -69,19 +71,62 @@ def pytest_configure(config: pytest.Config) -> None:
         registry = load_registry()
         for name in settings.models:  # named models fail fast; the batch file's are checked when collected
             registry.resolve(name)
-        config.stash[SESSION_KEY] = BenchSession(settings, registry, config.rootpath)
+        settings = _join_xdist(config, settings)
     except (UsageError, BatchFileError) as exc:
         raise pytest.UsageError(str(exc)) from None
+    session = config.stash[SESSION_KEY] = BenchSession(settings, registry, config.rootpath)
     config.stash[SETTINGS_KEY] = settings
+    _register_xdist_roles(config, session)
     _stop_cleanly_on_sigterm()
+
+
+@pytest.hookimpl(trylast=True)  # after xdist turned -n into --dist=load, before its session reads the options
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    if distributed.worker_id() is not None or config.getoption("dist", "no") == "no":
+        return
+    if config.getoption("dist") == "load":
+        config.option.dist = "loadgroup"  # keep each engine's cells on one worker
+    if config.getoption("maxworkerrestart", None) is None:
+        # a restarted worker would load its models again, and loadgroup hangs after a restart
+        config.option.maxworkerrestart = "0"
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return distributed.worker_id() is None and config.getoption("dist", "no") != "no"
+
+
+def _join_xdist(config: pytest.Config, settings: Settings) -> Settings:
+    """On a worker: its own GPUs (before vLLM is imported) and its share of the machine."""
+    worker = distributed.worker_id()
+    if worker is None or not hasattr(config, "workerinput"):
+        return settings
+    gpus = list_gpus()
+    if gpus:
+        indices = distributed.gpus_for_worker(worker, settings.gpus_per_worker, len(gpus))
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA's numbering = NVML's
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, indices))
+    return replace(settings, workers=distributed.worker_count())
+
+
+def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
+    worker = distributed.worker_id()
+    if worker is not None and hasattr(config, "workerinput") and distributed.PARTIAL_KEY in config.workerinput:
+        partial_dir = Path(config.workerinput[distributed.PARTIAL_KEY])
+        config.pluginmanager.register(distributed.XdistWorker(config, partial_dir, worker, session.unrun))
+    elif _xdist_controller(config) and _storage_root(config) is not None:
+        partial_dir = distributed.new_partial_dir(_storage_root(config))
+        controller = distributed.XdistController(config, partial_dir, session.unrun)
+        config.pluginmanager.register(controller)
+        config.stash[CONTROLLER_KEY] = controller
 
 
 def _refuse_gates_without_measurements(config: pytest.Config, settings: Settings) -> None:
     bench_session = getattr(config, "_benchmarksession", None)
-    if settings.gate_rules and (bench_session is None or bench_session.disabled):
+    measured = bench_session is not None and (not bench_session.disabled or _xdist_controller(config))
+    if settings.gate_rules and not measured:
         raise UsageError(
-            "--vllmbench-gate needs pytest-benchmark to measure, but it is disabled here (under xdist -n or "
-            "--benchmark-disable): a gate would pass with nothing measured"
+            "--vllmbench-gate needs pytest-benchmark to measure, but it is disabled here (--benchmark-disable): "
+            "a gate would pass with nothing measured"
         )
 
 
@@ -106,7 +151,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         except (UsageError, BatchFileError) as exc:
             metafunc.config.stash[COLLECTION_ERROR_KEY] = str(exc)
             cells = []
-        metafunc.parametrize(CELL_FIXTURE, cells, ids=[cell.id for cell in cells], indirect=True, scope="function")
+        params = [  # xdist's loadgroup keeps each engine's cells on one worker
+            pytest.param(cell, id=cell.id, marks=pytest.mark.xdist_group(name=f"{cell.model.alias}-{cell.mode}"))
+            for cell in cells
+        ]
+        metafunc.parametrize(CELL_FIXTURE, params, indirect=True, scope="function")
 
 
 def pytest_collection_modifyitems(config: pytest.Config) -> None:
@@ -221,8 +270,9 @@ def _machine_info(config: pytest.Config) -> dict[str, Any]:
 
 def _current_cells(config: pytest.Config) -> dict[str, dict[str, Any]]:
     bench_session = getattr(config, "_benchmarksession", None)
+    controller = config.stash.get(CONTROLLER_KEY, None)
     cells = {}
-    for fixture in getattr(bench_session, "benchmarks", None) or []:
+    for fixture in (getattr(bench_session, "benchmarks", None) or []) + (controller.merged if controller else []):
         if not fixture.has_error and "vllmbench_schema" in fixture.extra_info:
             cells[fixture.extra_info["cell"]] = dict(fixture.extra_info)
     if cells:
@@ -251,12 +301,18 @@ def _run_gates(session: pytest.Session, settings: Settings) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After pytest-benchmark saved the run: gate it, then regenerate the Markdown report from the whole storage."""
     config = session.config
+    controller = config.stash.get(CONTROLLER_KEY, None)
+    merged_into = controller.merge_and_save() if controller is not None else None
+    if merged_into is not None:
+        config.get_terminal_writer().line(
+            f"vllmbench: merged {len(controller.merged)} cell(s) from the xdist workers into one run in {merged_into}"
+        )
     settings_for_gate = config.stash.get(SETTINGS_KEY, None)
     if settings_for_gate is not None and settings_for_gate.gate_rules:
         _run_gates(session, settings_for_gate)
     settings = config.stash.get(SETTINGS_KEY, None)
     bench_session = getattr(config, "_benchmarksession", None)
-    saved = (
+    saved = merged_into is not None or (
         bench_session is not None
         and (bench_session.save or bench_session.autosave)
         and not bench_session.disabled

@@ -93,17 +93,26 @@ def _machine_tables(latest: Latest) -> str:
             if m != machine:
                 continue
             rows.append([
-                _model(cell), _fmt(cell.get("params_b")), cell["mode"], _fmt(cell.get("requests_per_s")),
+                _model(cell), _fmt(cell.get("params_b")), cell["mode"], _gpus(cell), _fmt(cell.get("requests_per_s")),
                 _fmt(cell.get("output_tokens_per_s"), 1), _pair(cell, "ttft"), _pair(cell, "tpot"),
                 _pair(cell, "e2el"), _fmt(cell.get("load_s"), 1), _fmt(cell.get("peak_vram_mib")),
                 _fmt(cell.get("roofline_pct"), 1), _fmt(cell.get("projected_hours"), 1), _quality(cell),
                 _fmt(cell.get("score"), 3), f"`{run.path}`",
             ])
-        headers = ["Model", "Size (B)", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms",
+        headers = ["Model", "Size (B)", "Mode", "GPUs", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms",
                    "E2EL p50/p99 ms", "Load s", "Peak VRAM MiB", "Roofline %", "Projected h", "Quality",
                    "Score (in run)", "Saved run"]
         parts.append(f"### {machine}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
     return "\n\n".join(parts)
+
+
+def _gpus(cell: dict[str, Any]) -> str:
+    """GPUs the cell's engine used, with its tensor/pipeline parallel sizes when above 1."""
+    count = len(cell.get("gpus") or [])
+    args = cell.get("engine_args") or {}
+    split = [f"{name} {args[key]}" for key, name in (("tensor_parallel_size", "TP"), ("pipeline_parallel_size", "PP"))
+             if int(args.get(key, 1)) > 1]
+    return f"{count} ({', '.join(split)})" if split else str(count)
 
 
 def _cell_label(cell: dict[str, Any]) -> str:

@@ -62,6 +62,7 @@ OPTIONS = (
     Option("write-outputs", "write OpenAI batch output JSONL per cell into DIR", None, metavar="DIR"),
     Option("vllm-bench-parity", "after an offline cell on a random:IN:OUT:N workload, run `vllm bench throughput` "
            "on the same engine args and save the ratio as vllm_bench_ratio", False, flag=True),
+    Option("gpus-per-worker", "GPUs each pytest-xdist worker gets (CUDA_VISIBLE_DEVICES from its id)", 1, metavar="K"),
     Option("report", "Markdown report regenerated after a saved run ('none' to skip)", "BENCHMARKS.md", metavar="PATH"),
     Option("vllmbench-gate", "fail the session if METRIC gets worse by more than CHANGE against the baseline, "
            "e.g. output_tokens_per_s:-5% or ttft_ms_p99:+10% (repeatable)", [], multi=True, metavar="METRIC:CHANGE"),
@@ -100,6 +101,8 @@ class Settings:
     flexibility: dict[str, float] = field(default_factory=dict)
     gpu_bandwidth_gbps: dict[str, float] = field(default_factory=dict)
     vllm_bench_parity: bool = False
+    gpus_per_worker: int = 1
+    workers: int = 1  # pytest-xdist workers sharing this machine (set on workers)
 
     @property
     def random_dataset(self) -> str | None:
@@ -192,6 +195,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         weights=check_weights(tables.get("weights", {})),
         flexibility={**DEFAULT_FLEXIBILITY, **_flexibility(tables.get("flexibility", {}))},
         vllm_bench_parity=bool(raw["vllm_bench_parity"]),
+        gpus_per_worker=_number("--gpus-per-worker", raw["gpus_per_worker"], int, 1),
         gpu_bandwidth_gbps={name: _number(f"gpu_bandwidth_gbps.{name}", value, float, 1)
                             for name, value in tables.get("gpu_bandwidth_gbps", {}).items()},
     )

@@ -2,27 +2,43 @@
 # One lent-H200 session's benchmark runs, as they were run for the committed GPU results.
 # Expects vLLM 0.26.0 unpacked in /tmp/site (shared/gpu/README.md) and .gpu/extra/ carried
 # (wheels for httpx-sse, httpx-aiohttp, platformdirs; the gemma-12b dummy-weight folder).
-# Usage: h200_session.sh offline|server|parity   (results and logs go to $OUT; one engine start per call)
+# Usage: h200_session.sh offline|server|parity|xdist|tp2   (results and logs go to $OUT)
+# xdist and tp2 need two GPUs (kind nvidia-h200-x2).
 set -uo pipefail
+# Dummy weights cannot write meaningful JSON, so the batch sample drops response_format and every request
+# generates exactly 128 tokens (ignore_eos): throughput as with real weights, quality not measured.
 [ -d /tmp/site/vllm ] || { echo "fresh machine: carry vLLM again"; exit 3; }
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/extra/whl/*.whl || exit 4
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
-       VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID
+       VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID \
+       NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 mkdir -p "$VLLMBENCH_CACHE" && xz -dc .gpu/extra/dummy.tar.xz | tar -C "$VLLMBENCH_CACHE" -xf -
 common=(-p pytest_vllmbench.plugin -p no:cacheprovider -rs --report=none --load-format=dummy)
-case "${1:-offline}" in
-  offline|server)
-    # Dummy weights cannot write meaningful JSON, so the sample drops response_format and every request
-    # generates exactly 128 tokens (ignore_eos): throughput as with real weights, quality not measured.
+plain_sample() {
     python3 - <<'PY'
 import json
 with open("data/batch_5k.jsonl") as src, open("/tmp/batch_5k_plain.jsonl", "w") as out:
     for line in src:
         row = json.loads(line); row["body"].pop("response_format", None); out.write(json.dumps(row) + "\n")
 PY
+}
+batch=(--dataset=/tmp/batch_5k_plain.jsonl --limit=1000 --max-tokens=128 --ignore-eos)
+case "${1:-offline}" in
+  xdist)
+    plain_sample
+    start=$SECONDS
+    python3 -m pytest benchmarks/test_batch.py "${common[@]}" -n 2 --model=gemma-12b --mode=offline \
+      --mode=server "${batch[@]}" --benchmark-save=h200x2-xdist-batch1000-dummy 2>&1 | tee "$OUT/xdist.log"
+    echo "xdist_wall_s $((SECONDS - start))" | tee -a "$OUT/xdist.log" ;;
+  tp2)
+    plain_sample
+    python3 -m pytest benchmarks/test_batch.py "${common[@]}" --model=gemma-12b --mode=offline "${batch[@]}" \
+      --engine-arg tensor_parallel_size=2 --benchmark-save=h200x2-tp2-batch1000-dummy 2>&1 | tee "$OUT/tp2.log" ;;
+  offline|server)
+    plain_sample
     python3 -m pytest benchmarks/test_batch.py "${common[@]}" --model=gemma-12b --model=mistral-7b \
-      --model=qwen-14b --mode="$1" --dataset=/tmp/batch_5k_plain.jsonl --limit=1000 \
-      --max-tokens=128 --ignore-eos --benchmark-save="h200-$1-batch1000-dummy" 2>&1 | tee "$OUT/$1.log" ;;
+      --model=qwen-14b --mode="$1" "${batch[@]}" --benchmark-save="h200-$1-batch1000-dummy" 2>&1 \
+      | tee "$OUT/$1.log" ;;
   parity)
     python3 -m pytest benchmarks/test_batch.py "${common[@]}" --model=gemma-12b --mode=offline \
       --dataset=random:512:256:1000 --vllm-bench-parity --benchmark-save=h200-parity-dummy 2>&1 \

@@ -30,7 +30,11 @@ def model_source(cell: Cell, settings: Settings) -> str:
 def engine_args(cell: Cell, settings: Settings, registry: Registry) -> dict[str, Any]:
     if cell.mode == "endpoint":
         return {}  # the endpoint's owner chose them
-    args = registry.engine_args_for(cell.model, vllm_platform())
+    platform = vllm_platform()
+    args = registry.engine_args_for(cell.model, platform)
+    if platform == "cpu" and settings.workers > 1 and "gpu_memory_utilization" in args:
+        # on the CPU this is the share of RAM for the KV cache: engines of parallel workers split it
+        args["gpu_memory_utilization"] = round(args["gpu_memory_utilization"] / settings.workers, 4)
     if settings.load_format:
         args["load_format"] = settings.load_format
     return {**args, **settings.engine_args}
