@@ -57,7 +57,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-benchmark's, so its session says whether it is disabled
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     cli = {option.key: config.getoption(option.ini_name) for option in OPTIONS}
     ini = {option.key: config.getini(option.ini_name) for option in OPTIONS}
@@ -67,16 +67,14 @@ def pytest_configure(config: pytest.Config) -> None:
         tables = {key: value for key, value in table.items() if isinstance(value, dict)}
         raw = merge_sources(cli, values, ini)
         settings = resolve(raw, config.rootpath, tables)
-        _refuse_gates_without_measurements(config, settings)
         registry = load_registry()
         for name in settings.models:  # named models fail fast; the batch file's are checked when collected
             registry.resolve(name)
         settings = _join_xdist(config, settings)
     except (UsageError, BatchFileError) as exc:
         raise pytest.UsageError(str(exc)) from None
-    session = config.stash[SESSION_KEY] = BenchSession(settings, registry, config.rootpath)
+    config.stash[SESSION_KEY] = BenchSession(settings, registry, config.rootpath)
     config.stash[SETTINGS_KEY] = settings
-    _register_xdist_roles(config, session)
     _stop_cleanly_on_sigterm()
 
 
@@ -251,12 +249,21 @@ def _storage_root(config: pytest.Config) -> Path | None:
     return getattr(storage, "path", None)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist starts its workers
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Pick the gates' baseline before this run adds itself to the storage."""
+    """What needs pytest-benchmark's session, whose pytest_configure may run after ours: the gates' checks and
+    baseline (picked before this run adds itself to the storage), and the xdist roles."""
     config = session.config
     settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None:
+        return
+    try:
+        _refuse_gates_without_measurements(config, settings)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    _register_xdist_roles(config, config.stash[SESSION_KEY])
     root = _storage_root(config)
-    if settings is None or not settings.gate_rules or root is None:
+    if not settings.gate_rules or root is None:
         return
     config.stash[BASELINE_KEY] = find_baseline(load_runs(root), settings.baseline, describe_machine(_machine_info(config)))
 

@@ -30,9 +30,11 @@ def saved_runs(path):
     return sorted(path.glob(".benchmarks/*/*.json"))
 
 
-def test_two_workers_save_one_merged_run_that_pytest_benchmark_reads(pytester):
+@pytest.mark.parametrize("loading", [[], ["-p", "no:vllmbench", "-p", "pytest_vllmbench.plugin"]],
+                         ids=["entry-point", "loaded-first-with-p"])
+def test_two_workers_save_one_merged_run_that_pytest_benchmark_reads(pytester, loading):
     pytester.makepyfile(test_bench=TESTS)
-    result = pytester.runpytest_subprocess("-n", "2", "--benchmark-save=merged", "--report=none")
+    result = pytester.runpytest_subprocess(*loading, "-n", "2", "--benchmark-save=merged", "--report=none")
     assert result.ret == 0, result.stdout.str()
     [run] = saved_runs(pytester.path)
     data = json.loads(run.read_text())
