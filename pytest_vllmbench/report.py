@@ -52,12 +52,20 @@ def _workload(cell: dict[str, Any]) -> str:
     return (cell.get("dataset") or {}).get("path", MISSING)
 
 
+def _split(cell: dict[str, Any]) -> str:
+    """How one engine spans GPUs: 'TP 2, PP 2', or '' for a single device."""
+    args = cell.get("engine_args") or {}
+    return ", ".join(f"{name} {args[key]}" for key, name in (("tensor_parallel_size", "TP"),
+                                                            ("pipeline_parallel_size", "PP"))
+                     if int(args.get(key, 1)) > 1)
+
+
 def latest_cells(runs: list[SavedRun]) -> Latest:
-    """The newest saved result of each (machine, cell, workload)."""
+    """The newest saved result of each (machine, cell and its GPU split, workload)."""
     latest: Latest = {}
     for run in runs:  # oldest first, so newer overwrite
         for cell in run.cells:
-            latest[(run.machine, cell["cell"], _workload(cell))] = (run, cell)
+            latest[(run.machine, f"{cell['cell']} {_split(cell)}", _workload(cell))] = (run, cell)
     return latest
 
 
@@ -76,7 +84,7 @@ def _status(cell: dict[str, Any]) -> str:
 
 def _matrix(latest: Latest) -> str:
     rows = [
-        [_model(cell), cell["mode"], machine, workload, _status(cell), _fmt(cell.get("requests_per_s")),
+        [_model(cell) + (f" ({_split(cell)})" if _split(cell) else ""), cell["mode"], machine, workload, _status(cell), _fmt(cell.get("requests_per_s")),
          _fmt(cell.get("projected_hours")), _fmt(cell.get("peak_vram_mib"))]
         for (machine, _, workload), (_, cell) in sorted(latest.items())
     ]
@@ -109,15 +117,13 @@ def _machine_tables(latest: Latest) -> str:
 def _gpus(cell: dict[str, Any]) -> str:
     """GPUs the cell's engine used, with its tensor/pipeline parallel sizes when above 1."""
     count = len(cell.get("gpus") or [])
-    args = cell.get("engine_args") or {}
-    split = [f"{name} {args[key]}" for key, name in (("tensor_parallel_size", "TP"), ("pipeline_parallel_size", "PP"))
-             if int(args.get(key, 1)) > 1]
-    return f"{count} ({', '.join(split)})" if split else str(count)
+    return f"{count} ({_split(cell)})" if _split(cell) else str(count)
 
 
 def _cell_label(cell: dict[str, Any]) -> str:
     dummy = (cell.get("engine_args") or {}).get("load_format") == "dummy"
-    return f"{cell['cell']} (dummy weights)" if dummy else cell["cell"]
+    label = f"{cell['cell']} ({_split(cell)})" if _split(cell) else cell["cell"]
+    return f"{label} (dummy weights)" if dummy else label
 
 
 def _parity(runs: list[SavedRun]) -> str:

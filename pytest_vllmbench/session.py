@@ -10,19 +10,19 @@ from typing import Any
 
 from pytest_vllmbench.cells import Cell, build_matrix
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.engines.factory import engine_args, model_source, start_engine
+from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.fileio import sha256_of
 from pytest_vllmbench.gpu import visible_indices
-from pytest_vllmbench.roofline import load_bandwidths
 from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.outputs import write_batch_output
+from pytest_vllmbench.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.pool import EnginePool
+from pytest_vllmbench.quality import load_gold, score_quality
 from pytest_vllmbench.registry import Registry
+from pytest_vllmbench.roofline import load_bandwidths
 from pytest_vllmbench.runner import CellOutcome, Timed, run_cell
 from pytest_vllmbench.settings import Settings
-from pytest_vllmbench.outputs import write_batch_output
-from pytest_vllmbench.quality import load_gold, score_quality
-from pytest_vllmbench.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.workload import BatchRequest, parse_random_spec, random_requests, read_batch, select
 
 QualityHook = Callable[[str, list[BatchRequest], list[RequestRecord], Any], "dict[str, Any] | None"]
