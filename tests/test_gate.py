@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from pytest_vllmbench.cli import main
