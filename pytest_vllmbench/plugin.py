@@ -269,10 +269,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _machine_info(config: pytest.Config) -> dict[str, Any]:
-    info: dict[str, Any] = {"vllmbench": machine.machine_info()}
-    cpu_count = os.cpu_count()
-    info["cpu"] = {"count": cpu_count}
-    return info
+    """Just what describe_machine reads, to match the baseline to this machine before anything is saved."""
+    return {"vllmbench": machine.machine_info(), "cpu": {"count": os.cpu_count()}}
 
 
 def _current_cells(config: pytest.Config) -> dict[str, dict[str, Any]]:

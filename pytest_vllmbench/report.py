@@ -69,10 +69,13 @@ def latest_cells(runs: list[SavedRun]) -> Latest:
     return latest
 
 
+def _dummy(cell: dict[str, Any]) -> bool:
+    """Whether the figures come from vLLM's dummy (random) weights: every label says so."""
+    return (cell.get("engine_args") or {}).get("load_format") == "dummy"
+
+
 def _model(cell: dict[str, Any]) -> str:
-    """The model's name, marked where its figures come from vLLM's dummy (random) weights."""
-    dummy = (cell.get("engine_args") or {}).get("load_format") == "dummy"
-    return f"{cell['model']} (dummy weights)" if dummy else cell["model"]
+    return f"{cell['model']} (dummy weights)" if _dummy(cell) else cell["model"]
 
 
 def _status(cell: dict[str, Any]) -> str:
@@ -121,9 +124,8 @@ def _gpus(cell: dict[str, Any]) -> str:
 
 
 def _cell_label(cell: dict[str, Any]) -> str:
-    dummy = (cell.get("engine_args") or {}).get("load_format") == "dummy"
     label = f"{cell['cell']} ({_split(cell)})" if _split(cell) else cell["cell"]
-    return f"{label} (dummy weights)" if dummy else label
+    return f"{label} (dummy weights)" if _dummy(cell) else label
 
 
 def _parity(runs: list[SavedRun]) -> str:
