@@ -154,7 +154,16 @@ class ServerEngine:
     def fault(self) -> str | None:
         """Why the server can no longer serve, or None while it is fine."""
         if self.process.alive():
-            return None
+            try:
+                if httpx.get(self.base_url.removesuffix("/v1") + "/health", timeout=2.0).status_code == 200:
+                    return None
+            except httpx.HTTPError:
+                pass
+            try:  # a killed server's sockets close before its (large) process has finished exiting
+                self.process.popen.wait(10.0)
+            except subprocess.TimeoutExpired:
+                return (f"the vLLM server (pid {self.process.pid}) stopped answering /health; log "
+                        f"{self.process.log_path}, last lines:\n{log_tail(self.process.log_path, 15)}")
         return (f"the vLLM server (pid {self.process.pid}) died with code {self.process.popen.returncode}; "
                 f"log {self.process.log_path}, last lines:\n{log_tail(self.process.log_path, 15)}")
 
