@@ -24,6 +24,10 @@ class CellSkip(Exception):
     """The cell cannot be measured honestly here; the message says why."""
 
 
+class DoesNotFit(CellSkip):
+    """The model cannot fit in the memory budget; the message is the cell's status ('does not fit in ...')."""
+
+
 def dummy_folder(spec: ModelSpec) -> Path:
     """config.json from data/configs plus a tokenizer known to be the model's, built once in the cache."""
     target = embedded.cache_root() / "dummy" / spec.alias
@@ -57,12 +61,32 @@ def weights_gib(spec: ModelSpec) -> float | None:
     return spec.params_b * 1e9 * BYTES_PER_PARAM[spec.dtype] / 2**30
 
 
-def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilization: float) -> str | None:
-    """'does not fit: needs ~X GiB, has Y' when the start failure was a lack of memory, else None."""
+def _needs(spec: ModelSpec) -> str:
+    need = weights_gib(spec)
+    return f"needs ~{need:.1f} GiB for the weights alone, plus the KV cache" if need else "needs more memory"
+
+
+def _budget_text(budget_gib: float, n_gpus: int) -> str:
+    return f"{budget_gib:g} GiB" + (f" per GPU x {n_gpus}" if n_gpus > 1 else "")
+
+
+def over_budget(spec: ModelSpec, budget_gib: float, n_gpus: int) -> str | None:
+    """'does not fit in 16 GiB: needs ~X' when the weights alone exceed the budget: no engine need start."""
+    need = weights_gib(spec)
+    if need is None or need <= budget_gib * max(n_gpus, 1):
+        return None
+    return f"does not fit in {_budget_text(budget_gib, n_gpus)}: {_needs(spec)}"
+
+
+def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilization: float,
+                 budget_gib: float | None = None, n_gpus: int = 1) -> str | None:
+    """'does not fit: needs ~X GiB, has Y' ('does not fit in 16 GiB: needs ~X' under a memory budget) when the
+    start failure was a lack of memory, else None."""
     if not OUT_OF_MEMORY.search(message):
         return None
-    need = weights_gib(spec)
-    needs = f"needs ~{need:.1f} GiB for the weights alone, plus the KV cache" if need else "needs more memory"
+    needs = _needs(spec)
+    if budget_gib is not None:
+        return f"does not fit in {_budget_text(budget_gib, n_gpus)}: {needs}"
     if memory_mib:
         total = sum(memory_mib) / 1024
         return f"does not fit: {needs}; has {utilization * total:.1f} GiB ({utilization:.0%} of {total:.0f} GiB)"
