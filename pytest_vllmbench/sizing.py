@@ -8,9 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pytest_vllmbench import embedded
+from pytest_vllmbench import embedded, roofline
 from pytest_vllmbench.registry import ModelSpec
-from pytest_vllmbench.roofline import BYTES_PER_PARAM
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 OUT_OF_MEMORY = re.compile(
@@ -56,9 +55,7 @@ def dummy_folder(spec: ModelSpec) -> Path:
 
 
 def weights_gib(spec: ModelSpec) -> float | None:
-    if not spec.params_b or spec.dtype not in BYTES_PER_PARAM:
-        return None
-    return spec.params_b * 1e9 * BYTES_PER_PARAM[spec.dtype] / 2**30
+    return roofline.weights_gib(spec.params_b, spec.dtype)
 
 
 def _needs(spec: ModelSpec) -> str:
