@@ -346,3 +346,13 @@ def test_a_priced_run_saves_energy_and_cost_and_the_report_shows_them(pytester, 
     ranking = (pytester.path / "BENCHMARKS.md").read_text().split("## Ranking")[1].split("## Parity")[0]
     row = next(line for line in ranking.splitlines() if "stub-endpoint" in line)
     assert f"{saved['projected_cost']:,.2f} USD" in row and "nan" not in row
+
+
+def test_pyproject_keys_set_budget_price_and_currency(tmp_path):
+    from pytest_vllmbench.settings import merge_sources, resolve
+
+    table = {"gpu_memory": "24GB", "gpu_hourly_cost": 2.5, "cost_currency": "EUR", "model": ["gemma-270m"]}
+    settings = resolve(merge_sources({}, table, {}), tmp_path)
+    assert (settings.gpu_memory, settings.gpu_hourly_cost, settings.cost_currency) == (24 * 10**9, 2.5, "EUR")
+    overridden = resolve(merge_sources({"gpu_hourly_cost": "1.25"}, table, {}), tmp_path)
+    assert overridden.gpu_hourly_cost == 1.25  # the command line wins
