@@ -16,6 +16,7 @@ from pytest_vllmbench import budget, distributed, gate, hookspec, machine, repor
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.client import EndpointUnreachable
 from pytest_vllmbench.engines.base import EngineStartError
+from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.gpu import list_gpus
 from pytest_vllmbench.registry import load_registry
@@ -197,6 +198,9 @@ class CellRun:
             pytest.fail(f"{self.cell.id}: engine did not start: {exc}", pytrace=False)
         except EndpointUnreachable as exc:
             pytest.fail(f"{self.cell.id}: {exc}", pytrace=False)
+        except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
+            self._session.record_unrun(self.cell, "failed: " + str(exc)[:300])
+            pytest.fail(f"{self.cell.id}: the previous engine did not stop: {exc}", pytrace=False)
         benchmark.extra_info.update(outcome.extra_info)  # in place: pytest-benchmark keeps this dict
         if outcome.fault:
             pytest.fail(f"{self.cell.id}: {outcome.fault}", pytrace=False)
@@ -207,7 +211,10 @@ class CellRun:
 def vllmbench_session(request: pytest.FixtureRequest) -> Iterator[BenchSession]:
     session = request.config.stash[SESSION_KEY]
     yield session
-    session.close()
+    try:
+        session.close()
+    except EngineStopError as exc:
+        pytest.fail(f"the last engine did not stop: {exc}", pytrace=False)
 
 
 @pytest.fixture
