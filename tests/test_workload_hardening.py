@@ -106,14 +106,24 @@ json_values = st.recursive(
 FIELDS = sorted(CHAT_FIELDS | COMPLETION_FIELDS | {"custom_id", "method", "url", "body", "tools", "echo"})
 
 
+RAW_TOKENS = ["NaN", "Infinity", "-Infinity", "1e999", '"\\ud800"', '"\\udfff x"', nested(3000), "9" * 5000,
+              '{"type": "json_schema", "json_schema": 7}']
+SENTINEL = "@@RAW@@"
+
+
 def mutated_line(base, data):
+    """One field set to a random JSON value or to a raw token Python's json accepts but no server should get;
+    sometimes one raw edit anywhere in the line as well."""
     obj = json.loads(base)
-    target = obj if data.draw(st.booleans()) else obj["body"]
-    target[data.draw(st.sampled_from(FIELDS))] = data.draw(json_values)
+    target = obj if data.draw(st.integers(0, 3)) == 0 else obj["body"]
+    raw = data.draw(st.none() | st.sampled_from(RAW_TOKENS))
+    value = data.draw(json_values) if raw is None else [SENTINEL] if data.draw(st.booleans()) else SENTINEL
+    target[data.draw(st.sampled_from(FIELDS))] = value
     text = json.dumps(obj)
-    if data.draw(st.booleans()):  # a byte-level edit: JSON5-ish constants, escapes, cuts, nesting
-        insert = data.draw(st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", '"\\ud800"', "[[[[", "}", ",",
-                                            "\\", '"', "\x00", "\xff", "9" * 5000]))
+    if raw is not None:
+        text = text.replace(json.dumps(SENTINEL), raw)
+    if data.draw(st.integers(0, 3)) == 0:
+        insert = data.draw(st.sampled_from(RAW_TOKENS + ["}", ",", "\\", '"', "\x00", "\xff"]))
         at = data.draw(st.integers(0, len(text)))
         text = text[:at] + insert + text[at:]
     return text
