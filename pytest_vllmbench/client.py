@@ -10,12 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 from httpx_sse import SSEError, aconnect_sse
 
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.redaction import redact_text, redact_url
 from pytest_vllmbench.workload import BatchRequest
 
 
@@ -47,21 +49,25 @@ def build_payload(request: BatchRequest, served_model: str, sampling: SamplingOv
 def preflight(config: ClientConfig) -> None:
     """GET /models: the server answers and serves the model, or EndpointUnreachable says why."""
     url = f"{config.base_url}/models"
+    shown = redact_url(url)  # messages end up on the terminal and in saved runs
+    secrets = [config.api_key]
     try:
         response = httpx.get(url, headers=_headers(config), timeout=30.0)
     except httpx.HTTPError as exc:
         raise EndpointUnreachable(
-            f"cannot reach {url} (model {config.served_model!r}): {type(exc).__name__}: {exc}"
+            f"cannot reach {shown} (model {config.served_model!r}): {type(exc).__name__}: {redact_text(str(exc), secrets)}"
         ) from None
     if response.status_code != 200:
-        raise EndpointUnreachable(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
+        raise EndpointUnreachable(f"{shown} answered HTTP {response.status_code}: "
+                                  f"{redact_text(response.text[:200], secrets)}")
     try:
         served = [model["id"] for model in response.json()["data"]]
     except (ValueError, KeyError, TypeError):
-        raise EndpointUnreachable(f"{url} did not answer with an OpenAI model list") from None
+        raise EndpointUnreachable(f"{shown} did not answer with an OpenAI model list") from None
     if config.served_model not in served:
         raise EndpointUnreachable(
-            f"model {config.served_model!r} is not served at {config.base_url} (served: {', '.join(served) or 'none'})"
+            f"model {config.served_model!r} is not served at {redact_url(config.base_url)} "
+            f"(served: {', '.join(map(str, served)) or 'none'})"
         )
 
 
@@ -99,15 +105,38 @@ async def _run_batch(
                                   timeout=timeout) as client:
         tasks = []
         for request in requests:
-            payload = build_payload(request, config.served_model, sampling)
-            tasks.append(asyncio.create_task(_one(client, request, payload, gate, config.timeout_s)))
+            content = encode_payload(build_payload(request, config.served_model, sampling))
+            if content is None:  # one request that cannot be sent is one failed request, not a failed batch
+                tasks.append(asyncio.create_task(_failed(request, "invalid_request")))
+            else:
+                tasks.append(asyncio.create_task(_one(client, request, content, gate, config.timeout_s)))
             if config.request_rate:
                 await asyncio.sleep(rng.expovariate(config.request_rate))  # Poisson arrivals
         return list(await asyncio.gather(*tasks))
 
 
+def encode_payload(payload: dict[str, Any]) -> bytes | None:
+    """Strict JSON in UTF-8 (what a server can parse), or None when the request cannot be sent at all."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
+        return None
+
+
+async def _failed(request: BatchRequest, kind: str) -> RequestRecord:
+    return RequestRecord(request.custom_id, error=kind)
+
+
+def _timeout_kind(exc: httpx.TimeoutException) -> str:
+    """httpx-aiohttp maps every aiohttp connection error (a refused connect too) to ConnectTimeout."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+        return "connection"
+    return "timeout"
+
+
 async def _one(
-    client: httpx.AsyncClient, request: BatchRequest, payload: dict[str, Any],
+    client: httpx.AsyncClient, request: BatchRequest, payload: bytes,
     gate: asyncio.Semaphore | None, timeout_s: float,
 ) -> RequestRecord:
     if gate is None:
@@ -117,7 +146,7 @@ async def _one(
 
 
 async def _stream(
-    client: httpx.AsyncClient, request: BatchRequest, payload: dict[str, Any], timeout_s: float
+    client: httpx.AsyncClient, request: BatchRequest, payload: bytes, timeout_s: float
 ) -> RequestRecord:
     path = "/chat/completions" if request.is_chat else "/completions"
     stamps: list[float] = []
@@ -125,7 +154,8 @@ async def _stream(
     sent = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
-            async with aconnect_sse(client, "POST", path, json=payload) as source:
+            async with aconnect_sse(client, "POST", path, content=payload,
+                                    headers={"Content-Type": "application/json"}) as source:
                 if source.response.status_code != 200:
                     await source.response.aread()
                     return RequestRecord(request.custom_id, error=f"http_{source.response.status_code}")
@@ -134,8 +164,8 @@ async def _stream(
                     events.append(event.data)
     except TimeoutError:
         return RequestRecord(request.custom_id, error="timeout")
-    except httpx.TimeoutException:
-        return RequestRecord(request.custom_id, error="timeout")
+    except httpx.TimeoutException as exc:
+        return RequestRecord(request.custom_id, error=_timeout_kind(exc))
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
         return RequestRecord(request.custom_id, error="connection")
     except (httpx.HTTPError, SSEError) as exc:
@@ -174,7 +204,9 @@ def _record(request: BatchRequest, sent: float, stamps: list[float], events: lis
             finish_reason = choice.get("finish_reason") or finish_reason
             if _carries_token(choice, request.is_chat):
                 content_stamps.append(stamp)
-                parts.append(((choice.get("delta") or {}).get("content") or "") if request.is_chat else choice["text"])
+                if choice.get("index", 0) == 0:  # with n > 1 the text is the first choice's, as offline keeps
+                    parts.append(((choice.get("delta") or {}).get("content") or "") if request.is_chat
+                                 else choice["text"])
     if not stamps:
         return RequestRecord(request.custom_id, error="empty_stream")
     end = stamps[-1]

@@ -14,6 +14,7 @@ import pytest
 
 from pytest_vllmbench import distributed, gate, hookspec, machine, report
 from pytest_vllmbench.cells import Cell
+from pytest_vllmbench.cells import build_matrix
 from pytest_vllmbench.client import EndpointUnreachable
 from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.engines.factory import engine_args
@@ -68,8 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raw = merge_sources(cli, values, ini)
         settings = resolve(raw, config.rootpath, tables)
         registry = load_registry()
-        for name in settings.models:  # named models fail fast; the batch file's are checked when collected
-            registry.resolve(name)
+        build_matrix(settings.models, settings.modes, registry)  # named models fail fast; the batch file's later
         settings = _join_xdist(config, settings)
     except (UsageError, BatchFileError) as exc:
         raise pytest.UsageError(str(exc)) from None
