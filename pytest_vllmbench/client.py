@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
 import httpx
@@ -48,11 +49,12 @@ def build_payload(request: BatchRequest, served_model: str, sampling: SamplingOv
 
 def preflight(config: ClientConfig) -> None:
     """GET /models: the server answers and serves the model, or EndpointUnreachable says why."""
-    url = f"{config.base_url}/models"
+    base, params = split_query(config.base_url)
+    url = f"{base}/models"
     shown = redact_url(url)  # messages end up on the terminal and in saved runs
     secrets = [config.api_key]
     try:
-        response = httpx.get(url, headers=_headers(config), timeout=30.0)
+        response = httpx.get(url, params=params, headers=_headers(config), timeout=30.0)
     except httpx.HTTPError as exc:
         raise EndpointUnreachable(
             f"cannot reach {shown} (model {config.served_model!r}): {type(exc).__name__}: {redact_text(str(exc), secrets)}"
@@ -69,6 +71,12 @@ def preflight(config: ClientConfig) -> None:
             f"model {config.served_model!r} is not served at {redact_url(config.base_url)} "
             f"(served: {', '.join(map(str, served)) or 'none'})"
         )
+
+
+def split_query(base_url: str) -> tuple[str, list[tuple[str, str]]]:
+    """`http://h/v1?api-version=1` -> (`http://h/v1`, [(api-version, 1)]): the query goes with every request."""
+    parts = urlsplit(base_url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), parse_qsl(parts.query, keep_blank_values=True)
 
 
 def _headers(config: ClientConfig) -> dict[str, str]:
@@ -101,7 +109,8 @@ async def _run_batch(
     rng = random.Random(config.seed)
     # httpx's API over aiohttp's connection pool and C HTTP parser: httpcore's pool scans every
     # connection per request, which made the client the bottleneck at a few hundred streams.
-    async with HttpxAiohttpClient(base_url=config.base_url, headers=_headers(config), limits=limits,
+    base, params = split_query(config.base_url)
+    async with HttpxAiohttpClient(base_url=base, params=params, headers=_headers(config), limits=limits,
                                   timeout=timeout) as client:
         tasks = []
         for request in requests:

@@ -193,12 +193,12 @@ class CellRun:
                 self._session.record_unrun(self.cell, fit)
                 pytest.skip(f"{self.cell.id}: {fit}")
             self._session.record_unrun(self.cell, "failed: " + str(exc).splitlines()[0][:300])
-            pytest.fail(f"{self.cell.id}: engine did not start: {exc}", pytrace=False)
+            pytest.fail(f"{self.cell.id}: engine did not start: {self._session.scrub(str(exc))}", pytrace=False)
         except EndpointUnreachable as exc:
-            pytest.fail(f"{self.cell.id}: {exc}", pytrace=False)
+            pytest.fail(f"{self.cell.id}: {self._session.scrub(str(exc))}", pytrace=False)
         benchmark.extra_info.update(outcome.extra_info)  # in place: pytest-benchmark keeps this dict
         if outcome.fault:
-            pytest.fail(f"{self.cell.id}: {outcome.fault}", pytrace=False)
+            pytest.fail(f"{self.cell.id}: {self._session.scrub(outcome.fault)}", pytrace=False)
         return outcome.extra_info
 
 

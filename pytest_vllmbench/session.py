@@ -19,6 +19,7 @@ from pytest_vllmbench.outputs import write_batch_output
 from pytest_vllmbench.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.pool import EnginePool
 from pytest_vllmbench.quality import load_gold, score_quality
+from pytest_vllmbench.redaction import redact_args, redact_text, secret_values
 from pytest_vllmbench.registry import Registry
 from pytest_vllmbench.roofline import load_bandwidths
 from pytest_vllmbench.runner import CellOutcome, Timed, run_cell
@@ -101,8 +102,9 @@ class BenchSession:
         """Measure the cell, then score its outputs in memory and write them only if asked to."""
         requests = self.workload
         engine = self.pool.get(cell)
+        args = engine_args(cell, self.settings, self.registry)
         context = {
-            "engine_args": engine_args(cell, self.settings, self.registry),
+            "engine_args": redact_args(args),  # what is saved; the engine got the real ones
             "dataset": self.dataset_info,
         }
         outcome = run_cell(
@@ -115,7 +117,7 @@ class BenchSession:
             path = self.settings.write_outputs / f"{cell.id}.jsonl"
             write_batch_output(path, requests, outcome.records, cell.requested)
         if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
-            outcome.extra_info |= self._parity(cell, context["engine_args"], outcome.extra_info["requests_per_s"])
+            outcome.extra_info |= self._parity(cell, args, outcome.extra_info["requests_per_s"])
         return outcome
 
     def _parity(self, cell: Cell, args: dict[str, Any], ours: float) -> dict[str, Any]:
@@ -133,9 +135,13 @@ class BenchSession:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
         self.unrun.append({
             "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias, "model_source": cell.model.source,
-            "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": status,
-            "engine_args": engine_args(cell, self.settings, self.registry), "dataset": self.dataset_info,
+            "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": self.scrub(status),
+            "engine_args": redact_args(engine_args(cell, self.settings, self.registry)), "dataset": self.dataset_info,
         })
+
+    def scrub(self, text: str) -> str:
+        """Text from elsewhere (an engine's error, a server's log tail) with this session's secrets hidden."""
+        return redact_text(text, secret_values(self.settings.endpoint, self.settings.engine_args, self.settings.api_key))
 
     def close(self) -> None:
         self.pool.close()
