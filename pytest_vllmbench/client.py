@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import aiohttp
 import httpx
@@ -49,7 +50,7 @@ def build_payload(request: BatchRequest, served_model: str, sampling: SamplingOv
 
 def preflight(config: ClientConfig) -> None:
     """GET /models: the server answers and serves the model, or EndpointUnreachable says why."""
-    base, params = split_query(config.base_url)
+    base, params, _ = split_url(config.base_url)
     url = f"{base}/models"
     shown = redact_url(url)  # messages end up on the terminal and in saved runs
     secrets = [config.api_key]
@@ -73,14 +74,24 @@ def preflight(config: ClientConfig) -> None:
         )
 
 
-def split_query(base_url: str) -> tuple[str, list[tuple[str, str]]]:
-    """`http://h/v1?api-version=1` -> (`http://h/v1`, [(api-version, 1)]): the query goes with every request."""
+def split_url(base_url: str) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+    """`http://u:p@h/v1?api-version=1` -> (`http://h/v1`, its query pairs, Basic auth header for u:p).
+    The query goes with every request; URL credentials become a header (aiohttp refuses them beside one)."""
     parts = urlsplit(base_url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), parse_qsl(parts.query, keep_blank_values=True)
+    headers = {}
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    netloc = parts.netloc.rpartition("@")[2]
+    return (urlunsplit((parts.scheme, netloc, parts.path, "", "")), parse_qsl(parts.query, keep_blank_values=True),
+            headers)
 
 
 def _headers(config: ClientConfig) -> dict[str, str]:
-    return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    """The API key when there is one (it wins over credentials in the URL), else the URL's credentials."""
+    if config.api_key:
+        return {"Authorization": f"Bearer {config.api_key}"}
+    return split_url(config.base_url)[2]
 
 
 def run_batch(
@@ -109,7 +120,7 @@ async def _run_batch(
     rng = random.Random(config.seed)
     # httpx's API over aiohttp's connection pool and C HTTP parser: httpcore's pool scans every
     # connection per request, which made the client the bottleneck at a few hundred streams.
-    base, params = split_query(config.base_url)
+    base, params, _ = split_url(config.base_url)
     async with HttpxAiohttpClient(base_url=base, params=params, headers=_headers(config), limits=limits,
                                   timeout=timeout) as client:
         tasks = []
@@ -179,6 +190,8 @@ async def _stream(
         return RequestRecord(request.custom_id, error="connection")
     except (httpx.HTTPError, SSEError) as exc:
         return RequestRecord(request.custom_id, error=type(exc).__name__)
+    except (ValueError, TypeError, OSError) as exc:  # the transport refused this request: it alone fails
+        return RequestRecord(request.custom_id, error=f"invalid_request:{type(exc).__name__}")
     return _record(request, sent, stamps, events)
 
 
