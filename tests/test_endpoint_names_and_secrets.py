@@ -110,7 +110,7 @@ def test_secret_engine_args_are_saved_redacted(tmp_path):
 @pytest.mark.parametrize(("url", "withheld"), [("http://10.1.2.3:8000/v1", True), ("http://example.org/v1", True),
                                                ("https://example.org/v1", False), ("http://127.0.0.1:1/v1", False),
                                                ("http://localhost:1/v1", False), ("http://[::1]:1/v1", False)])
-def test_the_api_key_is_not_sent_over_plain_http_to_another_machine_unless_asked(monkeypatch, capsys, url, withheld):
+def test_the_api_key_is_not_sent_over_plain_http_to_another_machine_unless_asked(monkeypatch, capfd, url, withheld):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-1234")
     got = []
     monkeypatch.setattr(endpoint_module, "EndpointEngine", lambda config: got.append(config))
@@ -120,4 +120,4 @@ def test_the_api_key_is_not_sent_over_plain_http_to_another_machine_unless_asked
         cli = {"mode": ["endpoint"], "endpoint": url, "api_key_over_http": opt_in}
         start_engine(cell, resolve(merge_sources(cli, {}, {}), REPO), registry)
     assert [config.api_key for config in got] == [None if withheld else "sk-test-1234", "sk-test-1234"]
-    assert ("is NOT sent to" in capsys.readouterr().err) == withheld
+    assert ("is NOT sent to" in capfd.readouterr().err) == withheld
