@@ -154,3 +154,15 @@ def test_the_validate_command_answers_0_or_1_with_file_line_messages(tmp_path, c
     messages = [text for text in err.splitlines() if not text.startswith(f"{path}: ")]
     assert all(re.match(rf"{re.escape(str(path))}:\d+: \S", text) for text in messages), messages
     assert (status == 0) == (not messages)
+
+
+@pytest.mark.parametrize("bad", [line(response_format={"type": "json_schema", "json_schema": "x"}), nested(5000),
+                                 line(temperature=1.0).replace("1.0", "NaN")])
+def test_the_benchmark_stops_with_exit_4_and_file_line_never_a_traceback(pytester, bad):
+    pytester.makepyfile(test_batch="def test_batch(vllmbench_cell, benchmark):\n    vllmbench_cell.run(benchmark)\n")
+    path = pytester.path / "bad.jsonl"
+    path.write_text(line(custom_id="ok") + "\n" + bad + "\n")
+    result = pytester.runpytest(f"--dataset={path}", "--mode=offline", "--model=gemma-270m")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output
+    assert f"{path}:2: " in output and "Traceback" not in output
