@@ -123,3 +123,15 @@ def test_the_api_key_is_not_sent_over_plain_http_to_another_machine_unless_asked
         start_engine(cell, resolve(merge_sources(cli, {}, {}), REPO), registry)
     assert [config.api_key for config in got] == [None if withheld else "sk-test-1234", "sk-test-1234"]
     assert ("is NOT sent to" in capfd.readouterr().err) == withheld
+
+
+def test_without_model_the_batch_lines_names_go_to_the_endpoint(pytester):
+    pytester.makepyfile(test_batch=TEST)
+    body = {"model": "llama3.2:3b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    (pytester.path / "b.jsonl").write_text(json.dumps({"custom_id": "a", "method": "POST",
+                                                       "url": "/v1/chat/completions", "body": body}) + "\n")
+    with StubServer(["llama3.2:3b"]) as stub:
+        result = pytester.runpytest("--mode=endpoint", f"--endpoint=http://127.0.0.1:{stub.port}", "--dataset=b.jsonl")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_batch?llama3.2:3b-endpoint?*"])
+    assert {seen["body"]["model"] for seen in stub.seen if seen["body"]} == {"llama3.2:3b"}
