@@ -18,6 +18,7 @@ from pytest_vllmbench.cells import build_matrix
 from pytest_vllmbench.client import EndpointUnreachable
 from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.engines.factory import engine_args
+from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.gpu import list_gpus
 from pytest_vllmbench.registry import load_registry
@@ -196,6 +197,9 @@ class CellRun:
             pytest.fail(f"{self.cell.id}: engine did not start: {self._session.scrub(str(exc))}", pytrace=False)
         except EndpointUnreachable as exc:
             pytest.fail(f"{self.cell.id}: {self._session.scrub(str(exc))}", pytrace=False)
+        except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
+            self._session.record_unrun(self.cell, "failed: " + str(exc)[:300])
+            pytest.fail(f"{self.cell.id}: the previous engine did not stop: {self._session.scrub(str(exc))}", pytrace=False)
         benchmark.extra_info.update(outcome.extra_info)  # in place: pytest-benchmark keeps this dict
         if outcome.fault:
             pytest.fail(f"{self.cell.id}: {self._session.scrub(outcome.fault)}", pytrace=False)
@@ -206,7 +210,10 @@ class CellRun:
 def vllmbench_session(request: pytest.FixtureRequest) -> Iterator[BenchSession]:
     session = request.config.stash[SESSION_KEY]
     yield session
-    session.close()
+    try:
+        session.close()
+    except EngineStopError as exc:
+        pytest.fail(f"the last engine did not stop: {exc}", pytrace=False)
 
 
 @pytest.fixture
