@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +19,6 @@ MAX_REPORTED_ERRORS = 50
 MAX_DEPTH = 64  # deeper lines are refused: Python's JSON codec and vLLM's schema compiler recurse
 MAX_LOGPROBS = 20  # vLLM's default max_logprobs
 INT32 = 2**31
-# (field, low, high, low bound excluded): vLLM's SamplingParams ranges
-NUMBER_RANGES = (
-    ("temperature", 0.0, 2.0, False), ("top_p", 0.0, 1.0, True), ("min_p", 0.0, 1.0, False),
-    ("presence_penalty", -2.0, 2.0, False), ("frequency_penalty", -2.0, 2.0, False),
-    ("repetition_penalty", 0.0, 2.0**31, True),
-)
-BOOLEAN_FIELDS = ("ignore_eos", "include_stop_str_in_output", "skip_special_tokens", "spaces_between_special_tokens",
-                  "stream", "store")
 # Body fields every mode honours the same way (offline maps them to SamplingParams), or that change no work
 # (user, metadata, store, service_tier; stream and stream_options are set by the client). Anything else is
 # refused at validation: a field only the server path would apply would make the modes do different work.
@@ -151,7 +143,7 @@ def parse_line(raw: bytes) -> dict[str, Any]:
     # cheap byte scans first: the full walks only run for lines that could fail them
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _depth(obj) > MAX_DEPTH:
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-    if (b"\\ud" in raw or b"\\uD" in raw) and (where := _lone_surrogate(obj)):
+    if b"\\u" in raw and (b"\\ud" in raw or b"\\uD" in raw) and (where := _lone_surrogate(obj)):
         raise ValueError(f"{where} holds a lone UTF-16 surrogate (\\ud800-\\udfff): it cannot be sent as UTF-8")
     _check_envelope(obj)
     return obj
@@ -276,44 +268,51 @@ def _check_prompt(prompt: Any) -> None:
     raise ValueError("body.prompt must be a non-empty string or a list of token ids (one prompt per line)")
 
 
+def _int_in(low: int, high: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda value: _is_int(value) and low <= value <= high), f"an integer in [{low}, {high}]"
+
+
+def _number_in(low: float, high: float, open_low: bool = False) -> tuple[Callable[[Any], bool], str]:
+    def check(value: Any) -> bool:
+        return _is_number(value) and (low < value if open_low else low <= value) and value <= high
+
+    return check, f"a number in {'(' if open_low else '['}{low}, {high}]"
+
+
+def _is_stop(value: Any) -> bool:
+    return (isinstance(value, str) and bool(value)) or (
+        isinstance(value, list) and all(isinstance(item, str) and item for item in value))
+
+
+_BOOL = (lambda value: isinstance(value, bool)), "true or false"
+_STRING = (lambda value: isinstance(value, str)), "a string"
+_OBJECT = (lambda value: isinstance(value, dict)), "an object"
+# one check per field, run only for the fields a body has (most have five): vLLM's own ranges
+FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "max_tokens": _int_in(1, INT32 - 1), "max_completion_tokens": _int_in(1, INT32 - 1), "n": _int_in(1, INT32 - 1),
+    "min_tokens": _int_in(0, INT32 - 1), "top_k": _int_in(-1, INT32 - 1), "seed": _int_in(-(2**63), 2**63 - 1),
+    "temperature": _number_in(0.0, 2.0), "top_p": _number_in(0.0, 1.0, open_low=True), "min_p": _number_in(0.0, 1.0),
+    "presence_penalty": _number_in(-2.0, 2.0), "frequency_penalty": _number_in(-2.0, 2.0),
+    "repetition_penalty": _number_in(0.0, float(INT32), open_low=True),
+    "stop": (_is_stop, "a non-empty string or a list of non-empty strings"),
+    "stop_token_ids": ((lambda value: isinstance(value, list) and all(_is_int(i) and 0 <= i < INT32 for i in value)),
+                       "a list of token ids (non-negative integers)"),
+    "user": _STRING, "service_tier": _STRING, "metadata": _OBJECT, "stream_options": _OBJECT,
+    **{key: _BOOL for key in ("ignore_eos", "include_stop_str_in_output", "skip_special_tokens",
+                              "spaces_between_special_tokens", "stream", "store")},
+}
+
+
 def _check_sampling(body: dict[str, Any], is_chat: bool) -> None:
-    for key, low in (("max_tokens", 1), ("max_completion_tokens", 1), ("n", 1), ("min_tokens", 0)):
-        value = body.get(key)
-        if value is not None and not (_is_int(value) and low <= value < INT32):
-            raise ValueError(f"body.{key} must be an integer in [{low}, {INT32 - 1}], got {_show(value)}")
-    for key, low, high, open_low in NUMBER_RANGES:
-        value = body.get(key)
-        if value is not None and not (_is_number(value) and (low < value if open_low else low <= value) and value <= high):
-            bracket = "(" if open_low else "["
-            raise ValueError(f"body.{key} must be a number in {bracket}{low}, {high}], got {_show(value)}")
-    top_k = body.get("top_k")
-    if top_k is not None and not (_is_int(top_k) and -1 <= top_k < INT32):
-        raise ValueError(f"body.top_k must be -1, 0 (off) or a positive integer, got {_show(top_k)}")
+    for key, value in body.items():
+        check = FIELD_CHECKS.get(key)
+        if check is not None and value is not None and not check[0](value):
+            raise ValueError(f"body.{key} must be {check[1]}, got {_show(value)}")
     if (body.get("n") or 1) > 1 and body.get("temperature") == 0:
         raise ValueError("body.n > 1 needs a temperature above 0: vLLM refuses n > 1 with greedy sampling")
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     if _is_int(limit) and _is_int(body.get("min_tokens")) and body["min_tokens"] > limit:
         raise ValueError("body.min_tokens must not exceed max_tokens")
-    seed = body.get("seed")
-    if seed is not None and not (_is_int(seed) and -(2**63) <= seed < 2**63):
-        raise ValueError(f"body.seed must be a 64-bit integer, got {_show(seed)}")
-    for key in BOOLEAN_FIELDS:
-        if body.get(key) is not None and not isinstance(body[key], bool):
-            raise ValueError(f"body.{key} must be true or false, got {_show(body[key])}")
-    for key in ("user", "service_tier"):
-        if body.get(key) is not None and not isinstance(body[key], str):
-            raise ValueError(f"body.{key} must be a string")
-    for key in ("metadata", "stream_options"):
-        if body.get(key) is not None and not isinstance(body[key], dict):
-            raise ValueError(f"body.{key} must be an object")
-    stop = body.get("stop")
-    if stop is not None and not (
-        (isinstance(stop, str) and stop) or (isinstance(stop, list) and all(isinstance(s, str) and s for s in stop))
-    ):
-        raise ValueError("body.stop must be a non-empty string or a list of non-empty strings")
-    stop_ids = body.get("stop_token_ids")
-    if stop_ids is not None and not (isinstance(stop_ids, list) and all(_is_int(i) and 0 <= i < INT32 for i in stop_ids)):
-        raise ValueError("body.stop_token_ids must be a list of token ids (non-negative integers)")
     _check_logit_bias(body.get("logit_bias"))
     _check_logprobs(body, is_chat)
     _check_response_format(body.get("response_format"))

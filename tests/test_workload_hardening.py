@@ -44,7 +44,7 @@ REFUSED = {  # raw line -> what the message must say
     line(repetition_penalty=0): "body.repetition_penalty must be a number in (0.0,",
     line(n=True): "body.n must be an integer",
     line(n=2, temperature=0): "n > 1 needs a temperature above 0",
-    line(seed=2**64): "body.seed must be a 64-bit integer",
+    line(seed=2**64): "body.seed must be an integer in [-9223372036854775808, 9223372036854775807]",
     line(stop=""): "body.stop must be",
     line(stop=["a", 3]): "body.stop must be",
     line(stop_token_ids=[1, -1]): "body.stop_token_ids must be",
