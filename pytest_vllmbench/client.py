@@ -58,7 +58,8 @@ def preflight(config: ClientConfig) -> None:
         response = httpx.get(url, params=params, headers=_headers(config), timeout=30.0)
     except httpx.HTTPError as exc:
         raise EndpointUnreachable(
-            f"cannot reach {shown} (model {config.served_model!r}): {type(exc).__name__}: {redact_text(str(exc), secrets)}"
+            f"cannot reach {shown} (model {config.served_model!r}): "
+            f"{type(exc).__name__}: {redact_text(str(exc), secrets)}"
         ) from None
     if response.status_code != 200:
         raise EndpointUnreachable(f"{shown} answered HTTP {response.status_code}: "

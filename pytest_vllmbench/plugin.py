@@ -199,7 +199,8 @@ class CellRun:
             pytest.fail(f"{self.cell.id}: {self._session.scrub(str(exc))}", pytrace=False)
         except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
             self._session.record_unrun(self.cell, "failed: " + str(exc)[:300])
-            pytest.fail(f"{self.cell.id}: the previous engine did not stop: {self._session.scrub(str(exc))}", pytrace=False)
+            pytest.fail(f"{self.cell.id}: the previous engine did not stop: {self._session.scrub(str(exc))}",
+                        pytrace=False)
         benchmark.extra_info.update(outcome.extra_info)  # in place: pytest-benchmark keeps this dict
         if outcome.fault:
             pytest.fail(f"{self.cell.id}: {self._session.scrub(outcome.fault)}", pytrace=False)

@@ -141,7 +141,8 @@ class BenchSession:
 
     def scrub(self, text: str) -> str:
         """Text from elsewhere (an engine's error, a server's log tail) with this session's secrets hidden."""
-        return redact_text(text, secret_values(self.settings.endpoint, self.settings.engine_args, self.settings.api_key))
+        settings = self.settings
+        return redact_text(text, secret_values(settings.endpoint, settings.engine_args, settings.api_key))
 
     def close(self) -> None:
         self.pool.close()

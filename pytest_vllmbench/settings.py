@@ -214,7 +214,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         project_to=_number("--project-to", raw["project_to"], int, 1),
         endpoint=raw["endpoint"] or None,
         concurrency=_optional("--concurrency", raw["concurrency"], int, 1),
-        request_rate=_positive("--request-rate", raw["request_rate"]) if raw["request_rate"] not in (None, "") else None,
+        request_rate=None if raw["request_rate"] in (None, "") else _positive("--request-rate", raw["request_rate"]),
         request_timeout=_positive("--request-timeout", raw["request_timeout"]),
         api_key_env=raw["api_key_env"],
         api_key_over_http=bool(raw["api_key_over_http"]),

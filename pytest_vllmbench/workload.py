@@ -212,8 +212,9 @@ def _check_envelope(obj: dict[str, Any]) -> None:
     is_chat = url == CHAT_URL
     unsupported = [key for key in body if key not in (CHAT_FIELDS if is_chat else COMPLETION_FIELDS)]
     if unsupported:
+        supported = ", ".join(sorted(CHAT_FIELDS if is_chat else COMPLETION_FIELDS))
         raise ValueError(f"body.{unsupported[0]} is not supported: every mode must do the same work, and offline "
-                         f"vLLM cannot honour it (supported: {', '.join(sorted(CHAT_FIELDS if is_chat else COMPLETION_FIELDS))})")
+                         f"vLLM cannot honour it (supported: {supported})")
     if is_chat:
         _check_messages(body.get("messages"))
     else:
@@ -322,7 +323,8 @@ def _check_logit_bias(bias: Any) -> None:
     if bias is None:
         return
     if not isinstance(bias, dict) or not all(
-        key.isascii() and key.isdigit() and int(key) < INT32 and _is_number(value) and -100 <= value <= 100 for key, value in bias.items()
+        key.isascii() and key.isdigit() and int(key) < INT32 and _is_number(value) and -100 <= value <= 100
+        for key, value in bias.items()
     ):
         raise ValueError("body.logit_bias must map token ids (as strings) to numbers in [-100, 100]")
 

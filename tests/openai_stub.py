@@ -40,7 +40,8 @@ class StubServer:
                 n = body.get("n", 1)
                 for index in range(n):
                     for word in range(stub.words):
-                        chunk = {"choices": [{"index": index, "delta": {"content": f"w{word} "}, "finish_reason": None}]}
+                        choice = {"index": index, "delta": {"content": f"w{word} "}, "finish_reason": None}
+                        chunk = {"choices": [choice]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 usage = {"prompt_tokens": 5, "completion_tokens": n * stub.words, "total_tokens": 5 + n * stub.words}
                 self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode())

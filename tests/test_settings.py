@@ -81,12 +81,13 @@ def test_every_option_has_a_settings_field():
 @pytest.mark.parametrize("option", ["request_rate", "request_timeout", "server_timeout"])
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1", "1e999"])
 def test_rates_and_timeouts_must_be_finite_and_above_zero(option, value):
-    with pytest.raises(UsageError, match=f"--{option.replace('_', '-')} (expects a finite number|must be a number above 0)"):
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(UsageError, match=f"{flag} (expects a finite number|must be a number above 0)"):
         settings_from(**{option: value})
 
 
-@pytest.mark.parametrize(("option", "value"), [("concurrency", "0"), ("concurrency", "nan"), ("slo", "ttft:nan"),
-                                               ("slo", "tpot:inf")])
+@pytest.mark.parametrize(("option", "value"),
+                         [("concurrency", "0"), ("concurrency", "nan"), ("slo", "ttft:nan"), ("slo", "tpot:inf")])
 def test_concurrency_and_slo_refuse_nonsense(option, value):
     with pytest.raises(UsageError):
         settings_from(**{option: value})

@@ -51,7 +51,8 @@ class EndpointEngine:
         return run_batch(requests, sampling, self._client)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": "openai-compatible", "version": None, "platform": "external", "url": redact_url(self._client.base_url)}
+        return {"name": "openai-compatible", "version": None, "platform": "external",
+                "url": redact_url(self._client.base_url)}
 
     def fault(self) -> str | None:
         return None
