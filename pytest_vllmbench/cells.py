@@ -25,4 +25,5 @@ class Cell:
 
 def build_matrix(models: tuple[str, ...], modes: tuple[str, ...], registry: Registry) -> list[Cell]:
     """Model-major order, so a model's engines are started and stopped before the next model's."""
-    return [Cell(registry.resolve(name), mode, name) for name in models for mode in modes]
+    return [Cell(registry.resolve_served(name) if mode == "endpoint" else registry.resolve(name), mode, name)
+            for name in models for mode in modes]

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+import aiohttp
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 from httpx_sse import SSEError, aconnect_sse
 
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.redaction import redact_text, redact_url
 from pytest_vllmbench.workload import BatchRequest
 
 
@@ -46,27 +50,49 @@ def build_payload(request: BatchRequest, served_model: str, sampling: SamplingOv
 
 def preflight(config: ClientConfig) -> None:
     """GET /models: the server answers and serves the model, or EndpointUnreachable says why."""
-    url = f"{config.base_url}/models"
+    base, params, _ = split_url(config.base_url)
+    url = f"{base}/models"
+    shown = redact_url(url)  # messages end up on the terminal and in saved runs
+    secrets = [config.api_key]
     try:
-        response = httpx.get(url, headers=_headers(config), timeout=30.0)
+        response = httpx.get(url, params=params, headers=_headers(config), timeout=30.0)
     except httpx.HTTPError as exc:
         raise EndpointUnreachable(
-            f"cannot reach {url} (model {config.served_model!r}): {type(exc).__name__}: {exc}"
+            f"cannot reach {shown} (model {config.served_model!r}): "
+            f"{type(exc).__name__}: {redact_text(str(exc), secrets)}"
         ) from None
     if response.status_code != 200:
-        raise EndpointUnreachable(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
+        raise EndpointUnreachable(f"{shown} answered HTTP {response.status_code}: "
+                                  f"{redact_text(response.text[:200], secrets)}")
     try:
         served = [model["id"] for model in response.json()["data"]]
     except (ValueError, KeyError, TypeError):
-        raise EndpointUnreachable(f"{url} did not answer with an OpenAI model list") from None
+        raise EndpointUnreachable(f"{shown} did not answer with an OpenAI model list") from None
     if config.served_model not in served:
         raise EndpointUnreachable(
-            f"model {config.served_model!r} is not served at {config.base_url} (served: {', '.join(served) or 'none'})"
+            f"model {config.served_model!r} is not served at {redact_url(config.base_url)} "
+            f"(served: {', '.join(map(str, served)) or 'none'})"
         )
 
 
+def split_url(base_url: str) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+    """`http://u:p@h/v1?api-version=1` -> (`http://h/v1`, its query pairs, Basic auth header for u:p).
+    The query goes with every request; URL credentials become a header (aiohttp refuses them beside one)."""
+    parts = urlsplit(base_url)
+    headers = {}
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    netloc = parts.netloc.rpartition("@")[2]
+    return (urlunsplit((parts.scheme, netloc, parts.path, "", "")), parse_qsl(parts.query, keep_blank_values=True),
+            headers)
+
+
 def _headers(config: ClientConfig) -> dict[str, str]:
-    return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    """The API key when there is one (it wins over credentials in the URL), else the URL's credentials."""
+    if config.api_key:
+        return {"Authorization": f"Bearer {config.api_key}"}
+    return split_url(config.base_url)[2]
 
 
 def run_batch(
@@ -95,19 +121,43 @@ async def _run_batch(
     rng = random.Random(config.seed)
     # httpx's API over aiohttp's connection pool and C HTTP parser: httpcore's pool scans every
     # connection per request, which made the client the bottleneck at a few hundred streams.
-    async with HttpxAiohttpClient(base_url=config.base_url, headers=_headers(config), limits=limits,
+    base, params, _ = split_url(config.base_url)
+    async with HttpxAiohttpClient(base_url=base, params=params, headers=_headers(config), limits=limits,
                                   timeout=timeout) as client:
         tasks = []
         for request in requests:
-            payload = build_payload(request, config.served_model, sampling)
-            tasks.append(asyncio.create_task(_one(client, request, payload, gate, config.timeout_s)))
+            content = encode_payload(build_payload(request, config.served_model, sampling))
+            if content is None:  # one request that cannot be sent is one failed request, not a failed batch
+                tasks.append(asyncio.create_task(_failed(request, "invalid_request")))
+            else:
+                tasks.append(asyncio.create_task(_one(client, request, content, gate, config.timeout_s)))
             if config.request_rate:
                 await asyncio.sleep(rng.expovariate(config.request_rate))  # Poisson arrivals
         return list(await asyncio.gather(*tasks))
 
 
+def encode_payload(payload: dict[str, Any]) -> bytes | None:
+    """Strict JSON in UTF-8 (what a server can parse), or None when the request cannot be sent at all."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
+        return None
+
+
+async def _failed(request: BatchRequest, kind: str) -> RequestRecord:
+    return RequestRecord(request.custom_id, error=kind)
+
+
+def _timeout_kind(exc: httpx.TimeoutException) -> str:
+    """httpx-aiohttp maps every aiohttp connection error (a refused connect too) to ConnectTimeout."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+        return "connection"
+    return "timeout"
+
+
 async def _one(
-    client: httpx.AsyncClient, request: BatchRequest, payload: dict[str, Any],
+    client: httpx.AsyncClient, request: BatchRequest, payload: bytes,
     gate: asyncio.Semaphore | None, timeout_s: float,
 ) -> RequestRecord:
     if gate is None:
@@ -117,7 +167,7 @@ async def _one(
 
 
 async def _stream(
-    client: httpx.AsyncClient, request: BatchRequest, payload: dict[str, Any], timeout_s: float
+    client: httpx.AsyncClient, request: BatchRequest, payload: bytes, timeout_s: float
 ) -> RequestRecord:
     path = "/chat/completions" if request.is_chat else "/completions"
     stamps: list[float] = []
@@ -125,7 +175,8 @@ async def _stream(
     sent = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
-            async with aconnect_sse(client, "POST", path, json=payload) as source:
+            async with aconnect_sse(client, "POST", path, content=payload,
+                                    headers={"Content-Type": "application/json"}) as source:
                 if source.response.status_code != 200:
                     await source.response.aread()
                     return RequestRecord(request.custom_id, error=f"http_{source.response.status_code}")
@@ -134,12 +185,14 @@ async def _stream(
                     events.append(event.data)
     except TimeoutError:
         return RequestRecord(request.custom_id, error="timeout")
-    except httpx.TimeoutException:
-        return RequestRecord(request.custom_id, error="timeout")
+    except httpx.TimeoutException as exc:
+        return RequestRecord(request.custom_id, error=_timeout_kind(exc))
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
         return RequestRecord(request.custom_id, error="connection")
     except (httpx.HTTPError, SSEError) as exc:
         return RequestRecord(request.custom_id, error=type(exc).__name__)
+    except (ValueError, TypeError, OSError) as exc:  # the transport refused this request: it alone fails
+        return RequestRecord(request.custom_id, error=f"invalid_request:{type(exc).__name__}")
     return _record(request, sent, stamps, events)
 
 
@@ -174,7 +227,9 @@ def _record(request: BatchRequest, sent: float, stamps: list[float], events: lis
             finish_reason = choice.get("finish_reason") or finish_reason
             if _carries_token(choice, request.is_chat):
                 content_stamps.append(stamp)
-                parts.append(((choice.get("delta") or {}).get("content") or "") if request.is_chat else choice["text"])
+                if choice.get("index", 0) == 0:  # with n > 1 the text is the first choice's, as offline keeps
+                    parts.append(((choice.get("delta") or {}).get("content") or "") if request.is_chat
+                                 else choice["text"])
     if not stamps:
         return RequestRecord(request.custom_id, error="empty_stream")
     end = stamps[-1]

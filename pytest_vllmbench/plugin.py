@@ -14,6 +14,7 @@ import pytest
 
 from pytest_vllmbench import budget, distributed, gate, hookspec, machine, report
 from pytest_vllmbench.cells import Cell
+from pytest_vllmbench.cells import build_matrix
 from pytest_vllmbench.client import EndpointUnreachable
 from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.engines.supervisor import EngineStopError
@@ -68,8 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raw = merge_sources(cli, values, ini)
         settings = resolve(raw, config.rootpath, tables)
         registry = load_registry()
-        for name in settings.models:  # named models fail fast; the batch file's are checked when collected
-            registry.resolve(name)
+        build_matrix(settings.models, settings.modes, registry)  # named models fail fast; the batch file's later
         settings = _join_xdist(config, settings)
         budget.check_machine(settings.gpu_memory, [gpu.memory_mib for gpu in list_gpus()], settings.modes)
     except (UsageError, BatchFileError) as exc:
@@ -195,15 +195,16 @@ class CellRun:
                 self._session.record_unrun(self.cell, fit)
                 pytest.skip(f"{self.cell.id}: {fit}")
             self._session.record_unrun(self.cell, "failed: " + str(exc).splitlines()[0][:300])
-            pytest.fail(f"{self.cell.id}: engine did not start: {exc}", pytrace=False)
+            pytest.fail(f"{self.cell.id}: engine did not start: {self._session.scrub(str(exc))}", pytrace=False)
         except EndpointUnreachable as exc:
-            pytest.fail(f"{self.cell.id}: {exc}", pytrace=False)
+            pytest.fail(f"{self.cell.id}: {self._session.scrub(str(exc))}", pytrace=False)
         except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
             self._session.record_unrun(self.cell, "failed: " + str(exc)[:300])
-            pytest.fail(f"{self.cell.id}: the previous engine did not stop: {exc}", pytrace=False)
+            pytest.fail(f"{self.cell.id}: the previous engine did not stop: {self._session.scrub(str(exc))}",
+                        pytrace=False)
         benchmark.extra_info.update(outcome.extra_info)  # in place: pytest-benchmark keeps this dict
         if outcome.fault:
-            pytest.fail(f"{self.cell.id}: {outcome.fault}", pytrace=False)
+            pytest.fail(f"{self.cell.id}: {self._session.scrub(outcome.fault)}", pytrace=False)
         return outcome.extra_info
 
 

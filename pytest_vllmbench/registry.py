@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,15 @@ class Registry:
             "registry, a Hugging Face id (org/name) or a local model folder"
         )
 
+    def resolve_served(self, name: str) -> ModelSpec:
+        """Endpoint mode: the registry is a convenience. A name it knows maps to what it knows; any other
+        name is what the endpoint serves (`llama3.2:3b`, a llama.cpp GGUF path, `my-finetune`), sent as is
+        and checked by the endpoint's own model list. Its size and dtype are then unknown (None)."""
+        try:
+            return self.resolve(name)
+        except UsageError:
+            return ModelSpec(alias=_alias_for_raw(name), source=name)
+
     def engine_args_for(self, spec: ModelSpec, platform: str) -> dict[str, Any]:
         return {**self.platform_engine_args.get(platform, {}), **spec.engine_args}
 
@@ -57,7 +67,9 @@ def _looks_like_hf_id(name: str) -> bool:
 
 
 def _alias_for_raw(name: str) -> str:
-    return Path(name.rstrip("/")).name or name
+    """A cell id and file-name safe alias: the last path part, odd characters as `_`."""
+    last = Path(name.rstrip("/")).name or name
+    return re.sub(r"[^A-Za-z0-9._:+-]+", "_", last).strip("_") or "model"
 
 
 def default_registry_path() -> Path:

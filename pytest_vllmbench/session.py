@@ -20,6 +20,7 @@ from pytest_vllmbench.outputs import write_batch_output
 from pytest_vllmbench.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.pool import EnginePool
 from pytest_vllmbench.quality import load_gold, score_quality
+from pytest_vllmbench.redaction import redact_args, redact_text, secret_values
 from pytest_vllmbench.registry import Registry
 from pytest_vllmbench.roofline import load_bandwidths
 from pytest_vllmbench.runner import CellOutcome, Timed, run_cell
@@ -62,6 +63,8 @@ class BenchSession:
         first_line: dict[str, int] = {}
         for request in self.workload:
             first_line.setdefault(request.model, request.line)
+        if set(self.settings.modes) == {"endpoint"}:
+            return tuple(first_line)  # whatever the endpoint serves; its /v1/models decides
         for name, line in first_line.items():
             try:
                 self.registry.resolve(name)
@@ -99,7 +102,7 @@ class BenchSession:
         if self.budget_gib is not None and (status := over_budget(cell.model, self.budget_gib, _gpu_count(args))):
             raise DoesNotFit(status)  # the weights alone are over the budget: no engine need start
         engine = self.pool.get(cell)
-        context = {"engine_args": args, "dataset": self.dataset_info}
+        context = {"engine_args": redact_args(args), "dataset": self.dataset_info}  # saved; the engine got `args`
         if self.budget_gib is not None:
             context["gpu_memory_budget_gib"] = self.budget_gib
         outcome = run_cell(
@@ -113,7 +116,7 @@ class BenchSession:
             path = self.settings.write_outputs / f"{cell.id}.jsonl"
             write_batch_output(path, requests, outcome.records, cell.requested)
         if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
-            outcome.extra_info |= self._parity(cell, context["engine_args"], outcome.extra_info["requests_per_s"])
+            outcome.extra_info |= self._parity(cell, args, outcome.extra_info["requests_per_s"])
         return outcome
 
     def _parity(self, cell: Cell, args: dict[str, Any], ours: float) -> dict[str, Any]:
@@ -142,10 +145,15 @@ class BenchSession:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
         self.unrun.append({
             "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias, "model_source": cell.model.source,
-            "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": status,
-            "engine_args": engine_args(cell, self.settings, self.registry), "dataset": self.dataset_info,
+            "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": self.scrub(status),
+            "engine_args": redact_args(engine_args(cell, self.settings, self.registry)), "dataset": self.dataset_info,
             **({"gpu_memory_budget_gib": self.budget_gib} if self.budget_gib is not None else {}),
         })
+
+    def scrub(self, text: str) -> str:
+        """Text from elsewhere (an engine's error, a server's log tail) with this session's secrets hidden."""
+        settings = self.settings
+        return redact_text(text, secret_values(settings.endpoint, settings.engine_args, settings.api_key))
 
     def close(self) -> None:
         self.pool.close()

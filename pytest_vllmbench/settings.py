@@ -10,10 +10,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pytest_vllmbench.budget import parse_size
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.gate import Rule
+from pytest_vllmbench.redaction import redact_url
 from pytest_vllmbench.scoring import DEFAULT_FLEXIBILITY, check_weights
 
 MODES = ("offline", "server", "endpoint")
@@ -66,6 +68,8 @@ OPTIONS = (
     Option("request-rate", "Poisson arrival rate in requests/s (default: all at once)", None, metavar="R"),
     Option("request-timeout", "seconds before one HTTP request counts as failed", 600.0, metavar="S"),
     Option("api-key-env", "environment variable holding the API key (never saved)", "OPENAI_API_KEY", metavar="VAR"),
+    Option("api-key-over-http", "send the API key to a plain-http endpoint that is not on this machine (withheld "
+           "otherwise)", False, flag=True),
     Option("slo", "goodput SLO, e.g. ttft:500,tpot:50 (milliseconds)", None, metavar="SPEC"),
     Option("server-timeout", "seconds to wait for a started server to become healthy", 600.0, metavar="S"),
     Option("write-outputs", "write OpenAI batch output JSONL per cell into DIR", None, metavar="DIR"),
@@ -103,6 +107,7 @@ class Settings:
     request_rate: float | None = None
     request_timeout: float = 600.0
     api_key_env: str = "OPENAI_API_KEY"
+    api_key_over_http: bool = False
     slo_ms: dict[str, float] = field(default_factory=dict)
     server_timeout: float = 600.0
     write_outputs: Path | None = None
@@ -154,15 +159,29 @@ def _number(what: str, value: Any, kind: Callable[[Any], Any], minimum: float | 
         number = kind(value)
     except (TypeError, ValueError):
         raise UsageError(f"{what} expects a number, got {value!r}") from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise UsageError(f"{what} expects a finite number, got {value!r}")
     if minimum is not None and number < minimum:
         raise UsageError(f"{what} must be >= {minimum}, got {value!r}")
     return number
 
 
-def _finite(what: str, value: float | None) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise UsageError(f"{what} expects a finite number, got {value!r}")
-    return value
+def _positive(what: str, value: Any) -> float:
+    """Rates and timeouts: finite and above zero (0 s or 0 req/s would mean nothing, or forever)."""
+    number = _number(what, value, float)
+    if number <= 0:
+        raise UsageError(f"{what} must be a number above 0, got {value!r}")
+    return number
+
+
+def _check_endpoint_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--endpoint expects an http:// or https:// URL with a host, got {redact_url(url)!r}")
 
 
 def _optional(what: str, value: Any, kind: Callable[[Any], Any], minimum: float) -> Any:
@@ -181,6 +200,11 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
             raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if "endpoint" in modes and not raw["endpoint"]:
         raise UsageError("--mode=endpoint needs --endpoint=URL (e.g. http://127.0.0.1:11434/v1)")
+    if raw["endpoint"] and "endpoint" not in modes:
+        raise UsageError(f"--endpoint={redact_url(str(raw['endpoint']))} is only used by endpoint mode: add "
+                         "--mode=endpoint (the modes run are only ever the ones asked for)")
+    if raw["endpoint"]:
+        _check_endpoint_url(str(raw["endpoint"]))
     if raw["limit"] not in (None, "") and raw["sample"] not in (None, ""):
         raise UsageError("use either --limit or --sample, not both")
     engine_args = dict(parse_engine_arg(item) for item in raw["engine_arg"])
@@ -204,15 +228,16 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         warmup=_number("--warmup", raw["warmup"], int, 0),
         project_to=_number("--project-to", raw["project_to"], int, 1),
         gpu_memory=gpu_memory,
-        gpu_hourly_cost=_finite("--gpu-hourly-cost", _optional("--gpu-hourly-cost", raw["gpu_hourly_cost"], float, 0)),
+        gpu_hourly_cost=_optional("--gpu-hourly-cost", raw["gpu_hourly_cost"], float, 0),
         cost_currency=str(raw["cost_currency"]) if raw["cost_currency"] not in (None, "") else None,
         endpoint=raw["endpoint"] or None,
         concurrency=_optional("--concurrency", raw["concurrency"], int, 1),
-        request_rate=_optional("--request-rate", raw["request_rate"], float, 0),
-        request_timeout=_number("--request-timeout", raw["request_timeout"], float, 0),
+        request_rate=None if raw["request_rate"] in (None, "") else _positive("--request-rate", raw["request_rate"]),
+        request_timeout=_positive("--request-timeout", raw["request_timeout"]),
         api_key_env=raw["api_key_env"],
+        api_key_over_http=bool(raw["api_key_over_http"]),
         slo_ms=parse_slo(raw["slo"]),
-        server_timeout=_number("--server-timeout", raw["server_timeout"], float, 0),
+        server_timeout=_positive("--server-timeout", raw["server_timeout"]),
         write_outputs=_path(raw["write_outputs"], rootdir) if raw["write_outputs"] else None,
         report=None if str(report).lower() == "none" else _path(report, rootdir),
         gate_rules=tuple(Rule.parse(text) for text in raw["vllmbench_gate"]),

@@ -56,3 +56,33 @@ def test_payload_streams_with_usage_and_the_served_name():
     assert payload["stream_options"] == {"include_usage": True}
     assert payload["max_tokens"] == 5 and "max_completion_tokens" not in payload and payload["ignore_eos"] is True
     assert CHAT.body["max_completion_tokens"] == 9  # the request itself is untouched
+
+
+def closed_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_refused_connection_is_connection_and_an_unsendable_request_fails_alone():
+    from pytest_vllmbench.client import ClientConfig, run_batch
+
+    body = CHAT.body
+    requests = [
+        CHAT,
+        BatchRequest("surrogate", CHAT.url, body | {"messages": [{"role": "user", "content": "x\ud800"}]}, 2),
+        BatchRequest("nan", CHAT.url, body | {"temperature": float("nan")}, 3),
+    ]
+    config = ClientConfig(f"http://127.0.0.1:{closed_port()}/v1", "m", timeout_s=10.0)
+    records = run_batch(requests, SamplingOverrides(), config)
+    assert [(r.custom_id, r.error) for r in records] == [
+        ("a", "connection"), ("surrogate", "invalid_request"), ("nan", "invalid_request")]
+
+
+def test_with_n_choices_the_text_is_the_first_choices_and_usage_counts_all():
+    chunks = [{"choices": [{"index": i, "delta": {"content": f"c{i}"}, "finish_reason": None}]} for i in (0, 1, 0, 1)]
+    stamps, events = stream(*chunks, {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 4}})
+    record = _record(CHAT, 9.0, stamps, events)
+    assert record.text == "c0c0" and record.output_tokens == 4

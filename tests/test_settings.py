@@ -76,3 +76,38 @@ def test_every_option_has_a_settings_field():
     settings = settings_from()
     fields = set(settings.__dataclass_fields__) | {"model", "mode", "engine_arg", "slo", "vllmbench_gate", "vllmbench_baseline"}
     assert {option.key for option in OPTIONS} <= fields
+
+
+@pytest.mark.parametrize("option", ["request_rate", "request_timeout", "server_timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1", "1e999"])
+def test_rates_and_timeouts_must_be_finite_and_above_zero(option, value):
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(UsageError, match=f"{flag} (expects a finite number|must be a number above 0)"):
+        settings_from(**{option: value})
+
+
+@pytest.mark.parametrize(("option", "value"),
+                         [("concurrency", "0"), ("concurrency", "nan"), ("slo", "ttft:nan"), ("slo", "tpot:inf")])
+def test_concurrency_and_slo_refuse_nonsense(option, value):
+    with pytest.raises(UsageError):
+        settings_from(**{option: value})
+
+
+def test_endpoint_without_endpoint_mode_is_a_usage_error_that_hides_credentials():
+    with pytest.raises(UsageError, match="only used by endpoint mode: add --mode=endpoint") as info:
+        settings_from(endpoint="http://bob:hunter22@h:1/v1")
+    assert "hunter22" not in str(info.value) and "bob" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "ftp://h/v1", "http://", "http://h:99999999/v1"])
+def test_endpoint_url_must_be_http_with_a_host(url):
+    with pytest.raises(UsageError, match="--endpoint expects an http"):
+        settings_from(mode=["endpoint"], endpoint=url)
+
+
+def test_bad_rate_is_exit_4_before_any_engine_starts(pytester):
+    pytester.makepyfile(test_batch="def test_batch(vllmbench_cell, benchmark):\n    vllmbench_cell.run(benchmark)\n")
+    result = pytester.runpytest("--request-rate=nan", "--mode=offline", "--model=gemma-270m")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--request-rate expects a finite number" in result.stderr.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()

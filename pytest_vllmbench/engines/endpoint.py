@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pytest_vllmbench.client import ClientConfig, EndpointUnreachable, preflight, run_batch
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.redaction import redact_url
 from pytest_vllmbench.workload import BatchRequest
 
 
 def normalize_base_url(url: str) -> str:
-    """`http://host:11434` and `http://host:11434/v1/` both mean `http://host:11434/v1`."""
-    url = url.rstrip("/")
-    return url if url.endswith("/v1") else f"{url}/v1"
+    """`http://host:11434` and `http://host:11434/v1/` both mean `http://host:11434/v1` (a query string stays)."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    path = path if path.endswith("/v1") else f"{path}/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def plain_http_elsewhere(url: str) -> bool:
+    """An unencrypted endpoint on another machine: anyone on the way could read an API key sent there."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 class EndpointEngine:
@@ -32,7 +51,8 @@ class EndpointEngine:
         return run_batch(requests, sampling, self._client)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": "openai-compatible", "version": None, "platform": "external", "url": self._client.base_url}
+        return {"name": "openai-compatible", "version": None, "platform": "external",
+                "url": redact_url(self._client.base_url)}
 
     def fault(self) -> str | None:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Any
 
 from pytest_vllmbench import embedded
@@ -13,6 +14,7 @@ from pytest_vllmbench.engines.base import Engine
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.gpu import cell_gpu_indices, list_gpus
 from pytest_vllmbench.machine import package_version
+from pytest_vllmbench.redaction import redact_url
 from pytest_vllmbench.registry import Registry
 from pytest_vllmbench.settings import Settings
 from pytest_vllmbench.sizing import dummy_folder
@@ -80,7 +82,12 @@ def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
             model_source(cell, settings), cell.model.alias, engine_args(cell, settings, registry),
             client_config(settings, "", cell.model.alias), settings.server_timeout, progress=_progress,
         )
-    from pytest_vllmbench.engines.endpoint import EndpointEngine, normalize_base_url
+    from pytest_vllmbench.engines.endpoint import EndpointEngine, normalize_base_url, plain_http_elsewhere
 
     assert settings.endpoint is not None  # settings.resolve demands it for this mode
-    return EndpointEngine(client_config(settings, normalize_base_url(settings.endpoint), cell.requested))
+    config = client_config(settings, normalize_base_url(settings.endpoint), cell.requested)
+    if config.api_key and plain_http_elsewhere(config.base_url) and not settings.api_key_over_http:
+        _progress(f"the API key in ${settings.api_key_env} is NOT sent to {redact_url(config.base_url)}: plain http to "
+                  "another machine would expose it; pass --api-key-over-http to send it anyway")
+        config = replace(config, api_key=None)
+    return EndpointEngine(config)

@@ -33,20 +33,35 @@ class OfflineEngine:
         self.load_s: float | None = time.perf_counter() - started
 
     def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides) -> list[RequestRecord]:
-        chats = [r for r in requests if r.is_chat]
-        completions = [r for r in requests if not r.is_chat]
-        outputs: dict[str, Any] = {}
+        records: dict[str, RequestRecord] = {}
+        chats: list[tuple[BatchRequest, Any]] = []
+        completions: list[tuple[BatchRequest, Any]] = []
+        defaults = self._server_defaults()
+        for request in requests:
+            try:
+                params = _sampling_params(request, sampling, defaults)
+            except Exception:  # vLLM refused this one request's parameters: it alone fails, as on a server
+                records[request.custom_id] = RequestRecord(request.custom_id, error="invalid_request")
+                continue
+            (chats if request.is_chat else completions).append((request, params))
         if chats:
-            params = [_sampling_params(r, sampling) for r in chats]
-            messages = [r.body["messages"] for r in chats]
-            for request, output in zip(chats, self._llm.chat(messages, params, use_tqdm=False)):
-                outputs[request.custom_id] = output
+            messages = [r.body["messages"] for r, _ in chats]
+            outputs = self._llm.chat(messages, [p for _, p in chats], use_tqdm=False)
+            for (request, _), output in zip(chats, outputs):
+                records[request.custom_id] = _record(request.custom_id, output)
         if completions:
-            params = [_sampling_params(r, sampling) for r in completions]
-            prompts = [_completion_prompt(r.body["prompt"]) for r in completions]
-            for request, output in zip(completions, self._llm.generate(prompts, params, use_tqdm=False)):
-                outputs[request.custom_id] = output
-        return [_record(r.custom_id, outputs[r.custom_id]) for r in requests]
+            prompts = [_completion_prompt(r.body["prompt"]) for r, _ in completions]
+            outputs = self._llm.generate(prompts, [p for _, p in completions], use_tqdm=False)
+            for (request, _), output in zip(completions, outputs):
+                records[request.custom_id] = _record(request.custom_id, output)
+        return [records[r.custom_id] for r in requests]
+
+    def _server_defaults(self) -> dict[str, Any]:
+        """The generation-config defaults vLLM's OpenAI server applies to requests that leave them out."""
+        try:
+            return dict(self._llm.llm_engine.model_config.get_diff_sampling_param())
+        except AttributeError:
+            return {}
 
     def describe(self) -> dict[str, Any]:
         import vllm
@@ -76,12 +91,12 @@ def _started_since(before: set[int]) -> list[psutil.Process]:
     return [proc for proc in psutil.Process().children(recursive=True) if proc.pid not in before | {tracker}]
 
 
-def _sampling_params(request: BatchRequest, sampling: SamplingOverrides) -> Any:
+def _sampling_params(request: BatchRequest, sampling: SamplingOverrides, defaults: dict[str, Any] | None = None) -> Any:
     """The request's sampling, with its response_format enforced as the OpenAI server would."""
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
-    params = sampling.for_request(request)
+    params = sampling.engine_params(request, defaults)
     response_format = request.body.get("response_format") or {}
     if response_format.get("type") == "json_object":
         params["structured_outputs"] = StructuredOutputsParams(json_object=True)
@@ -108,7 +123,7 @@ def _record(custom_id: str, output: Any) -> RequestRecord:
     return RequestRecord(
         custom_id=custom_id,
         input_tokens=len(output.prompt_token_ids or ()),
-        output_tokens=len(completion.token_ids),
+        output_tokens=sum(len(choice.token_ids) for choice in output.outputs),  # all n choices, as usage counts
         e2el_s=e2el,
         ttft_s=ttft,
         text=completion.text,
