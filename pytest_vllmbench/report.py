@@ -71,11 +71,16 @@ def latest_cells(runs: list[SavedRun]) -> Latest:
 
 def _dummy(cell: dict[str, Any]) -> bool:
     """Whether the figures come from vLLM's dummy (random) weights: every label says so."""
-    return (cell.get("engine_args") or {}).get("load_format") == "dummy"
+    return bool(cell.get("weights")) or (cell.get("engine_args") or {}).get("load_format") == "dummy"
+
+
+def _weights(cell: dict[str, Any]) -> str:
+    """'dummy weights', or how a stand-in's random weights reached vLLM (e.g. bitsandbytes in flight)."""
+    return cell.get("weights") or "dummy weights"
 
 
 def _model(cell: dict[str, Any]) -> str:
-    return f"{cell['model']} (dummy weights)" if _dummy(cell) else cell["model"]
+    return f"{cell['model']} ({_weights(cell)})" if _dummy(cell) else cell["model"]
 
 
 def _status(cell: dict[str, Any]) -> str:
@@ -125,7 +130,7 @@ def _gpus(cell: dict[str, Any]) -> str:
 
 def _cell_label(cell: dict[str, Any]) -> str:
     label = f"{cell['cell']} ({_split(cell)})" if _split(cell) else cell["cell"]
-    return f"{label} (dummy weights)" if _dummy(cell) else label
+    return f"{label} ({_weights(cell)})" if _dummy(cell) else label
 
 
 def _parity(runs: list[SavedRun]) -> str:

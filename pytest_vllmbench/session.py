@@ -10,7 +10,7 @@ from typing import Any
 
 from pytest_vllmbench.cells import Cell, build_matrix
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.factory import engine_args, model_source, start_engine
+from pytest_vllmbench.engines.factory import engine_args, model_source, start_engine, weights_info
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.fileio import sha256_of
 from pytest_vllmbench.gpu import visible_indices
@@ -102,6 +102,7 @@ class BenchSession:
         context = {
             "engine_args": engine_args(cell, self.settings, self.registry),
             "dataset": self.dataset_info,
+            **weights_info(cell, self.settings, self.registry),
         }
         outcome = run_cell(
             cell, engine, requests, self.sampling, context, self.settings.project_to, timed, self.settings.slo_ms,
@@ -121,7 +122,7 @@ class BenchSession:
         self.pool.close()  # one GPU: the reference run needs the memory
         input_len, output_len, count = parse_random_spec(self.settings.random_dataset or "")
         try:
-            theirs = vllm_bench_requests_per_s(model_source(cell, self.settings), args, input_len, output_len,
+            theirs = vllm_bench_requests_per_s(model_source(cell, self.settings, self.registry), args, input_len, output_len,
                                                min(count, len(self.workload)))
         except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
             return {"vllm_bench_requests_per_s": None, "vllm_bench_ratio": None, "vllm_bench_error": str(exc)[-2000:]}
@@ -133,6 +134,7 @@ class BenchSession:
             "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias, "model_source": cell.model.source,
             "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": status,
             "engine_args": engine_args(cell, self.settings, self.registry), "dataset": self.dataset_info,
+            **weights_info(cell, self.settings, self.registry),
         })
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ def embedded_cell_args(**cli):
     registry = load_registry()
     settings = resolve(merge_sources({"mode": ["server"]} | cli, {}, {}), REPO)
     cell = Cell(registry.resolve("gemma-270m"), "server", "gemma-270m")
-    return model_source(cell, settings), engine_args(cell, settings, registry)
+    return model_source(cell, settings, registry), engine_args(cell, settings, registry)
 
 
 def test_start_on_a_taken_port_moves_on_streams_and_stops_its_whole_group(monkeypatch, tmp_path):
