@@ -15,10 +15,10 @@ from pytest_vllmbench.settings import merge_sources, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_GEMMA3 = {
-    "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64,
-    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-    "head_dim": 32, "vocab_size": 262144, "max_position_embeddings": 2048, "sliding_window": 512,
-    "layer_types": ["sliding_attention", "full_attention"], "query_pre_attn_scalar": 32, "bos_token_id": 2,
+    "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 128,
+    "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+    "head_dim": 64, "vocab_size": 262144, "max_position_embeddings": 2048, "sliding_window": 512,
+    "layer_types": ["sliding_attention", "full_attention"], "query_pre_attn_scalar": 64, "bos_token_id": 2,
     "eos_token_id": 1, "pad_token_id": 0, "dtype": "bfloat16", "tie_word_embeddings": True,
 }
 
@@ -141,3 +141,25 @@ def test_random_checkpoint_has_the_models_names_and_shapes(tmp_path):
     assert written == sum(t.numel() * 2 for t in stored.values())
     loaded = reference.state_dict()["model.layers.0.mlp.up_proj.weight"]
     assert torch.equal(loaded, stored["model.layers.0.mlp.up_proj.weight"])
+
+
+@pytest.mark.engine
+def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
+    from procs import run_pytest_isolated
+
+    folder = tiny_model_folder(tmp_path / "my-model")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    args = ["benchmarks", "-p", "no:cacheprovider", f"--model={folder}", "--mode=offline", "--load-format=dummy",
+            f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}", "--limit=4", "--max-tokens=8", "--ignore-eos",
+            "--benchmark-save=dummy"]
+    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert leftovers == []
+    [saved] = (tmp_path / ".benchmarks").glob("*/0001_dummy.json")
+    extra = json.loads(saved.read_text())["benchmarks"][0]["extra_info"]
+    assert extra["weights"] == "dummy weights" and extra["engine_args"]["load_format"] == "dummy"
+    assert extra["dummy_source"] == f"own config and tokenizer: local folder {folder}"
+    assert extra["n_failed"] == 0 and extra["output_tokens"] == 4 * 8  # --ignore-eos: fixed lengths
+    report = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "my-model (dummy weights)" in report and "my-model-offline (dummy weights)" in report
