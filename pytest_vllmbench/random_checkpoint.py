@@ -80,6 +80,8 @@ def write_random_checkpoint(config_dir: Path, out: Path, device: str | None = No
             total += tensor.numel() * 2
         save_file(tensors, out / filename, metadata={"format": "pt"})
         del tensors
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()  # the engine that loads this checkpoint needs the memory
     index = {"metadata": {"total_size": total, "random_weights": True}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     return total

@@ -3,12 +3,15 @@ checkpoint for bitsandbytes cells, and telling 'does not fit' from other start f
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,39 +137,58 @@ def prepare_shipped(spec: ModelSpec, force: bool = False) -> Path:
         raise CellSkip(f"{spec.alias}: the registry gives no shipped config and tokenizer for dummy weights")
     target = embedded.cache_root() / "dummy" / spec.alias
     source = shipped_source(spec)
-    if embedded.folder_is_whole(target, source) and not force:
-        return target
-    with _building(target) as work:
-        shutil.copy2(spec.config_dir / "config.json", work / "config.json")
-        try:
-            tokenizer_sources.write_tokenizer(spec.tokenizer, work)
-        except tokenizer_sources.TokenizerUnavailable as exc:
-            raise CellSkip(f"{spec.alias}: its tokenizer ({spec.tokenizer}) is not available: {exc}") from None
-        embedded.write_manifest(work, source)
+    with _locked(target):
+        if embedded.folder_is_whole(target, source) and not force:
+            return target
+        with _building(target) as work:
+            _write_shipped(spec, work, source)
     return target
+
+
+def _write_shipped(spec: ModelSpec, work: Path, source: str) -> None:
+    assert spec.config_dir is not None and spec.tokenizer is not None
+    shutil.copy2(spec.config_dir / "config.json", work / "config.json")
+    try:
+        tokenizer_sources.write_tokenizer(spec.tokenizer, work)
+    except tokenizer_sources.TokenizerUnavailable as exc:
+        raise CellSkip(f"{spec.alias}: its tokenizer ({spec.tokenizer}) is not available: {exc}") from None
+    embedded.write_manifest(work, source)
 
 
 def random_checkpoint(model: DummyModel, spec: ModelSpec, force: bool = False) -> DummyModel:
     """The dummy folder plus a random bf16 checkpoint in the model's shape (for in-flight bitsandbytes)."""
-    from pytest_vllmbench.random_checkpoint import write_random_checkpoint
-
     base = Path(model.path)
     target = embedded.cache_root() / "random" / spec.alias
     source = f"random bf16 weights for {model.source}; config sha256 {sha256_of(base / 'config.json')}"
-    if not embedded.folder_is_whole(target, source) or force:
-        with _building(target) as work:
-            for item in base.iterdir():
-                if item.is_file() and item.name != embedded.MANIFEST and not item.name.endswith(".safetensors") \
-                        and item.name != "model.safetensors.index.json":
-                    shutil.copy2(item, work / item.name)
-            config = json.loads((work / "config.json").read_text())
-            config.pop("quantization_config", None)  # the random weights are plain bf16; vLLM quantizes them
-            (work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            print(f"vllmbench: writing a random bf16 checkpoint for {spec.alias} into {target}", file=sys.__stderr__,
-                  flush=True)
-            write_random_checkpoint(work, work)
-            embedded.write_manifest(work, source, unhashed_suffix=".safetensors")
+    with _locked(target):
+        if force or not embedded.folder_is_whole(target, source):
+            with _building(target) as work:
+                _write_random(base, work, source, spec.alias)
     return DummyModel(str(target), f"{model.source}; random bf16 checkpoint", model.engine_args)
+
+
+def _write_random(base: Path, work: Path, source: str, alias: str) -> None:
+    from pytest_vllmbench.random_checkpoint import write_random_checkpoint
+
+    for item in base.iterdir():
+        weights = item.name.endswith(".safetensors") or item.name == "model.safetensors.index.json"
+        if item.is_file() and item.name != embedded.MANIFEST and not weights:
+            shutil.copy2(item, work / item.name)
+    config = json.loads((work / "config.json").read_text())
+    config.pop("quantization_config", None)  # the random weights are plain bf16; vLLM quantizes them
+    (work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    print(f"vllmbench: writing a random bf16 checkpoint for {alias}", file=sys.__stderr__, flush=True)
+    write_random_checkpoint(work, work)
+    embedded.write_manifest(work, source, unhashed_suffix=".safetensors")
+
+
+@contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    """One builder at a time per folder (xdist workers may ask for the same model's folder at once)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 class _building:

@@ -163,3 +163,18 @@ def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
     assert extra["n_failed"] == 0 and extra["output_tokens"] == 4 * 8  # --ignore-eos: fixed lengths
     report = (tmp_path / "BENCHMARKS.md").read_text()
     assert "my-model (dummy weights)" in report and "my-model-offline (dummy weights)" in report
+
+
+def test_random_checkpoint_folder_is_built_once_whole_and_without_a_quantization_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLLMBENCH_CACHE", str(tmp_path / "cache"))
+    base = tiny_model_folder(tmp_path / "tiny")
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps(config | {"quantization_config": {"quant_method": "bitsandbytes"}}))
+    spec = load_registry().resolve(str(base))
+    built = Path(sizing.random_checkpoint(sizing.DummyModel(str(base), "test"), spec).path)
+    assert "quantization_config" not in json.loads((built / "config.json").read_text())
+    assert (built / "tokenizer.json").is_file() and (built / "model.safetensors.index.json").is_file()
+    assert not embedded.verify_folder(built) and not [p for p in built.parent.glob(".tiny.*") if p.is_dir()]  # no temp folder left
+    stamp = (built / "model-00001-of-00001.safetensors").stat().st_mtime_ns
+    again = sizing.random_checkpoint(sizing.DummyModel(str(base), "test"), spec)
+    assert again.path == str(built) and (built / "model-00001-of-00001.safetensors").stat().st_mtime_ns == stamp
