@@ -159,7 +159,8 @@ def random_checkpoint(model: DummyModel, spec: ModelSpec, force: bool = False) -
     """The dummy folder plus a random bf16 checkpoint in the model's shape (for in-flight bitsandbytes)."""
     base = Path(model.path)
     target = embedded.cache_root() / "random" / spec.alias
-    source = f"random bf16 weights for {model.source}; config sha256 {sha256_of(base / 'config.json')}"
+    # what the checkpoint depends on (not how the base folder was found, so `prepare-model` and a run agree)
+    source = f"random bf16 weights for config sha256 {sha256_of(base / 'config.json')}, tokenizer from {base}"
     with _locked(target):
         if force or not embedded.folder_is_whole(target, source):
             with _building(target) as work:
