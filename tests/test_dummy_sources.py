@@ -178,3 +178,16 @@ def test_random_checkpoint_folder_is_built_once_whole_and_without_a_quantization
     stamp = (built / "model-00001-of-00001.safetensors").stat().st_mtime_ns
     again = sizing.random_checkpoint(sizing.DummyModel(str(base), "test"), spec)
     assert again.path == str(built) and (built / "model-00001-of-00001.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_prepare_model_builds_a_checksummed_dummy_folder_and_refuses_models_without_one(tmp_path, monkeypatch, capsys):
+    from pytest_vllmbench import cli
+
+    monkeypatch.setenv("VLLMBENCH_CACHE", str(tmp_path))
+    assert cli.main(["prepare-model", "mistral-7b", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "verified" in out and out.strip().endswith(str(tmp_path / "models" / "dummy" / "mistral-7b"))
+    manifest = json.loads((tmp_path / "models" / "dummy" / "mistral-7b" / embedded.MANIFEST).read_text())
+    assert set(manifest["files"]) == {"config.json", "tokenizer.model.v3"}
+    assert cli.main(["prepare-model", "gemma-4b"]) == 2
+    assert "no shipped config and offline tokenizer" in capsys.readouterr().err
