@@ -96,7 +96,7 @@ def resolve_dummy(spec: ModelSpec) -> DummyModel:
     local = Path(spec.source).expanduser()
     if local.is_dir():
         missing = [what for what, ok in (("config.json", (local / "config.json").is_file()),
-                                          ("a tokenizer (" + ", ".join(TOKENIZER_MARKERS) + ")", _has_tokenizer(local)))
+                                          ("tokenizer file (" + ", ".join(TOKENIZER_MARKERS) + ")", _has_tokenizer(local)))
                    if not ok]
         if not missing:
             return _own_folder(local, f"own config and tokenizer: local folder {local}")
@@ -113,7 +113,7 @@ def resolve_dummy(spec: ModelSpec) -> DummyModel:
     if spec.config_dir is not None and (spec.config_dir / "config.json").is_file() and spec.tokenizer:
         folder = prepare_shipped(spec)
         return DummyModel(str(folder), f"shipped config data/configs/{spec.config_dir.name} + tokenizer "
-                                       f"{spec.tokenizer} (hub: {hub_error})",
+                                       f"{spec.tokenizer} (not from the hub: {hub_error})",
                           tokenizer_sources.engine_args_for(spec.tokenizer))
     shipped = ("a shipped config without an offline tokenizer (set `tokenizer` in data/models.toml)"
                if spec.config_dir is not None else "no shipped config in data/configs/")

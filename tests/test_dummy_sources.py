@@ -59,7 +59,7 @@ def test_a_local_folder_uses_its_own_config_and_tokenizer(tmp_path):
 
 def test_a_local_folder_without_a_tokenizer_is_skipped_naming_what_is_missing(tmp_path):
     folder = tiny_model_folder(tmp_path / "bare", tokenizer=False)
-    with pytest.raises(sizing.CellSkip, match=r"has no a tokenizer \(tokenizer.json.*copy them"):
+    with pytest.raises(sizing.CellSkip, match=r"bare: .* has no tokenizer file \(tokenizer.json.*copy them"):
         model_source(offline_cell(str(folder)), settings_for(load_format="dummy"), load_registry())
 
 
