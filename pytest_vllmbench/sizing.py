@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_vllmbench import embedded, tokenizer_sources
+from pytest_vllmbench import embedded, roofline, tokenizer_sources
 from pytest_vllmbench.fileio import sha256_of
 from pytest_vllmbench.registry import ModelSpec
-from pytest_vllmbench.roofline import BYTES_PER_PARAM
 
 DUMMY_LABEL = "dummy weights"
 RANDOM_4BIT_LABEL = "bitsandbytes 4-bit, in-flight from random weights"
@@ -37,6 +36,10 @@ OUT_OF_MEMORY = re.compile(
 
 class CellSkip(Exception):
     """The cell cannot be measured honestly here; the message says why."""
+
+
+class DoesNotFit(CellSkip):
+    """The model cannot fit in the memory budget; the message is the cell's status ('does not fit in ...')."""
 
 
 @dataclass(frozen=True)
@@ -238,17 +241,35 @@ def dummy_model(spec: ModelSpec, args: dict[str, Any]) -> DummyModel:
 
 
 def weights_gib(spec: ModelSpec) -> float | None:
-    if not spec.params_b or spec.dtype not in BYTES_PER_PARAM:
+    return roofline.weights_gib(spec.params_b, spec.dtype)
+
+
+def _needs(spec: ModelSpec) -> str:
+    need = weights_gib(spec)
+    return f"needs ~{need:.1f} GiB for the weights alone, plus the KV cache" if need else "needs more memory"
+
+
+def _budget_text(budget_gib: float, n_gpus: int) -> str:
+    return f"{budget_gib:g} GiB" + (f" per GPU x {n_gpus}" if n_gpus > 1 else "")
+
+
+def over_budget(spec: ModelSpec, budget_gib: float, n_gpus: int) -> str | None:
+    """'does not fit in 16 GiB: needs ~X' when the weights alone exceed the budget: no engine need start."""
+    need = weights_gib(spec)
+    if need is None or need <= budget_gib * max(n_gpus, 1):
         return None
-    return spec.params_b * 1e9 * BYTES_PER_PARAM[spec.dtype] / 2**30
+    return f"does not fit in {_budget_text(budget_gib, n_gpus)}: {_needs(spec)}"
 
 
-def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilization: float) -> str | None:
-    """'does not fit: needs ~X GiB, has Y' when the start failure was a lack of memory, else None."""
+def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilization: float,
+                 budget_gib: float | None = None, n_gpus: int = 1) -> str | None:
+    """'does not fit: needs ~X GiB, has Y' ('does not fit in 16 GiB: needs ~X' under a memory budget) when the
+    start failure was a lack of memory, else None."""
     if not OUT_OF_MEMORY.search(message):
         return None
-    need = weights_gib(spec)
-    needs = f"needs ~{need:.1f} GiB for the weights alone, plus the KV cache" if need else "needs more memory"
+    needs = _needs(spec)
+    if budget_gib is not None:
+        return f"does not fit in {_budget_text(budget_gib, n_gpus)}: {needs}"
     if memory_mib:
         total = sum(memory_mib) / 1024
         return f"does not fit: {needs}; has {utilization * total:.1f} GiB ({utilization:.0%} of {total:.0f} GiB)"
