@@ -63,5 +63,6 @@ python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.plugin -p no:cach
     --load-format=dummy "${models[@]}" "${modes[@]}" "${xdist[@]}" --dataset=/tmp/batch_5k_plain.jsonl \
     --limit=1000 --max-tokens=128 --ignore-eos --benchmark-save="$name" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
-mkdir -p "$OUT/runs" && cp .benchmarks/*/*.json "$OUT/runs/" 2>/dev/null
+# only this call's saved run: what comes back from $OUT is limited in files
+mkdir -p "$OUT/runs" && cp .benchmarks/*/*_"$name".json "$OUT/runs/" 2>/dev/null
 exit "$status"
