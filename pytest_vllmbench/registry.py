@@ -25,7 +25,7 @@ class ModelSpec:
     notes: str = ""
     engine_args: dict[str, Any] = field(default_factory=dict)
     config_dir: Path | None = None  # architecture config for dummy-weight sizing
-    tokenizer_from: str | None = None  # an embedded model with the same tokenizer
+    tokenizer: str | None = None  # offline tokenizer source for the shipped config (tokenizer_sources.py)
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,11 @@ class Registry:
 
     def engine_args_for(self, spec: ModelSpec, platform: str) -> dict[str, Any]:
         return {**self.platform_engine_args.get(platform, {}), **spec.engine_args}
+
+
+def _embedded_tokenizer(alias: str | None) -> str | None:
+    """The older `tokenizer_from = "ALIAS"` key: the tokenizer of an embedded model."""
+    return f"embedded:{alias}" if alias else None
 
 
 def _looks_like_hf_id(name: str) -> bool:
@@ -96,7 +101,7 @@ def load_registry(path: Path | None = None) -> Registry:
             notes=entry.get("notes", ""),
             engine_args=dict(entry.get("engine_args", {})),
             config_dir=path.parent / entry["config"] if "config" in entry else None,
-            tokenizer_from=entry.get("tokenizer_from"),
+            tokenizer=entry.get("tokenizer") or _embedded_tokenizer(entry.get("tokenizer_from")),
         )
     platforms = {
         name: dict(table.get("engine_args", {})) for name, table in raw.get("platform", {}).items()

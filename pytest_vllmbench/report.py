@@ -74,11 +74,16 @@ def latest_cells(runs: list[SavedRun]) -> Latest:
 
 def _dummy(cell: dict[str, Any]) -> bool:
     """Whether the figures come from vLLM's dummy (random) weights: every label says so."""
-    return (cell.get("engine_args") or {}).get("load_format") == "dummy"
+    return bool(cell.get("weights")) or (cell.get("engine_args") or {}).get("load_format") == "dummy"
+
+
+def _weights(cell: dict[str, Any]) -> str:
+    """'dummy weights', or how a stand-in's random weights reached vLLM (e.g. bitsandbytes in flight)."""
+    return cell.get("weights") or "dummy weights"
 
 
 def _model(cell: dict[str, Any]) -> str:
-    name = f"{cell['model']} (dummy weights)" if _dummy(cell) else cell["model"]
+    name = f"{cell['model']} ({_weights(cell)})" if _dummy(cell) else cell["model"]
     budget = cell.get("gpu_memory_budget_gib")
     return name if budget is None else f"{name} ({label(budget, cell.get('gpus') or [])})"
 
@@ -164,7 +169,7 @@ def _gpus(cell: dict[str, Any]) -> str:
 
 def _cell_label(cell: dict[str, Any]) -> str:
     text = f"{cell['cell']} ({_split(cell)})" if _split(cell) else cell["cell"]
-    text = f"{text} (dummy weights)" if _dummy(cell) else text
+    text = f"{text} ({_weights(cell)})" if _dummy(cell) else text
     budget = cell.get("gpu_memory_budget_gib")
     return text if budget is None else f"{text} ({label(budget, cell.get('gpus') or [])})"
 

@@ -11,7 +11,7 @@ from typing import Any
 from pytest_vllmbench.budget import gib
 from pytest_vllmbench.cells import Cell, build_matrix
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.factory import engine_args, model_source, start_engine
+from pytest_vllmbench.engines.factory import engine_args, model_source, start_engine, weights_info
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.fileio import sha256_of
 from pytest_vllmbench.gpu import cell_gpu_indices, list_gpus
@@ -102,7 +102,8 @@ class BenchSession:
         if self.budget_gib is not None and (status := over_budget(cell.model, self.budget_gib, _gpu_count(args))):
             raise DoesNotFit(status)  # the weights alone are over the budget: no engine need start
         engine = self.pool.get(cell)
-        context = {"engine_args": redact_args(args), "dataset": self.dataset_info}  # saved; the engine got `args`
+        context = {"engine_args": redact_args(args),  # saved; the engine got `args`
+                   "dataset": self.dataset_info, **weights_info(cell, self.settings, self.registry)}
         if self.budget_gib is not None:
             context["gpu_memory_budget_gib"] = self.budget_gib
         outcome = run_cell(
@@ -124,7 +125,7 @@ class BenchSession:
         self.pool.close()  # one GPU: the reference run needs the memory
         input_len, output_len, count = parse_random_spec(self.settings.random_dataset or "")
         try:
-            theirs = vllm_bench_requests_per_s(model_source(cell, self.settings), args, input_len, output_len,
+            theirs = vllm_bench_requests_per_s(model_source(cell, self.settings, self.registry), args, input_len, output_len,
                                                min(count, len(self.workload)))
         except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
             return {"vllm_bench_requests_per_s": None, "vllm_bench_ratio": None, "vllm_bench_error": str(exc)[-2000:]}
@@ -147,6 +148,7 @@ class BenchSession:
             "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias, "model_source": cell.model.source,
             "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": self.scrub(status),
             "engine_args": redact_args(engine_args(cell, self.settings, self.registry)), "dataset": self.dataset_info,
+            **weights_info(cell, self.settings, self.registry),
             **({"gpu_memory_budget_gib": self.budget_gib} if self.budget_gib is not None else {}),
         })
 

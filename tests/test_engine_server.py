@@ -26,7 +26,7 @@ def embedded_cell_args(**cli):
     registry = load_registry()
     settings = resolve(merge_sources({"mode": ["server"]} | cli, {}, {}), REPO)
     cell = Cell(registry.resolve("gemma-270m"), "server", "gemma-270m")
-    return model_source(cell, settings), engine_args(cell, settings, registry)
+    return model_source(cell, settings, registry), engine_args(cell, settings, registry)
 
 
 def test_real_server_streams_serves_endpoint_mode_and_leaves_nothing_when_closed(tmp_path):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllmbench import gpu
+from pytest_vllmbench import embedded, gpu
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.roofline import decode_bound_tokens_per_s, load_bandwidths, roofline
-from pytest_vllmbench.sizing import CellSkip, does_not_fit, dummy_folder, weights_gib
+from pytest_vllmbench.sizing import CellSkip, does_not_fit, prepare_shipped, weights_gib
 from pytest_vllmbench.workload import parse_random_spec, random_requests
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,15 +104,11 @@ def test_shipped_configs_match_the_published_architectures():
     assert (mistral.hidden_size, mistral.num_hidden_layers, mistral.vocab_size) == (4096, 32, 32768)
 
 
-def test_dummy_folder_uses_the_shared_tokenizer_and_refuses_without_one(monkeypatch, tmp_path):
-    registry = load_registry()
-    with pytest.raises(CellSkip, match="no tokenizer available offline"):
-        dummy_folder(registry.models["qwen-14b"])
-    with pytest.raises(CellSkip, match="no architecture config"):
-        dummy_folder(registry.models["gemma-4b"])
-    folder = dummy_folder(registry.models["gemma-12b"])  # tokenizer from the embedded 270M
+def test_shipped_gemma_folder_takes_the_embedded_models_tokenizer():
+    folder = prepare_shipped(load_registry().models["gemma-12b"])  # tokenizer from the embedded 270M
     assert json.loads((folder / "config.json").read_text())["hidden_size"] == 3840
     assert (folder / "tokenizer.json").is_file() and (folder / "chat_template.jinja").is_file()
+    assert not embedded.verify_folder(folder)
 
 
 def test_out_of_memory_becomes_does_not_fit_with_need_and_have():

