@@ -13,7 +13,7 @@ from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.factory import engine_args, model_source, start_engine
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.fileio import sha256_of
-from pytest_vllmbench.gpu import visible_indices
+from pytest_vllmbench.gpu import list_gpus, visible_indices
 from pytest_vllmbench.metrics import RequestRecord
 from pytest_vllmbench.outputs import write_batch_output
 from pytest_vllmbench.parity import vllm_bench_requests_per_s
@@ -35,6 +35,20 @@ def cell_gpu_indices(mode: str, args: dict[str, Any]) -> list[int] | None:
     count = int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
     visible = visible_indices()
     return (visible if visible is not None else list(range(count)))[:count]
+
+
+def dataset_label_path(path: Path, rootdir: Path) -> str:
+    """Relative to the project root when inside it, else the file name; random:IN:OUT:N as written."""
+    if str(path).startswith("random:"):
+        return str(path)
+    resolved, root = path.resolve(), rootdir.resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else path.name
+
+
+def cell_gpu_memory_mib(mode: str, args: dict[str, Any]) -> list[int]:
+    """Memory of the GPUs the cell's engine runs on (tp x pp of the visible ones), not of the whole host."""
+    indices = cell_gpu_indices(mode, args)
+    return [gpu.memory_mib for gpu in list_gpus() if indices is None or gpu.index in indices]
 
 
 class BenchSession:
@@ -77,11 +91,11 @@ class BenchSession:
 
     @cached_property
     def dataset_info(self) -> dict[str, Any]:
-        path = self.settings.dataset
-        shown = path.relative_to(self.rootdir) if path.is_relative_to(self.rootdir) else path
+        """The dataset by a label that is the same on every machine: never an absolute path."""
         return {
-            "path": str(shown),
-            "sha256": None if self.settings.random_dataset else sha256_of(path),
+            "path": dataset_label_path(self.settings.dataset, self.rootdir),
+            "sha256": None if self.settings.random_dataset else sha256_of(self.settings.dataset),
+            "transform": self.settings.dataset_transform,
             "limit": self.settings.limit,
             "sample": self.settings.sample,
             "seed": self.settings.seed if self.settings.sample else None,
@@ -111,7 +125,10 @@ class BenchSession:
         outcome.extra_info |= quality if quality is not None else score_quality(requests, outcome.records, self.gold)
         if self.settings.write_outputs:
             path = self.settings.write_outputs / f"{cell.id}.jsonl"
-            write_batch_output(path, requests, outcome.records, cell.requested)
+            try:
+                write_batch_output(path, requests, outcome.records, cell.requested)
+            except OSError as exc:  # the measurement is kept; the cell carries the error and fails
+                outcome.extra_info["outputs_error"] = f"{path}: {exc.strerror or exc}"
         if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
             outcome.extra_info |= self._parity(cell, context["engine_args"], outcome.extra_info["requests_per_s"])
         return outcome

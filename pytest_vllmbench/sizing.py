@@ -63,7 +63,9 @@ def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilizati
         return None
     need = weights_gib(spec)
     needs = f"needs ~{need:.1f} GiB for the weights alone, plus the KV cache" if need else "needs more memory"
-    if memory_mib:
+    if memory_mib:  # the GPUs the cell runs on, not every GPU of the host
         total = sum(memory_mib) / 1024
-        return f"does not fit: {needs}; has {utilization * total:.1f} GiB ({utilization:.0%} of {total:.0f} GiB)"
+        gpus = f"{len(memory_mib)} GPU" + ("s" if len(memory_mib) > 1 else "")
+        return (f"does not fit: {needs}; has {utilization * total:.1f} GiB "
+                f"({utilization:.0%} of {total:.0f} GiB on its {gpus})")
     return f"does not fit: {needs}; the engine could not reserve it"
