@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from functools import cached_property
@@ -41,8 +42,16 @@ def dataset_label_path(path: Path, rootdir: Path) -> str:
     """Relative to the project root when inside it, else the file name; random:IN:OUT:N as written."""
     if str(path).startswith("random:"):
         return str(path)
-    resolved, root = path.resolve(), rootdir.resolve()
-    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else path.name
+    for inside, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(rootdir))),
+                         (path.resolve(), rootdir.resolve())):
+        if inside.is_relative_to(root):
+            return inside.relative_to(root).as_posix()
+    return path.name
+
+
+def model_source_label(source: str, rootdir: Path) -> str:
+    """An HF id as it is; a local model folder the way datasets are shown, never as an absolute path."""
+    return dataset_label_path(Path(source), rootdir) if Path(source).is_absolute() else source
 
 
 def cell_gpu_memory_mib(mode: str, args: dict[str, Any]) -> list[int]:
@@ -116,6 +125,7 @@ class BenchSession:
         context = {
             "engine_args": engine_args(cell, self.settings, self.registry),
             "dataset": self.dataset_info,
+            "model_source": model_source_label(cell.model.source, self.rootdir),
         }
         outcome = run_cell(
             cell, engine, requests, self.sampling, context, self.settings.project_to, timed, self.settings.slo_ms,
@@ -147,7 +157,8 @@ class BenchSession:
     def record_unrun(self, cell: Cell, status: str) -> None:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
         self.unrun.append({
-            "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias, "model_source": cell.model.source,
+            "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias,
+            "model_source": model_source_label(cell.model.source, self.rootdir),
             "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": status,
             "engine_args": engine_args(cell, self.settings, self.registry), "dataset": self.dataset_info,
         })
