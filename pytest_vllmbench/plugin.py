@@ -33,6 +33,7 @@ SESSION_KEY = pytest.StashKey[BenchSession]()
 BASELINE_KEY = pytest.StashKey[SavedRun | None]()
 COLLECTION_ERROR_KEY = pytest.StashKey[str]()
 CONTROLLER_KEY = pytest.StashKey[distributed.XdistController]()
+SIGTERM_KEY = pytest.StashKey["_SigtermAsInterrupt"]()
 IN_USE_KEY = pytest.StashKey[bool]()  # this session collects vLLM benchmark cells: the plugin may act
 CONFIGURED_KEY = pytest.StashKey[bool]()  # vllmbench options, ini keys or [tool.vllmbench] are set here
 CELL_FIXTURE = "vllmbench_cell"
@@ -121,6 +122,7 @@ def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
         config.pluginmanager.register(controller)
         config.stash[CONTROLLER_KEY] = controller
         config.stash[IN_USE_KEY] = True
+        config.stash[SIGTERM_KEY] = _SigtermAsInterrupt().__enter__()  # xdist then stops its workers cleanly
 
 
 def _refuse_gates_without_measurements(config: pytest.Config, settings: Settings) -> None:
@@ -424,3 +426,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if settings.report is None or not saved or root is None:
         return
     _write_report(session, settings, root)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    handler = config.stash.get(SIGTERM_KEY, None)
+    if handler is not None:
+        handler.__exit__(None, None, None)

@@ -140,3 +140,19 @@ def test_nan_figures_show_as_missing_and_leave_other_scores_alone(tmp_path):
     ranking = text.split("## Ranking")[1].split("## Parity")[0]
     server = next(line for line in ranking.splitlines() if "gemma-270m-server" in line)
     assert "| 1.00 " in server  # best throughput and total time of the group: NaN did not become the best
+
+
+def test_a_marker_line_with_trailing_characters_is_refused_not_dropped(tmp_path):
+    out, storage = _report_with(tmp_path)
+    damaged = out.read_text().replace("<!-- vllmbench:hand-written decisions -->", "<!-- vllmbench:hand-written decisions -->  ")
+    out.write_text(damaged)
+    with pytest.raises(ReportRefused, match="'decisions' cannot be kept as written"):
+        write_report(storage, out)
+    assert out.read_text() == damaged
+
+
+def test_prose_that_mentions_the_marker_syntax_is_not_a_marker(tmp_path):
+    out, storage = _report_with(tmp_path)
+    text = out.read_text().replace("We chose offline.", "We chose offline. Sections use `<!-- vllmbench:hand-written NAME -->`.")
+    out.write_text(text)
+    assert "Sections use" in write_report(storage, out).read_text()
