@@ -167,7 +167,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         except (UsageError, BatchFileError) as exc:
             metafunc.config.stash[COLLECTION_ERROR_KEY] = str(exc)
             cells = []
-        params = [  # the plain id is what pytest-benchmark saves as the param; xdist's loadgroup keeps an engine's cells together
+        # the plain id is what pytest-benchmark saves as the param; loadgroup keeps an engine's cells on one worker
+        params = [
             pytest.param(cell.id, id=cell.id, marks=pytest.mark.xdist_group(name=f"{cell.model.alias}-{cell.mode}"))
             for cell in cells
         ]

@@ -38,5 +38,6 @@ def test_the_workflow_gates_restores_and_uploads():
 
 def test_actionlint_catches_a_broken_copy(tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text(WORKFLOW.read_text().replace("runs-on: [self-hosted, linux, gpu]", "runs-on: [self-hosted, linux, gpu]\n    step: []"))
+    runner = "runs-on: [self-hosted, linux, gpu]"
+    broken.write_text(WORKFLOW.read_text().replace(runner, f"{runner}\n    step: []"))  # 'step' is no job key
     assert _lint(broken).returncode != 0

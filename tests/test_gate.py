@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from pytest_vllmbench.gate import Rule, check, exit_code, missing_data, regressi
 from fake_cells import FAKE_BATCH
 from saved_runs import cell, save_run
 
-REPO_DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "batch_5k.jsonl"
+REPO_DATA = Path(__file__).resolve().parents[1] / "data" / "batch_5k.jsonl"
 
 
 def test_rules_know_which_way_is_worse():

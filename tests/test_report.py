@@ -1,4 +1,10 @@
-from pytest_vllmbench.report import render, write_report
+import json
+import math
+
+import pytest
+
+from pytest_vllmbench.cli import main
+from pytest_vllmbench.report import ReportRefused, render, write_report
 from pytest_vllmbench.storage import load_runs
 
 from saved_runs import cell, save_run
@@ -46,14 +52,6 @@ def test_hand_written_sections_survive_regeneration(tmp_path):
 def test_empty_storage_says_how_to_start(tmp_path):
     assert "No saved runs yet" in render(load_runs(tmp_path / "missing"))
 
-
-import json  # noqa: E402
-import math  # noqa: E402
-
-import pytest  # noqa: E402
-
-from pytest_vllmbench.cli import main  # noqa: E402
-from pytest_vllmbench.report import ReportRefused  # noqa: E402
 
 
 def _report_with(tmp_path, extra: str = "") -> tuple:
@@ -144,7 +142,8 @@ def test_nan_figures_show_as_missing_and_leave_other_scores_alone(tmp_path):
 
 def test_a_marker_line_with_trailing_characters_is_refused_not_dropped(tmp_path):
     out, storage = _report_with(tmp_path)
-    damaged = out.read_text().replace("<!-- vllmbench:hand-written decisions -->", "<!-- vllmbench:hand-written decisions -->  ")
+    marker = "<!-- vllmbench:hand-written decisions -->"
+    damaged = out.read_text().replace(marker, marker + "  ")
     out.write_text(damaged)
     with pytest.raises(ReportRefused, match="'decisions' cannot be kept as written"):
         write_report(storage, out)
@@ -153,6 +152,7 @@ def test_a_marker_line_with_trailing_characters_is_refused_not_dropped(tmp_path)
 
 def test_prose_that_mentions_the_marker_syntax_is_not_a_marker(tmp_path):
     out, storage = _report_with(tmp_path)
-    text = out.read_text().replace("We chose offline.", "We chose offline. Sections use `<!-- vllmbench:hand-written NAME -->`.")
+    mention = "We chose offline. Sections use `<!-- vllmbench:hand-written NAME -->`."
+    text = out.read_text().replace("We chose offline.", mention)
     out.write_text(text)
     assert "Sections use" in write_report(storage, out).read_text()
