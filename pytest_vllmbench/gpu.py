@@ -61,6 +61,15 @@ def visible_indices() -> list[int] | None:
         return None
 
 
+def cell_gpu_indices(mode: str, args: dict[str, Any]) -> list[int] | None:
+    """The GPUs a cell's engine uses: the first tp x pp visible ones; all of them for an endpoint."""
+    if mode == "endpoint":
+        return None
+    count = int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
+    visible = visible_indices()
+    return (visible if visible is not None else list(range(count)))[:count]
+
+
 class GpuSampler:
     """Samples the given GPUs in a thread while a cell runs: memory used (whole device, any process,
     so servers in other processes count), utilisation and power. Figures are None without a GPU."""
@@ -76,6 +85,7 @@ class GpuSampler:
         self._util: list[float] = []
         self._power: list[float] = []
         self.names: list[str] = []
+        self._handles: list[Any] = []
 
     def _sample(self, nvml: Any, handles: list[Any]) -> None:
         while True:
@@ -101,6 +111,7 @@ class GpuSampler:
         handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
         self.names = [_text(nvml.nvmlDeviceGetName(h)) for h in handles]
         self._nvml = nvml
+        self._handles = handles
         self._thread = threading.Thread(target=self._sample, args=(nvml, handles), daemon=True)
         self._thread.start()
         return self
@@ -110,6 +121,16 @@ class GpuSampler:
             self._stop.set()
             self._thread.join()
             self._nvml.nvmlShutdown()
+
+    def energy_mj(self) -> int | None:
+        """The cell's GPUs' total-energy counters summed (millijoules since the driver loaded), or None without
+        a GPU or where a board has no counter (NVML answers NotSupported before Volta)."""
+        if not self._handles:
+            return None
+        try:
+            return sum(int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self._handles)
+        except Exception:  # NVMLError_NotSupported, or a library too old to have the call
+            return None
 
     def figures(self) -> dict[str, Any]:
         def mean(values: list[float]) -> float | None:

@@ -12,19 +12,19 @@ from typing import Any
 
 import pytest
 
-from pytest_vllmbench import distributed, gate, hookspec, machine, report
+from pytest_vllmbench import budget, distributed, gate, hookspec, machine, report
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.client import EndpointUnreachable
 from pytest_vllmbench.engines.base import EngineStartError
-from pytest_vllmbench.engines.factory import engine_args
+from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.gpu import list_gpus
 from pytest_vllmbench.report import ReportRefused
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.scoring import score_cells
-from pytest_vllmbench.session import BenchSession, cell_gpu_memory_mib
+from pytest_vllmbench.session import BenchSession
 from pytest_vllmbench.settings import OPTIONS, Settings, merge_sources, read_tool_table, resolve
-from pytest_vllmbench.sizing import CellSkip, does_not_fit
+from pytest_vllmbench.sizing import CellSkip, DoesNotFit
 from pytest_vllmbench.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
 from pytest_vllmbench.workload import BatchFileError
 
@@ -75,6 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
         for name in settings.models:  # named models fail fast; the batch file's are checked when collected
             registry.resolve(name)
         settings = _join_xdist(config, settings)
+        budget.check_machine(settings.gpu_memory, [gpu.memory_mib for gpu in list_gpus()], settings.modes)
     except (UsageError, BatchFileError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = BenchSession(settings, registry, config.rootpath)
@@ -242,13 +243,14 @@ class CellRun:
 
         try:
             outcome = self._session.run(self.cell, timed, quality_hook)
+        except DoesNotFit as exc:
+            self._session.record_unrun(self.cell, str(exc))
+            pytest.skip(f"{self.cell.id}: {exc}")
         except CellSkip as exc:
             self._session.record_unrun(self.cell, f"skipped: {exc}")
             pytest.skip(str(exc))
         except EngineStartError as exc:
-            args = engine_args(self.cell, settings, self._session.registry)
-            memory = cell_gpu_memory_mib(self.cell.mode, args)
-            fit = does_not_fit(str(exc), self.cell.model, memory, float(args.get("gpu_memory_utilization", 0.9)))
+            fit = self._session.fit_status(self.cell, str(exc))
             if fit:
                 self._session.record_unrun(self.cell, fit)
                 pytest.skip(f"{self.cell.id}: {fit}")
@@ -256,6 +258,9 @@ class CellRun:
             pytest.fail(f"{self.cell.id}: engine did not start: {exc}", pytrace=False)
         except EndpointUnreachable as exc:
             pytest.fail(f"{self.cell.id}: {exc}", pytrace=False)
+        except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
+            self._session.record_unrun(self.cell, "failed: " + str(exc)[:300])
+            pytest.fail(f"{self.cell.id}: the previous engine did not stop: {exc}", pytrace=False)
         benchmark.extra_info.update(outcome.extra_info)  # in place: pytest-benchmark keeps this dict
         if outcome.extra_info.get("outputs_error"):
             pytest.fail(f"{self.cell.id}: measured and saved, but the outputs file was not written: "
@@ -270,7 +275,10 @@ def vllmbench_session(request: pytest.FixtureRequest) -> Iterator[BenchSession]:
     session = request.config.stash[SESSION_KEY]
     with _SigtermAsInterrupt():
         yield session
-        session.close()
+        try:
+            session.close()
+        except EngineStopError as exc:
+            pytest.fail(f"the last engine did not stop: {exc}", pytrace=False)
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench.budget import label
 from pytest_vllmbench.fileio import write_text_atomic
+from pytest_vllmbench.roofline import weights_gib
 from pytest_vllmbench.scoring import DEFAULT_FLEXIBILITY, check_weights, score_cells
 from pytest_vllmbench.storage import SavedRun, scan_runs
 
@@ -156,7 +158,7 @@ def latest_cells(runs: list[SavedRun]) -> Latest:
     latest: Latest = {}
     for run in runs:  # oldest first, so newer overwrite
         for cell in run.cells:
-            latest[(run.machine, f"{cell['cell']} {_split(cell)}", _workload(cell))] = (run, cell)
+            latest[(run.machine, f"{cell['cell']} {_split(cell)}{_budget_key(cell)}", _workload(cell))] = (run, cell)
     return latest
 
 
@@ -166,7 +168,41 @@ def _dummy(cell: dict[str, Any]) -> bool:
 
 
 def _model(cell: dict[str, Any]) -> str:
-    return f"{cell['model']} (dummy weights)" if _dummy(cell) else cell["model"]
+    name = f"{cell['model']} (dummy weights)" if _dummy(cell) else cell["model"]
+    budget = cell.get("gpu_memory_budget_gib")
+    return name if budget is None else f"{name} ({label(budget, cell.get('gpus') or [])})"
+
+
+def _budget_key(cell: dict[str, Any]) -> str:
+    """Cells run under a memory budget are kept apart from the same cell on the whole GPU."""
+    budget = cell.get("gpu_memory_budget_gib")
+    return "" if budget is None else f" budget {budget:g}"
+
+
+def _money(cell: dict[str, Any], key: str, digits: int = 2) -> str:
+    text = _fmt(cell.get(key), digits)
+    return f"{text} {cell['cost_currency']}" if text != MISSING and cell.get("cost_currency") else text
+
+
+def _fit_table(latest: Latest) -> str:
+    """Model x memory budget -> fits (weights, room left) or does not fit, from the cells run with --gpu-memory."""
+    rows = []
+    for (machine, _, workload), (_, cell) in sorted(latest.items()):
+        budget = cell.get("gpu_memory_budget_gib")
+        if budget is None:
+            continue
+        n_gpus = max(len(cell.get("gpus") or []), 1)
+        weights = weights_gib(cell.get("params_b"), cell.get("dtype"))
+        ok = cell.get("status", "ok") == "ok"
+        room = None if weights is None or not ok else budget * n_gpus - weights
+        rows.append([_model(cell), cell["mode"], machine, f"{budget:g} GiB" + (f" x {n_gpus}" if n_gpus > 1 else ""),
+                     "fits" if ok else cell["status"], _fmt(weights, 1), _fmt(room, 1),
+                     _fmt(cell.get("requests_per_s")) if ok else MISSING])
+    if not rows:
+        return "No cell run under a memory budget yet (`--gpu-memory=16GiB`)."
+    headers = ["Model", "Mode", "Machine", "Budget", "Fits?", "Weights GiB (est.)", "Left for KV cache GiB (at most)",
+               "req/s"]
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
 def _status(cell: dict[str, Any]) -> str:
@@ -198,11 +234,13 @@ def _machine_tables(latest: Latest) -> str:
                 _model(cell), _fmt(cell.get("params_b")), cell["mode"], _gpus(cell), _fmt(cell.get("requests_per_s")),
                 _fmt(cell.get("output_tokens_per_s"), 1), _pair(cell, "ttft"), _pair(cell, "tpot"),
                 _pair(cell, "e2el"), _fmt(cell.get("load_s"), 1), _fmt(cell.get("peak_vram_mib")),
-                _fmt(cell.get("roofline_pct"), 1), _fmt(cell.get("projected_hours"), 1), _quality(cell),
+                _fmt(cell.get("roofline_pct"), 1), _fmt(cell.get("projected_hours"), 1),
+                _fmt(cell.get("joules_per_request"), 1), _money(cell, "cost_per_1m_output_tokens"), _quality(cell),
                 _fmt(cell.get("score"), 3), f"`{run.path}`",
             ])
         headers = ["Model", "Size (B)", "Mode", "GPUs", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms",
-                   "E2EL p50/p99 ms", "Load s", "Peak VRAM MiB", "Roofline %", "Projected h", "Quality",
+                   "E2EL p50/p99 ms", "Load s", "Peak VRAM MiB", "Roofline %", "Projected h",
+                   "J/req", "Cost/1M out tok", "Quality",
                    "Score (in run)", "Saved run"]
         parts.append(f"### {machine}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
     return "\n\n".join(parts)
@@ -215,8 +253,10 @@ def _gpus(cell: dict[str, Any]) -> str:
 
 
 def _cell_label(cell: dict[str, Any]) -> str:
-    label = f"{cell['cell']} ({_split(cell)})" if _split(cell) else cell["cell"]
-    return f"{label} (dummy weights)" if _dummy(cell) else label
+    text = f"{cell['cell']} ({_split(cell)})" if _split(cell) else cell["cell"]
+    text = f"{text} (dummy weights)" if _dummy(cell) else text
+    budget = cell.get("gpu_memory_budget_gib")
+    return text if budget is None else f"{text} ({label(budget, cell.get('gpus') or [])})"
 
 
 def _parity(runs: list[SavedRun]) -> str:
@@ -248,26 +288,33 @@ def _weights_line(weights: dict[str, float]) -> str:
 
 def _ranking(latest: Latest, weights: dict[str, float],
              flexibility: dict[str, float]) -> str:
-    groups: dict[tuple[str, str, str, Any], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, Any, Any], list[dict[str, Any]]] = {}
     for (machine, _, _), (_, cell) in sorted(latest.items()):
         if cell.get("status", "ok") != "ok":
             continue
         dataset = cell.get("dataset") or {}
-        key = (machine, dataset_label(dataset), dataset.get("sha256", ""), cell.get("n_requests"))
+        key = (machine, dataset_label(dataset), dataset.get("sha256", ""), cell.get("n_requests"),
+               cell.get("gpu_memory_budget_gib"))  # a budget asks another question: ranked on its own
         groups.setdefault(key, []).append(cell)
     parts = [f"Weights: {_weights_line(weights)}. Flexibility per mode: "
              + ", ".join(f"{mode} {value:g}" for mode, value in flexibility.items())
-             + ". Throughput and total time are relative to the best cell of the same machine and workload."]
-    for (machine, path, _, n_requests), cells in groups.items():
+             + ". Throughput and total time are relative to the best cell of the same machine and workload. Job h,"
+             " kWh and cost are the full job (each cell's project_to requests): hours include loading, kWh is the"
+             " measured energy per request times the job (loading left out), cost is hours x the GPU hourly price x"
+             " the cell's GPUs."]
+    for (machine, path, _, n_requests, budget), cells in groups.items():
         scored = sorted(zip(score_cells(cells, weights, flexibility), cells), key=lambda pair: -pair[0]["score"])
         rows = [
             [rank, _cell_label(cell), f"{result['score']:.3f}", _fmt(result["components"]["throughput"], 2),
              _fmt(result["components"]["total_time"], 2), _fmt(result["components"]["quality"], 2),
-             _fmt(result["components"]["flexibility"], 2)]
+             _fmt(result["components"]["flexibility"], 2), _fmt(cell.get("projected_hours"), 1),
+             _fmt(cell.get("projected_kwh"), 2), _money(cell, "projected_cost")]
             for rank, (result, cell) in enumerate(scored, start=1)
         ]
-        headers = ["Rank", "Cell", "Score", "Throughput", "Total time", "Quality", "Flexibility"]
-        parts.append(f"### {machine}: {path}, {n_requests} requests\n\n"
+        headers = ["Rank", "Cell", "Score", "Throughput", "Total time", "Quality", "Flexibility", "Job h", "Job kWh",
+                   "Job cost"]
+        within = "" if budget is None else f", memory budget {budget:g} GiB per GPU"
+        parts.append(f"### {machine}: {path}, {n_requests} requests{within}\n\n"
                      + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
     return "\n\n".join(parts)
 
@@ -328,6 +375,11 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
         "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
         "## Results by machine\n\n" + _machine_tables(latest),
+        "## Memory budgets\n\nCells run with `--gpu-memory=SIZE`: vLLM may use only that much of each GPU (weights,"
+        " activations and KV cache), so the table says whether the model would fit on a card of that size. The speed"
+        " is the GPU's that ran it, not the smaller card's. Weights are params x bytes per param; what is left for"
+        " the KV cache is the budget minus the weights, before activations and CUDA graphs take their share.\n\n"
+        + _fit_table(latest),
         "## Ranking\n\n" + _ranking(latest, weights, flexibility),
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + _parity(runs),

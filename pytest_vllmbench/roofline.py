@@ -26,6 +26,13 @@ def load_bandwidths(overrides: Mapping[str, float] | None = None) -> dict[str, f
     return {**{name: float(v) for name, v in table.items()}, **{k: float(v) for k, v in (overrides or {}).items()}}
 
 
+def weights_gib(params_b: float | None, dtype: str | None) -> float | None:
+    """The weights' size: parameters x bytes per parameter, None when either is unknown."""
+    if not params_b or dtype not in BYTES_PER_PARAM:
+        return None
+    return float(params_b) * 1e9 * BYTES_PER_PARAM[dtype] / 2**30
+
+
 def decode_bound_tokens_per_s(params_b: float, bytes_per_param: float, bandwidth_gbps: float, batch: int) -> float:
     weight_bytes = params_b * 1e9 * bytes_per_param
     return batch * bandwidth_gbps * 1e9 / weight_bytes

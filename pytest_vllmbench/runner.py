@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_vllmbench.cells import Cell
+from pytest_vllmbench.costs import cost_figures, energy_figures
 from pytest_vllmbench.engines.base import Engine, SamplingOverrides
 from pytest_vllmbench.gpu import GpuSampler
 from pytest_vllmbench.metrics import RequestRecord, summarize
@@ -36,14 +37,20 @@ def run_cell(
     slo_ms: dict[str, float] | None = None,
     gpu_indices: list[int] | None = None,
     bandwidths: dict[str, float] | None = None,
+    pricing: tuple[float | None, str | None] = (None, None),
 ) -> CellOutcome:
-    """`context` holds what the caller knows (engine args, dataset); the last round's records count."""
+    """`context` holds what the caller knows (engine args, dataset); the last round's records and energy count.
+    `pricing` is one GPU's hourly price and its currency label."""
     last: dict[str, Any] = {}
 
     def one_round() -> None:
+        energy_before = telemetry.energy_mj()
         started = time.perf_counter()
         last["records"] = engine.run(requests, sampling)
         last["wall_s"] = time.perf_counter() - started
+        energy_after = telemetry.energy_mj()
+        known = energy_before is not None and energy_after is not None
+        last["energy_j"] = (energy_after - energy_before) / 1000.0 if known else None
 
     with GpuSampler(gpu_indices) as telemetry:
         timed(one_round)
@@ -63,4 +70,7 @@ def run_cell(
     info |= summarize(records, last["wall_s"], engine.load_s, project_to, slo_ms)
     info |= telemetry.figures()
     info |= roofline(info, info["gpus"], bandwidths or {})
+    info |= energy_figures(last["energy_j"], info["n_requests"] - info["n_failed"], info["output_tokens"], project_to)
+    info |= cost_figures(pricing[0], pricing[1], len(info["gpus"]), info["output_tokens_per_s"],
+                         info["projected_hours"])
     return CellOutcome(info, records, engine.fault())

@@ -9,12 +9,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pytest_vllmbench.budget import gib
 from pytest_vllmbench.cells import Cell, build_matrix
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.factory import engine_args, model_source, start_engine
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.fileio import sha256_of
-from pytest_vllmbench.gpu import list_gpus, visible_indices
+from pytest_vllmbench.gpu import cell_gpu_indices, list_gpus
 from pytest_vllmbench.metrics import RequestRecord
 from pytest_vllmbench.outputs import write_batch_output
 from pytest_vllmbench.parity import vllm_bench_requests_per_s
@@ -24,18 +25,14 @@ from pytest_vllmbench.registry import Registry
 from pytest_vllmbench.roofline import load_bandwidths
 from pytest_vllmbench.runner import CellOutcome, Timed, run_cell
 from pytest_vllmbench.settings import Settings
+from pytest_vllmbench.sizing import DoesNotFit, does_not_fit, over_budget
 from pytest_vllmbench.workload import BatchRequest, parse_random_spec, random_requests, read_batch, select
 
 QualityHook = Callable[[str, list[BatchRequest], list[RequestRecord], Any], "dict[str, Any] | None"]
 
 
-def cell_gpu_indices(mode: str, args: dict[str, Any]) -> list[int] | None:
-    """The GPUs a cell's engine uses: the first tp x pp visible ones; all of them for an endpoint."""
-    if mode == "endpoint":
-        return None
-    count = int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
-    visible = visible_indices()
-    return (visible if visible is not None else list(range(count)))[:count]
+def _gpu_count(args: dict[str, Any]) -> int:
+    return int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
 
 
 def dataset_label_path(path: Path, rootdir: Path) -> str:
@@ -121,15 +118,18 @@ class BenchSession:
     def run(self, cell: Cell, timed: Timed, quality_hook: QualityHook | None = None) -> CellOutcome:
         """Measure the cell, then score its outputs in memory and write them only if asked to."""
         requests = self.workload
+        args = engine_args(cell, self.settings, self.registry)
+        if self.budget_gib is not None and (status := over_budget(cell.model, self.budget_gib, _gpu_count(args))):
+            raise DoesNotFit(status)  # the weights alone are over the budget: no engine need start
         engine = self.pool.get(cell)
-        context = {
-            "engine_args": engine_args(cell, self.settings, self.registry),
-            "dataset": self.dataset_info,
-            "model_source": model_source_label(cell.model.source, self.rootdir),
-        }
+        context = {"engine_args": args, "dataset": self.dataset_info,
+                   "model_source": model_source_label(cell.model.source, self.rootdir)}
+        if self.budget_gib is not None:
+            context["gpu_memory_budget_gib"] = self.budget_gib
         outcome = run_cell(
             cell, engine, requests, self.sampling, context, self.settings.project_to, timed, self.settings.slo_ms,
-            gpu_indices=cell_gpu_indices(cell.mode, context["engine_args"]), bandwidths=self.bandwidths,
+            gpu_indices=cell_gpu_indices(cell.mode, args), bandwidths=self.bandwidths,
+            pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
         )
         quality = quality_hook(cell.id, requests, outcome.records, self.gold) if quality_hook else None
         outcome.extra_info |= quality if quality is not None else score_quality(requests, outcome.records, self.gold)
@@ -154,6 +154,17 @@ class BenchSession:
             return {"vllm_bench_requests_per_s": None, "vllm_bench_ratio": None, "vllm_bench_error": str(exc)[-2000:]}
         return {"vllm_bench_requests_per_s": round(theirs, 4), "vllm_bench_ratio": round(ours / theirs, 4)}
 
+    @property
+    def budget_gib(self) -> float | None:
+        return None if self.settings.gpu_memory is None else gib(self.settings.gpu_memory)
+
+    def fit_status(self, cell: Cell, start_error: str) -> str | None:
+        """'does not fit ...' when an engine failed to start for lack of memory, else None."""
+        args = engine_args(cell, self.settings, self.registry)
+        memory = cell_gpu_memory_mib(cell.mode, args)  # the cell's own GPUs, not the whole host
+        return does_not_fit(start_error, cell.model, memory, float(args.get("gpu_memory_utilization", 0.9)),
+                            self.budget_gib, _gpu_count(args))
+
     def record_unrun(self, cell: Cell, status: str) -> None:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
         self.unrun.append({
@@ -161,6 +172,7 @@ class BenchSession:
             "model_source": model_source_label(cell.model.source, self.rootdir),
             "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": status,
             "engine_args": engine_args(cell, self.settings, self.registry), "dataset": self.dataset_info,
+            **({"gpu_memory_budget_gib": self.budget_gib} if self.budget_gib is not None else {}),
         })
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_vllmbench.budget import parse_size
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.gate import Rule
 from pytest_vllmbench.scoring import DEFAULT_FLEXIBILITY, check_weights
@@ -53,7 +55,14 @@ OPTIONS = (
     Option("load-format", "vLLM load_format (e.g. dummy for sizing without weights)", None, metavar="FORMAT"),
     Option("rounds", "timed rounds per cell", 1, metavar="N"),
     Option("warmup", "untimed warm-up rounds per cell", 0, metavar="N"),
-    Option("project-to", "size of the full job, for projected_hours", 170_000, metavar="N"),
+    Option("project-to", "size of the full job, for projected_hours, projected_kwh and projected_cost", 170_000,
+           metavar="N"),
+    Option("gpu-memory", "cap the GPU memory each GPU of a cell may use, e.g. 16GiB, 24GB, 16384MiB (would it fit "
+           "on a smaller card?); becomes vLLM's gpu_memory_utilization", None, metavar="SIZE"),
+    Option("gpu-hourly-cost", "price of one GPU for one hour (any currency), for cost_per_1m_output_tokens and "
+           "projected_cost", None, metavar="PRICE"),
+    Option("cost-currency", "label of --gpu-hourly-cost's currency, e.g. USD (shown beside every cost)", None,
+           metavar="LABEL"),
     Option("endpoint", "base URL of a running OpenAI-compatible server (endpoint mode)", None, metavar="URL"),
     Option("concurrency", "requests in flight at once in server/endpoint mode (default: all)", None, metavar="N"),
     Option("request-rate", "Poisson arrival rate in requests/s (default: all at once)", None, metavar="R"),
@@ -89,6 +98,9 @@ class Settings:
     rounds: int = 1
     warmup: int = 0
     project_to: int = 170_000
+    gpu_memory: int | None = None  # bytes per GPU (--gpu-memory)
+    gpu_hourly_cost: float | None = None
+    cost_currency: str | None = None
     endpoint: str | None = None
     concurrency: int | None = None
     request_rate: float | None = None
@@ -150,6 +162,12 @@ def _number(what: str, value: Any, kind: Callable[[Any], Any], minimum: float | 
     return number
 
 
+def _finite(what: str, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise UsageError(f"{what} expects a finite number, got {value!r}")
+    return value
+
+
 def _optional(what: str, value: Any, kind: Callable[[Any], Any], minimum: float) -> Any:
     return None if value in (None, "") else _number(what, value, kind, minimum)
 
@@ -169,6 +187,10 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
     if raw["limit"] not in (None, "") and raw["sample"] not in (None, ""):
         raise UsageError("use either --limit or --sample, not both")
     engine_args = dict(parse_engine_arg(item) for item in raw["engine_arg"])
+    gpu_memory = None if raw["gpu_memory"] in (None, "") else parse_size(raw["gpu_memory"])
+    clash = sorted({"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(engine_args))
+    if gpu_memory is not None and clash:
+        raise UsageError(f"--gpu-memory sets vLLM's memory itself; drop --engine-arg {clash[0]}=... or --gpu-memory")
     report = raw["report"]
     return Settings(
         models=tuple(dict.fromkeys(raw["model"])),
@@ -185,6 +207,9 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         rounds=_number("--rounds", raw["rounds"], int, 1),
         warmup=_number("--warmup", raw["warmup"], int, 0),
         project_to=_number("--project-to", raw["project_to"], int, 1),
+        gpu_memory=gpu_memory,
+        gpu_hourly_cost=_finite("--gpu-hourly-cost", _optional("--gpu-hourly-cost", raw["gpu_hourly_cost"], float, 0)),
+        cost_currency=str(raw["cost_currency"]) if raw["cost_currency"] not in (None, "") else None,
         endpoint=raw["endpoint"] or None,
         concurrency=_optional("--concurrency", raw["concurrency"], int, 1),
         request_rate=_optional("--request-rate", raw["request_rate"], float, 0),

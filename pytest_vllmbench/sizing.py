@@ -8,9 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pytest_vllmbench import embedded
+from pytest_vllmbench import embedded, roofline
 from pytest_vllmbench.registry import ModelSpec
-from pytest_vllmbench.roofline import BYTES_PER_PARAM
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 OUT_OF_MEMORY = re.compile(
@@ -22,6 +21,10 @@ OUT_OF_MEMORY = re.compile(
 
 class CellSkip(Exception):
     """The cell cannot be measured honestly here; the message says why."""
+
+
+class DoesNotFit(CellSkip):
+    """The model cannot fit in the memory budget; the message is the cell's status ('does not fit in ...')."""
 
 
 def dummy_folder(spec: ModelSpec) -> Path:
@@ -52,17 +55,35 @@ def dummy_folder(spec: ModelSpec) -> Path:
 
 
 def weights_gib(spec: ModelSpec) -> float | None:
-    if not spec.params_b or spec.dtype not in BYTES_PER_PARAM:
+    return roofline.weights_gib(spec.params_b, spec.dtype)
+
+
+def _needs(spec: ModelSpec) -> str:
+    need = weights_gib(spec)
+    return f"needs ~{need:.1f} GiB for the weights alone, plus the KV cache" if need else "needs more memory"
+
+
+def _budget_text(budget_gib: float, n_gpus: int) -> str:
+    return f"{budget_gib:g} GiB" + (f" per GPU x {n_gpus}" if n_gpus > 1 else "")
+
+
+def over_budget(spec: ModelSpec, budget_gib: float, n_gpus: int) -> str | None:
+    """'does not fit in 16 GiB: needs ~X' when the weights alone exceed the budget: no engine need start."""
+    need = weights_gib(spec)
+    if need is None or need <= budget_gib * max(n_gpus, 1):
         return None
-    return spec.params_b * 1e9 * BYTES_PER_PARAM[spec.dtype] / 2**30
+    return f"does not fit in {_budget_text(budget_gib, n_gpus)}: {_needs(spec)}"
 
 
-def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilization: float) -> str | None:
-    """'does not fit: needs ~X GiB, has Y' when the start failure was a lack of memory, else None."""
+def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilization: float,
+                 budget_gib: float | None = None, n_gpus: int = 1) -> str | None:
+    """'does not fit: needs ~X GiB, has Y' ('does not fit in 16 GiB: needs ~X' under a memory budget) when the
+    start failure was a lack of memory, else None."""
     if not OUT_OF_MEMORY.search(message):
         return None
-    need = weights_gib(spec)
-    needs = f"needs ~{need:.1f} GiB for the weights alone, plus the KV cache" if need else "needs more memory"
+    needs = _needs(spec)
+    if budget_gib is not None:
+        return f"does not fit in {_budget_text(budget_gib, n_gpus)}: {needs}"
     if memory_mib:  # the GPUs the cell runs on, not every GPU of the host
         total = sum(memory_mib) / 1024
         gpus = f"{len(memory_mib)} GPU" + ("s" if len(memory_mib) > 1 else "")

@@ -8,7 +8,10 @@ from typing import Any
 from pytest_vllmbench import embedded
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.client import ClientConfig
+from pytest_vllmbench import budget
 from pytest_vllmbench.engines.base import Engine
+from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench.gpu import cell_gpu_indices, list_gpus
 from pytest_vllmbench.machine import package_version
 from pytest_vllmbench.registry import Registry
 from pytest_vllmbench.settings import Settings
@@ -37,7 +40,20 @@ def engine_args(cell: Cell, settings: Settings, registry: Registry) -> dict[str,
         args["gpu_memory_utilization"] = round(args["gpu_memory_utilization"] / settings.workers, 4)
     if settings.load_format:
         args["load_format"] = settings.load_format
-    return {**args, **settings.engine_args}
+    args = {**args, **settings.engine_args}
+    if settings.gpu_memory is not None:
+        args["gpu_memory_utilization"] = budget_utilization(settings.gpu_memory, args)
+    return args
+
+
+def budget_utilization(budget_bytes: int, args: dict[str, Any]) -> float:
+    """--gpu-memory as vLLM's gpu_memory_utilization on the GPUs this engine will use (NVML's totals)."""
+    totals = {gpu.index: gpu.memory_mib * 2**20 for gpu in list_gpus()}
+    indices = cell_gpu_indices("offline", args) or []
+    try:
+        return budget.utilization(budget_bytes, [totals[i] for i in indices if i in totals])
+    except ValueError as exc:
+        raise UsageError(f"--gpu-memory: {exc}") from None
 
 
 def client_config(settings: Settings, base_url: str, served_model: str) -> ClientConfig:

@@ -7,7 +7,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import psutil
+
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.supervisor import stop_children
 from pytest_vllmbench.metrics import RequestRecord
 from pytest_vllmbench.workload import BatchRequest
 
@@ -17,13 +20,16 @@ class OfflineEngine:
 
     def __init__(self, model: str, engine_args: dict[str, Any]) -> None:
         started = time.perf_counter()
+        before = {proc.pid for proc in psutil.Process().children(recursive=True)}
         try:
             from vllm import LLM
 
             # Stats logging stays on: it is what gives each RequestOutput its timestamps.
             self._llm = LLM(model=model, disable_log_stats=False, **engine_args)
         except Exception as exc:  # vLLM raises many kinds; the cell reports the message
+            stop_children(_started_since(before), grace_s=5.0)
             raise EngineStartError(f"vllm.LLM({model!r}) failed: {type(exc).__name__}: {exc}") from exc
+        self._workers = _started_since(before)  # the engine core and its helpers: gone when close() returns
         self.load_s: float | None = time.perf_counter() - started
 
     def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides) -> list[RequestRecord]:
@@ -58,6 +64,16 @@ class OfflineEngine:
         llm.llm_engine.engine_core.shutdown()
         del self._llm
         gc.collect()
+        stop_children(self._workers)
+
+
+def _started_since(before: set[int]) -> list[psutil.Process]:
+    """Our child processes that are new since `before`, less multiprocessing's resource tracker: it is started
+    on first use and serves this process until it exits, so it is no engine's to stop."""
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
+    return [proc for proc in psutil.Process().children(recursive=True) if proc.pid not in before | {tracker}]
 
 
 def _sampling_params(request: BatchRequest, sampling: SamplingOverrides) -> Any:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +18,7 @@ import httpx
 
 from pytest_vllmbench.client import ClientConfig, preflight, run_batch
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.supervisor import SessionProcess
 from pytest_vllmbench.machine import package_version
 from pytest_vllmbench.metrics import RequestRecord
 from pytest_vllmbench.workload import BatchRequest
@@ -59,49 +57,14 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return "(no log)"
 
 
-class ServerProcess:
-    """One child process in its own process group, stopped by group: terminate, wait, then kill."""
-
-    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.popen = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True, env=env)
-        atexit.register(self.stop)  # the last line of defence if pytest itself dies
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, grace_s: float = 20.0) -> None:
-        if self.popen.returncode is None:
-            _signal_group(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        _signal_group(self.pid, signal.SIGKILL)  # workers of a leader that already exited, too
-        if self.popen.returncode is None:
-            self.popen.wait()
-        self._log.close()
-        atexit.unregister(self.stop)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 class ServerEngine:
     mode = "server"
 
     def __init__(self, model: str, served_name: str, engine_args: dict[str, Any], client: ClientConfig,
-                 start_timeout_s: float = 600.0, log_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
+                 start_timeout_s: float = 600.0, log_dir: Path | None = None, progress: Callable[[str], None] | None = None,
+                 command: Callable[[str, str, int, dict[str, Any]], list[str]] = server_command,
+                 stop_grace_s: float = 20.0) -> None:
+        self._stop_grace_s = stop_grace_s
         self._progress = progress or (lambda text: None)
         self._own_log_dir = log_dir is None
         log_dir = log_dir or Path(tempfile.mkdtemp(prefix="vllmbench-server-"))
@@ -111,12 +74,12 @@ class ServerEngine:
             self.base_url = f"http://127.0.0.1:{port}/v1"
             log_path = log_dir / f"{served_name}-{port}.log"
             started = time.perf_counter()
-            self.process = ServerProcess(server_command(model, served_name, port, engine_args), log_path)
+            self.process = SessionProcess(command(model, served_name, port, engine_args), log_path)
             try:
                 self._wait_healthy(port, start_timeout_s)
                 break
             except EngineStartError:
-                self.process.stop()
+                self.process.stop(self._stop_grace_s)
                 if attempt < 2 and any(text in log_tail(log_path) for text in PORT_IN_USE):
                     continue
                 raise
@@ -174,7 +137,8 @@ class ServerEngine:
                 "server": "vllm.entrypoints.openai.api_server"}
 
     def close(self) -> None:
+        """Returns once no process of the server is left (raises EngineStopError naming any survivor)."""
         faulty = self.fault() is not None
-        self.process.stop()
-        if self._own_log_dir and not faulty:  # a crashed server's log stays for the post-mortem
+        self.process.stop(self._stop_grace_s)
+        if self._own_log_dir and not faulty:  # a crashed server's log (or one that would not stop) stays
             shutil.rmtree(self._log_dir, ignore_errors=True)

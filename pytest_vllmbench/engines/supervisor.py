@@ -1,0 +1,123 @@
+"""Child processes stopped as a whole: stop() returns only once every process they started is gone."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import psutil
+
+POLL_S = 0.1
+
+
+class EngineStopError(RuntimeError):
+    """Processes of an engine outlived its stop; the message names them."""
+
+
+def session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session `sid`, found by session id, never by name."""
+    members = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getsid(proc.pid) == sid:
+                members.append(proc.pid)
+        except (OSError, psutil.Error):  # gone between the listing and the look-up
+            continue
+    return members
+
+
+def wait_until_gone(find: Callable[[], list[int]], timeout_s: float) -> list[int]:
+    """Poll `find` until it lists nothing or the time is up; returns what is still there."""
+    deadline = time.monotonic() + timeout_s
+    while (left := find()) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    return left
+
+
+def kill(pids: Iterable[int], sig: signal.Signals = signal.SIGKILL) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def describe(pids: Iterable[int]) -> str:
+    shown = []
+    for pid in pids:
+        try:
+            shown.append(f"{pid} ({' '.join(psutil.Process(pid).cmdline())[:120]})")
+        except psutil.Error:
+            shown.append(str(pid))
+    return ", ".join(shown)
+
+
+class SessionProcess:
+    """One child in a session of its own; stopping it stops the whole session (its workers too, even those
+    that left its process group), and returns only when none of them is left."""
+
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.popen = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True, env=env)
+        atexit.register(self.stop)  # the last line of defence if pytest itself dies
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def members(self) -> list[int]:
+        return session_members(self.pid)
+
+    def stop(self, grace_s: float = 20.0, kill_wait_s: float = 30.0) -> None:
+        """SIGTERM to the group, a grace period for the whole session to exit, then SIGKILL to every member left.
+        Raises EngineStopError naming the processes still alive after `kill_wait_s`."""
+        atexit.unregister(self.stop)
+        try:
+            if self.members():
+                _signal_group(self.pid, signal.SIGTERM)
+                wait_until_gone(self.members, grace_s)
+            if self.members():
+                _signal_group(self.pid, signal.SIGKILL)
+                kill(self.members())  # members that moved to a process group of their own
+            survivors = wait_until_gone(self.members, kill_wait_s)
+        finally:
+            self._log.close()
+            try:
+                self.popen.wait(0 if self.popen.returncode is not None else kill_wait_s)
+            except subprocess.TimeoutExpired:
+                pass
+        if survivors:
+            raise EngineStopError(
+                f"{len(survivors)} process(es) of pid {self.pid}'s session still alive {kill_wait_s:.0f} s after "
+                f"SIGKILL: {describe(survivors)}"
+            )
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_children(children: list[psutil.Process], grace_s: float = 20.0, kill_wait_s: float = 30.0) -> None:
+    """Wait for processes this one started (an engine's workers) to exit after their engine shut down;
+    SIGKILL those that do not, and raise EngineStopError if any is still alive after that."""
+    _, alive = psutil.wait_procs(children, timeout=grace_s)
+    kill(proc.pid for proc in alive)
+    _, alive = psutil.wait_procs(alive, timeout=kill_wait_s)
+    if alive:
+        raise EngineStopError(
+            f"{len(alive)} engine worker process(es) still alive {kill_wait_s:.0f} s after SIGKILL: "
+            f"{describe(proc.pid for proc in alive)}"
+        )
