@@ -1,4 +1,4 @@
-"""The `vllmbench` command: prepare-model, validate, make-dataset, report."""
+"""The `vllmbench` command: prepare-model, validate, make-dataset, report, gate."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pytest_vllmbench import dataset, embedded, gate, report, sizing
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.settings import read_tool_table
-from pytest_vllmbench.storage import read_run
+from pytest_vllmbench.storage import RunFileError, read_run
 from pytest_vllmbench.workload import iter_batch
 
 
@@ -87,14 +87,21 @@ def _make_dataset(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    def warn(message: str) -> None:
+        print(f"vllmbench report: warning: {message}", file=sys.stderr)
+
     try:
         table = read_tool_table(Path("pyproject.toml"))
-        path = report.write_report(Path(args.storage), Path(args.out), table.get("weights"), table.get("flexibility"))
-    except UsageError as exc:
+        path = report.write_report(Path(args.storage), Path(args.out), table.get("weights"), table.get("flexibility"),
+                                   allow_empty=args.allow_empty, warn=warn)
+    except report.NoRuns as exc:
         print(f"vllmbench report: {exc}", file=sys.stderr)
-        return 2
+        return report.EXIT_NO_RUNS
+    except (UsageError, OSError) as exc:
+        print(f"vllmbench report: {exc}", file=sys.stderr)
+        return report.EXIT_REFUSED
     print(f"wrote {path}")
-    return 0
+    return report.EXIT_OK
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -102,24 +109,27 @@ def _gate(args: argparse.Namespace) -> int:
         rules = [gate.Rule.parse(text) for text in args.rule]
     except UsageError as exc:
         print(f"vllmbench gate: {exc}", file=sys.stderr)
-        return 2
+        return gate.EXIT_USAGE
     runs = []
     for path in (args.baseline, args.current):
-        run = read_run(Path(path), Path(path).parent)
+        try:
+            run = read_run(Path(path), Path(path).parent)
+        except RunFileError as exc:
+            print(f"vllmbench gate: {path}: {exc}", file=sys.stderr)
+            return gate.EXIT_USAGE
         if run is None:
             print(f"vllmbench gate: {path}: not a saved run holding vllmbench cells", file=sys.stderr)
-            return 2
+            return gate.EXIT_USAGE
         runs.append(run)
     baseline, current = runs
     if baseline.machine != current.machine and not args.any_machine:
         print(f"vllmbench gate: the runs come from different machines ({baseline.machine} vs {current.machine}); "
               "pass --any-machine to compare them anyway", file=sys.stderr)
-        return 2
-    checks = gate.check({c["cell"]: c for c in current.cells}, {c["cell"]: c for c in baseline.cells}, rules)
+        return gate.EXIT_USAGE
+    checks = gate.check(gate.by_cell(current.cells), gate.by_cell(baseline.cells), rules)
     print(gate.table(checks))
-    failed = gate.regressions(checks)
-    print(f"{len(failed)} regression(s)" if failed else "no regression")
-    return 1 if failed else 0
+    print(gate.summary(checks))
+    return gate.exit_code(checks)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,9 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("report", help="regenerate BENCHMARKS.md from saved runs")
     rep.add_argument("--storage", default=".benchmarks")
     rep.add_argument("--out", default="BENCHMARKS.md")
+    rep.add_argument("--allow-empty", action="store_true",
+                     help="rewrite the report even when the storage holds no run (it would show none)")
     rep.set_defaults(func=_report)
 
-    gates = commands.add_parser("gate", help="compare two saved runs; exit 1 on a regression")
+    gates = commands.add_parser("gate", help="compare two saved runs; exit 1 on a regression, 3 on missing data, "
+                                "2 on a usage error")
     gates.add_argument("baseline", help="saved run JSON to compare against")
     gates.add_argument("current", help="saved run JSON under test")
     gates.add_argument("--rule", action="append", required=True, metavar="METRIC:CHANGE",

@@ -11,13 +11,35 @@ import json
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import xdist
 
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.fileio import write_text_atomic
 
 PARTIAL_KEY = "vllmbench_partial_dir"
+
+
+@dataclass(frozen=True)
+class _ConfigHolder:
+    """xdist's role helpers take a request or session; before the session exists, this carries the config."""
+
+    config: Any
+
+
+def is_worker(config: Any) -> bool:
+    return bool(xdist.is_xdist_worker(_ConfigHolder(config)))
+
+
+def is_controller(config: Any) -> bool:
+    return bool(xdist.is_xdist_controller(_ConfigHolder(config)))
+
+
+def config_worker_id(config: Any) -> str | None:
+    return xdist.get_xdist_worker_id(_ConfigHolder(config)) if is_worker(config) else None
 
 
 def worker_id() -> str | None:

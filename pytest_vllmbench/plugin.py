@@ -20,12 +20,13 @@ from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.gpu import list_gpus
+from pytest_vllmbench.report import ReportRefused
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.scoring import score_cells
 from pytest_vllmbench.session import BenchSession
 from pytest_vllmbench.settings import OPTIONS, Settings, merge_sources, read_tool_table, resolve
 from pytest_vllmbench.sizing import CellSkip, DoesNotFit
-from pytest_vllmbench.storage import SavedRun, describe_machine, find_baseline, load_runs
+from pytest_vllmbench.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
 from pytest_vllmbench.workload import BatchFileError
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -33,6 +34,9 @@ SESSION_KEY = pytest.StashKey[BenchSession]()
 BASELINE_KEY = pytest.StashKey[SavedRun | None]()
 COLLECTION_ERROR_KEY = pytest.StashKey[str]()
 CONTROLLER_KEY = pytest.StashKey[distributed.XdistController]()
+SIGTERM_KEY = pytest.StashKey["_SigtermAsInterrupt"]()
+IN_USE_KEY = pytest.StashKey[bool]()  # this session collects vLLM benchmark cells: the plugin may act
+CONFIGURED_KEY = pytest.StashKey[bool]()  # vllmbench options, ini keys or [tool.vllmbench] are set here
 CELL_FIXTURE = "vllmbench_cell"
 
 
@@ -58,7 +62,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)  # before xdist builds its session from dist and maxworkerrestart
 def pytest_configure(config: pytest.Config) -> None:
     cli = {option.key: config.getoption(option.ini_name) for option in OPTIONS}
     ini = {option.key: config.getini(option.ini_name) for option in OPTIONS}
@@ -76,13 +80,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = BenchSession(settings, registry, config.rootpath)
     config.stash[SETTINGS_KEY] = settings
-    _stop_cleanly_on_sigterm()
+    configured = bool(table) or any(value not in (None, [], "", False) for value in (*cli.values(), *ini.values()))
+    config.stash[CONFIGURED_KEY] = configured
+    if configured and distributed.is_controller(config):
+        _keep_engines_on_one_worker(config)
 
 
-@pytest.hookimpl(trylast=True)  # after xdist turned -n into --dist=load, before its session reads the options
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    if distributed.worker_id() is not None or config.getoption("dist", "no") == "no":
-        return
+def _keep_engines_on_one_worker(config: pytest.Config) -> None:
+    """xdist settings for a vllmbench run; the controller collects nothing, so project configuration decides."""
     if config.getoption("dist") == "load":
         config.option.dist = "loadgroup"  # keep each engine's cells on one worker
     if config.getoption("maxworkerrestart", None) is None:
@@ -91,13 +96,13 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 
 def _xdist_controller(config: pytest.Config) -> bool:
-    return distributed.worker_id() is None and config.getoption("dist", "no") != "no"
+    return distributed.is_controller(config)
 
 
 def _join_xdist(config: pytest.Config, settings: Settings) -> Settings:
     """On a worker: its own GPUs (before vLLM is imported) and its share of the machine."""
-    worker = distributed.worker_id()
-    if worker is None or not hasattr(config, "workerinput"):
+    worker = distributed.config_worker_id(config)
+    if worker is None:
         return settings
     gpus = list_gpus()
     if gpus:
@@ -108,18 +113,22 @@ def _join_xdist(config: pytest.Config, settings: Settings) -> Settings:
 
 
 def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
-    worker = distributed.worker_id()
-    if worker is not None and hasattr(config, "workerinput") and distributed.PARTIAL_KEY in config.workerinput:
+    worker = distributed.config_worker_id(config)
+    if worker is not None and distributed.PARTIAL_KEY in config.workerinput:
         partial_dir = Path(config.workerinput[distributed.PARTIAL_KEY])
         config.pluginmanager.register(distributed.XdistWorker(config, partial_dir, worker, session.unrun))
-    elif _xdist_controller(config) and _storage_root(config) is not None:
+    elif _xdist_controller(config) and config.stash[CONFIGURED_KEY] and _storage_root(config) is not None:
         partial_dir = distributed.new_partial_dir(_storage_root(config))
         controller = distributed.XdistController(config, partial_dir, session.unrun)
         config.pluginmanager.register(controller)
         config.stash[CONTROLLER_KEY] = controller
+        config.stash[IN_USE_KEY] = True
+        config.stash[SIGTERM_KEY] = _SigtermAsInterrupt().__enter__()  # xdist then stops its workers cleanly
 
 
 def _refuse_gates_without_measurements(config: pytest.Config, settings: Settings) -> None:
+    if distributed.is_worker(config):
+        return  # workers measure despite pytest-benchmark's xdist switch-off; the controller gates the merged run
     bench_session = getattr(config, "_benchmarksession", None)
     measured = bench_session is not None and (not bench_session.disabled or _xdist_controller(config))
     if settings.gate_rules and not measured:
@@ -129,12 +138,21 @@ def _refuse_gates_without_measurements(config: pytest.Config, settings: Settings
         )
 
 
-def _stop_cleanly_on_sigterm() -> None:
-    """SIGTERM behaves like Ctrl-C, so fixtures stop the servers they started before pytest exits."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+class _SigtermAsInterrupt:
+    """While cells run, SIGTERM behaves like Ctrl-C, so fixtures stop the servers they started before pytest exits."""
+
+    def __init__(self) -> None:
+        self.installed = False
+
+    def __enter__(self) -> _SigtermAsInterrupt:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.installed and signal.getsignal(signal.SIGTERM) is _raise_keyboard_interrupt:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -150,17 +168,59 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         except (UsageError, BatchFileError) as exc:
             metafunc.config.stash[COLLECTION_ERROR_KEY] = str(exc)
             cells = []
-        params = [  # xdist's loadgroup keeps each engine's cells on one worker
-            pytest.param(cell, id=cell.id, marks=pytest.mark.xdist_group(name=f"{cell.model.alias}-{cell.mode}"))
+        # the plain id is what pytest-benchmark saves as the param; loadgroup keeps an engine's cells on one worker
+        params = [
+            pytest.param(cell.id, id=cell.id, marks=pytest.mark.xdist_group(name=f"{cell.model.alias}-{cell.mode}"))
             for cell in cells
         ]
         metafunc.parametrize(CELL_FIXTURE, params, indirect=True, scope="function")
 
 
-def pytest_collection_modifyitems(config: pytest.Config) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     error = config.stash.get(COLLECTION_ERROR_KEY, None)
     if error is not None:
         raise pytest.UsageError(error)
+    if any(CELL_FIXTURE in getattr(item, "fixturenames", ()) for item in items):
+        config.stash[IN_USE_KEY] = True
+        if distributed.is_worker(config) and distributed.PARTIAL_KEY not in config.workerinput:
+            raise pytest.UsageError(
+                "vLLM benchmark cells under xdist need the project to configure pytest-vllmbench (a [tool.vllmbench] "
+                "table in pyproject.toml, a vllmbench_* ini key or a vllmbench option), so the controller keeps "
+                "each engine's cells on one worker and saves their results")
+        _check_paths_before_engines(config, on_worker=distributed.is_worker(config))
+
+
+def _in_use(config: pytest.Config) -> bool:
+    return config.stash.get(IN_USE_KEY, False)
+
+
+def _saving(config: pytest.Config) -> bool:
+    bench_session = getattr(config, "_benchmarksession", None)
+    return bench_session is not None and bool(bench_session.save or bench_session.autosave)
+
+
+def _check_paths_before_engines(config: pytest.Config, on_worker: bool) -> None:
+    """Every path the session will write, tried before any engine starts: a usage error now, not after the run."""
+    settings = config.stash[SETTINGS_KEY]
+    try:
+        if settings.write_outputs is not None:
+            try:
+                settings.write_outputs.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"--write-outputs {settings.write_outputs}: {exc.strerror or exc}") from None
+            if not os.access(settings.write_outputs, os.W_OK):
+                raise UsageError(f"--write-outputs {settings.write_outputs}: the folder is not writable")
+        if on_worker or not _saving(config):
+            return
+        root = _storage_root(config)
+        if root is not None:
+            existing = next(parent for parent in (root, *root.parents) if parent.exists())
+            if not existing.is_dir() or not os.access(existing, os.W_OK):
+                raise UsageError(f"benchmark storage {root}: {existing} is not a writable folder")
+        if settings.report is not None:
+            report.check_report_file(settings.report)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 class CellRun:
@@ -203,6 +263,9 @@ class CellRun:
             pytest.fail(f"{self.cell.id}: the previous engine did not stop: {self._session.scrub(str(exc))}",
                         pytrace=False)
         benchmark.extra_info.update(outcome.extra_info)  # in place: pytest-benchmark keeps this dict
+        if outcome.extra_info.get("outputs_error"):
+            pytest.fail(f"{self.cell.id}: measured and saved, but the outputs file was not written: "
+                        f"{outcome.extra_info['outputs_error']}", pytrace=False)
         if outcome.fault:
             pytest.fail(f"{self.cell.id}: {self._session.scrub(outcome.fault)}", pytrace=False)
         return outcome.extra_info
@@ -211,25 +274,29 @@ class CellRun:
 @pytest.fixture(scope="session")
 def vllmbench_session(request: pytest.FixtureRequest) -> Iterator[BenchSession]:
     session = request.config.stash[SESSION_KEY]
-    yield session
-    try:
-        session.close()
-    except EngineStopError as exc:
-        pytest.fail(f"the last engine did not stop: {exc}", pytrace=False)
+    with _SigtermAsInterrupt():
+        yield session
+        try:
+            session.close()
+        except EngineStopError as exc:
+            pytest.fail(f"the last engine did not stop: {exc}", pytrace=False)
 
 
 @pytest.fixture
 def vllmbench_cell(request: pytest.FixtureRequest, vllmbench_session: BenchSession) -> CellRun:
-    return CellRun(request.param, vllmbench_session, request.config)
+    cell = {cell.id: cell for cell in vllmbench_session.cells}[request.param]
+    return CellRun(cell, vllmbench_session, request.config)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    machine_info["vllmbench"] = machine.machine_info()
+    if _in_use(config):
+        machine_info["vllmbench"] = machine.machine_info()
 
 
 def _score(config: pytest.Config, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     settings = config.stash[SETTINGS_KEY]
+    cells = [finite_only(cell) for cell in cells]  # NaN/inf figures count as missing, never as a score
     custom = config.hook.pytest_vllmbench_score(cells=cells, weights=settings.weights)
     return custom if custom is not None else score_cells(cells, settings.weights, settings.flexibility)
 
@@ -268,13 +335,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     try:
         _refuse_gates_without_measurements(config, settings)
+        _register_xdist_roles(config, config.stash[SESSION_KEY])
+        if CONTROLLER_KEY in config.stash:
+            _check_paths_before_engines(config, on_worker=False)
+        root = _storage_root(config)
+        if settings.gate_rules and root is not None and not distributed.is_worker(config):
+            config.stash[BASELINE_KEY] = _find_baseline(config, settings, root)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-    _register_xdist_roles(config, config.stash[SESSION_KEY])
-    root = _storage_root(config)
-    if not settings.gate_rules or root is None:
-        return
-    config.stash[BASELINE_KEY] = find_baseline(load_runs(root), settings.baseline, describe_machine(_machine_info(config)))
+
+
+def _find_baseline(config: pytest.Config, settings: Settings, root: Path) -> SavedRun | None:
+    runs, skipped = scan_runs(root)
+    for message in skipped:
+        config.get_terminal_writer().line(f"vllmbench: warning: {message}", yellow=True)
+    baseline = find_baseline(runs, settings.baseline, describe_machine(_machine_info(config)))
+    if baseline is None and settings.baseline != "latest":
+        raise UsageError(f"--vllmbench-baseline={settings.baseline}: no saved run of that number or name for this "
+                         f"machine under {root}")
+    return baseline
 
 
 def _machine_info(config: pytest.Config) -> dict[str, Any]:
@@ -282,7 +361,8 @@ def _machine_info(config: pytest.Config) -> dict[str, Any]:
     return {"vllmbench": machine.machine_info(), "cpu": {"count": os.cpu_count()}}
 
 
-def _current_cells(config: pytest.Config) -> dict[str, dict[str, Any]]:
+def _current_cells(config: pytest.Config) -> dict[str, Any]:
+    """This run's cells by id: measured ones (scored as they are saved) and the ones that could not run."""
     bench_session = getattr(config, "_benchmarksession", None)
     controller = config.stash.get(CONTROLLER_KEY, None)
     cells = {}
@@ -292,7 +372,7 @@ def _current_cells(config: pytest.Config) -> dict[str, dict[str, Any]]:
     if cells:
         for cell, scored in zip(cells.values(), _score(config, list(cells.values()))):
             cell["score"] = scored["score"]
-    return cells
+    return gate.by_cell([*cells.values(), *config.stash[SESSION_KEY].unrun])
 
 
 def _run_gates(session: pytest.Session, settings: Settings) -> None:
@@ -303,12 +383,31 @@ def _run_gates(session: pytest.Session, settings: Settings) -> None:
         writer.line(f"vllmbench gate: no baseline run ({settings.baseline!r}) for this machine in the storage; "
                     "nothing was compared", yellow=True)
         return
-    checks = gate.check(_current_cells(config), {c["cell"]: c for c in baseline.cells}, settings.gate_rules)
+    checks = gate.check(_current_cells(config), gate.by_cell(baseline.cells), settings.gate_rules)
     writer.line(f"\nvllmbench gate against {baseline.path}:")
     writer.line(gate.table(checks))
-    if gate.regressions(checks):
-        writer.line(f"vllmbench gate: {len(gate.regressions(checks))} regression(s)", red=True, bold=True)
+    if gate.exit_code(checks) != gate.EXIT_OK:
+        writer.line(f"vllmbench gate failed: {gate.summary(checks)}", red=True, bold=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _write_report(session: pytest.Session, settings: Settings, root: Path) -> None:
+    """The run is saved already: a report that cannot be written fails the session but loses no measurement."""
+    config = session.config
+    writer = config.get_terminal_writer()
+    assert settings.report is not None
+
+    def warn(message: str) -> None:
+        writer.line(f"vllmbench: warning: {message}", yellow=True)
+
+    try:
+        path = report.write_report(root, settings.report, settings.weights, settings.flexibility, warn=warn)
+    except (ReportRefused, OSError) as exc:
+        writer.line(f"vllmbench: the run is saved, but the report was not regenerated: {exc}", red=True, bold=True)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
+    writer.line(f"vllmbench: regenerated {path}")
 
 
 @pytest.hookimpl(trylast=True)
@@ -321,19 +420,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.get_terminal_writer().line(
             f"vllmbench: merged {len(controller.merged)} cell(s) from the xdist workers into one run in {merged_into}"
         )
-    settings_for_gate = config.stash.get(SETTINGS_KEY, None)
-    if settings_for_gate is not None and settings_for_gate.gate_rules:
-        _run_gates(session, settings_for_gate)
     settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None or distributed.is_worker(config):
+        return
+    if settings.gate_rules:
+        _run_gates(session, settings)
     bench_session = getattr(config, "_benchmarksession", None)
     saved = merged_into is not None or (
-        bench_session is not None
-        and (bench_session.save or bench_session.autosave)
+        _in_use(config)
+        and _saving(config)
         and not bench_session.disabled
         and bool(getattr(bench_session, "benchmarks", None))
     )
     root = _storage_root(config)
-    if settings is None or settings.report is None or not saved or root is None:
+    if settings.report is None or not saved or root is None:
         return
-    path = report.write_report(root, settings.report, settings.weights, settings.flexibility)
-    config.get_terminal_writer().line(f"vllmbench: regenerated {path}")
+    _write_report(session, settings, root)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    handler = config.stash.get(SIGTERM_KEY, None)
+    if handler is not None:
+        handler.__exit__(None, None, None)

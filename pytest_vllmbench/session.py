@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from functools import cached_property
@@ -33,6 +34,28 @@ QualityHook = Callable[[str, list[BatchRequest], list[RequestRecord], Any], "dic
 
 def _gpu_count(args: dict[str, Any]) -> int:
     return int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
+
+
+def dataset_label_path(path: Path, rootdir: Path) -> str:
+    """Relative to the project root when inside it, else the file name; random:IN:OUT:N as written."""
+    if str(path).startswith("random:"):
+        return str(path)
+    for inside, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(rootdir))),
+                         (path.resolve(), rootdir.resolve())):
+        if inside.is_relative_to(root):
+            return inside.relative_to(root).as_posix()
+    return path.name
+
+
+def model_source_label(source: str, rootdir: Path) -> str:
+    """An HF id as it is; a local model folder the way datasets are shown, never as an absolute path."""
+    return dataset_label_path(Path(source), rootdir) if Path(source).is_absolute() else source
+
+
+def cell_gpu_memory_mib(mode: str, args: dict[str, Any]) -> list[int]:
+    """Memory of the GPUs the cell's engine runs on (tp x pp of the visible ones), not of the whole host."""
+    indices = cell_gpu_indices(mode, args)
+    return [gpu.memory_mib for gpu in list_gpus() if indices is None or gpu.index in indices]
 
 
 class BenchSession:
@@ -77,11 +100,11 @@ class BenchSession:
 
     @cached_property
     def dataset_info(self) -> dict[str, Any]:
-        path = self.settings.dataset
-        shown = path.relative_to(self.rootdir) if path.is_relative_to(self.rootdir) else path
+        """The dataset by a label that is the same on every machine: never an absolute path."""
         return {
-            "path": str(shown),
-            "sha256": None if self.settings.random_dataset else sha256_of(path),
+            "path": dataset_label_path(self.settings.dataset, self.rootdir),
+            "sha256": None if self.settings.random_dataset else sha256_of(self.settings.dataset),
+            "transform": self.settings.dataset_transform,
             "limit": self.settings.limit,
             "sample": self.settings.sample,
             "seed": self.settings.seed if self.settings.sample else None,
@@ -103,7 +126,8 @@ class BenchSession:
             raise DoesNotFit(status)  # the weights alone are over the budget: no engine need start
         engine = self.pool.get(cell)
         context = {"engine_args": redact_args(args),  # saved; the engine got `args`
-                   "dataset": self.dataset_info, **weights_info(cell, self.settings, self.registry)}
+                   "dataset": self.dataset_info, "model_source": model_source_label(cell.model.source, self.rootdir),
+                   **weights_info(cell, self.settings, self.registry)}
         if self.budget_gib is not None:
             context["gpu_memory_budget_gib"] = self.budget_gib
         outcome = run_cell(
@@ -115,7 +139,10 @@ class BenchSession:
         outcome.extra_info |= quality if quality is not None else score_quality(requests, outcome.records, self.gold)
         if self.settings.write_outputs:
             path = self.settings.write_outputs / f"{cell.id}.jsonl"
-            write_batch_output(path, requests, outcome.records, cell.requested)
+            try:
+                write_batch_output(path, requests, outcome.records, cell.requested)
+            except OSError as exc:  # the measurement is kept; the cell carries the error and fails
+                outcome.extra_info["outputs_error"] = f"{path}: {exc.strerror or exc}"
         if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
             outcome.extra_info |= self._parity(cell, args, outcome.extra_info["requests_per_s"])
         return outcome
@@ -138,14 +165,15 @@ class BenchSession:
     def fit_status(self, cell: Cell, start_error: str) -> str | None:
         """'does not fit ...' when an engine failed to start for lack of memory, else None."""
         args = engine_args(cell, self.settings, self.registry)
-        memory = [gpu.memory_mib for gpu in list_gpus()]
+        memory = cell_gpu_memory_mib(cell.mode, args)  # the cell's own GPUs, not the whole host
         return does_not_fit(start_error, cell.model, memory, float(args.get("gpu_memory_utilization", 0.9)),
                             self.budget_gib, _gpu_count(args))
 
     def record_unrun(self, cell: Cell, status: str) -> None:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
         self.unrun.append({
-            "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias, "model_source": cell.model.source,
+            "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias,
+            "model_source": model_source_label(cell.model.source, self.rootdir),
             "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": self.scrub(status),
             "engine_args": redact_args(engine_args(cell, self.settings, self.registry)), "dataset": self.dataset_info,
             **weights_info(cell, self.settings, self.registry),

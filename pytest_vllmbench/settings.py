@@ -46,6 +46,8 @@ OPTIONS = (
     Option("mode", "offline | server | endpoint (repeatable; default offline and server)", ["offline", "server"], multi=True, metavar="MODE"),
     Option("dataset", f"OpenAI Batch JSONL file (default {DEFAULT_DATASET}), or random:IN:OUT:N for vLLM's random "
            "workload", DEFAULT_DATASET, metavar="PATH"),
+    Option("dataset-transform", "how a script derived the --dataset file from another (e.g. 'response_format "
+           "removed'), recorded beside its name and sha256", None, metavar="TEXT"),
     Option("limit", "use only the first N requests", None, metavar="N"),
     Option("sample", "use N requests drawn at random (with --seed)", None, metavar="N"),
     Option("seed", "seed for --sample", 0, metavar="S"),
@@ -90,6 +92,7 @@ class Settings:
     modes: tuple[str, ...]
     dataset: Path
     limit: int | None = None
+    dataset_transform: str | None = None
     sample: int | None = None
     seed: int = 0
     max_tokens: int | None = None
@@ -218,6 +221,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         modes=modes,
         dataset=Path(raw["dataset"]) if str(raw["dataset"]).startswith("random:") else _path(raw["dataset"], rootdir),
         limit=_optional("--limit", raw["limit"], int, 1),
+        dataset_transform=str(raw["dataset_transform"]) if raw["dataset_transform"] else None,
         sample=_optional("--sample", raw["sample"], int, 1),
         seed=_number("--seed", raw["seed"], int),
         max_tokens=_optional("--max-tokens", raw["max_tokens"], int, 1),

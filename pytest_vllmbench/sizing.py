@@ -270,7 +270,9 @@ def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilizati
     needs = _needs(spec)
     if budget_gib is not None:
         return f"does not fit in {_budget_text(budget_gib, n_gpus)}: {needs}"
-    if memory_mib:
+    if memory_mib:  # the GPUs the cell runs on, not every GPU of the host
         total = sum(memory_mib) / 1024
-        return f"does not fit: {needs}; has {utilization * total:.1f} GiB ({utilization:.0%} of {total:.0f} GiB)"
+        gpus = f"{len(memory_mib)} GPU" + ("s" if len(memory_mib) > 1 else "")
+        return (f"does not fit: {needs}; has {utilization * total:.1f} GiB "
+                f"({utilization:.0%} of {total:.0f} GiB on its {gpus})")
     return f"does not fit: {needs}; the engine could not reserve it"

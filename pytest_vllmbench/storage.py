@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,51 +23,99 @@ class SavedRun:
 
 
 def describe_machine(machine_info: dict[str, Any]) -> str:
-    extra = machine_info.get("vllmbench", {})
-    gpus = extra.get("gpus") or []
+    extra = machine_info.get("vllmbench") if isinstance(machine_info.get("vllmbench"), dict) else {}
+    cpu_info = machine_info.get("cpu") if isinstance(machine_info.get("cpu"), dict) else {}
+    gpus = [str(name) for name in extra.get("gpus") or [] if name]
     if gpus:
         counts: dict[str, int] = {}
         for name in gpus:
             counts[name] = counts.get(name, 0) + 1
         return ", ".join(f"{n} x {name}" for name, n in counts.items())
-    cpu = extra.get("cpu_name") or machine_info.get("cpu", {}).get("brand_raw") or machine_info.get("processor", "?")
-    cores = machine_info.get("cpu", {}).get("count")
+    cpu = extra.get("cpu_name") or cpu_info.get("brand_raw") or machine_info.get("processor", "?")
+    cores = cpu_info.get("count")
     return f"{cpu} ({cores} cores, no GPU)" if cores else f"{cpu} (no GPU)"
 
 
+class RunFileError(ValueError):
+    """A saved run that cannot be read or does not have pytest-benchmark's shape; the message says why."""
+
+
+def finite_only(cell: dict[str, Any]) -> dict[str, Any]:
+    """NaN and infinite figures become None: they show as missing and never enter a score."""
+    return {key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in cell.items()}
+
+
+def _checked_cell(cell: Any, where: str) -> dict[str, Any]:
+    if not isinstance(cell, dict):
+        raise RunFileError(f"{where} is not an object")
+    for key in ("cell", "model", "mode"):
+        if not isinstance(cell.get(key), str):
+            raise RunFileError(f"{where} has no text {key!r}")
+    for key in ("dataset", "engine_args", "engine"):
+        if not isinstance(cell.get(key) or {}, dict):
+            raise RunFileError(f"{where}: {key!r} is not an object")
+    for key, value in cell.items():
+        if key.endswith(("_per_s", "_ms_mean", "_ms_p50", "_ms_p90", "_ms_p99", "_hours", "_s", "_mib", "_pct")) \
+                and value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise RunFileError(f"{where}: {key!r} is not a number ({value!r})")
+    return finite_only(cell)
+
+
 def read_run(path: Path, root: Path) -> SavedRun | None:
-    """None for files that are not pytest-benchmark runs or hold no vllmbench cell."""
+    """None for a pytest-benchmark run holding no vllmbench cell; RunFileError for unreadable or wrong-shaped files."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    except OSError as exc:
+        raise RunFileError(f"cannot read it: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise RunFileError(f"not JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        return None
+        raise RunFileError("not a pytest-benchmark run (no 'benchmarks' list)")
     cells = []
-    for bench in data["benchmarks"]:
-        extra = bench.get("extra_info") or {}
-        if "vllmbench_schema" in extra:
-            cells.append({**extra, "benchmark_mean_s": (bench.get("stats") or {}).get("mean")})
-    cells += [dict(cell) for cell in (data.get("vllmbench") or {}).get("unrun", [])]
+    for number, bench in enumerate(data["benchmarks"], start=1):
+        extra = bench.get("extra_info") if isinstance(bench, dict) else None
+        if not isinstance(extra, dict) or "vllmbench_schema" not in extra:
+            continue
+        stats = bench.get("stats") if isinstance(bench.get("stats"), dict) else {}
+        cells.append({**_checked_cell(extra, f"benchmark {number}"), "benchmark_mean_s": stats.get("mean")})
+    own = data.get("vllmbench") or {}
+    unrun = own.get("unrun", []) if isinstance(own, dict) else None
+    if not isinstance(unrun, list):
+        raise RunFileError("'vllmbench.unrun' is not a list")
+    cells += [_checked_cell(cell, f"unrun cell {number}") for number, cell in enumerate(unrun, start=1)]
     if not cells:
         return None
-    machine_info = data.get("machine_info") or {}
+    machine_info = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
     relative = path.relative_to(root)
     return SavedRun(
         path=relative,
         machine_id=relative.parts[0] if len(relative.parts) > 1 else "",
-        datetime=data.get("datetime", ""),
+        datetime=str(data.get("datetime", "")),
         machine=describe_machine(machine_info),
         cells=cells,
     )
 
 
-def load_runs(root: Path) -> list[SavedRun]:
-    """Every vllmbench run under root, oldest first."""
+def scan_runs(root: Path) -> tuple[list[SavedRun], list[str]]:
+    """Every vllmbench run under root, oldest first, and one warning per file skipped (naming it and why)."""
     if not root.is_dir():
-        return []
-    runs = [run for path in sorted(root.glob("*/*.json")) if (run := read_run(path, root)) is not None]
-    return sorted(runs, key=lambda run: (run.datetime, str(run.path)))
+        return [], []
+    runs, skipped = [], []
+    for path in sorted(root.glob("*/*.json")):
+        try:
+            run = read_run(path, root)
+        except RunFileError as exc:
+            skipped.append(f"{path}: skipped: {exc}")
+            continue
+        if run is not None:
+            runs.append(run)
+    return sorted(runs, key=lambda run: (run.datetime, str(run.path))), skipped
+
+
+def load_runs(root: Path) -> list[SavedRun]:
+    """Every vllmbench run under root, oldest first (unreadable files left out: see scan_runs)."""
+    return scan_runs(root)[0]
 
 
 def find_baseline(runs: list[SavedRun], spec: str, machine: str) -> SavedRun | None:

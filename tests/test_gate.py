@@ -1,33 +1,63 @@
+import json
+import math
+from pathlib import Path
+
 import pytest
 
 from pytest_vllmbench.cli import main
 from pytest_vllmbench.errors import UsageError
-from pytest_vllmbench.gate import Rule, check, regressions, table
+from pytest_vllmbench.gate import Rule, check, exit_code, missing_data, regressions, table
 
+from fake_cells import FAKE_BATCH
 from saved_runs import cell, save_run
+
+REPO_DATA = Path(__file__).resolve().parents[1] / "data" / "batch_5k.jsonl"
 
 
 def test_rules_know_which_way_is_worse():
     assert Rule.parse("output_tokens_per_s:-5%") == Rule("output_tokens_per_s", 5.0)
     assert Rule.parse("ttft_ms_p99:+10%") == Rule("ttft_ms_p99", 10.0)
     for bad, message in [("ttft_ms_p99:-10%", "a rise"), ("requests_per_s:+5%", "a drop"),
-                         ("mystery:+5%", "direction is unknown"), ("requests_per_s", "METRIC:CHANGE%")]:
+                         ("requests_per_s", "METRIC:CHANGE%")]:
         with pytest.raises(UsageError, match=message):
             Rule.parse(bad)
 
 
-def test_check_flags_only_changes_beyond_the_tolerance():
-    baseline = {"a": {"requests_per_s": 10.0, "ttft_ms_p99": 100.0}, "b": {"requests_per_s": 10.0}}
-    current = {"a": {"requests_per_s": 9.6, "ttft_ms_p99": 111.0}, "b": {"requests_per_s": 9.0}, "new": {}}
-    checks = check(current, baseline, [Rule.parse("requests_per_s:-5%"), Rule.parse("ttft_ms_p99:+10%")])
-    verdicts = {(c.cell, c.metric): c.verdict for c in checks}
-    assert verdicts == {
-        ("a", "requests_per_s"): "ok", ("a", "ttft_ms_p99"): "REGRESSION",
-        ("b", "requests_per_s"): "REGRESSION", ("b", "ttft_ms_p99"): "missing",
-        ("new", "requests_per_s"): "missing", ("new", "ttft_ms_p99"): "missing",
+@pytest.mark.parametrize("typo", ["mystery:+5%", "tfft_ms_p99:+10%", "ttft_ms_p95:+10%"])
+def test_an_unknown_metric_is_a_usage_error_listing_the_known_ones(typo):
+    with pytest.raises(UsageError, match="unknown metric") as info:
+        Rule.parse(typo)
+    assert "requests_per_s" in str(info.value) and "ttft_ms_p99" in str(info.value)
+
+
+def test_check_flags_changes_beyond_the_tolerance_and_every_kind_of_missing_data():
+    baseline = {
+        "a": {"requests_per_s": 10.0, "ttft_ms_p99": 100.0}, "b": {"requests_per_s": 10.0, "ttft_ms_p99": 100.0},
+        "gone": {"requests_per_s": 1.0}, "broke": {"requests_per_s": 1.0}, "nan": {"requests_per_s": 1.0},
+        "dead": {"requests_per_s": 1.0, "ttft_ms_p99": 100.0}, "never": {"status": "does not fit: ..."},
     }
-    assert len(regressions(checks)) == 2
-    assert "+11.0%" in table(checks) and "-10.0%" in table(checks)
+    current = {
+        "a": {"requests_per_s": 9.6, "ttft_ms_p99": 111.0}, "b": {"requests_per_s": 9.0},
+        "broke": {"status": "failed: engine died"}, "nan": {"requests_per_s": math.nan, "ttft_ms_p99": math.inf},
+        "dead": {"n_requests": 4, "n_failed": 4, "requests_per_s": 1.0, "ttft_ms_p99": None},
+        "new": {"requests_per_s": 1.0, "ttft_ms_p99": 5.0}, "never": {"status": "does not fit: ..."},
+    }
+    checks = check(current, baseline, [Rule.parse("requests_per_s:-5%"), Rule.parse("ttft_ms_p99:+10%")])
+    kinds = {(c.cell, c.metric): c.kind for c in checks}
+    assert kinds == {
+        ("a", "requests_per_s"): "ok", ("a", "ttft_ms_p99"): "regression",
+        ("b", "requests_per_s"): "regression", ("b", "ttft_ms_p99"): "missing data",
+        ("gone", "-"): "missing data", ("broke", "-"): "missing data",
+        ("nan", "requests_per_s"): "missing data", ("nan", "ttft_ms_p99"): "missing data",
+        ("dead", "n_failed"): "missing data", ("dead", "requests_per_s"): "ok", ("dead", "ttft_ms_p99"): "missing data",
+        ("new", "requests_per_s"): "note", ("new", "ttft_ms_p99"): "note", ("never", "-"): "note",
+    }
+    assert len(regressions(checks)) == 2 and len(missing_data(checks)) == 7
+    text = table(checks)
+    assert "+11.0%" in text and "-10.0%" in text and "every request failed" in text
+    assert "in the baseline, not in this run" in text and "failed: engine died" in text and "nan" in text
+    assert exit_code(checks) == 1
+    assert exit_code([c for c in checks if c.kind != "regression"]) == 3
 
 
 def test_cli_gate_between_two_saved_runs(tmp_path, capsys):
@@ -45,11 +75,82 @@ def test_cli_gate_between_two_saved_runs(tmp_path, capsys):
     assert main(["gate", str(base), str(better), "--rule", "requests_per_s:+5%"]) == 2
 
 
-def test_gate_without_a_baseline_is_a_notice(pytester):
-    pytester.makepyfile(test_x="def test_x(benchmark):\n    benchmark(lambda: None)\n")
-    result = pytester.runpytest("--vllmbench-gate=requests_per_s:-5%", "--report=none")
+def test_cli_gate_fails_on_missing_data_with_its_own_exit_code(tmp_path, capsys):
+    base = save_run(tmp_path, 1, "base", [cell(requests_per_s=2.0), cell("gemma-270m-server", requests_per_s=2.0)])
+    unrun_server = save_run(tmp_path, 2, "unrun", [cell(requests_per_s=2.0)])
+    data = json.loads(unrun_server.read_text())
+    data["vllmbench"] = {"unrun": [cell("gemma-270m-server") | {"status": "failed: server died"}]}
+    unrun_server.write_text(json.dumps(data))
+    assert main(["gate", str(base), str(unrun_server), "--rule", "requests_per_s:-5%"]) == 3
+    out = capsys.readouterr().out
+    assert "FAILED: failed: server died" in out and "1 cell(s) or figure(s) missing" in out
+    all_failed = save_run(tmp_path, 3, "failed", [cell(requests_per_s=2.0, n_failed=64, ttft_ms_p99=None),
+                                                  cell("gemma-270m-server", requests_per_s=2.0)])
+    assert main(["gate", str(base), str(all_failed), "--rule", "ttft_ms_p99:+10%"]) == 3
+    assert "every request failed" in capsys.readouterr().out
+    nan = save_run(tmp_path, 4, "nan", [cell(requests_per_s=math.nan), cell("gemma-270m-server", requests_per_s=2.0)])
+    assert main(["gate", str(base), str(nan), "--rule", "requests_per_s:-5%"]) == 3
+    assert main(["gate", str(base), str(nan), "--rule", "requests_per_s:-5%", "--rule", "reqs_per_s:-5%"]) == 2
+    assert "known metrics:" in capsys.readouterr().err
+
+
+def test_cli_gate_names_a_wrong_shaped_run_without_a_traceback(tmp_path, capsys):
+    base = save_run(tmp_path, 1, "base", [cell()])
+    bad = save_run(tmp_path, 2, "bad", [cell(requests_per_s="fast")])
+    assert main(["gate", str(base), str(bad), "--rule", "requests_per_s:-5%"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "'requests_per_s' is not a number" in err
+
+
+@pytest.fixture
+def fake(pytester):
+    pytester.makepyfile(test_batch=FAKE_BATCH)
+    (pytester.path / "data").mkdir()
+    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO_DATA)
+    return pytester
+
+
+CELLS = ["--model=gemma-270m", "--mode=offline", "--mode=server", "--limit=2", "--report=none"]
+
+
+def test_gate_without_a_baseline_is_a_notice(fake):
+    result = fake.runpytest(*CELLS, "--vllmbench-gate=requests_per_s:-5%")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*vllmbench gate: no baseline run ('latest') for this machine*nothing was compared*"])
+
+
+def test_a_named_baseline_that_does_not_exist_is_an_error(fake):
+    fake.runpytest(*CELLS, "--benchmark-save=base")
+    result = fake.runpytest(*CELLS, "--vllmbench-gate=requests_per_s:-5%", "--vllmbench-baseline=basse")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--vllmbench-baseline=basse: no saved run of that number or name*"])
+
+
+def test_gate_fails_the_session_when_a_baseline_cell_did_not_run(fake, monkeypatch):
+    assert fake.runpytest(*CELLS, "--benchmark-save=base").ret == 0
+    result = fake.runpytest(*CELLS[:2], *CELLS[3:], "--vllmbench-gate=requests_per_s:-5%")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*gemma-270m-server*FAILED: in the baseline, not in this run*",
+                                 "*vllmbench gate failed: 1 cell(s) or figure(s) missing*"])
+
+
+def test_gate_fails_on_a_nan_figure(fake, monkeypatch):
+    assert fake.runpytest(*CELLS, "--benchmark-save=base").ret == 0
+    monkeypatch.setenv("FAKE_FIGURES", json.dumps({"gemma-270m-offline": {"requests_per_s": math.nan}}))
+    result = fake.runpytest(*CELLS, "--vllmbench-gate=requests_per_s:-5%")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*gemma-270m-offline*requests_per_s*FAILED: no figure (nan)*"])
+
+
+def test_gate_under_xdist_gates_the_merged_run(fake, monkeypatch):
+    assert fake.runpytest(*CELLS, "--benchmark-save=base").ret == 0
+    monkeypatch.setenv("FAKE_FIGURES", json.dumps({"gemma-270m-server": {"requests_per_s": 1.0}}))
+    result = fake.runpytest_subprocess(*CELLS, "-n", "2", "--benchmark-save=now",
+                                       "--vllmbench-gate=requests_per_s:-5%")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.stdout.fnmatch_lines(["*gemma-270m-offline*requests_per_s*ok*",
+                                 "*gemma-270m-server*requests_per_s*-50.0%*REGRESSION*",
+                                 "*vllmbench gate failed: 1 regression(s)*"])
 
 
 def test_gate_refuses_when_nothing_would_be_measured(pytester):

@@ -115,7 +115,8 @@ def test_out_of_memory_becomes_does_not_fit_with_need_and_have():
     spec = load_registry().models["qwen-14b"]
     assert weights_gib(spec) == pytest.approx(27.57, abs=0.01)
     text = does_not_fit("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.2 GiB", spec, [16376], 0.9)
-    assert text == "does not fit: needs ~27.6 GiB for the weights alone, plus the KV cache; has 14.4 GiB (90% of 16 GiB)"
+    assert text == ("does not fit: needs ~27.6 GiB for the weights alone, plus the KV cache; has 14.4 GiB "
+                    "(90% of 16 GiB on its 1 GPU)")
     assert does_not_fit("ValueError: No available memory for the cache blocks.", spec, [], 0.9).startswith("does not fit")
     assert does_not_fit("RuntimeError: some other failure", spec, [16376], 0.9) is None
 
@@ -128,3 +129,22 @@ def test_random_workload_matches_vllms_random_dataset_shape():
     for bad in ("random:512:256", "random:a:b:c", "random:0:1:1"):
         with pytest.raises(ValueError):
             parse_random_spec(bad)
+
+
+@pytest.mark.parametrize(("visible", "args", "expected"), [
+    (None, {}, [81559]), ("2,3", {}, [143771]), ("2,3", {"tensor_parallel_size": 2}, [143771, 143771]),
+    ("0,1,2,3", {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}, [81559, 81559, 143771, 143771]),
+])
+def test_does_not_fit_counts_only_the_cells_gpus(monkeypatch, visible, args, expected):
+    from pytest_vllmbench import session
+
+    host = [gpu.GpuInfo(i, "GPU", 81559 if i < 2 else 143771) for i in range(8)]  # an 8-GPU host, two sizes
+    monkeypatch.setattr(session, "list_gpus", lambda: host)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    memory = session.cell_gpu_memory_mib("offline", args)
+    assert memory == expected
+    text = does_not_fit("CUDA out of memory", load_registry().models["qwen-14b"], memory, 0.9)
+    assert f"of {sum(expected) / 1024:.0f} GiB on its {len(expected)} GPU" in text

@@ -22,7 +22,8 @@ with open("data/batch_5k.jsonl") as src, open("/tmp/batch_5k_plain.jsonl", "w") 
         row = json.loads(line); row["body"].pop("response_format", None); out.write(json.dumps(row) + "\n")
 PY
 }
-batch=(--dataset=/tmp/batch_5k_plain.jsonl --limit=1000 --max-tokens=128 --ignore-eos)
+batch=(--dataset=/tmp/batch_5k_plain.jsonl "--dataset-transform=response_format removed" --limit=1000 --max-tokens=128
+       --ignore-eos)
 case "${1:-offline}" in
   xdist)
     plain_sample

@@ -1,0 +1,41 @@
+"""A write that fails after the measurement keeps the measurement (no engine: a scripted one)."""
+
+from pathlib import Path
+
+from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.pool import EnginePool
+from pytest_vllmbench.registry import load_registry
+from pytest_vllmbench.session import BenchSession
+from pytest_vllmbench.settings import merge_sources, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ScriptedEngine:
+    """A FAKE engine: every request succeeds at once with four output tokens."""
+
+    load_s = 1.0
+
+    def run(self, requests, sampling):
+        return [RequestRecord(r.custom_id, 10, 4, e2el_s=0.5, ttft_s=0.1, text="{}") for r in requests]
+
+    def describe(self):
+        return {"name": "scripted", "version": "0", "platform": "test"}
+
+    def fault(self):
+        return None
+
+    def close(self):
+        pass
+
+
+def test_an_outputs_file_that_cannot_be_written_keeps_the_figures(tmp_path):
+    out = tmp_path / "outputs"
+    (out / "gemma-270m-offline.jsonl").mkdir(parents=True)  # a folder where the file must go
+    raw = merge_sources({"model": ["gemma-270m"], "mode": ["offline"], "limit": 3, "write_outputs": str(out)}, {}, {})
+    session = BenchSession(resolve(raw, REPO), load_registry(), REPO)
+    session.pool = EnginePool(lambda cell: ScriptedEngine())
+    [cell] = session.cells
+    outcome = session.run(cell, lambda fn: fn())
+    assert outcome.extra_info["n_requests"] == 3 and outcome.extra_info["requests_per_s"] > 0
+    assert str(out / "gemma-270m-offline.jsonl") in outcome.extra_info["outputs_error"]
