@@ -39,7 +39,7 @@ mkdir -p /tmp/bnb && xz -dc .gpu/extra/bitsandbytes.tar.xz | tar -C /tmp/bnb -xf
 export PYTHONPATH=/tmp/bnb:/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
        VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID \
        NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-mkdir -p "$VLLMBENCH_CACHE" && xz -dc .gpu/extra/seed-dummy.tar.xz | tar -C "$VLLMBENCH_CACHE" -xf - || exit 4
+mkdir -p "$VLLMBENCH_CACHE/models" && xz -dc .gpu/extra/seed-dummy.tar.xz | tar -C "$VLLMBENCH_CACHE/models" -xf - || exit 4
 python3 - <<'PY'
 import json
 with open("data/batch_5k.jsonl") as src, open("/tmp/batch_5k_plain.jsonl", "w") as out:
@@ -49,8 +49,8 @@ PY
 modes=(--mode="$mode"); [ "$mode" = both ] && modes=(--mode=offline --mode=server)
 models=(); for model in "$@"; do models+=(--model="$model"); done
 xdist=(); [ "${WORKERS:-1}" -gt 1 ] && xdist=(-n "$WORKERS")
-name="h200-seed-$mode-$(IFS=+; echo "$*")-batch1000-dummy"
-log="$OUT/seed-$mode-$(IFS=+; echo "$*").log"
+name="h200-seed-$mode-$(IFS=_; echo "$*")-batch1000-dummy${NAME_SUFFIX:-}"
+log="$OUT/seed-$mode-$(IFS=_; echo "$*")${NAME_SUFFIX:-}.log"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 for model in "$@"; do  # the random checkpoint is written once, before any engine, and timed on its own
     if [ "$model" = gemma-12b-4bit ]; then
@@ -61,7 +61,7 @@ for model in "$@"; do  # the random checkpoint is written once, before any engin
 done
 python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.plugin -p no:cacheprovider -rs --report=none \
     --load-format=dummy "${models[@]}" "${modes[@]}" "${xdist[@]}" --dataset=/tmp/batch_5k_plain.jsonl \
-    --limit=1000 --max-tokens=128 --ignore-eos --benchmark-save="$name" 2>&1 | tee -a "$log"
+    --limit=1000 --max-tokens=128 --ignore-eos ${EXTRA_ARGS:-} --benchmark-save="$name" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 # only this call's saved run: what comes back from $OUT is limited in files
 mkdir -p "$OUT/runs" && cp .benchmarks/*/*_"$name".json "$OUT/runs/" 2>/dev/null
