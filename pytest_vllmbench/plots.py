@@ -1,13 +1,16 @@
 """PNG plots for the report: throughput per cell on each machine, and each cell's TTFT and E2EL CDF.
 
 Rendered with matplotlib's Agg canvas (the `plots` extra), byte for byte the same for the same figures
-(no software or date metadata), and only written when the bytes change: no churn in git.
+(no software or date metadata), and only written when the bytes change: no churn in git. Each PNG
+carries a digest of what it shows, so an unchanged plot is not even redrawn (nor matplotlib imported).
 Load-sweep curves belong here too, as one more renderer, once sweeps are saved.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from pytest_vllmbench.fileio import write_bytes_atomic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 100
+STYLE_VERSION = 1  # bump when a plot's look changes, so every PNG is redrawn once
 
 
 class PlotsUnavailable(RuntimeError):
@@ -49,15 +53,33 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def png_bytes(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})  # no version, no date
+def inputs_digest(*parts: Any) -> str:
+    text = json.dumps([STYLE_VERSION, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _stamp(digest: str) -> str:
+    return f"vllmbench-inputs {digest}"
+
+
+def png_bytes(figure: Any, digest: str = "") -> bytes:
+    buffer = io.BytesIO()  # no software version, no date: the same figures give the same bytes
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None, "Description": _stamp(digest)})
     return buffer.getvalue()
+
+
+def _throughput_inputs(machine: str, cells: Sequence[PlotCell]) -> list[Any]:
+    return ["throughput", machine, [(label, cell.get("requests_per_s"), cell.get("output_tokens_per_s"))
+                                    for label, cell in cells]]
+
+
+def _cdf_inputs(label: str, cell: Mapping[str, Any]) -> list[Any]:
+    return ["latency", label, cell.get("ttft_ms_cdf"), cell.get("e2el_ms_cdf")]
 
 
 def throughput_png(machine: str, cells: Sequence[PlotCell]) -> bytes:
     """Horizontal bars: requests/s of each cell, output tok/s written beside each bar."""
-    figure = _figure(8.0, 1.2 + 0.45 * len(cells))
+    figure = _figure(10.0, 1.2 + 0.45 * len(cells))
     axes = figure.add_subplot()
     labels = [label for label, _ in cells]
     rates = [float(cell.get("requests_per_s") or 0.0) for _, cell in cells]
@@ -69,8 +91,8 @@ def throughput_png(machine: str, cells: Sequence[PlotCell]) -> bytes:
     tokens = [cell.get("output_tokens_per_s") for _, cell in cells]
     axes.bar_label(bars, [f" {r:,.2f} req/s" + (f", {t:,.0f} out tok/s" if t else "") for r, t in zip(rates, tokens)],
                    fontsize=8)
-    axes.set_xlim(0, max(rates + [1e-9]) * 1.6)
-    return png_bytes(figure)
+    axes.set_xlim(0, max(rates + [1e-9]) * 2.0)  # room for the labels
+    return png_bytes(figure, inputs_digest(*_throughput_inputs(machine, cells)))
 
 
 def latency_cdf_png(label: str, cell: Mapping[str, Any]) -> bytes:
@@ -89,7 +111,7 @@ def latency_cdf_png(label: str, cell: Mapping[str, Any]) -> bytes:
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left")
     axes.set_title(f"Latency CDF: {label}", fontsize=10)
-    return png_bytes(figure)
+    return png_bytes(figure, inputs_digest(*_cdf_inputs(label, cell)))
 
 
 def has_cdf(cell: Mapping[str, Any]) -> bool:
@@ -103,6 +125,10 @@ def write_png(path: Path, data: bytes) -> None:
     write_bytes_atomic(path, data)
 
 
+def _up_to_date(path: Path, inputs: list[Any]) -> bool:
+    return path.is_file() and _stamp(inputs_digest(*inputs)).encode() in path.read_bytes()
+
+
 def render_plots(machines: Mapping[str, Sequence[PlotCell]], folder: Path) -> list[Plot]:
     """One throughput chart per machine and one latency CDF per cell that saved its distributions."""
     written = []
@@ -110,11 +136,13 @@ def render_plots(machines: Mapping[str, Sequence[PlotCell]], folder: Path) -> li
         ran = [(label, cell) for label, cell in cells if cell.get("requests_per_s")]
         if ran:
             path = folder / f"throughput-{slug(machine)}.png"
-            write_png(path, throughput_png(machine, ran))
+            if not _up_to_date(path, _throughput_inputs(machine, ran)):
+                write_png(path, throughput_png(machine, ran))
             written.append(Plot(f"Throughput, {machine}", path))
         for label, cell in ran:
             if has_cdf(cell):
                 path = folder / f"latency-{slug(machine)}-{slug(label)}.png"
-                write_png(path, latency_cdf_png(label, cell))
+                if not _up_to_date(path, _cdf_inputs(label, cell)):
+                    write_png(path, latency_cdf_png(label, cell))
                 written.append(Plot(f"Latency CDF, {label}, {machine}", path))
     return written

@@ -62,3 +62,19 @@ def test_without_matplotlib_the_report_has_tables_and_a_note(tmp_path, monkeypat
     text = out.read_text()
     assert "_No plots: matplotlib is not installed" in text and "## Results by machine" in text
     assert not (tmp_path / "benchmarks-plots").exists()
+
+
+def test_an_unchanged_plot_is_not_redrawn_and_a_changed_one_is(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
+    saved(storage)
+    write_report(storage, out)
+    throughput = tmp_path / "benchmarks-plots" / "throughput-test-cpu-2-cores-no-gpu.png"
+    old = throughput.read_bytes()
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "matplotlib", None)  # nothing to redraw: matplotlib is not even needed
+        write_report(storage, out)
+    assert "](benchmarks-plots/throughput-test-cpu-2-cores-no-gpu.png)" in out.read_text()
+    save_run(storage, 2, "b", [cell(requests_per_s=3.0)], when="2026-11-30T10:00:00")
+    write_report(storage, out)
+    assert throughput.read_bytes() != old and throughput.read_bytes().startswith(plots.PNG_SIGNATURE)

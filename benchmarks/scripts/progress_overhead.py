@@ -44,8 +44,8 @@ def main() -> None:
     try:
         engine.run(requests[:4], sampling)  # warm-up, untimed
         rates: dict[str, list[float]] = {"without": [], "with": []}
-        for _ in range(args.trials):
-            for side in ("without", "with"):
+        for trial in range(args.trials):
+            for side in ("without", "with") if trial % 2 == 0 else ("with", "without"):  # no order bias
                 bar = CellProgress("gemma-270m-offline", len(requests), sys.stderr, tty=False, interval_s=1.0) \
                     if side == "with" else None
                 started = time.perf_counter()
@@ -55,6 +55,7 @@ def main() -> None:
                     bar.close()
                 assert all(r.ok for r in records)
                 rates[side].append(len(records) / wall)
+                print(f"trial {trial + 1} {side} progress: {rates[side][-1]:.3f} req/s", file=sys.stderr, flush=True)
     finally:
         engine.close()
     medians = {side: statistics.median(values) for side, values in rates.items()}
