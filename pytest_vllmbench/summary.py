@@ -11,7 +11,7 @@ from tabulate import tabulate
 from pytest_vllmbench.gate import Check, regressions
 
 MISSING = "-"
-COST_KEY = "projected_cost"  # present when the cost of the whole job is known
+COST_KEY = "projected_cost"  # the whole job's cost, in `cost_currency`; null unless an hourly price was given
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -38,15 +38,14 @@ def _quality(cell: Mapping[str, Any]) -> str:
     return ", ".join(parts) or MISSING
 
 
-def _cost(value: Any) -> str:
-    if isinstance(value, Mapping):  # e.g. {"usd": 12.3}: each currency or basis as it was recorded
-        return ", ".join(f"{_num(amount)} {unit}" for unit, amount in value.items()) or MISSING
-    return _num(value)
+def _cost(cell: Mapping[str, Any]) -> str:
+    value, currency = cell.get(COST_KEY), cell.get("cost_currency")
+    return _num(value) if value is None or not currency else f"{_num(value)} {currency}"
 
 
 def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
-    """One row per cell; the cost column only when some cell records one."""
-    with_cost = any(COST_KEY in cell for cell in cells)
+    """One row per cell; the cost column only when some cell knows its cost."""
+    with_cost = any(cell.get(COST_KEY) is not None for cell in cells)
     headers = ["Model", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "Load s", "Projected h"]
     headers += ["Projected cost"] if with_cost else []
     headers += ["Quality", "Score"]
@@ -55,7 +54,7 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
         row = [cell.get("model", MISSING), cell.get("mode", MISSING), _num(cell.get("requests_per_s")),
                _num(cell.get("output_tokens_per_s"), 1), _pair(cell, "ttft"), _pair(cell, "tpot"),
                _num(cell.get("load_s"), 1), _num(cell.get("projected_hours"), 1)]
-        row += [_cost(cell.get(COST_KEY))] if with_cost else []
+        row += [_cost(cell)] if with_cost else []
         row += [_quality(cell), _num(cell.get("score"), 3)]
         rows.append(row)
     return tabulate(rows, headers, tablefmt="simple", disable_numparse=True)

@@ -19,10 +19,11 @@ def test_one_row_per_cell_with_the_figures_that_matter():
     assert second.split()[:3] == ["gemma-270m", "server", "2.25"]
 
 
-def test_cost_column_only_when_a_cell_records_it():
-    text = cells_table([cell(projected_cost=12.5), cell("gemma-270m-server")])
+def test_cost_column_only_when_a_cell_knows_its_cost():
+    assert "Projected cost" not in cells_table([cell(projected_cost=None, cost_currency=None)])
+    text = cells_table([cell(projected_cost=12.5, cost_currency="USD"), cell("gemma-270m-server", projected_cost=None)])
     header, _, first, second = text.splitlines()
-    assert "Projected cost" in header and "12.50" in first and " - " in second
+    assert "Projected cost" in header and "12.50 USD" in first and " - " in second
 
 
 def test_no_cell_ran_means_no_summary_and_unrun_cells_are_listed():
