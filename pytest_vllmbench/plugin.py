@@ -228,7 +228,8 @@ def _terminal_progress(config: pytest.Config) -> progress.ProgressFactory | None
         with capman.global_and_fixture_disabled():
             reporter.write(text, flush=True)
 
-    return progress.to_terminal(write, tty=bool(reporter.isatty()))
+    # the width pytest measured at start: while output is captured the terminal cannot be asked
+    return progress.to_terminal(write, tty=bool(reporter.isatty()), width=config.get_terminal_writer().fullwidth)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ from tqdm import tqdm
 SMOOTHING = 0.3  # tqdm's own default for its req/s rate; the same for output tok/s
 TTY_REFRESH_S = 0.5
 LOG_INTERVAL_S = 10.0
-TTY_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}"
+# the bar last: on a narrow terminal tqdm shortens the line from its end, and the figures stay whole
+TTY_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix} |{bar}|"
 LOG_FORMAT = "{desc}: {n_fmt}/{total_fmt} requests [{elapsed}<{remaining}, {rate_fmt}]{postfix}"
 
 
@@ -37,7 +38,8 @@ class _Bar(tqdm):  # type: ignore[misc]
 class CellProgress:
     """One cell's progress. `finished` is the whole cost per request: a few counters and maybe a redraw."""
 
-    def __init__(self, label: str, total: int, stream: TextIO, tty: bool, interval_s: float = LOG_INTERVAL_S) -> None:
+    def __init__(self, label: str, total: int, stream: TextIO, tty: bool, interval_s: float = LOG_INTERVAL_S,
+                 width: int | None = None) -> None:
         self.done = 0
         self.failed = 0
         self.output_tokens: int | None = 0  # None where the engine does not say (vLLM's own estimate is shown)
@@ -46,10 +48,11 @@ class CellProgress:
         self._tokens_rate: float | None = None
         self._started = time.monotonic()
         self._closing = False
+        self._stream = stream
         self._bar = _Bar(
             total=total, desc=label, unit="req", file=stream if tty else _LineWriter(stream), leave=True,
             mininterval=TTY_REFRESH_S if tty else interval_s, maxinterval=float("inf"), miniters=1,
-            dynamic_ncols=tty, bar_format=TTY_FORMAT if tty else LOG_FORMAT, smoothing=SMOOTHING,
+            ncols=width if tty else None, bar_format=TTY_FORMAT if tty else LOG_FORMAT, smoothing=SMOOTHING,
             describe=self._describe,
         )
 
@@ -77,6 +80,7 @@ class CellProgress:
     def close(self) -> None:
         self._closing = True  # the last line shows the whole cell's averages, as tqdm does for req/s
         self._bar.close()
+        self._stream.flush()  # tqdm writes its closing newline without flushing
 
     def _describe(self) -> str:
         parts = [f"failed {self.failed}"]
@@ -173,12 +177,14 @@ class TerminalStream(io.TextIOBase):
 ProgressFactory = Callable[[str, int], "CellProgress | None"]
 
 
-def to_terminal(write: Callable[[str], None], tty: bool, interval_s: float = LOG_INTERVAL_S) -> ProgressFactory:
-    """A factory of cell progress bars drawn through `write`; each starts on a line of its own."""
+def to_terminal(write: Callable[[str], None], tty: bool, interval_s: float = LOG_INTERVAL_S,
+                width: int | None = None) -> ProgressFactory:
+    """A factory of cell progress bars drawn through `write` (`width`: the terminal's columns); each starts on a
+    line of its own."""
     stream = TerminalStream(write, tty)
 
     def start(label: str, total: int) -> CellProgress:
         stream.write("\n")
-        return CellProgress(label, total, stream, tty, interval_s)
+        return CellProgress(label, total, stream, tty, interval_s, width)
 
     return start

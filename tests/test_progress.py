@@ -65,6 +65,15 @@ def test_vllm_progress_hook_passes_iterables_and_counts_finished_requests():
     assert "out 0 tok/s" not in last  # the engine gave no token counts: vLLM's own estimate is shown instead
 
 
+def test_a_closed_terminal_bar_has_written_its_last_line_and_newline():
+    written = []
+    start = to_terminal(written.append, tty=True, width=80)
+    bar = start("cell", 1)
+    bar.finished(True, 3)
+    bar.close()
+    assert "".join(written).endswith("\n") and "1/1" in "".join(written).rsplit("\r", 1)[1]
+
+
 def test_terminal_stream_writes_once_per_flush_and_factory_starts_a_new_line():
     written = []
     stream = TerminalStream(written.append, tty=False)
@@ -79,3 +88,11 @@ def test_terminal_stream_writes_once_per_flush_and_factory_starts_a_new_line():
     bar.close()
     assert written[1] == "\n" or "".join(written[1:]).startswith("\n")
     assert "cell: 1/1 requests" in "".join(written)
+
+
+def test_terminal_bar_fills_the_width_it_is_given():
+    out = io.StringIO()
+    progress = CellProgress("cell", 2, out, tty=True, width=100)
+    progress.finished(True, 1)
+    progress.close()
+    assert max(len(line) for line in out.getvalue().replace("\n", "").split("\r")) == 100
