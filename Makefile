@@ -2,7 +2,10 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 EXTRA   ?= cpu
-STAMP   := $(VENV)/.installed-$(EXTRA)
+# plots: matplotlib, for the PNG plots BENCHMARKS.md embeds (without it the report has tables only)
+comma   := ,
+EXTRAS  := $(EXTRA),test,plots
+STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # The embedded default: Gemma 3 270M on vLLM's CPU build, offline and server, 64 requests of the 5K sample.
 BENCH_ARGS ?= --model=gemma-270m --mode=offline --mode=server --limit=64
 BENCH_NAME ?= bench
@@ -14,7 +17,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRA),test]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break `import vllm` beside the CPU torch.
 	if [ "$(EXTRA)" = cpu ]; then $(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec; fi
 	touch $@

@@ -8,11 +8,11 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_vllmbench import dataset, embedded, gate, report, sizing
+from pytest_vllmbench import dataset, embedded, gate, report, sizing, summary
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.settings import read_tool_table
-from pytest_vllmbench.storage import RunFileError, read_run
+from pytest_vllmbench.storage import RunFileError, load_runs, read_run
 from pytest_vllmbench.workload import iter_batch
 
 
@@ -101,7 +101,27 @@ def _report(args: argparse.Namespace) -> int:
         print(f"vllmbench report: {exc}", file=sys.stderr)
         return report.EXIT_REFUSED
     print(f"wrote {path}")
+    if args.summary:
+        return _print_summary(Path(args.storage), args.run, path)
     return report.EXIT_OK
+
+
+def _print_summary(storage: Path, spec: str | None, report_path: Path) -> int:
+    """The end-of-session summary of a saved run: the newest, or the one named by --run (number, name or path)."""
+    runs = load_runs(storage)
+    chosen = runs[-1:] if spec is None else [
+        run for run in runs
+        if spec in (run.name, run.name.partition("_")[2], run.name.partition("_")[0],
+                    run.name.partition("_")[0].lstrip("0"), str(run.path))
+    ][-1:]
+    if not chosen:
+        print(f"vllmbench report: no saved run {'' if spec is None else repr(spec) + ' '}under {storage}",
+              file=sys.stderr)
+        return 1
+    run = chosen[0]
+    block = summary.summary_block(run.cells, saved_run=storage / run.path, report=report_path)
+    print(block or f"{storage / run.path}: no cell of this run was measured")
+    return 0
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -164,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="BENCHMARKS.md")
     rep.add_argument("--allow-empty", action="store_true",
                      help="rewrite the report even when the storage holds no run (it would show none)")
+    rep.add_argument("--summary", action="store_true", help="also print a saved run's summary table (the newest)")
+    rep.add_argument("--run", help="with --summary: the run to show, by number, name or path under the storage")
     rep.set_defaults(func=_report)
 
     gates = commands.add_parser("gate", help="compare two saved runs; exit 1 on a regression, 3 on missing data, "

@@ -20,6 +20,7 @@ from httpx_sse import SSEError, aconnect_sse
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.metrics import RequestRecord
 from pytest_vllmbench.redaction import redact_text, redact_url
+from pytest_vllmbench.progress import CellProgress
 from pytest_vllmbench.workload import BatchRequest
 
 
@@ -96,10 +97,11 @@ def _headers(config: ClientConfig) -> dict[str, str]:
 
 
 def run_batch(
-    requests: Sequence[BatchRequest], sampling: SamplingOverrides, config: ClientConfig
+    requests: Sequence[BatchRequest], sampling: SamplingOverrides, config: ClientConfig,
+    progress: CellProgress | None = None,
 ) -> list[RequestRecord]:
     with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
-        return runner.run(_run_batch(requests, sampling, config))
+        return runner.run(_run_batch(requests, sampling, config, progress))
 
 
 def _fast_loop_factory() -> Any:
@@ -112,7 +114,8 @@ def _fast_loop_factory() -> Any:
 
 
 async def _run_batch(
-    requests: Sequence[BatchRequest], sampling: SamplingOverrides, config: ClientConfig
+    requests: Sequence[BatchRequest], sampling: SamplingOverrides, config: ClientConfig,
+    progress: CellProgress | None = None,
 ) -> list[RequestRecord]:
     in_flight = config.concurrency or len(requests) or 1
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
@@ -129,8 +132,10 @@ async def _run_batch(
             content = encode_payload(build_payload(request, config.served_model, sampling))
             if content is None:  # one request that cannot be sent is one failed request, not a failed batch
                 tasks.append(asyncio.create_task(_failed(request, "invalid_request")))
+                if progress is not None:
+                    progress.finished(False, 0)
             else:
-                tasks.append(asyncio.create_task(_one(client, request, content, gate, config.timeout_s)))
+                tasks.append(asyncio.create_task(_one(client, request, content, gate, config.timeout_s, progress)))
             if config.request_rate:
                 await asyncio.sleep(rng.expovariate(config.request_rate))  # Poisson arrivals
         return list(await asyncio.gather(*tasks))
@@ -158,12 +163,16 @@ def _timeout_kind(exc: httpx.TimeoutException) -> str:
 
 async def _one(
     client: httpx.AsyncClient, request: BatchRequest, payload: bytes,
-    gate: asyncio.Semaphore | None, timeout_s: float,
+    gate: asyncio.Semaphore | None, timeout_s: float, progress: CellProgress | None = None,
 ) -> RequestRecord:
     if gate is None:
-        return await _stream(client, request, payload, timeout_s)
-    async with gate:
-        return await _stream(client, request, payload, timeout_s)
+        record = await _stream(client, request, payload, timeout_s)
+    else:
+        async with gate:
+            record = await _stream(client, request, payload, timeout_s)
+    if progress is not None:  # once per finished request, never per chunk
+        progress.finished(record.ok, record.output_tokens)
+    return record
 
 
 async def _stream(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 PERCENTILES = (50, 90, 99)
+CDF_POINTS = 101  # percentiles 0..100 of TTFT and E2EL: the latency CDF plots, without any per-request data
 
 
 @dataclass
@@ -47,6 +48,14 @@ def distribution(name: str, values_s: Sequence[float]) -> dict[str, float | None
     return {key: round(value, 3) for key, value in zip(keys, figures)}
 
 
+def cdf(name: str, values_s: Sequence[float]) -> dict[str, list[float] | None]:
+    """`{name}_ms_cdf`: the 0th..100th percentiles in ms, or null when nothing was measured."""
+    if not values_s:
+        return {f"{name}_ms_cdf": None}
+    points = np.percentile(np.asarray(values_s, dtype=float) * 1000.0, np.linspace(0, 100, CDF_POINTS))
+    return {f"{name}_ms_cdf": [round(float(v), 3) for v in points]}
+
+
 def projected_hours(requests_per_s: float, project_to: int, load_s: float | None) -> float | None:
     """Load once, then the whole job at the measured rate."""
     if requests_per_s <= 0:
@@ -81,6 +90,8 @@ def summarize(
     summary |= distribution("ttft", [r.ttft_s for r in done if r.ttft_s is not None])
     summary |= distribution("tpot", [t for r in done if (t := r.tpot_s) is not None])
     summary |= distribution("itl", [gap for r in done for gap in r.itl_s])
+    summary |= cdf("ttft", [r.ttft_s for r in done if r.ttft_s is not None])
+    summary |= cdf("e2el", [r.e2el_s for r in done if r.e2el_s is not None])
     if slo_ms:
         good = sum(_meets_slo(r, slo_ms) for r in done)
         summary["goodput_requests_per_s"] = round(good / wall_s, 4) if wall_s > 0 else 0.0

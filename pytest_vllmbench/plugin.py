@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vllmbench import budget, distributed, gate, hookspec, machine, report
+from pytest_vllmbench import budget, distributed, gate, hookspec, machine, progress, report, summary
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.cells import build_matrix
 from pytest_vllmbench.client import EndpointUnreachable
@@ -37,6 +38,9 @@ CONTROLLER_KEY = pytest.StashKey[distributed.XdistController]()
 SIGTERM_KEY = pytest.StashKey["_SigtermAsInterrupt"]()
 IN_USE_KEY = pytest.StashKey[bool]()  # this session collects vLLM benchmark cells: the plugin may act
 CONFIGURED_KEY = pytest.StashKey[bool]()  # vllmbench options, ini keys or [tool.vllmbench] are set here
+STARTED_KEY = pytest.StashKey[float]()
+GATES_KEY = pytest.StashKey[tuple[str | None, list[gate.Check]]]()
+REPORT_KEY = pytest.StashKey[Path]()
 CELL_FIXTURE = "vllmbench_cell"
 
 
@@ -84,6 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CONFIGURED_KEY] = configured
     if configured and distributed.is_controller(config):
         _keep_engines_on_one_worker(config)
+    config.stash[STARTED_KEY] = time.time()
 
 
 def _keep_engines_on_one_worker(config: pytest.Config) -> None:
@@ -242,7 +247,7 @@ class CellRun:
                                                               gold=gold)
 
         try:
-            outcome = self._session.run(self.cell, timed, quality_hook)
+            outcome = self._session.run(self.cell, timed, quality_hook, _terminal_progress(self._config))
         except DoesNotFit as exc:
             self._session.record_unrun(self.cell, str(exc))
             pytest.skip(f"{self.cell.id}: {exc}")
@@ -269,6 +274,25 @@ class CellRun:
         if outcome.fault:
             pytest.fail(f"{self.cell.id}: {self._session.scrub(outcome.fault)}", pytrace=False)
         return outcome.extra_info
+
+
+def _terminal_progress(config: pytest.Config) -> progress.ProgressFactory | None:
+    """Progress bars drawn on the real terminal while pytest captures the test's output; none on xdist workers
+    (their output is not shown) or without a terminal reporter."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or distributed.worker_id() is not None:
+        return None
+    capman = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(text: str) -> None:
+        if capman is None:
+            reporter.write(text, flush=True)
+            return
+        with capman.global_and_fixture_disabled():
+            reporter.write(text, flush=True)
+
+    # the width pytest measured at start: while output is captured the terminal cannot be asked
+    return progress.to_terminal(write, tty=bool(reporter.isatty()), width=config.get_terminal_writer().fullwidth)
 
 
 @pytest.fixture(scope="session")
@@ -379,11 +403,13 @@ def _run_gates(session: pytest.Session, settings: Settings) -> None:
     config = session.config
     writer = config.get_terminal_writer()
     baseline = config.stash.get(BASELINE_KEY, None)
+    config.stash[GATES_KEY] = (None if baseline is None else str(baseline.path), [])
     if baseline is None:
         writer.line(f"vllmbench gate: no baseline run ({settings.baseline!r}) for this machine in the storage; "
                     "nothing was compared", yellow=True)
         return
     checks = gate.check(_current_cells(config), gate.by_cell(baseline.cells), settings.gate_rules)
+    config.stash[GATES_KEY] = (str(baseline.path), checks)
     writer.line(f"\nvllmbench gate against {baseline.path}:")
     writer.line(gate.table(checks))
     if gate.exit_code(checks) != gate.EXIT_OK:
@@ -407,6 +433,7 @@ def _write_report(session: pytest.Session, settings: Settings, root: Path) -> No
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         return
+    config.stash[REPORT_KEY] = path
     writer.line(f"vllmbench: regenerated {path}")
 
 
@@ -442,3 +469,27 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     handler = config.stash.get(SIGTERM_KEY, None)
     if handler is not None:
         handler.__exit__(None, None, None)
+
+
+def _saved_run(config: pytest.Config) -> Path | None:
+    """The run file this session wrote: the newest under the storage, if written since the session started."""
+    root = _storage_root(config)
+    if root is None or not Path(root).is_dir():
+        return None
+    files = [(path.stat().st_mtime, path) for path in Path(root).glob("*/*.json")]
+    newest = max(files, default=None)
+    return newest[1] if newest and newest[0] >= config.stash.get(STARTED_KEY, float("inf")) else None
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's wall-time table
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The session's cells in one table, the gate verdicts, and where the run and the report went."""
+    if SETTINGS_KEY not in config.stash or not _in_use(config) or distributed.is_worker(config):
+        return
+    cells = list(_current_cells(config).values()) + config.stash[SESSION_KEY].unrun
+    gates = config.stash.get(GATES_KEY, None)
+    block = summary.summary_block(cells, summary.gate_lines(*gates) if gates else [], _saved_run(config),
+                                  config.stash.get(REPORT_KEY, None))
+    if block:
+        terminalreporter.write_sep("=", "vllmbench summary")
+        terminalreporter.write_line(block)

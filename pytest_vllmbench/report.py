@@ -12,6 +12,7 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench import plots as plotting
 from pytest_vllmbench.budget import label
 from pytest_vllmbench.fileio import write_text_atomic
 from pytest_vllmbench.roofline import weights_gib
@@ -365,8 +366,30 @@ def _current_status(runs: list[SavedRun], latest: Latest) -> str:
     return "\n".join(lines)
 
 
+def plot_cells(runs: list[SavedRun]) -> dict[str, list[plotting.PlotCell]]:
+    """The newest cell of each machine that ran, labelled as in the tables (workload named when several)."""
+    machines: dict[str, list[plotting.PlotCell]] = {}
+    latest = latest_cells(runs)
+    for (machine, _, workload), (_, cell) in sorted(latest.items()):
+        if cell.get("status", "ok") != "ok":
+            continue
+        several = len({key[2] for key in latest if key[0] == machine}) > 1
+        label = _cell_label(cell) + (f" [{Path(workload).name}]" if several else "")
+        machines.setdefault(machine, []).append((label, cell))
+    return machines
+
+
+def _plots_section(plots: list[tuple[str, str]] | str) -> str:
+    """Markdown image links (paths relative to the report), or the note saying why there are none."""
+    if isinstance(plots, str):
+        return plots
+    if not plots:
+        return "No plot yet: no saved cell has figures to draw."
+    return "\n\n".join(f"![{title}]({path})" for title, path in plots)
+
+
 def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] | None = None,
-           flexibility: dict[str, float] | None = None) -> str:
+           flexibility: dict[str, float] | None = None, plots: list[tuple[str, str]] | str | None = None) -> str:
     weights = check_weights(weights or {})
     flexibility = {**DEFAULT_FLEXIBILITY, **(flexibility or {})}
     kept = hand_written_sections(previous)
@@ -380,6 +403,9 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
         "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
         "## Results by machine\n\n" + _machine_tables(latest),
+        *(["## Plots\n\nThroughput of the newest cells on each machine, then each cell's TTFT and E2EL"
+           " distribution (from 101 saved percentiles; no per-request data is kept).\n\n"
+           + _plots_section(plots)] if plots is not None else []),
         "## Memory budgets\n\nCells run with `--gpu-memory=SIZE`: vLLM may use only that much of each GPU (weights,"
         " activations and KV cache), so the table says whether the model would fit on a card of that size. The speed"
         " is the GPU's that ran it, not the smaller card's. Weights are params x bytes per param; what is left for"
@@ -411,5 +437,18 @@ def write_report(storage_root: Path, out: Path, weights: dict[str, float] | None
         found = "does not exist" if not storage_root.is_dir() else "holds no readable vllmbench run"
         raise NoRuns(f"{storage_root} {found}, but {out} shows saved runs: not blanking it "
                      "(check the storage path; `vllmbench report --allow-empty` rewrites it anyway)")
-    write_text_atomic(out, render(runs, previous, weights, flexibility))
+    write_text_atomic(out, render(runs, previous, weights, flexibility, _write_plots(runs, out)))
     return out
+
+
+def plots_folder(out: Path) -> Path:
+    """Beside the report: BENCHMARKS.md -> benchmarks-plots/."""
+    return out.parent / f"{out.stem.lower()}-plots"
+
+
+def _write_plots(runs: list[SavedRun], out: Path) -> list[tuple[str, str]] | str:
+    try:
+        written = plotting.render_plots(plot_cells(runs), plots_folder(out))
+    except plotting.PlotsUnavailable as exc:
+        return f"_No plots: {exc}. The tables above hold every figure._"
+    return [(plot.title, plot.path.relative_to(out.parent).as_posix()) for plot in written]

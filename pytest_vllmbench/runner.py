@@ -12,6 +12,7 @@ from pytest_vllmbench.costs import cost_figures, energy_figures
 from pytest_vllmbench.engines.base import Engine, SamplingOverrides
 from pytest_vllmbench.gpu import GpuSampler
 from pytest_vllmbench.metrics import RequestRecord, summarize
+from pytest_vllmbench.progress import ProgressFactory
 from pytest_vllmbench.roofline import roofline
 from pytest_vllmbench.workload import BatchRequest
 
@@ -38,17 +39,24 @@ def run_cell(
     gpu_indices: list[int] | None = None,
     bandwidths: dict[str, float] | None = None,
     pricing: tuple[float | None, str | None] = (None, None),
+    progress: ProgressFactory | None = None,
 ) -> CellOutcome:
     """`context` holds what the caller knows (engine args, dataset); the last round's records and energy count.
     `pricing` is one GPU's hourly price and its currency label."""
     last: dict[str, Any] = {}
 
     def one_round() -> None:
-        energy_before = telemetry.energy_mj()
-        started = time.perf_counter()
-        last["records"] = engine.run(requests, sampling)
-        last["wall_s"] = time.perf_counter() - started
-        energy_after = telemetry.energy_mj()
+        bar = progress(cell.id, len(requests)) if progress is not None else None
+        try:
+            energy_before = telemetry.energy_mj()
+            started = time.perf_counter()
+            # without a bar the call is exactly as before (engines written against the old interface still run)
+            last["records"] = engine.run(requests, sampling) if bar is None else engine.run(requests, sampling, bar)
+            last["wall_s"] = time.perf_counter() - started
+            energy_after = telemetry.energy_mj()
+        finally:
+            if bar is not None:
+                bar.close()
         known = energy_before is not None and energy_after is not None
         last["energy_j"] = (energy_after - energy_before) / 1000.0 if known else None
 

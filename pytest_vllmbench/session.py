@@ -20,6 +20,7 @@ from pytest_vllmbench.metrics import RequestRecord
 from pytest_vllmbench.outputs import write_batch_output
 from pytest_vllmbench.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.pool import EnginePool
+from pytest_vllmbench.progress import ProgressFactory
 from pytest_vllmbench.quality import load_gold, score_quality
 from pytest_vllmbench.redaction import redact_args, redact_text, secret_values
 from pytest_vllmbench.registry import Registry
@@ -118,7 +119,8 @@ class BenchSession:
     def gold(self) -> dict[str, dict[str, Any]] | None:
         return None if self.settings.random_dataset else load_gold(self.settings.dataset)
 
-    def run(self, cell: Cell, timed: Timed, quality_hook: QualityHook | None = None) -> CellOutcome:
+    def run(self, cell: Cell, timed: Timed, quality_hook: QualityHook | None = None,
+            progress: ProgressFactory | None = None) -> CellOutcome:
         """Measure the cell, then score its outputs in memory and write them only if asked to."""
         requests = self.workload
         args = engine_args(cell, self.settings, self.registry)
@@ -134,6 +136,7 @@ class BenchSession:
             cell, engine, requests, self.sampling, context, self.settings.project_to, timed, self.settings.slo_ms,
             gpu_indices=cell_gpu_indices(cell.mode, args), bandwidths=self.bandwidths,
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
+            progress=progress,
         )
         quality = quality_hook(cell.id, requests, outcome.records, self.gold) if quality_hook else None
         outcome.extra_info |= quality if quality is not None else score_quality(requests, outcome.records, self.gold)

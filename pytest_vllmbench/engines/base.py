@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.progress import CellProgress
 from pytest_vllmbench.workload import BatchRequest
 
 DEFAULT_MAX_TOKENS = 256
@@ -67,7 +68,10 @@ class Engine(Protocol):
     mode: str
     load_s: float | None
 
-    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides) -> list[RequestRecord]: ...
+    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
+            progress: CellProgress | None = None) -> list[RequestRecord]:
+        """`progress.finished(...)` once per finished request, when given."""
+        ...
 
     def describe(self) -> dict[str, Any]:
         """Engine name, version and platform, saved with every cell."""

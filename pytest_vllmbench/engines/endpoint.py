@@ -11,6 +11,7 @@ from pytest_vllmbench.client import ClientConfig, EndpointUnreachable, preflight
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.metrics import RequestRecord
 from pytest_vllmbench.redaction import redact_url
+from pytest_vllmbench.progress import CellProgress
 from pytest_vllmbench.workload import BatchRequest
 
 
@@ -47,8 +48,9 @@ class EndpointEngine:
         except EndpointUnreachable as exc:
             raise EngineStartError(str(exc)) from None
 
-    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides) -> list[RequestRecord]:
-        return run_batch(requests, sampling, self._client)
+    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
+            progress: CellProgress | None = None) -> list[RequestRecord]:
+        return run_batch(requests, sampling, self._client, progress)
 
     def describe(self) -> dict[str, Any]:
         return {"name": "openai-compatible", "version": None, "platform": "external",

@@ -12,6 +12,7 @@ import psutil
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.supervisor import stop_children
 from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.progress import CellProgress
 from pytest_vllmbench.workload import BatchRequest
 
 
@@ -32,7 +33,10 @@ class OfflineEngine:
         self._workers = _started_since(before)  # the engine core and its helpers: gone when close() returns
         self.load_s: float | None = time.perf_counter() - started
 
-    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides) -> list[RequestRecord]:
+    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
+            progress: CellProgress | None = None) -> list[RequestRecord]:
+        # vLLM's own progress hook: called as requests finish inside its engine loop, nothing else changes
+        use_tqdm = progress.vllm_tqdm if progress is not None else False
         records: dict[str, RequestRecord] = {}
         chats: list[tuple[BatchRequest, Any]] = []
         completions: list[tuple[BatchRequest, Any]] = []
@@ -42,16 +46,18 @@ class OfflineEngine:
                 params = _sampling_params(request, sampling, defaults)
             except Exception:  # vLLM refused this one request's parameters: it alone fails, as on a server
                 records[request.custom_id] = RequestRecord(request.custom_id, error="invalid_request")
+                if progress is not None:
+                    progress.finished(False, 0)
                 continue
             (chats if request.is_chat else completions).append((request, params))
         if chats:
             messages = [r.body["messages"] for r, _ in chats]
-            outputs = self._llm.chat(messages, [p for _, p in chats], use_tqdm=False)
+            outputs = self._llm.chat(messages, [p for _, p in chats], use_tqdm=use_tqdm)
             for (request, _), output in zip(chats, outputs):
                 records[request.custom_id] = _record(request.custom_id, output)
         if completions:
             prompts = [_completion_prompt(r.body["prompt"]) for r, _ in completions]
-            outputs = self._llm.generate(prompts, [p for _, p in completions], use_tqdm=False)
+            outputs = self._llm.generate(prompts, [p for _, p in completions], use_tqdm=use_tqdm)
             for (request, _), output in zip(completions, outputs):
                 records[request.custom_id] = _record(request.custom_id, output)
         return [records[r.custom_id] for r in requests]

@@ -21,6 +21,7 @@ from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.supervisor import SessionProcess
 from pytest_vllmbench.machine import package_version
 from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.progress import CellProgress
 from pytest_vllmbench.workload import BatchRequest
 
 LOG_TAIL_LINES = 40
@@ -110,9 +111,10 @@ class ServerEngine:
             f"{log_tail(self.process.log_path)}"
         )
 
-    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides) -> list[RequestRecord]:
+    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
+            progress: CellProgress | None = None) -> list[RequestRecord]:
         preflight(self._client)
-        return run_batch(requests, sampling, self._client)
+        return run_batch(requests, sampling, self._client, progress)
 
     def fault(self) -> str | None:
         """Why the server can no longer serve, or None while it is fine."""

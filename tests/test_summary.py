@@ -1,0 +1,46 @@
+"""The end-of-session summary table, as plain text from cell records."""
+
+from pytest_vllmbench.gate import Check
+from pytest_vllmbench.summary import cells_table, gate_lines, summary_block
+
+from saved_runs import cell
+
+
+def test_one_row_per_cell_with_the_figures_that_matter():
+    text = cells_table([cell(score=0.9, tpot_ms_p50=300.0, tpot_ms_p99=410.0, quality_valid_rate=0.5),
+                        cell("gemma-270m-server", requests_per_s=2.25)])
+    header, _, first, second = text.splitlines()
+    for column in ("Model", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "Load s",
+                   "Projected h", "Quality", "Score"):
+        assert column in header
+    assert "Projected cost" not in header
+    assert first.split()[:4] == ["gemma-270m", "offline", "1.50", "144.0"]
+    assert "100 / 200" in first and "300 / 410" in first and "valid 50%" in first and "0.900" in first
+    assert second.split()[:3] == ["gemma-270m", "server", "2.25"]
+
+
+def test_cost_column_only_when_a_cell_knows_its_cost():
+    assert "Projected cost" not in cells_table([cell(projected_cost=None, cost_currency=None)])
+    text = cells_table([cell(projected_cost=12.5, cost_currency="USD"), cell("gemma-270m-server", projected_cost=None)])
+    header, _, first, second = text.splitlines()
+    assert "Projected cost" in header and "12.50 USD" in first and " - " in second
+
+
+def test_no_cell_ran_means_no_summary_and_unrun_cells_are_listed():
+    unrun = {"cell": "qwen-14b-offline", "model": "qwen-14b", "mode": "offline", "status": "does not fit: needs ~27 GiB"}
+    assert summary_block([]) == "" and summary_block([unrun]) == ""
+    block = summary_block([cell(), unrun], ["gates: passed"], "s/0001_a.json", "BENCHMARKS.md")
+    assert "not run: qwen-14b-offline: does not fit: needs ~27 GiB" in block
+    assert block.splitlines()[-3:] == ["gates: passed", "run saved in s/0001_a.json",
+                                       "report regenerated: BENCHMARKS.md"]
+    assert "qwen-14b  " not in block.split("\n\n")[0]  # not a row of the table
+
+
+def test_gate_lines_say_pass_fail_or_no_baseline():
+    ok = Check("c", "requests_per_s", 2.0, 1.99, -0.5, 5.0, "ok")
+    bad = Check("c", "ttft_ms_p99", 100.0, 130.0, 30.0, 10.0, "REGRESSION")
+    assert gate_lines(None, None) == []
+    assert gate_lines(None, []) == ["gates: no baseline run for this machine; nothing was compared"]
+    assert gate_lines("m/0001_a.json", [ok]) == ["gates: passed, 1 check(s) against m/0001_a.json"]
+    [line] = gate_lines("m/0001_a.json", [ok, bad])
+    assert line.startswith("gates: FAILED, 1 regression(s) of 2 check(s)") and "c ttft_ms_p99 +30.0%" in line
