@@ -61,6 +61,7 @@ for model in "$@"; do  # the random checkpoint is written once, before any engin
 done
 python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.plugin -p no:cacheprovider -rs --report=none \
     --load-format=dummy "${models[@]}" "${modes[@]}" "${xdist[@]}" --dataset=/tmp/batch_5k_plain.jsonl \
+    "--dataset-transform=response_format removed" \
     --limit=1000 --max-tokens=128 --ignore-eos ${EXTRA_ARGS:-} --benchmark-save="$name" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 # only this call's saved run: what comes back from $OUT is limited in files
