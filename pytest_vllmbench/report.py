@@ -265,6 +265,16 @@ def _cell_label(cell: dict[str, Any]) -> str:
     return text if budget is None else f"{text} ({label(budget, cell.get('gpus') or [])})"
 
 
+def _short_label(cell: dict[str, Any]) -> str:
+    """The cell as a plot's axis can hold it: id, then short tags for the split, the weights and a memory budget."""
+    tags = [_split(cell)] if _split(cell) else []
+    if _dummy(cell):
+        tags.append("bnb 4-bit, random" if "bitsandbytes" in _weights(cell) else "dummy")
+    if cell.get("gpu_memory_budget_gib") is not None:
+        tags.append(f"{cell['gpu_memory_budget_gib']:g} GiB budget")
+    return f"{cell['cell']} ({', '.join(tags)})" if tags else cell["cell"]
+
+
 def _parity(runs: list[SavedRun]) -> str:
     rows = [
         [f"`{run.path}`", run.machine, _cell_label(cell), dataset_label(cell.get("dataset")),
@@ -374,7 +384,7 @@ def plot_cells(runs: list[SavedRun]) -> dict[str, list[plotting.PlotCell]]:
         if cell.get("status", "ok") != "ok":
             continue
         several = len({key[2] for key in latest if key[0] == machine}) > 1
-        label = _cell_label(cell) + (f" [{Path(workload).name}]" if several else "")
+        label = _short_label(cell) + (f" [{Path(workload).name}]" if several else "")
         machines.setdefault(machine, []).append((label, cell))
     return machines
 
