@@ -8,7 +8,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from pytest_vllmbench.gate import Check, regressions
+from pytest_vllmbench.gate import Check, missing_data, regressions
+from pytest_vllmbench.gate import summary as gate_summary
 
 MISSING = "-"
 COST_KEY = "projected_cost"  # the whole job's cost, in `cost_currency`; null unless an hourly price was given
@@ -66,11 +67,12 @@ def gate_lines(baseline: str | None, checks: Sequence[Check] | None) -> list[str
         return []
     if baseline is None:
         return ["gates: no baseline run for this machine; nothing was compared"]
-    failed = regressions(checks)
+    failed = regressions(checks) + missing_data(checks)
     if not failed:
         return [f"gates: passed, {len(checks)} check(s) against {baseline}"]
-    names = ", ".join(f"{c.cell} {c.metric} {c.change_pct:+.1f}%" for c in failed if c.change_pct is not None)
-    return [f"gates: FAILED, {len(failed)} regression(s) of {len(checks)} check(s) against {baseline}: {names}"]
+    names = ", ".join(f"{c.cell} {c.metric} " + (f"{c.change_pct:+.1f}%" if c.change_pct is not None else c.verdict)
+                      for c in failed)
+    return [f"gates: FAILED, {gate_summary(checks)} of {len(checks)} check(s) against {baseline}: {names}"]
 
 
 def summary_block(

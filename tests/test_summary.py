@@ -1,6 +1,6 @@
 """The end-of-session summary table, as plain text from cell records."""
 
-from pytest_vllmbench.gate import Check
+from pytest_vllmbench.gate import MISSING, REGRESSION, Check
 from pytest_vllmbench.summary import cells_table, gate_lines, summary_block
 
 from saved_runs import cell
@@ -38,9 +38,12 @@ def test_no_cell_ran_means_no_summary_and_unrun_cells_are_listed():
 
 def test_gate_lines_say_pass_fail_or_no_baseline():
     ok = Check("c", "requests_per_s", 2.0, 1.99, -0.5, 5.0, "ok")
-    bad = Check("c", "ttft_ms_p99", 100.0, 130.0, 30.0, 10.0, "REGRESSION")
+    bad = Check("c", "ttft_ms_p99", 100.0, 130.0, 30.0, 10.0, "REGRESSION", kind=REGRESSION)
+    gone = Check("d", "requests_per_s", 2.0, None, None, 5.0, "missing in this run", kind=MISSING)
     assert gate_lines(None, None) == []
     assert gate_lines(None, []) == ["gates: no baseline run for this machine; nothing was compared"]
     assert gate_lines("m/0001_a.json", [ok]) == ["gates: passed, 1 check(s) against m/0001_a.json"]
     [line] = gate_lines("m/0001_a.json", [ok, bad])
     assert line.startswith("gates: FAILED, 1 regression(s) of 2 check(s)") and "c ttft_ms_p99 +30.0%" in line
+    [line] = gate_lines("m/0001_a.json", [ok, gone])  # a missing cell fails the gate: the summary must say so
+    assert line.startswith("gates: FAILED, 1 cell(s) or figure(s) missing of 2 check(s)") and "d requests_per_s" in line
