@@ -18,6 +18,7 @@ from pytest_vllmbench.fileio import write_text_atomic
 from pytest_vllmbench.roofline import weights_gib
 from pytest_vllmbench.scoring import DEFAULT_FLEXIBILITY, check_weights, score_cells
 from pytest_vllmbench.storage import SavedRun, scan_runs
+from pytest_vllmbench.summary import quality_text
 
 HAND_WRITTEN = re.compile(
     r"<!-- vllmbench:hand-written (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /vllmbench:hand-written (?P=name) -->",
@@ -241,7 +242,7 @@ def _machine_tables(latest: Latest) -> str:
                 _fmt(cell.get("output_tokens_per_s"), 1), _pair(cell, "ttft"), _pair(cell, "tpot"),
                 _pair(cell, "e2el"), _fmt(cell.get("load_s"), 1), _fmt(cell.get("peak_vram_mib")),
                 _fmt(cell.get("roofline_pct"), 1), _fmt(cell.get("projected_hours"), 1),
-                _fmt(cell.get("joules_per_request"), 1), _money(cell, "cost_per_1m_output_tokens"), _quality(cell),
+                _fmt(cell.get("joules_per_request"), 1), _money(cell, "cost_per_1m_output_tokens"), quality_text(cell),
                 _fmt(cell.get("score"), 3), f"`{run.path}`",
             ])
         headers = ["Model", "Size (B)", "Mode", "GPUs", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms",
@@ -286,15 +287,6 @@ def _parity(runs: list[SavedRun]) -> str:
         return "No parity run saved yet (`--dataset=random:512:256:1000 --vllm-bench-parity`)."
     headers = ["Run", "Machine", "Cell", "Workload", "Ours req/s", "vllm bench throughput req/s", "Ratio"]
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-
-
-def _quality(cell: dict[str, Any]) -> str:
-    parts = []
-    if cell.get("quality_accuracy") is not None:
-        parts.append(f"acc {cell['quality_accuracy']:.0%}")
-    if cell.get("quality_valid_rate") is not None:
-        parts.append(f"valid {cell['quality_valid_rate']:.0%}")
-    return ", ".join(parts) or MISSING
 
 
 def _weights_line(weights: dict[str, float]) -> str:

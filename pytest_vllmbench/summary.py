@@ -30,7 +30,8 @@ def _pair(cell: Mapping[str, Any], metric: str) -> str:
     return f"{p50:,.0f} / {MISSING if p99 is None else f'{p99:,.0f}'}"
 
 
-def _quality(cell: Mapping[str, Any]) -> str:
+def quality_text(cell: Mapping[str, Any]) -> str:
+    """Accuracy and JSON-valid rate as the tables show them."""
     parts = []
     if cell.get("quality_accuracy") is not None:
         parts.append(f"acc {cell['quality_accuracy']:.0%}")
@@ -56,7 +57,7 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
                _num(cell.get("output_tokens_per_s"), 1), _pair(cell, "ttft"), _pair(cell, "tpot"),
                _num(cell.get("load_s"), 1), _num(cell.get("projected_hours"), 1)]
         row += [_cost(cell)] if with_cost else []
-        row += [_quality(cell), _num(cell.get("score"), 3)]
+        row += [quality_text(cell), _num(cell.get("score"), 3)]
         rows.append(row)
     return tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
 
