@@ -78,13 +78,15 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = resolve(raw, config.rootpath, tables)
         registry = load_registry()
         build_matrix(settings.models, settings.modes, registry)  # named models fail fast; the batch file's later
-        settings = _join_xdist(config, settings)
-        budget.check_machine(settings.gpu_memory, [gpu.memory_mib for gpu in list_gpus()], settings.modes)
+        configured = bool(table) or any(value not in (None, [], "", False) for value in (*cli.values(), *ini.values()))
+        if configured:  # another project's xdist workers keep their GPUs
+            settings = _join_xdist(config, settings)
+        if settings.gpu_memory is not None:
+            budget.check_machine(settings.gpu_memory, [gpu.memory_mib for gpu in list_gpus()], settings.modes)
     except (UsageError, BatchFileError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = BenchSession(settings, registry, config.rootpath)
     config.stash[SETTINGS_KEY] = settings
-    configured = bool(table) or any(value not in (None, [], "", False) for value in (*cli.values(), *ini.values()))
     config.stash[CONFIGURED_KEY] = configured
     if configured and distributed.is_controller(config):
         _keep_engines_on_one_worker(config)
@@ -123,7 +125,11 @@ def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
         partial_dir = Path(config.workerinput[distributed.PARTIAL_KEY])
         config.pluginmanager.register(distributed.XdistWorker(config, partial_dir, worker, session.unrun))
     elif _xdist_controller(config) and config.stash[CONFIGURED_KEY] and _storage_root(config) is not None:
-        partial_dir = distributed.new_partial_dir(_storage_root(config))
+        _check_paths_before_engines(config, on_worker=False)
+        try:
+            partial_dir = distributed.new_partial_dir(_storage_root(config))
+        except OSError as exc:
+            raise UsageError(f"benchmark storage {_storage_root(config)}: {exc.strerror or exc}") from None
         controller = distributed.XdistController(config, partial_dir, session.unrun)
         config.pluginmanager.register(controller)
         config.stash[CONTROLLER_KEY] = controller
@@ -193,6 +199,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 "table in pyproject.toml, a vllmbench_* ini key or a vllmbench option), so the controller keeps "
                 "each engine's cells on one worker and saves their results")
         _check_paths_before_engines(config, on_worker=distributed.is_worker(config))
+        if not distributed.is_worker(config):
+            try:
+                _prepare_gates(config, config.stash[SETTINGS_KEY])
+            except UsageError as exc:
+                raise pytest.UsageError(str(exc)) from None
 
 
 def _in_use(config: pytest.Config) -> bool:
@@ -246,27 +257,33 @@ class CellRun:
             return self._config.hook.pytest_vllmbench_quality(cell_id=cell_id, requests=requests, records=records,
                                                               gold=gold)
 
+        failure = None
         try:
             outcome = self._session.run(self.cell, timed, quality_hook, _terminal_progress(self._config))
         except DoesNotFit as exc:
             self._session.record_unrun(self.cell, str(exc))
-            pytest.skip(f"{self.cell.id}: {exc}")
+            failure = ("skip", f"{self.cell.id}: {exc}")
         except CellSkip as exc:
             self._session.record_unrun(self.cell, f"skipped: {exc}")
-            pytest.skip(str(exc))
+            failure = ("skip", str(exc))
         except EngineStartError as exc:
             fit = self._session.fit_status(self.cell, str(exc))
             if fit:
                 self._session.record_unrun(self.cell, fit)
-                pytest.skip(f"{self.cell.id}: {fit}")
-            self._session.record_unrun(self.cell, "failed: " + str(exc).splitlines()[0][:300])
-            pytest.fail(f"{self.cell.id}: engine did not start: {self._session.scrub(str(exc))}", pytrace=False)
+                failure = ("skip", f"{self.cell.id}: {fit}")
+            else:
+                self._session.record_unrun(self.cell, "failed: " + str(exc).splitlines()[0][:300])
+                failure = ("fail", f"{self.cell.id}: engine did not start: {self._session.scrub(str(exc))}")
         except EndpointUnreachable as exc:
-            pytest.fail(f"{self.cell.id}: {self._session.scrub(str(exc))}", pytrace=False)
+            failure = ("fail", f"{self.cell.id}: {self._session.scrub(str(exc))}")
         except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
             self._session.record_unrun(self.cell, "failed: " + str(exc)[:300])
-            pytest.fail(f"{self.cell.id}: the previous engine did not stop: {self._session.scrub(str(exc))}",
-                        pytrace=False)
+            failure = ("fail", f"{self.cell.id}: the previous engine did not stop: {self._session.scrub(str(exc))}")
+        if failure is not None:  # raised here, not in the except block, so the original (unscrubbed) is not chained
+            kind, message = failure
+            if kind == "skip":
+                pytest.skip(message)
+            pytest.fail(message, pytrace=False)
         benchmark.extra_info.update(outcome.extra_info)  # in place: pytest-benchmark keeps this dict
         if outcome.extra_info.get("outputs_error"):
             pytest.fail(f"{self.cell.id}: measured and saved, but the outputs file was not written: "
@@ -300,10 +317,13 @@ def vllmbench_session(request: pytest.FixtureRequest) -> Iterator[BenchSession]:
     session = request.config.stash[SESSION_KEY]
     with _SigtermAsInterrupt():
         yield session
+        stop_error = None
         try:
             session.close()
         except EngineStopError as exc:
-            pytest.fail(f"the last engine did not stop: {exc}", pytrace=False)
+            stop_error = session.scrub(str(exc))
+        if stop_error is not None:
+            pytest.fail(f"the last engine did not stop: {stop_error}", pytrace=False)
 
 
 @pytest.fixture
@@ -358,15 +378,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if settings is None:
         return
     try:
-        _refuse_gates_without_measurements(config, settings)
         _register_xdist_roles(config, config.stash[SESSION_KEY])
-        if CONTROLLER_KEY in config.stash:
-            _check_paths_before_engines(config, on_worker=False)
-        root = _storage_root(config)
-        if settings.gate_rules and root is not None and not distributed.is_worker(config):
-            config.stash[BASELINE_KEY] = _find_baseline(config, settings, root)
+        if CONTROLLER_KEY in config.stash:  # the controller collects nothing: a configured project is in use
+            _prepare_gates(config, settings)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _prepare_gates(config: pytest.Config, settings: Settings) -> None:
+    """In a session that runs cells: refuse gates that would compare nothing, and pick the baseline before this
+    run adds itself to the storage."""
+    _refuse_gates_without_measurements(config, settings)
+    root = _storage_root(config)
+    if settings.gate_rules and root is not None and not distributed.is_worker(config):
+        config.stash[BASELINE_KEY] = _find_baseline(config, settings, root)
 
 
 def _find_baseline(config: pytest.Config, settings: Settings, root: Path) -> SavedRun | None:
@@ -450,7 +475,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or distributed.is_worker(config):
         return
-    if settings.gate_rules:
+    if settings.gate_rules and _in_use(config):
         _run_gates(session, settings)
     bench_session = getattr(config, "_benchmarksession", None)
     saved = merged_into is not None or (
@@ -486,7 +511,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     """The session's cells in one table, the gate verdicts, and where the run and the report went."""
     if SETTINGS_KEY not in config.stash or not _in_use(config) or distributed.is_worker(config):
         return
-    cells = list(_current_cells(config).values()) + config.stash[SESSION_KEY].unrun
+    cells = list(_current_cells(config).values())  # measured cells and the session's unrun ones
     gates = config.stash.get(GATES_KEY, None)
     block = summary.summary_block(cells, summary.gate_lines(*gates) if gates else [], _saved_run(config),
                                   config.stash.get(REPORT_KEY, None))

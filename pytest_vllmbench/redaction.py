@@ -76,3 +76,11 @@ def secret_values(url: str | None, args: Mapping[str, Any], api_key: str | None)
             pass
     found += [str(value) for key, value in args.items() if is_secret_name(key) and value not in (None, "")]
     return [value for value in found if value]
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.+@-]+/)+([\w.+@-]+)")
+
+
+def strip_paths(text: str) -> str:
+    """Absolute paths cut to their last part: what a saved run says about a file, never where this machine keeps it."""
+    return _ABSOLUTE_PATH.sub(r"\1", text)

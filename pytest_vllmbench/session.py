@@ -22,7 +22,7 @@ from pytest_vllmbench.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.pool import EnginePool
 from pytest_vllmbench.progress import ProgressFactory
 from pytest_vllmbench.quality import load_gold, score_quality
-from pytest_vllmbench.redaction import redact_args, redact_text, secret_values
+from pytest_vllmbench.redaction import redact_args, redact_text, secret_values, strip_paths
 from pytest_vllmbench.registry import Registry
 from pytest_vllmbench.roofline import load_bandwidths
 from pytest_vllmbench.runner import CellOutcome, Timed, run_cell
@@ -158,7 +158,7 @@ class BenchSession:
             theirs = vllm_bench_requests_per_s(model_source(cell, self.settings, self.registry), args, input_len, output_len,
                                                min(count, len(self.workload)))
         except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
-            return {"vllm_bench_requests_per_s": None, "vllm_bench_ratio": None, "vllm_bench_error": str(exc)[-2000:]}
+            return {"vllm_bench_requests_per_s": None, "vllm_bench_ratio": None, "vllm_bench_error": strip_paths(self.scrub(str(exc)))[-2000:]}
         return {"vllm_bench_requests_per_s": round(theirs, 4), "vllm_bench_ratio": round(ours / theirs, 4)}
 
     @property
@@ -177,7 +177,7 @@ class BenchSession:
         self.unrun.append({
             "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias,
             "model_source": model_source_label(cell.model.source, self.rootdir),
-            "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": self.scrub(status),
+            "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": strip_paths(self.scrub(status)),
             "engine_args": redact_args(engine_args(cell, self.settings, self.registry)), "dataset": self.dataset_info,
             **weights_info(cell, self.settings, self.registry),
             **({"gpu_memory_budget_gib": self.budget_gib} if self.budget_gib is not None else {}),

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_vllmbench.errors import UsageError
+
 CHAT_URL = "/v1/chat/completions"
 COMPLETIONS_URL = "/v1/completions"
 SUPPORTED_URLS = (CHAT_URL, COMPLETIONS_URL)
@@ -387,9 +389,9 @@ def parse_random_spec(spec: str) -> tuple[int, int, int]:
     try:
         input_len, output_len, count = (int(part) for part in parts)
     except ValueError:
-        raise ValueError(f"--dataset {spec!r}: expected random:INPUT_LEN:OUTPUT_LEN:NUM_PROMPTS") from None
+        raise UsageError(f"--dataset {spec!r}: expected random:INPUT_LEN:OUTPUT_LEN:NUM_PROMPTS") from None
     if min(input_len, output_len, count) < 1:
-        raise ValueError(f"--dataset {spec!r}: every figure must be >= 1")
+        raise UsageError(f"--dataset {spec!r}: every figure must be >= 1")
     return input_len, output_len, count
 
 

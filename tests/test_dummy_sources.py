@@ -53,7 +53,8 @@ def test_a_local_folder_uses_its_own_config_and_tokenizer(tmp_path):
     settings = settings_for(load_format="dummy")
     assert model_source(cell, settings, registry) == str(folder)
     info = weights_info(cell, settings, registry)
-    assert info == {"weights": "dummy weights", "dummy_source": f"own config and tokenizer: local folder {folder}"}
+    # saved runs hold no machine path: the folder is named by its last part
+    assert info == {"weights": "dummy weights", "dummy_source": f"own config and tokenizer: local folder {folder.name}"}
     assert engine_args(cell, settings, registry)["load_format"] == "dummy"
 
 
@@ -159,7 +160,7 @@ def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
     [saved] = (tmp_path / ".benchmarks").glob("*/0001_dummy.json")
     extra = json.loads(saved.read_text())["benchmarks"][0]["extra_info"]
     assert extra["weights"] == "dummy weights" and extra["engine_args"]["load_format"] == "dummy"
-    assert extra["dummy_source"] == f"own config and tokenizer: local folder {folder}"
+    assert extra["dummy_source"] == f"own config and tokenizer: local folder {folder.name}"
     assert extra["n_failed"] == 0 and extra["output_tokens"] == 4 * 8  # --ignore-eos: fixed lengths
     report = (tmp_path / "BENCHMARKS.md").read_text()
     assert "my-model (dummy weights)" in report and "my-model-offline (dummy weights)" in report

@@ -155,6 +155,12 @@ def test_gate_under_xdist_gates_the_merged_run(fake, monkeypatch):
 
 def test_gate_refuses_when_nothing_would_be_measured(pytester):
     pytester.makepyfile(test_x="def test_x(benchmark):\n    benchmark(lambda: None)\n")
-    result = pytester.runpytest("--vllmbench-gate=requests_per_s:-5%", "--benchmark-disable")
+    plain = pytester.runpytest("--vllmbench-gate=requests_per_s:-5%", "--benchmark-disable")
+    assert plain.ret == pytest.ExitCode.OK  # no vLLM cell collected: the plugin stays out of the way
+    assert "vllmbench gate" not in plain.stdout.str() and not plain.stderr.str()
+    pytester.makepyfile(test_batch="def test_batch(vllmbench_cell, benchmark):\n    vllmbench_cell.run(benchmark)\n")
+    result = pytester.runpytest("--vllmbench-gate=requests_per_s:-5%", "--benchmark-disable", "--mode=endpoint",
+                                "--endpoint=http://127.0.0.1:9/v1", "--model=some-model", f"--dataset={REPO_DATA}",
+                                "--limit=1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--vllmbench-gate needs pytest-benchmark to measure*"])

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vllmbench.errors import UsageError
+
 from pytest_vllmbench import embedded, gpu
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.roofline import decode_bound_tokens_per_s, load_bandwidths, roofline
@@ -127,7 +129,7 @@ def test_random_workload_matches_vllms_random_dataset_shape():
     assert all(r.max_tokens == 256 and r.body["ignore_eos"] and not r.is_chat for r in requests)
     assert requests == random_requests("random:512:256:10", seed=3)
     for bad in ("random:512:256", "random:a:b:c", "random:0:1:1"):
-        with pytest.raises(ValueError):
+        with pytest.raises(UsageError, match="--dataset"):  # a usage error (exit 4), not a collection traceback
             parse_random_spec(bad)
 
 

@@ -11,6 +11,7 @@ from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.client import ClientConfig
 from pytest_vllmbench.engines.base import Engine
 from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench.redaction import strip_paths
 from pytest_vllmbench.gpu import cell_gpu_indices, list_gpus
 from pytest_vllmbench.machine import package_version
 from pytest_vllmbench.redaction import redact_url
@@ -81,7 +82,7 @@ def weights_info(cell: Cell, settings: Settings, registry: Registry) -> dict[str
         source = sizing.dummy_model(cell.model, args).source
     except sizing.CellSkip:
         source = None
-    return {"weights": label, "dummy_source": source}
+    return {"weights": label, "dummy_source": None if source is None else strip_paths(source)}
 
 
 def client_config(settings: Settings, base_url: str, served_model: str) -> ClientConfig:

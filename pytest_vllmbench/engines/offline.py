@@ -82,10 +82,12 @@ class OfflineEngine:
         llm = getattr(self, "_llm", None)
         if llm is None:
             return
-        llm.llm_engine.engine_core.shutdown()
-        del self._llm
-        gc.collect()
-        stop_children(self._workers)
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        finally:
+            del self._llm, llm
+            gc.collect()
+            stop_children(self._workers)
 
 
 def _started_since(before: set[int]) -> list[psutil.Process]:
