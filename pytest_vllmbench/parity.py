@@ -9,7 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pytest_vllmbench.engines.server import cli_flags
+from pytest_vllmbench.engines.server import cli_flags, log_tail
+from pytest_vllmbench.engines.supervisor import SessionProcess
 
 
 def bench_throughput_command(model: str, engine_args: dict[str, Any], input_len: int, output_len: int,
@@ -21,12 +22,20 @@ def bench_throughput_command(model: str, engine_args: dict[str, Any], input_len:
 
 def vllm_bench_requests_per_s(model: str, engine_args: dict[str, Any], input_len: int, output_len: int,
                               num_prompts: int, timeout_s: float = 900.0) -> float:
-    """Runs vLLM's own benchmark in a child process (the cell's engine must be closed first: one GPU)."""
+    """Runs vLLM's own benchmark in a child process session (the cell's engine must be closed first: one GPU);
+    whatever it started is stopped before this returns, also when it runs past `timeout_s`."""
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "throughput.json"
-        command = bench_throughput_command(model, engine_args, input_len, output_len, num_prompts, out)
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-        if done.returncode != 0 or not out.is_file():
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
-            raise RuntimeError(f"vllm bench throughput failed (exit {done.returncode}):\n{tail}")
+        out, log = Path(folder) / "throughput.json", Path(folder) / "bench.log"
+        process = SessionProcess(bench_throughput_command(model, engine_args, input_len, output_len, num_prompts,
+                                                          out), log)
+        try:
+            code = process.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            process.stop()
+        if code is None:
+            raise RuntimeError(f"vllm bench throughput did not finish in {timeout_s:.0f} s:\n{log_tail(log, 15)}")
+        if code != 0 or not out.is_file():
+            raise RuntimeError(f"vllm bench throughput failed (exit {code}):\n{log_tail(log, 15)}")
         return float(json.loads(out.read_text())["requests_per_second"])

@@ -145,3 +145,17 @@ def test_a_worker_that_outlives_sigkill_is_named(monkeypatch):
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_parity_benchmark_leaves_nothing_behind_when_it_runs_too_long(monkeypatch, tmp_path):
+    """A FAKE `vllm bench throughput` that starts a worker and never finishes: the parity run stops its whole
+    session at the timeout (before, only the direct child was killed and its worker kept the GPU)."""
+    from pytest_vllmbench import parity
+
+    ready = tmp_path / "worker.pid"
+    monkeypatch.setattr(parity, "bench_throughput_command", lambda *args: [
+        sys.executable, str(FAKE_SERVER), "--port", "0", "--worker-ignores-sigterm", "--ready-file", str(ready)])
+    with pytest.raises(RuntimeError, match=r"did not finish in 8 s"):
+        parity.vllm_bench_requests_per_s("m", {}, 8, 8, 1, timeout_s=8.0)
+    worker = int(ready.read_text())
+    assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE
