@@ -18,7 +18,7 @@ from pytest_vllmbench.fileio import write_text_atomic
 from pytest_vllmbench.roofline import weights_gib
 from pytest_vllmbench.scoring import DEFAULT_FLEXIBILITY, check_weights, score_cells
 from pytest_vllmbench.storage import SavedRun, scan_runs
-from pytest_vllmbench.summary import quality_text
+from pytest_vllmbench.summary import latency_pair, quality_text
 
 HAND_WRITTEN = re.compile(
     r"<!-- vllmbench:hand-written (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /vllmbench:hand-written (?P=name) -->",
@@ -119,13 +119,6 @@ def _fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return str(value)
-
-
-def _pair(cell: dict[str, Any], metric: str) -> str:
-    p50, p99 = cell.get(f"{metric}_ms_p50"), cell.get(f"{metric}_ms_p99")
-    if p50 is None or not math.isfinite(p50):
-        return MISSING
-    return f"{p50:,.0f} / {_fmt(p99, 0)}"
 
 
 Latest = dict[tuple[str, str, str], tuple[SavedRun, dict[str, Any]]]
@@ -239,8 +232,8 @@ def _machine_tables(latest: Latest) -> str:
                 continue
             rows.append([
                 _model(cell), _fmt(cell.get("params_b")), cell["mode"], _gpus(cell), _fmt(cell.get("requests_per_s")),
-                _fmt(cell.get("output_tokens_per_s"), 1), _pair(cell, "ttft"), _pair(cell, "tpot"),
-                _pair(cell, "e2el"), _fmt(cell.get("load_s"), 1), _fmt(cell.get("peak_vram_mib")),
+                _fmt(cell.get("output_tokens_per_s"), 1), latency_pair(cell, "ttft"), latency_pair(cell, "tpot"),
+                latency_pair(cell, "e2el"), _fmt(cell.get("load_s"), 1), _fmt(cell.get("peak_vram_mib")),
                 _fmt(cell.get("roofline_pct"), 1), _fmt(cell.get("projected_hours"), 1),
                 _fmt(cell.get("joules_per_request"), 1), _money(cell, "cost_per_1m_output_tokens"), quality_text(cell),
                 _fmt(cell.get("score"), 3), f"`{run.path}`",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,19 +16,24 @@ MISSING = "-"
 COST_KEY = "projected_cost"  # the whole job's cost, in `cost_currency`; null unless an hourly price was given
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _num(value: Any, digits: int = 2) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return MISSING
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     return f"{value:,.{digits}f}"
 
 
-def _pair(cell: Mapping[str, Any], metric: str) -> str:
+def latency_pair(cell: Mapping[str, Any], metric: str) -> str:
+    """`p50 / p99` in ms as the tables show them; a missing or non-finite figure is `-`."""
     p50, p99 = cell.get(f"{metric}_ms_p50"), cell.get(f"{metric}_ms_p99")
-    if p50 is None:
+    if not _finite(p50):
         return MISSING
-    return f"{p50:,.0f} / {MISSING if p99 is None else f'{p99:,.0f}'}"
+    return f"{p50:,.0f} / {f'{p99:,.0f}' if _finite(p99) else MISSING}"
 
 
 def quality_text(cell: Mapping[str, Any]) -> str:
@@ -54,7 +60,7 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for cell in cells:
         row = [cell.get("model", MISSING), cell.get("mode", MISSING), _num(cell.get("requests_per_s")),
-               _num(cell.get("output_tokens_per_s"), 1), _pair(cell, "ttft"), _pair(cell, "tpot"),
+               _num(cell.get("output_tokens_per_s"), 1), latency_pair(cell, "ttft"), latency_pair(cell, "tpot"),
                _num(cell.get("load_s"), 1), _num(cell.get("projected_hours"), 1)]
         row += [_cost(cell)] if with_cost else []
         row += [quality_text(cell), _num(cell.get("score"), 3)]

@@ -47,3 +47,13 @@ def test_gate_lines_say_pass_fail_or_no_baseline():
     assert line.startswith("gates: FAILED, 1 regression(s) of 2 check(s)") and "c ttft_ms_p99 +30.0%" in line
     [line] = gate_lines("m/0001_a.json", [ok, gone])  # a missing cell fails the gate: the summary must say so
     assert line.startswith("gates: FAILED, 1 cell(s) or figure(s) missing of 2 check(s)") and "d requests_per_s" in line
+
+
+def test_non_finite_latencies_show_as_missing_in_summary_and_report():
+    """A hand-edited or corrupt run may hold NaN/inf: both views show `-`, never `nan`."""
+    from pytest_vllmbench.summary import latency_pair
+
+    assert latency_pair({"ttft_ms_p50": float("nan"), "ttft_ms_p99": 5.0}, "ttft") == "-"
+    assert latency_pair({"ttft_ms_p50": 1234.4, "ttft_ms_p99": float("inf")}, "ttft") == "1,234 / -"
+    assert latency_pair({"ttft_ms_p50": 1234.4, "ttft_ms_p99": 2000.6}, "ttft") == "1,234 / 2,001"
+    assert "nan" not in cells_table([cell(requests_per_s=float("nan"), ttft_ms_p50=float("nan"))]).lower()
