@@ -8,12 +8,16 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_vllmbench import dataset, embedded, gate, report, sizing, summary
-from pytest_vllmbench.errors import UsageError
-from pytest_vllmbench.registry import load_registry
-from pytest_vllmbench.settings import read_tool_table
-from pytest_vllmbench.storage import RunFileError, load_runs, read_run
-from pytest_vllmbench.workload import iter_batch
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.gate_rules import Rule
+from pytest_vllmbench.config.registry import load_registry
+from pytest_vllmbench.config.settings import read_tool_table
+from pytest_vllmbench.engines import dummy_weights as sizing
+from pytest_vllmbench.engines import embedded_model as embedded
+from pytest_vllmbench.results import gate, report, summary
+from pytest_vllmbench.results.storage import RunFileError, load_runs, read_run
+from pytest_vllmbench.workload import synthetic as dataset
+from pytest_vllmbench.workload.batch import iter_batch
 
 
 def _prepare_model(args: argparse.Namespace) -> int:
@@ -126,7 +130,7 @@ def _print_summary(storage: Path, spec: str | None, report_path: Path) -> int:
 
 def _gate(args: argparse.Namespace) -> int:
     try:
-        rules = [gate.Rule.parse(text) for text in args.rule]
+        rules = [Rule.parse(text) for text in args.rule]
     except UsageError as exc:
         print(f"vllmbench gate: {exc}", file=sys.stderr)
         return gate.EXIT_USAGE

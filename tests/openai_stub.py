@@ -24,14 +24,14 @@ class StubServer:
                 stub.seen.append({"path": parts.path, "query": parts.query, "body": body,
                                   "authorization": self.headers.get("Authorization")})
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._note(None)
                 if urlsplit(self.path).path != "/v1/models":
                     self.send_error(404)
                     return
                 self._json({"object": "list", "data": [{"id": name, "object": "model"} for name in stub.served]})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 self._note(body)
                 self.send_response(200)

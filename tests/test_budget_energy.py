@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from pytest_vllmbench import budget, gpu
-from pytest_vllmbench.cells import Cell
-from pytest_vllmbench.costs import ENERGY_KEYS, cost_figures, energy_figures
-from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.errors import UsageError
-from pytest_vllmbench.metrics import RequestRecord
-from pytest_vllmbench.registry import load_registry
-from pytest_vllmbench.report import render
-from pytest_vllmbench.runner import run_cell
-from pytest_vllmbench.sizing import does_not_fit, over_budget
-from pytest_vllmbench.storage import load_runs
-
 from saved_runs import cell, save_run
+
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config import memory_budget as budget
+from pytest_vllmbench.config.matrix import Cell
+from pytest_vllmbench.config.registry import load_registry
+from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.engines.dummy_weights import does_not_fit, over_budget
+from pytest_vllmbench.measure import gpu
+from pytest_vllmbench.measure.costs import ENERGY_KEYS, cost_figures, energy_figures
+from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.results.report import render
+from pytest_vllmbench.results.storage import load_runs
+from pytest_vllmbench.run.cell_run import run_cell
 
 REPO = Path(__file__).resolve().parents[1]
 H200_MIB = 143771
@@ -132,12 +132,12 @@ def test_label_names_the_budget_and_the_gpu_that_set_the_speed():
 
 
 def test_engine_args_turn_the_budget_into_gpu_memory_utilization(monkeypatch):
-    from pytest_vllmbench.engines.factory import engine_args
-    from pytest_vllmbench.settings import Settings
+    from pytest_vllmbench.config.settings import Settings
+    from pytest_vllmbench.run.engine_start import engine_args
 
     monkeypatch.setitem(sys.modules, "pynvml", FakeEnergyNvml())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr("pytest_vllmbench.engines.factory.vllm_platform", lambda: "cuda")
+    monkeypatch.setattr("pytest_vllmbench.run.engine_start.vllm_platform", lambda: "cuda")
     registry = load_registry()
     settings = Settings(models=(), modes=("offline",), dataset=Path("x"), gpu_memory=16 * GIB,
                         engine_args={"tensor_parallel_size": 2})
@@ -349,7 +349,7 @@ def test_a_priced_run_saves_energy_and_cost_and_the_report_shows_them(pytester, 
 
 
 def test_pyproject_keys_set_budget_price_and_currency(tmp_path):
-    from pytest_vllmbench.settings import merge_sources, resolve
+    from pytest_vllmbench.config.settings import merge_sources, resolve
 
     table = {"gpu_memory": "24GB", "gpu_hourly_cost": 2.5, "cost_currency": "EUR", "model": ["gemma-270m"]}
     settings = resolve(merge_sources({}, table, {}), tmp_path)

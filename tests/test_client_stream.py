@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from pytest_vllmbench.client import _record, build_payload
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.workload import BatchRequest
+from pytest_vllmbench.engines.openai_client import _record, build_payload
+from pytest_vllmbench.workload.batch import BatchRequest
 
 CHAT = BatchRequest("a", "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}],
                                                  "max_completion_tokens": 9, "temperature": 0.0}, 1)
@@ -67,7 +67,7 @@ def closed_port():
 
 
 def test_a_refused_connection_is_connection_and_an_unsendable_request_fails_alone():
-    from pytest_vllmbench.client import ClientConfig, run_batch
+    from pytest_vllmbench.engines.openai_client import ClientConfig, run_batch
 
     body = CHAT.body
     requests = [

@@ -1,7 +1,8 @@
 import json
 
-from pytest_vllmbench.dataset import gold_label, gold_path_for, write_dataset
-from pytest_vllmbench.workload import read_batch
+from pytest_vllmbench.workload.batch import read_batch
+from pytest_vllmbench.workload.gold import gold_path_for
+from pytest_vllmbench.workload.synthetic import gold_label, write_dataset
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):

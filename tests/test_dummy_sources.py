@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllmbench import embedded, sizing
-from pytest_vllmbench.cells import Cell
-from pytest_vllmbench.engines.factory import engine_args, model_source, weights_info
-from pytest_vllmbench.registry import load_registry
-from pytest_vllmbench.report import _cell_label, _model
-from pytest_vllmbench.settings import merge_sources, resolve
+from pytest_vllmbench.config.matrix import Cell
+from pytest_vllmbench.config.registry import load_registry
+from pytest_vllmbench.config.settings import merge_sources, resolve
+from pytest_vllmbench.engines import dummy_weights as sizing
+from pytest_vllmbench.engines import embedded_model as embedded
+from pytest_vllmbench.results.report import _cell_label, _model
+from pytest_vllmbench.run.engine_start import engine_args, model_source, weights_info
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_GEMMA3 = {
@@ -125,7 +126,7 @@ def test_random_checkpoint_has_the_models_names_and_shapes(tmp_path):
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
-    from pytest_vllmbench.random_checkpoint import write_random_checkpoint
+    from pytest_vllmbench.engines.random_checkpoint import write_random_checkpoint
 
     folder = tiny_model_folder(tmp_path / "tiny")
     written = write_random_checkpoint(folder, folder, device="cpu")

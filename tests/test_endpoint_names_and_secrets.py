@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from openai_stub import StubServer
 
-from pytest_vllmbench.cells import build_matrix
+from pytest_vllmbench.config.matrix import build_matrix
+from pytest_vllmbench.config.registry import load_registry
+from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines import endpoint as endpoint_module
-from pytest_vllmbench.engines.factory import start_engine
-from pytest_vllmbench.registry import load_registry
-from pytest_vllmbench.session import BenchSession
-from pytest_vllmbench.settings import merge_sources, resolve
+from pytest_vllmbench.run.engine_start import start_engine
+from pytest_vllmbench.run.session import BenchSession
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO / "data" / "batch_5k.jsonl"
@@ -54,7 +54,7 @@ def test_unknown_names_still_need_the_registry_outside_endpoint_mode():
     cells = build_matrix(("llama3.2:3b",), ("endpoint",), registry)
     assert cells[0].model.alias == "llama3.2:3b" and cells[0].model.params_b is None
     assert build_matrix(("gemma3:12b",), ("endpoint",), registry)[0].model == registry.models["gemma-12b"]
-    with pytest.raises(Exception, match="unknown model 'llama3.2:3b'"):
+    with pytest.raises(Exception, match=r"unknown model 'llama3\.2:3b'"):
         build_matrix(("llama3.2:3b",), ("endpoint", "offline"), registry)
 
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from procs import run_pytest_isolated
 
 pytestmark = pytest.mark.engine
@@ -101,7 +100,7 @@ def test_offline_cell_end_to_end(tmp_path):
 
 SIMULATED_OOM = """
 # SIMULATED engine failure: no GPU here, so an out-of-memory start of qwen-14b is faked at the engine factory.
-from pytest_vllmbench import session
+from pytest_vllmbench.run import session
 from pytest_vllmbench.engines.base import EngineStartError
 
 real_start = session.start_engine

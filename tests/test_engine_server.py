@@ -4,17 +4,17 @@ import json
 from pathlib import Path
 
 import pytest
-
 from procs import run_pytest_isolated, session_members
-from pytest_vllmbench.client import ClientConfig
+
+from pytest_vllmbench.config.matrix import Cell
+from pytest_vllmbench.config.registry import load_registry
+from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines import server
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.endpoint import EndpointEngine
-from pytest_vllmbench.engines.factory import engine_args, model_source
-from pytest_vllmbench.cells import Cell
-from pytest_vllmbench.registry import load_registry
-from pytest_vllmbench.settings import merge_sources, resolve
-from pytest_vllmbench.workload import read_batch
+from pytest_vllmbench.engines.openai_client import ClientConfig
+from pytest_vllmbench.run.engine_start import engine_args, model_source
+from pytest_vllmbench.workload.batch import read_batch
 
 pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ KILLER_CONFTEST = '''
 import os, re, signal, threading, time
 import httpx
 import pytest
-from pytest_vllmbench.plugin import SESSION_KEY
+from pytest_vllmbench.pytest_plugin.plugin import SESSION_KEY
 
 RUNNING = re.compile(r"^vllm:num_requests_running\\{[^}]*\\} ([0-9.]+)", re.MULTILINE)
 

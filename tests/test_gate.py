@@ -3,13 +3,13 @@ import math
 from pathlib import Path
 
 import pytest
-
-from pytest_vllmbench.cli import main
-from pytest_vllmbench.errors import UsageError
-from pytest_vllmbench.gate import Rule, check, exit_code, missing_data, regressions, table
-
 from fake_cells import FAKE_BATCH
 from saved_runs import cell, save_run
+
+from pytest_vllmbench.cli import main
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.gate_rules import Rule
+from pytest_vllmbench.results.gate import check, exit_code, missing_data, regressions, table
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data" / "batch_5k.jsonl"
 

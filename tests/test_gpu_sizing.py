@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllmbench.errors import UsageError
-
-from pytest_vllmbench import embedded, gpu
-from pytest_vllmbench.registry import load_registry
-from pytest_vllmbench.roofline import decode_bound_tokens_per_s, load_bandwidths, roofline
-from pytest_vllmbench.sizing import CellSkip, does_not_fit, prepare_shipped, weights_gib
-from pytest_vllmbench.workload import parse_random_spec, random_requests
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.registry import load_registry
+from pytest_vllmbench.engines import embedded_model as embedded
+from pytest_vllmbench.engines.dummy_weights import does_not_fit, prepare_shipped, weights_gib
+from pytest_vllmbench.measure import gpu
+from pytest_vllmbench.measure.roofline import decode_bound_tokens_per_s, load_bandwidths, roofline
+from pytest_vllmbench.workload.random_spec import parse_random_spec, random_requests
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -138,7 +138,7 @@ def test_random_workload_matches_vllms_random_dataset_shape():
     ("0,1,2,3", {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}, [81559, 81559, 143771, 143771]),
 ])
 def test_does_not_fit_counts_only_the_cells_gpus(monkeypatch, visible, args, expected):
-    from pytest_vllmbench import session
+    from pytest_vllmbench.run import session
 
     host = [gpu.GpuInfo(i, "GPU", 81559 if i < 2 else 143771) for i in range(8)]  # an 8-GPU host, two sizes
     monkeypatch.setattr(session, "list_gpus", lambda: host)

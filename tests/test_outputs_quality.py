@@ -1,9 +1,10 @@
 import json
 
-from pytest_vllmbench.metrics import RequestRecord
-from pytest_vllmbench.outputs import write_batch_output
-from pytest_vllmbench.quality import load_gold, score_quality
-from pytest_vllmbench.workload import BatchRequest
+from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.measure.quality import score_quality
+from pytest_vllmbench.run.batch_output import write_batch_output
+from pytest_vllmbench.workload.batch import BatchRequest
+from pytest_vllmbench.workload.gold import load_gold
 
 JSON_FORMAT = {"type": "json_object"}
 

@@ -3,11 +3,10 @@
 import sys
 
 import pytest
-
-from pytest_vllmbench import plots
-from pytest_vllmbench.report import write_report
-
 from saved_runs import cell, save_run
+
+from pytest_vllmbench.results import plots
+from pytest_vllmbench.results.report import write_report
 
 CDF = {"ttft_ms_cdf": [100.0 + i for i in range(101)], "e2el_ms_cdf": [900.0 + 10 * i for i in range(101)]}
 

@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from fake_cells import FAKE_BATCH
 
 REPO = Path(__file__).resolve().parents[1]

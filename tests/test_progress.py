@@ -2,7 +2,7 @@
 
 import io
 
-from pytest_vllmbench.progress import CellProgress, TerminalStream, to_terminal
+from pytest_vllmbench.measure.progress import CellProgress, TerminalStream, to_terminal
 
 
 def log_lines(stream: io.StringIO) -> list[str]:

@@ -1,7 +1,7 @@
 import pytest
 
-from pytest_vllmbench.errors import UsageError
-from pytest_vllmbench.registry import load_registry
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.registry import load_registry
 
 REQUIRED = ("gemma-270m", "gemma-1b", "gemma-4b", "gemma-12b", "gemma-12b-4bit", "mistral-7b", "qwen-14b")
 
@@ -50,7 +50,7 @@ def test_platform_args_apply_and_model_args_win(registry):
 def test_broken_registry_file_names_the_file(tmp_path):
     bad = tmp_path / "models.toml"
     bad.write_text("[models.x]\nollama = 'x:1'\n")
-    with pytest.raises(UsageError, match="models.toml: model 'x' has no hf_id"):
+    with pytest.raises(UsageError, match=r"models\.toml: model 'x' has no hf_id"):
         load_registry(bad)
     bad.write_text("[models\n")
     with pytest.raises(UsageError, match="cannot read"):

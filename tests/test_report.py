@@ -2,12 +2,11 @@ import json
 import math
 
 import pytest
+from saved_runs import cell, save_run
 
 from pytest_vllmbench.cli import main
-from pytest_vllmbench.report import ReportRefused, render, write_report
-from pytest_vllmbench.storage import load_runs
-
-from saved_runs import cell, save_run
+from pytest_vllmbench.results.report import ReportRefused, render, write_report
+from pytest_vllmbench.results.storage import load_runs
 
 
 def test_report_shows_the_newest_cell_per_machine_and_every_run(tmp_path):

@@ -2,8 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_vllmbench.errors import UsageError
-from pytest_vllmbench.scoring import DEFAULT_WEIGHTS, check_weights, score_cells
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.score_weights import DEFAULT_WEIGHTS, check_weights
+from pytest_vllmbench.results.scoring import score_cells
 
 rates = st.floats(min_value=0.01, max_value=1e4)
 qualities = st.floats(min_value=0, max_value=1)

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from pytest_vllmbench.metrics import RequestRecord
-from pytest_vllmbench.pool import EnginePool
-from pytest_vllmbench.registry import load_registry
-from pytest_vllmbench.session import BenchSession
-from pytest_vllmbench.settings import merge_sources, resolve
+from pytest_vllmbench.config.registry import load_registry
+from pytest_vllmbench.config.settings import merge_sources, resolve
+from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.run.engine_slot import EnginePool
+from pytest_vllmbench.run.session import BenchSession
 
 REPO = Path(__file__).resolve().parents[1]
 

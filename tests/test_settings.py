@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_vllmbench.errors import UsageError
-from pytest_vllmbench.settings import OPTIONS, merge_sources, parse_engine_arg, parse_slo, resolve
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.settings import OPTIONS, merge_sources, parse_engine_arg, parse_slo, resolve
 
 ROOT = Path("/project")
 

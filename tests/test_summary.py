@@ -1,9 +1,9 @@
 """The end-of-session summary table, as plain text from cell records."""
 
-from pytest_vllmbench.gate import MISSING, REGRESSION, Check
-from pytest_vllmbench.summary import cells_table, gate_lines, summary_block
-
 from saved_runs import cell
+
+from pytest_vllmbench.results.gate import MISSING, REGRESSION, Check
+from pytest_vllmbench.results.summary import cells_table, gate_lines, summary_block
 
 
 def test_one_row_per_cell_with_the_figures_that_matter():
@@ -51,7 +51,7 @@ def test_gate_lines_say_pass_fail_or_no_baseline():
 
 def test_non_finite_latencies_show_as_missing_in_summary_and_report():
     """A hand-edited or corrupt run may hold NaN/inf: both views show `-`, never `nan`."""
-    from pytest_vllmbench.summary import latency_pair
+    from pytest_vllmbench.results.summary import latency_pair
 
     assert latency_pair({"ttft_ms_p50": float("nan"), "ttft_ms_p99": 5.0}, "ttft") == "-"
     assert latency_pair({"ttft_ms_p50": 1234.4, "ttft_ms_p99": float("inf")}, "ttft") == "1,234 / -"

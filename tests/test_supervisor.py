@@ -13,11 +13,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from procs import kill_all, session_members
-from pytest_vllmbench.client import ClientConfig
+
 from pytest_vllmbench.engines import server, supervisor
 from pytest_vllmbench.engines.base import EngineStartError
+from pytest_vllmbench.engines.openai_client import ClientConfig
 from pytest_vllmbench.engines.supervisor import EngineStopError
 
 FAKE_SERVER = Path(__file__).with_name("fake_vllm_server.py")
@@ -150,7 +150,7 @@ def test_a_worker_that_outlives_sigkill_is_named(monkeypatch):
 def test_the_parity_benchmark_leaves_nothing_behind_when_it_runs_too_long(monkeypatch, tmp_path):
     """A FAKE `vllm bench throughput` that starts a worker and never finishes: the parity run stops its whole
     session at the timeout (before, only the direct child was killed and its worker kept the GPU)."""
-    from pytest_vllmbench import parity
+    from pytest_vllmbench.run import parity
 
     ready = tmp_path / "worker.pid"
     monkeypatch.setattr(parity, "bench_throughput_command", lambda *args: [

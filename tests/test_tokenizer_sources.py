@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllmbench.tokenizer_sources import TokenizerUnavailable, write_tokenizer
+from pytest_vllmbench.engines.tokenizer_sources import TokenizerUnavailable, write_tokenizer
 
 MESSAGES = [{"role": "system", "content": "You screen candidates."}, {"role": "user", "content": "Hello, world!"}]
 

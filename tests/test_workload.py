@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_vllmbench.workload import BatchFileError, read_batch, select
+from pytest_vllmbench.workload.batch import BatchFileError, read_batch, select
 
 
 def line(custom_id="r1", url="/v1/chat/completions", **body_fields):

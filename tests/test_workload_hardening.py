@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_vllmbench import cli
-from pytest_vllmbench.workload import CHAT_FIELDS, COMPLETION_FIELDS, BatchRequest, iter_batch
+from pytest_vllmbench.workload.batch import CHAT_FIELDS, COMPLETION_FIELDS, BatchRequest, iter_batch
 
 
 def line(url="/v1/chat/completions", custom_id="r1", **body_fields):
@@ -149,7 +149,7 @@ def test_the_validate_command_answers_0_or_1_with_file_line_messages(tmp_path, c
     path.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass") + b"\n")
     capsys.readouterr()
     status = cli.main(["validate", str(path)])
-    out, err = capsys.readouterr()
+    _out, err = capsys.readouterr()
     assert status in (0, 1)
     messages = [text for text in err.splitlines() if not text.startswith(f"{path}: ")]
     assert all(re.match(rf"{re.escape(str(path))}:\d+: \S", text) for text in messages), messages

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllmbench.distributed import gpus_for_worker
-from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.pytest_plugin.xdist_workers import gpus_for_worker
 
 TESTS = '''
 import os, time
@@ -30,7 +30,7 @@ def saved_runs(path):
     return sorted(path.glob(".benchmarks/*/*.json"))
 
 
-@pytest.mark.parametrize("loading", [[], ["-p", "no:vllmbench", "-p", "pytest_vllmbench.plugin"]],
+@pytest.mark.parametrize("loading", [[], ["-p", "no:vllmbench", "-p", "pytest_vllmbench.pytest_plugin.plugin"]],
                          ids=["entry-point", "loaded-first-with-p"])
 def test_two_workers_save_one_merged_run_that_pytest_benchmark_reads(pytester, loading):
     pytester.makepyfile(test_bench=TESTS)

@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from pytest_vllmbench.client import ClientConfig, run_batch
 from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.engines.openai_client import ClientConfig, run_batch
 from pytest_vllmbench.engines.server import free_port
-from pytest_vllmbench.workload import BatchRequest
+from pytest_vllmbench.workload.batch import BatchRequest
 
 STUB = Path(__file__).with_name("sse_stub.py")
 

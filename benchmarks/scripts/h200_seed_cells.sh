@@ -20,7 +20,7 @@ if [ "${1:-}" = pack ]; then
     for model in gemma-12b-4bit mistral-7b qwen-14b gemma-12b; do
         "$py" -m pytest_vllmbench.cli prepare-model "$model" --verify >/dev/null
     done
-    cache=$("$py" -c 'from pytest_vllmbench.embedded import cache_root; print(cache_root())')
+    cache=$("$py" -c 'from pytest_vllmbench.engines.embedded_model import cache_root; print(cache_root())')
     mkdir -p .gpu/extra
     tar -C "$cache" -cf - dummy/gemma-12b-4bit dummy/mistral-7b dummy/qwen-14b dummy/gemma-12b \
         | xz -9 -T2 > .gpu/extra/seed-dummy.tar.xz
@@ -59,7 +59,7 @@ for model in "$@"; do  # the random checkpoint is written once, before any engin
         echo "random_checkpoint_s $((SECONDS - start))" | tee -a "$log"
     fi
 done
-python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.plugin -p no:cacheprovider -rs --report=none \
+python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none \
     --load-format=dummy "${models[@]}" "${modes[@]}" "${xdist[@]}" --dataset=/tmp/batch_5k_plain.jsonl \
     "--dataset-transform=response_format removed" \
     --limit=1000 --max-tokens=128 --ignore-eos ${EXTRA_ARGS:-} --benchmark-save="$name" 2>&1 | tee -a "$log"

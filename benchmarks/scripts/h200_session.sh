@@ -13,7 +13,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USA
        VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID \
        NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 mkdir -p "$VLLMBENCH_CACHE" && xz -dc .gpu/extra/dummy.tar.xz | tar -C "$VLLMBENCH_CACHE" -xf -
-common=(-p pytest_vllmbench.plugin -p no:cacheprovider -rs --report=none --load-format=dummy)
+common=(-p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none --load-format=dummy)
 plain_sample() {
     python3 - <<'PY'
 import json

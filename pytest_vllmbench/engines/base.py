@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pytest_vllmbench.metrics import RequestRecord
-from pytest_vllmbench.progress import CellProgress
-from pytest_vllmbench.workload import BatchRequest
+from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.measure.progress import CellProgress
+from pytest_vllmbench.workload.batch import BatchRequest
 
 DEFAULT_MAX_TOKENS = 256
 

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pytest_vllmbench.client import ClientConfig, EndpointUnreachable, preflight, run_batch
+from pytest_vllmbench.common.redaction import redact_url
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
-from pytest_vllmbench.metrics import RequestRecord
-from pytest_vllmbench.redaction import redact_url
-from pytest_vllmbench.progress import CellProgress
-from pytest_vllmbench.workload import BatchRequest
+from pytest_vllmbench.engines.openai_client import ClientConfig, EndpointUnreachable, preflight, run_batch
+from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.measure.progress import CellProgress
+from pytest_vllmbench.workload.batch import BatchRequest
 
 
 def normalize_base_url(url: str) -> str:

@@ -11,9 +11,9 @@ import psutil
 
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.supervisor import stop_children
-from pytest_vllmbench.metrics import RequestRecord
-from pytest_vllmbench.progress import CellProgress
-from pytest_vllmbench.workload import BatchRequest
+from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.measure.progress import CellProgress
+from pytest_vllmbench.workload.batch import BatchRequest
 
 
 class OfflineEngine:
@@ -53,12 +53,12 @@ class OfflineEngine:
         if chats:
             messages = [r.body["messages"] for r, _ in chats]
             outputs = self._llm.chat(messages, [p for _, p in chats], use_tqdm=use_tqdm)
-            for (request, _), output in zip(chats, outputs):
+            for (request, _), output in zip(chats, outputs, strict=True):
                 records[request.custom_id] = _record(request.custom_id, output)
         if completions:
             prompts = [_completion_prompt(r.body["prompt"]) for r, _ in completions]
             outputs = self._llm.generate(prompts, [p for _, p in completions], use_tqdm=use_tqdm)
-            for (request, _), output in zip(completions, outputs):
+            for (request, _), output in zip(completions, outputs, strict=True):
                 records[request.custom_id] = _record(request.custom_id, output)
         return [records[r.custom_id] for r in requests]
 

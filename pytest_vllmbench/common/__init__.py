@@ -1,0 +1,1 @@
+"""Foundations every layer may use: user errors, atomic files, credential redaction."""

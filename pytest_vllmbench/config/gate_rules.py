@@ -1,0 +1,47 @@
+"""Gate rules, `METRIC:CHANGE%`: which saved figures can be gated and in which direction each gets worse."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pytest_vllmbench.common.errors import UsageError
+
+LATENCIES = ("ttft", "tpot", "itl", "e2el")
+HIGHER_IS_BETTER = frozenset({
+    "requests_per_s", "output_tokens_per_s", "total_tokens_per_s", "goodput_requests_per_s",
+    "quality_valid_rate", "quality_accuracy", "score", "roofline_pct",
+})
+LOWER_IS_BETTER = frozenset(
+    {"load_s", "wall_s", "projected_hours", "peak_vram_mib", "n_failed"}
+    | {f"{name}_ms_{stat}" for name in LATENCIES for stat in ("mean", "p50", "p90", "p99")}
+)
+KNOWN_METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
+_RULE = re.compile(r"^(?P<metric>[a-z0-9_]+):(?P<change>[+-]?\d+(\.\d+)?)%$")
+
+
+def higher_is_better(metric: str) -> bool:
+    if metric in HIGHER_IS_BETTER:
+        return True
+    if metric in LOWER_IS_BETTER:
+        return False
+    raise UsageError(f"cannot gate on unknown metric {metric!r}; known metrics: {', '.join(sorted(KNOWN_METRICS))}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    metric: str
+    tolerance_pct: float  # how much worse the metric may get, in percent
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        match = _RULE.match(text.strip())
+        if not match:
+            raise UsageError(f"gate rule {text!r}: expected METRIC:CHANGE%, e.g. output_tokens_per_s:-5%")
+        metric, change = match["metric"], float(match["change"])
+        better_up = higher_is_better(metric)
+        if (better_up and change > 0) or (not better_up and change < 0):
+            worse = "a drop" if better_up else "a rise"
+            raise UsageError(f"gate rule {text!r}: for {metric} a regression is {worse}; write "
+                             f"{metric}:{'-' if better_up else '+'}{abs(change):g}%")
+        return cls(metric, abs(change))

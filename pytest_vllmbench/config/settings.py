@@ -1,0 +1,297 @@
+"""What one benchmark session runs: the option table and its resolution into Settings."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.common.redaction import redact_url
+from pytest_vllmbench.config.gate_rules import Rule
+from pytest_vllmbench.config.memory_budget import parse_size
+from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
+from pytest_vllmbench.workload.random_spec import is_random
+
+MODES = ("offline", "server", "endpoint")
+DEFAULT_DATASET = "data/batch_5k.jsonl"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # CLI flag without dashes; ini key is vllmbench_<name with _>; [tool.vllmbench] key is the same
+    help: str
+    default: Any = None
+    multi: bool = False
+    flag: bool = False
+    metavar: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def ini_name(self) -> str:
+        return self.key if self.key.startswith("vllmbench_") else f"vllmbench_{self.key}"
+
+
+OPTIONS = (
+    Option("model", "model alias, Ollama tag, HF id or local folder (repeatable; default: the models the batch "
+           "file's lines name)", [], multi=True, metavar="NAME"),
+    Option("mode", "offline | server | endpoint (repeatable; default offline and server)", ["offline", "server"], multi=True, metavar="MODE"),
+    Option("dataset", f"OpenAI Batch JSONL file (default {DEFAULT_DATASET}), or random:IN:OUT:N for vLLM's random "
+           "workload", DEFAULT_DATASET, metavar="PATH"),
+    Option("dataset-transform", "how a script derived the --dataset file from another (e.g. 'response_format "
+           "removed'), recorded beside its name and sha256", None, metavar="TEXT"),
+    Option("limit", "use only the first N requests", None, metavar="N"),
+    Option("sample", "use N requests drawn at random (with --seed)", None, metavar="N"),
+    Option("seed", "seed for --sample", 0, metavar="S"),
+    Option("max-tokens", "override every request's max_tokens", None, metavar="N"),
+    Option("ignore-eos", "generate exactly max_tokens tokens per request", False, flag=True),
+    Option("engine-arg", "KEY=VALUE passed to vLLM (repeatable; VALUE parsed as JSON when it can be)", [], multi=True, metavar="KEY=VALUE"),
+    Option("load-format", "vLLM load_format (e.g. dummy for sizing without weights)", None, metavar="FORMAT"),
+    Option("rounds", "timed rounds per cell", 1, metavar="N"),
+    Option("warmup", "untimed warm-up rounds per cell", 0, metavar="N"),
+    Option("project-to", "size of the full job, for projected_hours, projected_kwh and projected_cost", 170_000,
+           metavar="N"),
+    Option("gpu-memory", "cap the GPU memory each GPU of a cell may use, e.g. 16GiB, 24GB, 16384MiB (would it fit "
+           "on a smaller card?); becomes vLLM's gpu_memory_utilization", None, metavar="SIZE"),
+    Option("gpu-hourly-cost", "price of one GPU for one hour (any currency), for cost_per_1m_output_tokens and "
+           "projected_cost", None, metavar="PRICE"),
+    Option("cost-currency", "label of --gpu-hourly-cost's currency, e.g. USD (shown beside every cost)", None,
+           metavar="LABEL"),
+    Option("endpoint", "base URL of a running OpenAI-compatible server (endpoint mode)", None, metavar="URL"),
+    Option("concurrency", "requests in flight at once in server/endpoint mode (default: all)", None, metavar="N"),
+    Option("request-rate", "Poisson arrival rate in requests/s (default: all at once)", None, metavar="R"),
+    Option("request-timeout", "seconds before one HTTP request counts as failed", 600.0, metavar="S"),
+    Option("api-key-env", "environment variable holding the API key (never saved)", "OPENAI_API_KEY", metavar="VAR"),
+    Option("api-key-over-http", "send the API key to a plain-http endpoint that is not on this machine (withheld "
+           "otherwise)", False, flag=True),
+    Option("slo", "goodput SLO, e.g. ttft:500,tpot:50 (milliseconds)", None, metavar="SPEC"),
+    Option("server-timeout", "seconds to wait for a started server to become healthy", 600.0, metavar="S"),
+    Option("write-outputs", "write OpenAI batch output JSONL per cell into DIR", None, metavar="DIR"),
+    Option("vllm-bench-parity", "after an offline cell on a random:IN:OUT:N workload, run `vllm bench throughput` "
+           "on the same engine args and save the ratio as vllm_bench_ratio", False, flag=True),
+    Option("gpus-per-worker", "GPUs each pytest-xdist worker gets (CUDA_VISIBLE_DEVICES from its id)", 1, metavar="K"),
+    Option("report", "Markdown report regenerated after a saved run ('none' to skip)", "BENCHMARKS.md", metavar="PATH"),
+    Option("vllmbench-gate", "fail the session if METRIC gets worse by more than CHANGE against the baseline, "
+           "e.g. output_tokens_per_s:-5% or ttft_ms_p99:+10% (repeatable)", [], multi=True, metavar="METRIC:CHANGE"),
+    Option("vllmbench-baseline", "baseline for the gates: 'latest' (newest saved run of this machine) or a saved "
+           "run's number or name", "latest", metavar="RUN"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[str, ...]
+    modes: tuple[str, ...]
+    dataset: Path
+    limit: int | None = None
+    dataset_transform: str | None = None
+    sample: int | None = None
+    seed: int = 0
+    max_tokens: int | None = None
+    ignore_eos: bool = False
+    engine_args: dict[str, Any] = field(default_factory=dict)
+    load_format: str | None = None
+    rounds: int = 1
+    warmup: int = 0
+    project_to: int = 170_000
+    gpu_memory: int | None = None  # bytes per GPU (--gpu-memory)
+    gpu_hourly_cost: float | None = None
+    cost_currency: str | None = None
+    endpoint: str | None = None
+    concurrency: int | None = None
+    request_rate: float | None = None
+    request_timeout: float = 600.0
+    api_key_env: str = "OPENAI_API_KEY"
+    api_key_over_http: bool = False
+    slo_ms: dict[str, float] = field(default_factory=dict)
+    server_timeout: float = 600.0
+    write_outputs: Path | None = None
+    report: Path | None = None
+    gate_rules: tuple[Rule, ...] = ()
+    baseline: str = "latest"
+    weights: dict[str, float] = field(default_factory=dict)
+    flexibility: dict[str, float] = field(default_factory=dict)
+    gpu_bandwidth_gbps: dict[str, float] = field(default_factory=dict)
+    vllm_bench_parity: bool = False
+    gpus_per_worker: int = 1
+    workers: int = 1  # pytest-xdist workers sharing this machine (set on workers)
+
+    @property
+    def random_dataset(self) -> str | None:
+        text = str(self.dataset)
+        return text if is_random(text) else None
+
+    @property
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
+
+
+def parse_engine_arg(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--engine-arg expects KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().replace("-", "_"), value
+
+
+def parse_slo(text: str | None) -> dict[str, float]:
+    if not text:
+        return {}
+    slo = {}
+    for part in text.split(","):
+        name, sep, value = part.partition(":")
+        if not sep or name not in ("ttft", "tpot", "e2el"):
+            raise UsageError(f"--slo expects ttft:MS,tpot:MS,e2el:MS, got {text!r}")
+        slo[name] = _number(f"--slo {name}", value, float, minimum=0)
+    return slo
+
+
+def _number(what: str, value: Any, kind: Callable[[Any], Any], minimum: float | None = None) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} expects a number, got {value!r}") from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise UsageError(f"{what} expects a finite number, got {value!r}")
+    if minimum is not None and number < minimum:
+        raise UsageError(f"{what} must be >= {minimum}, got {value!r}")
+    return number
+
+
+def _positive(what: str, value: Any) -> float:
+    """Rates and timeouts: finite and above zero (0 s or 0 req/s would mean nothing, or forever)."""
+    number = _number(what, value, float)
+    if number <= 0:
+        raise UsageError(f"{what} must be a number above 0, got {value!r}")
+    return number
+
+
+def _check_endpoint_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--endpoint expects an http:// or https:// URL with a host, got {redact_url(url)!r}")
+
+
+def _optional(what: str, value: Any, kind: Callable[[Any], Any], minimum: float) -> Any:
+    return None if value in (None, "") else _number(what, value, kind, minimum)
+
+
+def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
+    """Typed, validated Settings from one value per option key (already merged by precedence).
+
+    `tables` are the sub-tables of [tool.vllmbench]: `weights` and `flexibility` for the score.
+    """
+    tables = tables or {}
+    modes = tuple(dict.fromkeys(raw["mode"]))
+    for mode in modes:
+        if mode not in MODES:
+            raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if "endpoint" in modes and not raw["endpoint"]:
+        raise UsageError("--mode=endpoint needs --endpoint=URL (e.g. http://127.0.0.1:11434/v1)")
+    if raw["endpoint"] and "endpoint" not in modes:
+        raise UsageError(f"--endpoint={redact_url(str(raw['endpoint']))} is only used by endpoint mode: add "
+                         "--mode=endpoint (the modes run are only ever the ones asked for)")
+    if raw["endpoint"]:
+        _check_endpoint_url(str(raw["endpoint"]))
+    if raw["limit"] not in (None, "") and raw["sample"] not in (None, ""):
+        raise UsageError("use either --limit or --sample, not both")
+    engine_args = dict(parse_engine_arg(item) for item in raw["engine_arg"])
+    gpu_memory = None if raw["gpu_memory"] in (None, "") else parse_size(raw["gpu_memory"])
+    clash = sorted({"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(engine_args))
+    if gpu_memory is not None and clash:
+        raise UsageError(f"--gpu-memory sets vLLM's memory itself; drop --engine-arg {clash[0]}=... or --gpu-memory")
+    report = raw["report"]
+    return Settings(
+        models=tuple(dict.fromkeys(raw["model"])),
+        modes=modes,
+        dataset=Path(raw["dataset"]) if is_random(raw["dataset"]) else _path(raw["dataset"], rootdir),
+        limit=_optional("--limit", raw["limit"], int, 1),
+        dataset_transform=str(raw["dataset_transform"]) if raw["dataset_transform"] else None,
+        sample=_optional("--sample", raw["sample"], int, 1),
+        seed=_number("--seed", raw["seed"], int),
+        max_tokens=_optional("--max-tokens", raw["max_tokens"], int, 1),
+        ignore_eos=bool(raw["ignore_eos"]),
+        engine_args=engine_args,
+        load_format=raw["load_format"] or None,
+        rounds=_number("--rounds", raw["rounds"], int, 1),
+        warmup=_number("--warmup", raw["warmup"], int, 0),
+        project_to=_number("--project-to", raw["project_to"], int, 1),
+        gpu_memory=gpu_memory,
+        gpu_hourly_cost=_optional("--gpu-hourly-cost", raw["gpu_hourly_cost"], float, 0),
+        cost_currency=str(raw["cost_currency"]) if raw["cost_currency"] not in (None, "") else None,
+        endpoint=raw["endpoint"] or None,
+        concurrency=_optional("--concurrency", raw["concurrency"], int, 1),
+        request_rate=None if raw["request_rate"] in (None, "") else _positive("--request-rate", raw["request_rate"]),
+        request_timeout=_positive("--request-timeout", raw["request_timeout"]),
+        api_key_env=raw["api_key_env"],
+        api_key_over_http=bool(raw["api_key_over_http"]),
+        slo_ms=parse_slo(raw["slo"]),
+        server_timeout=_positive("--server-timeout", raw["server_timeout"]),
+        write_outputs=_path(raw["write_outputs"], rootdir) if raw["write_outputs"] else None,
+        report=None if str(report).lower() == "none" else _path(report, rootdir),
+        gate_rules=tuple(Rule.parse(text) for text in raw["vllmbench_gate"]),
+        baseline=str(raw["vllmbench_baseline"]),
+        weights=check_weights(tables.get("weights", {})),
+        flexibility={**DEFAULT_FLEXIBILITY, **_flexibility(tables.get("flexibility", {}))},
+        vllm_bench_parity=bool(raw["vllm_bench_parity"]),
+        gpus_per_worker=_number("--gpus-per-worker", raw["gpus_per_worker"], int, 1),
+        gpu_bandwidth_gbps={name: _number(f"gpu_bandwidth_gbps.{name}", value, float, 1)
+                            for name, value in tables.get("gpu_bandwidth_gbps", {}).items()},
+    )
+
+
+def _flexibility(table: Mapping[str, Any]) -> dict[str, float]:
+    for mode, value in table.items():
+        if mode not in MODES or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise UsageError(f"[tool.vllmbench.flexibility]: {mode} = {value!r}; expected a mode and a number in [0, 1]")
+    return {mode: float(value) for mode, value in table.items()}
+
+
+def _path(value: Any, rootdir: Path) -> Path:
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else rootdir / path
+
+
+def read_tool_table(pyproject: Path) -> dict[str, Any]:
+    """The [tool.vllmbench] table of a pyproject.toml (empty when there is none), keys with underscores."""
+    if not pyproject.is_file():
+        return {}
+    try:
+        table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("vllmbench", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{pyproject}: {exc}") from None
+    return {key.replace("-", "_"): value for key, value in table.items()}
+
+
+def merge_sources(
+    cli: Mapping[str, Any], tool_table: Mapping[str, Any], ini: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Per option: the command line wins, then [tool.vllmbench], then the pytest ini key, then the default."""
+    merged = {}
+    for option in OPTIONS:
+        for source in (cli, tool_table, ini):
+            value = source.get(option.key)
+            if value not in (None, [], ""):
+                merged[option.key] = list(value) if option.multi and isinstance(value, (list, tuple)) else (
+                    [value] if option.multi else value
+                )
+                break
+        else:
+            merged[option.key] = option.default
+    return merged

@@ -1,0 +1,256 @@
+"""A streaming OpenAI-compatible client for server and endpoint cells: one record per request."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+
+import aiohttp
+import httpx
+from httpx_aiohttp import HttpxAiohttpClient
+from httpx_sse import SSEError, aconnect_sse
+
+from pytest_vllmbench.common.redaction import redact_text, redact_url
+from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.measure.progress import CellProgress
+from pytest_vllmbench.workload.batch import BatchRequest
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    base_url: str  # ends in /v1
+    served_model: str
+    concurrency: int | None = None
+    request_rate: float | None = None
+    timeout_s: float = 600.0
+    api_key: str | None = None
+    seed: int = 0
+
+
+class EndpointUnreachable(RuntimeError):
+    """The preflight failed: nothing would be gained by sending the whole batch."""
+
+
+def build_payload(request: BatchRequest, served_model: str, sampling: SamplingOverrides) -> dict[str, Any]:
+    payload = dict(request.body)
+    payload.pop("max_completion_tokens", None)
+    payload.update(sampling.for_request(request))
+    payload["model"] = served_model
+    payload["stream"] = True
+    payload["stream_options"] = {"include_usage": True}
+    return payload
+
+
+def preflight(config: ClientConfig) -> None:
+    """GET /models: the server answers and serves the model, or EndpointUnreachable says why."""
+    base, params, _ = split_url(config.base_url)
+    url = f"{base}/models"
+    shown = redact_url(url)  # messages end up on the terminal and in saved runs
+    secrets = [config.api_key]
+    try:
+        response = httpx.get(url, params=params, headers=_headers(config), timeout=30.0)
+    except httpx.HTTPError as exc:
+        raise EndpointUnreachable(
+            f"cannot reach {shown} (model {config.served_model!r}): "
+            f"{type(exc).__name__}: {redact_text(str(exc), secrets)}"
+        ) from None
+    if response.status_code != 200:
+        raise EndpointUnreachable(f"{shown} answered HTTP {response.status_code}: "
+                                  f"{redact_text(response.text[:200], secrets)}")
+    try:
+        served = [model["id"] for model in response.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise EndpointUnreachable(f"{shown} did not answer with an OpenAI model list") from None
+    if config.served_model not in served:
+        raise EndpointUnreachable(
+            f"model {config.served_model!r} is not served at {redact_url(config.base_url)} "
+            f"(served: {', '.join(map(str, served)) or 'none'})"
+        )
+
+
+def split_url(base_url: str) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+    """`http://u:p@h/v1?api-version=1` -> (`http://h/v1`, its query pairs, Basic auth header for u:p).
+    The query goes with every request; URL credentials become a header (aiohttp refuses them beside one)."""
+    parts = urlsplit(base_url)
+    headers = {}
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    netloc = parts.netloc.rpartition("@")[2]
+    return (urlunsplit((parts.scheme, netloc, parts.path, "", "")), parse_qsl(parts.query, keep_blank_values=True),
+            headers)
+
+
+def _headers(config: ClientConfig) -> dict[str, str]:
+    """The API key when there is one (it wins over credentials in the URL), else the URL's credentials."""
+    if config.api_key:
+        return {"Authorization": f"Bearer {config.api_key}"}
+    return split_url(config.base_url)[2]
+
+
+def run_batch(
+    requests: Sequence[BatchRequest], sampling: SamplingOverrides, config: ClientConfig,
+    progress: CellProgress | None = None,
+) -> list[RequestRecord]:
+    with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+        return runner.run(_run_batch(requests, sampling, config, progress))
+
+
+def _fast_loop_factory() -> Any:
+    """uvloop when it is installed (vLLM depends on it): a faster transport for many concurrent streams."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def _run_batch(
+    requests: Sequence[BatchRequest], sampling: SamplingOverrides, config: ClientConfig,
+    progress: CellProgress | None = None,
+) -> list[RequestRecord]:
+    in_flight = config.concurrency or len(requests) or 1
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    timeout = httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 30.0))
+    gate = asyncio.Semaphore(config.concurrency) if config.concurrency else None
+    rng = random.Random(config.seed)
+    # httpx's API over aiohttp's connection pool and C HTTP parser: httpcore's pool scans every
+    # connection per request, which made the client the bottleneck at a few hundred streams.
+    base, params, _ = split_url(config.base_url)
+    async with HttpxAiohttpClient(base_url=base, params=params, headers=_headers(config), limits=limits,
+                                  timeout=timeout) as client:
+        tasks = []
+        for request in requests:
+            content = encode_payload(build_payload(request, config.served_model, sampling))
+            if content is None:  # one request that cannot be sent is one failed request, not a failed batch
+                tasks.append(asyncio.create_task(_failed(request, "invalid_request")))
+                if progress is not None:
+                    progress.finished(False, 0)
+            else:
+                tasks.append(asyncio.create_task(_one(client, request, content, gate, config.timeout_s, progress)))
+            if config.request_rate:
+                await asyncio.sleep(rng.expovariate(config.request_rate))  # Poisson arrivals
+        return list(await asyncio.gather(*tasks))
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes | None:
+    """Strict JSON in UTF-8 (what a server can parse), or None when the request cannot be sent at all."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
+        return None
+
+
+async def _failed(request: BatchRequest, kind: str) -> RequestRecord:
+    return RequestRecord(request.custom_id, error=kind)
+
+
+def _timeout_kind(exc: httpx.TimeoutException) -> str:
+    """httpx-aiohttp maps every aiohttp connection error (a refused connect too) to ConnectTimeout."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+        return "connection"
+    return "timeout"
+
+
+async def _one(
+    client: httpx.AsyncClient, request: BatchRequest, payload: bytes,
+    gate: asyncio.Semaphore | None, timeout_s: float, progress: CellProgress | None = None,
+) -> RequestRecord:
+    if gate is None:
+        record = await _stream(client, request, payload, timeout_s)
+    else:
+        async with gate:
+            record = await _stream(client, request, payload, timeout_s)
+    if progress is not None:  # once per finished request, never per chunk
+        progress.finished(record.ok, record.output_tokens)
+    return record
+
+
+async def _stream(
+    client: httpx.AsyncClient, request: BatchRequest, payload: bytes, timeout_s: float
+) -> RequestRecord:
+    path = "/chat/completions" if request.is_chat else "/completions"
+    stamps: list[float] = []
+    events: list[str] = []
+    sent = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with aconnect_sse(client, "POST", path, content=payload,
+                                    headers={"Content-Type": "application/json"}) as source:
+                if source.response.status_code != 200:
+                    await source.response.aread()
+                    return RequestRecord(request.custom_id, error=f"http_{source.response.status_code}")
+                async for event in source.aiter_sse():
+                    stamps.append(time.perf_counter())  # the only per-chunk work while streaming
+                    events.append(event.data)
+    except TimeoutError:
+        return RequestRecord(request.custom_id, error="timeout")
+    except httpx.TimeoutException as exc:
+        return RequestRecord(request.custom_id, error=_timeout_kind(exc))
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+        return RequestRecord(request.custom_id, error="connection")
+    except (httpx.HTTPError, SSEError) as exc:
+        return RequestRecord(request.custom_id, error=type(exc).__name__)
+    except (ValueError, TypeError, OSError) as exc:  # the transport refused this request: it alone fails
+        return RequestRecord(request.custom_id, error=f"invalid_request:{type(exc).__name__}")
+    return _record(request, sent, stamps, events)
+
+
+def _carries_token(choice: dict[str, Any], is_chat: bool) -> bool:
+    """Whether a streamed choice stands for generated output. A token may decode to no text (vLLM then sends
+    `content: ""`), so an empty string counts too, except in the opening chunk that only announces the role."""
+    if not is_chat:
+        return "text" in choice
+    delta = choice.get("delta") or {}
+    if "content" not in delta or delta["content"] is None:
+        return False
+    return bool(delta["content"]) or "role" not in delta
+
+
+def _record(request: BatchRequest, sent: float, stamps: list[float], events: list[str]) -> RequestRecord:
+    """Parse the stream once it is over: which chunks carried tokens, their text, and the server's usage."""
+    content_stamps: list[float] = []
+    parts: list[str] = []
+    usage: dict[str, Any] | None = None
+    finish_reason = None
+    for stamp, data in zip(stamps, events, strict=True):
+        if data == "[DONE]":
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return RequestRecord(request.custom_id, error="bad_chunk")
+        if chunk.get("error"):
+            return RequestRecord(request.custom_id, error="stream_error")
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or ():
+            finish_reason = choice.get("finish_reason") or finish_reason
+            if _carries_token(choice, request.is_chat):
+                content_stamps.append(stamp)
+                if choice.get("index", 0) == 0:  # with n > 1 the text is the first choice's, as offline keeps
+                    parts.append(((choice.get("delta") or {}).get("content") or "") if request.is_chat
+                                 else choice["text"])
+    if not stamps:
+        return RequestRecord(request.custom_id, error="empty_stream")
+    end = stamps[-1]
+    output_tokens = (usage or {}).get("completion_tokens", len(content_stamps))
+    return RequestRecord(
+        custom_id=request.custom_id,
+        input_tokens=(usage or {}).get("prompt_tokens", 0),
+        output_tokens=output_tokens,
+        e2el_s=end - sent,
+        ttft_s=content_stamps[0] - sent if content_stamps else None,
+        itl_s=[b - a for a, b in pairwise(content_stamps)],
+        text="".join(parts),
+        finish_reason=finish_reason,
+    )

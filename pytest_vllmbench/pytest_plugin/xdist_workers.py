@@ -1,0 +1,177 @@
+"""pytest-xdist: one GPU set per worker, cells grouped per engine, and one merged saved run.
+
+pytest-benchmark switches itself off under xdist and saves nothing. Here workers measure anyway and
+write each finished benchmark to a partial file (atomically, so a crashed worker loses only the cell
+it was running); the controller merges every partial file into ONE run in pytest-benchmark's schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xdist
+
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.common.files import write_text_atomic
+
+PARTIAL_KEY = "vllmbench_partial_dir"
+
+
+@dataclass(frozen=True)
+class _ConfigHolder:
+    """xdist's role helpers take a request or session; before the session exists, this carries the config."""
+
+    config: Any
+
+
+def is_worker(config: Any) -> bool:
+    return bool(xdist.is_xdist_worker(_ConfigHolder(config)))
+
+
+def is_controller(config: Any) -> bool:
+    return bool(xdist.is_xdist_controller(_ConfigHolder(config)))
+
+
+def config_worker_id(config: Any) -> str | None:
+    return xdist.get_xdist_worker_id(_ConfigHolder(config)) if is_worker(config) else None
+
+
+def worker_id() -> str | None:
+    return os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def worker_count() -> int:
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+def gpus_for_worker(worker: str, per_worker: int, available: int) -> list[int]:
+    """gw0 -> the first `per_worker` GPUs, gw1 -> the next ones; never two workers on one card."""
+    number = int(worker.removeprefix("gw"))
+    first = number * per_worker
+    if first + per_worker > available:
+        raise UsageError(
+            f"worker {worker} needs GPUs {first}..{first + per_worker - 1} but this machine has {available}: "
+            f"use at most -n {available // per_worker} with --gpus-per-worker={per_worker}"
+        )
+    return list(range(first, first + per_worker))
+
+
+def new_partial_dir(storage_root: Path) -> Path:
+    path = storage_root / f".partial-{uuid.uuid4().hex[:12]}"
+    path.mkdir(parents=True)
+    return path
+
+
+def write_partial(partial_dir: Path, worker: str, index: int, kind: str, payload: dict[str, Any]) -> None:
+    write_text_atomic(partial_dir / f"{worker}-{index:04d}-{kind}.json", json.dumps(payload, default=str))
+
+
+def read_partials(partial_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(benchmarks, unrun cells) written by every worker, crashed ones included."""
+    benchmarks, unrun = [], []
+    for path in sorted(partial_dir.glob("*.json")):
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        (benchmarks if path.stem.endswith("-benchmark") else unrun).append(payload)
+    return benchmarks, unrun
+
+
+def remove_partials(partial_dir: Path) -> None:
+    shutil.rmtree(partial_dir, ignore_errors=True)
+
+
+class SavedBenchmark:
+    """A worker's benchmark as the controller sees it: what pytest-benchmark's JSON writer asks of one."""
+
+    has_error = False
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def as_dict(self, include_data: bool = False, **_: Any) -> dict[str, Any]:
+        data = dict(self._data)
+        if not include_data:
+            data.get("stats", {}).pop("data", None)
+        return data
+
+    @property
+    def extra_info(self) -> dict[str, Any]:
+        return self._data.get("extra_info", {})
+
+
+class XdistController:
+    """Registered on the controller of an xdist run: hands out the partial dir, merges and saves the run."""
+
+    def __init__(self, config: Any, partial_dir: Path, unrun: list[dict[str, Any]]) -> None:
+        self.config = config
+        self.partial_dir = partial_dir
+        self.unrun = unrun  # the session's list: merged unrun cells land in the saved JSON through it
+        self.merged: list[SavedBenchmark] = []
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[PARTIAL_KEY] = str(self.partial_dir)
+
+    def merge_and_save(self) -> Path | None:
+        bench_session = self.config._benchmarksession
+        benchmarks, unrun = read_partials(self.partial_dir)
+        remove_partials(self.partial_dir)
+        self.merged = [SavedBenchmark(data) for data in benchmarks]
+        self.unrun.extend(unrun)
+        save = bench_session.save or bench_session.autosave
+        if not self.merged or not save:
+            return None
+        hook = self.config.hook
+        machine_info = bench_session.get_machine_info()
+        machine_info["vllmbench"]["xdist_workers"] = worker_gpus(benchmarks)
+        commit_info = hook.pytest_benchmark_generate_commit_info(config=self.config)
+        hook.pytest_benchmark_update_commit_info(config=self.config, commit_info=commit_info)
+        output_json = hook.pytest_benchmark_generate_json(
+            config=self.config, benchmarks=self.merged, include_data=False, machine_info=machine_info,
+            commit_info=commit_info,
+        )
+        hook.pytest_benchmark_update_json(config=self.config, benchmarks=self.merged, output_json=output_json)
+        bench_session.storage.save(output_json, save)
+        return bench_session.storage.path
+
+
+def worker_gpus(benchmarks: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Which GPUs each worker's cells ran on, for machine_info."""
+    used: dict[str, list[str]] = {}
+    for data in benchmarks:
+        extra = data.get("extra_info", {})
+        used.setdefault(extra.get("xdist_worker", "?"), extra.get("gpus") or [])
+    return used
+
+
+class XdistWorker:
+    """Registered on each worker: measure despite pytest-benchmark's xdist switch-off, hand results over."""
+
+    def __init__(self, config: Any, partial_dir: Path, worker: str, unrun: list[dict[str, Any]]) -> None:
+        self.config = config
+        self.partial_dir = partial_dir
+        self.worker = worker
+        self.unrun = unrun
+        self._written = 0
+        self._unrun_written = 0
+        bench_session = config._benchmarksession
+        bench_session.disabled = False  # measure here; the controller saves
+        bench_session.save = bench_session.autosave = bench_session.json = None
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when != "teardown":
+            return
+        benchmarks = self.config._benchmarksession.benchmarks
+        for fixture in benchmarks[self._written:]:
+            if not fixture.has_error:
+                fixture.extra_info["xdist_worker"] = self.worker
+                data = fixture.as_dict(include_data=False)
+                write_partial(self.partial_dir, self.worker, self._written, "benchmark", data)
+            self._written += 1
+        for entry in self.unrun[self._unrun_written:]:
+            write_partial(self.partial_dir, self.worker, 1000 + self._unrun_written, "unrun", entry)
+            self._unrun_written += 1

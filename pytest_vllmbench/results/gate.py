@@ -1,0 +1,143 @@
+"""Regression gates: METRIC:CHANGE rules checked cell by cell against a baseline run.
+
+One implementation for the pytest gate and `vllmbench gate`. A gate fails on a regression and on
+missing data: a baseline cell that is absent or not ok in the current run, a figure that is missing,
+NaN or infinite in the current run, or a cell whose requests all failed. Each gets its own line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tabulate import tabulate
+
+from pytest_vllmbench.config.gate_rules import Rule, higher_is_better
+
+# exit codes of `vllmbench gate`; the pytest gate exits 1 for both failures and 4 for usage errors
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_MISSING_DATA = 0, 1, 2, 3
+
+
+OK, REGRESSION, MISSING, NOTE = "ok", "regression", "missing data", "note"
+
+
+@dataclass(frozen=True)
+class Check:
+    cell: str
+    metric: str
+    baseline: float | None
+    current: float | None
+    change_pct: float | None
+    tolerance_pct: float | None
+    verdict: str  # what the table shows
+    kind: str = OK  # ok | regression | missing data | note (shown, never fails)
+
+
+def figure(cell: Mapping[str, Any], metric: str) -> float | None:
+    """The metric as a finite number, else None (absent, null, NaN, inf or not a number)."""
+    value = cell.get(metric)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def is_ok(cell: Mapping[str, Any]) -> bool:
+    return cell.get("status", "ok") == "ok"
+
+
+def _change_pct(baseline: float, current: float) -> float:
+    if baseline == 0:
+        return 0.0 if current == 0 else math.copysign(math.inf, current)
+    return (current - baseline) / abs(baseline) * 100.0
+
+
+def _all_failed(cell: Mapping[str, Any]) -> bool:
+    requests, failed = figure(cell, "n_requests"), figure(cell, "n_failed")
+    return bool(requests) and failed is not None and failed >= requests
+
+
+def check(
+    current: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, Mapping[str, Any]], rules: Sequence[Rule]
+) -> list[Check]:
+    """Cells are matched by id; entries with a `status` other than 'ok' are cells that did not run."""
+    checks: list[Check] = []
+    for cell_id in sorted(set(current) | {c for c, cell in baseline.items() if is_ok(cell)}):
+        now, before = current.get(cell_id), baseline.get(cell_id)
+        if now is None:
+            checks.append(Check(cell_id, "-", None, None, None, None, "FAILED: in the baseline, not in this run",
+                                MISSING))
+            continue
+        if not is_ok(now):
+            kind = MISSING if before is not None and is_ok(before) else NOTE
+            checks.append(Check(cell_id, "-", None, None, None, None, f"FAILED: {now['status']}"[:120]
+                                if kind == MISSING else f"not run: {now['status']}"[:120], kind))
+            continue
+        if _all_failed(now):
+            checks.append(Check(cell_id, "n_failed", None, figure(now, "n_failed"), None, None,
+                                "FAILED: every request failed", MISSING))
+        for rule in rules:
+            checks.append(_check_rule(cell_id, now, before, rule))
+    return checks
+
+
+def _check_rule(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any] | None, rule: Rule) -> Check:
+    current, base = figure(now, rule.metric), None if before is None else figure(before, rule.metric)
+    if current is None:
+        shown = now.get(rule.metric)
+        why = "absent" if shown is None else repr(shown)
+        return Check(cell_id, rule.metric, base, None, None, rule.tolerance_pct, f"FAILED: no figure ({why})", MISSING)
+    if before is None or not is_ok(before):
+        return Check(cell_id, rule.metric, None, current, None, rule.tolerance_pct, "new cell (no baseline)", NOTE)
+    if base is None:
+        return Check(cell_id, rule.metric, None, current, None, rule.tolerance_pct, "no baseline figure", NOTE)
+    change = _change_pct(base, current)
+    worse_by = -change if higher_is_better(rule.metric) else change
+    if worse_by > rule.tolerance_pct:
+        return Check(cell_id, rule.metric, base, current, change, rule.tolerance_pct, "REGRESSION", REGRESSION)
+    return Check(cell_id, rule.metric, base, current, change, rule.tolerance_pct, "ok", OK)
+
+
+def table(checks: Sequence[Check]) -> str:
+    rows = [
+        [c.cell, c.metric, _num(c.baseline), _num(c.current),
+         "-" if c.change_pct is None else f"{c.change_pct:+.1f}%",
+         "-" if c.tolerance_pct is None else f"{c.tolerance_pct:g}%", c.verdict]
+        for c in checks
+    ]
+    return tabulate(rows, ["Cell", "Metric", "Baseline", "Current", "Change", "Allowed worse", "Verdict"],
+                    tablefmt="simple", disable_numparse=True)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.3f}"
+
+
+def regressions(checks: Sequence[Check]) -> list[Check]:
+    return [c for c in checks if c.kind == REGRESSION]
+
+
+def missing_data(checks: Sequence[Check]) -> list[Check]:
+    return [c for c in checks if c.kind == MISSING]
+
+
+def summary(checks: Sequence[Check]) -> str:
+    counts = [(len(regressions(checks)), "regression(s)"), (len(missing_data(checks)), "cell(s) or figure(s) missing")]
+    failed = [f"{n} {what}" for n, what in counts if n]
+    return "; ".join(failed) if failed else "no regression"
+
+
+def exit_code(checks: Sequence[Check]) -> int:
+    if regressions(checks):
+        return EXIT_REGRESSION
+    return EXIT_MISSING_DATA if missing_data(checks) else EXIT_OK
+
+
+def by_cell(cells: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Cells keyed by id; a measured cell wins over an unrun entry of the same id."""
+    keyed: dict[str, Mapping[str, Any]] = {}
+    for cell in cells:
+        if cell["cell"] not in keyed or is_ok(cell):
+            keyed[cell["cell"]] = cell
+    return keyed

@@ -1,0 +1,103 @@
+"""The end-of-session summary: one table of the cells' figures, the gate verdicts, where things were saved."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from pytest_vllmbench.results.gate import Check, missing_data, regressions
+from pytest_vllmbench.results.gate import summary as gate_summary
+
+MISSING = "-"
+COST_KEY = "projected_cost"  # the whole job's cost, in `cost_currency`; null unless an hourly price was given
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return MISSING
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:,.{digits}f}"
+
+
+def latency_pair(cell: Mapping[str, Any], metric: str) -> str:
+    """`p50 / p99` in ms as the tables show them; a missing or non-finite figure is `-`."""
+    p50, p99 = cell.get(f"{metric}_ms_p50"), cell.get(f"{metric}_ms_p99")
+    if not _finite(p50):
+        return MISSING
+    return f"{p50:,.0f} / {f'{p99:,.0f}' if _finite(p99) else MISSING}"
+
+
+def quality_text(cell: Mapping[str, Any]) -> str:
+    """Accuracy and JSON-valid rate as the tables show them."""
+    parts = []
+    if cell.get("quality_accuracy") is not None:
+        parts.append(f"acc {cell['quality_accuracy']:.0%}")
+    if cell.get("quality_valid_rate") is not None:
+        parts.append(f"valid {cell['quality_valid_rate']:.0%}")
+    return ", ".join(parts) or MISSING
+
+
+def _cost(cell: Mapping[str, Any]) -> str:
+    value, currency = cell.get(COST_KEY), cell.get("cost_currency")
+    return _num(value) if value is None or not currency else f"{_num(value)} {currency}"
+
+
+def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
+    """One row per cell; the cost column only when some cell knows its cost."""
+    with_cost = any(cell.get(COST_KEY) is not None for cell in cells)
+    headers = ["Model", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "Load s", "Projected h"]
+    headers += ["Projected cost"] if with_cost else []
+    headers += ["Quality", "Score"]
+    rows = []
+    for cell in cells:
+        row = [cell.get("model", MISSING), cell.get("mode", MISSING), _num(cell.get("requests_per_s")),
+               _num(cell.get("output_tokens_per_s"), 1), latency_pair(cell, "ttft"), latency_pair(cell, "tpot"),
+               _num(cell.get("load_s"), 1), _num(cell.get("projected_hours"), 1)]
+        row += [_cost(cell)] if with_cost else []
+        row += [quality_text(cell), _num(cell.get("score"), 3)]
+        rows.append(row)
+    return tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+
+
+def gate_lines(baseline: str | None, checks: Sequence[Check] | None) -> list[str]:
+    """One line for the gates: not run, no baseline, or how many checks regressed (and which)."""
+    if checks is None:
+        return []
+    if baseline is None:
+        return ["gates: no baseline run for this machine; nothing was compared"]
+    failed = regressions(checks) + missing_data(checks)
+    if not failed:
+        return [f"gates: passed, {len(checks)} check(s) against {baseline}"]
+    names = ", ".join(f"{c.cell} {c.metric} " + (f"{c.change_pct:+.1f}%" if c.change_pct is not None else c.verdict)
+                      for c in failed)
+    return [f"gates: FAILED, {gate_summary(checks)} of {len(checks)} check(s) against {baseline}: {names}"]
+
+
+def summary_block(
+    cells: Sequence[Mapping[str, Any]],
+    gates: Sequence[str] = (),
+    saved_run: Path | str | None = None,
+    report: Path | str | None = None,
+) -> str:
+    """The whole block, or '' when no cell ran (nothing to summarize). Cells that could not run (a `status`
+    other than ok: does not fit, skipped, failed) are listed under the table."""
+    ran = [cell for cell in cells if cell.get("status", "ok") == "ok"]
+    if not ran:
+        return ""
+    lines = [cells_table(ran), ""]
+    lines += [f"not run: {cell.get('cell', MISSING)}: {cell['status']}" for cell in cells if cell not in ran]
+    lines += gates
+    if saved_run is not None:
+        lines.append(f"run saved in {saved_run}")
+    if report is not None:
+        lines.append(f"report regenerated: {report}")
+    return "\n".join(lines).rstrip("\n")

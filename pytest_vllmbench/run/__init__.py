@@ -1,0 +1,1 @@
+"""Running cells: start a cell's engine, time it over the workload, one session, the parity run."""
