@@ -9,15 +9,16 @@ STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # The embedded default: Gemma 3 270M on vLLM's CPU build, offline and server, 64 requests of the 5K sample.
 BENCH_ARGS ?= --model=gemma-270m --mode=offline --mode=server --limit=64
 BENCH_NAME ?= bench
+LINTED  := pytest_vllmbench tests benchmarks conftest.py
 
-.PHONY: bench test model venv clean-venv
+.PHONY: bench test test-engine lint model venv clean-venv
 
 venv: $(STAMP)
 
+# tools/install.sh: uv (from PyPI, into the venv) when it installs, pip otherwise
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	tools/install.sh $(PY) -e '.[$(EXTRAS)]'
 	# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break `import vllm` beside the CPU torch.
 	if [ "$(EXTRA)" = cpu ]; then $(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec; fi
 	touch $@
@@ -28,7 +29,13 @@ model: $(STAMP)
 bench: model
 	$(VENV)/bin/pytest benchmarks/ $(BENCH_ARGS) --benchmark-save=$(BENCH_NAME)
 
-test: model
+# ruff (lint and format), mypy (strict), and the import-layer contract of pyproject's [tool.importlinter]
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+test: lint model
 	$(VENV)/bin/pytest tests/ $(TEST_ARGS)
 
 clean-venv:

@@ -58,7 +58,9 @@ def _prepare_dummy(name: str, force: bool, random_weights: bool) -> Path:
 def _validate(args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
-        lines, errors, urls, models = 0, 0, Counter(), Counter()
+        lines, errors = 0, 0
+        urls: Counter[str] = Counter()
+        models: Counter[str] = Counter()
         for item in iter_batch(Path(path)):
             if isinstance(item, str):
                 errors += 1
@@ -80,7 +82,7 @@ def _validate(args: argparse.Namespace) -> int:
     return status
 
 
-def _counts(counter: Counter) -> str:
+def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{key} ({n})" for key, n in counter.most_common()) or "none"
 
 
@@ -205,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    status: int = args.func(args)
+    return status
 
 
 if __name__ == "__main__":

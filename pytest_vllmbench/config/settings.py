@@ -172,7 +172,7 @@ def _number(what: str, value: Any, kind: Callable[[Any], Any], minimum: float | 
 
 def _positive(what: str, value: Any) -> float:
     """Rates and timeouts: finite and above zero (0 s or 0 req/s would mean nothing, or forever)."""
-    number = _number(what, value, float)
+    number = float(_number(what, value, float))
     if number <= 0:
         raise UsageError(f"{what} must be a number above 0, got {value!r}")
     return number

@@ -77,7 +77,7 @@ def preflight(config: ClientConfig) -> None:
         )
 
 
-def split_url(base_url: str) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+def split_url(base_url: str) -> tuple[str, list[tuple[str, str | int | float | bool | None]], dict[str, str]]:
     """`http://u:p@h/v1?api-version=1` -> (`http://h/v1`, its query pairs, Basic auth header for u:p).
     The query goes with every request; URL credentials become a header (aiohttp refuses them beside one)."""
     parts = urlsplit(base_url)
@@ -86,8 +86,8 @@ def split_url(base_url: str) -> tuple[str, list[tuple[str, str]], dict[str, str]
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     netloc = parts.netloc.rpartition("@")[2]
-    return (urlunsplit((parts.scheme, netloc, parts.path, "", "")), parse_qsl(parts.query, keep_blank_values=True),
-            headers)
+    query: list[tuple[str, str | int | float | bool | None]] = list(parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")), query, headers
 
 
 def _headers(config: ClientConfig) -> dict[str, str]:

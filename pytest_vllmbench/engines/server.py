@@ -30,7 +30,8 @@ PORT_IN_USE = ("Address already in use", "address already in use")
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def server_command(model: str, served_name: str, port: int, engine_args: dict[str, Any]) -> list[str]:

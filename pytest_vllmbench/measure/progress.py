@@ -13,6 +13,8 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+TextStream = TextIO | io.TextIOBase  # sys.stderr, or the plugin's stream through pytest's terminal writer
+
 SMOOTHING = 0.3  # tqdm's own default for its req/s rate; the same for output tok/s
 TTY_REFRESH_S = 0.5
 LOG_INTERVAL_S = 10.0
@@ -21,7 +23,7 @@ TTY_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{po
 LOG_FORMAT = "{desc}: {n_fmt}/{total_fmt} requests [{elapsed}<{remaining}, {rate_fmt}]{postfix}"
 
 
-class _Bar(tqdm):  # type: ignore[misc]
+class _Bar(tqdm):  # type: ignore[type-arg]
     monitor_interval = 0  # no tqdm monitor thread: refreshes happen only when a request finishes
 
     def __init__(self, *args: Any, describe: Callable[[], str], **kwargs: Any) -> None:
@@ -30,7 +32,7 @@ class _Bar(tqdm):  # type: ignore[misc]
 
     @property
     def format_dict(self) -> dict[str, Any]:
-        figures = super().format_dict
+        figures = dict(super().format_dict)
         figures["postfix"] = self._describe()  # computed only when a line is drawn, not per request
         return figures
 
@@ -38,7 +40,7 @@ class _Bar(tqdm):  # type: ignore[misc]
 class CellProgress:
     """One cell's progress. `finished` is the whole cost per request: a few counters and maybe a redraw."""
 
-    def __init__(self, label: str, total: int, stream: TextIO, tty: bool, interval_s: float = LOG_INTERVAL_S,
+    def __init__(self, label: str, total: int, stream: TextStream, tty: bool, interval_s: float = LOG_INTERVAL_S,
                  width: int | None = None) -> None:
         self.done = 0
         self.failed = 0
@@ -140,7 +142,7 @@ class _VllmBar:
 class _LineWriter(io.TextIOBase):
     """tqdm redraws with '\\r'; a log wants one plain line per redraw instead."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextStream) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -17,7 +17,7 @@ from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config import memory_budget as budget
 from pytest_vllmbench.config.matrix import Cell, build_matrix
 from pytest_vllmbench.config.registry import load_registry
-from pytest_vllmbench.config.settings import OPTIONS, Settings, merge_sources, read_tool_table, resolve
+from pytest_vllmbench.config.settings import OPTIONS, Option, Settings, merge_sources, read_tool_table, resolve
 from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.engines.dummy_weights import CellSkip, DoesNotFit
 from pytest_vllmbench.engines.openai_client import EndpointUnreachable
@@ -47,6 +47,12 @@ REPORT_KEY = pytest.StashKey[Path]()
 CELL_FIXTURE = "vllmbench_cell"
 
 
+def _ini_type(option: Option) -> Literal["args", "bool", "string"]:
+    if option.multi:
+        return "args"
+    return "bool" if option.flag else "string"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vllmbench", "vLLM batch benchmarks (pytest-vllmbench)")
     for option in OPTIONS:
@@ -60,7 +66,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(
             option.ini_name,
             f"{option.help} (ini twin of --{option.name})",
-            type="args" if option.multi else ("bool" if option.flag else "string"),
+            type=_ini_type(option),
             default=None,
         )
 
@@ -124,13 +130,14 @@ def _join_xdist(config: pytest.Config, settings: Settings) -> Settings:
 
 def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
     worker = distributed.config_worker_id(config)
-    if worker is not None and distributed.PARTIAL_KEY in config.workerinput:
-        partial_dir = Path(config.workerinput[distributed.PARTIAL_KEY])
+    handed = distributed.worker_input(config)
+    if worker is not None and distributed.PARTIAL_KEY in handed:
+        partial_dir = Path(handed[distributed.PARTIAL_KEY])
         config.pluginmanager.register(distributed.XdistWorker(config, partial_dir, worker, session.unrun))
-    elif _xdist_controller(config) and config.stash[CONFIGURED_KEY] and _storage_root(config) is not None:
+    elif _xdist_controller(config) and config.stash[CONFIGURED_KEY] and (root := _storage_root(config)) is not None:
         _check_paths_before_engines(config, on_worker=False)
         try:
-            partial_dir = distributed.new_partial_dir(_storage_root(config))
+            partial_dir = distributed.new_partial_dir(root)
         except OSError as exc:
             raise UsageError(f"benchmark storage {_storage_root(config)}: {exc.strerror or exc}") from None
         controller = distributed.XdistController(config, partial_dir, session.unrun)
@@ -196,7 +203,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(error)
     if any(CELL_FIXTURE in getattr(item, "fixturenames", ()) for item in items):
         config.stash[IN_USE_KEY] = True
-        if distributed.is_worker(config) and distributed.PARTIAL_KEY not in config.workerinput:
+        if distributed.is_worker(config) and distributed.PARTIAL_KEY not in distributed.worker_input(config):
             raise pytest.UsageError(
                 "vLLM benchmark cells under xdist need the project to configure pytest-vllmbench (a [tool.vllmbench] "
                 "table in pyproject.toml, a vllmbench_* ini key or a vllmbench option), so the controller keeps "
@@ -471,7 +478,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     controller = config.stash.get(CONTROLLER_KEY, None)
     merged_into = controller.merge_and_save() if controller is not None else None
-    if merged_into is not None:
+    if controller is not None and merged_into is not None:
         config.get_terminal_writer().line(
             f"vllmbench: merged {len(controller.merged)} cell(s) from the xdist workers into one run in {merged_into}"
         )
@@ -484,6 +491,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     saved = merged_into is not None or (
         _in_use(config)
         and _saving(config)
+        and bench_session is not None
         and not bench_session.disabled
         and bool(getattr(bench_session, "benchmarks", None))
     )

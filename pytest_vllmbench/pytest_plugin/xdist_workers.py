@@ -34,6 +34,11 @@ def is_worker(config: Any) -> bool:
     return bool(xdist.is_xdist_worker(_ConfigHolder(config)))
 
 
+def worker_input(config: Any) -> dict[str, Any]:
+    """What the xdist controller handed this worker (empty outside a worker)."""
+    return dict(getattr(config, "workerinput", {}))
+
+
 def is_controller(config: Any) -> bool:
     return bool(xdist.is_xdist_controller(_ConfigHolder(config)))
 
@@ -74,7 +79,8 @@ def write_partial(partial_dir: Path, worker: str, index: int, kind: str, payload
 
 def read_partials(partial_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(benchmarks, unrun cells) written by every worker, crashed ones included."""
-    benchmarks, unrun = [], []
+    benchmarks: list[dict[str, Any]] = []
+    unrun: list[dict[str, Any]] = []
     for path in sorted(partial_dir.glob("*.json")):
         payload = json.loads(path.read_text(encoding="utf-8"))
         (benchmarks if path.stem.endswith("-benchmark") else unrun).append(payload)
@@ -101,7 +107,8 @@ class SavedBenchmark:
 
     @property
     def extra_info(self) -> dict[str, Any]:
-        return self._data.get("extra_info", {})
+        extra: dict[str, Any] = self._data.get("extra_info", {})
+        return extra
 
 
 class XdistController:
@@ -136,7 +143,8 @@ class XdistController:
         )
         hook.pytest_benchmark_update_json(config=self.config, benchmarks=self.merged, output_json=output_json)
         bench_session.storage.save(output_json, save)
-        return bench_session.storage.path
+        saved_to: Path | None = bench_session.storage.path
+        return saved_to
 
 
 def worker_gpus(benchmarks: list[dict[str, Any]]) -> dict[str, list[str]]:

@@ -44,7 +44,7 @@ def figure(cell: Mapping[str, Any], metric: str) -> float | None:
 
 
 def is_ok(cell: Mapping[str, Any]) -> bool:
-    return cell.get("status", "ok") == "ok"
+    return bool(cell.get("status", "ok") == "ok")
 
 
 def _change_pct(baseline: float, current: float) -> float:
@@ -55,7 +55,7 @@ def _change_pct(baseline: float, current: float) -> float:
 
 def _all_failed(cell: Mapping[str, Any]) -> bool:
     requests, failed = figure(cell, "n_requests"), figure(cell, "n_failed")
-    return bool(requests) and failed is not None and failed >= requests
+    return requests is not None and requests > 0 and failed is not None and failed >= requests
 
 
 def check(

@@ -50,7 +50,9 @@ class NoRuns(ReportRefused):
 
 def check_markers(text: str, path: Path | str) -> None:
     """Every hand-written section opens and closes once, on lines of their own, with the same name."""
-    open_name, open_line, seen = None, 0, {}
+    open_name: str | None = None
+    open_line = 0
+    seen: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not _MARKER_LIKE.search(line):
             continue
@@ -208,7 +210,7 @@ def _fit_table(latest: Latest) -> str:
 
 def _status(cell: dict[str, Any]) -> str:
     if cell.get("status", "ok") != "ok":
-        return cell["status"]
+        return str(cell["status"])
     failed = cell.get("n_failed") or 0
     return f"ok, {failed} failed requests" if failed else "ok"
 

@@ -33,14 +33,15 @@ def score_cells(
     total = sum(used.values()) or 1.0
     scored = []
     for cell in cells:
-        rate, cell_hours = cell.get("requests_per_s") or 0.0, cell.get("projected_hours")
-        components = {
+        rate: float = cell.get("requests_per_s") or 0.0
+        cell_hours: float | None = cell.get("projected_hours")
+        components: dict[str, float | None] = {
             "throughput": rate / best_rate if best_rate > 0 else 0.0,
             "total_time": best_hours / cell_hours if best_hours and cell_hours else 0.0,
             "quality": (cell_quality(cell) or 0.0) if any_quality else None,
             "flexibility": float(flexibility.get(cell.get("mode", ""), 0.0)),
         }
-        score = sum(used[k] * components[k] for k in used) / total
+        score = sum(used[k] * (components[k] or 0.0) for k in used) / total
         scored.append({
             "score": round(score, 4),
             "components": {k: None if v is None else round(v, 4) for k, v in components.items()},

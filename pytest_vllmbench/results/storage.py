@@ -22,9 +22,13 @@ class SavedRun:
         return self.path.stem
 
 
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def describe_machine(machine_info: dict[str, Any]) -> str:
-    extra = machine_info.get("vllmbench") if isinstance(machine_info.get("vllmbench"), dict) else {}
-    cpu_info = machine_info.get("cpu") if isinstance(machine_info.get("cpu"), dict) else {}
+    extra, cpu_info = _table(machine_info, "vllmbench"), _table(machine_info, "cpu")
     gpus = [str(name) for name in extra.get("gpus") or [] if name]
     if gpus:
         counts: dict[str, int] = {}
@@ -86,7 +90,7 @@ def read_run(path: Path, root: Path) -> SavedRun | None:
     cells += [_checked_cell(cell, f"unrun cell {number}") for number, cell in enumerate(unrun, start=1)]
     if not cells:
         return None
-    machine_info = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
+    machine_info = _table(data, "machine_info")
     relative = path.relative_to(root)
     return SavedRun(
         path=relative,

@@ -22,7 +22,7 @@ def output_line(index: int, request: BatchRequest, record: RequestRecord, model:
     if request.is_chat:
         choice = {"index": 0, "message": {"role": "assistant", "content": record.text},
                   "finish_reason": record.finish_reason}
-        body = {"id": f"chatcmpl-{request.custom_id}", "object": "chat.completion"}
+        body: dict[str, Any] = {"id": f"chatcmpl-{request.custom_id}", "object": "chat.completion"}
     else:
         choice = {"index": 0, "text": record.text, "finish_reason": record.finish_reason}
         body = {"id": f"cmpl-{request.custom_id}", "object": "text_completion"}

@@ -57,8 +57,10 @@ def run_cell(
         finally:
             if bar is not None:
                 bar.close()
-        known = energy_before is not None and energy_after is not None
-        last["energy_j"] = (energy_after - energy_before) / 1000.0 if known else None
+        if energy_before is None or energy_after is None:
+            last["energy_j"] = None
+        else:
+            last["energy_j"] = (energy_after - energy_before) / 1000.0
 
     with GpuSampler(gpu_indices) as telemetry:
         timed(one_round)

@@ -43,7 +43,7 @@ class BatchRequest:
 
     @property
     def model(self) -> str:
-        return self.body["model"]
+        return str(self.body["model"])
 
     @property
     def is_chat(self) -> bool:

@@ -6,6 +6,7 @@ import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pytest_vllmbench.common.files import atomic_writer
 from pytest_vllmbench.workload.gold import gold_path_for
@@ -60,7 +61,7 @@ def _profile(rng: random.Random) -> tuple[str, str]:
     return profile, gold_label(years, skills)
 
 
-def generate(n: int, seed: int, model: str = DEFAULT_MODEL) -> Iterator[tuple[dict, dict]]:
+def generate(n: int, seed: int, model: str = DEFAULT_MODEL) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(batch line, gold line) pairs; the same (n, seed, model) always gives the same pairs."""
     rng = random.Random(seed)
     for index in range(n):
