@@ -6,16 +6,8 @@ import re
 from dataclasses import dataclass
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.measure.cell_record import HIGHER_IS_BETTER, LOWER_IS_BETTER
 
-LATENCIES = ("ttft", "tpot", "itl", "e2el")
-HIGHER_IS_BETTER = frozenset({
-    "requests_per_s", "output_tokens_per_s", "total_tokens_per_s", "goodput_requests_per_s",
-    "quality_valid_rate", "quality_accuracy", "score", "roofline_pct",
-})
-LOWER_IS_BETTER = frozenset(
-    {"load_s", "wall_s", "projected_hours", "peak_vram_mib", "n_failed"}
-    | {f"{name}_ms_{stat}" for name in LATENCIES for stat in ("mean", "p50", "p90", "p99")}
-)
 KNOWN_METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
 _RULE = re.compile(r"^(?P<metric>[a-z0-9_]+):(?P<change>[+-]?\d+(\.\d+)?)%$")
 

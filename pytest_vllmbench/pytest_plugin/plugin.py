@@ -24,7 +24,7 @@ from pytest_vllmbench.engines.openai_client import EndpointUnreachable
 from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.measure import machine, progress
 from pytest_vllmbench.measure.gpu import list_gpus
-from pytest_vllmbench.pytest_plugin import hookspec
+from pytest_vllmbench.pytest_plugin import benchmark_compat, hookspec
 from pytest_vllmbench.pytest_plugin import xdist_workers as distributed
 from pytest_vllmbench.results import gate, report, summary
 from pytest_vllmbench.results.report import ReportRefused
@@ -150,8 +150,7 @@ def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
 def _refuse_gates_without_measurements(config: pytest.Config, settings: Settings) -> None:
     if distributed.is_worker(config):
         return  # workers measure despite pytest-benchmark's xdist switch-off; the controller gates the merged run
-    bench_session = getattr(config, "_benchmarksession", None)
-    measured = bench_session is not None and (not bench_session.disabled or _xdist_controller(config))
+    measured = benchmark_compat.measures(config) or (benchmark_compat.loaded(config) and _xdist_controller(config))
     if settings.gate_rules and not measured:
         raise UsageError(
             "--vllmbench-gate needs pytest-benchmark to measure, but it is disabled here (--benchmark-disable): "
@@ -221,8 +220,7 @@ def _in_use(config: pytest.Config) -> bool:
 
 
 def _saving(config: pytest.Config) -> bool:
-    bench_session = getattr(config, "_benchmarksession", None)
-    return bench_session is not None and bool(bench_session.save or bench_session.autosave)
+    return benchmark_compat.save_name(config) is not None
 
 
 def _check_paths_before_engines(config: pytest.Config, on_worker: bool) -> None:
@@ -374,9 +372,7 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list[Any], o
 
 
 def _storage_root(config: pytest.Config) -> Path | None:
-    bench_session = getattr(config, "_benchmarksession", None)
-    storage = getattr(bench_session, "storage", None)
-    return getattr(storage, "path", None)
+    return benchmark_compat.storage_root(config)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist starts its workers
@@ -422,10 +418,9 @@ def _machine_info(config: pytest.Config) -> dict[str, Any]:
 
 def _current_cells(config: pytest.Config) -> dict[str, Any]:
     """This run's cells by id: measured ones (scored as they are saved) and the ones that could not run."""
-    bench_session = getattr(config, "_benchmarksession", None)
     controller = config.stash.get(CONTROLLER_KEY, None)
     cells = {}
-    for fixture in (getattr(bench_session, "benchmarks", None) or []) + (controller.merged if controller else []):
+    for fixture in benchmark_compat.measured_benchmarks(config) + (controller.merged if controller else []):
         if not fixture.has_error and "vllmbench_schema" in fixture.extra_info:
             cells[fixture.extra_info["cell"]] = dict(fixture.extra_info)
     if cells:
@@ -487,13 +482,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if settings.gate_rules and _in_use(config):
         _run_gates(session, settings)
-    bench_session = getattr(config, "_benchmarksession", None)
     saved = merged_into is not None or (
         _in_use(config)
         and _saving(config)
-        and bench_session is not None
-        and not bench_session.disabled
-        and bool(getattr(bench_session, "benchmarks", None))
+        and benchmark_compat.measures(config)
+        and bool(benchmark_compat.measured_benchmarks(config))
     )
     root = _storage_root(config)
     if settings.report is None or not saved or root is None:

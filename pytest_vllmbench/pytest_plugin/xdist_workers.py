@@ -19,6 +19,7 @@ import xdist
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.files import write_text_atomic
+from pytest_vllmbench.pytest_plugin import benchmark_compat
 
 PARTIAL_KEY = "vllmbench_partial_dir"
 
@@ -124,27 +125,13 @@ class XdistController:
         node.workerinput[PARTIAL_KEY] = str(self.partial_dir)
 
     def merge_and_save(self) -> Path | None:
-        bench_session = self.config._benchmarksession
         benchmarks, unrun = read_partials(self.partial_dir)
         remove_partials(self.partial_dir)
         self.merged = [SavedBenchmark(data) for data in benchmarks]
         self.unrun.extend(unrun)
-        save = bench_session.save or bench_session.autosave
-        if not self.merged or not save:
+        if not self.merged:
             return None
-        hook = self.config.hook
-        machine_info = bench_session.get_machine_info()
-        machine_info["vllmbench"]["xdist_workers"] = worker_gpus(benchmarks)
-        commit_info = hook.pytest_benchmark_generate_commit_info(config=self.config)
-        hook.pytest_benchmark_update_commit_info(config=self.config, commit_info=commit_info)
-        output_json = hook.pytest_benchmark_generate_json(
-            config=self.config, benchmarks=self.merged, include_data=False, machine_info=machine_info,
-            commit_info=commit_info,
-        )
-        hook.pytest_benchmark_update_json(config=self.config, benchmarks=self.merged, output_json=output_json)
-        bench_session.storage.save(output_json, save)
-        saved_to: Path | None = bench_session.storage.path
-        return saved_to
+        return benchmark_compat.save_run(self.config, self.merged, {"xdist_workers": worker_gpus(benchmarks)})
 
 
 def worker_gpus(benchmarks: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -166,14 +153,12 @@ class XdistWorker:
         self.unrun = unrun
         self._written = 0
         self._unrun_written = 0
-        bench_session = config._benchmarksession
-        bench_session.disabled = False  # measure here; the controller saves
-        bench_session.save = bench_session.autosave = bench_session.json = None
+        benchmark_compat.measure_without_saving(config)  # the controller saves
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         if report.when != "teardown":
             return
-        benchmarks = self.config._benchmarksession.benchmarks
+        benchmarks = benchmark_compat.measured_benchmarks(self.config)
         for fixture in benchmarks[self._written:]:
             if not fixture.has_error:
                 fixture.extra_info["xdist_worker"] = self.worker

@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.engines.base import Engine, SamplingOverrides
+from pytest_vllmbench.measure.cell_record import CellRecord
 from pytest_vllmbench.measure.costs import cost_figures, energy_figures
 from pytest_vllmbench.measure.gpu import GpuSampler
 from pytest_vllmbench.measure.metrics import RequestRecord, summarize
@@ -16,7 +17,6 @@ from pytest_vllmbench.measure.progress import ProgressFactory
 from pytest_vllmbench.measure.roofline import roofline
 from pytest_vllmbench.workload.batch import BatchRequest
 
-SCHEMA = 1
 Timed = Callable[[Callable[[], None]], Any]  # runs fn as many rounds as configured, timing them
 
 
@@ -66,7 +66,6 @@ def run_cell(
         timed(one_round)
     records: list[RequestRecord] = last["records"]
     info: dict[str, Any] = {
-        "vllmbench_schema": SCHEMA,
         "cell": cell.id,
         "model": cell.model.alias,
         "model_source": cell.model.source,
@@ -83,4 +82,4 @@ def run_cell(
     info |= energy_figures(last["energy_j"], info["n_requests"] - info["n_failed"], info["output_tokens"], project_to)
     info |= cost_figures(pricing[0], pricing[1], len(info["gpus"]), info["output_tokens_per_s"],
                          info["projected_hours"])
-    return CellOutcome(info, records, engine.fault())
+    return CellOutcome(CellRecord.from_figures(info).to_extra_info(), records, engine.fault())

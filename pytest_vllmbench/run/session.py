@@ -18,6 +18,7 @@ from pytest_vllmbench.config.registry import Registry
 from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.dummy_weights import DoesNotFit, does_not_fit, over_budget
+from pytest_vllmbench.measure.cell_record import SCHEMA, checked_figures
 from pytest_vllmbench.measure.gpu import cell_gpu_indices, list_gpus
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import ProgressFactory
@@ -176,14 +177,14 @@ class BenchSession:
 
     def record_unrun(self, cell: Cell, status: str) -> None:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
-        self.unrun.append({
-            "vllmbench_schema": 1, "cell": cell.id, "model": cell.model.alias,
+        self.unrun.append(checked_figures({
+            "vllmbench_schema": SCHEMA, "cell": cell.id, "model": cell.model.alias,
             "model_source": model_source_label(cell.model.source, self.rootdir),
             "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": strip_paths(self.scrub(status)),
             "engine_args": redact_args(engine_args(cell, self.settings, self.registry)), "dataset": self.dataset_info,
             **weights_info(cell, self.settings, self.registry),
             **({"gpu_memory_budget_gib": self.budget_gib} if self.budget_gib is not None else {}),
-        })
+        }))
 
     def scrub(self, text: str) -> str:
         """Text from elsewhere (an engine's error, a server's log tail) with this session's secrets hidden."""

@@ -1,0 +1,159 @@
+"""The cell record: every figure a cell saves in pytest-benchmark's `extra_info`, with its unit and which way is better.
+
+The runner builds a cell's record through `CellRecord.from_figures` (an undeclared figure is an error, so nothing is
+saved that is not named here), the gates take their metric directions from it and the README's list is checked
+against it. Saved runs are read back as plain mappings: older runs may lack newer figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+SCHEMA = 1
+Better = Literal["higher", "lower"]
+LATENCIES = ("ttft", "tpot", "itl", "e2el")
+STATS = ("mean", "p50", "p90", "p99")
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    unit: str  # "" for labels, counts of things and structures
+    better: Better | None  # None: describes the cell, never gated
+    doc: str
+    sometimes: bool  # saved only where it applies (absent otherwise), e.g. goodput only with --slo
+
+
+def _figure(unit: str, better: Better | None, doc: str, *, sometimes: bool = False, default: Any = None) -> Any:
+    return field(default=default, metadata={"figure": (unit, better, doc, sometimes)})
+
+
+def _latency(name: str, stat: str) -> Any:
+    return _figure("ms", "lower", f"{name.upper()} {stat} over the cell's requests")
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    # what ran
+    vllmbench_schema: int = _figure("", None, "version of this record's layout", default=SCHEMA)
+    cell: str = _figure("", None, "cell id: model alias and mode", default="")
+    model: str = _figure("", None, "model alias", default="")
+    model_source: str | None = _figure("", None, "what vLLM loaded: HF id, or a local folder's name")
+    params_b: float | None = _figure("B params", None, "parameter count from the registry")
+    dtype: str | None = _figure("", None, "weight dtype from the registry")
+    mode: str = _figure("", None, "offline, server or endpoint", default="")
+    status: str | None = _figure("", None, "why an unrun cell did not run (does not fit, skipped, failed)",
+                                 sometimes=True)
+    engine: dict[str, Any] | None = _figure("", None, "engine name, version, platform (and URL for endpoints)")
+    engine_args: dict[str, Any] | None = _figure("", None, "engine args the cell ran with, secrets redacted")
+    sampling: dict[str, Any] | None = _figure("", None, "sampling overrides of the session")
+    dataset: dict[str, Any] | None = _figure("", None, "workload path (relative), sha256 and transform")
+    weights: str | None = _figure("", None, "stand-in weights: dummy, or 4-bit in flight from random", sometimes=True)
+    dummy_source: str | None = _figure("", None, "where a dummy-weight model's config and tokenizer came from",
+                                       sometimes=True)
+    gpu_memory_budget_gib: float | None = _figure("GiB", None, "--gpu-memory budget per GPU", sometimes=True)
+    xdist_worker: str | None = _figure("", None, "the pytest-xdist worker that ran the cell", sometimes=True)
+    # volume
+    n_requests: int = _figure("", None, "requests sent", default=0)
+    n_failed: int = _figure("", "lower", "requests that failed", default=0)
+    errors: dict[str, int] | None = _figure("", None, "failed requests per error kind")
+    input_tokens: int = _figure("tokens", None, "prompt tokens over the cell", default=0)
+    output_tokens: int = _figure("tokens", None, "generated tokens over the cell", default=0)
+    project_to: int | None = _figure("requests", None, "the job size projected_hours is for")
+    # time and throughput
+    load_s: float | None = _figure("s", "lower", "engine start (load) time")
+    wall_s: float | None = _figure("s", "lower", "timed part: first request sent to last response")
+    requests_per_s: float | None = _figure("req/s", "higher", "completed requests per second")
+    output_tokens_per_s: float | None = _figure("tok/s", "higher", "generated tokens per second")
+    total_tokens_per_s: float | None = _figure("tok/s", "higher", "prompt + generated tokens per second")
+    goodput_requests_per_s: float | None = _figure("req/s", "higher", "requests per second that met every --slo",
+                                                   sometimes=True)
+    projected_hours: float | None = _figure("h", "lower", "(load_s + project_to / requests_per_s) / 3600")
+    # latency (vLLM's definitions)
+    ttft_ms_mean: float | None = _latency("ttft", "mean")
+    ttft_ms_p50: float | None = _latency("ttft", "p50")
+    ttft_ms_p90: float | None = _latency("ttft", "p90")
+    ttft_ms_p99: float | None = _latency("ttft", "p99")
+    tpot_ms_mean: float | None = _latency("tpot", "mean")
+    tpot_ms_p50: float | None = _latency("tpot", "p50")
+    tpot_ms_p90: float | None = _latency("tpot", "p90")
+    tpot_ms_p99: float | None = _latency("tpot", "p99")
+    itl_ms_mean: float | None = _latency("itl", "mean")
+    itl_ms_p50: float | None = _latency("itl", "p50")
+    itl_ms_p90: float | None = _latency("itl", "p90")
+    itl_ms_p99: float | None = _latency("itl", "p99")
+    e2el_ms_mean: float | None = _latency("e2el", "mean")
+    e2el_ms_p50: float | None = _latency("e2el", "p50")
+    e2el_ms_p90: float | None = _latency("e2el", "p90")
+    e2el_ms_p99: float | None = _latency("e2el", "p99")
+    ttft_ms_cdf: list[float] | None = _figure("ms", None, "TTFT percentiles 0..100 (101 numbers), for the CDF plot")
+    e2el_ms_cdf: list[float] | None = _figure("ms", None, "E2EL percentiles 0..100 (101 numbers), for the CDF plot")
+    # GPUs
+    gpus: list[str] | None = _figure("", None, "the cell's GPUs by name (empty without a GPU)")
+    peak_vram_mib: int | None = _figure("MiB", "lower", "peak GPU memory in use over the cell's GPUs")
+    gpu_util_mean_pct: float | None = _figure("%", None, "mean GPU utilisation")
+    gpu_util_max_pct: float | None = _figure("%", None, "highest GPU utilisation")
+    gpu_power_mean_w: float | None = _figure("W", None, "mean GPU power draw")
+    gpu_power_max_w: float | None = _figure("W", None, "highest GPU power draw")
+    decode_bound_tokens_per_s: float | None = _figure("tok/s", None, "decode roofline: bandwidth / weight bytes x batch")
+    roofline_pct: float | None = _figure("%", "higher", "output tok/s as a share of the decode roofline")
+    roofline_batch: int | None = _figure("sequences", None, "the batch the roofline assumes")
+    # energy and money
+    energy_wh: float | None = _figure("Wh", "lower", "GPU energy over the timed part (NVML counter)")
+    joules_per_request: float | None = _figure("J", "lower", "GPU energy per completed request")
+    joules_per_1k_output_tokens: float | None = _figure("J", "lower", "GPU energy per 1,000 generated tokens")
+    projected_kwh: float | None = _figure("kWh", "lower", "GPU energy projected to project_to requests")
+    gpu_hourly_cost: float | None = _figure("money/GPU-h", None, "the price of one GPU hour the cell was costed at")
+    cost_currency: str | None = _figure("", None, "the currency label of gpu_hourly_cost")
+    cost_per_1m_output_tokens: float | None = _figure("money", "lower", "GPU cost per 1M generated tokens")
+    projected_cost: float | None = _figure("money", "lower", "GPU cost projected to project_to requests")
+    # quality and score
+    quality_valid_rate: float | None = _figure("fraction", "higher", "outputs that satisfy their response_format")
+    quality_accuracy: float | None = _figure("fraction", "higher", "outputs that match the gold labels")
+    quality_checked: int | None = _figure("", None, "outputs checked for validity")
+    quality_graded: int | None = _figure("", None, "outputs graded against gold labels")
+    score: float | None = _figure("0..1", "higher", "the weighted score among the session's cells", sometimes=True)
+    outputs_error: str | None = _figure("", None, "why the --outputs file could not be written", sometimes=True)
+    # the parity run (--vllm-bench-parity)
+    vllm_bench_requests_per_s: float | None = _figure("req/s", None, "vllm bench throughput on the same workload",
+                                                      sometimes=True)
+    vllm_bench_ratio: float | None = _figure("", None, "requests_per_s / vllm_bench_requests_per_s", sometimes=True)
+    vllm_bench_error: str | None = _figure("", None, "why the parity run failed", sometimes=True)
+
+    @classmethod
+    def from_figures(cls, figures: Mapping[str, Any]) -> CellRecord:
+        unknown = set(figures) - set(FIGURES)
+        if unknown:
+            raise ValueError(f"figure(s) {sorted(unknown)} are not declared in CellRecord (measure/cell_record.py)")
+        return cls(**figures)
+
+    def to_extra_info(self) -> dict[str, Any]:
+        """Every figure, null where unknown; a figure that only sometimes applies is left out where it does not."""
+        saved = {}
+        for name, figure in FIGURES.items():
+            value = getattr(self, name)
+            if value is None and figure.sometimes:
+                continue
+            saved[name] = value
+        return saved
+
+
+def checked_figures(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures as they are, once every name is known to be declared (for records saved as they stand)."""
+    CellRecord.from_figures(figures)
+    return dict(figures)
+
+
+def _declared() -> dict[str, Figure]:
+    declared = {}
+    for item in fields(CellRecord):
+        unit, better, doc, sometimes = item.metadata["figure"]
+        declared[item.name] = Figure(item.name, unit, better, doc, sometimes)
+    return declared
+
+
+FIGURES: dict[str, Figure] = _declared()
+HIGHER_IS_BETTER = frozenset(name for name, figure in FIGURES.items() if figure.better == "higher")
+LOWER_IS_BETTER = frozenset(name for name, figure in FIGURES.items() if figure.better == "lower")

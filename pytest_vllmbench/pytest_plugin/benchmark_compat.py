@@ -1,0 +1,71 @@
+"""pytest-benchmark's session object, which it does not document: every use of it is here, nowhere else.
+
+Supported: pytest-benchmark >= 5.1, < 6 (pyproject pins the range). What is used: `config._benchmarksession`
+and its `disabled`, `save`, `autosave`, `json`, `benchmarks` (fixtures with `extra_info`, `has_error`,
+`as_dict`), `storage.path`, `storage.save` and `get_machine_info()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _session(config: Any) -> Any | None:
+    return getattr(config, "_benchmarksession", None)
+
+
+def measures(config: Any) -> bool:
+    """pytest-benchmark is loaded and not switched off (--benchmark-disable, or its xdist switch-off)."""
+    session = _session(config)
+    return session is not None and not session.disabled
+
+
+def loaded(config: Any) -> bool:
+    return _session(config) is not None
+
+
+def save_name(config: Any) -> str | None:
+    """What --benchmark-save / --benchmark-autosave asked for (None: nothing is saved)."""
+    session = _session(config)
+    if session is None:
+        return None
+    name = session.save or session.autosave
+    return str(name) if name else None
+
+
+def storage_root(config: Any) -> Path | None:
+    """The folder runs are saved in (--benchmark-storage), None if pytest-benchmark is not there."""
+    path = getattr(getattr(_session(config), "storage", None), "path", None)
+    return Path(path) if path is not None else None
+
+
+def measured_benchmarks(config: Any) -> list[Any]:
+    """The benchmark fixtures this process measured, in order."""
+    return list(getattr(_session(config), "benchmarks", None) or [])
+
+
+def measure_without_saving(config: Any) -> None:
+    """On an xdist worker: measure (pytest-benchmark switches itself off there) but save nothing."""
+    session = _session(config)
+    if session is not None:
+        session.disabled = False
+        session.save = session.autosave = session.json = None
+
+
+def save_run(config: Any, benchmarks: list[Any], machine_extra: dict[str, Any]) -> Path | None:
+    """Save `benchmarks` as one run, as pytest-benchmark would at the end of a session, through its own hooks."""
+    session, name = _session(config), save_name(config)
+    if session is None or name is None:
+        return None
+    hook = config.hook
+    machine_info = session.get_machine_info()
+    machine_info.setdefault("vllmbench", {}).update(machine_extra)
+    commit_info = hook.pytest_benchmark_generate_commit_info(config=config)
+    hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    output_json = hook.pytest_benchmark_generate_json(
+        config=config, benchmarks=benchmarks, include_data=False, machine_info=machine_info, commit_info=commit_info
+    )
+    hook.pytest_benchmark_update_json(config=config, benchmarks=benchmarks, output_json=output_json)
+    session.storage.save(output_json, session.save or session.autosave)
+    return storage_root(config)
