@@ -1,5 +1,6 @@
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,20 @@ def test_gate_refuses_when_nothing_would_be_measured(pytester):
                                 "--limit=1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--vllmbench-gate needs pytest-benchmark to measure*"])
+
+
+def test_a_projects_score_hook_ranks_the_cells_in_the_report_too(fake, monkeypatch):
+    """The hook used to score the saved cells only: BENCHMARKS.md's ranking still came from the default weights."""
+    fake.makeconftest('''
+def pytest_vllmbench_score(cells, weights):
+    # this project prefers the server, whatever the throughput
+    return [{"score": 1.0 if cell["mode"] == "server" else 0.0,
+             "components": {"throughput": None, "total_time": None, "quality": None, "flexibility": None}}
+            for cell in cells]
+''')
+    monkeypatch.setenv("FAKE_FIGURES", json.dumps({"gemma-270m-offline": {"requests_per_s": 9.0}}))
+    result = fake.runpytest(*CELLS[:-1], "--benchmark-save=hooked", "--report=BENCHMARKS.md")
+    assert result.ret == 0, result.stdout.str()
+    ranking = (fake.path / "BENCHMARKS.md").read_text().split("## Ranking", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d) +\| (\S+) +\| (\S+) ", ranking, flags=re.M)
+    assert rows == [("1", "gemma-270m-server", "1.000"), ("2", "gemma-270m-offline", "0.000")]

@@ -1,9 +1,10 @@
-"""File helpers: write completely or not at all (temp file + rename), hash a file."""
+"""File helpers: write a file or build a folder completely or not at all (temp + rename), hash a file."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,3 +57,17 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def folder_built_in_place(target: Path) -> Iterator[Path]:
+    """A temp folder beside `target`, renamed to it when the block succeeds: `target` is whole or absent."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield work
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_vllmbench.common.files import sha256_of
+from pytest_vllmbench.common.files import folder_built_in_place, sha256_of
 from pytest_vllmbench.config.registry import ModelSpec
 from pytest_vllmbench.engines import embedded_model as embedded
 from pytest_vllmbench.engines import tokenizer_sources
@@ -145,7 +143,7 @@ def prepare_shipped(spec: ModelSpec, force: bool = False) -> Path:
     with _locked(target):
         if embedded.folder_is_whole(target, source) and not force:
             return target
-        with _building(target) as work:
+        with folder_built_in_place(target) as work:
             _write_shipped(spec, work, source)
     return target
 
@@ -168,7 +166,7 @@ def random_checkpoint(model: DummyModel, spec: ModelSpec, force: bool = False) -
     source = f"random bf16 weights for config sha256 {sha256_of(base / 'config.json')}, tokenizer from {base}"
     with _locked(target):
         if force or not embedded.folder_is_whole(target, source):
-            with _building(target) as work:
+            with folder_built_in_place(target) as work:
                 _write_random(base, work, source, spec.alias)
     return DummyModel(str(target), f"{model.source}; random bf16 checkpoint", model.engine_args)
 
@@ -195,27 +193,6 @@ def _locked(target: Path) -> Iterator[None]:
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
-
-
-class _building:
-    """A temp folder beside `target`, renamed into place on success, so the cache holds whole folders only."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.work = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent))
-        return self.work
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        try:
-            if exc_type is None:
-                if self.target.exists():
-                    shutil.rmtree(self.target)
-                os.replace(self.work, self.target)
-        finally:
-            shutil.rmtree(self.work, ignore_errors=True)
 
 
 _RESOLVED: dict[tuple[str, str], DummyModel | CellSkip] = {}

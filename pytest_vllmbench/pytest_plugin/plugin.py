@@ -18,9 +18,6 @@ from pytest_vllmbench.config import memory_budget as budget
 from pytest_vllmbench.config.matrix import Cell, build_matrix
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import OPTIONS, Option, Settings, merge_sources, read_tool_table, resolve
-from pytest_vllmbench.engines.base import EngineStartError
-from pytest_vllmbench.engines.dummy_weights import CellSkip, DoesNotFit
-from pytest_vllmbench.engines.openai_client import EndpointUnreachable
 from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.measure import machine, progress
 from pytest_vllmbench.measure.gpu import list_gpus
@@ -31,6 +28,7 @@ from pytest_vllmbench.results.report import ReportRefused
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
 from pytest_vllmbench.run.session import BenchSession
+from pytest_vllmbench.run.verdict import measure_cell
 from pytest_vllmbench.workload.batch import BatchFileError
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -111,10 +109,6 @@ def _keep_engines_on_one_worker(config: pytest.Config) -> None:
         config.option.maxworkerrestart = "0"
 
 
-def _xdist_controller(config: pytest.Config) -> bool:
-    return distributed.is_controller(config)
-
-
 def _join_xdist(config: pytest.Config, settings: Settings) -> Settings:
     """On a worker: its own GPUs (before vLLM is imported) and its share of the machine."""
     worker = distributed.config_worker_id(config)
@@ -134,7 +128,7 @@ def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
     if worker is not None and distributed.PARTIAL_KEY in handed:
         partial_dir = Path(handed[distributed.PARTIAL_KEY])
         config.pluginmanager.register(distributed.XdistWorker(config, partial_dir, worker, session.unrun))
-    elif _xdist_controller(config) and config.stash[CONFIGURED_KEY] and (root := _storage_root(config)) is not None:
+    elif distributed.is_controller(config) and config.stash[CONFIGURED_KEY] and (root := _storage_root(config)) is not None:
         _check_paths_before_engines(config, on_worker=False)
         try:
             partial_dir = distributed.new_partial_dir(root)
@@ -150,7 +144,7 @@ def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
 def _refuse_gates_without_measurements(config: pytest.Config, settings: Settings) -> None:
     if distributed.is_worker(config):
         return  # workers measure despite pytest-benchmark's xdist switch-off; the controller gates the merged run
-    measured = benchmark_compat.measures(config) or (benchmark_compat.loaded(config) and _xdist_controller(config))
+    measured = benchmark_compat.measures(config) or (benchmark_compat.loaded(config) and distributed.is_controller(config))
     if settings.gate_rules and not measured:
         raise UsageError(
             "--vllmbench-gate needs pytest-benchmark to measure, but it is disabled here (--benchmark-disable): "
@@ -265,40 +259,15 @@ class CellRun:
             return self._config.hook.pytest_vllmbench_quality(cell_id=cell_id, requests=requests, records=records,
                                                               gold=gold)
 
-        failure = None
-        try:
-            outcome = self._session.run(self.cell, timed, quality_hook, _terminal_progress(self._config))
-        except DoesNotFit as exc:
-            self._session.record_unrun(self.cell, str(exc))
-            failure = ("skip", f"{self.cell.id}: {exc}")
-        except CellSkip as exc:
-            self._session.record_unrun(self.cell, f"skipped: {exc}")
-            failure = ("skip", str(exc))
-        except EngineStartError as exc:
-            fit = self._session.fit_status(self.cell, str(exc))
-            if fit:
-                self._session.record_unrun(self.cell, fit)
-                failure = ("skip", f"{self.cell.id}: {fit}")
-            else:
-                self._session.record_unrun(self.cell, "failed: " + str(exc).splitlines()[0][:300])
-                failure = ("fail", f"{self.cell.id}: engine did not start: {self._session.scrub(str(exc))}")
-        except EndpointUnreachable as exc:
-            failure = ("fail", f"{self.cell.id}: {self._session.scrub(str(exc))}")
-        except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
-            self._session.record_unrun(self.cell, "failed: " + str(exc)[:300])
-            failure = ("fail", f"{self.cell.id}: the previous engine did not stop: {self._session.scrub(str(exc))}")
-        if failure is not None:  # raised here, not in the except block, so the original (unscrubbed) is not chained
-            kind, message = failure
-            if kind == "skip":
-                pytest.skip(message)
-            pytest.fail(message, pytrace=False)
-        benchmark.extra_info.update(outcome.extra_info)  # in place: pytest-benchmark keeps this dict
-        if outcome.extra_info.get("outputs_error"):
-            pytest.fail(f"{self.cell.id}: measured and saved, but the outputs file was not written: "
-                        f"{outcome.extra_info['outputs_error']}", pytrace=False)
-        if outcome.fault:
-            pytest.fail(f"{self.cell.id}: {self._session.scrub(outcome.fault)}", pytrace=False)
-        return outcome.extra_info
+        verdict = measure_cell(self._session, self.cell, timed, quality_hook, _terminal_progress(self._config))
+        if verdict.outcome is not None:
+            benchmark.extra_info.update(verdict.outcome.extra_info)  # in place: pytest-benchmark keeps this dict
+        if verdict.skipped is not None:
+            pytest.skip(verdict.skipped)
+        if verdict.failed is not None:
+            pytest.fail(verdict.failed, pytrace=False)
+        assert verdict.outcome is not None
+        return verdict.outcome.extra_info
 
 
 def _terminal_progress(config: pytest.Config) -> progress.ProgressFactory | None:
@@ -404,14 +373,14 @@ def _find_baseline(config: pytest.Config, settings: Settings, root: Path) -> Sav
     runs, skipped = scan_runs(root)
     for message in skipped:
         config.get_terminal_writer().line(f"vllmbench: warning: {message}", yellow=True)
-    baseline = find_baseline(runs, settings.baseline, describe_machine(_machine_info(config)))
+    baseline = find_baseline(runs, settings.baseline, describe_machine(_machine_info()))
     if baseline is None and settings.baseline != "latest":
         raise UsageError(f"--vllmbench-baseline={settings.baseline}: no saved run of that number or name for this "
                          f"machine under {root}")
     return baseline
 
 
-def _machine_info(config: pytest.Config) -> dict[str, Any]:
+def _machine_info() -> dict[str, Any]:
     """Just what describe_machine reads, to match the baseline to this machine before anything is saved."""
     return {"vllmbench": machine.machine_info(), "cpu": {"count": os.cpu_count()}}
 
@@ -457,7 +426,8 @@ def _write_report(session: pytest.Session, settings: Settings, root: Path) -> No
         writer.line(f"vllmbench: warning: {message}", yellow=True)
 
     try:
-        path = report.write_report(root, settings.report, settings.weights, settings.flexibility, warn=warn)
+        path = report.write_report(root, settings.report, settings.weights, settings.flexibility, warn=warn,
+                                   scorer=lambda cells: _score(config, cells))
     except (ReportRefused, OSError) as exc:
         writer.line(f"vllmbench: the run is saved, but the report was not regenerated: {exc}", red=True, bold=True)
         if session.exitstatus == pytest.ExitCode.OK:

@@ -39,6 +39,8 @@ SHOWS_RUNS = "- **Saved runs:**"
 # exit codes of `vllmbench report`
 EXIT_OK, EXIT_REFUSED, EXIT_NO_RUNS = 0, 2, 3
 
+Scorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]  # cells -> {score, components, ...} each
+
 
 class ReportRefused(UsageError):
     """The report file is not ours to rewrite, or rewriting it would lose hand-written text."""
@@ -290,8 +292,8 @@ def _weights_line(weights: dict[str, float]) -> str:
     return ", ".join(f"{name.replace('_', ' ')} {value / total:.0%}" for name, value in weights.items())
 
 
-def _ranking(latest: Latest, weights: dict[str, float],
-             flexibility: dict[str, float]) -> str:
+def _ranking(latest: Latest, weights: dict[str, float], flexibility: dict[str, float],
+             scorer: Scorer | None = None) -> str:
     groups: dict[tuple[str, str, str, Any, Any], list[dict[str, Any]]] = {}
     for (machine, _, _), (_, cell) in sorted(latest.items()):
         if cell.get("status", "ok") != "ok":
@@ -307,7 +309,8 @@ def _ranking(latest: Latest, weights: dict[str, float],
              " measured energy per request times the job (loading left out), cost is hours x the GPU hourly price x"
              " the cell's GPUs."]
     for (machine, path, _, n_requests, budget), cells in groups.items():
-        scored = sorted(zip(score_cells(cells, weights, flexibility), cells, strict=True), key=lambda pair: -pair[0]["score"])
+        results = scorer(cells) if scorer is not None else score_cells(cells, weights, flexibility)
+        scored = sorted(zip(results, cells, strict=True), key=lambda pair: -pair[0]["score"])
         rows = [
             [rank, _cell_label(cell), f"{result['score']:.3f}", _fmt(result["components"]["throughput"], 2),
              _fmt(result["components"]["total_time"], 2), _fmt(result["components"]["quality"], 2),
@@ -387,7 +390,8 @@ def _plots_section(plots: list[tuple[str, str]] | str) -> str:
 
 
 def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] | None = None,
-           flexibility: dict[str, float] | None = None, plots: list[tuple[str, str]] | str | None = None) -> str:
+           flexibility: dict[str, float] | None = None, plots: list[tuple[str, str]] | str | None = None,
+           scorer: Scorer | None = None) -> str:
     weights = check_weights(weights or {})
     flexibility = {**DEFAULT_FLEXIBILITY, **(flexibility or {})}
     kept = hand_written_sections(previous)
@@ -409,7 +413,7 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
         " is the GPU's that ran it, not the smaller card's. Weights are params x bytes per param; what is left for"
         " the KV cache is the budget minus the weights, before activations and CUDA graphs take their share.\n\n"
         + _fit_table(latest),
-        "## Ranking\n\n" + _ranking(latest, weights, flexibility),
+        "## Ranking\n\n" + _ranking(latest, weights, flexibility, scorer),
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + _parity(runs),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
@@ -423,8 +427,9 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
 
 def write_report(storage_root: Path, out: Path, weights: dict[str, float] | None = None,
                  flexibility: dict[str, float] | None = None, allow_empty: bool = False,
-                 warn: Callable[[str], None] | None = None) -> Path:
+                 warn: Callable[[str], None] | None = None, scorer: Scorer | None = None) -> Path:
     """Rewrite `out` from every run under storage_root; ReportRefused (file untouched) when that would lose text.
+    `scorer` ranks a group of cells (the plugin passes the project's pytest_vllmbench_score hook); default: weights.
 
     Saved runs that cannot be read are skipped, each with a warning passed to `warn`."""
     previous = check_report_file(out)
@@ -435,7 +440,7 @@ def write_report(storage_root: Path, out: Path, weights: dict[str, float] | None
         found = "does not exist" if not storage_root.is_dir() else "holds no readable vllmbench run"
         raise NoRuns(f"{storage_root} {found}, but {out} shows saved runs: not blanking it "
                      "(check the storage path; `vllmbench report --allow-empty` rewrites it anyway)")
-    write_text_atomic(out, render(runs, previous, weights, flexibility, _write_plots(runs, out)))
+    write_text_atomic(out, render(runs, previous, weights, flexibility, _write_plots(runs, out), scorer))
     return out
 
 
