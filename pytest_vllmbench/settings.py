@@ -18,7 +18,7 @@ from pytest_vllmbench.gate import Rule
 from pytest_vllmbench.redaction import redact_url
 from pytest_vllmbench.scoring import DEFAULT_FLEXIBILITY, check_weights
 
-MODES = ("offline", "server", "endpoint")
+MODES = ("offline", "server", "endpoint", "run-batch", "ray")
 DEFAULT_DATASET = "data/batch_5k.jsonl"
 
 
@@ -43,7 +43,7 @@ class Option:
 OPTIONS = (
     Option("model", "model alias, Ollama tag, HF id or local folder (repeatable; default: the models the batch "
            "file's lines name)", [], multi=True, metavar="NAME"),
-    Option("mode", "offline | server | endpoint (repeatable; default offline and server)", ["offline", "server"], multi=True, metavar="MODE"),
+    Option("mode", "offline | server | endpoint | run-batch | ray (repeatable; default offline and server)", ["offline", "server"], multi=True, metavar="MODE"),
     Option("dataset", f"OpenAI Batch JSONL file (default {DEFAULT_DATASET}), or random:IN:OUT:N for vLLM's random "
            "workload", DEFAULT_DATASET, metavar="PATH"),
     Option("dataset-transform", "how a script derived the --dataset file from another (e.g. 'response_format "
