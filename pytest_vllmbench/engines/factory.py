@@ -117,13 +117,12 @@ def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
         return RunBatchEngine(model_source(cell, settings, registry), cell.model.alias,
                               engine_args(cell, settings, registry))
     if cell.mode == "ray":
-        from pytest_vllmbench.engines.ray_data import RayDataEngine, RayUnavailable
+        from pytest_vllmbench.engines.ray_data import RayDataEngine, ray_available
 
-        try:
-            return RayDataEngine(model_source(cell, settings, registry), engine_args(cell, settings, registry),
-                                 vllm_platform())
-        except RayUnavailable as exc:
-            raise sizing.CellSkip(str(exc)) from None
+        if (why := ray_available()) is not None:  # before the model is prepared: nothing is gained by it
+            raise sizing.CellSkip(why)
+        return RayDataEngine(model_source(cell, settings, registry), engine_args(cell, settings, registry),
+                             vllm_platform())
     from pytest_vllmbench.engines.endpoint import EndpointEngine, normalize_base_url, plain_http_elsewhere
 
     assert settings.endpoint is not None  # settings.resolve demands it for this mode

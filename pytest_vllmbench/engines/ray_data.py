@@ -27,10 +27,6 @@ NOT_MEASURED = ["ttft", "tpot", "itl"]
 INSTALL_HINT = "ray is not installed: pip install 'pytest-vllmbench[ray]' (ray[data]; NOT ray[llm], which pulls CUDA vLLM)"
 
 
-class RayUnavailable(RuntimeError):
-    """Ray or its Data LLM API cannot be used here; the message says why."""
-
-
 def split_settings(engine_args: dict[str, Any]) -> tuple[dict[str, int], dict[str, Any]]:
     """(Ray job settings, vLLM engine args). Ray settings must be integers >= 1."""
     settings = dict(RAY_SETTINGS)
@@ -106,9 +102,6 @@ class RayDataEngine:
     mode = "ray"
 
     def __init__(self, model: str, engine_args: dict[str, Any], platform: str) -> None:
-        why = ray_available()
-        if why is not None:
-            raise RayUnavailable(why)
         try:
             self.settings, self._vllm_args = split_settings(engine_args)
         except ValueError as exc:

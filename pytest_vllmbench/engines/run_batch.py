@@ -125,6 +125,7 @@ class RunBatchEngine:
         self.batch_wall_s: float | None = None  # what the runner reports as the cell's wall time
         self.end_to_end_s: float | None = None
         self.exit_s: float | None = None
+        self.pid: int | None = None  # the last runner's (its session's id)
 
     def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
             progress: CellProgress | None = None) -> list[RequestRecord]:
@@ -138,6 +139,7 @@ class RunBatchEngine:
             started_wall, started = time.time(), time.perf_counter()
             process = SessionProcess(self._command(self._model, self._served_name, input_path, output_path,
                                                    self._engine_args), log_path, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            self.pid = process.pid
             try:
                 batch_started = self._watch(process, progress, started)
                 ended = time.perf_counter()
