@@ -98,6 +98,12 @@ def _postprocess(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _short(exc: BaseException, lines: int = 12) -> str:
+    """The last lines of an exception's text: Ray's carry the remote traceback before the actual error."""
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    return "\n".join(text[-lines:])
+
+
 class RayDataEngine:
     mode = "ray"
 
@@ -121,6 +127,7 @@ class RayDataEngine:
         self.load_s: float | None = None
         self.batch_wall_s: float | None = None
         self.end_to_end_s: float | None = None
+        self._fault: str | None = None
 
     def _cluster_shape(self, ray: Any, address: str | None) -> dict[str, Any]:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -135,12 +142,17 @@ class RayDataEngine:
 
         tp = int(self._vllm_args.get("tensor_parallel_size", 1)) * int(self._vllm_args.get("pipeline_parallel_size", 1))
         # on the CPU build a replica needs no GPU: one CPU bundle per engine worker instead of Ray's GPU default
-        placement = {"bundles": [{"CPU": 1}] * tp} if self._platform == "cpu" else None
+        on_cpu = self._platform == "cpu"
+        placement = {"bundles": [{"CPU": 1}] * tp} if on_cpu else None
+        # the chat-template, tokenize and detokenize stages each reserve a whole CPU by default: with the engine's
+        # own that is more than a small CPU host has, and the job would wait forever for resources
+        light = {"enabled": True, "num_cpus": 0.1} if on_cpu else True
         config = vLLMEngineProcessorConfig(
             model_source=self._model, engine_kwargs=dict(self._vllm_args),
             concurrency=self.settings["ray_replicas"], batch_size=self.settings["ray_batch_size"],
             max_concurrent_batches=self.settings["ray_max_concurrent_batches"],
             placement_group_config=placement, should_continue_on_error=True,
+            chat_template_stage=light, tokenize_stage=light, detokenize_stage=light,
         )
         return build_processor(config, postprocess=_postprocess)
 
@@ -149,6 +161,7 @@ class RayDataEngine:
         import ray.data
 
         self.load_s = self.batch_wall_s = self.end_to_end_s = None
+        self._fault = None
         records: dict[str, RequestRecord] = {}
         rows = []
         for request in requests:
@@ -159,11 +172,18 @@ class RayDataEngine:
         started_wall, started = time.time(), time.perf_counter()
         out: list[dict[str, Any]] = []
         if rows:
-            dataset = self._processor()(ray.data.from_items(rows))
-            for row in dataset.iter_rows():
-                out.append(dict(row))
-                if progress is not None:
-                    progress.finished(not row.get("error"), int(row.get("num_generated_tokens") or 0))
+            try:
+                dataset = self._processor()(ray.data.from_items(rows))
+                for row in dataset.iter_rows():
+                    out.append(dict(row))
+                    if progress is not None:
+                        progress.finished(not row.get("error"), int(row.get("num_generated_tokens") or 0))
+            except Exception as exc:  # Ray wraps the engine's own error; its message is what the user needs
+                if out:
+                    self._fault = f"the Ray job failed after {len(out)} row(s): {_short(exc)}"
+                else:
+                    raise EngineStartError(f"Ray Data's vLLM engine stage failed before any row was done: "
+                                           f"{_short(exc)}") from exc
         self.end_to_end_s = time.perf_counter() - started
         if (span := batch_span([r for r in out if not r.get("error")])) is not None:
             self.load_s = max(span[0] - started_wall, 0.0)
@@ -184,7 +204,7 @@ class RayDataEngine:
                 "runner": "ray.data.llm", "ray": package_version("ray")}
 
     def fault(self) -> str | None:
-        return None  # a failed Ray job raises inside run()
+        return self._fault
 
     def close(self) -> None:
         import ray
