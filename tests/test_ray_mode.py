@@ -85,3 +85,36 @@ def test_both_new_modes_are_cells_of_the_matrix(pytester):
     result = pytester.runpytest("--collect-only", "-q", "--model=gemma-270m", "--mode=run-batch", "--mode=ray")
     assert [line.strip() for line in result.outlines if "test_batch[" in line] == [
         "test_batch.py::test_batch[gemma-270m-run-batch]", "test_batch.py::test_batch[gemma-270m-ray]"]
+
+
+def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monkeypatch):
+    pytest.importorskip("ray.data.llm", reason="the ray extra is not installed")
+    import ray
+
+    def _fake_stage(row):
+        """What the vLLM stage + our postprocess yield for a row, without an engine: 0.2 s per request."""
+        import time as clock
+
+        clock.sleep(0.2)
+        failed = row["messages"][0]["content"] == "fail me"
+        return {"custom_id": row["custom_id"], "generated_text": "" if failed else "ok", "num_input_tokens": 4,
+                "num_generated_tokens": 0 if failed else row["sampling_params"]["max_tokens"],
+                "time_taken_llm": -1 if failed else 0.2, "finished_at": clock.time(), "error": "boom" if failed else ""}
+
+    engine = ray_data.RayDataEngine("model-dir", {"ray_replicas": 1, "max_model_len": 64}, "cpu")
+    try:
+        assert engine.cluster["nodes"] == 1 and engine.cluster["replicas"] == 1 and engine.cluster["cpus"] >= 1
+        monkeypatch.setattr(engine, "_processor", lambda: (lambda dataset: dataset.map(_fake_stage)))
+        requests = [BatchRequest(f"r{n}", CHAT_URL, {"model": "m", "messages": [{"role": "user", "content": text}]}, n)
+                    for n, text in enumerate(["a", "fail me", "b"])]
+        requests.append(BatchRequest("c", "/v1/completions", {"model": "m", "prompt": "x"}, 4))
+        records = engine.run(requests, SamplingOverrides(max_tokens=5))
+        assert [r.error for r in records] == [None, "engine_error", None, "unsupported_endpoint"]
+        assert records[0].output_tokens == 5 and records[0].e2el_s == 0.2
+        assert 0.2 <= engine.batch_wall_s <= engine.end_to_end_s and engine.load_s >= 0
+        figures = engine.cell_figures()
+        assert figures["ray_cluster"] == engine.cluster and figures["not_measured"] == ["ttft", "tpot", "itl"]
+        assert engine.fault() is None
+    finally:
+        engine.close()
+    assert not ray.is_initialized()

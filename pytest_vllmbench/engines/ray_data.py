@@ -11,6 +11,7 @@ request (queued in the engine -> done), as in offline mode.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ from pytest_vllmbench.workload import BatchRequest
 # --engine-arg keys that shape the Ray job instead of reaching vLLM
 RAY_SETTINGS = {"ray_replicas": 1, "ray_batch_size": 16, "ray_max_concurrent_batches": 4}
 NOT_MEASURED = ["ttft", "tpot", "itl"]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its task errors
 INSTALL_HINT = "ray is not installed: pip install 'pytest-vllmbench[ray]' (ray[data]; NOT ray[llm], which pulls CUDA vLLM)"
 
 
@@ -100,7 +102,7 @@ def _postprocess(row: dict[str, Any]) -> dict[str, Any]:
 
 def _short(exc: BaseException, lines: int = 12) -> str:
     """The last lines of an exception's text: Ray's carry the remote traceback before the actual error."""
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    text = ANSI.sub("", f"{type(exc).__name__}: {exc}").strip().splitlines()
     return "\n".join(text[-lines:])
 
 
