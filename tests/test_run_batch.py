@@ -14,7 +14,7 @@ from procs import session_members
 from pytest_vllmbench.engines import run_batch
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.summary import latency_pair
-from pytest_vllmbench.workload import CHAT_URL, BatchRequest
+from pytest_vllmbench.workload import CHAT_URL, COMPLETIONS_URL, BatchRequest
 
 FAKE_RUNNER = Path(__file__).with_name("fake_run_batch.py")
 
@@ -53,6 +53,17 @@ def test_the_batch_file_carries_the_overrides_and_the_served_name_and_is_not_str
     assert body["model"] == "gemma-270m" and body["max_tokens"] == 8 and body["ignore_eos"] is True
     assert body["temperature"] == 0.5 and "max_completion_tokens" not in body
     assert "stream" not in body and "stream_options" not in body
+
+
+def test_completions_lines_are_not_given_to_the_runner_which_would_refuse_the_whole_file(tmp_path):
+    path = tmp_path / "in.jsonl"
+    completion = BatchRequest("c", COMPLETIONS_URL, {"model": "m", "prompt": "Hi"}, 2)
+    unsent = run_batch.write_batch_input(path, [chat("a"), completion], "gemma-270m", SamplingOverrides())
+    assert unsent == {"c": "unsupported_endpoint"}
+    assert [json.loads(text)["custom_id"] for text in path.read_text().splitlines()] == ["a"]
+    (tmp_path / "out.jsonl").write_text(output_line("a") + "\n")
+    records = run_batch.parse_output(tmp_path / "out.jsonl", [chat("a"), completion], unsent)
+    assert [r.error for r in records] == [None, "unsupported_endpoint"]
 
 
 def test_output_lines_become_records_in_the_requests_order(tmp_path):

@@ -22,13 +22,14 @@ def test_the_real_runner_answers_the_cells_lines_and_leaves_nothing(tmp_path):
     settings = resolve(merge_sources({"mode": ["run-batch"]}, {}, {}), REPO)
     cell = Cell(registry.resolve("gemma-270m"), "run-batch", "gemma-270m")
     requests = read_batch(REPO / "data" / "batch_5k.jsonl", limit=3)
-    # the runner serves chat lines only: a completions line must fail alone, the others still answered
+    # the runner serves chat lines only, and refuses the whole file over a completions line (exit 1): that line
+    # is not sent and fails alone, the others are answered
     requests.append(BatchRequest("completion-line", COMPLETIONS_URL, {"model": "gemma-270m", "prompt": "Hi"}, 99))
     engine = RunBatchEngine(model_source(cell, settings, registry), "gemma-270m", engine_args(cell, settings, registry),
                             work_dir=tmp_path)
     records = engine.run(requests, SamplingOverrides(max_tokens=8, ignore_eos=True))
     assert engine.fault() is None
-    assert [r.error for r in records] == [None, None, None, "http_400"]
+    assert [r.error for r in records] == [None, None, None, "unsupported_endpoint"]
     assert all(r.output_tokens == 8 and r.input_tokens > 50 and r.text for r in records[:3])
     assert 0 < engine.load_s < engine.end_to_end_s and 0 < engine.batch_wall_s < engine.end_to_end_s - engine.load_s
     assert list(tmp_path.iterdir()) == []  # batch, output and log removed after a clean run

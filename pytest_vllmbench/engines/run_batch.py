@@ -48,29 +48,34 @@ def run_batch_command(model: str, served_name: str, input_path: Path, output_pat
 
 
 def write_batch_input(path: Path, requests: Sequence[BatchRequest], served_name: str,
-                      sampling: SamplingOverrides) -> list[str]:
-    """The cell's lines with the server's body (the same sampling overrides), not streamed; returns the
-    custom_ids of lines that cannot be encoded (those are not sent, as a server cell would not send them)."""
-    unsendable = []
+                      sampling: SamplingOverrides) -> dict[str, str]:
+    """The cell's lines with the server's body (the same sampling overrides), not streamed. Returns the lines
+    not sent, by custom_id, with why: `unsupported_endpoint` for /v1/completions (vLLM's runner serves chat only,
+    and a completions line makes it refuse the whole file), `invalid_request` for one that cannot be encoded."""
+    unsent: dict[str, str] = {}
     with path.open("wb") as out:
         for request in requests:
+            if not request.is_chat:
+                unsent[request.custom_id] = "unsupported_endpoint"
+                continue
             payload = build_payload(request, served_name, sampling)
             payload.pop("stream", None)
             payload.pop("stream_options", None)
             body = encode_payload(payload)
             if body is None:
-                unsendable.append(request.custom_id)
+                unsent[request.custom_id] = "invalid_request"
                 continue
             line = b'{"custom_id":%s,"method":"POST","url":%s,"body":%s}\n' % (
                 json.dumps(request.custom_id).encode(), json.dumps(request.url).encode(), body)
             out.write(line)
-    return unsendable
+    return unsent
 
 
-def parse_output(path: Path, requests: Sequence[BatchRequest], unsendable: Sequence[str] = ()) -> list[RequestRecord]:
+def parse_output(path: Path, requests: Sequence[BatchRequest], unsent: dict[str, str] | None = None) -> list[RequestRecord]:
     """One record per request, in the requests' order, from the runner's output file. A line the runner marks
-    as failed becomes `http_<status>`; a request it wrote no line for becomes `missing_output`."""
-    found: dict[str, RequestRecord] = {cid: RequestRecord(cid, error="invalid_request") for cid in unsendable}
+    as failed becomes `http_<status>`; a request it wrote no line for becomes `missing_output`; `unsent` are
+    the lines never given to it, with why."""
+    found: dict[str, RequestRecord] = {cid: RequestRecord(cid, error=kind) for cid, kind in (unsent or {}).items()}
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -135,7 +140,7 @@ class RunBatchEngine:
         keep = False
         try:
             input_path, output_path, log_path = work / "input.jsonl", work / "output.jsonl", work / "runner.log"
-            unsendable = write_batch_input(input_path, requests, self._served_name, sampling)
+            unsent = write_batch_input(input_path, requests, self._served_name, sampling)
             started_wall, started = time.time(), time.perf_counter()
             process = SessionProcess(self._command(self._model, self._served_name, input_path, output_path,
                                                    self._engine_args), log_path, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -162,7 +167,7 @@ class RunBatchEngine:
             self.batch_wall_s = max(last_line_at - self.load_s, 1e-6)
             self.exit_s = self.end_to_end_s - last_line_at
             try:
-                records = parse_output(output_path, requests, unsendable)
+                records = parse_output(output_path, requests, unsent)
             except RunBatchOutputError as exc:
                 keep = True
                 self._fault = str(exc)
