@@ -155,6 +155,8 @@ class RayDataEngine:
             max_concurrent_batches=self.settings["ray_max_concurrent_batches"],
             placement_group_config=placement, should_continue_on_error=True,
             chat_template_stage=light, tokenize_stage=light, detokenize_stage=light,
+            # exporting engine metrics needs vLLM's Ray wrappers, which need ray[serve]: not in the `ray` extra
+            log_engine_metrics=False,
         )
         return build_processor(config, postprocess=_postprocess)
 
