@@ -118,3 +118,12 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
     finally:
         engine.close()
     assert not ray.is_initialized()
+
+
+def test_a_ray_failure_leads_with_its_root_cause_without_colour_codes():
+    wrapped = RuntimeError("\x1b[36mray::MapWorker(vLLMEngineStageUDF).__init__()\x1b[39m (pid=1)\n"
+                           "  File \"x.py\", line 3, in f\n    raise ImportError('no')\n       ^^^^^^\n"
+                           "ImportError: RayPrometheusMetric requires Ray to be installed.\n   ^^^^^^^^^^\n")
+    first, *rest = ray_data._short(wrapped).splitlines()
+    assert first == "ImportError: RayPrometheusMetric requires Ray to be installed."
+    assert not any("\x1b" in line for line in rest)

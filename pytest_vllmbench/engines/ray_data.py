@@ -26,6 +26,7 @@ from pytest_vllmbench.workload import BatchRequest
 RAY_SETTINGS = {"ray_replicas": 1, "ray_batch_size": 16, "ray_max_concurrent_batches": 4}
 NOT_MEASURED = ["ttft", "tpot", "itl"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its task errors
+CAUSE = re.compile(r"^[\w.]*(Error|Exception|Exit): ")
 INSTALL_HINT = "ray is not installed: pip install 'pytest-vllmbench[ray]' (ray[data]; NOT ray[llm], which pulls CUDA vLLM)"
 
 
@@ -101,9 +102,11 @@ def _postprocess(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _short(exc: BaseException, lines: int = 12) -> str:
-    """The last lines of an exception's text: Ray's carry the remote traceback before the actual error."""
-    text = ANSI.sub("", f"{type(exc).__name__}: {exc}").strip().splitlines()
-    return "\n".join(text[-lines:])
+    """The root cause first (the last `SomethingError: ...` line: Ray wraps the remote traceback around it),
+    then the last lines of the text."""
+    text = [line for line in ANSI.sub("", f"{type(exc).__name__}: {exc}").splitlines() if line.strip()]
+    causes = [line.strip() for line in text if CAUSE.match(line.strip())]
+    return "\n".join([causes[-1] if causes else text[0], *text[-lines:]])
 
 
 class RayDataEngine:
