@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,7 +25,8 @@ if args.fail == "before":
     print("ValueError: not enough memory for the KV cache", flush=True)
     sys.exit(3)
 print(f"INFO run_batch.py: Reading batch from {args.i}...", flush=True)
-lines = [json.loads(line) for line in open(args.i, encoding="utf-8") if line.strip()]
+with open(args.i, encoding="utf-8") as batch:
+    lines = [json.loads(line) for line in batch if line.strip()]
 time.sleep(args.batch_s)
 print(f"Running batch: 100% Completed | {len(lines)}/{len(lines)} [00:01<00:00, 9.00req/s]", file=sys.stderr, flush=True)
 if args.fail == "after":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from test_plugin import BENCH_TEST, REPO
 
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.engines import ray_data
@@ -11,7 +12,6 @@ from pytest_vllmbench.engines.factory import requested_args
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.settings import merge_sources, resolve
 from pytest_vllmbench.workload import CHAT_URL, BatchRequest
-from test_plugin import BENCH_TEST, REPO
 
 
 def test_ray_settings_are_split_from_the_vllm_args():

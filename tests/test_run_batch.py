@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
-
+from hypothesis import given
+from hypothesis import strategies as st
 from procs import session_members
+
 from pytest_vllmbench.engines import run_batch
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.summary import latency_pair
@@ -92,7 +93,7 @@ def test_no_output_file_is_an_error_naming_it(tmp_path):
 def test_every_request_gets_exactly_one_record_whatever_the_runner_wrote(tmp_path_factory, statuses, rng):
     path = tmp_path_factory.mktemp("out") / "out.jsonl"
     requests = [chat(f"r{n}") for n in range(len(statuses))]
-    lines = [output_line(r.custom_id, s) for r, s in zip(requests, statuses) if s is not None]
+    lines = [output_line(r.custom_id, s) for r, s in zip(requests, statuses, strict=True) if s is not None]
     rng.shuffle(lines)
     path.write_text("\n".join(lines))
     records = run_batch.parse_output(path, requests)

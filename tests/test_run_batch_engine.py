@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-
 from procs import session_members
+
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.factory import engine_args, model_source

@@ -49,7 +49,7 @@ def split_settings(engine_args: dict[str, Any]) -> tuple[dict[str, int], dict[st
 def ray_available() -> str | None:
     """None when Ray Data's LLM API can be imported, else why not."""
     try:
-        import ray  # noqa: F401
+        import ray
         import ray.data.llm  # noqa: F401
     except ImportError as exc:
         return f"{INSTALL_HINT} ({exc})"
