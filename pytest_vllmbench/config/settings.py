@@ -19,7 +19,7 @@ from pytest_vllmbench.config.memory_budget import parse_size
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.workload.random_spec import is_random
 
-MODES = ("offline", "server", "endpoint")
+MODES = ("offline", "server", "endpoint", "run-batch", "ray")
 DEFAULT_DATASET = "data/batch_5k.jsonl"
 
 
@@ -44,7 +44,7 @@ class Option:
 OPTIONS = (
     Option("model", "model alias, Ollama tag, HF id or local folder (repeatable; default: the models the batch "
            "file's lines name)", [], multi=True, metavar="NAME"),
-    Option("mode", "offline | server | endpoint (repeatable; default offline and server)", ["offline", "server"], multi=True, metavar="MODE"),
+    Option("mode", "offline | server | endpoint | run-batch | ray (repeatable; default offline and server)", ["offline", "server"], multi=True, metavar="MODE"),
     Option("dataset", f"OpenAI Batch JSONL file (default {DEFAULT_DATASET}), or random:IN:OUT:N for vLLM's random "
            "workload", DEFAULT_DATASET, metavar="PATH"),
     Option("dataset-transform", "how a script derived the --dataset file from another (e.g. 'response_format "

@@ -43,7 +43,7 @@ class CellRecord:
     model_source: str | None = _figure("", None, "what vLLM loaded: HF id, or a local folder's name")
     params_b: float | None = _figure("B params", None, "parameter count from the registry")
     dtype: str | None = _figure("", None, "weight dtype from the registry")
-    mode: str = _figure("", None, "offline, server or endpoint", default="")
+    mode: str = _figure("", None, "offline, server, endpoint, run-batch or ray", default="")
     status: str | None = _figure("", None, "why an unrun cell did not run (does not fit, skipped, failed)",
                                  sometimes=True)
     engine: dict[str, Any] | None = _figure("", None, "engine name, version, platform (and URL for endpoints)")
@@ -116,6 +116,18 @@ class CellRecord:
     quality_graded: int | None = _figure("", None, "outputs graded against gold labels")
     score: float | None = _figure("0..1", "higher", "the weighted score among the session's cells", sometimes=True)
     outputs_error: str | None = _figure("", None, "why the --outputs file could not be written", sometimes=True)
+    # what a mode cannot see, and its own timings (run-batch, ray)
+    not_measured: list[str] | None = _figure("", None, "figures the mode cannot measure (e.g. TTFT for run-batch)",
+                                             sometimes=True)
+    timing: str | None = _figure("", None, "how the mode's wall_s and load_s were taken", sometimes=True)
+    run_batch_end_to_end_s: float | None = _figure("s", "lower", "vLLM's batch runner from spawn to exit",
+                                                   sometimes=True)
+    run_batch_exit_s: float | None = _figure("s", None, "the runner's shutdown after its output was written",
+                                             sometimes=True)
+    ray_init_s: float | None = _figure("s", None, "ray.init: joining or starting the Ray instance", sometimes=True)
+    ray_end_to_end_s: float | None = _figure("s", "lower", "the Ray Data job from submit to last row", sometimes=True)
+    ray_cluster: dict[str, Any] | None = _figure("", None, "Ray cluster shape: nodes, CPUs, GPUs, replicas, batch",
+                                                 sometimes=True)
     # the parity run (--vllm-bench-parity)
     vllm_bench_requests_per_s: float | None = _figure("req/s", None, "vllm bench throughput on the same workload",
                                                       sometimes=True)

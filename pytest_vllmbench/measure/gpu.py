@@ -66,6 +66,8 @@ def cell_gpu_indices(mode: str, args: dict[str, Any]) -> list[int] | None:
     if mode == "endpoint":
         return None
     count = int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
+    if mode == "ray":  # every replica is an engine of its own
+        count *= int(args.get("ray_replicas", 1))
     visible = visible_indices()
     return (visible if visible is not None else list(range(count)))[:count]
 

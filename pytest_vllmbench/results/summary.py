@@ -13,6 +13,7 @@ from pytest_vllmbench.results.gate import Check, missing_data, regressions
 from pytest_vllmbench.results.gate import summary as gate_summary
 
 MISSING = "-"
+NOT_MEASURED = "not measured"
 COST_KEY = "projected_cost"  # the whole job's cost, in `cost_currency`; null unless an hourly price was given
 
 
@@ -31,6 +32,8 @@ def _num(value: Any, digits: int = 2) -> str:
 def latency_pair(cell: Mapping[str, Any], metric: str) -> str:
     """`p50 / p99` in ms as the tables show them; a missing or non-finite figure is `-`."""
     p50, p99 = cell.get(f"{metric}_ms_p50"), cell.get(f"{metric}_ms_p99")
+    if metric in (cell.get("not_measured") or ()):  # the mode cannot see it (run-batch, ray): not a gap to fill
+        return NOT_MEASURED
     if not _finite(p50):
         return MISSING
     return f"{p50:,.0f} / {f'{p99:,.0f}' if _finite(p99) else MISSING}"

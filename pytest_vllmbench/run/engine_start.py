@@ -32,6 +32,8 @@ def requested_args(cell: Cell, settings: Settings, registry: Registry) -> dict[s
     if settings.load_format:
         args["load_format"] = settings.load_format
     args = {**args, **settings.engine_args}
+    if cell.mode != "ray":  # --engine-arg ray_replicas=... and the like shape ray cells only
+        args = {key: value for key, value in args.items() if not key.startswith("ray_")}
     if settings.gpu_memory is not None:
         args["gpu_memory_utilization"] = budget_utilization(settings.gpu_memory, args)
     return args
@@ -106,6 +108,18 @@ def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
             model_source(cell, settings, registry), cell.model.alias, engine_args(cell, settings, registry),
             client_config(settings, "", cell.model.alias), settings.server_timeout, progress=_progress,
         )
+    if cell.mode == "run-batch":
+        from pytest_vllmbench.engines.run_batch import RunBatchEngine
+
+        return RunBatchEngine(model_source(cell, settings, registry), cell.model.alias,
+                              engine_args(cell, settings, registry))
+    if cell.mode == "ray":
+        from pytest_vllmbench.engines.ray_data import RayDataEngine, ray_available
+
+        if (why := ray_available()) is not None:  # before the model is prepared: nothing is gained by it
+            raise sizing.CellSkip(why)
+        return RayDataEngine(model_source(cell, settings, registry), engine_args(cell, settings, registry),
+                             vllm_platform())
     from pytest_vllmbench.engines.endpoint import EndpointEngine, normalize_base_url, plain_http_elsewhere
 
     assert settings.endpoint is not None  # settings.resolve demands it for this mode
