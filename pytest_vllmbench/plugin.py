@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vllmbench import budget, distributed, gate, hookspec, machine, progress, report, summary
+from pytest_vllmbench import budget, distributed, gate, hookspec, loads, machine, progress, report, summary, trace
 from pytest_vllmbench.cells import Cell
 from pytest_vllmbench.cells import build_matrix
 from pytest_vllmbench.client import EndpointUnreachable
@@ -77,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raw = merge_sources(cli, values, ini)
         settings = resolve(raw, config.rootpath, tables)
         registry = load_registry()
-        build_matrix(settings.models, settings.modes, registry)  # named models fail fast; the batch file's later
+        build_matrix(settings.models, settings.modes, registry, settings.load_points)  # named models fail fast; the batch file's later
         configured = bool(table) or any(value not in (None, [], "", False) for value in (*cli.values(), *ini.values()))
         if configured:  # another project's xdist workers keep their GPUs
             settings = _join_xdist(config, settings)
@@ -226,6 +226,8 @@ def _check_paths_before_engines(config: pytest.Config, on_worker: bool) -> None:
                 raise UsageError(f"--write-outputs {settings.write_outputs}: {exc.strerror or exc}") from None
             if not os.access(settings.write_outputs, os.W_OK):
                 raise UsageError(f"--write-outputs {settings.write_outputs}: the folder is not writable")
+        if settings.trace is not None:
+            trace.check_trace_folder(settings.trace)
         if on_worker or not _saving(config):
             return
         root = _storage_root(config)
@@ -251,7 +253,8 @@ class CellRun:
         settings = self._session.settings
 
         def timed(fn: Any) -> None:
-            benchmark.pedantic(fn, rounds=settings.rounds, iterations=1, warmup_rounds=settings.warmup)
+            # warm-up rounds are run by the session, once per engine (a sweep's server is warmed once)
+            benchmark.pedantic(fn, rounds=settings.rounds, iterations=1, warmup_rounds=0)
 
         def quality_hook(cell_id: str, requests: Any, records: Any, gold: Any) -> Any:
             return self._config.hook.pytest_vllmbench_quality(cell_id=cell_id, requests=requests, records=records,
@@ -513,7 +516,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     cells = list(_current_cells(config).values())  # measured cells and the session's unrun ones
     gates = config.stash.get(GATES_KEY, None)
-    block = summary.summary_block(cells, summary.gate_lines(*gates) if gates else [], _saved_run(config),
+    notes = loads.knee_lines(cells) + (summary.gate_lines(*gates) if gates else [])
+    block = summary.summary_block(cells, notes, _saved_run(config),
                                   config.stash.get(REPORT_KEY, None))
     if block:
         terminalreporter.write_sep("=", "vllmbench summary")

@@ -16,6 +16,7 @@ from pytest_vllmbench.engines.factory import engine_args, model_source, start_en
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.fileio import sha256_of
 from pytest_vllmbench.gpu import cell_gpu_indices, list_gpus
+from pytest_vllmbench.loads import LoadPoint
 from pytest_vllmbench.metrics import RequestRecord
 from pytest_vllmbench.outputs import write_batch_output
 from pytest_vllmbench.parity import vllm_bench_requests_per_s
@@ -28,6 +29,7 @@ from pytest_vllmbench.roofline import load_bandwidths
 from pytest_vllmbench.runner import CellOutcome, Timed, run_cell
 from pytest_vllmbench.settings import Settings
 from pytest_vllmbench.sizing import DoesNotFit, does_not_fit, over_budget
+from pytest_vllmbench.trace import trace_path, write_trace
 from pytest_vllmbench.workload import BatchRequest, parse_random_spec, random_requests, read_batch, select
 
 QualityHook = Callable[[str, list[BatchRequest], list[RequestRecord], Any], "dict[str, Any] | None"]
@@ -67,11 +69,13 @@ class BenchSession:
         self.pool = EnginePool(lambda cell: start_engine(cell, settings, registry))
         self.sampling = SamplingOverrides(settings.max_tokens, settings.ignore_eos)
         self.unrun: list[dict[str, Any]] = []
+        self.warmed: set[tuple[str, str]] = set()  # engines warmed already: a sweep warms its server once
 
     @cached_property
     def cells(self) -> list[Cell]:
         """Built on first use, so pytest runs that collect no benchmark never read the batch file."""
-        return build_matrix(self.settings.models or self.dataset_models(), self.settings.modes, self.registry)
+        return build_matrix(self.settings.models or self.dataset_models(), self.settings.modes, self.registry,
+                            self.settings.load_points)
 
     @cached_property
     def workload(self) -> list[BatchRequest]:
@@ -136,8 +140,18 @@ class BenchSession:
             cell, engine, requests, self.sampling, context, self.settings.project_to, timed, self.settings.slo_ms,
             gpu_indices=cell_gpu_indices(cell.mode, args), bandwidths=self.bandwidths,
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
-            progress=progress,
+            progress=progress, warmup=0 if cell.engine_key in self.warmed else self.settings.warmup,
+            load=cell.load or LoadPoint(self.settings.concurrency, self.settings.request_rate),
+            trace=self.settings.trace is not None,
         )
+        self.warmed.add(cell.engine_key)
+        if self.settings.trace is not None:
+            path = trace_path(self.settings.trace, cell.id)
+            try:
+                write_trace(path, cell.id, outcome.trace)
+                outcome.extra_info["trace_file"] = path.name
+            except OSError as exc:  # like --write-outputs: the figures are kept, the cell fails saying why
+                outcome.extra_info["outputs_error"] = f"--trace-dir {path}: {exc.strerror or exc}"
         quality = quality_hook(cell.id, requests, outcome.records, self.gold) if quality_hook else None
         outcome.extra_info |= quality if quality is not None else score_quality(requests, outcome.records, self.gold)
         if self.settings.write_outputs:

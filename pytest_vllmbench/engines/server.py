@@ -21,7 +21,9 @@ from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.supervisor import SessionProcess
 from pytest_vllmbench.machine import package_version
 from pytest_vllmbench.metrics import RequestRecord
+from pytest_vllmbench.loads import LoadPoint, with_load
 from pytest_vllmbench.progress import CellProgress
+from pytest_vllmbench.server_metrics import MetricsSource
 from pytest_vllmbench.workload import BatchRequest
 
 LOG_TAIL_LINES = 40
@@ -112,9 +114,14 @@ class ServerEngine:
         )
 
     def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
-            progress: CellProgress | None = None) -> list[RequestRecord]:
+            progress: CellProgress | None = None, load: LoadPoint | None = None,
+            on_sent: Callable[[str, float], None] | None = None) -> list[RequestRecord]:
+        """`load` overrides the session's concurrency and rate (a sweep's point); `on_sent` sees each send."""
         preflight(self._client)
-        return run_batch(requests, sampling, self._client, progress)
+        return run_batch(requests, sampling, with_load(self._client, load, on_sent), progress)
+
+    def metrics_source(self) -> MetricsSource:
+        return MetricsSource(self.base_url.removesuffix("/v1") + "/metrics", {})
 
     def fault(self) -> str | None:
         """Why the server can no longer serve, or None while it is fine."""
