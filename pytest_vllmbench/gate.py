@@ -27,7 +27,7 @@ LOWER_IS_BETTER = frozenset(
     | {f"{name}_ms_{stat}" for name in LATENCIES for stat in ("mean", "p50", "p90", "p99")}
 )
 KNOWN_METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
-_RULE = re.compile(r"^(?P<metric>[a-z0-9_]+):(?P<change>[+-]?\d+(\.\d+)?)%$")
+_RULE = re.compile(r"^(?P<metric>[a-z0-9_]+):(?P<change>[+-]?\d+(\.\d+)?)%(?P<noise>:noise)?$")
 
 # exit codes of `vllmbench gate`; the pytest gate exits 1 for both failures and 4 for usage errors
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_MISSING_DATA = 0, 1, 2, 3
@@ -45,19 +45,21 @@ def higher_is_better(metric: str) -> bool:
 class Rule:
     metric: str
     tolerance_pct: float  # how much worse the metric may get, in percent
+    noise_aware: bool = False  # METRIC:CHANGE%:noise: with --rounds on both sides, see _noise_check
 
     @classmethod
     def parse(cls, text: str) -> Rule:
         match = _RULE.match(text.strip())
         if not match:
-            raise UsageError(f"gate rule {text!r}: expected METRIC:CHANGE%, e.g. output_tokens_per_s:-5%")
+            raise UsageError(f"gate rule {text!r}: expected METRIC:CHANGE% or METRIC:CHANGE%:noise, e.g. "
+                             "output_tokens_per_s:-5%")
         metric, change = match["metric"], float(match["change"])
         better_up = higher_is_better(metric)
         if (better_up and change > 0) or (not better_up and change < 0):
             worse = "a drop" if better_up else "a rise"
             raise UsageError(f"gate rule {text!r}: for {metric} a regression is {worse}; write "
                              f"{metric}:{'-' if better_up else '+'}{abs(change):g}%")
-        return cls(metric, abs(change))
+        return cls(metric, abs(change), bool(match["noise"]))
 
 
 OK, REGRESSION, MISSING, NOTE = "ok", "regression", "missing data", "note"
@@ -132,11 +134,36 @@ def _check_rule(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any] 
         return Check(cell_id, rule.metric, None, current, None, rule.tolerance_pct, "new cell (no baseline)", NOTE)
     if base is None:
         return Check(cell_id, rule.metric, None, current, None, rule.tolerance_pct, "no baseline figure", NOTE)
+    if rule.noise_aware:
+        return _noise_check(cell_id, now, before, rule)
     change = _change_pct(base, current)
     worse_by = -change if higher_is_better(rule.metric) else change
     if worse_by > rule.tolerance_pct:
         return Check(cell_id, rule.metric, base, current, change, rule.tolerance_pct, "REGRESSION", REGRESSION)
     return Check(cell_id, rule.metric, base, current, change, rule.tolerance_pct, "ok", OK)
+
+
+def _noise_check(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any], rule: Rule) -> Check:
+    """The noise-aware rule: compare the means of the rounds, and call it a regression only when the mean got worse
+    by more than the tolerance AND the two 95 % confidence intervals do not overlap (the current one lies wholly on
+    the worse side). Without intervals on both sides (--rounds 1) the plain rule applies, and the verdict says so."""
+    from pytest_vllmbench.rounds import stat
+
+    now_stat, base_stat = stat(now, rule.metric), stat(before, rule.metric)
+    if now_stat is None or base_stat is None:
+        plain = _check_rule(cell_id, now, before, Rule(rule.metric, rule.tolerance_pct))
+        return Check(plain.cell, plain.metric, plain.baseline, plain.current, plain.change_pct, plain.tolerance_pct,
+                     f"{plain.verdict} (no CI on both sides: plain rule)", plain.kind)
+    base_mean, now_mean = float(base_stat["mean"]), float(now_stat["mean"])
+    change = _change_pct(base_mean, now_mean)
+    better_up = higher_is_better(rule.metric)
+    worse_by = -change if better_up else change
+    apart = (now_stat["ci95_high"] < base_stat["ci95_low"]) if better_up else (now_stat["ci95_low"] > base_stat["ci95_high"])
+    if worse_by > rule.tolerance_pct and apart:
+        return Check(cell_id, rule.metric, base_mean, now_mean, change, rule.tolerance_pct,
+                     "REGRESSION (outside the noise)", REGRESSION)
+    verdict = "ok (within the noise: CIs overlap)" if worse_by > rule.tolerance_pct else "ok"
+    return Check(cell_id, rule.metric, base_mean, now_mean, change, rule.tolerance_pct, verdict, OK)
 
 
 def table(checks: Sequence[Check]) -> str:

@@ -9,6 +9,7 @@ from itertools import product
 from typing import Any, TypeVar
 
 from pytest_vllmbench.errors import UsageError
+from pytest_vllmbench.rounds import central
 
 SWEEP_MODES = ("server", "endpoint")  # offline takes the whole batch at once: it has no load to vary
 # A point "met the SLOs" when at least this share of its requests met every SLO (goodput / throughput):
@@ -110,8 +111,8 @@ def load_points(concurrencies: Sequence[int | None], rates: Sequence[float | Non
 
 
 def slo_attainment(cell: Mapping[str, Any]) -> float | None:
-    """Share of the point's requests that met every SLO, from its goodput and throughput."""
-    good, rate = cell.get("goodput_requests_per_s"), cell.get("requests_per_s")
+    """Share of the point's requests that met every SLO, from its goodput and throughput (means over rounds)."""
+    good, rate = central(cell, "goodput_requests_per_s"), central(cell, "requests_per_s")
     if good is None or not rate:
         return None
     return float(good) / float(rate)
@@ -123,9 +124,10 @@ def met_slo(cell: Mapping[str, Any]) -> bool:
 
 
 def knee(points: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """Of a sweep's points that met the SLOs, the one with the highest throughput; None when none did."""
+    """Of a sweep's points that met the SLOs, the one with the highest throughput (the rounds' mean when there
+    were several); None when none did."""
     met = [cell for cell in points if met_slo(cell)]
-    return max(met, key=lambda cell: float(cell.get("requests_per_s") or 0.0), default=None)
+    return max(met, key=lambda cell: central(cell, "requests_per_s") or 0.0, default=None)
 
 
 def sweeps(cells: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -156,6 +158,6 @@ def knee_lines(cells: Iterable[Mapping[str, Any]]) -> list[str]:
         if best is None:
             lines.append(f"sweep {name}: no load point met the SLOs ({spec}) for {SLO_ATTAINMENT:.0%} of its requests")
         else:
-            lines.append(f"sweep {name}: knee at {best['load']['point']} ({best['requests_per_s']:.2f} req/s, "
-                         f"{best.get('output_tokens_per_s') or 0:.1f} out tok/s) under {spec}")
+            lines.append(f"sweep {name}: knee at {best['load']['point']} ({central(best, 'requests_per_s') or 0:.2f} "
+                         f"req/s, {central(best, 'output_tokens_per_s') or 0:.1f} out tok/s) under {spec}")
     return lines

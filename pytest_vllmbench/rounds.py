@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 KEY_FIGURES = ("requests_per_s", "output_tokens_per_s", "goodput_requests_per_s", "ttft_ms_p50", "ttft_ms_p99",
                "tpot_ms_p50", "e2el_ms_p50", "e2el_ms_p99")
@@ -31,6 +30,8 @@ def interval(values: Sequence[float]) -> dict[str, float | int | None]:
     mean = float(np.mean(values)) if n else None
     if n < 2:
         return {"n": n, "mean": mean, "stddev": None, "ci95_low": None, "ci95_high": None, "ci95_half": None}
+    from scipy import stats  # imported when a cell ran rounds: importing it costs every pytest session otherwise
+
     stddev = float(np.std(values, ddof=1))
     half = float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * stddev / math.sqrt(n)
     assert mean is not None
@@ -63,3 +64,11 @@ def plus_minus(cell: Mapping[str, Any], metric: str, digits: int = 2) -> str | N
     if found is None:
         return None
     return f"{found['mean']:,.{digits}f} ± {found['ci95_half']:,.{digits}f}"
+
+
+def central(cell: Mapping[str, Any], metric: str) -> float | None:
+    """The rounds' mean when the cell ran several, else its one figure."""
+    found = (cell.get("round_stats") or {}).get(metric)
+    if found and found.get("mean") is not None:
+        return float(found["mean"])
+    return _finite(cell.get(metric))

@@ -68,6 +68,7 @@ def _growth(values: Sequence[float]) -> float | None:
 class MetricsSource:
     url: str  # http://host:port/metrics
     headers: Mapping[str, str]
+    params: tuple[tuple[str, str], ...] = ()  # the endpoint URL's query string goes with every request
 
 
 class MetricsSampler:
@@ -96,7 +97,7 @@ class MetricsSampler:
     def __enter__(self) -> MetricsSampler:
         if self._source is None:
             return self
-        self._client = httpx.Client(headers=dict(self._source.headers), timeout=5.0)
+        self._client = httpx.Client(headers=dict(self._source.headers), params=list(self._source.params), timeout=5.0)
         first = self._scrape()
         self.available = bool(first)  # no /metrics, or nothing of vLLM's in it
         if not self.available:

@@ -57,8 +57,8 @@ class EndpointEngine:
 
     def metrics_source(self) -> MetricsSource:
         """/metrics beside /v1, with the same credentials the client sends (none where they are withheld)."""
-        base, _, _ = split_url(self._client.base_url)
-        return MetricsSource(base.removesuffix("/v1") + "/metrics", _headers(self._client))
+        base, params, _ = split_url(self._client.base_url)
+        return MetricsSource(base.removesuffix("/v1") + "/metrics", _headers(self._client), tuple(params))
 
     def describe(self) -> dict[str, Any]:
         return {"name": "openai-compatible", "version": None, "platform": "external",
