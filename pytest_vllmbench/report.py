@@ -216,7 +216,7 @@ def _status(cell: dict[str, Any]) -> str:
 
 def _matrix(latest: Latest) -> str:
     rows = [
-        [_model(cell) + (f" ({_split(cell)})" if _split(cell) else ""), cell["mode"], machine, workload, _status(cell), _fmt(cell.get("requests_per_s")),
+        [_model(cell) + (f" ({_split(cell)})" if _split(cell) else ""), mode_text(cell), machine, workload, _status(cell), _fmt(cell.get("requests_per_s")),
          _fmt(cell.get("projected_hours")), _fmt(cell.get("peak_vram_mib"))]
         for (machine, _, workload), (_, cell) in sorted(latest.items())
     ]
