@@ -226,8 +226,8 @@ def _check_paths_before_engines(config: pytest.Config, on_worker: bool) -> None:
                 raise UsageError(f"--write-outputs {settings.write_outputs}: {exc.strerror or exc}") from None
             if not os.access(settings.write_outputs, os.W_OK):
                 raise UsageError(f"--write-outputs {settings.write_outputs}: the folder is not writable")
-        if settings.trace is not None:
-            trace.check_trace_folder(settings.trace)
+        if settings.trace_dir is not None:
+            trace.check_trace_folder(settings.trace_dir)
         if on_worker or not _saving(config):
             return
         root = _storage_root(config)

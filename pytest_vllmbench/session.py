@@ -142,11 +142,11 @@ class BenchSession:
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
             progress=progress, warmup=0 if cell.engine_key in self.warmed else self.settings.warmup,
             load=cell.load or LoadPoint(self.settings.concurrency, self.settings.request_rate),
-            trace=self.settings.trace is not None,
+            trace=self.settings.trace_dir is not None,
         )
         self.warmed.add(cell.engine_key)
-        if self.settings.trace is not None:
-            path = trace_path(self.settings.trace, cell.id)
+        if self.settings.trace_dir is not None:
+            path = trace_path(self.settings.trace_dir, cell.id)
             try:
                 write_trace(path, cell.id, outcome.trace)
                 outcome.extra_info["trace_file"] = path.name

@@ -129,7 +129,7 @@ class Settings:
     gpus_per_worker: int = 1
     workers: int = 1  # pytest-xdist workers sharing this machine (set on workers)
     load_points: tuple[LoadPoint, ...] = ()  # a sweep: more than one load point (server/endpoint cells)
-    trace: Path | None = None
+    trace_dir: Path | None = None
 
     @property
     def random_dataset(self) -> str | None:
@@ -246,7 +246,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         concurrency=points[0].concurrency if len(points) == 1 else None,
         request_rate=points[0].request_rate if len(points) == 1 else None,
         load_points=points if len(points) > 1 else (),
-        trace=_path(raw["trace_dir"], rootdir) if raw["trace_dir"] else None,
+        trace_dir=_path(raw["trace_dir"], rootdir) if raw["trace_dir"] else None,
         request_timeout=_positive("--request-timeout", raw["request_timeout"]),
         api_key_env=raw["api_key_env"],
         api_key_over_http=bool(raw["api_key_over_http"]),
