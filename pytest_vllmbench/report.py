@@ -292,7 +292,7 @@ def _sweep_title(key: SweepKey, several_workloads: bool) -> str:
 def _sweeps_section(latest: Latest) -> str:
     groups = sweep_groups(latest)
     if not groups:
-        return ("No load sweep saved yet (`--mode=server --concurrency=1,16,64` or `--request-rate=2,8,inf`: one cell"
+        return ("No load sweep saved yet (`--mode=server --concurrency=1,16,64` or `--request-rate=2,8`: one cell"
                 " per load point, on one server start).")
     parts = [f"One row per load point, lightest first. With `--slo`, a point met the SLOs when at least"
              f" {SLO_ATTAINMENT:.0%} of its requests met every one (goodput / throughput); the knee is the point"
