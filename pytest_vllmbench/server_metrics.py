@@ -99,10 +99,10 @@ class MetricsSampler:
             return self
         self._client = httpx.Client(headers=dict(self._source.headers), params=list(self._source.params), timeout=5.0)
         first = self._scrape()
-        self.available = bool(first)  # no /metrics, or nothing of vLLM's in it
-        if not self.available:
+        if not first:  # no /metrics, or nothing of vLLM's in it
             self._client.close()
             return self
+        self.available = True
         self._samples.append(first)
         self._thread = threading.Thread(target=self._loop, name="vllmbench-metrics", daemon=True)
         self._thread.start()
