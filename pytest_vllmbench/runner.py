@@ -56,7 +56,7 @@ def run_cell(
     last: dict[str, Any] = {}
     rounds: list[dict[str, float | None]] = []
     traced: list[dict[str, Any]] = []
-    client_side = engine.mode in SWEEP_MODES
+    client_side = cell.mode in SWEEP_MODES
 
     def call(bar: Any, sent: SendTimes | None) -> list[RequestRecord]:
         # without a bar, load or trace the call is exactly as before (engines written against the old interface)
