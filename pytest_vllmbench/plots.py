@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.fileio import write_bytes_atomic
+from pytest_vllmbench.rounds import central
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 100
@@ -118,16 +119,17 @@ SweepPoint = tuple[str, Mapping[str, Any]]  # (load point label, the point's sav
 
 
 def _sweep_inputs(title: str, points: Sequence[SweepPoint], knee: str | None) -> list[Any]:
-    return ["sweep", title, knee, [(label, cell.get("requests_per_s"), cell.get("output_tokens_per_s"),
+    return ["sweep", title, knee, [(label, central(cell, "requests_per_s"), cell.get("output_tokens_per_s"),
                                     cell.get("ttft_ms_p50"), cell.get("ttft_ms_p99"), cell.get("e2el_ms_p50"),
                                     cell.get("e2el_ms_p99")) for label, cell in points]]
 
 
 def sweep_png(title: str, points: Sequence[SweepPoint], knee: str | None = None) -> bytes:
-    """Latency (TTFT and E2EL, p50 solid, p99 dashed) against the throughput each load point reached."""
+    """Latency (TTFT and E2EL, p50 solid, p99 dashed; the last round's) against the throughput each load point
+    reached (the mean over rounds when there were several)."""
     figure = _figure(7.0, 4.2)
     axes = figure.add_subplot()
-    rates = [float(cell.get("requests_per_s") or 0.0) for _, cell in points]
+    rates = [central(cell, "requests_per_s") or 0.0 for _, cell in points]  # the rounds' mean, as the table
     for metric, name, color in (("ttft", "TTFT", "#4c72b0"), ("e2el", "E2EL", "#dd8452")):
         for stat, style in (("p50", "-"), ("p99", "--")):
             values = [cell.get(f"{metric}_ms_{stat}") for _, cell in points]
