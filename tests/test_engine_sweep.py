@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from procs import run_pytest_isolated
 
 pytestmark = pytest.mark.engine

@@ -8,8 +8,15 @@ from hypothesis import strategies as st
 
 from pytest_vllmbench.cells import build_matrix
 from pytest_vllmbench.errors import UsageError
-from pytest_vllmbench.loads import (SLO_ATTAINMENT, LoadPoint, knee, knee_lines, load_points, parse_concurrencies,
-                                    parse_request_rates)
+from pytest_vllmbench.loads import (
+    SLO_ATTAINMENT,
+    LoadPoint,
+    knee,
+    knee_lines,
+    load_points,
+    parse_concurrencies,
+    parse_request_rates,
+)
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.settings import merge_sources, resolve
 

@@ -52,9 +52,9 @@ def test_a_cell_keeps_peak_and_mean_of_gauges_and_the_growth_of_counters():
 
 
 def test_the_sampler_reads_a_server_that_has_metrics():
-    with StubServer(["m"], metrics=scrape(kv=0.3, running=2)) as stub:
-        with MetricsSampler(MetricsSource(f"http://127.0.0.1:{stub.port}/metrics", {}), interval_s=0.01) as sampler:
-            pass
+    with StubServer(["m"], metrics=scrape(kv=0.3, running=2)) as stub, \
+            MetricsSampler(MetricsSource(f"http://127.0.0.1:{stub.port}/metrics", {}), interval_s=0.01) as sampler:
+        pass
     figures = sampler.figures()
     assert figures["kv_cache_usage_pct_peak"] == 30.0 and figures["samples"] >= 2
 
