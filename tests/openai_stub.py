@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 
 
 class StubServer:
-    def __init__(self, served: list[str], words: int = 3) -> None:
+    def __init__(self, served: list[str], words: int = 3, metrics: str | None = None) -> None:
         self.served = served
         self.words = words
+        self.metrics = metrics  # Prometheus text served at /metrics; None: no /metrics (404)
         self.seen: list[dict] = []  # path, query, authorization and body of every request
         stub = self
 
@@ -26,6 +27,14 @@ class StubServer:
 
             def do_GET(self) -> None:
                 self._note(None)
+                if urlsplit(self.path).path == "/metrics" and stub.metrics is not None:
+                    data = stub.metrics.encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if urlsplit(self.path).path != "/v1/models":
                     self.send_error(404)
                     return

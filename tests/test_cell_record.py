@@ -13,7 +13,7 @@ from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.measure.cell_record import FIGURES, CellRecord, checked_figures
+from pytest_vllmbench.measure.cell_record import FIGURES, CellRecord, checked_figures, saved_figures
 from pytest_vllmbench.run.cell_run import run_cell
 from tests.test_budget_energy import FakeEnergyNvml, FakeEngine
 
@@ -37,11 +37,14 @@ def test_an_undeclared_figure_cannot_be_saved():
         checked_figures({"cell": "x", "status": "skipped", "reason": "?"})
 
 
-def test_a_figure_that_only_sometimes_applies_is_left_out_where_it_does_not():
-    saved = CellRecord.from_figures({"cell": "m-offline", "requests_per_s": 2.0}).to_extra_info()
+def test_a_figure_that_only_sometimes_applies_is_left_out_where_it_was_not_given():
+    saved = saved_figures({"cell": "m-offline", "requests_per_s": 2.0})
     assert saved["requests_per_s"] == 2.0 and saved["ttft_ms_p99"] is None  # always present, null where unknown
     assert "goodput_requests_per_s" not in saved and "status" not in saved
     assert set(saved) == {name for name, f in FIGURES.items() if not f.sometimes}
+    assert saved["vllmbench_schema"] == 1 and saved["n_requests"] == 0
+    given_null = saved_figures({"cell": "m-server", "server_metrics": None})
+    assert "server_metrics" in given_null and given_null["server_metrics"] is None  # "not sampled", not unknown
 
 
 @given(st.sampled_from(sorted(FIGURES)), st.floats(min_value=0.5, max_value=50))

@@ -77,3 +77,29 @@ def test_an_unchanged_plot_is_not_redrawn_and_a_changed_one_is(tmp_path, monkeyp
     save_run(storage, 2, "b", [cell(requests_per_s=3.0)], when="2026-11-30T10:00:00")
     write_report(storage, out)
     assert throughput.read_bytes() != old and throughput.read_bytes().startswith(plots.PNG_SIGNATURE)
+
+
+def sweep_point(label, concurrency, rate, ttft, e2el):
+    return cell(f"gemma-270m-server-{label}", mode="server", sweep="gemma-270m-server", slo_ms={"ttft": 500.0},
+                load={"concurrency": concurrency, "request_rate": None, "point": label}, requests_per_s=rate,
+                goodput_requests_per_s=rate if ttft <= 500 else 0.0, ttft_ms_p50=ttft, ttft_ms_p99=ttft * 2,
+                e2el_ms_p50=e2el, e2el_ms_p99=e2el * 2)
+
+
+def test_a_sweep_gets_its_curve_and_table_with_the_knee(tmp_path):
+    pytest.importorskip("matplotlib")
+    storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
+    save_run(storage, 1, "sweep", [sweep_point("c16", 16, 3.0, 900.0, 4000.0), sweep_point("c1", 1, 0.5, 80.0, 900.0),
+                                   sweep_point("c4", 4, 1.8, 300.0, 2000.0)])
+    write_report(storage, out)
+    [curve] = (tmp_path / "benchmarks-plots").glob("sweep-*.png")
+    first = curve.read_bytes()
+    assert first.startswith(plots.PNG_SIGNATURE)
+    text = out.read_text()
+    section = text.split("## Load sweeps")[1].split("## Memory budgets")[0]
+    assert "SLOs ttft 500 ms: knee at **c4**, 1.80 req/s." in section
+    rows = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| c")]
+    assert rows == ["c1", "c4", "c16"]  # lightest load first, whatever the order saved
+    assert f"]({curve.relative_to(tmp_path).as_posix()})" in text
+    write_report(storage, out)
+    assert curve.read_bytes() == first  # same figures, same bytes

@@ -2,7 +2,7 @@
 # One lent-H200 session's benchmark runs, as they were run for the committed GPU results.
 # Expects vLLM 0.26.0 unpacked in /tmp/site (shared/gpu/README.md) and .gpu/extra/ carried
 # (wheels for httpx-sse, httpx-aiohttp, platformdirs; the gemma-12b dummy-weight folder).
-# Usage: h200_session.sh offline|server|parity|xdist|tp2   (results and logs go to $OUT)
+# Usage: h200_session.sh offline|server|sweep|parity|xdist|tp2   (results and logs go to $OUT)
 # xdist and tp2 need two GPUs (kind nvidia-h200-x2).
 set -uo pipefail
 # Dummy weights cannot write meaningful JSON, so the batch sample drops response_format and every request
@@ -40,6 +40,12 @@ case "${1:-offline}" in
     python3 -m pytest benchmarks/test_batch.py "${common[@]}" --model=gemma-12b --model=mistral-7b \
       --model=qwen-14b --mode="$1" "${batch[@]}" --benchmark-save="h200-$1-batch1000-dummy" 2>&1 \
       | tee "$OUT/$1.log" ;;
+  sweep)
+    # one server start, three load points, 2 rounds each; 400 requests keep c16 near 40 s a round
+    plain_sample
+    python3 -m pytest benchmarks/test_batch.py "${common[@]}" --model=gemma-12b --mode=server "${batch[@]}" \
+      --limit=400 --concurrency=16,64,256 --rounds=2 --slo=ttft:1000,tpot:50 \
+      --trace-dir="$OUT/traces" --benchmark-save=h200-sweep-batch400-dummy 2>&1 | tee "$OUT/sweep.log" ;;
   parity)
     python3 -m pytest benchmarks/test_batch.py "${common[@]}" --model=gemma-12b --mode=offline \
       --dataset=random:512:256:1000 --vllm-bench-parity --benchmark-save=h200-parity-dummy 2>&1 \

@@ -9,7 +9,7 @@ from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.measure.cell_record import HIGHER_IS_BETTER, LOWER_IS_BETTER
 
 KNOWN_METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
-_RULE = re.compile(r"^(?P<metric>[a-z0-9_]+):(?P<change>[+-]?\d+(\.\d+)?)%$")
+_RULE = re.compile(r"^(?P<metric>[a-z0-9_]+):(?P<change>[+-]?\d+(\.\d+)?)%(?P<noise>:noise)?$")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -24,16 +24,18 @@ def higher_is_better(metric: str) -> bool:
 class Rule:
     metric: str
     tolerance_pct: float  # how much worse the metric may get, in percent
+    noise_aware: bool = False  # METRIC:CHANGE%:noise: with --rounds on both sides, see gate._noise_check
 
     @classmethod
     def parse(cls, text: str) -> Rule:
         match = _RULE.match(text.strip())
         if not match:
-            raise UsageError(f"gate rule {text!r}: expected METRIC:CHANGE%, e.g. output_tokens_per_s:-5%")
+            raise UsageError(f"gate rule {text!r}: expected METRIC:CHANGE% or METRIC:CHANGE%:noise, e.g. "
+                             "output_tokens_per_s:-5%")
         metric, change = match["metric"], float(match["change"])
         better_up = higher_is_better(metric)
         if (better_up and change > 0) or (not better_up and change < 0):
             worse = "a drop" if better_up else "a rise"
             raise UsageError(f"gate rule {text!r}: for {metric} a regression is {worse}; write "
                              f"{metric}:{'-' if better_up else '+'}{abs(change):g}%")
-        return cls(metric, abs(change))
+        return cls(metric, abs(change), bool(match["noise"]))

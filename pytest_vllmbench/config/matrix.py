@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pytest_vllmbench.config.loads import SWEEP_MODES, LoadPoint
 from pytest_vllmbench.config.registry import ModelSpec, Registry
 
 
@@ -12,10 +13,15 @@ class Cell:
     model: ModelSpec
     mode: str
     requested: str  # the name as the user wrote it: what an endpoint serves
-
+    load: LoadPoint | None = None  # one point of a load sweep; its cells share the engine (same engine_key)
 
     @property
     def id(self) -> str:
+        return f"{self.sweep}-{self.load.label}" if self.load is not None else self.sweep
+
+    @property
+    def sweep(self) -> str:
+        """model-mode: the cell id without its load point."""
         return f"{self.model.alias}-{self.mode}"
 
     @property
@@ -23,7 +29,14 @@ class Cell:
         return (self.model.source, self.mode)
 
 
-def build_matrix(models: tuple[str, ...], modes: tuple[str, ...], registry: Registry) -> list[Cell]:
-    """Model-major order, so a model's engines are started and stopped before the next model's."""
-    return [Cell(registry.resolve_served(name) if mode == "endpoint" else registry.resolve(name), mode, name)
-            for name in models for mode in modes]
+def build_matrix(models: tuple[str, ...], modes: tuple[str, ...], registry: Registry,
+                 loads: tuple[LoadPoint, ...] = ()) -> list[Cell]:
+    """Model-major order, so a model's engines are started and stopped before the next model's; a sweep's
+    points follow each other, lightest first, on the same engine."""
+    cells = []
+    for name in models:
+        for mode in modes:
+            model = registry.resolve_served(name) if mode == "endpoint" else registry.resolve(name)
+            points = loads if mode in SWEEP_MODES and loads else (None,)
+            cells += [Cell(model, mode, name, point) for point in points]
+    return cells

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.redaction import redact_url
 from pytest_vllmbench.config.gate_rules import Rule
+from pytest_vllmbench.config.loads import LoadPoint, load_points, parse_concurrencies, parse_request_rates
 from pytest_vllmbench.config.memory_budget import parse_size
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.workload.random_spec import is_random
@@ -67,8 +68,12 @@ OPTIONS = (
     Option("cost-currency", "label of --gpu-hourly-cost's currency, e.g. USD (shown beside every cost)", None,
            metavar="LABEL"),
     Option("endpoint", "base URL of a running OpenAI-compatible server (endpoint mode)", None, metavar="URL"),
-    Option("concurrency", "requests in flight at once in server/endpoint mode (default: all)", None, metavar="N"),
-    Option("request-rate", "Poisson arrival rate in requests/s (default: all at once)", None, metavar="R"),
+    Option("concurrency", "requests in flight at once in server/endpoint mode (default: all); a list 1,16,64 "
+           "sweeps: one cell per value, on one server start", None, metavar="N[,N...]"),
+    Option("request-rate", "Poisson arrival rate in requests/s (default: all at once); a list 2,8,inf sweeps "
+           "(inf: no limit)", None, metavar="R[,R...]"),
+    Option("trace-dir", "write one JSONL per cell into DIR: each request's custom_id, send time, TTFT, E2EL, token "
+           "counts and error kind (never prompt or output text)", None, metavar="DIR"),
     Option("request-timeout", "seconds before one HTTP request counts as failed", 600.0, metavar="S"),
     Option("api-key-env", "environment variable holding the API key (never saved)", "OPENAI_API_KEY", metavar="VAR"),
     Option("api-key-over-http", "send the API key to a plain-http endpoint that is not on this machine (withheld "
@@ -124,6 +129,8 @@ class Settings:
     vllm_bench_parity: bool = False
     gpus_per_worker: int = 1
     workers: int = 1  # pytest-xdist workers sharing this machine (set on workers)
+    load_points: tuple[LoadPoint, ...] = ()  # a sweep: more than one load point (server/endpoint cells)
+    trace_dir: Path | None = None
 
     @property
     def random_dataset(self) -> str | None:
@@ -217,6 +224,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
     if gpu_memory is not None and clash:
         raise UsageError(f"--gpu-memory sets vLLM's memory itself; drop --engine-arg {clash[0]}=... or --gpu-memory")
     report = raw["report"]
+    points = load_points(parse_concurrencies(raw["concurrency"]), parse_request_rates(raw["request_rate"]))
     return Settings(
         models=tuple(dict.fromkeys(raw["model"])),
         modes=modes,
@@ -236,8 +244,10 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         gpu_hourly_cost=_optional("--gpu-hourly-cost", raw["gpu_hourly_cost"], float, 0),
         cost_currency=str(raw["cost_currency"]) if raw["cost_currency"] not in (None, "") else None,
         endpoint=raw["endpoint"] or None,
-        concurrency=_optional("--concurrency", raw["concurrency"], int, 1),
-        request_rate=None if raw["request_rate"] in (None, "") else _positive("--request-rate", raw["request_rate"]),
+        concurrency=points[0].concurrency if len(points) == 1 else None,
+        request_rate=points[0].request_rate if len(points) == 1 else None,
+        load_points=points if len(points) > 1 else (),
+        trace_dir=_path(raw["trace_dir"], rootdir) if raw["trace_dir"] else None,
         request_timeout=_positive("--request-timeout", raw["request_timeout"]),
         api_key_env=raw["api_key_env"],
         api_key_over_http=bool(raw["api_key_over_http"]),

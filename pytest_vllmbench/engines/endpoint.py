@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pytest_vllmbench.common.redaction import redact_url
+from pytest_vllmbench.config.loads import LoadPoint, with_load
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
-from pytest_vllmbench.engines.openai_client import ClientConfig, EndpointUnreachable, preflight, run_batch
+from pytest_vllmbench.engines.openai_client import (
+    ClientConfig,
+    EndpointUnreachable,
+    _headers,
+    preflight,
+    run_batch,
+    split_url,
+)
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
+from pytest_vllmbench.measure.server_metrics import MetricsSource
 from pytest_vllmbench.workload.batch import BatchRequest
 
 
@@ -49,8 +58,14 @@ class EndpointEngine:
             raise EngineStartError(str(exc)) from None
 
     def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
-            progress: CellProgress | None = None) -> list[RequestRecord]:
-        return run_batch(requests, sampling, self._client, progress)
+            progress: CellProgress | None = None, load: LoadPoint | None = None,
+            on_sent: Callable[[str, float], None] | None = None) -> list[RequestRecord]:
+        return run_batch(requests, sampling, with_load(self._client, load, on_sent), progress)
+
+    def metrics_source(self) -> MetricsSource:
+        """/metrics beside /v1, with the same credentials the client sends (none where they are withheld)."""
+        base, params, _ = split_url(self._client.base_url)
+        return MetricsSource(base.removesuffix("/v1") + "/metrics", _headers(self._client), tuple(params))
 
     def describe(self) -> dict[str, Any]:
         return {"name": "openai-compatible", "version": None, "platform": "external",

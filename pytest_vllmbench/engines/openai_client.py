@@ -7,7 +7,7 @@ import base64
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -34,6 +34,7 @@ class ClientConfig:
     timeout_s: float = 600.0
     api_key: str | None = None
     seed: int = 0
+    on_sent: Callable[[str, float], None] | None = None  # (custom_id, perf_counter) as each request is sent: traces
 
 
 class EndpointUnreachable(RuntimeError):
@@ -136,7 +137,8 @@ async def _run_batch(
                 if progress is not None:
                     progress.finished(False, 0)
             else:
-                tasks.append(asyncio.create_task(_one(client, request, content, gate, config.timeout_s, progress)))
+                tasks.append(asyncio.create_task(_one(client, request, content, gate, config.timeout_s, progress,
+                                                      config.on_sent)))
             if config.request_rate:
                 await asyncio.sleep(rng.expovariate(config.request_rate))  # Poisson arrivals
         return list(await asyncio.gather(*tasks))
@@ -165,11 +167,16 @@ def _timeout_kind(exc: httpx.TimeoutException) -> str:
 async def _one(
     client: httpx.AsyncClient, request: BatchRequest, payload: bytes,
     gate: asyncio.Semaphore | None, timeout_s: float, progress: CellProgress | None = None,
+    on_sent: Callable[[str, float], None] | None = None,
 ) -> RequestRecord:
     if gate is None:
+        if on_sent is not None:
+            on_sent(request.custom_id, time.perf_counter())
         record = await _stream(client, request, payload, timeout_s)
     else:
         async with gate:
+            if on_sent is not None:
+                on_sent(request.custom_id, time.perf_counter())
             record = await _stream(client, request, payload, timeout_s)
     if progress is not None:  # once per finished request, never per chunk
         progress.finished(record.ok, record.output_tokens)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from pytest_vllmbench.config.loads import LoadPoint, with_load
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.openai_client import ClientConfig, preflight, run_batch
 from pytest_vllmbench.engines.supervisor import SessionProcess
@@ -22,6 +23,7 @@ from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail, vllm_platform
 from pytest_vllmbench.measure.machine import package_version
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
+from pytest_vllmbench.measure.server_metrics import MetricsSource
 from pytest_vllmbench.workload.batch import BatchRequest
 
 PORT_IN_USE = ("Address already in use", "address already in use")
@@ -93,9 +95,14 @@ class ServerEngine:
         )
 
     def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
-            progress: CellProgress | None = None) -> list[RequestRecord]:
+            progress: CellProgress | None = None, load: LoadPoint | None = None,
+            on_sent: Callable[[str, float], None] | None = None) -> list[RequestRecord]:
+        """`load` overrides the session's concurrency and rate (a sweep's point); `on_sent` sees each send."""
         preflight(self._client)
-        return run_batch(requests, sampling, self._client, progress)
+        return run_batch(requests, sampling, with_load(self._client, load, on_sent), progress)
+
+    def metrics_source(self) -> MetricsSource:
+        return MetricsSource(self.base_url.removesuffix("/v1") + "/metrics", {})
 
     def fault(self) -> str | None:
         """Why the server can no longer serve, or None while it is fine."""

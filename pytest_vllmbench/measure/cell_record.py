@@ -116,6 +116,21 @@ class CellRecord:
     quality_graded: int | None = _figure("", None, "outputs graded against gold labels")
     score: float | None = _figure("0..1", "higher", "the weighted score among the session's cells", sometimes=True)
     outputs_error: str | None = _figure("", None, "why the --outputs file could not be written", sometimes=True)
+    # load points, rounds, traces, server metrics
+    load: dict[str, Any] | None = _figure("", None, "the load point: concurrency, request_rate, point label",
+                                          sometimes=True)
+    sweep: str | None = _figure("", None, "the sweep (model-mode) a load point belongs to", sometimes=True)
+    slo_ms: dict[str, float] | None = _figure("ms", None, "the --slo targets the cell was judged against",
+                                              sometimes=True)
+    rounds: list[dict[str, float | None]] | None = _figure("", None, "each timed round's key figures (--rounds >= 2)",
+                                                           sometimes=True)
+    round_stats: dict[str, dict[str, float | None]] | None = _figure(
+        "", None, "per key figure over the rounds: n, mean, stddev, Student-t 95 % CI", sometimes=True)
+    server_metrics: dict[str, Any] | None = _figure(
+        "", None, "vLLM's /metrics while the cell ran: KV cache, running/waiting, preemptions, prefix hits",
+        sometimes=True)
+    trace_file: str | None = _figure("", None, "the --trace-dir file of the cell's per-request timings",
+                                     sometimes=True)
     # what a mode cannot see, and its own timings (run-batch, ray)
     not_measured: list[str] | None = _figure("", None, "figures the mode cannot measure (e.g. TTFT for run-batch)",
                                              sometimes=True)
@@ -141,15 +156,14 @@ class CellRecord:
             raise ValueError(f"figure(s) {sorted(unknown)} are not declared in CellRecord (measure/cell_record.py)")
         return cls(**figures)
 
-    def to_extra_info(self) -> dict[str, Any]:
-        """Every figure, null where unknown; a figure that only sometimes applies is left out where it does not."""
-        saved = {}
-        for name, figure in FIGURES.items():
-            value = getattr(self, name)
-            if value is None and figure.sometimes:
-                continue
-            saved[name] = value
-        return saved
+
+def saved_figures(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """What a measured cell saves: every figure, null where unknown, plus the figures that only sometimes apply
+    where they were given (a given null stays: e.g. server_metrics null says the server had no /metrics)."""
+    CellRecord.from_figures(figures)
+    saved = {name: figures.get(name, getattr(_DEFAULTS, name)) for name, figure in FIGURES.items()
+             if not figure.sometimes or name in figures}
+    return saved
 
 
 def checked_figures(figures: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,5 +181,6 @@ def _declared() -> dict[str, Figure]:
 
 
 FIGURES: dict[str, Figure] = _declared()
+_DEFAULTS = CellRecord()
 HIGHER_IS_BETTER = frozenset(name for name, figure in FIGURES.items() if figure.better == "higher")
 LOWER_IS_BETTER = frozenset(name for name, figure in FIGURES.items() if figure.better == "lower")

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pytest
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config import loads
 from pytest_vllmbench.config import memory_budget as budget
 from pytest_vllmbench.config.matrix import Cell, build_matrix
 from pytest_vllmbench.config.registry import load_registry
@@ -27,6 +28,7 @@ from pytest_vllmbench.results import gate, report, summary
 from pytest_vllmbench.results.report import ReportRefused
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
+from pytest_vllmbench.run import trace
 from pytest_vllmbench.run.session import BenchSession
 from pytest_vllmbench.run.verdict import measure_cell
 from pytest_vllmbench.workload.batch import BatchFileError
@@ -84,7 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raw = merge_sources(cli, values, ini)
         settings = resolve(raw, config.rootpath, tables)
         registry = load_registry()
-        build_matrix(settings.models, settings.modes, registry)  # named models fail fast; the batch file's later
+        build_matrix(settings.models, settings.modes, registry, settings.load_points)  # named models fail fast; the batch file's later
         configured = bool(table) or any(value not in (None, [], "", False) for value in (*cli.values(), *ini.values()))
         if configured:  # another project's xdist workers keep their GPUs
             settings = _join_xdist(config, settings)
@@ -228,6 +230,8 @@ def _check_paths_before_engines(config: pytest.Config, on_worker: bool) -> None:
                 raise UsageError(f"--write-outputs {settings.write_outputs}: {exc.strerror or exc}") from None
             if not os.access(settings.write_outputs, os.W_OK):
                 raise UsageError(f"--write-outputs {settings.write_outputs}: the folder is not writable")
+        if settings.trace_dir is not None:
+            trace.check_trace_folder(settings.trace_dir)
         if on_worker or not _saving(config):
             return
         root = _storage_root(config)
@@ -253,7 +257,8 @@ class CellRun:
         settings = self._session.settings
 
         def timed(fn: Any) -> None:
-            benchmark.pedantic(fn, rounds=settings.rounds, iterations=1, warmup_rounds=settings.warmup)
+            # warm-up rounds are run by the session, once per engine (a sweep's server is warmed once)
+            benchmark.pedantic(fn, rounds=settings.rounds, iterations=1, warmup_rounds=0)
 
         def quality_hook(cell_id: str, requests: Any, records: Any, gold: Any) -> Any:
             return self._config.hook.pytest_vllmbench_quality(cell_id=cell_id, requests=requests, records=records,
@@ -487,7 +492,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     cells = list(_current_cells(config).values())  # measured cells and the session's unrun ones
     gates = config.stash.get(GATES_KEY, None)
-    block = summary.summary_block(cells, summary.gate_lines(*gates) if gates else [], _saved_run(config),
+    notes = loads.knee_lines(cells) + (summary.gate_lines(*gates) if gates else [])
+    block = summary.summary_block(cells, notes, _saved_run(config),
                                   config.stash.get(REPORT_KEY, None))
     if block:
         terminalreporter.write_sep("=", "vllmbench summary")

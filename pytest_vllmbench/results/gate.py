@@ -92,11 +92,36 @@ def _check_rule(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any] 
         return Check(cell_id, rule.metric, None, current, None, rule.tolerance_pct, "new cell (no baseline)", NOTE)
     if base is None:
         return Check(cell_id, rule.metric, None, current, None, rule.tolerance_pct, "no baseline figure", NOTE)
+    if rule.noise_aware:
+        return _noise_check(cell_id, now, before, rule)
     change = _change_pct(base, current)
     worse_by = -change if higher_is_better(rule.metric) else change
     if worse_by > rule.tolerance_pct:
         return Check(cell_id, rule.metric, base, current, change, rule.tolerance_pct, "REGRESSION", REGRESSION)
     return Check(cell_id, rule.metric, base, current, change, rule.tolerance_pct, "ok", OK)
+
+
+def _noise_check(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any], rule: Rule) -> Check:
+    """The noise-aware rule: compare the means of the rounds, and call it a regression only when the mean got worse
+    by more than the tolerance AND the two 95 % confidence intervals do not overlap (the current one lies wholly on
+    the worse side). Without intervals on both sides (--rounds 1) the plain rule applies, and the verdict says so."""
+    from pytest_vllmbench.measure.rounds import stat
+
+    now_stat, base_stat = stat(now, rule.metric), stat(before, rule.metric)
+    if now_stat is None or base_stat is None:
+        plain = _check_rule(cell_id, now, before, Rule(rule.metric, rule.tolerance_pct))
+        return Check(plain.cell, plain.metric, plain.baseline, plain.current, plain.change_pct, plain.tolerance_pct,
+                     f"{plain.verdict} (no CI on both sides: plain rule)", plain.kind)
+    base_mean, now_mean = float(base_stat["mean"]), float(now_stat["mean"])
+    change = _change_pct(base_mean, now_mean)
+    better_up = higher_is_better(rule.metric)
+    worse_by = -change if better_up else change
+    apart = (now_stat["ci95_high"] < base_stat["ci95_low"]) if better_up else (now_stat["ci95_low"] > base_stat["ci95_high"])
+    if worse_by > rule.tolerance_pct and apart:
+        return Check(cell_id, rule.metric, base_mean, now_mean, change, rule.tolerance_pct,
+                     "REGRESSION (outside the noise)", REGRESSION)
+    verdict = "ok (within the noise: CIs overlap)" if worse_by > rule.tolerance_pct else "ok"
+    return Check(cell_id, rule.metric, base_mean, now_mean, change, rule.tolerance_pct, verdict, OK)
 
 
 def table(checks: Sequence[Check]) -> str:

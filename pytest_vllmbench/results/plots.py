@@ -3,7 +3,7 @@
 Rendered with matplotlib's Agg canvas (the `plots` extra), byte for byte the same for the same figures
 (no software or date metadata), and only written when the bytes change: no churn in git. Each PNG
 carries a digest of what it shows, so an unchanged plot is not even redrawn (nor matplotlib imported).
-Load-sweep curves belong here too, as one more renderer, once sweeps are saved.
+A load sweep's curve (throughput against latency, one point per load) is drawn per sweep.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.common.files import write_bytes_atomic
+from pytest_vllmbench.measure.rounds import central
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 100
@@ -112,6 +113,53 @@ def latency_cdf_png(label: str, cell: Mapping[str, Any]) -> bytes:
     axes.legend(loc="upper left")
     axes.set_title(f"Latency CDF: {label}", fontsize=10)
     return png_bytes(figure, inputs_digest(*_cdf_inputs(label, cell)))
+
+
+SweepPoint = tuple[str, Mapping[str, Any]]  # (load point label, the point's saved figures)
+
+
+def _sweep_inputs(title: str, points: Sequence[SweepPoint], knee: str | None) -> list[Any]:
+    return ["sweep", title, knee, [(label, central(cell, "requests_per_s"), cell.get("output_tokens_per_s"),
+                                    cell.get("ttft_ms_p50"), cell.get("ttft_ms_p99"), cell.get("e2el_ms_p50"),
+                                    cell.get("e2el_ms_p99")) for label, cell in points]]
+
+
+def sweep_png(title: str, points: Sequence[SweepPoint], knee: str | None = None) -> bytes:
+    """Latency (TTFT and E2EL, p50 solid, p99 dashed; the last round's) against the throughput each load point
+    reached (the mean over rounds when there were several)."""
+    figure = _figure(7.0, 4.2)
+    axes = figure.add_subplot()
+    rates = [central(cell, "requests_per_s") or 0.0 for _, cell in points]  # the rounds' mean, as the table
+    for metric, name, color in (("ttft", "TTFT", "#4c72b0"), ("e2el", "E2EL", "#dd8452")):
+        for stat, style in (("p50", "-"), ("p99", "--")):
+            values = [cell.get(f"{metric}_ms_{stat}") for _, cell in points]
+            shown = [(rate, value / 1000.0) for rate, value in zip(rates, values, strict=True) if value is not None]
+            if shown:
+                axes.plot(*zip(*shown, strict=True), style, marker="o", color=color, label=f"{name} {stat}")
+    for (label, cell), rate in zip(points, rates, strict=True):
+        top = cell.get("e2el_ms_p50") or cell.get("ttft_ms_p50")
+        if top is not None:
+            axes.annotate(label + (" (knee)" if label == knee else ""), (rate, top / 1000.0), fontsize=8,
+                          textcoords="offset points", xytext=(4, 6), fontweight="bold" if label == knee else "normal")
+    axes.set_xlabel("requests/s reached (higher is better)")
+    axes.set_ylabel("seconds (lower is better)")
+    axes.set_ylim(bottom=0)
+    axes.set_xlim(left=0, right=max(rates + [1e-9]) * 1.2)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize=8)
+    axes.set_title(f"Load sweep: {title}", fontsize=10)
+    return png_bytes(figure, inputs_digest(*_sweep_inputs(title, points, knee)))
+
+
+def render_sweeps(sweeps: Mapping[str, tuple[Sequence[SweepPoint], str | None]], folder: Path) -> list[Plot]:
+    """One curve per sweep (title -> its points, lightest first, and the knee's label if any)."""
+    written = []
+    for title, (points, knee) in sweeps.items():
+        path = folder / f"sweep-{slug(title)}.png"
+        if not _up_to_date(path, _sweep_inputs(title, points, knee)):
+            write_png(path, sweep_png(title, points, knee))
+        written.append(Plot(f"Load sweep, {title}", path))
+    return written
 
 
 def has_cdf(cell: Mapping[str, Any]) -> bool:

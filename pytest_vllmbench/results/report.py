@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +13,15 @@ from tabulate import tabulate
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.files import write_text_atomic
+from pytest_vllmbench.config.loads import SLO_ATTAINMENT, knee, met_slo, slo_attainment, sweeps
 from pytest_vllmbench.config.memory_budget import label
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.measure.roofline import weights_gib
+from pytest_vllmbench.measure.rounds import central, plus_minus
 from pytest_vllmbench.results import plots as plotting
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, scan_runs
-from pytest_vllmbench.results.summary import latency_pair, quality_text
+from pytest_vllmbench.results.summary import latency_pair, mode_text, quality_text
 
 HAND_WRITTEN = re.compile(
     r"<!-- vllmbench:hand-written (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /vllmbench:hand-written (?P=name) -->",
@@ -219,7 +221,7 @@ def _status(cell: dict[str, Any]) -> str:
 
 def _matrix(latest: Latest) -> str:
     rows = [
-        [_model(cell) + (f" ({_split(cell)})" if _split(cell) else ""), cell["mode"], machine, workload, _status(cell), _fmt(cell.get("requests_per_s")),
+        [_model(cell) + (f" ({_split(cell)})" if _split(cell) else ""), mode_text(cell), machine, workload, _status(cell), _fmt(cell.get("requests_per_s")),
          _fmt(cell.get("projected_hours")), _fmt(cell.get("peak_vram_mib"))]
         for (machine, _, workload), (_, cell) in sorted(latest.items())
     ]
@@ -236,7 +238,8 @@ def _machine_tables(latest: Latest) -> str:
             if m != machine:
                 continue
             rows.append([
-                _model(cell), _fmt(cell.get("params_b")), cell["mode"], _gpus(cell), _fmt(cell.get("requests_per_s")),
+                _model(cell), _fmt(cell.get("params_b")), mode_text(cell), _gpus(cell),
+                plus_minus(cell, "requests_per_s") or _fmt(cell.get("requests_per_s")),
                 _fmt(cell.get("output_tokens_per_s"), 1), latency_pair(cell, "ttft"), latency_pair(cell, "tpot"),
                 latency_pair(cell, "e2el"), _fmt(cell.get("load_s"), 1), _fmt(cell.get("peak_vram_mib")),
                 _fmt(cell.get("roofline_pct"), 1), _fmt(cell.get("projected_hours"), 1),
@@ -272,6 +275,59 @@ def _short_label(cell: dict[str, Any]) -> str:
     if cell.get("gpu_memory_budget_gib") is not None:
         tags.append(f"{cell['gpu_memory_budget_gib']:g} GiB budget")
     return f"{cell['cell']} ({', '.join(tags)})" if tags else cell["cell"]
+
+
+SweepKey = tuple[str, str, str]  # (machine, sweep name, workload)
+
+
+def sweep_groups(latest: Latest) -> dict[SweepKey, list[Mapping[str, Any]]]:
+    """The newest points of each saved sweep, per machine and workload, lightest load first."""
+    by_place: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for (machine, _, workload), (_, cell) in sorted(latest.items()):
+        by_place.setdefault((machine, workload), []).append(cell)
+    return {(machine, name, workload): list(points)
+            for (machine, workload), cells in by_place.items() for name, points in sweeps(cells).items()}
+
+
+def _sweep_title(key: SweepKey, several_workloads: bool) -> str:
+    machine, name, workload = key
+    return f"{name}, {machine}" + (f" [{Path(workload).name}]" if several_workloads else "")
+
+
+def _sweeps_section(latest: Latest) -> str:
+    groups = sweep_groups(latest)
+    if not groups:
+        return ("No load sweep saved yet (`--mode=server --concurrency=1,16,64` or `--request-rate=2,8`: one cell"
+                " per load point, on one server start).")
+    parts = [f"One row per load point, lightest first. With `--slo`, a point met the SLOs when at least"
+             f" {SLO_ATTAINMENT:.0%} of its requests met every one (goodput / throughput); the knee is the point"
+             " with the highest throughput among those. With `--rounds`, req/s is the mean ± the 95 % CI half-width."]
+    several = len({key[2] for key in groups}) > 1
+    for key, points in groups.items():
+        best = knee(points)
+        slo = points[0].get("slo_ms")
+        rows = [[cell["load"]["point"], plus_minus(cell, "requests_per_s") or _fmt(cell.get("requests_per_s")),
+                 _fmt(cell.get("output_tokens_per_s"), 1), latency_pair(cell, "ttft"), latency_pair(cell, "tpot"),
+                 latency_pair(cell, "e2el"), _metrics_text(cell),
+                 MISSING if slo_attainment(cell) is None else f"{slo_attainment(cell):.0%}"
+                 + (" (knee)" if cell is best else " met" if met_slo(cell) else ""), _fmt(cell.get("n_failed"))]
+                for cell in points]
+        headers = ["Load", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "E2EL p50/p99 ms",
+                   "Server: KV cache peak %, running/waiting peak, preemptions", "Met SLOs", "Failed"]
+        spec = ", ".join(f"{name} {value:g} ms" for name, value in (slo or {}).items())
+        verdict = ("" if not slo else f"\n\nSLOs {spec}: " + (f"knee at **{best['load']['point']}**, "
+                   f"{_fmt(central(best, 'requests_per_s'))} req/s." if best else "no load point met them."))
+        parts.append(f"### {_sweep_title(key, several)}{verdict}\n\n"
+                     + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
+    return "\n\n".join(parts)
+
+
+def _metrics_text(cell: Mapping[str, Any]) -> str:
+    found = cell.get("server_metrics")
+    if not found:
+        return "not sampled" if "server_metrics" in cell else MISSING
+    return (f"{_fmt(found.get('kv_cache_usage_pct_peak'), 1)}, {_fmt(found.get('requests_running_peak'), 0)}/"
+            f"{_fmt(found.get('requests_waiting_peak'), 0)}, {_fmt(found.get('preemptions'), 0)}")
 
 
 def _parity(runs: list[SavedRun]) -> str:
@@ -380,6 +436,17 @@ def plot_cells(runs: list[SavedRun]) -> dict[str, list[plotting.PlotCell]]:
     return machines
 
 
+def sweep_plots(runs: list[SavedRun]) -> dict[str, tuple[list[plotting.SweepPoint], str | None]]:
+    groups = sweep_groups(latest_cells(runs))
+    several = len({key[2] for key in groups}) > 1
+    plotted: dict[str, tuple[list[plotting.SweepPoint], str | None]] = {}
+    for key, points in groups.items():
+        best = knee(points) if points[0].get("slo_ms") else None
+        plotted[_sweep_title(key, several)] = ([(cell["load"]["point"], cell) for cell in points],
+                                               None if best is None else best["load"]["point"])
+    return plotted
+
+
 def _plots_section(plots: list[tuple[str, str]] | str) -> str:
     """Markdown image links (paths relative to the report), or the note saying why there are none."""
     if isinstance(plots, str):
@@ -408,6 +475,7 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
         *(["## Plots\n\nThroughput of the newest cells on each machine, then each cell's TTFT and E2EL"
            " distribution (from 101 saved percentiles; no per-request data is kept).\n\n"
            + _plots_section(plots)] if plots is not None else []),
+        "## Load sweeps\n\n" + _sweeps_section(latest),
         "## Memory budgets\n\nCells run with `--gpu-memory=SIZE`: vLLM may use only that much of each GPU (weights,"
         " activations and KV cache), so the table says whether the model would fit on a card of that size. The speed"
         " is the GPU's that ran it, not the smaller card's. Weights are params x bytes per param; what is left for"
@@ -452,6 +520,7 @@ def plots_folder(out: Path) -> Path:
 def _write_plots(runs: list[SavedRun], out: Path) -> list[tuple[str, str]] | str:
     try:
         written = plotting.render_plots(plot_cells(runs), plots_folder(out))
+        written += plotting.render_sweeps(sweep_plots(runs), plots_folder(out))
     except plotting.PlotsUnavailable as exc:
         return f"_No plots: {exc}. The tables above hold every figure._"
     return [(plot.title, plot.path.relative_to(out.parent).as_posix()) for plot in written]

@@ -9,6 +9,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from pytest_vllmbench.measure.rounds import plus_minus
 from pytest_vllmbench.results.gate import Check, missing_data, regressions
 from pytest_vllmbench.results.gate import summary as gate_summary
 
@@ -62,13 +63,19 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
     headers += ["Quality", "Score"]
     rows = []
     for cell in cells:
-        row = [cell.get("model", MISSING), cell.get("mode", MISSING), _num(cell.get("requests_per_s")),
+        row = [cell.get("model", MISSING), mode_text(cell), plus_minus(cell, "requests_per_s") or _num(cell.get("requests_per_s")),
                _num(cell.get("output_tokens_per_s"), 1), latency_pair(cell, "ttft"), latency_pair(cell, "tpot"),
                _num(cell.get("load_s"), 1), _num(cell.get("projected_hours"), 1)]
         row += [_cost(cell)] if with_cost else []
         row += [quality_text(cell), _num(cell.get("score"), 3)]
         rows.append(row)
     return tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+
+
+def mode_text(cell: Mapping[str, Any]) -> str:
+    """The mode, with the load point of a sweep's cell ('server c16')."""
+    mode = str(cell.get("mode", MISSING))
+    return f"{mode} {cell['load']['point']}" if cell.get("sweep") and cell.get("load") else mode
 
 
 def gate_lines(baseline: str | None, checks: Sequence[Check] | None) -> list[str]:

@@ -7,14 +7,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_vllmbench.config.loads import SWEEP_MODES, LoadPoint
 from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.engines.base import Engine, SamplingOverrides
-from pytest_vllmbench.measure.cell_record import CellRecord
+from pytest_vllmbench.measure.cell_record import saved_figures
 from pytest_vllmbench.measure.costs import cost_figures, energy_figures
 from pytest_vllmbench.measure.gpu import GpuSampler
 from pytest_vllmbench.measure.metrics import RequestRecord, summarize
 from pytest_vllmbench.measure.progress import ProgressFactory
 from pytest_vllmbench.measure.roofline import roofline
+from pytest_vllmbench.measure.rounds import round_figures, rounds_info
+from pytest_vllmbench.measure.server_metrics import MetricsSampler
+from pytest_vllmbench.run.trace import SendTimes, trace_rows
 from pytest_vllmbench.workload.batch import BatchRequest
 
 Timed = Callable[[Callable[[], None]], Any]  # runs fn as many rounds as configured, timing them
@@ -25,6 +29,7 @@ class CellOutcome:
     extra_info: dict[str, Any]
     records: list[RequestRecord] = field(default_factory=list)
     fault: str | None = None  # the engine broke during the cell; figures so far are in extra_info
+    trace: list[dict[str, Any]] = field(default_factory=list)  # --trace rows, every timed round
 
 
 def run_cell(
@@ -40,18 +45,37 @@ def run_cell(
     bandwidths: dict[str, float] | None = None,
     pricing: tuple[float | None, str | None] = (None, None),
     progress: ProgressFactory | None = None,
+    warmup: int = 0,
+    load: LoadPoint | None = None,
+    trace: bool = False,
 ) -> CellOutcome:
-    """`context` holds what the caller knows (engine args, dataset); the last round's records and energy count.
-    `pricing` is one GPU's hourly price and its currency label."""
+    """`context` holds what the caller knows (engine args, dataset); the last round's records and energy count,
+    and with several rounds each round's key figures are kept with their statistics. `pricing` is one GPU's
+    hourly price and its currency label. `warmup` untimed rounds run first; `load` is the cell's sweep point;
+    `trace` keeps each request's timing for --trace (CellOutcome.trace)."""
     last: dict[str, Any] = {}
+    rounds: list[dict[str, float | None]] = []
+    traced: list[dict[str, Any]] = []
+    client_side = cell.mode in SWEEP_MODES
+
+    def call(bar: Any, sent: SendTimes | None) -> list[RequestRecord]:
+        # without a bar, load or trace the call is exactly as before (engines written against the old interface)
+        extra: dict[str, Any] = {}
+        if client_side and cell.load is not None:
+            extra["load"] = cell.load
+        if sent is not None:
+            extra["on_sent"] = sent
+        if bar is None and not extra:
+            return engine.run(requests, sampling)
+        return engine.run(requests, sampling, bar, **extra)
 
     def one_round() -> None:
         bar = progress(cell.id, len(requests)) if progress is not None else None
+        sent = SendTimes() if trace and client_side else None
         try:
             energy_before = telemetry.energy_mj()
             started = time.perf_counter()
-            # without a bar the call is exactly as before (engines written against the old interface still run)
-            last["records"] = engine.run(requests, sampling) if bar is None else engine.run(requests, sampling, bar)
+            last["records"] = call(bar, sent)
             last["wall_s"] = time.perf_counter() - started
             # an engine that starts its own process per run (run-batch) times the batch itself, without start-up
             last["wall_s"] = getattr(engine, "batch_wall_s", None) or last["wall_s"]
@@ -63,8 +87,14 @@ def run_cell(
             last["energy_j"] = None
         else:
             last["energy_j"] = (energy_after - energy_before) / 1000.0
+        rounds.append(round_figures(summarize(last["records"], last["wall_s"], engine.load_s, project_to, slo_ms)))
+        if trace:
+            traced.extend(trace_rows(len(rounds), last["records"], sent if client_side else None))
 
-    with GpuSampler(gpu_indices) as telemetry:
+    for _ in range(warmup):
+        call(None, None)
+    source = engine.metrics_source() if client_side and hasattr(engine, "metrics_source") else None
+    with GpuSampler(gpu_indices) as telemetry, MetricsSampler(source) as server_metrics:
         timed(one_round)
     records: list[RequestRecord] = last["records"]
     info: dict[str, Any] = {
@@ -78,11 +108,19 @@ def run_cell(
         "sampling": sampling.describe(),
         **context,
     }
+    if client_side:
+        info["load"] = (load or LoadPoint()).describe()
+        if cell.load is not None:
+            info["sweep"] = cell.sweep
+        info["server_metrics"] = server_metrics.figures()  # None: the server has no /metrics to read
+    if slo_ms:
+        info["slo_ms"] = dict(slo_ms)
     info |= summarize(records, last["wall_s"], engine.load_s, project_to, slo_ms)
     info |= getattr(engine, "cell_figures", dict)()
+    info |= rounds_info(rounds)
     info |= telemetry.figures()
     info |= roofline(info, info["gpus"], bandwidths or {})
     info |= energy_figures(last["energy_j"], info["n_requests"] - info["n_failed"], info["output_tokens"], project_to)
     info |= cost_figures(pricing[0], pricing[1], len(info["gpus"]), info["output_tokens_per_s"],
                          info["projected_hours"])
-    return CellOutcome(CellRecord.from_figures(info).to_extra_info(), records, engine.fault())
+    return CellOutcome(saved_figures(info), records, engine.fault(), traced)

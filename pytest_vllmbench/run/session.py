@@ -12,6 +12,7 @@ from typing import Any
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.files import sha256_of
 from pytest_vllmbench.common.redaction import redact_args, redact_text, secret_values, strip_paths
+from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.config.matrix import Cell, build_matrix
 from pytest_vllmbench.config.memory_budget import gib
 from pytest_vllmbench.config.registry import Registry
@@ -29,6 +30,7 @@ from pytest_vllmbench.run.cell_run import CellOutcome, Timed, run_cell
 from pytest_vllmbench.run.engine_slot import EnginePool
 from pytest_vllmbench.run.engine_start import engine_args, model_source, start_engine, weights_info
 from pytest_vllmbench.run.parity import vllm_bench_requests_per_s
+from pytest_vllmbench.run.trace import trace_path, write_trace
 from pytest_vllmbench.workload.batch import BatchRequest, read_batch, select
 from pytest_vllmbench.workload.gold import load_gold
 from pytest_vllmbench.workload.random_spec import is_random, parse_random_spec, random_requests
@@ -70,11 +72,13 @@ class BenchSession:
         self.pool = EnginePool(lambda cell: start_engine(cell, settings, registry))
         self.sampling = SamplingOverrides(settings.max_tokens, settings.ignore_eos)
         self.unrun: list[dict[str, Any]] = []
+        self.warmed: set[tuple[str, str]] = set()  # engines warmed already: a sweep warms its server once
 
     @cached_property
     def cells(self) -> list[Cell]:
         """Built on first use, so pytest runs that collect no benchmark never read the batch file."""
-        return build_matrix(self.settings.models or self.dataset_models(), self.settings.modes, self.registry)
+        return build_matrix(self.settings.models or self.dataset_models(), self.settings.modes, self.registry,
+                            self.settings.load_points)
 
     @cached_property
     def workload(self) -> list[BatchRequest]:
@@ -139,8 +143,18 @@ class BenchSession:
             cell, engine, requests, self.sampling, context, self.settings.project_to, timed, self.settings.slo_ms,
             gpu_indices=cell_gpu_indices(cell.mode, args), bandwidths=self.bandwidths,
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
-            progress=progress,
+            progress=progress, warmup=0 if cell.engine_key in self.warmed else self.settings.warmup,
+            load=cell.load or LoadPoint(self.settings.concurrency, self.settings.request_rate),
+            trace=self.settings.trace_dir is not None,
         )
+        self.warmed.add(cell.engine_key)
+        if self.settings.trace_dir is not None:
+            path = trace_path(self.settings.trace_dir, cell.id)
+            try:
+                write_trace(path, cell.id, outcome.trace)
+                outcome.extra_info["trace_file"] = path.name
+            except OSError as exc:  # like --write-outputs: the figures are kept, the cell fails saying why
+                outcome.extra_info["outputs_error"] = f"--trace-dir {path}: {exc.strerror or exc}"
         quality = quality_hook(cell.id, requests, outcome.records, self.gold) if quality_hook else None
         outcome.extra_info |= quality if quality is not None else score_quality(requests, outcome.records, self.gold)
         if self.settings.write_outputs:

@@ -1,0 +1,126 @@
+"""Sampling a vLLM server's Prometheus /metrics while a cell runs: KV cache, queue, preemptions, prefix cache."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+INTERVAL_S = 0.5
+# gauges: their peak and mean over the cell (current vLLM names first, then older releases')
+GAUGES = {
+    "kv_cache_usage_pct": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+    "requests_running": ("vllm:num_requests_running",),
+    "requests_waiting": ("vllm:num_requests_waiting",),
+}
+# counters: how much they grew during the cell
+COUNTERS = {
+    "preemptions": ("vllm:num_preemptions", "vllm:num_preemptions_total"),
+    "prefix_cache_hits": ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits"),
+    "prefix_cache_queries": ("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries"),
+}
+Sample = dict[str, float]
+
+
+def parse(text: str) -> Sample:
+    """One scrape -> {figure: value}, summed over label sets (one per engine); figures absent are left out."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
+    found: Sample = {}
+    for figure, names in {**GAUGES, **COUNTERS}.items():
+        for name in names:
+            for spelled in (name, f"{name}_total"):
+                if spelled in totals:
+                    found[figure] = totals[spelled]
+                    break
+            if figure in found:
+                break
+    if "kv_cache_usage_pct" in found:
+        found["kv_cache_usage_pct"] *= 100.0  # vLLM reports a fraction
+    return found
+
+
+def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
+    """`server_metrics`: peak and mean of each gauge, growth of each counter, prefix-cache hit rate."""
+    figures: dict[str, Any] = {"samples": len(samples)}
+    for name in GAUGES:
+        values = [s[name] for s in samples if name in s]
+        figures[f"{name}_peak"] = round(max(values), 3) if values else None
+        figures[f"{name}_mean"] = round(sum(values) / len(values), 3) if values else None
+    grown = {name: _growth([s[name] for s in samples if name in s]) for name in COUNTERS}
+    figures["preemptions"] = grown["preemptions"]
+    hits, queries = grown["prefix_cache_hits"], grown["prefix_cache_queries"]
+    figures["prefix_cache_hit_rate"] = round(hits / queries, 4) if hits is not None and queries else None
+    return figures
+
+
+def _growth(values: Sequence[float]) -> float | None:
+    return None if len(values) < 2 else max(values[-1] - values[0], 0.0)
+
+
+@dataclass(frozen=True)
+class MetricsSource:
+    url: str  # http://host:port/metrics
+    headers: Mapping[str, str]
+    params: tuple[tuple[str, str | int | float | bool | None], ...] = ()  # the endpoint URL's query string goes with every request
+
+
+class MetricsSampler:
+    """Scrapes `source` every INTERVAL_S on a thread from enter to exit (once at each end too). A server that does
+    not answer /metrics with Prometheus text at the start is not sampled: `figures()` is then None."""
+
+    def __init__(self, source: MetricsSource | None, interval_s: float = INTERVAL_S) -> None:
+        self._source = source
+        self._interval_s = interval_s
+        self._samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+        self.available = False
+
+    def _scrape(self) -> Sample | None:
+        assert self._client is not None and self._source is not None
+        try:
+            response = self._client.get(self._source.url)
+            if response.status_code != 200:
+                return None
+            return parse(response.text)
+        except (httpx.HTTPError, ValueError, TypeError):
+            return None
+
+    def __enter__(self) -> MetricsSampler:
+        if self._source is None:
+            return self
+        self._client = httpx.Client(headers=dict(self._source.headers), params=list(self._source.params), timeout=5.0)
+        first = self._scrape()
+        if not first:  # no /metrics, or nothing of vLLM's in it
+            self._client.close()
+            return self
+        self.available = True
+        self._samples.append(first)
+        self._thread = threading.Thread(target=self._loop, name="vllmbench-metrics", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            if (sample := self._scrape()) is not None:
+                self._samples.append(sample)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            if (sample := self._scrape()) is not None:
+                self._samples.append(sample)
+        if self._client is not None:
+            self._client.close()
+
+    def figures(self) -> dict[str, Any] | None:
+        return summarize(self._samples) if self.available else None

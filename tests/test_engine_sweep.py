@@ -1,0 +1,55 @@
+"""A load sweep on the real vLLM CPU server: three points, one server start, rounds, traces and /metrics."""
+
+import json
+from pathlib import Path
+
+import pytest
+from procs import run_pytest_isolated
+
+pytestmark = pytest.mark.engine
+REPO = Path(__file__).resolve().parents[1]
+DATASET = REPO / "data" / "batch_5k.jsonl"
+COUNTING_CONFTEST = '''
+import os
+from pytest_vllmbench.engines import server
+
+_init = server.ServerEngine.__init__
+
+
+def counted(self, *args, **kwargs):
+    with open(os.path.join(os.path.dirname(__file__), "server-starts.txt"), "a") as log:
+        log.write("start\\n")
+    _init(self, *args, **kwargs)
+
+
+server.ServerEngine.__init__ = counted
+'''
+
+
+def test_a_three_point_sweep_starts_the_server_once_and_saves_three_cells(tmp_path):
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    (tmp_path / "conftest.py").write_text(COUNTING_CONFTEST)
+    args = ["benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=server", f"--dataset={DATASET}",
+            "--limit=6", "--max-tokens=8", "--ignore-eos", "--concurrency=1,2,6", "--rounds=2", "--trace-dir=traces",
+            "--slo=ttft:60000", "--benchmark-save=sweep", "--report=report.md"]
+    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert leftovers == []
+    assert (tmp_path / "server-starts.txt").read_text() == "start\n"
+    saved = json.loads(next((tmp_path / ".benchmarks").glob("*/0001_sweep.json")).read_text())
+    cells = {b["extra_info"]["cell"]: b["extra_info"] for b in saved["benchmarks"]}
+    assert set(cells) == {f"gemma-270m-server-c{n}" for n in (1, 2, 6)}
+    for n in (1, 2, 6):
+        cell = cells[f"gemma-270m-server-c{n}"]
+        assert cell["load"]["concurrency"] == n and cell["n_failed"] == 0 and cell["output_tokens"] == 6 * 8
+        assert cell["round_stats"]["requests_per_s"]["n"] == 2
+        metrics = cell["server_metrics"]  # vLLM's own /metrics, sampled while the cell ran
+        assert metrics["samples"] >= 2 and metrics["requests_running_peak"] >= 1
+        assert 0 < metrics["kv_cache_usage_pct_peak"] <= 100
+        rows = (tmp_path / "traces" / cell["trace_file"]).read_text().splitlines()[1:]
+        assert len(rows) == 2 * 6 and all(json.loads(row)["output_tokens"] == 8 for row in rows)
+    assert len({cell["load_s"] for cell in cells.values()}) == 1  # the same server's load time
+    assert "sweep gemma-270m-server: knee at " in result.stdout
+    report = (tmp_path / "report.md").read_text()
+    assert "## Load sweeps" in report and "knee at **c" in report
