@@ -22,6 +22,7 @@ from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench.gpu import list_gpus
 from pytest_vllmbench.report import ReportRefused
+from pytest_vllmbench.report_price import ReportPrice
 from pytest_vllmbench.registry import load_registry
 from pytest_vllmbench.scoring import score_cells
 from pytest_vllmbench.session import BenchSession
@@ -452,7 +453,8 @@ def _write_report(session: pytest.Session, settings: Settings, root: Path) -> No
         writer.line(f"vllmbench: warning: {message}", yellow=True)
 
     try:
-        path = report.write_report(root, settings.report, settings.weights, settings.flexibility, warn=warn)
+        price = None if settings.gpu_hourly_cost is None else ReportPrice(settings.gpu_hourly_cost, settings.cost_currency)
+        path = report.write_report(root, settings.report, settings.weights, settings.flexibility, warn=warn, price=price)
     except (ReportRefused, OSError) as exc:
         writer.line(f"vllmbench: the run is saved, but the report was not regenerated: {exc}", red=True, bold=True)
         if session.exitstatus == pytest.ExitCode.OK:

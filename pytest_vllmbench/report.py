@@ -15,6 +15,7 @@ from pytest_vllmbench.errors import UsageError
 from pytest_vllmbench import plots as plotting
 from pytest_vllmbench.budget import label
 from pytest_vllmbench.fileio import write_text_atomic
+from pytest_vllmbench.report_price import MARK, ReportPrice, note, price_runs, priced_here
 from pytest_vllmbench.roofline import weights_gib
 from pytest_vllmbench.scoring import DEFAULT_FLEXIBILITY, check_weights, score_cells
 from pytest_vllmbench.storage import SavedRun, scan_runs
@@ -181,7 +182,8 @@ def _budget_key(cell: dict[str, Any]) -> str:
 
 def _money(cell: dict[str, Any], key: str, digits: int = 2) -> str:
     text = _fmt(cell.get(key), digits)
-    return f"{text} {cell['cost_currency']}" if text != MISSING and cell.get("cost_currency") else text
+    text = f"{text} {cell['cost_currency']}" if text != MISSING and cell.get("cost_currency") else text
+    return text + MARK if text != MISSING and priced_here(cell) else text
 
 
 def _fit_table(latest: Latest) -> str:
@@ -384,7 +386,12 @@ def _plots_section(plots: list[tuple[str, str]] | str) -> str:
 
 
 def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] | None = None,
-           flexibility: dict[str, float] | None = None, plots: list[tuple[str, str]] | str | None = None) -> str:
+           flexibility: dict[str, float] | None = None, plots: list[tuple[str, str]] | str | None = None,
+           price: ReportPrice | None = None) -> str:
+    """`price` (one GPU's hourly price) costs the cells whose runs saved none; each such cost is marked."""
+    runs = price_runs(runs, price)
+    priced = note(price, runs)
+    priced = f"\n\n{priced}" if priced else ""
     weights = check_weights(weights or {})
     flexibility = {**DEFAULT_FLEXIBILITY, **(flexibility or {})}
     kept = hand_written_sections(previous)
@@ -397,7 +404,7 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
         "## Current status\n\n" + _current_status(runs, latest),
         "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
-        "## Results by machine\n\n" + _machine_tables(latest),
+        "## Results by machine\n\n" + _machine_tables(latest) + priced,
         *(["## Plots\n\nThroughput of the newest cells on each machine, then each cell's TTFT and E2EL"
            " distribution (from 101 saved percentiles; no per-request data is kept).\n\n"
            + _plots_section(plots)] if plots is not None else []),
@@ -406,7 +413,7 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
         " is the GPU's that ran it, not the smaller card's. Weights are params x bytes per param; what is left for"
         " the KV cache is the budget minus the weights, before activations and CUDA graphs take their share.\n\n"
         + _fit_table(latest),
-        "## Ranking\n\n" + _ranking(latest, weights, flexibility),
+        "## Ranking\n\n" + _ranking(latest, weights, flexibility) + priced,
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + _parity(runs),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
@@ -420,7 +427,7 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
 
 def write_report(storage_root: Path, out: Path, weights: dict[str, float] | None = None,
                  flexibility: dict[str, float] | None = None, allow_empty: bool = False,
-                 warn: Callable[[str], None] | None = None) -> Path:
+                 warn: Callable[[str], None] | None = None, price: ReportPrice | None = None) -> Path:
     """Rewrite `out` from every run under storage_root; ReportRefused (file untouched) when that would lose text.
 
     Saved runs that cannot be read are skipped, each with a warning passed to `warn`."""
@@ -432,7 +439,7 @@ def write_report(storage_root: Path, out: Path, weights: dict[str, float] | None
         found = "does not exist" if not storage_root.is_dir() else "holds no readable vllmbench run"
         raise NoRuns(f"{storage_root} {found}, but {out} shows saved runs: not blanking it "
                      "(check the storage path; `vllmbench report --allow-empty` rewrites it anyway)")
-    write_text_atomic(out, render(runs, previous, weights, flexibility, _write_plots(runs, out)))
+    write_text_atomic(out, render(runs, previous, weights, flexibility, _write_plots(runs, out), price))
     return out
 
 
