@@ -1,5 +1,6 @@
 """An offline engine's start failure carries what vLLM's processes printed (fast: no engine; vLLM is faked)."""
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -40,6 +41,22 @@ def test_a_process_that_outlives_the_block_is_still_forwarded_until_it_exits(cap
     child.wait(10)
     assert "later" in output.lines()
     assert "later" in capfd.readouterr().out
+
+
+def _print_from_a_forked_process() -> None:
+    print("ValueError: printed by a forked engine core", flush=True)  # through the inherited sys.stdout object
+
+
+def test_a_forked_process_writing_through_a_captured_sys_stdout_is_kept(capfd):
+    """vLLM forks its engine core on a GPU; under pytest, the child's sys.stdout is pytest's capture file, whose
+    fd is not 1 (seen on the H200: the engine core's reason never reached the pipes on fds 1 and 2)."""
+    assert sys.stdout.fileno() not in (1, 2)  # capfd's capture file, as in a benchmark session
+    with StartOutput() as output:
+        child = multiprocessing.get_context("fork").Process(target=_print_from_a_forked_process)
+        child.start()
+        child.join(10)
+    assert "ValueError: printed by a forked engine core" in output.lines()
+    assert "printed by a forked engine core" in capfd.readouterr().out
 
 
 def test_failure_reason_is_the_last_exception_line_without_the_log_prefix():

@@ -23,8 +23,8 @@ MAX_LINE = 500
 
 
 class StartOutput:
-    """`with StartOutput() as output: vllm.LLM(...)`: this process's fds 1 and 2, and so those of every process
-    it starts meanwhile, write into pipes; a thread per pipe copies each chunk to where the fd pointed before
+    """`with StartOutput() as output: vllm.LLM(...)`: this process's fds 1 and 2 (and sys.stdout's and sys.stderr's
+    when those are elsewhere), and so those of every process it starts meanwhile, write into pipes; a thread per pipe copies each chunk to where the fd pointed before
     (the terminal, pytest's capture) and keeps the last `keep` lines. On leaving, this process's own fds are
     restored; the pipes keep forwarding what the engine's processes print until the last of them exits."""
 
@@ -37,7 +37,7 @@ class StartOutput:
     def __enter__(self) -> StartOutput:
         _start_resource_tracker()  # long-lived: it must not inherit (and hold open) the pipes
         _flush()
-        for fd in (1, 2):
+        for fd in _output_fds():
             saved = os.dup(fd)
             read, write = os.pipe()
             os.dup2(write, fd)
@@ -119,6 +119,20 @@ def _write_all(fd: int, data: bytes) -> None:
             data = data[os.write(fd, data):]
     except OSError:  # nowhere to show it (closed terminal): keep reading, so the engine never blocks
         pass
+
+
+def _output_fds() -> list[int]:
+    """fds 1 and 2, and those sys.stdout and sys.stderr write to when they are elsewhere (pytest's capture
+    files): a forked engine process keeps this process's sys.stdout object, so it writes where that does."""
+    fds = [1, 2]
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # an in-memory stream: nothing below it to redirect
+            continue
+        if fd not in fds:
+            fds.append(fd)
+    return fds
 
 
 def _flush() -> None:
