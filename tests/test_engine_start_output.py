@@ -1,6 +1,7 @@
 """Why the real vLLM CPU engine did not start reaches the cell's status (tens of seconds)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,11 @@ def test_offline_engine_without_room_for_its_kv_cache_is_recorded_as_does_not_fi
     assert leftovers == [], "the engine left processes running"
     assert result.returncode == 0, result.stdout[-3000:]  # a cell that does not fit is skipped, not failed
     out = result.stdout
-    assert "not run: gemma-270m-offline: does not fit: needs ~0.5 GiB for the weights alone" in out, out[-3000:]
-    assert "GiB of KV cache for max_model_len 2048" in out, out[-3000:]
+    # skipped, not failed, with vLLM's own figures (stated only by its engine-core process)
+    assert re.search(r"SKIPPED .*gemma-270m-offline: does not fit: needs ~0\.5 GiB for the weights alone, plus "
+                     r"[\d.]+ GiB of KV cache for max_model_len 2048 \([\d.]+ GiB was left for it\)", out), out[-3000:]
+    assert "FAILED" not in out and "engine did not start" not in out
     saved = list((tmp_path / ".benchmarks").glob("*/0001_run1.json"))
-    if saved:  # pytest-benchmark saves a run of skipped cells only in some versions
+    if saved:  # pytest-benchmark saves nothing when no cell was measured
         [unrun] = json.loads(saved[0].read_text())["vllmbench"]["unrun"]
         assert unrun["status"].startswith("does not fit")
-    # vLLM's own lines still reach the terminal as before: the capture tees them
-    assert "KV cache is needed" in out
