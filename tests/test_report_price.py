@@ -111,3 +111,19 @@ def test_summary_of_an_unpriced_run_shows_the_report_time_cost(tmp_path, monkeyp
     assert "Projected cost" in out and "1.31" in out
     assert math.isclose(json.loads(next(storage.rglob("*.json")).read_text())["benchmarks"][0]["extra_info"]
                         .get("projected_cost") or 0, 0)  # the file still has no cost of its own
+
+
+def test_a_sessions_report_prices_its_unpriced_gpu_cells_at_the_sessions_price(pytester, monkeypatch):
+    from pathlib import Path
+
+    from fake_cells import FAKE_BATCH
+
+    pytester.makepyfile(test_batch=FAKE_BATCH)
+    (pytester.path / "data").mkdir()
+    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(Path(__file__).resolve().parents[1] / "data" / "batch_5k.jsonl")
+    monkeypatch.setenv("FAKE_FIGURES", json.dumps({"gemma-270m-offline": {"gpus": H200, "output_tokens_per_s": 100.0}}))
+    result = pytester.runpytest("--model=gemma-270m", "--mode=offline", "--limit=2", "--benchmark-save=r1",
+                                "--gpu-hourly-cost=2", "--cost-currency=USD")
+    assert result.ret == 0
+    text = (pytester.path / "BENCHMARKS.md").read_text()
+    assert f"2.00 USD{MARK}" in text and f"{MARK} at $2.00/GPU-h, report-time price" in text  # 1.0 h x 1 GPU x 2
