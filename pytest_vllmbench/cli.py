@@ -15,6 +15,7 @@ from pytest_vllmbench.config.settings import read_tool_table
 from pytest_vllmbench.engines import dummy_weights as sizing
 from pytest_vllmbench.engines import embedded_model as embedded
 from pytest_vllmbench.results import gate, report, summary
+from pytest_vllmbench.results.report_price import ReportPrice, parse_price, price_runs
 from pytest_vllmbench.results.storage import RunFileError, load_runs, read_run
 from pytest_vllmbench.workload import synthetic as dataset
 from pytest_vllmbench.workload.batch import iter_batch
@@ -98,8 +99,9 @@ def _report(args: argparse.Namespace) -> int:
 
     try:
         table = read_tool_table(Path("pyproject.toml"))
+        price = _report_price(args, table)
         path = report.write_report(Path(args.storage), Path(args.out), table.get("weights"), table.get("flexibility"),
-                                   allow_empty=args.allow_empty, warn=warn)
+                                   allow_empty=args.allow_empty, warn=warn, price=price)
     except report.NoRuns as exc:
         print(f"vllmbench report: {exc}", file=sys.stderr)
         return report.EXIT_NO_RUNS
@@ -108,13 +110,23 @@ def _report(args: argparse.Namespace) -> int:
         return report.EXIT_REFUSED
     print(f"wrote {path}")
     if args.summary:
-        return _print_summary(Path(args.storage), args.run, path)
+        return _print_summary(Path(args.storage), args.run, path, price)
     return report.EXIT_OK
 
 
-def _print_summary(storage: Path, spec: str | None, report_path: Path) -> int:
+def _report_price(args: argparse.Namespace, table: dict[str, object]) -> ReportPrice | None:
+    """--gpu-hourly-cost, else [tool.vllmbench] gpu_hourly_cost (with cost_currency likewise); None when neither."""
+    if args.gpu_hourly_cost is not None:
+        hourly = parse_price(args.gpu_hourly_cost, "--gpu-hourly-cost")
+    else:
+        hourly = parse_price(table.get("gpu_hourly_cost"), "[tool.vllmbench] gpu_hourly_cost")
+    currency = args.cost_currency if args.cost_currency is not None else table.get("cost_currency")
+    return None if hourly is None else ReportPrice(hourly, str(currency) if currency else None)
+
+
+def _print_summary(storage: Path, spec: str | None, report_path: Path, price: ReportPrice | None = None) -> int:
     """The end-of-session summary of a saved run: the newest, or the one named by --run (number, name or path)."""
-    runs = load_runs(storage)
+    runs = price_runs(load_runs(storage), price)
     chosen = runs[-1:] if spec is None else [
         run for run in runs
         if spec in (run.name, run.name.partition("_")[2], run.name.partition("_")[0],
@@ -192,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rewrite the report even when the storage holds no run (it would show none)")
     rep.add_argument("--summary", action="store_true", help="also print a saved run's summary table (the newest)")
     rep.add_argument("--run", help="with --summary: the run to show, by number, name or path under the storage")
+    rep.add_argument("--gpu-hourly-cost", metavar="PRICE",
+                     help="one GPU's price per hour for the runs that saved no price of their own (default: "
+                          "[tool.vllmbench] gpu_hourly_cost); a run's own price wins")
+    rep.add_argument("--cost-currency", metavar="LABEL", help="label shown beside those costs (default: "
+                                                             "[tool.vllmbench] cost_currency)")
     rep.set_defaults(func=_report)
 
     gates = commands.add_parser("gate", help="compare two saved runs; exit 1 on a regression, 3 on missing data, "

@@ -94,8 +94,8 @@ def test_offline_falls_back_to_the_shipped_config_and_packaged_tokenizer(tmp_pat
 
 def test_a_model_with_neither_is_skipped_saying_how_to_provide_them(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(sizing.CellSkip, match=r"gemma-4b: no config and tokenizer.*no shipped config.*--model=/path/to"):
-        model_source(offline_cell("gemma-4b"), settings_for(load_format="dummy"), load_registry())
+    with pytest.raises(sizing.CellSkip, match=r"gemma-3-27b-it: no config and tokenizer.*no shipped config.*--model=/path/to"):
+        model_source(offline_cell("google/gemma-3-27b-it"), settings_for(load_format="dummy"), load_registry())
 
 
 def test_engine_arg_load_format_is_labelled_like_the_option(tmp_path):
@@ -191,5 +191,5 @@ def test_prepare_model_builds_a_checksummed_dummy_folder_and_refuses_models_with
     assert "verified" in out and out.strip().endswith(str(tmp_path / "models" / "dummy" / "mistral-7b"))
     manifest = json.loads((tmp_path / "models" / "dummy" / "mistral-7b" / embedded.MANIFEST).read_text())
     assert set(manifest["files"]) == {"config.json", "tokenizer.model.v3"}
-    assert cli.main(["prepare-model", "gemma-4b"]) == 2
+    assert cli.main(["prepare-model", "google/gemma-3-27b-it"]) == 2
     assert "no shipped config and offline tokenizer" in capsys.readouterr().err

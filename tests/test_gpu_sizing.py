@@ -100,6 +100,12 @@ def test_shipped_configs_match_the_published_architectures():
     assert (gemma.num_attention_heads, gemma.num_key_value_heads, gemma.head_dim) == (16, 8, 256)
     assert gemma.vocab_size == 262208 and gemma.sliding_window == 1024
     assert gemma.layer_types.count("full_attention") == 8  # one global layer in six
+    one = AutoConfig.from_pretrained(registry.models["gemma-1b"].config_dir)
+    assert (one.hidden_size, one.intermediate_size, one.num_hidden_layers, one.num_key_value_heads) == (1152, 6912, 26, 1)
+    assert one.vocab_size == 262144 and one.sliding_window == 512
+    four = AutoConfig.from_pretrained(registry.models["gemma-4b"].config_dir)
+    assert (four.hidden_size, four.intermediate_size, four.num_hidden_layers) == (2560, 10240, 34)
+    assert (four.num_attention_heads, four.num_key_value_heads, four.vocab_size) == (8, 4, 262208)
     qwen = AutoConfig.from_pretrained(registry.models["qwen-14b"].config_dir)
     assert (qwen.hidden_size, qwen.num_hidden_layers, qwen.num_attention_heads, qwen.vocab_size) == (5120, 48, 40, 152064)
     mistral = AutoConfig.from_pretrained(registry.models["mistral-7b"].config_dir)

@@ -17,12 +17,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ "${1:-}" = pack ]; then
     set -e
     py=${PYTHON:-.venv/bin/python}
-    for model in gemma-12b-4bit mistral-7b qwen-14b gemma-12b; do
+    for model in gemma-12b-4bit mistral-7b qwen-14b gemma-12b gemma-1b gemma-4b; do
         "$py" -m pytest_vllmbench.cli prepare-model "$model" --verify >/dev/null
     done
     cache=$("$py" -c 'from pytest_vllmbench.engines.embedded_model import cache_root; print(cache_root())')
     mkdir -p .gpu/extra
-    tar -C "$cache" -cf - dummy/gemma-12b-4bit dummy/mistral-7b dummy/qwen-14b dummy/gemma-12b \
+    tar -C "$cache" -cf - dummy/gemma-12b-4bit dummy/mistral-7b dummy/qwen-14b dummy/gemma-12b dummy/gemma-1b dummy/gemma-4b \
         | xz -9 -T2 > .gpu/extra/seed-dummy.tar.xz
     PATH=$(dirname "$py"):$PATH "$here/pack_bitsandbytes.sh" .gpu/extra
     ls -l .gpu/extra

@@ -34,6 +34,11 @@ OUT_OF_MEMORY = re.compile(
 )
 
 
+# vLLM's message when the weights fit but one max-length sequence's KV cache does not
+KV_SHORTFALL = re.compile(r"max seq len \((\d+)\), \(([\d.]+) GiB KV cache is needed, which is larger than the "
+                          r"available KV cache memory \(([\d.]+) GiB\)")
+
+
 class CellSkip(Exception):
     """The cell cannot be measured honestly here; the message says why."""
 
@@ -247,6 +252,9 @@ def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilizati
     if not OUT_OF_MEMORY.search(message):
         return None
     needs = _needs(spec)
+    if kv := KV_SHORTFALL.search(message):
+        needs = needs.replace("plus the KV cache", f"plus {kv[2]} GiB of KV cache for max_model_len {kv[1]} "
+                                                   f"({kv[3]} GiB was left for it)")
     if budget_gib is not None:
         return f"does not fit in {_budget_text(budget_gib, n_gpus)}: {needs}"
     if memory_mib:  # the GPUs the cell runs on, not every GPU of the host

@@ -10,6 +10,7 @@ from typing import Any
 import psutil
 
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.start_output import StartOutput, failure_reason, relevant_lines
 from pytest_vllmbench.engines.supervisor import stop_children
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -22,14 +23,16 @@ class OfflineEngine:
     def __init__(self, model: str, engine_args: dict[str, Any]) -> None:
         started = time.perf_counter()
         before = {proc.pid for proc in psutil.Process().children(recursive=True)}
+        output = StartOutput()
         try:
             from vllm import LLM
 
-            # Stats logging stays on: it is what gives each RequestOutput its timestamps.
-            self._llm = LLM(model=model, disable_log_stats=False, **engine_args)
+            with output:  # the engine core's own output is where vLLM says why it did not start
+                # Stats logging stays on: it is what gives each RequestOutput its timestamps.
+                self._llm = LLM(model=model, disable_log_stats=False, **engine_args)
         except Exception as exc:  # vLLM raises many kinds; the cell reports the message
             stop_children(_started_since(before), grace_s=5.0)
-            raise EngineStartError(f"vllm.LLM({model!r}) failed: {type(exc).__name__}: {exc}") from exc
+            raise EngineStartError(_start_error(model, exc, output.lines())) from exc
         self._workers = _started_since(before)  # the engine core and its helpers: gone when close() returns
         self.load_s: float | None = time.perf_counter() - started
 
@@ -88,6 +91,15 @@ class OfflineEngine:
             del self._llm, llm
             gc.collect()
             stop_children(self._workers)
+
+
+def _start_error(model: str, exc: Exception, printed: list[str]) -> str:
+    """First line: the engine's own reason when its processes printed one; then the lines that explain it."""
+    raised, *more = f"{type(exc).__name__}: {exc}".splitlines() or [type(exc).__name__]
+    reason = failure_reason(printed)
+    head = f"vllm.LLM({model!r}) failed: " + (f"{reason} ({raised})" if reason and reason != raised else raised)
+    lines = relevant_lines(printed)
+    return "\n".join([head, *more] + (["the engine printed:", *lines] if lines else []))
 
 
 def _started_since(before: set[int]) -> list[psutil.Process]:

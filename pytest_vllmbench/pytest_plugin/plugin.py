@@ -26,6 +26,7 @@ from pytest_vllmbench.pytest_plugin import benchmark_compat, hookspec
 from pytest_vllmbench.pytest_plugin import xdist_workers as distributed
 from pytest_vllmbench.results import gate, report, summary
 from pytest_vllmbench.results.report import ReportRefused
+from pytest_vllmbench.results.report_price import ReportPrice
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
 from pytest_vllmbench.run import trace
@@ -431,8 +432,9 @@ def _write_report(session: pytest.Session, settings: Settings, root: Path) -> No
         writer.line(f"vllmbench: warning: {message}", yellow=True)
 
     try:
+        price = None if settings.gpu_hourly_cost is None else ReportPrice(settings.gpu_hourly_cost, settings.cost_currency)
         path = report.write_report(root, settings.report, settings.weights, settings.flexibility, warn=warn,
-                                   scorer=lambda cells: _score(config, cells))
+                                   scorer=lambda cells: _score(config, cells), price=price)
     except (ReportRefused, OSError) as exc:
         writer.line(f"vllmbench: the run is saved, but the report was not regenerated: {exc}", red=True, bold=True)
         if session.exitstatus == pytest.ExitCode.OK:

@@ -19,6 +19,7 @@ from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_wei
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import central, plus_minus
 from pytest_vllmbench.results import plots as plotting
+from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs, priced_here
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, scan_runs
 from pytest_vllmbench.results.summary import latency_pair, mode_text, quality_text
@@ -188,7 +189,8 @@ def _budget_key(cell: dict[str, Any]) -> str:
 
 def _money(cell: dict[str, Any], key: str, digits: int = 2) -> str:
     text = _fmt(cell.get(key), digits)
-    return f"{text} {cell['cost_currency']}" if text != MISSING and cell.get("cost_currency") else text
+    text = f"{text} {cell['cost_currency']}" if text != MISSING and cell.get("cost_currency") else text
+    return text + MARK if text != MISSING and priced_here(cell) else text
 
 
 def _fit_table(latest: Latest) -> str:
@@ -458,7 +460,11 @@ def _plots_section(plots: list[tuple[str, str]] | str) -> str:
 
 def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] | None = None,
            flexibility: dict[str, float] | None = None, plots: list[tuple[str, str]] | str | None = None,
-           scorer: Scorer | None = None) -> str:
+           scorer: Scorer | None = None, price: ReportPrice | None = None) -> str:
+    """`price` (one GPU's hourly price) costs the cells whose runs saved none; each such cost is marked."""
+    runs = price_runs(runs, price)
+    priced = note(price, runs)
+    priced = f"\n\n{priced}" if priced else ""
     weights = check_weights(weights or {})
     flexibility = {**DEFAULT_FLEXIBILITY, **(flexibility or {})}
     kept = hand_written_sections(previous)
@@ -471,7 +477,7 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
         "## Current status\n\n" + _current_status(runs, latest),
         "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
-        "## Results by machine\n\n" + _machine_tables(latest),
+        "## Results by machine\n\n" + _machine_tables(latest) + priced,
         *(["## Plots\n\nThroughput of the newest cells on each machine, then each cell's TTFT and E2EL"
            " distribution (from 101 saved percentiles; no per-request data is kept).\n\n"
            + _plots_section(plots)] if plots is not None else []),
@@ -481,7 +487,7 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
         " is the GPU's that ran it, not the smaller card's. Weights are params x bytes per param; what is left for"
         " the KV cache is the budget minus the weights, before activations and CUDA graphs take their share.\n\n"
         + _fit_table(latest),
-        "## Ranking\n\n" + _ranking(latest, weights, flexibility, scorer),
+        "## Ranking\n\n" + _ranking(latest, weights, flexibility, scorer) + priced,
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + _parity(runs),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
@@ -495,7 +501,8 @@ def render(runs: list[SavedRun], previous: str = "", weights: dict[str, float] |
 
 def write_report(storage_root: Path, out: Path, weights: dict[str, float] | None = None,
                  flexibility: dict[str, float] | None = None, allow_empty: bool = False,
-                 warn: Callable[[str], None] | None = None, scorer: Scorer | None = None) -> Path:
+                 warn: Callable[[str], None] | None = None, scorer: Scorer | None = None,
+                 price: ReportPrice | None = None) -> Path:
     """Rewrite `out` from every run under storage_root; ReportRefused (file untouched) when that would lose text.
     `scorer` ranks a group of cells (the plugin passes the project's pytest_vllmbench_score hook); default: weights.
 
@@ -508,7 +515,7 @@ def write_report(storage_root: Path, out: Path, weights: dict[str, float] | None
         found = "does not exist" if not storage_root.is_dir() else "holds no readable vllmbench run"
         raise NoRuns(f"{storage_root} {found}, but {out} shows saved runs: not blanking it "
                      "(check the storage path; `vllmbench report --allow-empty` rewrites it anyway)")
-    write_text_atomic(out, render(runs, previous, weights, flexibility, _write_plots(runs, out), scorer))
+    write_text_atomic(out, render(runs, previous, weights, flexibility, _write_plots(runs, out), scorer, price))
     return out
 
 
