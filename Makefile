@@ -10,7 +10,11 @@ STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 BENCH_ARGS ?= --model=gemma-270m --mode=offline --mode=server --limit=64
 BENCH_NAME ?= bench
 
-.PHONY: bench test model venv clean-venv
+# `make test`: the fast tests and the one real-engine smoke; `make test-engine`: the other real-engine tests.
+FAST    := -m "not engine or smoke"
+ENGINE  := -m "engine and not smoke"
+
+.PHONY: bench test test-engine model venv clean-venv
 
 venv: $(STAMP)
 
@@ -29,7 +33,10 @@ bench: model
 	$(VENV)/bin/pytest benchmarks/ $(BENCH_ARGS) --benchmark-save=$(BENCH_NAME)
 
 test: model
-	$(VENV)/bin/pytest tests/ $(TEST_ARGS)
+	$(VENV)/bin/pytest tests/ $(FAST) $(TEST_ARGS)
+
+test-engine: model
+	$(VENV)/bin/pytest tests/ $(ENGINE) $(TEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
