@@ -56,7 +56,7 @@ def smoke(tmp_path_factory):
             f"--limit={LIMIT}", f"--max-tokens={MAX_TOKENS}", "--benchmark-save=run1", "--write-outputs=out",
             "--slo=ttft:60000"]
     result, leftovers = run_pytest_isolated(args, root, timeout=900)
-    [saved] = (root / ".benchmarks").glob("*/0001_run1.json") or [None]
+    [saved] = list((root / ".benchmarks").glob("*/0001_run1.json")) or [None]
     return root, result, leftovers, saved
 
 
