@@ -11,6 +11,10 @@ BENCH_ARGS ?= --model=gemma-270m --mode=offline --mode=server --limit=64
 BENCH_NAME ?= bench
 LINTED  := pytest_vllmbench tests benchmarks conftest.py
 
+# `make test`: lint, the fast tests and the one real-engine smoke; `make test-engine`: the other real-engine tests.
+FAST    := -m "not engine or smoke"
+ENGINE  := -m "engine and not smoke"
+
 .PHONY: bench test test-engine lint model venv clean-venv
 
 venv: $(STAMP)
@@ -36,7 +40,10 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
 test: lint model
-	$(VENV)/bin/pytest tests/ $(TEST_ARGS)
+	$(VENV)/bin/pytest tests/ $(FAST) $(TEST_ARGS)
+
+test-engine: model
+	$(VENV)/bin/pytest tests/ $(ENGINE) $(TEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,6 +4,11 @@ start it the way ServerEngine starts vLLM and make it misbehave on purpose, in m
 
     python fake_vllm_server.py --port N [--served-model-name NAME] [--never-healthy]
                                [--worker-leaves-group] [--worker-ignores-sigterm] [--ready-file PATH]
+                               [--crash-at-request K]
+
+It streams a few canned chat-completion chunks per POST; with --crash-at-request K the server SIGKILLs itself
+once its K-th request is mid-stream (its worker lives on, as a crashed vLLM's engine core may): a server
+killed mid-cell, deterministically, with no test thread racing to kill it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,8 +35,35 @@ def worker(leave_group: bool, ignore_sigterm: bool, ready_file: str | None) -> N
         time.sleep(1)
 
 
-def handler(served_name: str, healthy: bool) -> type[BaseHTTPRequestHandler]:
+def chunk(payload: object) -> bytes:
+    """One SSE event as one HTTP/1.1 chunk: a stream cut short is then visibly incomplete, as vLLM's would be."""
+    data = f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n".encode()
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def handler(served_name: str, healthy: bool, crash_at: int | None) -> type[BaseHTTPRequestHandler]:
+    requests = iter(range(1, 1 << 62))
+    count_lock = threading.Lock()
+
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with count_lock:
+                number = next(requests)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(chunk({"choices": [{"index": 0, "delta": {"role": "assistant", "content": "a"}}]}))
+            self.wfile.flush()
+            if number == crash_at:
+                os.kill(os.getpid(), signal.SIGKILL)  # a crash: no clean shutdown, open streams cut
+            self.wfile.write(chunk({"choices": [{"index": 0, "delta": {"content": " b"}, "finish_reason": "length"}]}))
+            usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+            self.wfile.write(chunk({"choices": [], "usage": usage}) + chunk("[DONE]") + b"0\r\n\r\n")
+
         def do_GET(self) -> None:
             if self.path == "/health" and healthy:
                 self._answer(200, b"")
@@ -59,8 +92,11 @@ def main() -> None:
     parser.add_argument("--worker-leaves-group", action="store_true")
     parser.add_argument("--worker-ignores-sigterm", action="store_true")
     parser.add_argument("--ready-file")
+    parser.add_argument("--crash-at-request", type=int)
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler(args.served_model_name, not args.never_healthy))
+    ThreadingHTTPServer.request_queue_size = 256  # a whole batch connects at once
+    server = ThreadingHTTPServer(("127.0.0.1", args.port),
+                                 handler(args.served_model_name, not args.never_healthy, args.crash_at_request))
     context = multiprocessing.get_context("spawn")  # as vLLM starts its engine core
     core = context.Process(target=worker, args=(args.worker_leaves_group, args.worker_ignores_sigterm,
                                                 args.ready_file), daemon=False)

@@ -4,26 +4,37 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # a burst of connects (a client catching up) must not hit a full listen backlog
+
+
 class StubServer:
-    def __init__(self, served: list[str], words: int = 3, metrics: str | None = None) -> None:
+    def __init__(self, served: list[str], words: int = 3, usage_delay_s: float = 0.0,
+                 metrics: str | None = None) -> None:
         self.served = served
         self.words = words
+        self.usage_delay_s = usage_delay_s  # a server slow to send the trailing usage chunk after the last token
         self.metrics = metrics  # Prometheus text served at /metrics; None: no /metrics (404)
-        self.seen: list[dict] = []  # path, query, authorization and body of every request
+        # path, query, authorization and body of every request, with when it arrived (time.perf_counter) and,
+        # for a stream, when its last content chunk and its usage chunk were written
+        self.seen: list[dict] = []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _note(self, body: dict | None) -> None:
+            def _note(self, body: dict | None) -> dict:
                 parts = urlsplit(self.path)
-                stub.seen.append({"path": parts.path, "query": parts.query, "body": body,
-                                  "authorization": self.headers.get("Authorization")})
+                seen = {"path": parts.path, "query": parts.query, "body": body,
+                        "authorization": self.headers.get("Authorization"), "at": time.perf_counter()}
+                stub.seen.append(seen)
+                return seen
 
             def do_GET(self) -> None:
                 self._note(None)
@@ -42,7 +53,7 @@ class StubServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                self._note(body)
+                seen = self._note(body)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
@@ -52,6 +63,10 @@ class StubServer:
                         choice = {"index": index, "delta": {"content": f"w{word} "}, "finish_reason": None}
                         chunk = {"choices": [choice]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                seen["last_content_at"] = time.perf_counter()
+                if stub.usage_delay_s:
+                    time.sleep(stub.usage_delay_s)
+                seen["usage_at"] = time.perf_counter()
                 usage = {"prompt_tokens": 5, "completion_tokens": n * stub.words, "total_tokens": 5 + n * stub.words}
                 self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode())
 
@@ -63,7 +78,7 @@ class StubServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

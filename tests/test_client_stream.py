@@ -29,8 +29,8 @@ def test_vllm_stream_role_chunk_is_not_a_token_but_an_empty_decoded_token_is():
     assert record.ttft_s == pytest.approx(1.5)  # the second event, not the role-only one
     assert record.itl_s == [1.0, 1.0]
     assert (record.input_tokens, record.output_tokens, record.text) == (7, 3, "Hi!")
-    assert record.e2el_s == pytest.approx(5.5)  # up to the last event, [DONE]
-    assert record.tpot_s == pytest.approx((5.5 - 1.5) / 2)
+    assert record.e2el_s == pytest.approx(3.5)  # up to the last content chunk, not the usage chunk or [DONE]
+    assert record.tpot_s == pytest.approx((3.5 - 1.5) / 2)
 
 
 def test_first_chunk_with_role_and_text_is_the_first_token():

@@ -168,8 +168,8 @@ def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
 
 
 def test_random_checkpoint_folder_is_built_once_whole_and_without_a_quantization_config(tmp_path, monkeypatch):
+    base = tiny_model_folder(tmp_path / "tiny")  # its tokenizer from the real cache: not a fresh embedded model
     monkeypatch.setenv("VLLMBENCH_CACHE", str(tmp_path / "cache"))
-    base = tiny_model_folder(tmp_path / "tiny")
     config = json.loads((base / "config.json").read_text())
     (base / "config.json").write_text(json.dumps(config | {"quantization_config": {"quant_method": "bitsandbytes"}}))
     spec = load_registry().resolve(str(base))

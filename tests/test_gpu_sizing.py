@@ -2,6 +2,7 @@
 
 import json
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -22,7 +23,7 @@ class FakeNvml(types.SimpleNamespace):
     """A FAKE of NVML, because this machine has no GPU: two devices with scripted readings."""
 
     def __init__(self):
-        super().__init__(calls=0, shut=0)
+        super().__init__(calls=0, shut=0, sampled=threading.Event())  # set once the power has been read twice
 
     def nvmlInit(self):
         pass
@@ -47,6 +48,9 @@ class FakeNvml(types.SimpleNamespace):
         return types.SimpleNamespace(gpu=50 if handle == 0 else 100)
 
     def nvmlDeviceGetPowerUsage(self, handle):
+        self.power_reads = getattr(self, "power_reads", 0) + 1
+        if self.power_reads >= 2:
+            self.sampled.set()
         return 300_000
 
 
@@ -54,9 +58,7 @@ def test_sampler_reads_only_the_cells_gpus_and_summarizes(monkeypatch):
     fake = FakeNvml()
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     with gpu.GpuSampler([1], interval_s=0.01) as sampler:
-        import time
-
-        time.sleep(0.1)
+        assert fake.sampled.wait(30.0), "the sampler never read the GPU"
     figures = sampler.figures()
     assert figures["gpus"] == ["NVIDIA H200"]
     assert figures["peak_vram_mib"] > 1000 and figures["gpu_util_mean_pct"] == 100.0

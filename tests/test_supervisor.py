@@ -3,6 +3,7 @@ every process of the server's session is gone, and says which ones survived when
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -159,3 +160,48 @@ def test_the_parity_benchmark_leaves_nothing_behind_when_it_runs_too_long(monkey
         parity.vllm_bench_requests_per_s("m", {}, 8, 8, 1, timeout_s=8.0)
     worker = int(ready.read_text())
     assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE
+
+
+SERVER_KEYS = [f"{m}_ms_{s}" for m in ("ttft", "tpot", "itl", "e2el") for s in ("mean", "p50", "p90", "p99")]
+FAKE_SERVER_CONFTEST = f'''
+# Server cells start the FAKE vLLM server the way ServerEngine starts vLLM; gemma-270m's crashes mid-cell.
+import sys
+from pytest_vllmbench.engines import server
+from pytest_vllmbench.run import engine_start, session
+
+
+def start_fake_server(cell, settings, registry):
+    crash = ["--crash-at-request", "3"] if cell.model.alias == "gemma-270m" else []
+    def command(model, served_name, port, engine_args):
+        return [sys.executable, {str(FAKE_SERVER)!r}, "--port", str(port), "--served-model-name", served_name, *crash]
+    return server.ServerEngine("fake-model", cell.model.alias, {{}}, engine_start.client_config(settings, "", cell.model.alias),
+                               30.0, command=command, stop_grace_s=1.0)
+
+
+session.start_engine = start_fake_server
+'''
+
+
+def test_a_server_killed_mid_cell_fails_only_its_cell_keeps_its_figures_and_leaves_nothing(tmp_path):
+    from procs import run_pytest_isolated
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "test_batch.py").write_text((repo / "benchmarks" / "test_batch.py").read_text())
+    (tmp_path / "conftest.py").write_text(FAKE_SERVER_CONFTEST)
+    args = ["benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--model=gemma-1b", "--mode=server",
+            f"--dataset={repo / 'data' / 'batch_5k.jsonl'}", "--limit=8", "--benchmark-save=killed",
+            "--slo=ttft:60000", "--report=none"]
+    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=120)
+    out = result.stdout
+    assert result.returncode == 1, out[-3000:]
+    assert leftovers == []  # the crashed server's worker too
+    assert "1 failed, 1 passed" in out
+    assert "gemma-270m-server: the vLLM server (pid" in out and "died with code -9" in out
+    saved = json.loads(next((tmp_path / ".benchmarks").glob("*/0001_killed.json")).read_text())
+    cells = {b["extra_info"]["cell"]: b["extra_info"] for b in saved["benchmarks"]}
+    assert set(cells) == {"gemma-270m-server", "gemma-1b-server"}
+    killed = cells["gemma-270m-server"]
+    assert killed["n_failed"] > 0 and killed["errors"] == {"connection": killed["n_failed"]}
+    assert cells["gemma-1b-server"]["n_failed"] == 0 and cells["gemma-1b-server"]["output_tokens"] == 8 * 2
+    assert set(SERVER_KEYS) <= set(killed) and "goodput_requests_per_s" in killed

@@ -19,6 +19,7 @@ from httpx_aiohttp import HttpxAiohttpClient
 from httpx_sse import SSEError, aconnect_sse
 
 from pytest_vllmbench.common.redaction import redact_text, redact_url
+from pytest_vllmbench.engines.arrivals import arrival_offsets, wait_until
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -130,7 +131,11 @@ async def _run_batch(
     async with HttpxAiohttpClient(base_url=base, params=params, headers=_headers(config), limits=limits,
                                   timeout=timeout) as client:
         tasks = []
-        for request in requests:
+        due = arrival_offsets(len(requests), config.request_rate, rng) if config.request_rate else None
+        start = time.perf_counter()
+        for index, request in enumerate(requests):
+            if due is not None:  # Poisson arrivals, each due at a fixed time after the start
+                await wait_until(start + due[index])
             content = encode_payload(build_payload(request, config.served_model, sampling))
             if content is None:  # one request that cannot be sent is one failed request, not a failed batch
                 tasks.append(asyncio.create_task(_failed(request, "invalid_request")))
@@ -139,8 +144,6 @@ async def _run_batch(
             else:
                 tasks.append(asyncio.create_task(_one(client, request, content, gate, config.timeout_s, progress,
                                                       config.on_sent)))
-            if config.request_rate:
-                await asyncio.sleep(rng.expovariate(config.request_rate))  # Poisson arrivals
         return list(await asyncio.gather(*tasks))
 
 
@@ -249,7 +252,7 @@ def _record(request: BatchRequest, sent: float, stamps: list[float], events: lis
                                  else choice["text"])
     if not stamps:
         return RequestRecord(request.custom_id, error="empty_stream")
-    end = stamps[-1]
+    end = content_stamps[-1] if content_stamps else stamps[-1]  # vLLM's E2EL: not the trailing usage/[DONE]
     output_tokens = (usage or {}).get("completion_tokens", len(content_stamps))
     return RequestRecord(
         custom_id=request.custom_id,

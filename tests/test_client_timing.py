@@ -1,0 +1,81 @@
+"""Client timing as vLLM's benchmark defines it: arrivals against a fixed start, E2EL to the last content chunk."""
+
+import random
+import time
+from itertools import pairwise
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from openai_stub import StubServer
+
+from pytest_vllmbench.engines.arrivals import arrival_offsets
+from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.engines.openai_client import ClientConfig, run_batch
+from pytest_vllmbench.workload.batch import BatchRequest
+
+RATE, COUNT = 100.0, 100  # one second of arrivals: long enough that a drift of a few ms per send shows
+TOLERANCE = 0.1  # the achieved rate within 10 % of --request-rate (a loaded 2-core CI machine stays inside)
+
+
+def chat_requests(count: int) -> list[BatchRequest]:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    return [BatchRequest(f"r{i}", "/v1/chat/completions", body, i + 1) for i in range(count)]
+
+
+def achieved_rate(stub: StubServer) -> float:
+    """Requests/s as the server saw them arrive: the gaps between first and last arrival."""
+    arrivals = sorted(seen["at"] for seen in stub.seen)
+    return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+
+
+@given(count=st.integers(1, 500), rate=st.floats(0.01, 1e4), seed=st.integers(0, 2**32))
+def test_arrivals_are_ordered_reproducible_and_span_count_over_rate(count, rate, seed):
+    offsets = arrival_offsets(count, rate, random.Random(seed))
+    assert len(offsets) == count and offsets[0] >= 0
+    assert all(a <= b for a, b in pairwise(offsets))
+    assert offsets[-1] == pytest.approx(count / rate)  # as vllm bench serve scales its gaps
+    assert offsets == arrival_offsets(count, rate, random.Random(seed))
+
+
+def test_achieved_rate_matches_the_request_rate():
+    with StubServer(["m"]) as stub:
+        config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", request_rate=RATE, seed=0)
+        records = run_batch(chat_requests(COUNT), SamplingOverrides(), config)
+    assert [r.error for r in records] == [None] * COUNT
+    assert achieved_rate(stub) == pytest.approx(RATE, rel=TOLERANCE)
+
+
+class StallsOnce:
+    """A progress display that blocks the client's event loop once (a slow terminal, a long GC pause)."""
+
+    def __init__(self, stall_s: float) -> None:
+        self.stall_s = stall_s
+        self.done = 0
+
+    def finished(self, ok: bool = True, output_tokens: int | None = 0) -> None:
+        if self.done == 0:
+            time.sleep(self.stall_s)  # the stall under test, not a wait for something
+        self.done += 1
+
+
+def test_a_stalled_client_catches_up_instead_of_sending_everything_later():
+    stall_s = 0.3  # 30 % of the batch's span: were each later send pushed back, the rate would fall to ~77/s
+    progress = StallsOnce(stall_s)
+    with StubServer(["m"]) as stub:
+        config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", request_rate=RATE, seed=1)
+        records = run_batch(chat_requests(COUNT), SamplingOverrides(), config, progress)
+    assert progress.done == COUNT and all(r.ok for r in records)
+    assert achieved_rate(stub) == pytest.approx(RATE, rel=TOLERANCE)
+
+
+def test_e2el_ends_at_the_last_content_chunk_not_at_the_late_usage_chunk():
+    with StubServer(["m"], words=4, usage_delay_s=0.5) as stub:
+        config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m")
+        [record] = run_batch(chat_requests(1), SamplingOverrides(), config)
+    [seen] = stub.seen
+    assert record.ok and record.output_tokens == 4 and len(record.itl_s) == 3
+    # the client sent before the server received and stamped the last token before the server wrote the usage:
+    # an E2EL that waited for the usage chunk would be at least the server's receive -> usage interval
+    assert record.ttft_s <= record.e2el_s < seen["usage_at"] - seen["at"]
+    assert record.tpot_s == pytest.approx((record.e2el_s - record.ttft_s) / 3)

@@ -1,0 +1,90 @@
+"""The whole pipeline in seconds with a FAKE engine (no vLLM): the real benchmark test and cell matrix, records ->
+figures -> saved JSON -> score -> report -> gate, in-session, across three pytest runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# A FAKE engine behind the real session: each request takes FAKE_E2EL_S seconds, 4 tokens, first after 10 ms.
+FAKE_ENGINE_CONFTEST = '''
+import os
+from pytest_vllmbench.run import session
+from pytest_vllmbench.measure.metrics import RequestRecord
+
+
+class FakeEngine:
+    load_s = 1.0
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def run(self, requests, sampling, progress=None):
+        e2el = float(os.environ["FAKE_E2EL_S"])
+        records = []
+        for request in requests:
+            records.append(RequestRecord(request.custom_id, input_tokens=20, output_tokens=4, e2el_s=e2el,
+                                         ttft_s=0.01, itl_s=[(e2el - 0.01) / 3] * 3, text="{}",
+                                         finish_reason="length"))
+            if progress is not None:
+                progress.finished(True, 4)
+        return records
+
+    def describe(self):
+        return {"name": "fake", "version": "0", "platform": "cpu"}
+
+    def fault(self):
+        return None
+
+    def close(self):
+        pass
+
+
+session.start_engine = lambda cell, settings, registry: FakeEngine(cell.mode)
+'''
+ARGS = ["benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=offline", "--mode=server",
+        "--limit=4", "--max-tokens=4"]
+
+
+@pytest.fixture
+def fake_engine(pytester):
+    (pytester.path / "benchmarks").mkdir()
+    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    pytester.makeconftest(FAKE_ENGINE_CONFTEST)
+    (pytester.path / "data").mkdir()
+    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    return pytester
+
+
+def saved(pytester, name):
+    [path] = (pytester.path / ".benchmarks").glob(f"*/*_{name}.json")
+    return {b["extra_info"]["cell"]: b["extra_info"] for b in json.loads(path.read_text())["benchmarks"]}
+
+
+def test_record_json_score_report_and_gate_in_seconds(fake_engine, monkeypatch):
+    monkeypatch.setenv("FAKE_E2EL_S", "0.1")
+    first = fake_engine.runpytest_subprocess(*ARGS, "--benchmark-save=base")
+    assert first.ret == 0, first.stdout.str()[-3000:]
+    cells = saved(fake_engine, "base")
+    assert set(cells) == {"gemma-270m-offline", "gemma-270m-server"}
+    for cell in cells.values():  # figures computed from the fake engine's records, not written by the test
+        assert cell["n_requests"] == 4 and cell["n_failed"] == 0 and cell["output_tokens"] == 16
+        assert cell["e2el_ms_p50"] == pytest.approx(100.0) and cell["ttft_ms_p50"] == pytest.approx(10.0)
+        assert cell["engine"]["name"] == "fake" and cell["score"] is not None
+    assert "vllmbench summary" in first.stdout.str()
+    report = (fake_engine.path / "BENCHMARKS.md").read_text()
+    assert "gemma-270m" in report and f"{cells['gemma-270m-server']['requests_per_s']:,.2f}" in report
+
+    # slower requests: the gate against the saved run (the latest) fails the session
+    monkeypatch.setenv("FAKE_E2EL_S", "0.3")
+    slower = fake_engine.runpytest_subprocess(*ARGS, "--benchmark-save=slow", "--vllmbench-gate=e2el_ms_p50:+10%")
+    assert slower.ret == 1, slower.stdout.str()[-3000:]
+    slower.stdout.fnmatch_lines(["*vllmbench gate against*0001_base.json*", "*gemma-270m-offline*e2el_ms_p50*REGRESSION*"])
+    assert saved(fake_engine, "slow")["gemma-270m-offline"]["e2el_ms_p50"] == pytest.approx(300.0)
+
+    # back to the first run's speed, gated against run 1 by number: within the tolerance, the session passes
+    monkeypatch.setenv("FAKE_E2EL_S", "0.1")
+    again = fake_engine.runpytest_subprocess(*ARGS, "--vllmbench-gate=e2el_ms_p50:+10%", "--vllmbench-baseline=1")
+    assert again.ret == 0, again.stdout.str()[-3000:]
+    assert "REGRESSION" not in again.stdout.str() and "Traceback" not in again.stdout.str()
