@@ -9,6 +9,8 @@
 # There (vLLM 0.26.0 unpacked in /tmp/site, shared/gpu/README.md; carry [".gpu/extra"]):
 #   benchmarks/scripts/h200_seed_cells.sh offline|server|both MODEL...     e.g.  both gemma-12b-4bit
 #   WORKERS=2 ... on nvidia-h200-x2 runs the cells on two GPUs at once (pytest-xdist -n 2).
+#   LIMIT=N (default 1000) requests, EXTRA_ARGS="..." more options (e.g. --gpu-memory=16GiB, --concurrency=16,64),
+#   NAME_SUFFIX=-x appended to the saved run's and the log's names.
 # One engine start is ~2.5 min on a fresh machine: keep each call to <= 3 engines (600 s per call).
 # gemma-12b-4bit first writes a random bf16 checkpoint of the 12B's shape (~22 GiB, on the GPU) into the cache,
 # which vLLM quantizes in flight (bitsandbytes 4-bit); the folder is kept for later calls of a warm lease.
@@ -49,7 +51,8 @@ PY
 modes=(--mode="$mode"); [ "$mode" = both ] && modes=(--mode=offline --mode=server)
 models=(); for model in "$@"; do models+=(--model="$model"); done
 xdist=(); [ "${WORKERS:-1}" -gt 1 ] && xdist=(-n "$WORKERS")
-name="h200-seed-$mode-$(IFS=_; echo "$*")-batch1000-dummy${NAME_SUFFIX:-}"
+limit=${LIMIT:-1000}
+name="h200-seed-$mode-$(IFS=_; echo "$*")-batch$limit-dummy${NAME_SUFFIX:-}"
 log="$OUT/seed-$mode-$(IFS=_; echo "$*")${NAME_SUFFIX:-}.log"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 for model in "$@"; do  # the random checkpoint is written once, before any engine, and timed on its own
@@ -62,7 +65,7 @@ done
 python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none \
     --load-format=dummy "${models[@]}" "${modes[@]}" "${xdist[@]}" --dataset=/tmp/batch_5k_plain.jsonl \
     "--dataset-transform=response_format removed" \
-    --limit=1000 --max-tokens=128 --ignore-eos ${EXTRA_ARGS:-} --benchmark-save="$name" 2>&1 | tee -a "$log"
+    --limit="$limit" --max-tokens=128 --ignore-eos ${EXTRA_ARGS:-} --benchmark-save="$name" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 # only this call's saved run: what comes back from $OUT is limited in files
 mkdir -p "$OUT/runs" && cp .benchmarks/*/*_"$name".json "$OUT/runs/" 2>/dev/null
