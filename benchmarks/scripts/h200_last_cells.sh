@@ -14,7 +14,7 @@ case "$1" in
       EXTRA_ARGS="--concurrency=16,64,256 --slo=ttft:1000,tpot:50 --trace-dir=$work/traces" \
       timeout 380 bash "$here/h200_seed_cells.sh" server gemma-12b > "$work/sweep-call.log" 2>&1
     OUT="$work" EXTRA_ARGS="--gpu-memory=16GiB" NAME_SUFFIX=-budget16 \
-      timeout 170 bash "$here/h200_seed_cells.sh" offline mistral-7b > "$work/mistral-call.log" 2>&1 ;;
+      timeout 150 bash "$here/h200_seed_cells.sh" offline mistral-7b > "$work/mistral-call.log" 2>&1 ;;
   gemma4b)
     OUT="$work" EXTRA_ARGS="--gpu-memory=16GiB" NAME_SUFFIX=-budget16 \
       timeout 540 bash "$here/h200_seed_cells.sh" both gemma-4b > "$work/gemma4b-call.log" 2>&1 ;;
