@@ -3,7 +3,8 @@
 # h200_seed_cells.sh). Runs, logs and traces come back as one archive, $OUT/results.tgz (few files come back).
 #   h200_last_cells.sh sweep    gemma-12b server, one server start, concurrency 16, 64, 256 on 400 requests,
 #                               --slo=ttft:1000,tpot:50, request traces; then Mistral 7B offline under 16 GiB
-#   h200_last_cells.sh gemma4b  gemma-4b offline and server under 16 GiB
+#   h200_last_cells.sh gemma4b  gemma-4b offline and server under 16 GiB, with Mistral 7B offline in the offline
+#                               session (a session whose only cell does not fit saved no run then)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 final=${OUT:?}
@@ -17,7 +18,9 @@ case "$1" in
       timeout 150 bash "$here/h200_seed_cells.sh" offline mistral-7b > "$work/mistral-call.log" 2>&1 ;;
   gemma4b)
     OUT="$work" EXTRA_ARGS="--gpu-memory=16GiB" NAME_SUFFIX=-budget16 \
-      timeout 540 bash "$here/h200_seed_cells.sh" both gemma-4b > "$work/gemma4b-call.log" 2>&1 ;;
+      timeout 300 bash "$here/h200_seed_cells.sh" offline mistral-7b gemma-4b > "$work/offline-call.log" 2>&1
+    OUT="$work" EXTRA_ARGS="--gpu-memory=16GiB" NAME_SUFFIX=-budget16 \
+      timeout 240 bash "$here/h200_seed_cells.sh" server gemma-4b > "$work/server-call.log" 2>&1 ;;
 esac
 tar -C "$work" -czf "$final/results.tgz" .
 ls -l "$final"
