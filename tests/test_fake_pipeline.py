@@ -88,3 +88,32 @@ def test_record_json_score_report_and_gate_in_seconds(fake_engine, monkeypatch):
     again = fake_engine.runpytest_subprocess(*ARGS, "--vllmbench-gate=e2el_ms_p50:+10%", "--vllmbench-baseline=1")
     assert again.ret == 0, again.stdout.str()[-3000:]
     assert "REGRESSION" not in again.stdout.str() and "Traceback" not in again.stdout.str()
+
+
+OUT_OF_MEMORY_CONFTEST = '''
+# SIMULATED out-of-memory start (no GPU here): every engine fails to start the way vLLM does when the weights fill it.
+from pytest_vllmbench.engines.base import EngineStartError
+from pytest_vllmbench.run import session
+
+
+def out_of_memory(cell, settings, registry):
+    raise EngineStartError("SIMULATED torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+session.start_engine = out_of_memory
+'''
+
+
+def test_a_session_whose_only_cell_does_not_fit_still_saves_that_answer(fake_engine):
+    """pytest-benchmark saves nothing when no benchmark ran: a 'does not fit' verdict used to be lost with it."""
+    fake_engine.makeconftest(OUT_OF_MEMORY_CONFTEST)
+    result = fake_engine.runpytest_subprocess("benchmarks", "-p", "no:cacheprovider", "--model=qwen-14b",
+                                              "--mode=offline", "--limit=2", "--benchmark-save=oom")
+    assert result.ret == 0, result.stdout.str()[-3000:]  # a cell that does not fit is an answer, skipped
+    [path] = (fake_engine.path / ".benchmarks").glob("*/*_oom.json")
+    data = json.loads(path.read_text())
+    assert data["benchmarks"] == []
+    [unrun] = data["vllmbench"]["unrun"]
+    assert unrun["cell"] == "qwen-14b-offline" and unrun["status"].startswith("does not fit: needs ~27.6 GiB")
+    report = (fake_engine.path / "BENCHMARKS.md").read_text()
+    assert "qwen-14b" in report and "does not fit: needs ~27.6 GiB" in report

@@ -334,7 +334,8 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list[Any], o
     if SETTINGS_KEY not in config.stash:
         return
     saved = [bench for bench in output_json.get("benchmarks", []) if "vllmbench_schema" in bench.get("extra_info", {})]
-    if not saved:
+    unrun = _unrun(config)
+    if not saved and not unrun:
         return
     scores = _score(config, [bench["extra_info"] for bench in saved])
     for bench, scored in zip(saved, scores, strict=True):
@@ -342,8 +343,13 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list[Any], o
     output_json["vllmbench"] = {
         "weights": config.stash[SETTINGS_KEY].weights,
         "scores": {bench["extra_info"]["cell"]: scored for bench, scored in zip(saved, scores, strict=True)},
-        "unrun": config.stash[SESSION_KEY].unrun,  # does not fit / failed / skipped, for the report
+        "unrun": unrun,  # does not fit / failed / skipped, for the report
     }
+
+
+def _unrun(config: pytest.Config) -> list[dict[str, Any]]:
+    session = config.stash.get(SESSION_KEY, None)
+    return list(session.unrun) if session is not None else []
 
 
 def _storage_root(config: pytest.Config) -> Path | None:
@@ -459,12 +465,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if settings.gate_rules and _in_use(config):
         _run_gates(session, settings)
-    saved = merged_into is not None or (
-        _in_use(config)
-        and _saving(config)
-        and benchmark_compat.measures(config)
-        and bool(benchmark_compat.measured_benchmarks(config))
-    )
+    measured = bool(benchmark_compat.measured_benchmarks(config))
+    saving_here = _in_use(config) and _saving(config) and benchmark_compat.measures(config)
+    if saving_here and controller is None and not measured and _unrun(config):
+        # pytest-benchmark saves nothing when no benchmark ran; cells that did not fit are still this run's answer
+        measured = benchmark_compat.save_run(config, [], {}) is not None
+    saved = merged_into is not None or (saving_here and measured)
     root = _storage_root(config)
     if settings.report is None or not saved or root is None:
         return
