@@ -36,6 +36,7 @@ bench: model
 # ruff (lint and format), mypy (strict), and the import-layer contract of pyproject's [tool.importlinter]
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 

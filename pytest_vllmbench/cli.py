@@ -34,8 +34,10 @@ def _prepare_model(args: argparse.Namespace) -> int:
     if args.verify:
         bad = embedded.verify_folder(folder)
         if bad:
-            print(f"vllmbench prepare-model: checksum mismatch in {folder}: {', '.join(bad)}; "
-                  "run again with --force", file=sys.stderr)
+            print(
+                f"vllmbench prepare-model: checksum mismatch in {folder}: {', '.join(bad)}; run again with --force",
+                file=sys.stderr,
+            )
             return 1
         print(f"verified: every file in {folder} matches its sha256")
     print(folder)
@@ -46,12 +48,15 @@ def _prepare_dummy(name: str, force: bool, random_weights: bool) -> Path:
     spec = load_registry().resolve(name)
     if spec.config_dir is None or not spec.tokenizer:
         known = [alias for alias, model in load_registry().models.items() if model.config_dir and model.tokenizer]
-        raise UsageError(f"{name!r} has no shipped config and offline tokenizer in the registry "
-                         f"(prepare-model knows: {', '.join(embedded.EMBEDDED + tuple(known))})")
+        raise UsageError(
+            f"{name!r} has no shipped config and offline tokenizer in the registry "
+            f"(prepare-model knows: {', '.join(embedded.EMBEDDED + tuple(known))})"
+        )
     folder = sizing.prepare_shipped(spec, force=force)
     if random_weights:
-        source = sizing.DummyModel(str(folder), f"shipped config data/configs/{spec.config_dir.name} + tokenizer "
-                                                f"{spec.tokenizer}")
+        source = sizing.DummyModel(
+            str(folder), f"shipped config data/configs/{spec.config_dir.name} + tokenizer {spec.tokenizer}"
+        )
         folder = Path(sizing.random_checkpoint(source, spec, force=force).path)
     return folder
 
@@ -76,8 +81,9 @@ def _validate(args: argparse.Namespace) -> int:
         if not lines and not errors:
             print(f"{path}: empty file (no requests)", file=sys.stderr)
             errors = 1
-        summary = (f"{path}: {lines} valid request(s), {errors} invalid; endpoints: "
-                   f"{_counts(urls)}; models: {_counts(models)}")
+        summary = (
+            f"{path}: {lines} valid request(s), {errors} invalid; endpoints: {_counts(urls)}; models: {_counts(models)}"
+        )
         print(summary, file=sys.stderr if errors else sys.stdout)
         status = status or (1 if errors else 0)
     return status
@@ -100,8 +106,15 @@ def _report(args: argparse.Namespace) -> int:
     try:
         table = read_tool_table(Path("pyproject.toml"))
         price = _report_price(args, table)
-        path = report.write_report(Path(args.storage), Path(args.out), table.get("weights"), table.get("flexibility"),
-                                   allow_empty=args.allow_empty, warn=warn, price=price)
+        path = report.write_report(
+            Path(args.storage),
+            Path(args.out),
+            table.get("weights"),
+            table.get("flexibility"),
+            allow_empty=args.allow_empty,
+            warn=warn,
+            price=price,
+        )
     except report.NoRuns as exc:
         print(f"vllmbench report: {exc}", file=sys.stderr)
         return report.EXIT_NO_RUNS
@@ -127,14 +140,26 @@ def _report_price(args: argparse.Namespace, table: dict[str, object]) -> ReportP
 def _print_summary(storage: Path, spec: str | None, report_path: Path, price: ReportPrice | None = None) -> int:
     """The end-of-session summary of a saved run: the newest, or the one named by --run (number, name or path)."""
     runs = price_runs(load_runs(storage), price)
-    chosen = runs[-1:] if spec is None else [
-        run for run in runs
-        if spec in (run.name, run.name.partition("_")[2], run.name.partition("_")[0],
-                    run.name.partition("_")[0].lstrip("0"), str(run.path))
-    ][-1:]
+    chosen = (
+        runs[-1:]
+        if spec is None
+        else [
+            run
+            for run in runs
+            if spec
+            in (
+                run.name,
+                run.name.partition("_")[2],
+                run.name.partition("_")[0],
+                run.name.partition("_")[0].lstrip("0"),
+                str(run.path),
+            )
+        ][-1:]
+    )
     if not chosen:
-        print(f"vllmbench report: no saved run {'' if spec is None else repr(spec) + ' '}under {storage}",
-              file=sys.stderr)
+        print(
+            f"vllmbench report: no saved run {'' if spec is None else repr(spec) + ' '}under {storage}", file=sys.stderr
+        )
         return 1
     run = chosen[0]
     block = summary.summary_block(run.cells, saved_run=storage / run.path, report=report_path)
@@ -161,8 +186,11 @@ def _gate(args: argparse.Namespace) -> int:
         runs.append(run)
     baseline, current = runs
     if baseline.machine != current.machine and not args.any_machine:
-        print(f"vllmbench gate: the runs come from different machines ({baseline.machine} vs {current.machine}); "
-              "pass --any-machine to compare them anyway", file=sys.stderr)
+        print(
+            f"vllmbench gate: the runs come from different machines ({baseline.machine} vs {current.machine}); "
+            "pass --any-machine to compare them anyway",
+            file=sys.stderr,
+        )
         return gate.EXIT_USAGE
     checks = gate.check(gate.by_cell(current.cells), gate.by_cell(baseline.cells), rules)
     print(gate.table(checks))
@@ -175,12 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser(
-        "prepare-model", help="build the embedded model's folder, or a model's dummy-weight folder (once)")
-    prepare.add_argument("name", help=f"{', '.join(embedded.EMBEDDED)}, or a registry model with a shipped config "
-                                      "and an offline tokenizer (gemma-12b, gemma-12b-4bit, mistral-7b, qwen-14b)")
-    prepare.add_argument("--random-weights", action="store_true",
-                         help="also write a random bf16 checkpoint in the model's shape (bitsandbytes cells; on the "
-                              "GPU when there is one)")
+        "prepare-model", help="build the embedded model's folder, or a model's dummy-weight folder (once)"
+    )
+    prepare.add_argument(
+        "name",
+        help=f"{', '.join(embedded.EMBEDDED)}, or a registry model with a shipped config "
+        "and an offline tokenizer (gemma-12b, gemma-12b-4bit, mistral-7b, qwen-14b)",
+    )
+    prepare.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="also write a random bf16 checkpoint in the model's shape (bitsandbytes cells; on the "
+        "GPU when there is one)",
+    )
     prepare.add_argument("--force", action="store_true", help="rebuild even if present")
     prepare.add_argument("--verify", action="store_true", help="re-hash every file against the manifest")
     prepare.set_defaults(func=_prepare_model)
@@ -200,23 +235,38 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("report", help="regenerate BENCHMARKS.md from saved runs")
     rep.add_argument("--storage", default=".benchmarks")
     rep.add_argument("--out", default="BENCHMARKS.md")
-    rep.add_argument("--allow-empty", action="store_true",
-                     help="rewrite the report even when the storage holds no run (it would show none)")
+    rep.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="rewrite the report even when the storage holds no run (it would show none)",
+    )
     rep.add_argument("--summary", action="store_true", help="also print a saved run's summary table (the newest)")
     rep.add_argument("--run", help="with --summary: the run to show, by number, name or path under the storage")
-    rep.add_argument("--gpu-hourly-cost", metavar="PRICE",
-                     help="one GPU's price per hour for the runs that saved no price of their own (default: "
-                          "[tool.vllmbench] gpu_hourly_cost); a run's own price wins")
-    rep.add_argument("--cost-currency", metavar="LABEL", help="label shown beside those costs (default: "
-                                                             "[tool.vllmbench] cost_currency)")
+    rep.add_argument(
+        "--gpu-hourly-cost",
+        metavar="PRICE",
+        help="one GPU's price per hour for the runs that saved no price of their own (default: "
+        "[tool.vllmbench] gpu_hourly_cost); a run's own price wins",
+    )
+    rep.add_argument(
+        "--cost-currency",
+        metavar="LABEL",
+        help="label shown beside those costs (default: [tool.vllmbench] cost_currency)",
+    )
     rep.set_defaults(func=_report)
 
-    gates = commands.add_parser("gate", help="compare two saved runs; exit 1 on a regression, 3 on missing data, "
-                                "2 on a usage error")
+    gates = commands.add_parser(
+        "gate", help="compare two saved runs; exit 1 on a regression, 3 on missing data, 2 on a usage error"
+    )
     gates.add_argument("baseline", help="saved run JSON to compare against")
     gates.add_argument("current", help="saved run JSON under test")
-    gates.add_argument("--rule", action="append", required=True, metavar="METRIC:CHANGE",
-                       help="e.g. output_tokens_per_s:-5%% or ttft_ms_p99:+10%% (repeatable)")
+    gates.add_argument(
+        "--rule",
+        action="append",
+        required=True,
+        metavar="METRIC:CHANGE",
+        help="e.g. output_tokens_per_s:-5%% or ttft_ms_p99:+10%% (repeatable)",
+    )
     gates.add_argument("--any-machine", action="store_true", help="compare runs of different machines")
     gates.set_defaults(func=_gate)
     return parser

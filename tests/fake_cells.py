@@ -1,6 +1,6 @@
 """A benchmark test that uses the real cell matrix and fixtures but measures no engine: figures from the env."""
 
-FAKE_BATCH = '''
+FAKE_BATCH = """
 import json, os
 
 def test_batch(vllmbench_cell, benchmark):
@@ -12,4 +12,4 @@ def test_batch(vllmbench_cell, benchmark):
         "dataset": vllmbench_cell._session.dataset_info, "n_requests": 4, "n_failed": 0,
         "requests_per_s": 2.0, "projected_hours": 1.0, **figures,
     })
-'''
+"""

@@ -28,7 +28,9 @@ print(f"INFO run_batch.py: Reading batch from {args.i}...", flush=True)
 with open(args.i, encoding="utf-8") as batch:
     lines = [json.loads(line) for line in batch if line.strip()]
 time.sleep(args.batch_s)
-print(f"Running batch: 100% Completed | {len(lines)}/{len(lines)} [00:01<00:00, 9.00req/s]", file=sys.stderr, flush=True)
+print(
+    f"Running batch: 100% Completed | {len(lines)}/{len(lines)} [00:01<00:00, 9.00req/s]", file=sys.stderr, flush=True
+)
 if args.fail == "after":
     print("RuntimeError: engine core died", flush=True)
     sys.exit(1)
@@ -38,15 +40,28 @@ with open(args.o, "w", encoding="utf-8") as out:
     for n, line in enumerate(lines):
         body = line["body"]
         if body["messages"][0]["content"] == "refuse me":
-            item = {"id": f"vllm-{n}", "custom_id": line["custom_id"],
-                    "response": {"status_code": 400, "request_id": "x", "body": None},
-                    "error": {"error": {"message": "bad", "code": 400}}}
+            item = {
+                "id": f"vllm-{n}",
+                "custom_id": line["custom_id"],
+                "response": {"status_code": 400, "request_id": "x", "body": None},
+                "error": {"error": {"message": "bad", "code": 400}},
+            }
         else:
             text = json.dumps({"max_tokens": body["max_tokens"], "model": body["model"], "stream": "stream" in body})
-            item = {"id": f"vllm-{n}", "custom_id": line["custom_id"], "error": None,
-                    "response": {"status_code": 200, "request_id": "x", "body": {
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                     "finish_reason": "length"}],
-                        "usage": {"prompt_tokens": 10 + n, "completion_tokens": body["max_tokens"], "total_tokens": 0}}}}
+            item = {
+                "id": f"vllm-{n}",
+                "custom_id": line["custom_id"],
+                "error": None,
+                "response": {
+                    "status_code": 200,
+                    "request_id": "x",
+                    "body": {
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
+                        ],
+                        "usage": {"prompt_tokens": 10 + n, "completion_tokens": body["max_tokens"], "total_tokens": 0},
+                    },
+                },
+            }
         out.write(json.dumps(item) + "\n")
 time.sleep(args.exit_s)

@@ -95,11 +95,13 @@ def main() -> None:
     parser.add_argument("--crash-at-request", type=int)
     args = parser.parse_args()
     ThreadingHTTPServer.request_queue_size = 256  # a whole batch connects at once
-    server = ThreadingHTTPServer(("127.0.0.1", args.port),
-                                 handler(args.served_model_name, not args.never_healthy, args.crash_at_request))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", args.port), handler(args.served_model_name, not args.never_healthy, args.crash_at_request)
+    )
     context = multiprocessing.get_context("spawn")  # as vLLM starts its engine core
-    core = context.Process(target=worker, args=(args.worker_leaves_group, args.worker_ignores_sigterm,
-                                                args.ready_file), daemon=False)
+    core = context.Process(
+        target=worker, args=(args.worker_leaves_group, args.worker_ignores_sigterm, args.ready_file), daemon=False
+    )
     core.start()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # the server exits at once; its worker may not
     print(f"fake vLLM server on port {args.port}, worker pid {core.pid}", flush=True)

@@ -14,8 +14,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class StubServer:
-    def __init__(self, served: list[str], words: int = 3, usage_delay_s: float = 0.0,
-                 metrics: str | None = None) -> None:
+    def __init__(
+        self, served: list[str], words: int = 3, usage_delay_s: float = 0.0, metrics: str | None = None
+    ) -> None:
         self.served = served
         self.words = words
         self.usage_delay_s = usage_delay_s  # a server slow to send the trailing usage chunk after the last token
@@ -31,8 +32,13 @@ class StubServer:
 
             def _note(self, body: dict | None) -> dict:
                 parts = urlsplit(self.path)
-                seen = {"path": parts.path, "query": parts.query, "body": body,
-                        "authorization": self.headers.get("Authorization"), "at": time.perf_counter()}
+                seen = {
+                    "path": parts.path,
+                    "query": parts.query,
+                    "body": body,
+                    "authorization": self.headers.get("Authorization"),
+                    "at": time.perf_counter(),
+                }
                 stub.seen.append(seen)
                 return seen
 

@@ -47,11 +47,17 @@ def kill_all(pids: list[tuple[int, str]]) -> None:
             pass
 
 
-def run_pytest_isolated(args: list[str], cwd: Path, timeout: float) -> tuple[subprocess.CompletedProcess, list[tuple[int, str]]]:
+def run_pytest_isolated(
+    args: list[str], cwd: Path, timeout: float
+) -> tuple[subprocess.CompletedProcess, list[tuple[int, str]]]:
     """pytest in a new session; returns its result and the pids still alive in that session afterwards."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        [sys.executable, "-m", "pytest", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         out, _ = proc.communicate(timeout=timeout)

@@ -139,8 +139,9 @@ def test_engine_args_turn_the_budget_into_gpu_memory_utilization(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr("pytest_vllmbench.run.engine_start.vllm_platform", lambda: "cuda")
     registry = load_registry()
-    settings = Settings(models=(), modes=("offline",), dataset=Path("x"), gpu_memory=16 * GIB,
-                        engine_args={"tensor_parallel_size": 2})
+    settings = Settings(
+        models=(), modes=("offline",), dataset=Path("x"), gpu_memory=16 * GIB, engine_args={"tensor_parallel_size": 2}
+    )
     args = engine_args(Cell(registry.models["mistral-7b"], "offline", "mistral-7b"), settings, registry)
     assert args["gpu_memory_utilization"] == budget.utilization(16 * GIB, [H200_MIB * 2**20] * 2)
 
@@ -148,21 +149,29 @@ def test_engine_args_turn_the_budget_into_gpu_memory_utilization(monkeypatch):
 def test_weights_over_the_budget_do_not_fit_without_starting_an_engine():
     models = load_registry().models
     assert over_budget(models["qwen-14b"], 16.0, 1) == (
-        "does not fit in 16 GiB: needs ~27.6 GiB for the weights alone, plus the KV cache")
+        "does not fit in 16 GiB: needs ~27.6 GiB for the weights alone, plus the KV cache"
+    )
     assert over_budget(models["qwen-14b"], 16.0, 2) is None  # 32 GiB over two GPUs: let the engine try
     assert over_budget(models["mistral-7b"], 16.0, 1) is None
     failure = "ValueError: To serve at least one request ... 1.0 GiB KV cache is needed, which is larger"
     assert does_not_fit(failure, models["mistral-7b"], [H200_MIB], 0.1139, 16.0, 1) == (
-        "does not fit in 16 GiB: needs ~13.5 GiB for the weights alone, plus the KV cache")
+        "does not fit in 16 GiB: needs ~13.5 GiB for the weights alone, plus the KV cache"
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--gpu-memory=16GiB"], "finds no GPU on this machine"),
-    (["--gpu-memory=16"], "--gpu-memory expects a size with a unit"),
-    (["--gpu-memory=16GiB", "--engine-arg", "gpu_memory_utilization=0.5"], "drop --engine-arg gpu_memory_utilization"),
-    (["--gpu-hourly-cost=abc"], "--gpu-hourly-cost expects a number"),
-    (["--gpu-hourly-cost=nan"], "--gpu-hourly-cost expects a finite number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--gpu-memory=16GiB"], "finds no GPU on this machine"),
+        (["--gpu-memory=16"], "--gpu-memory expects a size with a unit"),
+        (
+            ["--gpu-memory=16GiB", "--engine-arg", "gpu_memory_utilization=0.5"],
+            "drop --engine-arg gpu_memory_utilization",
+        ),
+        (["--gpu-hourly-cost=abc"], "--gpu-hourly-cost expects a number"),
+        (["--gpu-hourly-cost=nan"], "--gpu-hourly-cost expects a finite number"),
+    ],
+)
 def test_budget_and_price_usage_errors_on_this_gpu_less_machine(pytester, args, message):
     pytester.makepyfile(test_x="def test_x():\n    pass\n")
     result = pytester.runpytest("--model=gemma-270m", *args)
@@ -173,8 +182,13 @@ def test_budget_and_price_usage_errors_on_this_gpu_less_machine(pytester, args, 
 
 # --- energy and money ---------------------------------------------------------------------------------------
 
-@given(st.floats(min_value=0, max_value=1e9), st.integers(min_value=1, max_value=10**6),
-       st.integers(min_value=1, max_value=10**8), st.integers(min_value=1, max_value=10**7))
+
+@given(
+    st.floats(min_value=0, max_value=1e9),
+    st.integers(min_value=1, max_value=10**6),
+    st.integers(min_value=1, max_value=10**8),
+    st.integers(min_value=1, max_value=10**7),
+)
 def test_energy_figures_agree_with_each_other(energy_j, n_done, output_tokens, project_to):
     figures = energy_figures(energy_j, n_done, output_tokens, project_to)
     assert figures["energy_wh"] == pytest.approx(energy_j / 3600, abs=1e-4)
@@ -190,13 +204,18 @@ def test_unknown_energy_is_null_never_zero():
     assert nothing_done["energy_wh"] is not None and nothing_done["joules_per_request"] is None
 
 
-@given(st.floats(min_value=0, max_value=1000), st.integers(min_value=1, max_value=8),
-       st.floats(min_value=0.1, max_value=1e6), st.floats(min_value=0.001, max_value=1e4))
+@given(
+    st.floats(min_value=0, max_value=1000),
+    st.integers(min_value=1, max_value=8),
+    st.floats(min_value=0.1, max_value=1e6),
+    st.floats(min_value=0.001, max_value=1e4),
+)
 def test_cost_is_hours_times_price_times_gpus(price, n_gpus, tokens_per_s, hours):
     figures = cost_figures(price, "USD", n_gpus, tokens_per_s, hours)
     assert figures["projected_cost"] == pytest.approx(hours * price * n_gpus, abs=0.01)
-    assert figures["cost_per_1m_output_tokens"] == pytest.approx(price * n_gpus / (tokens_per_s * 3600) * 1e6,
-                                                                 rel=1e-3, abs=1e-4)
+    assert figures["cost_per_1m_output_tokens"] == pytest.approx(
+        price * n_gpus / (tokens_per_s * 3600) * 1e6, rel=1e-3, abs=1e-4
+    )
     assert figures["cost_currency"] == "USD" and figures["gpu_hourly_cost"] == price
 
 
@@ -252,8 +271,17 @@ def test_a_cell_records_the_last_rounds_energy_and_its_cost(monkeypatch):
         fn()
         fn()
 
-    outcome = run_cell(Cell(spec, "offline", "gemma-270m"), FakeEngine(), [], SamplingOverrides(), {}, 1000,
-                       two_rounds, gpu_indices=[0], pricing=(3.0, "USD"))
+    outcome = run_cell(
+        Cell(spec, "offline", "gemma-270m"),
+        FakeEngine(),
+        [],
+        SamplingOverrides(),
+        {},
+        1000,
+        two_rounds,
+        gpu_indices=[0],
+        pricing=(3.0, "USD"),
+    )
     info = outcome.extra_info
     # GPU 0's counter grows 2,000 J per read; a round reads it twice: 2,000 J, whatever the number of rounds
     assert info["joules_per_request"] == 500.0 and info["joules_per_1k_output_tokens"] == 50_000.0
@@ -265,24 +293,51 @@ def test_a_cell_records_the_last_rounds_energy_and_its_cost(monkeypatch):
 
 # --- the report -----------------------------------------------------------------------------------------------
 
+
 def test_report_shows_job_hours_kwh_cost_and_the_fit_table(tmp_path):
-    priced = cell("gemma-12b-offline", params_b=11.8, dtype="bfloat16", gpus=["NVIDIA H200"], projected_hours=1.1,
-                  projected_kwh=0.9, projected_cost=2.75, cost_currency="USD", joules_per_request=19.2,
-                  cost_per_1m_output_tokens=0.1237)
-    unpriced = cell("gemma-12b-server", params_b=11.8, dtype="bfloat16", gpus=["NVIDIA H200"],
-                    projected_kwh=float("nan"))
-    fits = cell("mistral-7b-offline", params_b=7.25, dtype="bfloat16", gpus=["NVIDIA H200"],
-                gpu_memory_budget_gib=16.0, requests_per_s=30.0)
+    priced = cell(
+        "gemma-12b-offline",
+        params_b=11.8,
+        dtype="bfloat16",
+        gpus=["NVIDIA H200"],
+        projected_hours=1.1,
+        projected_kwh=0.9,
+        projected_cost=2.75,
+        cost_currency="USD",
+        joules_per_request=19.2,
+        cost_per_1m_output_tokens=0.1237,
+    )
+    unpriced = cell(
+        "gemma-12b-server", params_b=11.8, dtype="bfloat16", gpus=["NVIDIA H200"], projected_kwh=float("nan")
+    )
+    fits = cell(
+        "mistral-7b-offline",
+        params_b=7.25,
+        dtype="bfloat16",
+        gpus=["NVIDIA H200"],
+        gpu_memory_budget_gib=16.0,
+        requests_per_s=30.0,
+    )
     save_run(tmp_path, 1, "h200", [priced, unpriced, fits], gpus=["NVIDIA H200"], machine_id="gpu-box")
     run = tmp_path / "gpu-box" / "0001_h200.json"
     import json
 
     data = json.loads(run.read_text())
-    data["vllmbench"] = {"unrun": [{"vllmbench_schema": 1, "cell": "qwen-14b-offline", "model": "qwen-14b",
-                                    "mode": "offline", "params_b": 14.8, "dtype": "bfloat16",
-                                    "dataset": {"path": "data/batch_5k.jsonl"}, "gpu_memory_budget_gib": 16.0,
-                                    "status": "does not fit in 16 GiB: needs ~27.6 GiB for the weights alone, "
-                                              "plus the KV cache"}]}
+    data["vllmbench"] = {
+        "unrun": [
+            {
+                "vllmbench_schema": 1,
+                "cell": "qwen-14b-offline",
+                "model": "qwen-14b",
+                "mode": "offline",
+                "params_b": 14.8,
+                "dtype": "bfloat16",
+                "dataset": {"path": "data/batch_5k.jsonl"},
+                "gpu_memory_budget_gib": 16.0,
+                "status": "does not fit in 16 GiB: needs ~27.6 GiB for the weights alone, plus the KV cache",
+            }
+        ]
+    }
     run.write_text(json.dumps(data))
     text = render(load_runs(tmp_path))
     ranking = text.split("## Ranking")[1].split("## Parity")[0]
@@ -311,6 +366,7 @@ def test_missing_energy_and_cost_render_as_missing_not_zero(tmp_path):
 
 # --- a whole pytest run: endpoint mode against a stub server, NVML faked ------------------------------------
 
+
 def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -320,8 +376,11 @@ def _free_port():
 @pytest.fixture
 def stub_server():
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "scripts" / "sse_stub.py"), str(port), "8"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "benchmarks" / "scripts" / "sse_stub.py"), str(port), "8"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         yield f"http://127.0.0.1:{port}"
@@ -334,9 +393,17 @@ def test_a_priced_run_saves_energy_and_cost_and_the_report_shows_them(pytester, 
     monkeypatch.setitem(sys.modules, "pynvml", FakeEnergyNvml(step_mj=(5_000, 5_000)))
     pytester.makepyfile(test_batch=(REPO / "benchmarks" / "test_batch.py").read_text())
     (pytester.path / "stub").mkdir()  # a local folder name is a model name the registry accepts
-    result = pytester.runpytest("--mode=endpoint", f"--endpoint={stub_server}", "--model=stub", "--limit=4",
-                                f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}", "--gpu-hourly-cost=2.5",
-                                "--cost-currency=USD", "--benchmark-save=priced", "--report=BENCHMARKS.md")
+    result = pytester.runpytest(
+        "--mode=endpoint",
+        f"--endpoint={stub_server}",
+        "--model=stub",
+        "--limit=4",
+        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
+        "--gpu-hourly-cost=2.5",
+        "--cost-currency=USD",
+        "--benchmark-save=priced",
+        "--report=BENCHMARKS.md",
+    )
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     [saved] = load_runs(pytester.path / ".benchmarks")[0].cells
     # endpoint cells read every GPU of the machine: two fake H200s, each counter +5 J per read

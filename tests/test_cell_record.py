@@ -61,7 +61,15 @@ def test_every_figure_with_a_direction_can_be_gated_and_no_other(name, change):
 def test_a_run_cell_saves_only_declared_figures(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", FakeEnergyNvml(step_mj=(1_000_000, 0)))
     spec = load_registry().models["gemma-270m"]
-    outcome = run_cell(Cell(spec, "offline", "gemma-270m"), FakeEngine(), [], SamplingOverrides(), {}, 1000,
-                       lambda fn: fn(), gpu_indices=[0])
+    outcome = run_cell(
+        Cell(spec, "offline", "gemma-270m"),
+        FakeEngine(),
+        [],
+        SamplingOverrides(),
+        {},
+        1000,
+        lambda fn: fn(),
+        gpu_indices=[0],
+    )
     assert set(outcome.extra_info) <= set(FIGURES)
     assert outcome.extra_info["vllmbench_schema"] == 1 and outcome.extra_info["n_requests"] == 4

@@ -20,8 +20,19 @@ def _actionlint() -> str:
 
 
 def _lint(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([_actionlint(), "-config-file", str(REPO / ".github" / "actionlint.yaml"),
-                           "-shellcheck=", "-pyflakes=", str(path)], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [
+            _actionlint(),
+            "-config-file",
+            str(REPO / ".github" / "actionlint.yaml"),
+            "-shellcheck=",
+            "-pyflakes=",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
 
 
 def test_the_benchmark_workflow_passes_actionlint():

@@ -8,8 +8,12 @@ from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.openai_client import _record, build_payload
 from pytest_vllmbench.workload.batch import BatchRequest
 
-CHAT = BatchRequest("a", "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}],
-                                                 "max_completion_tokens": 9, "temperature": 0.0}, 1)
+CHAT = BatchRequest(
+    "a",
+    "/v1/chat/completions",
+    {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 9, "temperature": 0.0},
+    1,
+)
 USAGE = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}
 
 
@@ -23,8 +27,9 @@ def delta(**fields):
 
 
 def test_vllm_stream_role_chunk_is_not_a_token_but_an_empty_decoded_token_is():
-    stamps, events = stream(delta(role="assistant", content=""), delta(content="Hi"), delta(content=""),
-                            delta(content="!"), USAGE)
+    stamps, events = stream(
+        delta(role="assistant", content=""), delta(content="Hi"), delta(content=""), delta(content="!"), USAGE
+    )
     record = _record(CHAT, 9.5, stamps, events)
     assert record.ttft_s == pytest.approx(1.5)  # the second event, not the role-only one
     assert record.itl_s == [1.0, 1.0]
@@ -41,8 +46,11 @@ def test_first_chunk_with_role_and_text_is_the_first_token():
 
 def test_completions_stream_and_broken_chunks():
     request = BatchRequest("c", "/v1/completions", {"model": "m", "prompt": "x"}, 1)
-    stamps, events = stream({"choices": [{"index": 0, "text": "a"}]}, {"choices": [{"index": 0, "text": "b",
-                            "finish_reason": "length"}]}, USAGE)
+    stamps, events = stream(
+        {"choices": [{"index": 0, "text": "a"}]},
+        {"choices": [{"index": 0, "text": "b", "finish_reason": "length"}]},
+        USAGE,
+    )
     record = _record(request, 9.0, stamps, events)
     assert record.text == "ab" and record.finish_reason == "length" and len(record.itl_s) == 1
     assert _record(CHAT, 0.0, [1.0], ["{not json"]).error == "bad_chunk"
@@ -78,7 +86,10 @@ def test_a_refused_connection_is_connection_and_an_unsendable_request_fails_alon
     config = ClientConfig(f"http://127.0.0.1:{closed_port()}/v1", "m", timeout_s=10.0)
     records = run_batch(requests, SamplingOverrides(), config)
     assert [(r.custom_id, r.error) for r in records] == [
-        ("a", "connection"), ("surrogate", "invalid_request"), ("nan", "invalid_request")]
+        ("a", "connection"),
+        ("surrogate", "invalid_request"),
+        ("nan", "invalid_request"),
+    ]
 
 
 def test_with_n_choices_the_text_is_the_first_choices_and_usage_counts_all():

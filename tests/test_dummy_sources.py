@@ -16,11 +16,24 @@ from pytest_vllmbench.run.engine_start import engine_args, model_source, weights
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_GEMMA3 = {
-    "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 128,
-    "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-    "head_dim": 64, "vocab_size": 262144, "max_position_embeddings": 2048, "sliding_window": 512,
-    "layer_types": ["sliding_attention", "full_attention"], "query_pre_attn_scalar": 64, "bos_token_id": 2,
-    "eos_token_id": 1, "pad_token_id": 0, "dtype": "bfloat16", "tie_word_embeddings": True,
+    "architectures": ["Gemma3ForCausalLM"],
+    "model_type": "gemma3_text",
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 64,
+    "vocab_size": 262144,
+    "max_position_embeddings": 2048,
+    "sliding_window": 512,
+    "layer_types": ["sliding_attention", "full_attention"],
+    "query_pre_attn_scalar": 64,
+    "bos_token_id": 2,
+    "eos_token_id": 1,
+    "pad_token_id": 0,
+    "dtype": "bfloat16",
+    "tie_word_embeddings": True,
 }
 
 
@@ -71,8 +84,10 @@ def test_a_hub_id_uses_the_hubs_config_and_tokenizer_when_it_answers(tmp_path, m
     monkeypatch.setattr(sizing, "_hub_snapshot", lambda repo: asked.append(repo) or snapshot)
     cell = offline_cell("qwen-14b")
     assert model_source(cell, settings_for(load_format="dummy"), load_registry()) == str(snapshot)
-    assert weights_info(cell, settings_for(load_format="dummy"), load_registry())["dummy_source"] == \
-        "own config and tokenizer: hub Qwen/Qwen2.5-14B-Instruct"
+    assert (
+        weights_info(cell, settings_for(load_format="dummy"), load_registry())["dummy_source"]
+        == "own config and tokenizer: hub Qwen/Qwen2.5-14B-Instruct"
+    )
     assert asked == ["Qwen/Qwen2.5-14B-Instruct"]  # asked once per session
 
 
@@ -86,15 +101,20 @@ def test_offline_falls_back_to_the_shipped_config_and_packaged_tokenizer(tmp_pat
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "tokenizer.model.v3", embedded.MANIFEST]
     assert engine_args(mistral, settings, registry)["tokenizer_mode"] == "mistral"
     assert weights_info(mistral, settings, registry)["dummy_source"].startswith(
-        "shipped config data/configs/mistral-7b + tokenizer mistral-common:v3")
+        "shipped config data/configs/mistral-7b + tokenizer mistral-common:v3"
+    )
     assert not embedded.verify_folder(folder)
     qwen = Path(model_source(offline_cell("qwen-14b"), settings, registry))
-    assert (qwen / "tokenizer.json").is_file() and "tokenizer_mode" not in engine_args(offline_cell("qwen-14b"), settings, registry)
+    assert (qwen / "tokenizer.json").is_file() and "tokenizer_mode" not in engine_args(
+        offline_cell("qwen-14b"), settings, registry
+    )
 
 
 def test_a_model_with_neither_is_skipped_saying_how_to_provide_them(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(sizing.CellSkip, match=r"gemma-3-27b-it: no config and tokenizer.*no shipped config.*--model=/path/to"):
+    with pytest.raises(
+        sizing.CellSkip, match=r"gemma-3-27b-it: no config and tokenizer.*no shipped config.*--model=/path/to"
+    ):
         model_source(offline_cell("google/gemma-3-27b-it"), settings_for(load_format="dummy"), load_registry())
 
 
@@ -104,8 +124,12 @@ def test_engine_arg_load_format_is_labelled_like_the_option(tmp_path):
     by_option, by_arg = settings_for(load_format="dummy"), settings_for(engine_arg=["load_format=dummy"])
     assert model_source(cell, by_arg, registry) == model_source(cell, by_option, registry) == str(folder)
     assert weights_info(cell, by_arg, registry) == weights_info(cell, by_option, registry) != {}
-    saved = {"cell": cell.id, "model": cell.model.alias, "engine_args": engine_args(cell, by_arg, registry),
-             **weights_info(cell, by_arg, registry)}
+    saved = {
+        "cell": cell.id,
+        "model": cell.model.alias,
+        "engine_args": engine_args(cell, by_arg, registry),
+        **weights_info(cell, by_arg, registry),
+    }
     assert _model(saved).endswith("(dummy weights)") and _cell_label(saved).endswith("(dummy weights)")
     assert weights_info(cell, settings_for(), registry) == {}  # real weights carry no label
 
@@ -152,9 +176,19 @@ def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
     folder = tiny_model_folder(tmp_path / "my-model")
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    args = ["benchmarks", "-p", "no:cacheprovider", f"--model={folder}", "--mode=offline", "--load-format=dummy",
-            f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}", "--limit=4", "--max-tokens=8", "--ignore-eos",
-            "--benchmark-save=dummy"]
+    args = [
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        f"--model={folder}",
+        "--mode=offline",
+        "--load-format=dummy",
+        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
+        "--limit=4",
+        "--max-tokens=8",
+        "--ignore-eos",
+        "--benchmark-save=dummy",
+    ]
     result, leftovers = run_pytest_isolated(args, tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     assert leftovers == []
@@ -176,7 +210,9 @@ def test_random_checkpoint_folder_is_built_once_whole_and_without_a_quantization
     built = Path(sizing.random_checkpoint(sizing.DummyModel(str(base), "test"), spec).path)
     assert "quantization_config" not in json.loads((built / "config.json").read_text())
     assert (built / "tokenizer.json").is_file() and (built / "model.safetensors.index.json").is_file()
-    assert not embedded.verify_folder(built) and not [p for p in built.parent.glob(".tiny.*") if p.is_dir()]  # no temp folder left
+    assert not embedded.verify_folder(built) and not [
+        p for p in built.parent.glob(".tiny.*") if p.is_dir()
+    ]  # no temp folder left
     stamp = (built / "model-00001-of-00001.safetensors").stat().st_mtime_ns
     again = sizing.random_checkpoint(sizing.DummyModel(str(base), "test"), spec)
     assert again.path == str(built) and (built / "model-00001-of-00001.safetensors").stat().st_mtime_ns == stamp

@@ -20,8 +20,13 @@ def closed_port():
 def test_unreachable_endpoint_fails_the_cell_naming_url_and_model(pytester):
     pytester.makepyfile(test_batch=REPO_TEST)
     url = f"http://127.0.0.1:{closed_port()}"
-    result = pytester.runpytest("--mode=endpoint", f"--endpoint={url}", "--model=gemma3:12b", "--limit=2",
-                                 f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}")
+    result = pytester.runpytest(
+        "--mode=endpoint",
+        f"--endpoint={url}",
+        "--model=gemma3:12b",
+        "--limit=2",
+        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [f"*gemma-12b-endpoint: engine did not start: cannot reach {url}/v1/models (model 'gemma3:12b'): ConnectError*"]

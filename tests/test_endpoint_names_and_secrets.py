@@ -30,8 +30,15 @@ def saved_cells(pytester):
 def test_a_name_the_registry_does_not_know_goes_to_the_endpoint_as_is(pytester, served):
     pytester.makepyfile(test_batch=TEST)
     with StubServer([served, "other"]) as stub:
-        result = pytester.runpytest("--mode=endpoint", f"--endpoint=http://127.0.0.1:{stub.port}", f"--model={served}",
-                                    "--limit=3", f"--dataset={DATASET}", "--benchmark-save=names", "--report=report.md")
+        result = pytester.runpytest(
+            "--mode=endpoint",
+            f"--endpoint=http://127.0.0.1:{stub.port}",
+            f"--model={served}",
+            "--limit=3",
+            f"--dataset={DATASET}",
+            "--benchmark-save=names",
+            "--report=report.md",
+        )
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert {seen["body"]["model"] for seen in stub.seen if seen["body"]} == {served}
     _, [cell] = saved_cells(pytester)
@@ -43,8 +50,13 @@ def test_a_name_the_registry_does_not_know_goes_to_the_endpoint_as_is(pytester, 
 def test_a_name_the_endpoint_does_not_serve_fails_listing_what_it_serves(pytester):
     pytester.makepyfile(test_batch=TEST)
     with StubServer(["a-model", "b-model"]) as stub:
-        result = pytester.runpytest("--mode=endpoint", f"--endpoint=http://127.0.0.1:{stub.port}/v1",
-                                    "--model=llama3.2:3b", "--limit=1", f"--dataset={DATASET}")
+        result = pytester.runpytest(
+            "--mode=endpoint",
+            f"--endpoint=http://127.0.0.1:{stub.port}/v1",
+            "--model=llama3.2:3b",
+            "--limit=1",
+            f"--dataset={DATASET}",
+        )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*'llama3.2:3b' is not served at http://127.0.0.1:*/v1 (served: a-model, b-model)*"])
 
@@ -66,17 +78,33 @@ def test_planted_secrets_reach_nothing_saved_printed_or_rendered(pytester, monke
     pytester.makepyfile(test_batch=TEST)
     with StubServer(["served-model"]) as stub:
         url = f"http://{SECRETS[0]}:{SECRETS[1]}@127.0.0.1:{stub.port}/v1?api_key={SECRETS[2]}&mode=x"
-        result = pytester.runpytest("--mode=endpoint", f"--endpoint={url}", "--model=served-model", "--limit=2",
-                                    f"--dataset={DATASET}", "--api-key-env=BENCH_KEY", "--benchmark-save=secret",
-                                    "--report=report.md", "--write-outputs=outs", "-v")
+        result = pytester.runpytest(
+            "--mode=endpoint",
+            f"--endpoint={url}",
+            "--model=served-model",
+            "--limit=2",
+            f"--dataset={DATASET}",
+            "--api-key-env=BENCH_KEY",
+            "--benchmark-save=secret",
+            "--report=report.md",
+            "--write-outputs=outs",
+            "-v",
+        )
         missing = socket.socket()
         missing.bind(("127.0.0.1", 0))
         gone = missing.getsockname()[1]
         missing.close()
         dead = f"http://{SECRETS[0]}:{SECRETS[1]}@127.0.0.1:{gone}/v1?token={SECRETS[2]}"
-        failed = pytester.runpytest("--mode=endpoint", f"--endpoint={dead}", "--model=served-model", "--limit=1",
-                                    f"--dataset={DATASET}", "--api-key-env=BENCH_KEY", "--benchmark-save=dead",
-                                    "--report=report.md")
+        failed = pytester.runpytest(
+            "--mode=endpoint",
+            f"--endpoint={dead}",
+            "--model=served-model",
+            "--limit=1",
+            f"--dataset={DATASET}",
+            "--api-key-env=BENCH_KEY",
+            "--benchmark-save=dead",
+            "--report=report.md",
+        )
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert failed.ret == pytest.ExitCode.TESTS_FAILED
     # the endpoint itself got what it needs: the key, the credentials and the query
@@ -99,8 +127,17 @@ def test_planted_secrets_reach_nothing_saved_printed_or_rendered(pytester, monke
 
 
 def test_secret_engine_args_are_saved_redacted(tmp_path):
-    settings = resolve(merge_sources({"mode": ["offline"], "engine_arg": [f"hf_token={SECRETS[4]}", "api-key=k1234",
-                                                                          "max_num_batched_tokens=64"]}, {}, {}), REPO)
+    settings = resolve(
+        merge_sources(
+            {
+                "mode": ["offline"],
+                "engine_arg": [f"hf_token={SECRETS[4]}", "api-key=k1234", "max_num_batched_tokens=64"],
+            },
+            {},
+            {},
+        ),
+        REPO,
+    )
     session = BenchSession(settings, load_registry(), REPO)
     [cell] = build_matrix(("gemma-270m",), ("offline",), session.registry)
     session.record_unrun(cell, f"failed: vLLM said hf_token={SECRETS[4]}")
@@ -110,9 +147,17 @@ def test_secret_engine_args_are_saved_redacted(tmp_path):
     assert SECRETS[4] not in json.dumps(entry)
 
 
-@pytest.mark.parametrize(("url", "withheld"), [("http://10.1.2.3:8000/v1", True), ("http://example.org/v1", True),
-                                               ("https://example.org/v1", False), ("http://127.0.0.1:1/v1", False),
-                                               ("http://localhost:1/v1", False), ("http://[::1]:1/v1", False)])
+@pytest.mark.parametrize(
+    ("url", "withheld"),
+    [
+        ("http://10.1.2.3:8000/v1", True),
+        ("http://example.org/v1", True),
+        ("https://example.org/v1", False),
+        ("http://127.0.0.1:1/v1", False),
+        ("http://localhost:1/v1", False),
+        ("http://[::1]:1/v1", False),
+    ],
+)
 def test_the_api_key_is_not_sent_over_plain_http_to_another_machine_unless_asked(monkeypatch, capfd, url, withheld):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-1234")
     got = []
@@ -129,8 +174,9 @@ def test_the_api_key_is_not_sent_over_plain_http_to_another_machine_unless_asked
 def test_without_model_the_batch_lines_names_go_to_the_endpoint(pytester):
     pytester.makepyfile(test_batch=TEST)
     body = {"model": "llama3.2:3b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-    (pytester.path / "b.jsonl").write_text(json.dumps({"custom_id": "a", "method": "POST",
-                                                       "url": "/v1/chat/completions", "body": body}) + "\n")
+    (pytester.path / "b.jsonl").write_text(
+        json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n"
+    )
     with StubServer(["llama3.2:3b"]) as stub:
         result = pytester.runpytest("--mode=endpoint", f"--endpoint=http://127.0.0.1:{stub.port}", "--dataset=b.jsonl")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()

@@ -14,9 +14,20 @@ REPO = Path(__file__).resolve().parents[1]
 def test_two_xdist_workers_run_cells_in_parallel_into_one_saved_run(tmp_path):
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    args = ["benchmarks", "-p", "no:cacheprovider", "-n", "2", "--model=gemma-270m", "--mode=offline",
-            "--mode=server", f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}", "--limit=4", "--max-tokens=8",
-            "--benchmark-save=parallel"]
+    args = [
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        "--model=gemma-270m",
+        "--mode=offline",
+        "--mode=server",
+        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
+        "--limit=4",
+        "--max-tokens=8",
+        "--benchmark-save=parallel",
+    ]
     result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
     assert leftovers == []

@@ -46,7 +46,10 @@ def test_real_server_streams_serves_endpoint_mode_and_leaves_nothing_when_closed
         endpoint = EndpointEngine(ClientConfig(engine.base_url, "gemma-270m"))
         assert endpoint.load_s is None
         assert [r.error for r in endpoint.run(requests[:2], SamplingOverrides(max_tokens=4))] == [None, None]
-        with pytest.raises(EngineStartError, match=r"model 'gemma3:12b' is not served at http://127.0.0.1:\d+/v1 \(served: gemma-270m\)"):
+        with pytest.raises(
+            EngineStartError,
+            match=r"model 'gemma3:12b' is not served at http://127.0.0.1:\d+/v1 \(served: gemma-270m\)",
+        ):
             EndpointEngine(ClientConfig(engine.base_url, "gemma3:12b"))
     finally:
         engine.close()

@@ -19,9 +19,27 @@ pytestmark = [pytest.mark.engine, pytest.mark.smoke]
 REPO = Path(__file__).resolve().parents[1]
 CELLS = ("gemma-270m-offline", "gemma-270m-server")
 CONTRACT = (
-    "model", "mode", "engine", "engine_args", "sampling", "dataset", "n_requests", "n_failed", "load_s", "wall_s",
-    "requests_per_s", "output_tokens_per_s", "total_tokens_per_s", "input_tokens", "output_tokens",
-    "e2el_ms_mean", "e2el_ms_p50", "e2el_ms_p90", "e2el_ms_p99", "peak_vram_mib", "projected_hours",
+    "model",
+    "mode",
+    "engine",
+    "engine_args",
+    "sampling",
+    "dataset",
+    "n_requests",
+    "n_failed",
+    "load_s",
+    "wall_s",
+    "requests_per_s",
+    "output_tokens_per_s",
+    "total_tokens_per_s",
+    "input_tokens",
+    "output_tokens",
+    "e2el_ms_mean",
+    "e2el_ms_p50",
+    "e2el_ms_p90",
+    "e2el_ms_p99",
+    "peak_vram_mib",
+    "projected_hours",
 )
 SERVER_KEYS = [f"{m}_ms_{s}" for m in ("ttft", "tpot", "itl", "e2el") for s in ("mean", "p50", "p90", "p99")]
 LIMIT, MAX_TOKENS = 6, 8
@@ -51,10 +69,22 @@ def smoke(tmp_path_factory):
     (root / "benchmarks").mkdir()
     (root / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     (root / "conftest.py").write_text(SIMULATED_OOM)
-    args = ["benchmarks", "-p", "no:cacheprovider", "-rs", "--model=gemma-270m", "--model=qwen-14b",
-            "--mode=offline", "--mode=server", f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
-            f"--limit={LIMIT}", f"--max-tokens={MAX_TOKENS}", "--benchmark-save=run1", "--write-outputs=out",
-            "--slo=ttft:60000"]
+    args = [
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+        "--model=gemma-270m",
+        "--model=qwen-14b",
+        "--mode=offline",
+        "--mode=server",
+        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
+        f"--limit={LIMIT}",
+        f"--max-tokens={MAX_TOKENS}",
+        "--benchmark-save=run1",
+        "--write-outputs=out",
+        "--slo=ttft:60000",
+    ]
     result, leftovers = run_pytest_isolated(args, root, timeout=900)
     [saved] = list((root / ".benchmarks").glob("*/0001_run1.json")) or [None]
     return root, result, leftovers, saved
@@ -87,9 +117,12 @@ def test_each_cell_saves_the_contract_without_prompts_or_outputs(smoke):
 
 def test_the_server_cell_streams_ttft_itl_tpot_and_goodput(smoke):
     _, _, _, saved = smoke
-    [server] = [b["extra_info"] for b in json.loads(saved.read_text())["benchmarks"] if b["extra_info"]["mode"] == "server"]
+    [server] = [
+        b["extra_info"] for b in json.loads(saved.read_text())["benchmarks"] if b["extra_info"]["mode"] == "server"
+    ]
     assert set(SERVER_KEYS) <= set(server) and server["goodput_requests_per_s"] == pytest.approx(
-        server["requests_per_s"])  # a 60 s TTFT SLO: every request meets it
+        server["requests_per_s"]
+    )  # a 60 s TTFT SLO: every request meets it
     assert 0 < server["ttft_ms_p50"] <= server["e2el_ms_p50"] and server["itl_ms_p50"] > 0
 
 
@@ -110,7 +143,9 @@ def test_report_batch_outputs_quality_and_score(smoke):
     root, _, _, saved = smoke
     cells = {b["extra_info"]["cell"]: b["extra_info"] for b in json.loads(saved.read_text())["benchmarks"]}
     report = (root / "BENCHMARKS.md").read_text()
-    assert re.search(r"\| gemma-270m\s+\| offline\s+\|", report) and re.search(r"\| gemma-270m\s+\| server\s+\|", report)
+    assert re.search(r"\| gemma-270m\s+\| offline\s+\|", report) and re.search(
+        r"\| gemma-270m\s+\| server\s+\|", report
+    )
     assert re.search(r"\| qwen-14b\s+\| offline\s+\|.*\| does not fit: needs ~27.6 GiB", report)
     inputs = [json.loads(line) for line in (REPO / "data" / "batch_5k.jsonl").open().readlines()[:LIMIT]]
     best_rate = max(c["requests_per_s"] for c in cells.values())
@@ -123,18 +158,25 @@ def test_report_batch_outputs_quality_and_score(smoke):
         quality = extra["quality_accuracy"] if extra["quality_accuracy"] is not None else extra["quality_valid_rate"]
         assert 0 <= quality <= 1 and extra["quality_graded"] == LIMIT
         flexibility = 1.0 if extra["mode"] == "server" else 0.0
-        assert extra["score"] == pytest.approx(0.4 * extra["requests_per_s"] / best_rate + 0.3 * best_hours /
-                                               extra["projected_hours"] + 0.2 * quality + 0.1 * flexibility, abs=1e-3)
+        assert extra["score"] == pytest.approx(
+            0.4 * extra["requests_per_s"] / best_rate
+            + 0.3 * best_hours / extra["projected_hours"]
+            + 0.2 * quality
+            + 0.1 * flexibility,
+            abs=1e-3,
+        )
 
 
 def test_pytest_benchmark_reads_the_run_and_the_gate_cli_judges_real_figures(smoke, tmp_path, capsys):
     root, _, _, saved = smoke
     tool = str(Path(sys.executable).with_name("pytest-benchmark"))
-    listed = subprocess.run([tool, "--storage", str(root / ".benchmarks"), "list"], capture_output=True, text=True,
-                            check=True)
+    listed = subprocess.run(
+        [tool, "--storage", str(root / ".benchmarks"), "list"], capture_output=True, text=True, check=True
+    )
     assert "0001_run1.json" in listed.stdout
-    compared = subprocess.run([tool, "--storage", str(root / ".benchmarks"), "compare", "0001"],
-                              capture_output=True, text=True, check=True)
+    compared = subprocess.run(
+        [tool, "--storage", str(root / ".benchmarks"), "compare", "0001"], capture_output=True, text=True, check=True
+    )
     assert all(cell in compared.stdout for cell in CELLS)
 
     data = json.loads(saved.read_text())

@@ -17,8 +17,16 @@ def test_offline_engine_without_room_for_its_kv_cache_is_recorded_as_does_not_fi
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     args = [
-        "benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=offline", "-rs",
-        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}", "--limit=2", "--max-tokens=4", "--benchmark-save=run1",
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=gemma-270m",
+        "--mode=offline",
+        "-rs",
+        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
+        "--limit=2",
+        "--max-tokens=4",
+        "--benchmark-save=run1",
         "--engine-arg=kv_cache_memory_bytes=1048576",  # 1 MiB: far less than one 2,048-token sequence needs
     ]
     result, leftovers = run_pytest_isolated(args, tmp_path, timeout=600)
@@ -26,8 +34,11 @@ def test_offline_engine_without_room_for_its_kv_cache_is_recorded_as_does_not_fi
     assert result.returncode == 0, result.stdout[-3000:]  # a cell that does not fit is skipped, not failed
     out = result.stdout
     # skipped, not failed, with vLLM's own figures (stated only by its engine-core process)
-    assert re.search(r"SKIPPED .*gemma-270m-offline: does not fit: needs ~0\.5 GiB for the weights alone, plus "
-                     r"[\d.]+ GiB of KV cache for max_model_len 2048 \([\d.]+ GiB was left for it\)", out), out[-3000:]
+    assert re.search(
+        r"SKIPPED .*gemma-270m-offline: does not fit: needs ~0\.5 GiB for the weights alone, plus "
+        r"[\d.]+ GiB of KV cache for max_model_len 2048 \([\d.]+ GiB was left for it\)",
+        out,
+    ), out[-3000:]
     assert "FAILED" not in out and "engine did not start" not in out
     saved = list((tmp_path / ".benchmarks").glob("*/0001_run1.json"))
     if saved:  # pytest-benchmark saves nothing when no cell was measured

@@ -9,7 +9,7 @@ from procs import run_pytest_isolated
 pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO / "data" / "batch_5k.jsonl"
-COUNTING_CONFTEST = '''
+COUNTING_CONFTEST = """
 import os
 from pytest_vllmbench.engines import server
 
@@ -23,16 +23,30 @@ def counted(self, *args, **kwargs):
 
 
 server.ServerEngine.__init__ = counted
-'''
+"""
 
 
 def test_a_three_point_sweep_starts_the_server_once_and_saves_three_cells(tmp_path):
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     (tmp_path / "conftest.py").write_text(COUNTING_CONFTEST)
-    args = ["benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=server", f"--dataset={DATASET}",
-            "--limit=6", "--max-tokens=8", "--ignore-eos", "--concurrency=1,2,6", "--rounds=2", "--trace-dir=traces",
-            "--slo=ttft:60000", "--benchmark-save=sweep", "--report=report.md"]
+    args = [
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=gemma-270m",
+        "--mode=server",
+        f"--dataset={DATASET}",
+        "--limit=6",
+        "--max-tokens=8",
+        "--ignore-eos",
+        "--concurrency=1,2,6",
+        "--rounds=2",
+        "--trace-dir=traces",
+        "--slo=ttft:60000",
+        "--benchmark-save=sweep",
+        "--report=report.md",
+    ]
     result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
     assert leftovers == []

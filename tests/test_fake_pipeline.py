@@ -8,7 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # A FAKE engine behind the real session: each request takes FAKE_E2EL_S seconds, 4 tokens, first after 10 ms.
-FAKE_ENGINE_CONFTEST = '''
+FAKE_ENGINE_CONFTEST = """
 import os
 from pytest_vllmbench.run import session
 from pytest_vllmbench.measure.metrics import RequestRecord
@@ -42,9 +42,17 @@ class FakeEngine:
 
 
 session.start_engine = lambda cell, settings, registry: FakeEngine(cell.mode)
-'''
-ARGS = ["benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=offline", "--mode=server",
-        "--limit=4", "--max-tokens=4"]
+"""
+ARGS = [
+    "benchmarks",
+    "-p",
+    "no:cacheprovider",
+    "--model=gemma-270m",
+    "--mode=offline",
+    "--mode=server",
+    "--limit=4",
+    "--max-tokens=4",
+]
 
 
 @pytest.fixture
@@ -80,7 +88,9 @@ def test_record_json_score_report_and_gate_in_seconds(fake_engine, monkeypatch):
     monkeypatch.setenv("FAKE_E2EL_S", "0.3")
     slower = fake_engine.runpytest_subprocess(*ARGS, "--benchmark-save=slow", "--vllmbench-gate=e2el_ms_p50:+10%")
     assert slower.ret == 1, slower.stdout.str()[-3000:]
-    slower.stdout.fnmatch_lines(["*vllmbench gate against*0001_base.json*", "*gemma-270m-offline*e2el_ms_p50*REGRESSION*"])
+    slower.stdout.fnmatch_lines(
+        ["*vllmbench gate against*0001_base.json*", "*gemma-270m-offline*e2el_ms_p50*REGRESSION*"]
+    )
     assert saved(fake_engine, "slow")["gemma-270m-offline"]["e2el_ms_p50"] == pytest.approx(300.0)
 
     # back to the first run's speed, gated against run 1 by number: within the tolerance, the session passes
@@ -90,7 +100,7 @@ def test_record_json_score_report_and_gate_in_seconds(fake_engine, monkeypatch):
     assert "REGRESSION" not in again.stdout.str() and "Traceback" not in again.stdout.str()
 
 
-OUT_OF_MEMORY_CONFTEST = '''
+OUT_OF_MEMORY_CONFTEST = """
 # SIMULATED out-of-memory start (no GPU here): every engine fails to start the way vLLM does when the weights fill it.
 from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.run import session
@@ -101,14 +111,21 @@ def out_of_memory(cell, settings, registry):
 
 
 session.start_engine = out_of_memory
-'''
+"""
 
 
 def test_a_session_whose_only_cell_does_not_fit_still_saves_that_answer(fake_engine):
     """pytest-benchmark saves nothing when no benchmark ran: a 'does not fit' verdict used to be lost with it."""
     fake_engine.makeconftest(OUT_OF_MEMORY_CONFTEST)
-    result = fake_engine.runpytest_subprocess("benchmarks", "-p", "no:cacheprovider", "--model=qwen-14b",
-                                              "--mode=offline", "--limit=2", "--benchmark-save=oom")
+    result = fake_engine.runpytest_subprocess(
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=qwen-14b",
+        "--mode=offline",
+        "--limit=2",
+        "--benchmark-save=oom",
+    )
     assert result.ret == 0, result.stdout.str()[-3000:]  # a cell that does not fit is an answer, skipped
     [path] = (fake_engine.path / ".benchmarks").glob("*/*_oom.json")
     data = json.loads(path.read_text())

@@ -18,8 +18,11 @@ REPO_DATA = Path(__file__).resolve().parents[1] / "data" / "batch_5k.jsonl"
 def test_rules_know_which_way_is_worse():
     assert Rule.parse("output_tokens_per_s:-5%") == Rule("output_tokens_per_s", 5.0)
     assert Rule.parse("ttft_ms_p99:+10%") == Rule("ttft_ms_p99", 10.0)
-    for bad, message in [("ttft_ms_p99:-10%", "a rise"), ("requests_per_s:+5%", "a drop"),
-                         ("requests_per_s", "METRIC:CHANGE%")]:
+    for bad, message in [
+        ("ttft_ms_p99:-10%", "a rise"),
+        ("requests_per_s:+5%", "a drop"),
+        ("requests_per_s", "METRIC:CHANGE%"),
+    ]:
         with pytest.raises(UsageError, match=message):
             Rule.parse(bad)
 
@@ -33,25 +36,40 @@ def test_an_unknown_metric_is_a_usage_error_listing_the_known_ones(typo):
 
 def test_check_flags_changes_beyond_the_tolerance_and_every_kind_of_missing_data():
     baseline = {
-        "a": {"requests_per_s": 10.0, "ttft_ms_p99": 100.0}, "b": {"requests_per_s": 10.0, "ttft_ms_p99": 100.0},
-        "gone": {"requests_per_s": 1.0}, "broke": {"requests_per_s": 1.0}, "nan": {"requests_per_s": 1.0},
-        "dead": {"requests_per_s": 1.0, "ttft_ms_p99": 100.0}, "never": {"status": "does not fit: ..."},
+        "a": {"requests_per_s": 10.0, "ttft_ms_p99": 100.0},
+        "b": {"requests_per_s": 10.0, "ttft_ms_p99": 100.0},
+        "gone": {"requests_per_s": 1.0},
+        "broke": {"requests_per_s": 1.0},
+        "nan": {"requests_per_s": 1.0},
+        "dead": {"requests_per_s": 1.0, "ttft_ms_p99": 100.0},
+        "never": {"status": "does not fit: ..."},
     }
     current = {
-        "a": {"requests_per_s": 9.6, "ttft_ms_p99": 111.0}, "b": {"requests_per_s": 9.0},
-        "broke": {"status": "failed: engine died"}, "nan": {"requests_per_s": math.nan, "ttft_ms_p99": math.inf},
+        "a": {"requests_per_s": 9.6, "ttft_ms_p99": 111.0},
+        "b": {"requests_per_s": 9.0},
+        "broke": {"status": "failed: engine died"},
+        "nan": {"requests_per_s": math.nan, "ttft_ms_p99": math.inf},
         "dead": {"n_requests": 4, "n_failed": 4, "requests_per_s": 1.0, "ttft_ms_p99": None},
-        "new": {"requests_per_s": 1.0, "ttft_ms_p99": 5.0}, "never": {"status": "does not fit: ..."},
+        "new": {"requests_per_s": 1.0, "ttft_ms_p99": 5.0},
+        "never": {"status": "does not fit: ..."},
     }
     checks = check(current, baseline, [Rule.parse("requests_per_s:-5%"), Rule.parse("ttft_ms_p99:+10%")])
     kinds = {(c.cell, c.metric): c.kind for c in checks}
     assert kinds == {
-        ("a", "requests_per_s"): "ok", ("a", "ttft_ms_p99"): "regression",
-        ("b", "requests_per_s"): "regression", ("b", "ttft_ms_p99"): "missing data",
-        ("gone", "-"): "missing data", ("broke", "-"): "missing data",
-        ("nan", "requests_per_s"): "missing data", ("nan", "ttft_ms_p99"): "missing data",
-        ("dead", "n_failed"): "missing data", ("dead", "requests_per_s"): "ok", ("dead", "ttft_ms_p99"): "missing data",
-        ("new", "requests_per_s"): "note", ("new", "ttft_ms_p99"): "note", ("never", "-"): "note",
+        ("a", "requests_per_s"): "ok",
+        ("a", "ttft_ms_p99"): "regression",
+        ("b", "requests_per_s"): "regression",
+        ("b", "ttft_ms_p99"): "missing data",
+        ("gone", "-"): "missing data",
+        ("broke", "-"): "missing data",
+        ("nan", "requests_per_s"): "missing data",
+        ("nan", "ttft_ms_p99"): "missing data",
+        ("dead", "n_failed"): "missing data",
+        ("dead", "requests_per_s"): "ok",
+        ("dead", "ttft_ms_p99"): "missing data",
+        ("new", "requests_per_s"): "note",
+        ("new", "ttft_ms_p99"): "note",
+        ("never", "-"): "note",
     }
     assert len(regressions(checks)) == 2 and len(missing_data(checks)) == 7
     text = table(checks)
@@ -85,8 +103,12 @@ def test_cli_gate_fails_on_missing_data_with_its_own_exit_code(tmp_path, capsys)
     assert main(["gate", str(base), str(unrun_server), "--rule", "requests_per_s:-5%"]) == 3
     out = capsys.readouterr().out
     assert "FAILED: failed: server died" in out and "1 cell(s) or figure(s) missing" in out
-    all_failed = save_run(tmp_path, 3, "failed", [cell(requests_per_s=2.0, n_failed=64, ttft_ms_p99=None),
-                                                  cell("gemma-270m-server", requests_per_s=2.0)])
+    all_failed = save_run(
+        tmp_path,
+        3,
+        "failed",
+        [cell(requests_per_s=2.0, n_failed=64, ttft_ms_p99=None), cell("gemma-270m-server", requests_per_s=2.0)],
+    )
     assert main(["gate", str(base), str(all_failed), "--rule", "ttft_ms_p99:+10%"]) == 3
     assert "every request failed" in capsys.readouterr().out
     nan = save_run(tmp_path, 4, "nan", [cell(requests_per_s=math.nan), cell("gemma-270m-server", requests_per_s=2.0)])
@@ -131,8 +153,12 @@ def test_gate_fails_the_session_when_a_baseline_cell_did_not_run(fake, monkeypat
     assert fake.runpytest(*CELLS, "--benchmark-save=base").ret == 0
     result = fake.runpytest(*CELLS[:2], *CELLS[3:], "--vllmbench-gate=requests_per_s:-5%")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*gemma-270m-server*FAILED: in the baseline, not in this run*",
-                                 "*vllmbench gate failed: 1 cell(s) or figure(s) missing*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*gemma-270m-server*FAILED: in the baseline, not in this run*",
+            "*vllmbench gate failed: 1 cell(s) or figure(s) missing*",
+        ]
+    )
 
 
 def test_gate_fails_on_a_nan_figure(fake, monkeypatch):
@@ -146,12 +172,15 @@ def test_gate_fails_on_a_nan_figure(fake, monkeypatch):
 def test_gate_under_xdist_gates_the_merged_run(fake, monkeypatch):
     assert fake.runpytest(*CELLS, "--benchmark-save=base").ret == 0
     monkeypatch.setenv("FAKE_FIGURES", json.dumps({"gemma-270m-server": {"requests_per_s": 1.0}}))
-    result = fake.runpytest_subprocess(*CELLS, "-n", "2", "--benchmark-save=now",
-                                       "--vllmbench-gate=requests_per_s:-5%")
+    result = fake.runpytest_subprocess(*CELLS, "-n", "2", "--benchmark-save=now", "--vllmbench-gate=requests_per_s:-5%")
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
-    result.stdout.fnmatch_lines(["*gemma-270m-offline*requests_per_s*ok*",
-                                 "*gemma-270m-server*requests_per_s*-50.0%*REGRESSION*",
-                                 "*vllmbench gate failed: 1 regression(s)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*gemma-270m-offline*requests_per_s*ok*",
+            "*gemma-270m-server*requests_per_s*-50.0%*REGRESSION*",
+            "*vllmbench gate failed: 1 regression(s)*",
+        ]
+    )
 
 
 def test_gate_refuses_when_nothing_would_be_measured(pytester):
@@ -160,22 +189,28 @@ def test_gate_refuses_when_nothing_would_be_measured(pytester):
     assert plain.ret == pytest.ExitCode.OK  # no vLLM cell collected: the plugin stays out of the way
     assert "vllmbench gate" not in plain.stdout.str() and not plain.stderr.str()
     pytester.makepyfile(test_batch="def test_batch(vllmbench_cell, benchmark):\n    vllmbench_cell.run(benchmark)\n")
-    result = pytester.runpytest("--vllmbench-gate=requests_per_s:-5%", "--benchmark-disable", "--mode=endpoint",
-                                "--endpoint=http://127.0.0.1:9/v1", "--model=some-model", f"--dataset={REPO_DATA}",
-                                "--limit=1")
+    result = pytester.runpytest(
+        "--vllmbench-gate=requests_per_s:-5%",
+        "--benchmark-disable",
+        "--mode=endpoint",
+        "--endpoint=http://127.0.0.1:9/v1",
+        "--model=some-model",
+        f"--dataset={REPO_DATA}",
+        "--limit=1",
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--vllmbench-gate needs pytest-benchmark to measure*"])
 
 
 def test_a_projects_score_hook_ranks_the_cells_in_the_report_too(fake, monkeypatch):
     """The hook used to score the saved cells only: BENCHMARKS.md's ranking still came from the default weights."""
-    fake.makeconftest('''
+    fake.makeconftest("""
 def pytest_vllmbench_score(cells, weights):
     # this project prefers the server, whatever the throughput
     return [{"score": 1.0 if cell["mode"] == "server" else 0.0,
              "components": {"throughput": None, "total_time": None, "quality": None, "flexibility": None}}
             for cell in cells]
-''')
+""")
     monkeypatch.setenv("FAKE_FIGURES", json.dumps({"gemma-270m-offline": {"requests_per_s": 9.0}}))
     result = fake.runpytest(*CELLS[:-1], "--benchmark-save=hooked", "--report=BENCHMARKS.md")
     assert result.ret == 0, result.stdout.str()

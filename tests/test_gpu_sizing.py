@@ -68,8 +68,14 @@ def test_sampler_reads_only_the_cells_gpus_and_summarizes(monkeypatch):
 def test_without_a_gpu_every_figure_is_null_not_a_crash():
     with gpu.GpuSampler() as sampler:
         pass
-    assert sampler.figures() == {"peak_vram_mib": None, "gpu_util_mean_pct": None, "gpu_util_max_pct": None,
-                                 "gpu_power_mean_w": None, "gpu_power_max_w": None, "gpus": []}
+    assert sampler.figures() == {
+        "peak_vram_mib": None,
+        "gpu_util_mean_pct": None,
+        "gpu_util_max_pct": None,
+        "gpu_power_mean_w": None,
+        "gpu_power_max_w": None,
+        "gpus": [],
+    }
     assert gpu.list_gpus() == [] and gpu.driver_version() is None
 
 
@@ -83,8 +89,13 @@ def test_visible_devices(monkeypatch):
 def test_roofline_arithmetic():
     # 12 B params in bf16 = 24 GB per step; 4.8 TB/s -> 200 steps/s; 64 sequences -> 12,800 tokens/s
     assert decode_bound_tokens_per_s(12.0, 2.0, 4800, 64) == pytest.approx(12_800)
-    cell = {"params_b": 12.0, "dtype": "bfloat16", "n_requests": 1000, "output_tokens_per_s": 25_600.0,
-            "engine_args": {"max_num_seqs": 128}}
+    cell = {
+        "params_b": 12.0,
+        "dtype": "bfloat16",
+        "n_requests": 1000,
+        "output_tokens_per_s": 25_600.0,
+        "engine_args": {"max_num_seqs": 128},
+    }
     figures = roofline(cell, ["NVIDIA H200"], load_bandwidths())
     assert figures == {"decode_bound_tokens_per_s": 25_600.0, "roofline_pct": 100.0, "roofline_batch": 128}
     two = roofline(cell, ["NVIDIA H200", "NVIDIA H200"], load_bandwidths())
@@ -103,13 +114,23 @@ def test_shipped_configs_match_the_published_architectures():
     assert gemma.vocab_size == 262208 and gemma.sliding_window == 1024
     assert gemma.layer_types.count("full_attention") == 8  # one global layer in six
     one = AutoConfig.from_pretrained(registry.models["gemma-1b"].config_dir)
-    assert (one.hidden_size, one.intermediate_size, one.num_hidden_layers, one.num_key_value_heads) == (1152, 6912, 26, 1)
+    assert (one.hidden_size, one.intermediate_size, one.num_hidden_layers, one.num_key_value_heads) == (
+        1152,
+        6912,
+        26,
+        1,
+    )
     assert one.vocab_size == 262144 and one.sliding_window == 512
     four = AutoConfig.from_pretrained(registry.models["gemma-4b"].config_dir)
     assert (four.hidden_size, four.intermediate_size, four.num_hidden_layers) == (2560, 10240, 34)
     assert (four.num_attention_heads, four.num_key_value_heads, four.vocab_size) == (8, 4, 262208)
     qwen = AutoConfig.from_pretrained(registry.models["qwen-14b"].config_dir)
-    assert (qwen.hidden_size, qwen.num_hidden_layers, qwen.num_attention_heads, qwen.vocab_size) == (5120, 48, 40, 152064)
+    assert (qwen.hidden_size, qwen.num_hidden_layers, qwen.num_attention_heads, qwen.vocab_size) == (
+        5120,
+        48,
+        40,
+        152064,
+    )
     mistral = AutoConfig.from_pretrained(registry.models["mistral-7b"].config_dir)
     assert (mistral.hidden_size, mistral.num_hidden_layers, mistral.vocab_size) == (4096, 32, 32768)
 
@@ -125,9 +146,13 @@ def test_out_of_memory_becomes_does_not_fit_with_need_and_have():
     spec = load_registry().models["qwen-14b"]
     assert weights_gib(spec) == pytest.approx(27.57, abs=0.01)
     text = does_not_fit("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.2 GiB", spec, [16376], 0.9)
-    assert text == ("does not fit: needs ~27.6 GiB for the weights alone, plus the KV cache; has 14.4 GiB "
-                    "(90% of 16 GiB on its 1 GPU)")
-    assert does_not_fit("ValueError: No available memory for the cache blocks.", spec, [], 0.9).startswith("does not fit")
+    assert text == (
+        "does not fit: needs ~27.6 GiB for the weights alone, plus the KV cache; has 14.4 GiB "
+        "(90% of 16 GiB on its 1 GPU)"
+    )
+    assert does_not_fit("ValueError: No available memory for the cache blocks.", spec, [], 0.9).startswith(
+        "does not fit"
+    )
     assert does_not_fit("RuntimeError: some other failure", spec, [16376], 0.9) is None
 
 
@@ -141,10 +166,15 @@ def test_random_workload_matches_vllms_random_dataset_shape():
             parse_random_spec(bad)
 
 
-@pytest.mark.parametrize(("visible", "args", "expected"), [
-    (None, {}, [81559]), ("2,3", {}, [143771]), ("2,3", {"tensor_parallel_size": 2}, [143771, 143771]),
-    ("0,1,2,3", {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}, [81559, 81559, 143771, 143771]),
-])
+@pytest.mark.parametrize(
+    ("visible", "args", "expected"),
+    [
+        (None, {}, [81559]),
+        ("2,3", {}, [143771]),
+        ("2,3", {"tensor_parallel_size": 2}, [143771, 143771]),
+        ("0,1,2,3", {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}, [81559, 81559, 143771, 143771]),
+    ],
+)
 def test_does_not_fit_counts_only_the_cells_gpus(monkeypatch, visible, args, expected):
     from pytest_vllmbench.run import session
 

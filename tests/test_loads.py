@@ -39,19 +39,27 @@ def test_a_single_value_is_no_sweep_and_keeps_the_plain_settings():
     assert settings_from(request_rate="inf").request_rate is None  # inf: all at once, as in vllm bench serve
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("concurrency", "1,0", "--concurrency must be >= 1"), ("concurrency", "1,x", "--concurrency expects integers"),
-    ("concurrency", "4,4", "lists a value twice"), ("request_rate", "2,nan", "--request-rate expects a finite"),
-    ("request_rate", "2,-inf", "--request-rate expects a finite"), ("request_rate", "0,2", "above 0"),
-    ("request_rate", "1e999", "--request-rate expects a finite"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("concurrency", "1,0", "--concurrency must be >= 1"),
+        ("concurrency", "1,x", "--concurrency expects integers"),
+        ("concurrency", "4,4", "lists a value twice"),
+        ("request_rate", "2,nan", "--request-rate expects a finite"),
+        ("request_rate", "2,-inf", "--request-rate expects a finite"),
+        ("request_rate", "0,2", "above 0"),
+        ("request_rate", "1e999", "--request-rate expects a finite"),
+    ],
+)
 def test_bad_lists_are_usage_errors_naming_the_option(option, value, message):
     with pytest.raises(UsageError, match=message):
         settings_from(**{option: value})
 
 
-@given(st.lists(st.integers(1, 4096), min_size=1, max_size=6, unique=True),
-       st.lists(st.floats(0.01, 1e4, allow_nan=False) | st.none(), min_size=1, max_size=4, unique=True))
+@given(
+    st.lists(st.integers(1, 4096), min_size=1, max_size=6, unique=True),
+    st.lists(st.floats(0.01, 1e4, allow_nan=False) | st.none(), min_size=1, max_size=4, unique=True),
+)
 def test_every_point_has_its_own_label_and_round_trips(concurrencies, rates):
     text_c = ",".join(map(str, concurrencies))
     text_r = ",".join("inf" if r is None else repr(r) for r in rates)
@@ -64,16 +72,28 @@ def test_every_point_has_its_own_label_and_round_trips(concurrencies, rates):
 def test_a_sweep_makes_one_cell_per_point_sharing_one_engine_and_offline_stays_one_cell():
     points = (LoadPoint(1), LoadPoint(4), LoadPoint(16))
     cells = build_matrix(("gemma-270m",), ("offline", "server"), load_registry(), points)
-    assert [c.id for c in cells] == ["gemma-270m-offline", "gemma-270m-server-c1", "gemma-270m-server-c4",
-                                     "gemma-270m-server-c16"]
+    assert [c.id for c in cells] == [
+        "gemma-270m-offline",
+        "gemma-270m-server-c1",
+        "gemma-270m-server-c4",
+        "gemma-270m-server-c16",
+    ]
     assert len({c.engine_key for c in cells if c.mode == "server"}) == 1  # one server start for the three points
     assert {c.sweep for c in cells[1:]} == {"gemma-270m-server"}
 
 
 def point(label, rate, good, failed=0, slo=None, **extra):
-    return {"cell": f"m-server-{label}", "sweep": "m-server", "load": {"point": label}, "requests_per_s": rate,
-            "goodput_requests_per_s": good, "n_failed": failed, "slo_ms": {"ttft": 500.0} if slo is None else slo,
-            "output_tokens_per_s": rate * 10, **extra}
+    return {
+        "cell": f"m-server-{label}",
+        "sweep": "m-server",
+        "load": {"point": label},
+        "requests_per_s": rate,
+        "goodput_requests_per_s": good,
+        "n_failed": failed,
+        "slo_ms": {"ttft": 500.0} if slo is None else slo,
+        "output_tokens_per_s": rate * 10,
+        **extra,
+    }
 
 
 def test_the_knee_is_the_fastest_point_that_met_the_slos():
@@ -86,7 +106,8 @@ def test_attainment_just_under_the_rule_misses_and_failed_requests_miss():
     just_under = point("c1", 1.0, SLO_ATTAINMENT - 0.001)
     assert knee([just_under, point("c4", 2.0, 2.0, failed=1)]) is None
     assert knee_lines([just_under]) == [
-        f"sweep m-server: no load point met the SLOs (ttft:500) for {SLO_ATTAINMENT:.0%} of its requests"]
+        f"sweep m-server: no load point met the SLOs (ttft:500) for {SLO_ATTAINMENT:.0%} of its requests"
+    ]
 
 
 def test_the_knee_ranks_points_by_the_mean_of_their_rounds():

@@ -45,8 +45,9 @@ def test_each_body_field_reaches_the_offline_sampling_params(field):
 
 
 def test_chat_top_logprobs_is_the_count_and_generation_defaults_apply_only_when_unset():
-    request = BatchRequest("a", CHAT, {"model": "m", "messages": [], "logprobs": True, "top_logprobs": 4,
-                                       "temperature": 0.3}, 1)
+    request = BatchRequest(
+        "a", CHAT, {"model": "m", "messages": [], "logprobs": True, "top_logprobs": 4, "temperature": 0.3}, 1
+    )
     params = SamplingOverrides().engine_params(request, {"temperature": 1.0, "top_k": 64, "max_tokens": 1})
     assert (params["logprobs"], params["temperature"], params["top_k"], params["max_tokens"]) == (4, 0.3, 64, 256)
     completion = BatchRequest("b", "/v1/completions", {"model": "m", "prompt": "x", "logprobs": 2}, 1)

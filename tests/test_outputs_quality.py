@@ -10,8 +10,11 @@ JSON_FORMAT = {"type": "json_object"}
 
 
 def request(custom_id, url="/v1/chat/completions", **body):
-    base = {"model": "m", "messages": [{"role": "user", "content": "x"}]} if url.endswith("chat/completions") else {
-        "model": "m", "prompt": "x"}
+    base = (
+        {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        if url.endswith("chat/completions")
+        else {"model": "m", "prompt": "x"}
+    )
     return BatchRequest(custom_id, url, base | body, 1)
 
 
@@ -39,18 +42,27 @@ def test_batch_output_has_one_line_per_input_in_order_with_errors(tmp_path):
 
 def test_quality_counts_valid_json_and_gold_matches():
     requests = [
-        request("a", response_format=JSON_FORMAT), request("b", response_format=JSON_FORMAT),
+        request("a", response_format=JSON_FORMAT),
+        request("b", response_format=JSON_FORMAT),
         request("c", response_format={"type": "json_schema", "json_schema": {"schema": {"required": ["decision"]}}}),
-        request("d", response_format=JSON_FORMAT), request("e"),
+        request("d", response_format=JSON_FORMAT),
+        request("e"),
     ]
     records = [
-        RequestRecord("a", text='{"decision": "Advance"}'), RequestRecord("b", text="not json"),
-        RequestRecord("c", text='{"score": 3}'), RequestRecord("d", error="timeout"), RequestRecord("e", text="hi"),
+        RequestRecord("a", text='{"decision": "Advance"}'),
+        RequestRecord("b", text="not json"),
+        RequestRecord("c", text='{"score": 3}'),
+        RequestRecord("d", error="timeout"),
+        RequestRecord("e", text="hi"),
     ]
     gold = {"a": {"decision": "advance"}, "b": {"decision": "reject"}, "d": {"decision": "reject"}}
     result = score_quality(requests, records, gold)
-    assert result == {"quality_valid_rate": 0.25, "quality_accuracy": round(1 / 3, 4), "quality_checked": 4,
-                      "quality_graded": 3}
+    assert result == {
+        "quality_valid_rate": 0.25,
+        "quality_accuracy": round(1 / 3, 4),
+        "quality_checked": 4,
+        "quality_graded": 3,
+    }
     assert score_quality([request("e")], [RequestRecord("e", text="hi")], None)["quality_valid_rate"] is None
 
 

@@ -13,8 +13,14 @@ CDF = {"ttft_ms_cdf": [100.0 + i for i in range(101)], "e2el_ms_cdf": [900.0 + 1
 
 def saved(storage):
     save_run(storage, 1, "a", [cell(**CDF), cell("gemma-270m-server", requests_per_s=1.7)])  # older run: no CDF
-    save_run(storage, 1, "gpu", [cell("gemma-12b-offline", requests_per_s=43.8, **CDF)], gpus=["NVIDIA H200"],
-             machine_id="gpu-box")
+    save_run(
+        storage,
+        1,
+        "gpu",
+        [cell("gemma-12b-offline", requests_per_s=43.8, **CDF)],
+        gpus=["NVIDIA H200"],
+        machine_id="gpu-box",
+    )
 
 
 def test_report_embeds_png_plots_rendered_from_saved_runs(tmp_path):
@@ -80,17 +86,34 @@ def test_an_unchanged_plot_is_not_redrawn_and_a_changed_one_is(tmp_path, monkeyp
 
 
 def sweep_point(label, concurrency, rate, ttft, e2el):
-    return cell(f"gemma-270m-server-{label}", mode="server", sweep="gemma-270m-server", slo_ms={"ttft": 500.0},
-                load={"concurrency": concurrency, "request_rate": None, "point": label}, requests_per_s=rate,
-                goodput_requests_per_s=rate if ttft <= 500 else 0.0, ttft_ms_p50=ttft, ttft_ms_p99=ttft * 2,
-                e2el_ms_p50=e2el, e2el_ms_p99=e2el * 2)
+    return cell(
+        f"gemma-270m-server-{label}",
+        mode="server",
+        sweep="gemma-270m-server",
+        slo_ms={"ttft": 500.0},
+        load={"concurrency": concurrency, "request_rate": None, "point": label},
+        requests_per_s=rate,
+        goodput_requests_per_s=rate if ttft <= 500 else 0.0,
+        ttft_ms_p50=ttft,
+        ttft_ms_p99=ttft * 2,
+        e2el_ms_p50=e2el,
+        e2el_ms_p99=e2el * 2,
+    )
 
 
 def test_a_sweep_gets_its_curve_and_table_with_the_knee(tmp_path):
     pytest.importorskip("matplotlib")
     storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
-    save_run(storage, 1, "sweep", [sweep_point("c16", 16, 3.0, 900.0, 4000.0), sweep_point("c1", 1, 0.5, 80.0, 900.0),
-                                   sweep_point("c4", 4, 1.8, 300.0, 2000.0)])
+    save_run(
+        storage,
+        1,
+        "sweep",
+        [
+            sweep_point("c16", 16, 3.0, 900.0, 4000.0),
+            sweep_point("c1", 1, 0.5, 80.0, 900.0),
+            sweep_point("c4", 4, 1.8, 300.0, 2000.0),
+        ],
+    )
     write_report(storage, out)
     [curve] = (tmp_path / "benchmarks-plots").glob("sweep-*.png")
     first = curve.read_bytes()

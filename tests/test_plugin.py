@@ -86,7 +86,9 @@ def test_options_are_documented_in_help(pytester):
 
 def test_a_bad_batch_file_stops_the_run_naming_file_and_line_before_any_engine(bench):
     bad = bench.path / "bad.jsonl"
-    bad.write_text('{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m", "messages": []}}\n')
+    bad.write_text(
+        '{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m", "messages": []}}\n'
+    )
     result = bench.runpytest(f"--dataset={bad}", "--mode=offline", "--benchmark-save=x")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{bad}:1: body.messages must be a non-empty list*"])
@@ -96,8 +98,9 @@ def test_a_bad_batch_file_stops_the_run_naming_file_and_line_before_any_engine(b
 
 
 def test_machine_info_hook_adds_versions(fake):
-    result = fake.runpytest("--model=gemma-270m", "--mode=offline", "--limit=2", "--benchmark-json=out.json",
-                            "--report=none")
+    result = fake.runpytest(
+        "--model=gemma-270m", "--mode=offline", "--limit=2", "--benchmark-json=out.json", "--report=none"
+    )
     assert result.ret == 0
     info = json.loads((fake.path / "out.json").read_text())["machine_info"]["vllmbench"]
     assert info["vllm_version"] and info["torch_version"] and info["gpus"] == []
@@ -121,13 +124,32 @@ def test_plain(benchmark):
 def _outcome(pytester, *args):
     """Exit code, files written and output lines of a run, with timings and paths taken out."""
     result = pytester.runpytest_subprocess(*args)
-    files = {str(path.relative_to(pytester.path)): path.read_bytes() if path.name == "BENCHMARKS.md" else None
-             for path in pytester.path.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+    files = {
+        str(path.relative_to(pytester.path)): path.read_bytes() if path.name == "BENCHMARKS.md" else None
+        for path in pytester.path.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
     saved = [json.loads(path.read_text()) for path in pytester.path.glob(".benchmarks/*/*.json")]
     shutil.rmtree(pytester.path / ".benchmarks", ignore_errors=True)
-    lines = [line for line in result.outlines + result.errlines
-             if not any(word in line for word in ("test_plain ", "seconds", " in ", "rootdir", "platform", "Saved",
-                                                  "benchmark:", "plugins:", "----", "Name (time"))]
+    lines = [
+        line
+        for line in result.outlines + result.errlines
+        if not any(
+            word in line
+            for word in (
+                "test_plain ",
+                "seconds",
+                " in ",
+                "rootdir",
+                "platform",
+                "Saved",
+                "benchmark:",
+                "plugins:",
+                "----",
+                "Name (time",
+            )
+        )
+    ]
     return result.ret, files, [sorted(run["machine_info"]) for run in saved], lines
 
 
@@ -163,13 +185,16 @@ def pytest_sessionfinish(session):
 """
 
 
-@pytest.mark.parametrize(("own", "expected"), [([], ("loadgroup", 0)), (["--dist=load"], ("loadgroup", 0)),
-                                               (["--max-worker-restart=2"], ("loadgroup", 2))],
-                         ids=["defaults", "own-dist", "own-restarts"])
+@pytest.mark.parametrize(
+    ("own", "expected"),
+    [([], ("loadgroup", 0)), (["--dist=load"], ("loadgroup", 0)), (["--max-worker-restart=2"], ("loadgroup", 2))],
+    ids=["defaults", "own-dist", "own-restarts"],
+)
 def test_xdist_settings_are_in_force_on_the_controller(fake, own, expected):
     fake.makeconftest(SEE_XDIST)
-    result = fake.runpytest_subprocess("-n", "2", *own, "--model=gemma-270m", "--mode=offline", "--limit=2",
-                                       "--report=none")
+    result = fake.runpytest_subprocess(
+        "-n", "2", *own, "--model=gemma-270m", "--mode=offline", "--limit=2", "--report=none"
+    )
     assert result.ret == 0, result.stdout.str()
     seen = json.loads((fake.path / "xdist.json").read_text())
     assert (seen["dist"], seen["restarts"]) == expected
@@ -225,8 +250,9 @@ def test_a_saved_run_holds_no_local_path_and_plain_params(fake, where, tmp_path_
         outside = tmp_path_factory.mktemp("elsewhere") / "plain_variant.jsonl"
         outside.write_bytes((REPO / "data" / "batch_5k.jsonl").read_bytes())
         dataset_args, label = [f"--dataset={outside}", "--dataset-transform=response_format removed"], outside.name
-    result = fake.runpytest("--model=gemma-270m", "--mode=offline", "--mode=server", "--limit=2",
-                            "--benchmark-save=clean", *dataset_args)
+    result = fake.runpytest(
+        "--model=gemma-270m", "--mode=offline", "--mode=server", "--limit=2", "--benchmark-save=clean", *dataset_args
+    )
     assert result.ret == 0, result.stdout.str()
     [saved] = fake.path.glob(".benchmarks/*/*.json")
     data = json.loads(saved.read_text())
@@ -246,8 +272,12 @@ def test_a_saved_run_holds_no_local_path_and_plain_params(fake, where, tmp_path_
 def test_without_model_option_the_batch_lines_choose_the_models(bench):
     batch = bench.path / "batch.jsonl"
     lines = [
-        {"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": model, "messages": [{"role": "user", "content": "hi"}]}}
+        {
+            "custom_id": f"r{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        }
         for i, model in enumerate(["gemma3:12b", "mistral:7b", "gemma3:12b"])
     ]
     batch.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
@@ -262,5 +292,6 @@ def test_without_model_option_the_batch_lines_choose_the_models(bench):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{batch}:3: model 'llama3:8b' is not in the registry*pass --model*"])
     # --model overrides the lines, so the unknown one no longer matters
-    assert collected_ids(bench.runpytest("--collect-only", "-q", f"--dataset={batch}", "--model=gemma-1b",
-                                         "--mode=offline")) == ["test_batch.py::test_batch[gemma-1b-offline]"]
+    assert collected_ids(
+        bench.runpytest("--collect-only", "-q", f"--dataset={batch}", "--model=gemma-1b", "--mode=offline")
+    ) == ["test_batch.py::test_batch[gemma-1b-offline]"]

@@ -20,9 +20,14 @@ def test_ray_settings_are_split_from_the_vllm_args():
     assert vllm_args == {"max_model_len": 512}
 
 
-@pytest.mark.parametrize("args, message", [({"ray_replicas": 0}, "ray_replicas=0: expected an integer >= 1"),
-                                           ({"ray_replicas": "2"}, "expected an integer"),
-                                           ({"ray_replica": 2}, "unknown Ray setting --engine-arg ray_replica")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"ray_replicas": 0}, "ray_replicas=0: expected an integer >= 1"),
+        ({"ray_replicas": "2"}, "expected an integer"),
+        ({"ray_replica": 2}, "unknown Ray setting --engine-arg ray_replica"),
+    ],
+)
 def test_bad_ray_settings_say_which_and_why(args, message):
     with pytest.raises(ValueError, match=message):
         ray_data.split_settings(args)
@@ -30,8 +35,9 @@ def test_bad_ray_settings_say_which_and_why(args, message):
 
 def test_ray_settings_reach_ray_cells_only():
     registry = load_registry()
-    settings = resolve(merge_sources({"mode": ["offline", "ray"], "engine_arg": ["ray_replicas=2", "max_model_len=512"]},
-                                     {}, {}), REPO)
+    settings = resolve(
+        merge_sources({"mode": ["offline", "ray"], "engine_arg": ["ray_replicas=2", "max_model_len=512"]}, {}, {}), REPO
+    )
     model = registry.resolve("gemma-270m")
     offline = requested_args(Cell(model, "offline", "gemma-270m"), settings, registry)
     ray = requested_args(Cell(model, "ray", "gemma-270m"), settings, registry)
@@ -40,9 +46,18 @@ def test_ray_settings_reach_ray_cells_only():
 
 
 def test_a_row_carries_the_offline_sampling_and_structured_output():
-    request = BatchRequest("a", CHAT_URL, {"model": "m", "messages": [{"role": "user", "content": "x"}],
-                                          "max_tokens": 40, "temperature": 0.3,
-                                          "response_format": {"type": "json_object"}}, 1)
+    request = BatchRequest(
+        "a",
+        CHAT_URL,
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": 40,
+            "temperature": 0.3,
+            "response_format": {"type": "json_object"},
+        },
+        1,
+    )
     row = ray_data.chat_row(request, SamplingOverrides(max_tokens=8))
     assert row["custom_id"] == "a" and row["messages"] == request.body["messages"]
     assert row["sampling_params"]["max_tokens"] == 8 and row["sampling_params"]["temperature"] == 0.3
@@ -51,16 +66,40 @@ def test_a_row_carries_the_offline_sampling_and_structured_output():
 
 def test_rows_become_records_and_the_batch_span_comes_from_the_engine_times():
     rows = [
-        {"custom_id": "a", "generated_text": "x", "num_input_tokens": 5, "num_generated_tokens": 3,
-         "time_taken_llm": 2.0, "finished_at": 102.0, "error": ""},
-        {"custom_id": "b", "generated_text": "y", "num_input_tokens": 6, "num_generated_tokens": 4,
-         "time_taken_llm": 1.0, "finished_at": 105.0, "error": ""},
-        {"custom_id": "c", "generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0,
-         "time_taken_llm": -1, "finished_at": 106.0, "error": "boom"},
+        {
+            "custom_id": "a",
+            "generated_text": "x",
+            "num_input_tokens": 5,
+            "num_generated_tokens": 3,
+            "time_taken_llm": 2.0,
+            "finished_at": 102.0,
+            "error": "",
+        },
+        {
+            "custom_id": "b",
+            "generated_text": "y",
+            "num_input_tokens": 6,
+            "num_generated_tokens": 4,
+            "time_taken_llm": 1.0,
+            "finished_at": 105.0,
+            "error": "",
+        },
+        {
+            "custom_id": "c",
+            "generated_text": "",
+            "num_input_tokens": 0,
+            "num_generated_tokens": 0,
+            "time_taken_llm": -1,
+            "finished_at": 106.0,
+            "error": "boom",
+        },
     ]
     records = [ray_data.record_from_row(r) for r in rows]
-    assert [(r.error, r.output_tokens, r.e2el_s) for r in records] == [(None, 3, 2.0), (None, 4, 1.0),
-                                                                       ("engine_error", 0, None)]
+    assert [(r.error, r.output_tokens, r.e2el_s) for r in records] == [
+        (None, 3, 2.0),
+        (None, 4, 1.0),
+        ("engine_error", 0, None),
+    ]
     assert ray_data.batch_span(rows) == (100.0, 106.0)
     assert ray_data.batch_span([rows[2]]) is None
 
@@ -73,7 +112,9 @@ def test_without_ray_a_ray_cell_is_skipped_saying_how_to_install_it(pytester, mo
     pytester.makepyfile(test_batch=BENCH_TEST)
     (pytester.path / "data").mkdir()
     (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
-    result = pytester.runpytest_subprocess("--model=gemma-270m", "--mode=ray", "--limit=2", "-rs", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--model=gemma-270m", "--mode=ray", "--limit=2", "-rs", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(skipped=1)
     assert "ray is not installed: pip install 'pytest-vllmbench[ray]'" in result.stdout.str()
 
@@ -84,7 +125,9 @@ def test_both_new_modes_are_cells_of_the_matrix(pytester):
     (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
     result = pytester.runpytest("--collect-only", "-q", "--model=gemma-270m", "--mode=run-batch", "--mode=ray")
     assert [line.strip() for line in result.outlines if "test_batch[" in line] == [
-        "test_batch.py::test_batch[gemma-270m-run-batch]", "test_batch.py::test_batch[gemma-270m-ray]"]
+        "test_batch.py::test_batch[gemma-270m-run-batch]",
+        "test_batch.py::test_batch[gemma-270m-ray]",
+    ]
 
 
 def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monkeypatch):
@@ -97,16 +140,24 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
 
         clock.sleep(0.2)
         failed = row["messages"][0]["content"] == "fail me"
-        return {"custom_id": row["custom_id"], "generated_text": "" if failed else "ok", "num_input_tokens": 4,
-                "num_generated_tokens": 0 if failed else row["sampling_params"]["max_tokens"],
-                "time_taken_llm": -1 if failed else 0.2, "finished_at": clock.time(), "error": "boom" if failed else ""}
+        return {
+            "custom_id": row["custom_id"],
+            "generated_text": "" if failed else "ok",
+            "num_input_tokens": 4,
+            "num_generated_tokens": 0 if failed else row["sampling_params"]["max_tokens"],
+            "time_taken_llm": -1 if failed else 0.2,
+            "finished_at": clock.time(),
+            "error": "boom" if failed else "",
+        }
 
     engine = ray_data.RayDataEngine("model-dir", {"ray_replicas": 1, "max_model_len": 64}, "cpu")
     try:
         assert engine.cluster["nodes"] == 1 and engine.cluster["replicas"] == 1 and engine.cluster["cpus"] >= 1
-        monkeypatch.setattr(engine, "_processor", lambda: (lambda dataset: dataset.map(_fake_stage)))
-        requests = [BatchRequest(f"r{n}", CHAT_URL, {"model": "m", "messages": [{"role": "user", "content": text}]}, n)
-                    for n, text in enumerate(["a", "fail me", "b"])]
+        monkeypatch.setattr(engine, "_processor", lambda: lambda dataset: dataset.map(_fake_stage))
+        requests = [
+            BatchRequest(f"r{n}", CHAT_URL, {"model": "m", "messages": [{"role": "user", "content": text}]}, n)
+            for n, text in enumerate(["a", "fail me", "b"])
+        ]
         requests.append(BatchRequest("c", "/v1/completions", {"model": "m", "prompt": "x"}, 4))
         records = engine.run(requests, SamplingOverrides(max_tokens=5))
         assert [r.error for r in records] == [None, "engine_error", None, "unsupported_endpoint"]
@@ -121,9 +172,11 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
 
 
 def test_a_ray_failure_leads_with_its_root_cause_without_colour_codes():
-    wrapped = RuntimeError("\x1b[36mray::MapWorker(vLLMEngineStageUDF).__init__()\x1b[39m (pid=1)\n"
-                           "  File \"x.py\", line 3, in f\n    raise ImportError('no')\n       ^^^^^^\n"
-                           "ImportError: RayPrometheusMetric requires Ray to be installed.\n   ^^^^^^^^^^\n")
+    wrapped = RuntimeError(
+        "\x1b[36mray::MapWorker(vLLMEngineStageUDF).__init__()\x1b[39m (pid=1)\n"
+        "  File \"x.py\", line 3, in f\n    raise ImportError('no')\n       ^^^^^^\n"
+        "ImportError: RayPrometheusMetric requires Ray to be installed.\n   ^^^^^^^^^^\n"
+    )
     first, *rest = ray_data._short(wrapped).splitlines()
     assert first == "ImportError: RayPrometheusMetric requires Ray to be installed."
     assert not any("\x1b" in line for line in rest)

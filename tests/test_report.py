@@ -12,8 +12,14 @@ from pytest_vllmbench.results.storage import load_runs
 def test_report_shows_the_newest_cell_per_machine_and_every_run(tmp_path):
     save_run(tmp_path, 1, "old", [cell(requests_per_s=1.0)], when="2026-11-28T10:00:00")
     save_run(tmp_path, 2, "new", [cell(requests_per_s=2.5), cell("gemma-270m-server", requests_per_s=2.0)])
-    save_run(tmp_path, 1, "gpu", [cell("gemma-12b-offline", requests_per_s=17.7, peak_vram_mib=120000)],
-             gpus=["NVIDIA H200"], machine_id="gpu-box")
+    save_run(
+        tmp_path,
+        1,
+        "gpu",
+        [cell("gemma-12b-offline", requests_per_s=17.7, peak_vram_mib=120000)],
+        gpus=["NVIDIA H200"],
+        machine_id="gpu-box",
+    )
     (tmp_path / MACHINE).mkdir(exist_ok=True)
     (tmp_path / MACHINE / "0009_junk.json").write_text("not json")
     runs = load_runs(tmp_path)
@@ -36,10 +42,13 @@ def test_hand_written_sections_survive_regeneration(tmp_path):
     storage = tmp_path / ".benchmarks"
     save_run(storage, 1, "a", [cell()])
     write_report(storage, out)
-    edited = out.read_text().replace(
-        "_Key decisions and learnings, dated. Written by hand; regeneration keeps it._",
-        "### Decision 1\nOffline wins for pure batch work.",
-    ) + "\n<!-- vllmbench:hand-written extra -->\nmy own table\n<!-- /vllmbench:hand-written extra -->\n"
+    edited = (
+        out.read_text().replace(
+            "_Key decisions and learnings, dated. Written by hand; regeneration keeps it._",
+            "### Decision 1\nOffline wins for pure batch work.",
+        )
+        + "\n<!-- vllmbench:hand-written extra -->\nmy own table\n<!-- /vllmbench:hand-written extra -->\n"
+    )
     out.write_text(edited)
     save_run(storage, 2, "b", [cell(requests_per_s=3.0)])
     text = write_report(storage, out).read_text()
@@ -52,27 +61,47 @@ def test_empty_storage_says_how_to_start(tmp_path):
     assert "No saved runs yet" in render(load_runs(tmp_path / "missing"))
 
 
-
 def _report_with(tmp_path, extra: str = "") -> tuple:
     out, storage = tmp_path / "BENCHMARKS.md", tmp_path / ".benchmarks"
     save_run(storage, 1, "a", [cell()])
     write_report(storage, out)
     text = out.read_text().replace(
-        "_Key decisions and learnings, dated. Written by hand; regeneration keeps it._", "We chose offline.")
+        "_Key decisions and learnings, dated. Written by hand; regeneration keeps it._", "We chose offline."
+    )
     out.write_text(text + extra)
     return out, storage
 
 
-@pytest.mark.parametrize(("damage", "line_of", "message"), [
-    (lambda t: t.replace("<!-- /vllmbench:hand-written decisions -->", ""), "<!-- vllmbench:hand-written decisions",
-     "never closed"),
-    (lambda t: t.replace("<!-- /vllmbench:hand-written decisions -->", "<!-- /vllmbench:hand-written decision -->"),
-     "<!-- /vllmbench:hand-written decision -->", "closes section 'decision'"),
-    (lambda t: t + "\n<!-- vllmbench:hand-written intro -->\nagain\n<!-- /vllmbench:hand-written intro -->\n",
-     "again", "appears twice"),
-    (lambda t: t.replace("<!-- vllmbench:hand-written decisions -->", "<!-- vllmbench:handwritten decisions -->"),
-     "<!-- vllmbench:handwritten decisions -->", "malformed"),
-], ids=["unclosed", "renamed", "duplicated", "misspelt"])
+@pytest.mark.parametrize(
+    ("damage", "line_of", "message"),
+    [
+        (
+            lambda t: t.replace("<!-- /vllmbench:hand-written decisions -->", ""),
+            "<!-- vllmbench:hand-written decisions",
+            "never closed",
+        ),
+        (
+            lambda t: t.replace(
+                "<!-- /vllmbench:hand-written decisions -->", "<!-- /vllmbench:hand-written decision -->"
+            ),
+            "<!-- /vllmbench:hand-written decision -->",
+            "closes section 'decision'",
+        ),
+        (
+            lambda t: t + "\n<!-- vllmbench:hand-written intro -->\nagain\n<!-- /vllmbench:hand-written intro -->\n",
+            "again",
+            "appears twice",
+        ),
+        (
+            lambda t: t.replace(
+                "<!-- vllmbench:hand-written decisions -->", "<!-- vllmbench:handwritten decisions -->"
+            ),
+            "<!-- vllmbench:handwritten decisions -->",
+            "malformed",
+        ),
+    ],
+    ids=["unclosed", "renamed", "duplicated", "misspelt"],
+)
 def test_a_damaged_marker_refuses_regeneration_naming_the_line(tmp_path, capsys, damage, line_of, message):
     out, storage = _report_with(tmp_path)
     damaged = damage(out.read_text())
@@ -100,16 +129,19 @@ def test_a_report_this_tool_did_not_write_is_never_overwritten(tmp_path, capsys)
 def test_unreadable_and_wrong_shaped_runs_are_skipped_with_a_warning(tmp_path, capsys):
     out, storage = _report_with(tmp_path)
     save_run(storage, 2, "good", [cell(requests_per_s=3.25)])
-    wrong = [save_run(storage, 3, "shape", [cell(requests_per_s="fast")]),
-             save_run(storage, 4, "list", [cell()])]
+    wrong = [save_run(storage, 3, "shape", [cell(requests_per_s="fast")]), save_run(storage, 4, "list", [cell()])]
     wrong[1].write_text(json.dumps({"benchmarks": {"not": "a list"}}))
     (storage / MACHINE / "0005_broken.json").write_text("{not json")
     (storage / MACHINE / "0006_dir.json").mkdir()
     assert main(["report", "--storage", str(storage), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    for name, why in [("0003_shape", "'requests_per_s' is not a number"), ("0004_list", "no 'benchmarks' list"),
-                      ("0005_broken", "not JSON"), ("0006_dir", "cannot read it")]:
+    for name, why in [
+        ("0003_shape", "'requests_per_s' is not a number"),
+        ("0004_list", "no 'benchmarks' list"),
+        ("0005_broken", "not JSON"),
+        ("0006_dir", "cannot read it"),
+    ]:
         [line] = [line for line in err.splitlines() if f"{name}.json: skipped: " in line]
         assert why in line
     text = out.read_text()
@@ -130,8 +162,15 @@ def test_a_missing_or_empty_storage_never_blanks_a_report_that_shows_runs(tmp_pa
 
 def test_nan_figures_show_as_missing_and_leave_other_scores_alone(tmp_path):
     storage = tmp_path / ".benchmarks"
-    save_run(storage, 1, "a", [cell(requests_per_s=math.nan, projected_hours=math.inf),
-                               cell("gemma-270m-server", requests_per_s=2.0, projected_hours=24.0)])
+    save_run(
+        storage,
+        1,
+        "a",
+        [
+            cell(requests_per_s=math.nan, projected_hours=math.inf),
+            cell("gemma-270m-server", requests_per_s=2.0, projected_hours=24.0),
+        ],
+    )
     text = render(load_runs(storage))
     assert "nan" not in text.lower() and "inf" not in text.replace("Info", "")
     ranking = text.split("## Ranking")[1].split("## Parity")[0]

@@ -21,33 +21,51 @@ FAKE_RUNNER = Path(__file__).with_name("fake_run_batch.py")
 
 
 def chat(custom_id: str, content: str = "hi", **body) -> BatchRequest:
-    return BatchRequest(custom_id, CHAT_URL, {"model": "m", "messages": [{"role": "user", "content": content}],
-                                              **body}, 1)
+    return BatchRequest(
+        custom_id, CHAT_URL, {"model": "m", "messages": [{"role": "user", "content": content}], **body}, 1
+    )
 
 
 def fake_command(*flags: str):
     def command(model, served_name, input_path, output_path, engine_args):
         return [sys.executable, str(FAKE_RUNNER), "-i", str(input_path), "-o", str(output_path), *flags]
+
     return command
 
 
 def engine(tmp_path: Path, *flags: str) -> run_batch.RunBatchEngine:
-    return run_batch.RunBatchEngine("model-dir", "gemma-270m", {}, command=fake_command(*flags), stop_grace_s=1.0,
-                                    work_dir=tmp_path)
+    return run_batch.RunBatchEngine(
+        "model-dir", "gemma-270m", {}, command=fake_command(*flags), stop_grace_s=1.0, work_dir=tmp_path
+    )
 
 
 def output_line(custom_id: str, status: int = 200, completion_tokens: int = 3) -> str:
-    body = None if status != 200 else {
-        "choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 7, "completion_tokens": completion_tokens}}
-    return json.dumps({"id": "x", "custom_id": custom_id, "response": {"status_code": status, "body": body},
-                       "error": None if status == 200 else {"message": "no"}})
+    body = (
+        None
+        if status != 200
+        else {
+            "choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": completion_tokens},
+        }
+    )
+    return json.dumps(
+        {
+            "id": "x",
+            "custom_id": custom_id,
+            "response": {"status_code": status, "body": body},
+            "error": None if status == 200 else {"message": "no"},
+        }
+    )
 
 
 def test_the_batch_file_carries_the_overrides_and_the_served_name_and_is_not_streamed(tmp_path):
     path = tmp_path / "in.jsonl"
-    run_batch.write_batch_input(path, [chat("a", max_completion_tokens=50, temperature=0.5, stream=True)],
-                                "gemma-270m", SamplingOverrides(max_tokens=8, ignore_eos=True))
+    run_batch.write_batch_input(
+        path,
+        [chat("a", max_completion_tokens=50, temperature=0.5, stream=True)],
+        "gemma-270m",
+        SamplingOverrides(max_tokens=8, ignore_eos=True),
+    )
     [line] = [json.loads(text) for text in path.read_text().splitlines()]
     assert line["custom_id"] == "a" and line["url"] == CHAT_URL and line["method"] == "POST"
     body = line["body"]
@@ -127,8 +145,13 @@ def test_a_runner_that_dies_before_the_batch_is_an_engine_start_error_with_its_l
         eng.run([chat("a")], SamplingOverrides())
 
 
-@pytest.mark.parametrize("how, error, says", [("after", "runner_exit", "exited with code 1 after it read the batch"),
-                                              ("garbage", "bad_output", r"output.jsonl:1: not a batch output line")])
+@pytest.mark.parametrize(
+    "how, error, says",
+    [
+        ("after", "runner_exit", "exited with code 1 after it read the batch"),
+        ("garbage", "bad_output", r"output.jsonl:1: not a batch output line"),
+    ],
+)
 def test_a_runner_that_fails_mid_batch_fails_every_request_and_reports_a_fault(tmp_path, how, error, says):
     eng = engine(tmp_path, "--fail", how, "--load-s", "0", "--batch-s", "0", "--exit-s", "0")
     records = eng.run([chat("a"), chat("b")], SamplingOverrides())
@@ -138,8 +161,15 @@ def test_a_runner_that_fails_mid_batch_fails_every_request_and_reports_a_fault(t
 
 def test_a_runner_over_its_time_limit_is_stopped_whole(tmp_path):
     pid_file = tmp_path / "worker.pid"
-    eng = run_batch.RunBatchEngine("m", "s", {}, timeout_s=1.0, stop_grace_s=1.0, work_dir=tmp_path,
-                                   command=fake_command("--load-s", "30", "--worker-pid-file", str(pid_file)))
+    eng = run_batch.RunBatchEngine(
+        "m",
+        "s",
+        {},
+        timeout_s=1.0,
+        stop_grace_s=1.0,
+        work_dir=tmp_path,
+        command=fake_command("--load-s", "30", "--worker-pid-file", str(pid_file)),
+    )
     with pytest.raises(EngineStartError, match="still running after 1 s"):
         eng.run([chat("a")], SamplingOverrides())
     worker = int(pid_file.read_text())

@@ -25,8 +25,9 @@ def test_the_real_runner_answers_the_cells_lines_and_leaves_nothing(tmp_path):
     # the runner serves chat lines only, and refuses the whole file over a completions line (exit 1): that line
     # is not sent and fails alone, the others are answered
     requests.append(BatchRequest("completion-line", COMPLETIONS_URL, {"model": "gemma-270m", "prompt": "Hi"}, 99))
-    engine = RunBatchEngine(model_source(cell, settings, registry), "gemma-270m", engine_args(cell, settings, registry),
-                            work_dir=tmp_path)
+    engine = RunBatchEngine(
+        model_source(cell, settings, registry), "gemma-270m", engine_args(cell, settings, registry), work_dir=tmp_path
+    )
     records = engine.run(requests, SamplingOverrides(max_tokens=8, ignore_eos=True))
     assert engine.fault() is None
     assert [r.error for r in records] == [None, None, None, "unsupported_endpoint"]

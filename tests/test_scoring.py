@@ -12,8 +12,12 @@ modes = st.sampled_from(["offline", "server"])
 
 
 def cell(rate, quality=None, mode="offline", load_s=10.0, n=170_000):
-    return {"requests_per_s": rate, "projected_hours": (load_s + n / rate) / 3600, "quality_accuracy": quality,
-            "mode": mode}
+    return {
+        "requests_per_s": rate,
+        "projected_hours": (load_s + n / rate) / 3600,
+        "quality_accuracy": quality,
+        "mode": mode,
+    }
 
 
 def test_the_seed_weights_are_the_default():
@@ -55,8 +59,10 @@ def test_identical_cells_tie(rate, quality, mode):
     assert a["score"] == b["score"]
 
 
-@given(st.lists(st.tuples(rates, qualities, modes), min_size=1, max_size=6),
-       st.dictionaries(st.sampled_from(list(DEFAULT_WEIGHTS)), st.floats(min_value=0, max_value=10), min_size=4))
+@given(
+    st.lists(st.tuples(rates, qualities, modes), min_size=1, max_size=6),
+    st.dictionaries(st.sampled_from(list(DEFAULT_WEIGHTS)), st.floats(min_value=0, max_value=10), min_size=4),
+)
 def test_scores_stay_within_the_weights(cells, weights):
     if sum(weights.values()) <= 0:
         return

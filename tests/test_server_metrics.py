@@ -29,19 +29,27 @@ def scrape(kv=0.0, running=0, waiting=0, preempted=0, queries=0, hits=0):
 
 def test_one_scrape_sums_engines_and_reads_counters_without_their_created_stamp():
     found = parse(scrape(kv=0.5, running=3, waiting=2, preempted=4, queries=100, hits=25))
-    assert found == {"kv_cache_usage_pct": 50.0, "requests_running": 4.0, "requests_waiting": 2.0, "preemptions": 4.0,
-                     "prefix_cache_queries": 100.0, "prefix_cache_hits": 25.0}
+    assert found == {
+        "kv_cache_usage_pct": 50.0,
+        "requests_running": 4.0,
+        "requests_waiting": 2.0,
+        "preemptions": 4.0,
+        "prefix_cache_queries": 100.0,
+        "prefix_cache_hits": 25.0,
+    }
 
 
 def test_older_vllm_names_are_read_too():
-    older = "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{model_name=\"m\"} 0.125\n"
+    older = '# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{model_name="m"} 0.125\n'
     assert parse(older) == {"kv_cache_usage_pct": 12.5}
 
 
 def test_a_cell_keeps_peak_and_mean_of_gauges_and_the_growth_of_counters():
-    samples = [parse(scrape(kv=0.1, running=1, preempted=2, queries=10, hits=0)),
-               parse(scrape(kv=0.9, running=7, waiting=5, preempted=5, queries=110, hits=40)),
-               parse(scrape(kv=0.2, running=1, preempted=6, queries=210, hits=80))]
+    samples = [
+        parse(scrape(kv=0.1, running=1, preempted=2, queries=10, hits=0)),
+        parse(scrape(kv=0.9, running=7, waiting=5, preempted=5, queries=110, hits=40)),
+        parse(scrape(kv=0.2, running=1, preempted=6, queries=210, hits=80)),
+    ]
     figures = summarize(samples)
     assert figures["kv_cache_usage_pct_peak"] == 90.0
     assert figures["kv_cache_usage_pct_mean"] == pytest.approx(40.0)
@@ -52,8 +60,10 @@ def test_a_cell_keeps_peak_and_mean_of_gauges_and_the_growth_of_counters():
 
 
 def test_the_sampler_reads_a_server_that_has_metrics():
-    with StubServer(["m"], metrics=scrape(kv=0.3, running=2)) as stub, \
-            MetricsSampler(MetricsSource(f"http://127.0.0.1:{stub.port}/metrics", {}), interval_s=0.01) as sampler:
+    with (
+        StubServer(["m"], metrics=scrape(kv=0.3, running=2)) as stub,
+        MetricsSampler(MetricsSource(f"http://127.0.0.1:{stub.port}/metrics", {}), interval_s=0.01) as sampler,
+    ):
         pass
     figures = sampler.figures()
     assert figures["kv_cache_usage_pct_peak"] == 30.0 and figures["samples"] >= 2

@@ -19,8 +19,9 @@ BENCH_TEST = (REPO / "benchmarks" / "test_batch.py").read_text()
 @pytest.fixture
 def stub_url():
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(STUB), str(port), "12", "acme/tiny-llm"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(STUB), str(port), "12", "acme/tiny-llm"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         yield f"http://127.0.0.1:{port}"
@@ -32,8 +33,15 @@ def stub_url():
 def run_endpoint_cell(pytester, url, *extra):
     pytester.makepyfile(test_batch=BENCH_TEST)
     return pytester.runpytest_subprocess(  # a real process: pytest's own fd capture is what is bypassed
-        "-p", "no:cacheprovider", "--mode=endpoint", f"--endpoint={url}", "--model=acme/tiny-llm", "--limit=20",
-        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}", "--report=BENCHMARKS.md", *extra,
+        "-p",
+        "no:cacheprovider",
+        "--mode=endpoint",
+        f"--endpoint={url}",
+        "--model=acme/tiny-llm",
+        "--limit=20",
+        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
+        "--report=BENCHMARKS.md",
+        *extra,
     )
 
 

@@ -60,7 +60,10 @@ def test_engine_arg_values_are_json_when_they_can_be():
     assert parse_engine_arg('hf_overrides={"a": 1}') == ("hf_overrides", {"a": 1})
 
 
-@given(st.from_regex(r"[a-z][a-z_]{0,20}", fullmatch=True), st.integers() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False))
+@given(
+    st.from_regex(r"[a-z][a-z_]{0,20}", fullmatch=True),
+    st.integers() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False),
+)
 def test_engine_arg_round_trips_json_scalars(key, value):
     import json
 
@@ -74,23 +77,35 @@ def test_slo_parses_milliseconds():
 
 def test_every_option_has_a_settings_field():
     settings = settings_from()
-    fields = set(settings.__dataclass_fields__) | {"model", "mode", "engine_arg", "slo", "vllmbench_gate", "vllmbench_baseline"}
+    fields = set(settings.__dataclass_fields__) | {
+        "model",
+        "mode",
+        "engine_arg",
+        "slo",
+        "vllmbench_gate",
+        "vllmbench_baseline",
+    }
     assert {option.key for option in OPTIONS} <= fields
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    (option, value) for option in ("request_rate", "request_timeout", "server_timeout")
-    for value in ("nan", "inf", "-inf", "0", "-1", "1e999")
-    if (option, value) != ("request_rate", "inf")  # no rate limit, as in vllm bench serve (test_loads.py)
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        (option, value)
+        for option in ("request_rate", "request_timeout", "server_timeout")
+        for value in ("nan", "inf", "-inf", "0", "-1", "1e999")
+        if (option, value) != ("request_rate", "inf")  # no rate limit, as in vllm bench serve (test_loads.py)
+    ],
+)
 def test_rates_and_timeouts_must_be_finite_and_above_zero(option, value):
     flag = "--" + option.replace("_", "-")
     with pytest.raises(UsageError, match=f"{flag} (expects a finite number|must be a number above 0)"):
         settings_from(**{option: value})
 
 
-@pytest.mark.parametrize(("option", "value"),
-                         [("concurrency", "0"), ("concurrency", "nan"), ("slo", "ttft:nan"), ("slo", "tpot:inf")])
+@pytest.mark.parametrize(
+    ("option", "value"), [("concurrency", "0"), ("concurrency", "nan"), ("slo", "ttft:nan"), ("slo", "tpot:inf")]
+)
 def test_concurrency_and_slo_refuse_nonsense(option, value):
     with pytest.raises(UsageError):
         settings_from(**{option: value})

@@ -16,15 +16,19 @@ from pytest_vllmbench.engines.dummy_weights import does_not_fit
 from pytest_vllmbench.engines.start_output import MAX_LINE, StartOutput, failure_reason, relevant_lines
 
 # vLLM 0.26's engine-core log when the weights fit and one max-length sequence's KV cache does not (seen on the H200)
-KV_LOG = ("(EngineCore_DP0 pid=4242) ERROR 11-30 15:02:11 [core.py:866] ValueError: To serve at least one request "
-          "with the model's max seq len (8192), (1.0 GiB KV cache is needed, which is larger than the available KV "
-          "cache memory (0.47 GiB). Based on the available memory, the estimated maximum model length is 3856.")
+KV_LOG = (
+    "(EngineCore_DP0 pid=4242) ERROR 11-30 15:02:11 [core.py:866] ValueError: To serve at least one request "
+    "with the model's max seq len (8192), (1.0 GiB KV cache is needed, which is larger than the available KV "
+    "cache memory (0.47 GiB). Based on the available memory, the estimated maximum model length is 3856."
+)
 
 
 def test_output_of_processes_started_inside_is_kept_and_still_shown(capfd):
     with StartOutput() as output:
-        subprocess.run([sys.executable, "-c", "import sys; print('child out'); print('ValueError: boom', file=sys.stderr)"],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-c", "import sys; print('child out'); print('ValueError: boom', file=sys.stderr)"],
+            check=True,
+        )
         os.write(2, b"parent line\n")
     lines = output.lines()
     assert {"child out", "ValueError: boom", "parent line"} <= set(lines)
@@ -65,11 +69,16 @@ def test_failure_reason_is_the_last_exception_line_without_the_log_prefix():
 
 
 def test_relevant_lines_hide_credentials_and_machine_paths():
-    lines = ["INFO weights in /home/alice/models/secret-project/model.safetensors took 0.5 GiB memory",
-             "ERROR http://user:hunter22@10.0.0.1/v1 said: RuntimeError: boom", "INFO unrelated"]
+    lines = [
+        "INFO weights in /home/alice/models/secret-project/model.safetensors took 0.5 GiB memory",
+        "ERROR http://user:hunter22@10.0.0.1/v1 said: RuntimeError: boom",
+        "INFO unrelated",
+    ]
     picked = relevant_lines(lines)
-    assert picked == ["INFO weights in model.safetensors took 0.5 GiB memory",
-                      "ERROR http://<redacted>@10.0.0.1/v1 said: RuntimeError: boom"]
+    assert picked == [
+        "INFO weights in model.safetensors took 0.5 GiB memory",
+        "ERROR http://<redacted>@10.0.0.1/v1 said: RuntimeError: boom",
+    ]
 
 
 @given(st.lists(st.text(max_size=700), max_size=60), st.integers(min_value=1, max_value=20))
@@ -78,8 +87,10 @@ def test_relevant_lines_are_few_short_distinct_and_in_order(lines, limit):
     assert len(picked) <= limit and len(set(picked)) == len(picked)
     assert all(len(line) <= MAX_LINE and "\x1b[" not in line for line in picked)
     kept = [relevant_lines([line], 1) for line in lines]  # each pick comes from one input line, in input order
-    positions = [next(i for i in range(len(lines)) if kept[i] == [p] and i >= start)
-                 for start, p in _running_starts(picked, kept)]
+    positions = [
+        next(i for i in range(len(lines)) if kept[i] == [p] and i >= start)
+        for start, p in _running_starts(picked, kept)
+    ]
     assert positions == sorted(positions)
 
 
@@ -111,17 +122,21 @@ def test_offline_engine_start_error_names_the_engine_cores_reason(tmp_path, monk
     message = str(raised.value)
     first = message.splitlines()[0]
     assert first.startswith("vllm.LLM('/models/mistral-7b') failed: ValueError: To serve at least one request")
-    assert first.endswith("(RuntimeError: Engine core initialization failed. See root cause above. "
-                          "Failed core proc(s): {})")
+    assert first.endswith(
+        "(RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {})"
+    )
     assert "the engine printed:" in message
     mistral = load_registry().models["mistral-7b"]
     assert does_not_fit(message, mistral, [143771], 0.1139, 16.0, 1) == (
         "does not fit in 16 GiB: needs ~13.5 GiB for the weights alone, plus 1.0 GiB of KV cache for "
-        "max_model_len 8192 (0.47 GiB was left for it)")
+        "max_model_len 8192 (0.47 GiB was left for it)"
+    )
 
 
 def test_a_generic_start_failure_keeps_its_own_message(tmp_path, monkeypatch):
-    (tmp_path / "vllm.py").write_text("class LLM:\n    def __init__(self, **kw):\n        raise OSError('no such model')\n")
+    (tmp_path / "vllm.py").write_text(
+        "class LLM:\n    def __init__(self, **kw):\n        raise OSError('no such model')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "vllm", raising=False)
     from pytest_vllmbench.engines.offline import OfflineEngine

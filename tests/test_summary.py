@@ -7,11 +7,25 @@ from pytest_vllmbench.results.summary import cells_table, gate_lines, summary_bl
 
 
 def test_one_row_per_cell_with_the_figures_that_matter():
-    text = cells_table([cell(score=0.9, tpot_ms_p50=300.0, tpot_ms_p99=410.0, quality_valid_rate=0.5),
-                        cell("gemma-270m-server", requests_per_s=2.25)])
+    text = cells_table(
+        [
+            cell(score=0.9, tpot_ms_p50=300.0, tpot_ms_p99=410.0, quality_valid_rate=0.5),
+            cell("gemma-270m-server", requests_per_s=2.25),
+        ]
+    )
     header, _, first, second = text.splitlines()
-    for column in ("Model", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "Load s",
-                   "Projected h", "Quality", "Score"):
+    for column in (
+        "Model",
+        "Mode",
+        "req/s",
+        "out tok/s",
+        "TTFT p50/p99 ms",
+        "TPOT p50/p99 ms",
+        "Load s",
+        "Projected h",
+        "Quality",
+        "Score",
+    ):
         assert column in header
     assert "Projected cost" not in header
     assert first.split()[:4] == ["gemma-270m", "offline", "1.50", "144.0"]
@@ -27,12 +41,20 @@ def test_cost_column_only_when_a_cell_knows_its_cost():
 
 
 def test_no_cell_ran_means_no_summary_and_unrun_cells_are_listed():
-    unrun = {"cell": "qwen-14b-offline", "model": "qwen-14b", "mode": "offline", "status": "does not fit: needs ~27 GiB"}
+    unrun = {
+        "cell": "qwen-14b-offline",
+        "model": "qwen-14b",
+        "mode": "offline",
+        "status": "does not fit: needs ~27 GiB",
+    }
     assert summary_block([]) == "" and summary_block([unrun]) == ""
     block = summary_block([cell(), unrun], ["gates: passed"], "s/0001_a.json", "BENCHMARKS.md")
     assert "not run: qwen-14b-offline: does not fit: needs ~27 GiB" in block
-    assert block.splitlines()[-3:] == ["gates: passed", "run saved in s/0001_a.json",
-                                       "report regenerated: BENCHMARKS.md"]
+    assert block.splitlines()[-3:] == [
+        "gates: passed",
+        "run saved in s/0001_a.json",
+        "report regenerated: BENCHMARKS.md",
+    ]
     assert "qwen-14b  " not in block.split("\n\n")[0]  # not a row of the table
 
 

@@ -27,6 +27,7 @@ FAKE_SERVER = Path(__file__).with_name("fake_vllm_server.py")
 def fake_command(*flags: str):
     def command(model: str, served_name: str, port: int, engine_args: dict) -> list[str]:
         return [sys.executable, str(FAKE_SERVER), "--port", str(port), "--served-model-name", served_name, *flags]
+
     return command
 
 
@@ -39,15 +40,26 @@ def wait_for_file(path: Path, timeout_s: float = 30.0) -> int:
 
 
 def start(tmp_path: Path, *flags: str, **kwargs) -> server.ServerEngine:
-    return server.ServerEngine("fake-model", "fake", {}, ClientConfig("", "fake"), log_dir=tmp_path,
-                               command=fake_command(*flags), stop_grace_s=1.0, **kwargs)
+    return server.ServerEngine(
+        "fake-model",
+        "fake",
+        {},
+        ClientConfig("", "fake"),
+        log_dir=tmp_path,
+        command=fake_command(*flags),
+        stop_grace_s=1.0,
+        **kwargs,
+    )
 
 
-@pytest.mark.parametrize("flags", [
-    (),
-    ("--worker-ignores-sigterm",),
-    ("--worker-leaves-group", "--worker-ignores-sigterm"),  # out of reach of a signal to the process group
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        (),
+        ("--worker-ignores-sigterm",),
+        ("--worker-leaves-group", "--worker-ignores-sigterm"),  # out of reach of a signal to the process group
+    ],
+)
 def test_close_returns_only_when_every_process_of_the_server_is_gone(tmp_path, flags):
     ready = tmp_path / "worker.pid"
     engine = start(tmp_path, *flags, "--ready-file", str(ready))
@@ -67,10 +79,15 @@ def test_a_process_that_survives_sigkill_is_named_in_the_error(tmp_path, monkeyp
     engine = start(tmp_path, "--worker-leaves-group", "--worker-ignores-sigterm", "--ready-file", str(ready))
     worker = wait_for_file(ready)
     real_kill = supervisor.kill
-    monkeypatch.setattr(supervisor, "kill", lambda pids, sig=signal.SIGKILL: real_kill([p for p in pids if p != worker]))
+    monkeypatch.setattr(
+        supervisor, "kill", lambda pids, sig=signal.SIGKILL: real_kill([p for p in pids if p != worker])
+    )
     try:
-        with pytest.raises(EngineStopError, match=rf"1 process\(es\) of pid {engine.process.pid}'s session still "
-                                                  rf"alive 1 s after SIGKILL: {worker} \("):
+        with pytest.raises(
+            EngineStopError,
+            match=rf"1 process\(es\) of pid {engine.process.pid}'s session still "
+            rf"alive 1 s after SIGKILL: {worker} \(",
+        ):
             engine.process.stop(grace_s=0.5, kill_wait_s=1.0)
     finally:
         os.kill(worker, signal.SIGKILL)
@@ -124,7 +141,9 @@ def test_a_dead_server_is_a_fault_naming_its_exit(tmp_path):
         engine.close()
 
 
-IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
+IGNORES_SIGTERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
+)
 
 
 def test_an_engines_workers_are_waited_for_then_killed(tmp_path):
@@ -140,8 +159,11 @@ def test_a_worker_that_outlives_sigkill_is_named(monkeypatch):
     assert child.stdout.readline() == "ready\n"
     monkeypatch.setattr(supervisor, "kill", lambda pids, sig=signal.SIGKILL: list(pids))
     try:
-        with pytest.raises(EngineStopError, match=rf"1 engine worker process\(es\) still alive 0 s after SIGKILL: "
-                                                  rf"{child.pid} \("):
+        with pytest.raises(
+            EngineStopError,
+            match=rf"1 engine worker process\(es\) still alive 0 s after SIGKILL: "
+            rf"{child.pid} \(",
+        ):
             supervisor.stop_children([psutil.Process(child.pid)], grace_s=0.2, kill_wait_s=0.3)
     finally:
         child.kill()
@@ -154,8 +176,19 @@ def test_the_parity_benchmark_leaves_nothing_behind_when_it_runs_too_long(monkey
     from pytest_vllmbench.run import parity
 
     ready = tmp_path / "worker.pid"
-    monkeypatch.setattr(parity, "bench_throughput_command", lambda *args: [
-        sys.executable, str(FAKE_SERVER), "--port", "0", "--worker-ignores-sigterm", "--ready-file", str(ready)])
+    monkeypatch.setattr(
+        parity,
+        "bench_throughput_command",
+        lambda *args: [
+            sys.executable,
+            str(FAKE_SERVER),
+            "--port",
+            "0",
+            "--worker-ignores-sigterm",
+            "--ready-file",
+            str(ready),
+        ],
+    )
     with pytest.raises(RuntimeError, match=r"did not finish in 8 s"):
         parity.vllm_bench_requests_per_s("m", {}, 8, 8, 1, timeout_s=8.0)
     worker = int(ready.read_text())
@@ -163,7 +196,7 @@ def test_the_parity_benchmark_leaves_nothing_behind_when_it_runs_too_long(monkey
 
 
 SERVER_KEYS = [f"{m}_ms_{s}" for m in ("ttft", "tpot", "itl", "e2el") for s in ("mean", "p50", "p90", "p99")]
-FAKE_SERVER_CONFTEST = f'''
+FAKE_SERVER_CONFTEST = f"""
 # Server cells start the FAKE vLLM server the way ServerEngine starts vLLM; gemma-270m's crashes mid-cell.
 import sys
 from pytest_vllmbench.engines import server
@@ -179,7 +212,7 @@ def start_fake_server(cell, settings, registry):
 
 
 session.start_engine = start_fake_server
-'''
+"""
 
 
 def test_a_server_killed_mid_cell_fails_only_its_cell_keeps_its_figures_and_leaves_nothing(tmp_path):
@@ -189,9 +222,19 @@ def test_a_server_killed_mid_cell_fails_only_its_cell_keeps_its_figures_and_leav
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "test_batch.py").write_text((repo / "benchmarks" / "test_batch.py").read_text())
     (tmp_path / "conftest.py").write_text(FAKE_SERVER_CONFTEST)
-    args = ["benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--model=gemma-1b", "--mode=server",
-            f"--dataset={repo / 'data' / 'batch_5k.jsonl'}", "--limit=8", "--benchmark-save=killed",
-            "--slo=ttft:60000", "--report=none"]
+    args = [
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=gemma-270m",
+        "--model=gemma-1b",
+        "--mode=server",
+        f"--dataset={repo / 'data' / 'batch_5k.jsonl'}",
+        "--limit=8",
+        "--benchmark-save=killed",
+        "--slo=ttft:60000",
+        "--report=none",
+    ]
     result, leftovers = run_pytest_isolated(args, tmp_path, timeout=120)
     out = result.stdout
     assert result.returncode == 1, out[-3000:]

@@ -9,14 +9,22 @@ from openai_stub import StubServer
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO / "data" / "batch_5k.jsonl"
 TEST = "def test_batch(vllmbench_cell, benchmark):\n    vllmbench_cell.run(benchmark)\n"
-METRICS = ('# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{engine="0"} 0.75\n'
-           '# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine="0"} 2\n')
+METRICS = (
+    '# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{engine="0"} 0.75\n'
+    '# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine="0"} 2\n'
+)
 
 
 def run(pytester, stub, *args):
     pytester.makepyfile(test_batch=TEST)
-    return pytester.runpytest("--mode=endpoint", f"--endpoint=http://127.0.0.1:{stub.port}", "--model=served-model",
-                              "--limit=3", f"--dataset={DATASET}", *args)
+    return pytester.runpytest(
+        "--mode=endpoint",
+        f"--endpoint=http://127.0.0.1:{stub.port}",
+        "--model=served-model",
+        "--limit=3",
+        f"--dataset={DATASET}",
+        *args,
+    )
 
 
 def saved_cells(pytester):
@@ -26,8 +34,17 @@ def saved_cells(pytester):
 
 def test_a_sweep_runs_every_point_on_one_start_with_rounds_traces_and_server_metrics(pytester):
     with StubServer(["served-model"], metrics=METRICS) as stub:
-        result = run(pytester, stub, "--concurrency=2,1", "--rounds=3", "--warmup=1", "--trace-dir=traces",
-                     "--slo=ttft:60000", "--benchmark-save=sweep", "--report=report.md")
+        result = run(
+            pytester,
+            stub,
+            "--concurrency=2,1",
+            "--rounds=3",
+            "--warmup=1",
+            "--trace-dir=traces",
+            "--slo=ttft:60000",
+            "--benchmark-save=sweep",
+            "--report=report.md",
+        )
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert sum(seen["path"] == "/v1/models" for seen in stub.seen) == 1  # one engine start for both points
     assert sum(seen["body"] is not None for seen in stub.seen) == 2 * 3 * 3 + 3  # 2 points x 3 rounds, 1 warm-up
@@ -59,11 +76,20 @@ def test_a_trace_holds_timings_and_counts_but_no_prompt_or_output_text(pytester)
     assert header["vllmbench_trace"] == 1 and header["cell"] == "served-model-endpoint"
     assert len(rows) == 2 * 3 and {row["round"] for row in rows} == {1, 2}
     sent_ids = [seen["body"]["messages"] for seen in stub.seen if seen["body"]]
-    assert {row["custom_id"] for row in rows} == {json.loads(line)["custom_id"] for line in
-                                                 DATASET.read_text().splitlines()[:3]}
+    assert {row["custom_id"] for row in rows} == {
+        json.loads(line)["custom_id"] for line in DATASET.read_text().splitlines()[:3]
+    }
     for row in rows:
-        assert set(row) == {"round", "custom_id", "send_s", "ttft_ms", "e2el_ms", "input_tokens", "output_tokens",
-                            "error"}
+        assert set(row) == {
+            "round",
+            "custom_id",
+            "send_s",
+            "ttft_ms",
+            "e2el_ms",
+            "input_tokens",
+            "output_tokens",
+            "error",
+        }
         assert row["output_tokens"] == 4 and row["error"] is None and 0 <= row["send_s"] < 60
         assert 0 < row["ttft_ms"] <= row["e2el_ms"]
     text = "\n".join(lines)

@@ -108,11 +108,14 @@ def test_limit_and_sample(tmp_path):
 
 messages = st.lists(
     st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]), "content": st.text(min_size=0)}),
-    min_size=1, max_size=4,
+    min_size=1,
+    max_size=4,
 )
 requests = st.lists(
     st.tuples(st.text(min_size=1, max_size=20), messages, st.none() | st.integers(1, 4096)),
-    min_size=1, max_size=20, unique_by=lambda t: t[0],
+    min_size=1,
+    max_size=20,
+    unique_by=lambda t: t[0],
 )
 
 

@@ -76,13 +76,35 @@ def test_values_no_engine_could_send_or_vllm_would_take_are_refused_at_their_lin
 
 def test_what_offline_can_honour_is_accepted(tmp_path):
     path = tmp_path / "b.jsonl"
-    path.write_text("\n".join([
-        line(custom_id="a", n=2, temperature=0.7, presence_penalty=0.5, frequency_penalty=-0.5, repetition_penalty=1.1,
-             top_k=20, min_p=0.05, seed=-3, stop=["\n\n"], stop_token_ids=[1], logit_bias={"7": -100},
-             logprobs=True, top_logprobs=5, min_tokens=1, max_tokens=8, user="u", metadata={"k": "v"}),
-        line("/v1/completions", custom_id="b", logprobs=2, stop="x", ignore_eos=True),
-        line(custom_id="c", messages=[{"role": "user", "content": "caf\u00e9 \U0001F600 \\ud83d\\ude00"}]),
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                line(
+                    custom_id="a",
+                    n=2,
+                    temperature=0.7,
+                    presence_penalty=0.5,
+                    frequency_penalty=-0.5,
+                    repetition_penalty=1.1,
+                    top_k=20,
+                    min_p=0.05,
+                    seed=-3,
+                    stop=["\n\n"],
+                    stop_token_ids=[1],
+                    logit_bias={"7": -100},
+                    logprobs=True,
+                    top_logprobs=5,
+                    min_tokens=1,
+                    max_tokens=8,
+                    user="u",
+                    metadata={"k": "v"},
+                ),
+                line("/v1/completions", custom_id="b", logprobs=2, stop="x", ignore_eos=True),
+                line(custom_id="c", messages=[{"role": "user", "content": "caf\u00e9 \U0001f600 \\ud83d\\ude00"}]),
+            ]
+        )
+        + "\n"
+    )
     items = list(iter_batch(path))
     assert all(isinstance(item, BatchRequest) for item in items), items
 
@@ -106,8 +128,17 @@ json_values = st.recursive(
 FIELDS = sorted(CHAT_FIELDS | COMPLETION_FIELDS | {"custom_id", "method", "url", "body", "tools", "echo"})
 
 
-RAW_TOKENS = ["NaN", "Infinity", "-Infinity", "1e999", '"\\ud800"', '"\\udfff x"', nested(3000), "9" * 5000,
-              '{"type": "json_schema", "json_schema": 7}']
+RAW_TOKENS = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e999",
+    '"\\ud800"',
+    '"\\udfff x"',
+    nested(3000),
+    "9" * 5000,
+    '{"type": "json_schema", "json_schema": 7}',
+]
 SENTINEL = "@@RAW@@"
 
 
@@ -156,8 +187,14 @@ def test_the_validate_command_answers_0_or_1_with_file_line_messages(tmp_path, c
     assert (status == 0) == (not messages)
 
 
-@pytest.mark.parametrize("bad", [line(response_format={"type": "json_schema", "json_schema": "x"}), nested(5000),
-                                 line(temperature=1.0).replace("1.0", "NaN")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        line(response_format={"type": "json_schema", "json_schema": "x"}),
+        nested(5000),
+        line(temperature=1.0).replace("1.0", "NaN"),
+    ],
+)
 def test_the_benchmark_stops_with_exit_4_and_file_line_never_a_traceback(pytester, bad):
     pytester.makepyfile(test_batch="def test_batch(vllmbench_cell, benchmark):\n    vllmbench_cell.run(benchmark)\n")
     path = pytester.path / "bad.jsonl"

@@ -10,7 +10,7 @@ import pytest
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.pytest_plugin.xdist_workers import gpus_for_worker
 
-TESTS = '''
+TESTS = """
 import os, time
 import pytest
 
@@ -23,15 +23,18 @@ def test_worker_dies(benchmark):
     if os.environ.get("KILL_A_WORKER"):
         os._exit(13)  # the worker process dies mid-test
     benchmark.pedantic(time.sleep, args=(0.01,), rounds=1)
-'''
+"""
 
 
 def saved_runs(path):
     return sorted(path.glob(".benchmarks/*/*.json"))
 
 
-@pytest.mark.parametrize("loading", [[], ["-p", "no:vllmbench", "-p", "pytest_vllmbench.pytest_plugin.plugin"]],
-                         ids=["entry-point", "loaded-first-with-p"])
+@pytest.mark.parametrize(
+    "loading",
+    [[], ["-p", "no:vllmbench", "-p", "pytest_vllmbench.pytest_plugin.plugin"]],
+    ids=["entry-point", "loaded-first-with-p"],
+)
 def test_two_workers_save_one_merged_run_that_pytest_benchmark_reads(pytester, loading):
     pytester.makepyfile(test_bench=TESTS)
     result = pytester.runpytest_subprocess(*loading, "-n", "2", "--benchmark-save=merged", "--report=none")
@@ -44,9 +47,18 @@ def test_two_workers_save_one_merged_run_that_pytest_benchmark_reads(pytester, l
     assert all(bench["stats"]["rounds"] >= 1 and bench["stats"]["mean"] > 0 for bench in data["benchmarks"])
     assert "xdist_workers" in data["machine_info"]["vllmbench"]
     assert not list(pytester.path.glob(".benchmarks/.partial-*"))  # partial files are cleaned up
-    listed = subprocess.run([str(Path(sys.executable).with_name("pytest-benchmark")), "--storage",
-                             str(pytester.path / ".benchmarks"), "compare", str(run)],
-                            capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("pytest-benchmark")),
+            "--storage",
+            str(pytester.path / ".benchmarks"),
+            "compare",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "test_measured[3]" in listed.stdout
 
 

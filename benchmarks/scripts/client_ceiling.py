@@ -47,16 +47,28 @@ def vllms(base_url: str, n: int, concurrency: int, chunks: int) -> float:
 
     async def go() -> float:
         # the same session settings as vllm/benchmarks/serve.py
-        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, ttl_dns_cache=300,
-                                         use_dns_cache=True, keepalive_timeout=60, enable_cleanup_closed=True,
-                                         force_close=False)
-        async with aiohttp.ClientSession(connector=connector, trust_env=True,
-                                         timeout=aiohttp.ClientTimeout(total=6 * 3600)) as session:
+        connector = aiohttp.TCPConnector(
+            limit=concurrency,
+            limit_per_host=concurrency,
+            ttl_dns_cache=300,
+            use_dns_cache=True,
+            keepalive_timeout=60,
+            enable_cleanup_closed=True,
+            force_close=False,
+        )
+        async with aiohttp.ClientSession(
+            connector=connector, trust_env=True, timeout=aiohttp.ClientTimeout(total=6 * 3600)
+        ) as session:
             gate = asyncio.Semaphore(concurrency)
 
             async def one(i: int):
-                item = RequestFuncInput(prompt="Rate this candidate.", api_url=f"{base_url}/chat/completions",
-                                        prompt_len=100, output_len=chunks, model="stub")
+                item = RequestFuncInput(
+                    prompt="Rate this candidate.",
+                    api_url=f"{base_url}/chat/completions",
+                    prompt_len=100,
+                    output_len=chunks,
+                    model="stub",
+                )
                 async with gate:
                     return await async_request_openai_chat_completions(item, session)
 
@@ -79,8 +91,12 @@ def main() -> None:
     args = parser.parse_args()
 
     port = free_port()
-    stub = subprocess.Popen([sys.executable, str(STUB), str(port), str(args.chunks)], stdout=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    stub = subprocess.Popen(
+        [sys.executable, str(STUB), str(port), str(args.chunks)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert stub.stdout is not None and stub.stdout.readline().strip() == "ready"
         base_url = f"http://127.0.0.1:{port}/v1"
@@ -95,7 +111,9 @@ def main() -> None:
     chunks_per_request = args.chunks + 3  # role chunk, content chunks, usage chunk, [DONE]
     figures = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "requests": args.requests, "concurrency": args.concurrency, "content_chunks": args.chunks,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "content_chunks": args.chunks,
         "trials": args.trials,
     }
     for name, times in walls.items():

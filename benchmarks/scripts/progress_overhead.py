@@ -46,8 +46,11 @@ def main() -> None:
         rates: dict[str, list[float]] = {"without": [], "with": []}
         for trial in range(args.trials):
             for side in ("without", "with") if trial % 2 == 0 else ("with", "without"):  # no order bias
-                bar = CellProgress("gemma-270m-offline", len(requests), sys.stderr, tty=False, interval_s=1.0) \
-                    if side == "with" else None
+                bar = (
+                    CellProgress("gemma-270m-offline", len(requests), sys.stderr, tty=False, interval_s=1.0)
+                    if side == "with"
+                    else None
+                )
                 started = time.perf_counter()
                 records = engine.run(requests, sampling, bar)
                 wall = time.perf_counter() - started
@@ -59,13 +62,20 @@ def main() -> None:
     finally:
         engine.close()
     medians = {side: statistics.median(values) for side, values in rates.items()}
-    print(json.dumps({
-        "requests": len(requests), "max_tokens": args.max_tokens, "trials": args.trials,
-        "req_per_s": {side: [round(v, 3) for v in values] for side, values in rates.items()},
-        "median_req_per_s": {side: round(v, 3) for side, v in medians.items()},
-        "ratio_with_over_without": round(medians["with"] / medians["without"], 3),
-        "spread_without": round((max(rates["without"]) - min(rates["without"])) / medians["without"], 3),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "requests": len(requests),
+                "max_tokens": args.max_tokens,
+                "trials": args.trials,
+                "req_per_s": {side: [round(v, 3) for v in values] for side, values in rates.items()},
+                "median_req_per_s": {side: round(v, 3) for side, v in medians.items()},
+                "ratio_with_over_without": round(medians["with"] / medians["without"], 3),
+                "spread_without": round((max(rates["without"]) - min(rates["without"])) / medians["without"], 3),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,19 +22,34 @@ def run_file(index: int, gpus: list[str]) -> dict:
     cells = []
     for mode, rate in (("offline", 40.0), ("server", 38.0)):
         rate = rate * (1 + (index % 7) / 100)
-        cells.append({
-            "name": f"test_batch[gemma-12b-{mode}]", "stats": {"mean": 25.0},
-            "extra_info": {
-                "vllmbench_schema": 1, "cell": f"gemma-12b-{mode}", "model": "gemma-12b", "mode": mode,
-                "params_b": 11.8, "requests_per_s": rate, "output_tokens_per_s": rate * 128,
-                "projected_hours": 170000 / rate / 3600, "n_requests": 1000, "n_failed": 0,
-                "ttft_ms_p50": 2400.0, "ttft_ms_p99": 3400.0, "gpus": gpus,
-                "dataset": {"path": "data/batch_5k.jsonl", "sha256": "0" * 64},
-                "engine": {"name": "vllm", "version": "0.26.0", "platform": "cuda"},
-            },
-        })
-    return {"machine_info": {"vllmbench": {"cpu_name": "Xeon", "gpus": gpus}, "cpu": {"count": 16}},
-            "datetime": f"2026-11-{1 + index % 28:02d}T{index % 24:02d}:00:00", "benchmarks": cells}
+        cells.append(
+            {
+                "name": f"test_batch[gemma-12b-{mode}]",
+                "stats": {"mean": 25.0},
+                "extra_info": {
+                    "vllmbench_schema": 1,
+                    "cell": f"gemma-12b-{mode}",
+                    "model": "gemma-12b",
+                    "mode": mode,
+                    "params_b": 11.8,
+                    "requests_per_s": rate,
+                    "output_tokens_per_s": rate * 128,
+                    "projected_hours": 170000 / rate / 3600,
+                    "n_requests": 1000,
+                    "n_failed": 0,
+                    "ttft_ms_p50": 2400.0,
+                    "ttft_ms_p99": 3400.0,
+                    "gpus": gpus,
+                    "dataset": {"path": "data/batch_5k.jsonl", "sha256": "0" * 64},
+                    "engine": {"name": "vllm", "version": "0.26.0", "platform": "cuda"},
+                },
+            }
+        )
+    return {
+        "machine_info": {"vllmbench": {"cpu_name": "Xeon", "gpus": gpus}, "cpu": {"count": 16}},
+        "datetime": f"2026-11-{1 + index % 28:02d}T{index % 24:02d}:00:00",
+        "benchmarks": cells,
+    }
 
 
 def main() -> None:
@@ -52,12 +67,24 @@ def main() -> None:
         walls = []
         for _ in range(3):
             started = time.perf_counter()
-            subprocess.run([vllmbench, "report", "--storage", str(storage), "--out", f"{folder}/B.md"],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [vllmbench, "report", "--storage", str(storage), "--out", f"{folder}/B.md"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             walls.append(time.perf_counter() - started)
         lines = len(Path(folder, "B.md").read_text().splitlines())
-    print(json.dumps({"runs": args.runs, "report_lines": lines, "best_s": round(min(walls), 3),
-                      "walls_s": [round(w, 3) for w in walls]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "runs": args.runs,
+                "report_lines": lines,
+                "best_s": round(min(walls), 3),
+                "walls_s": [round(w, 3) for w in walls],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -67,13 +67,20 @@ def main() -> None:
             rates[side].append(len(records) / wall)
             print(f"trial {trial + 1} {side}: {rates[side][-1]:.3f} req/s", file=sys.stderr, flush=True)
     medians = {side: statistics.median(values) for side, values in rates.items()}
-    print(json.dumps({
-        "requests": len(requests), "max_tokens": args.max_tokens, "trials": args.trials,
-        "req_per_s": {side: [round(v, 3) for v in values] for side, values in rates.items()},
-        "median_req_per_s": {side: round(v, 3) for side, v in medians.items()},
-        "ratio_run_batch_over_offline": round(medians["run-batch"] / medians["offline"], 3),
-        "run_batch_load_s": [round(v, 1) for v in loads],
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "requests": len(requests),
+                "max_tokens": args.max_tokens,
+                "trials": args.trials,
+                "req_per_s": {side: [round(v, 3) for v in values] for side, values in rates.items()},
+                "median_req_per_s": {side: round(v, 3) for side, v in medians.items()},
+                "ratio_run_batch_over_offline": round(medians["run-batch"] / medians["offline"], 3),
+                "run_batch_load_s": [round(v, 1) for v in loads],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

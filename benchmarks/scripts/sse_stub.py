@@ -23,16 +23,19 @@ def canned_stream(chunks: int) -> list[bytes]:
     return events
 
 
-HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
-           b"Connection: keep-alive\r\n\r\n")
+HEADERS = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+    b"Connection: keep-alive\r\n\r\n"
+)
 
 
 def model_list(model: str) -> bytes:
     return json.dumps({"object": "list", "data": [{"id": model, "object": "model", "root": model}]}).encode()
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: list[bytes],
-                 models: bytes) -> None:
+async def handle(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: list[bytes], models: bytes
+) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -43,8 +46,12 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, str
             if length:
                 await reader.readexactly(length)
             if head.startswith(b"GET"):
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(models)).encode() + b"\r\n\r\n" + models)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(models)).encode()
+                    + b"\r\n\r\n"
+                    + models
+                )
             else:
                 writer.write(HEADERS)
                 for piece in stream:

@@ -39,15 +39,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         batch = Path(folder) / "batch.jsonl"
         started = time.perf_counter()
-        subprocess.run([vllmbench, "make-dataset", "--n", str(args.n), "--seed", "1", "--out", str(batch)],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [vllmbench, "make-dataset", "--n", str(args.n), "--seed", "1", "--out", str(batch)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         made = time.perf_counter() - started
         bare = [timed([sys.executable, "-c", BARE_LOOP, str(batch)]) for _ in range(args.trials)]
         ours = [timed([vllmbench, "validate", str(batch)]) for _ in range(args.trials)]
         size_mb = batch.stat().st_size / 1e6
     figures = {
-        "lines": args.n, "file_mb": round(size_mb, 1), "make_dataset_s": round(made, 2),
-        "json_loads_loop_s": round(min(w for w, _ in bare), 3), "validate_s": round(min(w for w, _ in ours), 3),
+        "lines": args.n,
+        "file_mb": round(size_mb, 1),
+        "make_dataset_s": round(made, 2),
+        "json_loads_loop_s": round(min(w for w, _ in bare), 3),
+        "validate_s": round(min(w for w, _ in ours), 3),
         "validate_peak_rss_mb": round(max(m for _, m in ours), 1),
     }
     figures["ratio_validate_over_loop"] = round(figures["validate_s"] / figures["json_loads_loop_s"], 2)

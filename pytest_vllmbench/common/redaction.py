@@ -10,8 +10,25 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 REDACTED = "<redacted>"
 # segments (split at _ - . and case changes) of engine-arg and query-parameter names that hold credentials;
 # whole segments only, so max_num_batched_tokens or tokenizer_mode stay visible
-_SECRET_SEGMENTS = frozenset({"apikey", "token", "password", "passwd", "pwd", "secret", "credential", "credentials",
-                              "auth", "authorization", "signature", "sig", "key", "cookie", "bearer"})
+_SECRET_SEGMENTS = frozenset(
+    {
+        "apikey",
+        "token",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "credential",
+        "credentials",
+        "auth",
+        "authorization",
+        "signature",
+        "sig",
+        "key",
+        "cookie",
+        "bearer",
+    }
+)
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]{}]+")
 
 

@@ -30,12 +30,15 @@ class Rule:
     def parse(cls, text: str) -> Rule:
         match = _RULE.match(text.strip())
         if not match:
-            raise UsageError(f"gate rule {text!r}: expected METRIC:CHANGE% or METRIC:CHANGE%:noise, e.g. "
-                             "output_tokens_per_s:-5%")
+            raise UsageError(
+                f"gate rule {text!r}: expected METRIC:CHANGE% or METRIC:CHANGE%:noise, e.g. output_tokens_per_s:-5%"
+            )
         metric, change = match["metric"], float(match["change"])
         better_up = higher_is_better(metric)
         if (better_up and change > 0) or (not better_up and change < 0):
             worse = "a drop" if better_up else "a rise"
-            raise UsageError(f"gate rule {text!r}: for {metric} a regression is {worse}; write "
-                             f"{metric}:{'-' if better_up else '+'}{abs(change):g}%")
+            raise UsageError(
+                f"gate rule {text!r}: for {metric} a regression is {worse}; write "
+                f"{metric}:{'-' if better_up else '+'}{abs(change):g}%"
+            )
         return cls(metric, abs(change), bool(match["noise"]))

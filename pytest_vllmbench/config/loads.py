@@ -74,7 +74,9 @@ def parse_request_rates(value: Any) -> tuple[float | None, ...]:
         try:
             number = float(item)
         except ValueError:
-            raise UsageError(f"--request-rate expects a finite number, or inf, separated by commas, got {item!r}") from None
+            raise UsageError(
+                f"--request-rate expects a finite number, or inf, separated by commas, got {item!r}"
+            ) from None
         if number == math.inf and item.strip().lower() in ("inf", "infinity", "+inf"):
             values.append(None)
             continue
@@ -103,9 +105,12 @@ def _unique(values: Sequence[Any], what: str) -> tuple[Any, ...]:
 
 def load_points(concurrencies: Sequence[int | None], rates: Sequence[float | None]) -> tuple[LoadPoint, ...]:
     """Every combination, lightest first (rate-limited before unlimited, low concurrency before high)."""
+
     def weight(point: LoadPoint) -> tuple[float, float]:
-        return (math.inf if point.concurrency is None else point.concurrency,
-                math.inf if point.request_rate is None else point.request_rate)
+        return (
+            math.inf if point.concurrency is None else point.concurrency,
+            math.inf if point.request_rate is None else point.request_rate,
+        )
 
     return tuple(sorted((LoadPoint(c, r) for c, r in product(concurrencies, rates)), key=weight))
 
@@ -158,6 +163,8 @@ def knee_lines(cells: Iterable[Mapping[str, Any]]) -> list[str]:
         if best is None:
             lines.append(f"sweep {name}: no load point met the SLOs ({spec}) for {SLO_ATTAINMENT:.0%} of its requests")
         else:
-            lines.append(f"sweep {name}: knee at {best['load']['point']} ({central(best, 'requests_per_s') or 0:.2f} "
-                         f"req/s, {central(best, 'output_tokens_per_s') or 0:.1f} out tok/s) under {spec}")
+            lines.append(
+                f"sweep {name}: knee at {best['load']['point']} ({central(best, 'requests_per_s') or 0:.2f} "
+                f"req/s, {central(best, 'output_tokens_per_s') or 0:.1f} out tok/s) under {spec}"
+            )
     return lines

@@ -29,8 +29,9 @@ class Cell:
         return (self.model.source, self.mode)
 
 
-def build_matrix(models: tuple[str, ...], modes: tuple[str, ...], registry: Registry,
-                 loads: tuple[LoadPoint, ...] = ()) -> list[Cell]:
+def build_matrix(
+    models: tuple[str, ...], modes: tuple[str, ...], registry: Registry, loads: tuple[LoadPoint, ...] = ()
+) -> list[Cell]:
     """Model-major order, so a model's engines are started and stopped before the next model's; a sweep's
     points follow each other, lightest first, on the same engine."""
     cells = []

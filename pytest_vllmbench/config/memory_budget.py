@@ -15,8 +15,17 @@ from collections.abc import Sequence
 
 from pytest_vllmbench.common.errors import UsageError
 
-UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-         "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)\s*", re.IGNORECASE)
 STEP = 10_000  # utilization is floored to 1/STEP, so the reservation never exceeds the budget
 
@@ -45,8 +54,9 @@ def utilization(budget_bytes: int, totals_bytes: Sequence[int]) -> float:
     if not totals_bytes:
         raise ValueError("a memory budget needs the cell's GPUs")
     if budget_bytes > min(totals_bytes):
-        raise ValueError(f"a budget of {gib(budget_bytes):g} GiB is more than a GPU of "
-                         f"{gib(min(totals_bytes)):g} GiB has")
+        raise ValueError(
+            f"a budget of {gib(budget_bytes):g} GiB is more than a GPU of {gib(min(totals_bytes)):g} GiB has"
+        )
     fraction = math.floor(budget_bytes / max(totals_bytes) * STEP) / STEP
     if fraction <= 0:
         raise ValueError(f"a budget of {budget_bytes} bytes is too small to reserve anything")
@@ -58,15 +68,21 @@ def check_machine(budget_bytes: int | None, gpu_memory_mib: Sequence[int], modes
     if budget_bytes is None:
         return
     if not gpu_memory_mib:
-        raise UsageError("--gpu-memory caps the GPU memory of a cell, but NVML finds no GPU on this machine; "
-                         "drop the option (on the CPU, memory is set by gpu_memory_utilization in the registry)")
+        raise UsageError(
+            "--gpu-memory caps the GPU memory of a cell, but NVML finds no GPU on this machine; "
+            "drop the option (on the CPU, memory is set by gpu_memory_utilization in the registry)"
+        )
     if "endpoint" in modes:
-        raise UsageError("--gpu-memory cannot cap an endpoint: its server's owner sets its memory; "
-                         "use --mode=offline or --mode=server")
+        raise UsageError(
+            "--gpu-memory cannot cap an endpoint: its server's owner sets its memory; "
+            "use --mode=offline or --mode=server"
+        )
     smallest = min(gpu_memory_mib) * 2**20
     if budget_bytes > smallest:
-        raise UsageError(f"--gpu-memory={gib(budget_bytes):g}GiB is more than this machine's smallest GPU has "
-                         f"({gib(smallest):g} GiB)")
+        raise UsageError(
+            f"--gpu-memory={gib(budget_bytes):g}GiB is more than this machine's smallest GPU has "
+            f"({gib(smallest):g} GiB)"
+        )
 
 
 def label(budget_gib: float, gpu_names: Sequence[str] = ()) -> str:

@@ -101,7 +101,5 @@ def load_registry(path: Path | None = None) -> Registry:
             config_dir=path.parent / entry["config"] if "config" in entry else None,
             tokenizer=entry.get("tokenizer") or _embedded_tokenizer(entry.get("tokenizer_from")),
         )
-    platforms = {
-        name: dict(table.get("engine_args", {})) for name, table in raw.get("platform", {}).items()
-    }
+    platforms = {name: dict(table.get("engine_args", {})) for name, table in raw.get("platform", {}).items()}
     return Registry(models=models, platform_engine_args=platforms)

@@ -57,9 +57,19 @@ class SamplingOverrides:
 # what vLLM's OpenAI server takes from the model's generation config when a request leaves it out
 SERVER_DEFAULTED = frozenset({"temperature", "top_p", "top_k", "min_p", "repetition_penalty"})
 # body fields whose OpenAI name and meaning are SamplingParams' own
-PASSED_AS_IS = ("n", "top_k", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty",
-                "stop_token_ids", "min_tokens", "include_stop_str_in_output", "skip_special_tokens",
-                "spaces_between_special_tokens")
+PASSED_AS_IS = (
+    "n",
+    "top_k",
+    "min_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "stop_token_ids",
+    "min_tokens",
+    "include_stop_str_in_output",
+    "skip_special_tokens",
+    "spaces_between_special_tokens",
+)
 
 
 class Engine(Protocol):
@@ -68,8 +78,9 @@ class Engine(Protocol):
     mode: str
     load_s: float | None
 
-    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
-            progress: CellProgress | None = None) -> list[RequestRecord]:
+    def run(
+        self, requests: Sequence[BatchRequest], sampling: SamplingOverrides, progress: CellProgress | None = None
+    ) -> list[RequestRecord]:
         """`progress.finished(...)` once per finished request, when given."""
         ...
 

@@ -25,8 +25,16 @@ RANDOM_4BIT_LABEL = "bitsandbytes 4-bit, in-flight from random weights"
 # any one of these beside config.json is a tokenizer vLLM can load
 TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer.model", "tokenizer.model.v3", "tekken.json", "vocab.json")
 MISTRAL_ONLY = ("tokenizer.model.v3", "tekken.json")  # read with tokenizer_mode="mistral"
-HUB_FILES = ["config.json", "generation_config.json", "tokenizer*", "special_tokens_map.json", "vocab.json",
-             "merges.txt", "chat_template.*", "tekken.json"]
+HUB_FILES = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.*",
+    "tekken.json",
+]
 OUT_OF_MEMORY = re.compile(
     r"out of memory|OutOfMemoryError|No available memory for the cache blocks|"
     r"less than desired|Insufficient memory|not enough (?:GPU |KV cache )?memory|KV cache is needed",
@@ -35,8 +43,10 @@ OUT_OF_MEMORY = re.compile(
 
 
 # vLLM's message when the weights fit but one max-length sequence's KV cache does not
-KV_SHORTFALL = re.compile(r"max seq len \((\d+)\), \(([\d.]+) GiB KV cache is needed, which is larger than the "
-                          r"available KV cache memory \(([\d.]+) GiB\)")
+KV_SHORTFALL = re.compile(
+    r"max seq len \((\d+)\), \(([\d.]+) GiB KV cache is needed, which is larger than the "
+    r"available KV cache memory \(([\d.]+) GiB\)"
+)
 
 
 class CellSkip(Exception):
@@ -103,13 +113,20 @@ def resolve_dummy(spec: ModelSpec) -> DummyModel:
         return DummyModel(str(embedded.ensure_prepared(spec.alias)), f"embedded model {spec.alias}")
     local = Path(spec.source).expanduser()
     if local.is_dir():
-        missing = [what for what, ok in (("config.json", (local / "config.json").is_file()),
-                                          ("tokenizer file (" + ", ".join(TOKENIZER_MARKERS) + ")", _has_tokenizer(local)))
-                   if not ok]
+        missing = [
+            what
+            for what, ok in (
+                ("config.json", (local / "config.json").is_file()),
+                ("tokenizer file (" + ", ".join(TOKENIZER_MARKERS) + ")", _has_tokenizer(local)),
+            )
+            if not ok
+        ]
         if not missing:
             return _own_folder(local, f"own config and tokenizer: local folder {local}")
-        raise CellSkip(f"{spec.alias}: dummy weights need the model's config.json and tokenizer; {local} has no "
-                       f"{' and no '.join(missing)}: copy them from the model's repository into that folder")
+        raise CellSkip(
+            f"{spec.alias}: dummy weights need the model's config.json and tokenizer; {local} has no "
+            f"{' and no '.join(missing)}: copy them from the model's repository into that folder"
+        )
     hub_error = ""
     try:
         snapshot = _hub_snapshot(spec.source)
@@ -120,11 +137,17 @@ def resolve_dummy(spec: ModelSpec) -> DummyModel:
         hub_error = type(exc).__name__
     if spec.config_dir is not None and (spec.config_dir / "config.json").is_file() and spec.tokenizer:
         folder = prepare_shipped(spec)
-        return DummyModel(str(folder), f"shipped config data/configs/{spec.config_dir.name} + tokenizer "
-                                       f"{spec.tokenizer} (not from the hub: {hub_error})",
-                          tokenizer_sources.engine_args_for(spec.tokenizer))
-    shipped = ("a shipped config without an offline tokenizer (set `tokenizer` in data/models.toml)"
-               if spec.config_dir is not None else "no shipped config in data/configs/")
+        return DummyModel(
+            str(folder),
+            f"shipped config data/configs/{spec.config_dir.name} + tokenizer "
+            f"{spec.tokenizer} (not from the hub: {hub_error})",
+            tokenizer_sources.engine_args_for(spec.tokenizer),
+        )
+    shipped = (
+        "a shipped config without an offline tokenizer (set `tokenizer` in data/models.toml)"
+        if spec.config_dir is not None
+        else "no shipped config in data/configs/"
+    )
     raise CellSkip(
         f"{spec.alias}: no config and tokenizer for dummy weights: the hub did not give them for {spec.source} "
         f"({hub_error}), and the registry has {shipped}. Pass --model=/path/to/folder holding the model's "
@@ -245,21 +268,30 @@ def over_budget(spec: ModelSpec, budget_gib: float, n_gpus: int) -> str | None:
     return f"does not fit in {_budget_text(budget_gib, n_gpus)}: {_needs(spec)}"
 
 
-def does_not_fit(message: str, spec: ModelSpec, memory_mib: list[int], utilization: float,
-                 budget_gib: float | None = None, n_gpus: int = 1) -> str | None:
+def does_not_fit(
+    message: str,
+    spec: ModelSpec,
+    memory_mib: list[int],
+    utilization: float,
+    budget_gib: float | None = None,
+    n_gpus: int = 1,
+) -> str | None:
     """'does not fit: needs ~X GiB, has Y' ('does not fit in 16 GiB: needs ~X' under a memory budget) when the
     start failure was a lack of memory, else None."""
     if not OUT_OF_MEMORY.search(message):
         return None
     needs = _needs(spec)
     if kv := KV_SHORTFALL.search(message):
-        needs = needs.replace("plus the KV cache", f"plus {kv[2]} GiB of KV cache for max_model_len {kv[1]} "
-                                                   f"({kv[3]} GiB was left for it)")
+        needs = needs.replace(
+            "plus the KV cache", f"plus {kv[2]} GiB of KV cache for max_model_len {kv[1]} ({kv[3]} GiB was left for it)"
+        )
     if budget_gib is not None:
         return f"does not fit in {_budget_text(budget_gib, n_gpus)}: {needs}"
     if memory_mib:  # the GPUs the cell runs on, not every GPU of the host
         total = sum(memory_mib) / 1024
         gpus = f"{len(memory_mib)} GPU" + ("s" if len(memory_mib) > 1 else "")
-        return (f"does not fit: {needs}; has {utilization * total:.1f} GiB "
-                f"({utilization:.0%} of {total:.0f} GiB on its {gpus})")
+        return (
+            f"does not fit: {needs}; has {utilization * total:.1f} GiB "
+            f"({utilization:.0%} of {total:.0f} GiB on its {gpus})"
+        )
     return f"does not fit: {needs}; the engine could not reserve it"

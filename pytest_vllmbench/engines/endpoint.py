@@ -57,9 +57,14 @@ class EndpointEngine:
         except EndpointUnreachable as exc:
             raise EngineStartError(str(exc)) from None
 
-    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
-            progress: CellProgress | None = None, load: LoadPoint | None = None,
-            on_sent: Callable[[str, float], None] | None = None) -> list[RequestRecord]:
+    def run(
+        self,
+        requests: Sequence[BatchRequest],
+        sampling: SamplingOverrides,
+        progress: CellProgress | None = None,
+        load: LoadPoint | None = None,
+        on_sent: Callable[[str, float], None] | None = None,
+    ) -> list[RequestRecord]:
         return run_batch(requests, sampling, with_load(self._client, load, on_sent), progress)
 
     def metrics_source(self) -> MetricsSource:
@@ -68,8 +73,12 @@ class EndpointEngine:
         return MetricsSource(base.removesuffix("/v1") + "/metrics", _headers(self._client), tuple(params))
 
     def describe(self) -> dict[str, Any]:
-        return {"name": "openai-compatible", "version": None, "platform": "external",
-                "url": redact_url(self._client.base_url)}
+        return {
+            "name": "openai-compatible",
+            "version": None,
+            "platform": "external",
+            "url": redact_url(self._client.base_url),
+        }
 
     def fault(self) -> str | None:
         return None

@@ -36,8 +36,9 @@ class OfflineEngine:
         self._workers = _started_since(before)  # the engine core and its helpers: gone when close() returns
         self.load_s: float | None = time.perf_counter() - started
 
-    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
-            progress: CellProgress | None = None) -> list[RequestRecord]:
+    def run(
+        self, requests: Sequence[BatchRequest], sampling: SamplingOverrides, progress: CellProgress | None = None
+    ) -> list[RequestRecord]:
         # vLLM's own progress hook: called as requests finish inside its engine loop, nothing else changes
         use_tqdm = progress.vllm_tqdm if progress is not None else False
         records: dict[str, RequestRecord] = {}

@@ -66,8 +66,9 @@ def preflight(config: ClientConfig) -> None:
             f"{type(exc).__name__}: {redact_text(str(exc), secrets)}"
         ) from None
     if response.status_code != 200:
-        raise EndpointUnreachable(f"{shown} answered HTTP {response.status_code}: "
-                                  f"{redact_text(response.text[:200], secrets)}")
+        raise EndpointUnreachable(
+            f"{shown} answered HTTP {response.status_code}: {redact_text(response.text[:200], secrets)}"
+        )
     try:
         served = [model["id"] for model in response.json()["data"]]
     except (ValueError, KeyError, TypeError):
@@ -100,7 +101,9 @@ def _headers(config: ClientConfig) -> dict[str, str]:
 
 
 def run_batch(
-    requests: Sequence[BatchRequest], sampling: SamplingOverrides, config: ClientConfig,
+    requests: Sequence[BatchRequest],
+    sampling: SamplingOverrides,
+    config: ClientConfig,
     progress: CellProgress | None = None,
 ) -> list[RequestRecord]:
     with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
@@ -117,7 +120,9 @@ def _fast_loop_factory() -> Any:
 
 
 async def _run_batch(
-    requests: Sequence[BatchRequest], sampling: SamplingOverrides, config: ClientConfig,
+    requests: Sequence[BatchRequest],
+    sampling: SamplingOverrides,
+    config: ClientConfig,
     progress: CellProgress | None = None,
 ) -> list[RequestRecord]:
     in_flight = config.concurrency or len(requests) or 1
@@ -128,8 +133,9 @@ async def _run_batch(
     # httpx's API over aiohttp's connection pool and C HTTP parser: httpcore's pool scans every
     # connection per request, which made the client the bottleneck at a few hundred streams.
     base, params, _ = split_url(config.base_url)
-    async with HttpxAiohttpClient(base_url=base, params=params, headers=_headers(config), limits=limits,
-                                  timeout=timeout) as client:
+    async with HttpxAiohttpClient(
+        base_url=base, params=params, headers=_headers(config), limits=limits, timeout=timeout
+    ) as client:
         tasks = []
         due = arrival_offsets(len(requests), config.request_rate, rng) if config.request_rate else None
         start = time.perf_counter()
@@ -142,8 +148,11 @@ async def _run_batch(
                 if progress is not None:
                     progress.finished(False, 0)
             else:
-                tasks.append(asyncio.create_task(_one(client, request, content, gate, config.timeout_s, progress,
-                                                      config.on_sent)))
+                tasks.append(
+                    asyncio.create_task(
+                        _one(client, request, content, gate, config.timeout_s, progress, config.on_sent)
+                    )
+                )
         return list(await asyncio.gather(*tasks))
 
 
@@ -168,8 +177,12 @@ def _timeout_kind(exc: httpx.TimeoutException) -> str:
 
 
 async def _one(
-    client: httpx.AsyncClient, request: BatchRequest, payload: bytes,
-    gate: asyncio.Semaphore | None, timeout_s: float, progress: CellProgress | None = None,
+    client: httpx.AsyncClient,
+    request: BatchRequest,
+    payload: bytes,
+    gate: asyncio.Semaphore | None,
+    timeout_s: float,
+    progress: CellProgress | None = None,
     on_sent: Callable[[str, float], None] | None = None,
 ) -> RequestRecord:
     if gate is None:
@@ -186,17 +199,16 @@ async def _one(
     return record
 
 
-async def _stream(
-    client: httpx.AsyncClient, request: BatchRequest, payload: bytes, timeout_s: float
-) -> RequestRecord:
+async def _stream(client: httpx.AsyncClient, request: BatchRequest, payload: bytes, timeout_s: float) -> RequestRecord:
     path = "/chat/completions" if request.is_chat else "/completions"
     stamps: list[float] = []
     events: list[str] = []
     sent = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
-            async with aconnect_sse(client, "POST", path, content=payload,
-                                    headers={"Content-Type": "application/json"}) as source:
+            async with aconnect_sse(
+                client, "POST", path, content=payload, headers={"Content-Type": "application/json"}
+            ) as source:
                 if source.response.status_code != 200:
                     await source.response.aread()
                     return RequestRecord(request.custom_id, error=f"http_{source.response.status_code}")
@@ -248,8 +260,9 @@ def _record(request: BatchRequest, sent: float, stamps: list[float], events: lis
             if _carries_token(choice, request.is_chat):
                 content_stamps.append(stamp)
                 if choice.get("index", 0) == 0:  # with n > 1 the text is the first choice's, as offline keeps
-                    parts.append(((choice.get("delta") or {}).get("content") or "") if request.is_chat
-                                 else choice["text"])
+                    parts.append(
+                        ((choice.get("delta") or {}).get("content") or "") if request.is_chat else choice["text"]
+                    )
     if not stamps:
         return RequestRecord(request.custom_id, error="empty_stream")
     end = content_stamps[-1] if content_stamps else stamps[-1]  # vLLM's E2EL: not the trailing usage/[DONE]

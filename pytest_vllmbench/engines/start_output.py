@@ -116,7 +116,7 @@ def _pending(fd: int) -> int:
 def _write_all(fd: int, data: bytes) -> None:
     try:
         while data:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
     except OSError:  # nowhere to show it (closed terminal): keep reading, so the engine never blocks
         pass
 

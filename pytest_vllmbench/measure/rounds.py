@@ -8,8 +8,16 @@ from typing import Any
 
 import numpy as np
 
-KEY_FIGURES = ("requests_per_s", "output_tokens_per_s", "goodput_requests_per_s", "ttft_ms_p50", "ttft_ms_p99",
-               "tpot_ms_p50", "e2el_ms_p50", "e2el_ms_p99")
+KEY_FIGURES = (
+    "requests_per_s",
+    "output_tokens_per_s",
+    "goodput_requests_per_s",
+    "ttft_ms_p50",
+    "ttft_ms_p99",
+    "tpot_ms_p50",
+    "e2el_ms_p50",
+    "e2el_ms_p99",
+)
 CONFIDENCE = 0.95
 
 
@@ -35,8 +43,14 @@ def interval(values: Sequence[float]) -> dict[str, float | int | None]:
     stddev = float(np.std(values, ddof=1))
     half = float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * stddev / math.sqrt(n)
     assert mean is not None
-    return {"n": n, "mean": round(mean, 4), "stddev": round(stddev, 4), "ci95_low": round(mean - half, 4),
-            "ci95_high": round(mean + half, 4), "ci95_half": round(half, 4)}
+    return {
+        "n": n,
+        "mean": round(mean, 4),
+        "stddev": round(stddev, 4),
+        "ci95_low": round(mean - half, 4),
+        "ci95_high": round(mean + half, 4),
+        "ci95_half": round(half, 4),
+    }
 
 
 def round_statistics(rounds: Sequence[Mapping[str, float | None]]) -> dict[str, dict[str, float | int | None]]:

@@ -68,7 +68,9 @@ def _growth(values: Sequence[float]) -> float | None:
 class MetricsSource:
     url: str  # http://host:port/metrics
     headers: Mapping[str, str]
-    params: tuple[tuple[str, str | int | float | bool | None], ...] = ()  # the endpoint URL's query string goes with every request
+    params: tuple[
+        tuple[str, str | int | float | bool | None], ...
+    ] = ()  # the endpoint URL's query string goes with every request
 
 
 class MetricsSampler:

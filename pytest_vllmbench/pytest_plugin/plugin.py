@@ -87,7 +87,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raw = merge_sources(cli, values, ini)
         settings = resolve(raw, config.rootpath, tables)
         registry = load_registry()
-        build_matrix(settings.models, settings.modes, registry, settings.load_points)  # named models fail fast; the batch file's later
+        build_matrix(
+            settings.models, settings.modes, registry, settings.load_points
+        )  # named models fail fast; the batch file's later
         configured = bool(table) or any(value not in (None, [], "", False) for value in (*cli.values(), *ini.values()))
         if configured:  # another project's xdist workers keep their GPUs
             settings = _join_xdist(config, settings)
@@ -131,7 +133,11 @@ def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
     if worker is not None and distributed.PARTIAL_KEY in handed:
         partial_dir = Path(handed[distributed.PARTIAL_KEY])
         config.pluginmanager.register(distributed.XdistWorker(config, partial_dir, worker, session.unrun))
-    elif distributed.is_controller(config) and config.stash[CONFIGURED_KEY] and (root := _storage_root(config)) is not None:
+    elif (
+        distributed.is_controller(config)
+        and config.stash[CONFIGURED_KEY]
+        and (root := _storage_root(config)) is not None
+    ):
         _check_paths_before_engines(config, on_worker=False)
         try:
             partial_dir = distributed.new_partial_dir(root)
@@ -147,7 +153,9 @@ def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
 def _refuse_gates_without_measurements(config: pytest.Config, settings: Settings) -> None:
     if distributed.is_worker(config):
         return  # workers measure despite pytest-benchmark's xdist switch-off; the controller gates the merged run
-    measured = benchmark_compat.measures(config) or (benchmark_compat.loaded(config) and distributed.is_controller(config))
+    measured = benchmark_compat.measures(config) or (
+        benchmark_compat.loaded(config) and distributed.is_controller(config)
+    )
     if settings.gate_rules and not measured:
         raise UsageError(
             "--vllmbench-gate needs pytest-benchmark to measure, but it is disabled here (--benchmark-disable): "
@@ -203,7 +211,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 "vLLM benchmark cells under xdist need the project to configure pytest-vllmbench (a [tool.vllmbench] "
                 "table in pyproject.toml, a vllmbench_* ini key or a vllmbench option), so the controller keeps "
-                "each engine's cells on one worker and saves their results")
+                "each engine's cells on one worker and saves their results"
+            )
         _check_paths_before_engines(config, on_worker=distributed.is_worker(config))
         if not distributed.is_worker(config):
             try:
@@ -262,8 +271,9 @@ class CellRun:
             benchmark.pedantic(fn, rounds=settings.rounds, iterations=1, warmup_rounds=0)
 
         def quality_hook(cell_id: str, requests: Any, records: Any, gold: Any) -> Any:
-            return self._config.hook.pytest_vllmbench_quality(cell_id=cell_id, requests=requests, records=records,
-                                                              gold=gold)
+            return self._config.hook.pytest_vllmbench_quality(
+                cell_id=cell_id, requests=requests, records=records, gold=gold
+            )
 
         verdict = measure_cell(self._session, self.cell, timed, quality_hook, _terminal_progress(self._config))
         if verdict.outcome is not None:
@@ -387,8 +397,10 @@ def _find_baseline(config: pytest.Config, settings: Settings, root: Path) -> Sav
         config.get_terminal_writer().line(f"vllmbench: warning: {message}", yellow=True)
     baseline = find_baseline(runs, settings.baseline, describe_machine(_machine_info()))
     if baseline is None and settings.baseline != "latest":
-        raise UsageError(f"--vllmbench-baseline={settings.baseline}: no saved run of that number or name for this "
-                         f"machine under {root}")
+        raise UsageError(
+            f"--vllmbench-baseline={settings.baseline}: no saved run of that number or name for this "
+            f"machine under {root}"
+        )
     return baseline
 
 
@@ -416,8 +428,11 @@ def _run_gates(session: pytest.Session, settings: Settings) -> None:
     baseline = config.stash.get(BASELINE_KEY, None)
     config.stash[GATES_KEY] = (None if baseline is None else str(baseline.path), [])
     if baseline is None:
-        writer.line(f"vllmbench gate: no baseline run ({settings.baseline!r}) for this machine in the storage; "
-                    "nothing was compared", yellow=True)
+        writer.line(
+            f"vllmbench gate: no baseline run ({settings.baseline!r}) for this machine in the storage; "
+            "nothing was compared",
+            yellow=True,
+        )
         return
     checks = gate.check(_current_cells(config), gate.by_cell(baseline.cells), settings.gate_rules)
     config.stash[GATES_KEY] = (str(baseline.path), checks)
@@ -438,9 +453,18 @@ def _write_report(session: pytest.Session, settings: Settings, root: Path) -> No
         writer.line(f"vllmbench: warning: {message}", yellow=True)
 
     try:
-        price = None if settings.gpu_hourly_cost is None else ReportPrice(settings.gpu_hourly_cost, settings.cost_currency)
-        path = report.write_report(root, settings.report, settings.weights, settings.flexibility, warn=warn,
-                                   scorer=lambda cells: _score(config, cells), price=price)
+        price = (
+            None if settings.gpu_hourly_cost is None else ReportPrice(settings.gpu_hourly_cost, settings.cost_currency)
+        )
+        path = report.write_report(
+            root,
+            settings.report,
+            settings.weights,
+            settings.flexibility,
+            warn=warn,
+            scorer=lambda cells: _score(config, cells),
+            price=price,
+        )
     except (ReportRefused, OSError) as exc:
         writer.line(f"vllmbench: the run is saved, but the report was not regenerated: {exc}", red=True, bold=True)
         if session.exitstatus == pytest.ExitCode.OK:
@@ -467,8 +491,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _run_gates(session, settings)
     measured = bool(benchmark_compat.measured_benchmarks(config))
     saving_here = _in_use(config) and _saving(config) and benchmark_compat.measures(config)
-    if saving_here and controller is None and not measured and _unrun(config):
-        # pytest-benchmark saves nothing when no benchmark ran; cells that did not fit are still this run's answer
+    answered = [cell for cell in _unrun(config) if not str(cell.get("status", "")).startswith("failed")]
+    if saving_here and controller is None and not measured and answered:
+        # pytest-benchmark saves nothing when no benchmark ran, but "does not fit" and "skipped" are this run's
+        # answer; a session whose cells only failed saves nothing (it would become the gates' latest baseline)
         measured = benchmark_compat.save_run(config, [], {}) is not None
     saved = merged_into is not None or (saving_here and measured)
     root = _storage_root(config)
@@ -501,8 +527,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     cells = list(_current_cells(config).values())  # measured cells and the session's unrun ones
     gates = config.stash.get(GATES_KEY, None)
     notes = loads.knee_lines(cells) + (summary.gate_lines(*gates) if gates else [])
-    block = summary.summary_block(cells, notes, _saved_run(config),
-                                  config.stash.get(REPORT_KEY, None))
+    block = summary.summary_block(cells, notes, _saved_run(config), config.stash.get(REPORT_KEY, None))
     if block:
         terminalreporter.write_sep("=", "vllmbench summary")
         terminalreporter.write_line(block)

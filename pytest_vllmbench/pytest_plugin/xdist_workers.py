@@ -159,12 +159,12 @@ class XdistWorker:
         if report.when != "teardown":
             return
         benchmarks = benchmark_compat.measured_benchmarks(self.config)
-        for fixture in benchmarks[self._written:]:
+        for fixture in benchmarks[self._written :]:
             if not fixture.has_error:
                 fixture.extra_info["xdist_worker"] = self.worker
                 data = fixture.as_dict(include_data=False)
                 write_partial(self.partial_dir, self.worker, self._written, "benchmark", data)
             self._written += 1
-        for entry in self.unrun[self._unrun_written:]:
+        for entry in self.unrun[self._unrun_written :]:
             write_partial(self.partial_dir, self.worker, 1000 + self._unrun_written, "unrun", entry)
             self._unrun_written += 1

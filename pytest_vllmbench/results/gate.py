@@ -66,17 +66,38 @@ def check(
     for cell_id in sorted(set(current) | {c for c, cell in baseline.items() if is_ok(cell)}):
         now, before = current.get(cell_id), baseline.get(cell_id)
         if now is None:
-            checks.append(Check(cell_id, "-", None, None, None, None, "FAILED: in the baseline, not in this run",
-                                MISSING))
+            checks.append(
+                Check(cell_id, "-", None, None, None, None, "FAILED: in the baseline, not in this run", MISSING)
+            )
             continue
         if not is_ok(now):
             kind = MISSING if before is not None and is_ok(before) else NOTE
-            checks.append(Check(cell_id, "-", None, None, None, None, f"FAILED: {now['status']}"[:120]
-                                if kind == MISSING else f"not run: {now['status']}"[:120], kind))
+            checks.append(
+                Check(
+                    cell_id,
+                    "-",
+                    None,
+                    None,
+                    None,
+                    None,
+                    f"FAILED: {now['status']}"[:120] if kind == MISSING else f"not run: {now['status']}"[:120],
+                    kind,
+                )
+            )
             continue
         if _all_failed(now):
-            checks.append(Check(cell_id, "n_failed", None, figure(now, "n_failed"), None, None,
-                                "FAILED: every request failed", MISSING))
+            checks.append(
+                Check(
+                    cell_id,
+                    "n_failed",
+                    None,
+                    figure(now, "n_failed"),
+                    None,
+                    None,
+                    "FAILED: every request failed",
+                    MISSING,
+                )
+            )
         for rule in rules:
             checks.append(_check_rule(cell_id, now, before, rule))
     return checks
@@ -110,29 +131,59 @@ def _noise_check(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any]
     now_stat, base_stat = stat(now, rule.metric), stat(before, rule.metric)
     if now_stat is None or base_stat is None:
         plain = _check_rule(cell_id, now, before, Rule(rule.metric, rule.tolerance_pct))
-        return Check(plain.cell, plain.metric, plain.baseline, plain.current, plain.change_pct, plain.tolerance_pct,
-                     f"{plain.verdict} (no CI on both sides: plain rule)", plain.kind)
+        return Check(
+            plain.cell,
+            plain.metric,
+            plain.baseline,
+            plain.current,
+            plain.change_pct,
+            plain.tolerance_pct,
+            f"{plain.verdict} (no CI on both sides: plain rule)",
+            plain.kind,
+        )
     base_mean, now_mean = float(base_stat["mean"]), float(now_stat["mean"])
     change = _change_pct(base_mean, now_mean)
     better_up = higher_is_better(rule.metric)
     worse_by = -change if better_up else change
-    apart = (now_stat["ci95_high"] < base_stat["ci95_low"]) if better_up else (now_stat["ci95_low"] > base_stat["ci95_high"])
+    apart = (
+        (now_stat["ci95_high"] < base_stat["ci95_low"])
+        if better_up
+        else (now_stat["ci95_low"] > base_stat["ci95_high"])
+    )
     if worse_by > rule.tolerance_pct and apart:
-        return Check(cell_id, rule.metric, base_mean, now_mean, change, rule.tolerance_pct,
-                     "REGRESSION (outside the noise)", REGRESSION)
+        return Check(
+            cell_id,
+            rule.metric,
+            base_mean,
+            now_mean,
+            change,
+            rule.tolerance_pct,
+            "REGRESSION (outside the noise)",
+            REGRESSION,
+        )
     verdict = "ok (within the noise: CIs overlap)" if worse_by > rule.tolerance_pct else "ok"
     return Check(cell_id, rule.metric, base_mean, now_mean, change, rule.tolerance_pct, verdict, OK)
 
 
 def table(checks: Sequence[Check]) -> str:
     rows = [
-        [c.cell, c.metric, _num(c.baseline), _num(c.current),
-         "-" if c.change_pct is None else f"{c.change_pct:+.1f}%",
-         "-" if c.tolerance_pct is None else f"{c.tolerance_pct:g}%", c.verdict]
+        [
+            c.cell,
+            c.metric,
+            _num(c.baseline),
+            _num(c.current),
+            "-" if c.change_pct is None else f"{c.change_pct:+.1f}%",
+            "-" if c.tolerance_pct is None else f"{c.tolerance_pct:g}%",
+            c.verdict,
+        ]
         for c in checks
     ]
-    return tabulate(rows, ["Cell", "Metric", "Baseline", "Current", "Change", "Allowed worse", "Verdict"],
-                    tablefmt="simple", disable_numparse=True)
+    return tabulate(
+        rows,
+        ["Cell", "Metric", "Baseline", "Current", "Change", "Allowed worse", "Verdict"],
+        tablefmt="simple",
+        disable_numparse=True,
+    )
 
 
 def _num(value: float | None) -> str:

@@ -70,8 +70,11 @@ def png_bytes(figure: Any, digest: str = "") -> bytes:
 
 
 def _throughput_inputs(machine: str, cells: Sequence[PlotCell]) -> list[Any]:
-    return ["throughput", machine, [(label, cell.get("requests_per_s"), cell.get("output_tokens_per_s"))
-                                    for label, cell in cells]]
+    return [
+        "throughput",
+        machine,
+        [(label, cell.get("requests_per_s"), cell.get("output_tokens_per_s")) for label, cell in cells],
+    ]
 
 
 def _cdf_inputs(label: str, cell: Mapping[str, Any]) -> list[Any]:
@@ -90,8 +93,11 @@ def throughput_png(machine: str, cells: Sequence[PlotCell]) -> bytes:
     axes.set_xlabel("requests/s (higher is better)")
     axes.set_title(f"Throughput: {machine}", fontsize=10)
     tokens = [cell.get("output_tokens_per_s") for _, cell in cells]
-    axes.bar_label(bars, [f" {r:,.2f} req/s" + (f", {t:,.0f} out tok/s" if t else "") for r, t in zip(rates, tokens, strict=True)],
-                   fontsize=8)
+    axes.bar_label(
+        bars,
+        [f" {r:,.2f} req/s" + (f", {t:,.0f} out tok/s" if t else "") for r, t in zip(rates, tokens, strict=True)],
+        fontsize=8,
+    )
     axes.set_xlim(0, max(rates + [1e-9]) * 2.0)  # room for the labels
     return png_bytes(figure, inputs_digest(*_throughput_inputs(machine, cells)))
 
@@ -119,9 +125,23 @@ SweepPoint = tuple[str, Mapping[str, Any]]  # (load point label, the point's sav
 
 
 def _sweep_inputs(title: str, points: Sequence[SweepPoint], knee: str | None) -> list[Any]:
-    return ["sweep", title, knee, [(label, central(cell, "requests_per_s"), cell.get("output_tokens_per_s"),
-                                    cell.get("ttft_ms_p50"), cell.get("ttft_ms_p99"), cell.get("e2el_ms_p50"),
-                                    cell.get("e2el_ms_p99")) for label, cell in points]]
+    return [
+        "sweep",
+        title,
+        knee,
+        [
+            (
+                label,
+                central(cell, "requests_per_s"),
+                cell.get("output_tokens_per_s"),
+                cell.get("ttft_ms_p50"),
+                cell.get("ttft_ms_p99"),
+                cell.get("e2el_ms_p50"),
+                cell.get("e2el_ms_p99"),
+            )
+            for label, cell in points
+        ],
+    ]
 
 
 def sweep_png(title: str, points: Sequence[SweepPoint], knee: str | None = None) -> bytes:
@@ -139,8 +159,14 @@ def sweep_png(title: str, points: Sequence[SweepPoint], knee: str | None = None)
     for (label, cell), rate in zip(points, rates, strict=True):
         top = cell.get("e2el_ms_p50") or cell.get("ttft_ms_p50")
         if top is not None:
-            axes.annotate(label + (" (knee)" if label == knee else ""), (rate, top / 1000.0), fontsize=8,
-                          textcoords="offset points", xytext=(4, 6), fontweight="bold" if label == knee else "normal")
+            axes.annotate(
+                label + (" (knee)" if label == knee else ""),
+                (rate, top / 1000.0),
+                fontsize=8,
+                textcoords="offset points",
+                xytext=(4, 6),
+                fontweight="bold" if label == knee else "normal",
+            )
     axes.set_xlabel("requests/s reached (higher is better)")
     axes.set_ylabel("seconds (lower is better)")
     axes.set_ylim(bottom=0)

@@ -45,8 +45,9 @@ def price_cell(cell: dict[str, Any], price: ReportPrice | None) -> dict[str, Any
     gpus = cell.get("gpus") or []
     if price is None or cell.get("gpu_hourly_cost") is not None or not gpus or cell.get("status", "ok") != "ok":
         return cell
-    figures = cost_figures(price.hourly_cost, price.currency, len(gpus), cell.get("output_tokens_per_s"),
-                           cell.get("projected_hours"))
+    figures = cost_figures(
+        price.hourly_cost, price.currency, len(gpus), cell.get("output_tokens_per_s"), cell.get("projected_hours")
+    )
     return {**cell, **figures, SOURCE_KEY: "report"}
 
 
@@ -64,5 +65,7 @@ def note(price: ReportPrice | None, runs: list[SavedRun]) -> str:
     """The sentence that says which costs the report priced itself, or '' when it priced none."""
     if price is None or not any(priced_here(cell) for run in runs for cell in run.cells):
         return ""
-    return (f"{MARK} at {price.text()}, report-time price (`gpu_hourly_cost`): those runs saved no price of their "
-            "own; cost = projected hours x the cell's GPUs x the price.")
+    return (
+        f"{MARK} at {price.text()}, report-time price (`gpu_hourly_cost`): those runs saved no price of their "
+        "own; cost = projected hours x the cell's GPUs x the price."
+    )

@@ -42,9 +42,11 @@ def score_cells(
             "flexibility": float(flexibility.get(cell.get("mode", ""), 0.0)),
         }
         score = sum(used[k] * (components[k] or 0.0) for k in used) / total
-        scored.append({
-            "score": round(score, 4),
-            "components": {k: None if v is None else round(v, 4) for k, v in components.items()},
-            "weights": {k: round(w / total, 4) for k, w in used.items()},
-        })
+        scored.append(
+            {
+                "score": round(score, 4),
+                "components": {k: None if v is None else round(v, 4) for k, v in components.items()},
+                "weights": {k: round(w / total, 4) for k, w in used.items()},
+            }
+        )
     return scored

@@ -46,8 +46,9 @@ class RunFileError(ValueError):
 
 def finite_only(cell: dict[str, Any]) -> dict[str, Any]:
     """NaN and infinite figures become None: they show as missing and never enter a score."""
-    return {key: None if isinstance(value, float) and not math.isfinite(value) else value
-            for key, value in cell.items()}
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value for key, value in cell.items()
+    }
 
 
 def _checked_cell(cell: Any, where: str) -> dict[str, Any]:
@@ -60,8 +61,11 @@ def _checked_cell(cell: Any, where: str) -> dict[str, Any]:
         if not isinstance(cell.get(key) or {}, dict):
             raise RunFileError(f"{where}: {key!r} is not an object")
     for key, value in cell.items():
-        if key.endswith(("_per_s", "_ms_mean", "_ms_p50", "_ms_p90", "_ms_p99", "_hours", "_s", "_mib", "_pct")) \
-                and value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        if (
+            key.endswith(("_per_s", "_ms_mean", "_ms_p50", "_ms_p90", "_ms_p99", "_hours", "_s", "_mib", "_pct"))
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, int | float))
+        ):
             raise RunFileError(f"{where}: {key!r} is not a number ({value!r})")
     return finite_only(cell)
 

@@ -63,9 +63,16 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
     headers += ["Quality", "Score"]
     rows = []
     for cell in cells:
-        row = [cell.get("model", MISSING), mode_text(cell), plus_minus(cell, "requests_per_s") or _num(cell.get("requests_per_s")),
-               _num(cell.get("output_tokens_per_s"), 1), latency_pair(cell, "ttft"), latency_pair(cell, "tpot"),
-               _num(cell.get("load_s"), 1), _num(cell.get("projected_hours"), 1)]
+        row = [
+            cell.get("model", MISSING),
+            mode_text(cell),
+            plus_minus(cell, "requests_per_s") or _num(cell.get("requests_per_s")),
+            _num(cell.get("output_tokens_per_s"), 1),
+            latency_pair(cell, "ttft"),
+            latency_pair(cell, "tpot"),
+            _num(cell.get("load_s"), 1),
+            _num(cell.get("projected_hours"), 1),
+        ]
         row += [_cost(cell)] if with_cost else []
         row += [quality_text(cell), _num(cell.get("score"), 3)]
         rows.append(row)
@@ -87,8 +94,9 @@ def gate_lines(baseline: str | None, checks: Sequence[Check] | None) -> list[str
     failed = regressions(checks) + missing_data(checks)
     if not failed:
         return [f"gates: passed, {len(checks)} check(s) against {baseline}"]
-    names = ", ".join(f"{c.cell} {c.metric} " + (f"{c.change_pct:+.1f}%" if c.change_pct is not None else c.verdict)
-                      for c in failed)
+    names = ", ".join(
+        f"{c.cell} {c.metric} " + (f"{c.change_pct:+.1f}%" if c.change_pct is not None else c.verdict) for c in failed
+    )
     return [f"gates: FAILED, {gate_summary(checks)} of {len(checks)} check(s) against {baseline}: {names}"]
 
 

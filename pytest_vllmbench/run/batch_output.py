@@ -17,11 +17,17 @@ def output_line(index: int, request: BatchRequest, record: RequestRecord, model:
     line: dict[str, Any] = {"id": f"batch_req_{index:06d}", "custom_id": request.custom_id}
     if not record.ok:
         return line | {"response": None, "error": {"code": record.error, "message": f"request failed: {record.error}"}}
-    usage = {"prompt_tokens": record.input_tokens, "completion_tokens": record.output_tokens,
-             "total_tokens": record.input_tokens + record.output_tokens}
+    usage = {
+        "prompt_tokens": record.input_tokens,
+        "completion_tokens": record.output_tokens,
+        "total_tokens": record.input_tokens + record.output_tokens,
+    }
     if request.is_chat:
-        choice = {"index": 0, "message": {"role": "assistant", "content": record.text},
-                  "finish_reason": record.finish_reason}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": record.text},
+            "finish_reason": record.finish_reason,
+        }
         body: dict[str, Any] = {"id": f"chatcmpl-{request.custom_id}", "object": "chat.completion"}
     else:
         choice = {"index": 0, "text": record.text, "finish_reason": record.finish_reason}

@@ -121,6 +121,7 @@ def run_cell(
     info |= telemetry.figures()
     info |= roofline(info, info["gpus"], bandwidths or {})
     info |= energy_figures(last["energy_j"], info["n_requests"] - info["n_failed"], info["output_tokens"], project_to)
-    info |= cost_figures(pricing[0], pricing[1], len(info["gpus"]), info["output_tokens_per_s"],
-                         info["projected_hours"])
+    info |= cost_figures(
+        pricing[0], pricing[1], len(info["gpus"]), info["output_tokens_per_s"], info["projected_hours"]
+    )
     return CellOutcome(saved_figures(info), records, engine.fault(), traced)

@@ -86,8 +86,12 @@ def weights_info(cell: Cell, settings: Settings, registry: Registry) -> dict[str
 
 def client_config(settings: Settings, base_url: str, served_model: str) -> ClientConfig:
     return ClientConfig(
-        base_url=base_url, served_model=served_model, concurrency=settings.concurrency,
-        request_rate=settings.request_rate, timeout_s=settings.request_timeout, api_key=settings.api_key,
+        base_url=base_url,
+        served_model=served_model,
+        concurrency=settings.concurrency,
+        request_rate=settings.request_rate,
+        timeout_s=settings.request_timeout,
+        api_key=settings.api_key,
         seed=settings.seed,
     )
 
@@ -105,27 +109,35 @@ def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
         from pytest_vllmbench.engines.server import ServerEngine
 
         return ServerEngine(
-            model_source(cell, settings, registry), cell.model.alias, engine_args(cell, settings, registry),
-            client_config(settings, "", cell.model.alias), settings.server_timeout, progress=_progress,
+            model_source(cell, settings, registry),
+            cell.model.alias,
+            engine_args(cell, settings, registry),
+            client_config(settings, "", cell.model.alias),
+            settings.server_timeout,
+            progress=_progress,
         )
     if cell.mode == "run-batch":
         from pytest_vllmbench.engines.run_batch import RunBatchEngine
 
-        return RunBatchEngine(model_source(cell, settings, registry), cell.model.alias,
-                              engine_args(cell, settings, registry))
+        return RunBatchEngine(
+            model_source(cell, settings, registry), cell.model.alias, engine_args(cell, settings, registry)
+        )
     if cell.mode == "ray":
         from pytest_vllmbench.engines.ray_data import RayDataEngine, ray_available
 
         if (why := ray_available()) is not None:  # before the model is prepared: nothing is gained by it
             raise sizing.CellSkip(why)
-        return RayDataEngine(model_source(cell, settings, registry), engine_args(cell, settings, registry),
-                             vllm_platform())
+        return RayDataEngine(
+            model_source(cell, settings, registry), engine_args(cell, settings, registry), vllm_platform()
+        )
     from pytest_vllmbench.engines.endpoint import EndpointEngine, normalize_base_url, plain_http_elsewhere
 
     assert settings.endpoint is not None  # settings.resolve demands it for this mode
     config = client_config(settings, normalize_base_url(settings.endpoint), cell.requested)
     if config.api_key and plain_http_elsewhere(config.base_url) and not settings.api_key_over_http:
-        _progress(f"the API key in ${settings.api_key_env} is NOT sent to {redact_url(config.base_url)}: plain http to "
-                  "another machine would expose it; pass --api-key-over-http to send it anyway")
+        _progress(
+            f"the API key in ${settings.api_key_env} is NOT sent to {redact_url(config.base_url)}: plain http to "
+            "another machine would expose it; pass --api-key-over-http to send it anyway"
+        )
         config = replace(config, api_key=None)
     return EndpointEngine(config)

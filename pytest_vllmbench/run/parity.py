@@ -13,21 +13,41 @@ from pytest_vllmbench.engines.supervisor import SessionProcess
 from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail
 
 
-def bench_throughput_command(model: str, engine_args: dict[str, Any], input_len: int, output_len: int,
-                             num_prompts: int, output_json: Path) -> list[str]:
-    return [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "throughput", "--model", model,
-            "--dataset-name", "random", "--input-len", str(input_len), "--output-len", str(output_len),
-            "--num-prompts", str(num_prompts), "--output-json", str(output_json), *cli_flags(engine_args)]
+def bench_throughput_command(
+    model: str, engine_args: dict[str, Any], input_len: int, output_len: int, num_prompts: int, output_json: Path
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.cli.main",
+        "bench",
+        "throughput",
+        "--model",
+        model,
+        "--dataset-name",
+        "random",
+        "--input-len",
+        str(input_len),
+        "--output-len",
+        str(output_len),
+        "--num-prompts",
+        str(num_prompts),
+        "--output-json",
+        str(output_json),
+        *cli_flags(engine_args),
+    ]
 
 
-def vllm_bench_requests_per_s(model: str, engine_args: dict[str, Any], input_len: int, output_len: int,
-                              num_prompts: int, timeout_s: float = 900.0) -> float:
+def vllm_bench_requests_per_s(
+    model: str, engine_args: dict[str, Any], input_len: int, output_len: int, num_prompts: int, timeout_s: float = 900.0
+) -> float:
     """Runs vLLM's own benchmark in a child process session (the cell's engine must be closed first: one GPU);
     whatever it started is stopped before this returns, also when it runs past `timeout_s`."""
     with tempfile.TemporaryDirectory() as folder:
         out, log = Path(folder) / "throughput.json", Path(folder) / "bench.log"
-        process = SessionProcess(bench_throughput_command(model, engine_args, input_len, output_len, num_prompts,
-                                                          out), log)
+        process = SessionProcess(
+            bench_throughput_command(model, engine_args, input_len, output_len, num_prompts, out), log
+        )
         try:
             code = process.popen.wait(timeout_s)
         except subprocess.TimeoutExpired:

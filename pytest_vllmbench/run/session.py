@@ -46,8 +46,10 @@ def dataset_label_path(path: Path, rootdir: Path) -> str:
     """Relative to the project root when inside it, else the file name; random:IN:OUT:N as written."""
     if is_random(path):
         return str(path)
-    for inside, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(rootdir))),
-                         (path.resolve(), rootdir.resolve())):
+    for inside, root in (
+        (Path(os.path.abspath(path)), Path(os.path.abspath(rootdir))),
+        (path.resolve(), rootdir.resolve()),
+    ):
         if inside.is_relative_to(root):
             return inside.relative_to(root).as_posix()
     return path.name
@@ -77,8 +79,9 @@ class BenchSession:
     @cached_property
     def cells(self) -> list[Cell]:
         """Built on first use, so pytest runs that collect no benchmark never read the batch file."""
-        return build_matrix(self.settings.models or self.dataset_models(), self.settings.modes, self.registry,
-                            self.settings.load_points)
+        return build_matrix(
+            self.settings.models or self.dataset_models(), self.settings.modes, self.registry, self.settings.load_points
+        )
 
     @cached_property
     def workload(self) -> list[BatchRequest]:
@@ -126,24 +129,37 @@ class BenchSession:
     def gold(self) -> dict[str, dict[str, Any]] | None:
         return None if self.settings.random_dataset else load_gold(self.settings.dataset)
 
-    def run(self, cell: Cell, timed: Timed, quality_hook: QualityHook | None = None,
-            progress: ProgressFactory | None = None) -> CellOutcome:
+    def run(
+        self, cell: Cell, timed: Timed, quality_hook: QualityHook | None = None, progress: ProgressFactory | None = None
+    ) -> CellOutcome:
         """Measure the cell, then score its outputs in memory and write them only if asked to."""
         requests = self.workload
         args = engine_args(cell, self.settings, self.registry)
         if self.budget_gib is not None and (status := over_budget(cell.model, self.budget_gib, _gpu_count(args))):
             raise DoesNotFit(status)  # the weights alone are over the budget: no engine need start
         engine = self.pool.get(cell)
-        context = {"engine_args": redact_args(args),  # saved; the engine got `args`
-                   "dataset": self.dataset_info, "model_source": model_source_label(cell.model.source, self.rootdir),
-                   **weights_info(cell, self.settings, self.registry)}
+        context = {
+            "engine_args": redact_args(args),  # saved; the engine got `args`
+            "dataset": self.dataset_info,
+            "model_source": model_source_label(cell.model.source, self.rootdir),
+            **weights_info(cell, self.settings, self.registry),
+        }
         if self.budget_gib is not None:
             context["gpu_memory_budget_gib"] = self.budget_gib
         outcome = run_cell(
-            cell, engine, requests, self.sampling, context, self.settings.project_to, timed, self.settings.slo_ms,
-            gpu_indices=cell_gpu_indices(cell.mode, args), bandwidths=self.bandwidths,
+            cell,
+            engine,
+            requests,
+            self.sampling,
+            context,
+            self.settings.project_to,
+            timed,
+            self.settings.slo_ms,
+            gpu_indices=cell_gpu_indices(cell.mode, args),
+            bandwidths=self.bandwidths,
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
-            progress=progress, warmup=0 if cell.engine_key in self.warmed else self.settings.warmup,
+            progress=progress,
+            warmup=0 if cell.engine_key in self.warmed else self.settings.warmup,
             load=cell.load or LoadPoint(self.settings.concurrency, self.settings.request_rate),
             trace=self.settings.trace_dir is not None,
         )
@@ -172,10 +188,19 @@ class BenchSession:
         self.pool.close()  # one GPU: the reference run needs the memory
         input_len, output_len, count = parse_random_spec(self.settings.random_dataset or "")
         try:
-            theirs = vllm_bench_requests_per_s(model_source(cell, self.settings, self.registry), args, input_len, output_len,
-                                               min(count, len(self.workload)))
+            theirs = vllm_bench_requests_per_s(
+                model_source(cell, self.settings, self.registry),
+                args,
+                input_len,
+                output_len,
+                min(count, len(self.workload)),
+            )
         except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
-            return {"vllm_bench_requests_per_s": None, "vllm_bench_ratio": None, "vllm_bench_error": strip_paths(self.scrub(str(exc)))[-2000:]}
+            return {
+                "vllm_bench_requests_per_s": None,
+                "vllm_bench_ratio": None,
+                "vllm_bench_error": strip_paths(self.scrub(str(exc)))[-2000:],
+            }
         return {"vllm_bench_requests_per_s": round(theirs, 4), "vllm_bench_ratio": round(ours / theirs, 4)}
 
     @property
@@ -186,19 +211,35 @@ class BenchSession:
         """'does not fit ...' when an engine failed to start for lack of memory, else None."""
         args = engine_args(cell, self.settings, self.registry)
         memory = cell_gpu_memory_mib(cell.mode, args)  # the cell's own GPUs, not the whole host
-        return does_not_fit(start_error, cell.model, memory, float(args.get("gpu_memory_utilization", 0.9)),
-                            self.budget_gib, _gpu_count(args))
+        return does_not_fit(
+            start_error,
+            cell.model,
+            memory,
+            float(args.get("gpu_memory_utilization", 0.9)),
+            self.budget_gib,
+            _gpu_count(args),
+        )
 
     def record_unrun(self, cell: Cell, status: str) -> None:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
-        self.unrun.append(checked_figures({
-            "vllmbench_schema": SCHEMA, "cell": cell.id, "model": cell.model.alias,
-            "model_source": model_source_label(cell.model.source, self.rootdir),
-            "params_b": cell.model.params_b, "dtype": cell.model.dtype, "mode": cell.mode, "status": strip_paths(self.scrub(status)),
-            "engine_args": redact_args(engine_args(cell, self.settings, self.registry)), "dataset": self.dataset_info,
-            **weights_info(cell, self.settings, self.registry),
-            **({"gpu_memory_budget_gib": self.budget_gib} if self.budget_gib is not None else {}),
-        }))
+        self.unrun.append(
+            checked_figures(
+                {
+                    "vllmbench_schema": SCHEMA,
+                    "cell": cell.id,
+                    "model": cell.model.alias,
+                    "model_source": model_source_label(cell.model.source, self.rootdir),
+                    "params_b": cell.model.params_b,
+                    "dtype": cell.model.dtype,
+                    "mode": cell.mode,
+                    "status": strip_paths(self.scrub(status)),
+                    "engine_args": redact_args(engine_args(cell, self.settings, self.registry)),
+                    "dataset": self.dataset_info,
+                    **weights_info(cell, self.settings, self.registry),
+                    **({"gpu_memory_budget_gib": self.budget_gib} if self.budget_gib is not None else {}),
+                }
+            )
+        )
 
     def scrub(self, text: str) -> str:
         """Text from elsewhere (an engine's error, a server's log tail) with this session's secrets hidden."""

@@ -39,12 +39,19 @@ def _ms(seconds: float | None) -> float | None:
 
 def trace_rows(round_index: int, records: Sequence[RequestRecord], sent: SendTimes | None) -> list[dict[str, Any]]:
     """One row per request. Offline cells submit the whole batch at once, so their send time is 0."""
-    return [{
-        "round": round_index, "custom_id": r.custom_id,
-        "send_s": (round(t, 6) if (t := sent.get(r.custom_id)) is not None else None) if sent else 0.0,
-        "ttft_ms": _ms(r.ttft_s), "e2el_ms": _ms(r.e2el_s), "input_tokens": r.input_tokens,
-        "output_tokens": r.output_tokens, "error": r.error,
-    } for r in records]
+    return [
+        {
+            "round": round_index,
+            "custom_id": r.custom_id,
+            "send_s": (round(t, 6) if (t := sent.get(r.custom_id)) is not None else None) if sent else 0.0,
+            "ttft_ms": _ms(r.ttft_s),
+            "e2el_ms": _ms(r.e2el_s),
+            "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens,
+            "error": r.error,
+        }
+        for r in records
+    ]
 
 
 def trace_path(folder: Path, cell_id: str) -> Path:

@@ -24,8 +24,9 @@ class Verdict:
     failed: str | None = None
 
 
-def measure_cell(session: BenchSession, cell: Cell, timed: Timed, quality_hook: QualityHook | None,
-                 progress: ProgressFactory | None) -> Verdict:
+def measure_cell(
+    session: BenchSession, cell: Cell, timed: Timed, quality_hook: QualityHook | None, progress: ProgressFactory | None
+) -> Verdict:
     """Run the cell; an engine that cannot start, a dead endpoint or an engine that would not stop is a verdict,
     and each cell that could not be measured is recorded as unrun in the session."""
     try:
@@ -49,8 +50,11 @@ def measure_cell(session: BenchSession, cell: Cell, timed: Timed, quality_hook: 
         session.record_unrun(cell, "failed: " + str(exc)[:300])
         return Verdict(failed=f"{cell.id}: the previous engine did not stop: {session.scrub(str(exc))}")
     if outcome.extra_info.get("outputs_error"):
-        return Verdict(outcome, failed=f"{cell.id}: measured and saved, but the outputs file was not written: "
-                                       f"{outcome.extra_info['outputs_error']}")
+        return Verdict(
+            outcome,
+            failed=f"{cell.id}: measured and saved, but the outputs file was not written: "
+            f"{outcome.extra_info['outputs_error']}",
+        )
     if outcome.fault:
         return Verdict(outcome, failed=f"{cell.id}: {session.scrub(outcome.fault)}")
     return Verdict(outcome)

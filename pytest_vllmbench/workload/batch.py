@@ -22,12 +22,31 @@ INT32 = 2**31
 # Body fields every mode honours the same way (offline maps them to SamplingParams), or that change no work
 # (user, metadata, store, service_tier; stream and stream_options are set by the client). Anything else is
 # refused at validation: a field only the server path would apply would make the modes do different work.
-SAMPLING_FIELDS = frozenset({
-    "max_tokens", "max_completion_tokens", "n", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
-    "frequency_penalty", "repetition_penalty", "seed", "stop", "stop_token_ids", "ignore_eos", "min_tokens",
-    "logit_bias", "logprobs", "include_stop_str_in_output", "skip_special_tokens", "spaces_between_special_tokens",
-    "response_format",
-})
+SAMPLING_FIELDS = frozenset(
+    {
+        "max_tokens",
+        "max_completion_tokens",
+        "n",
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "seed",
+        "stop",
+        "stop_token_ids",
+        "ignore_eos",
+        "min_tokens",
+        "logit_bias",
+        "logprobs",
+        "include_stop_str_in_output",
+        "skip_special_tokens",
+        "spaces_between_special_tokens",
+        "response_format",
+    }
+)
 INERT_FIELDS = frozenset({"model", "user", "metadata", "store", "service_tier", "stream", "stream_options"})
 CHAT_FIELDS = SAMPLING_FIELDS | INERT_FIELDS | {"messages", "top_logprobs"}
 COMPLETION_FIELDS = SAMPLING_FIELDS | INERT_FIELDS | {"prompt"}
@@ -101,7 +120,7 @@ def iter_batch(path: Path) -> Iterator[BatchRequest | str]:
         pending_blank: list[int] = []
         for number, raw in enumerate(handle, start=1):
             if number == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM):]
+                raw = raw[len(_BOM) :]
             if not raw.strip():
                 pending_blank.append(number)  # blank lines only matter when a request follows
                 continue
@@ -126,14 +145,15 @@ def parse_line(raw: bytes) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
+        raise ValueError(f"not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})") from None
     try:
         obj = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
     except _NonFinite as exc:
-        raise ValueError(f"{exc.args[0]} is not a finite number: JSON has no NaN or Infinity, and no "
-                         "server accepts them") from None
+        raise ValueError(
+            f"{exc.args[0]} is not a finite number: JSON has no NaN or Infinity, and no server accepts them"
+        ) from None
     except RecursionError:
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # e.g. an integer longer than Python's int_max_str_digits
@@ -213,8 +233,10 @@ def _check_envelope(obj: dict[str, Any]) -> None:
     unsupported = [key for key in body if key not in (CHAT_FIELDS if is_chat else COMPLETION_FIELDS)]
     if unsupported:
         supported = ", ".join(sorted(CHAT_FIELDS if is_chat else COMPLETION_FIELDS))
-        raise ValueError(f"body.{unsupported[0]} is not supported: every mode must do the same work, and offline "
-                         f"vLLM cannot honour it (supported: {supported})")
+        raise ValueError(
+            f"body.{unsupported[0]} is not supported: every mode must do the same work, and offline "
+            f"vLLM cannot honour it (supported: {supported})"
+        )
     if is_chat:
         _check_messages(body.get("messages"))
     else:
@@ -282,7 +304,8 @@ def _number_in(low: float, high: float, open_low: bool = False) -> tuple[Callabl
 
 def _is_stop(value: Any) -> bool:
     return (isinstance(value, str) and bool(value)) or (
-        isinstance(value, list) and all(isinstance(item, str) and item for item in value))
+        isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+    )
 
 
 _BOOL = (lambda value: isinstance(value, bool)), "true or false"
@@ -290,17 +313,38 @@ _STRING = (lambda value: isinstance(value, str)), "a string"
 _OBJECT = (lambda value: isinstance(value, dict)), "an object"
 # one check per field, run only for the fields a body has (most have five): vLLM's own ranges
 FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "max_tokens": _int_in(1, INT32 - 1), "max_completion_tokens": _int_in(1, INT32 - 1), "n": _int_in(1, INT32 - 1),
-    "min_tokens": _int_in(0, INT32 - 1), "top_k": _int_in(-1, INT32 - 1), "seed": _int_in(-(2**63), 2**63 - 1),
-    "temperature": _number_in(0.0, 2.0), "top_p": _number_in(0.0, 1.0, open_low=True), "min_p": _number_in(0.0, 1.0),
-    "presence_penalty": _number_in(-2.0, 2.0), "frequency_penalty": _number_in(-2.0, 2.0),
+    "max_tokens": _int_in(1, INT32 - 1),
+    "max_completion_tokens": _int_in(1, INT32 - 1),
+    "n": _int_in(1, INT32 - 1),
+    "min_tokens": _int_in(0, INT32 - 1),
+    "top_k": _int_in(-1, INT32 - 1),
+    "seed": _int_in(-(2**63), 2**63 - 1),
+    "temperature": _number_in(0.0, 2.0),
+    "top_p": _number_in(0.0, 1.0, open_low=True),
+    "min_p": _number_in(0.0, 1.0),
+    "presence_penalty": _number_in(-2.0, 2.0),
+    "frequency_penalty": _number_in(-2.0, 2.0),
     "repetition_penalty": _number_in(0.0, float(INT32), open_low=True),
     "stop": (_is_stop, "a non-empty string or a list of non-empty strings"),
-    "stop_token_ids": ((lambda value: isinstance(value, list) and all(_is_int(i) and 0 <= i < INT32 for i in value)),
-                       "a list of token ids (non-negative integers)"),
-    "user": _STRING, "service_tier": _STRING, "metadata": _OBJECT, "stream_options": _OBJECT,
-    **{key: _BOOL for key in ("ignore_eos", "include_stop_str_in_output", "skip_special_tokens",
-                              "spaces_between_special_tokens", "stream", "store")},
+    "stop_token_ids": (
+        (lambda value: isinstance(value, list) and all(_is_int(i) and 0 <= i < INT32 for i in value)),
+        "a list of token ids (non-negative integers)",
+    ),
+    "user": _STRING,
+    "service_tier": _STRING,
+    "metadata": _OBJECT,
+    "stream_options": _OBJECT,
+    **{
+        key: _BOOL
+        for key in (
+            "ignore_eos",
+            "include_stop_str_in_output",
+            "skip_special_tokens",
+            "spaces_between_special_tokens",
+            "stream",
+            "store",
+        )
+    },
 }
 
 
@@ -339,8 +383,9 @@ def _check_logprobs(body: dict[str, Any], is_chat: bool) -> None:
         if top and not logprobs:
             raise ValueError("body.top_logprobs needs body.logprobs set to true")
     elif logprobs is not None and not (_is_int(logprobs) and 0 <= logprobs <= MAX_LOGPROBS):
-        raise ValueError(f"body.logprobs must be an integer in [0, {MAX_LOGPROBS}] in a completion request, "
-                         f"got {_show(logprobs)}")
+        raise ValueError(
+            f"body.logprobs must be an integer in [0, {MAX_LOGPROBS}] in a completion request, got {_show(logprobs)}"
+        )
 
 
 def _check_response_format(response_format: Any) -> None:

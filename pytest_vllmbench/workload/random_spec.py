@@ -17,7 +17,7 @@ def is_random(spec: object) -> bool:
 
 def parse_random_spec(spec: str) -> tuple[int, int, int]:
     """`random:IN:OUT:N` (vLLM's random dataset: N prompts of IN random tokens, exactly OUT tokens out)."""
-    parts = spec[len(RANDOM_PREFIX):].split(":")
+    parts = spec[len(RANDOM_PREFIX) :].split(":")
     try:
         input_len, output_len, count = (int(part) for part in parts)
     except ValueError:
@@ -33,9 +33,16 @@ def random_requests(spec: str, seed: int = 0) -> list[BatchRequest]:
     rng = random.Random(seed)
     return [
         BatchRequest(
-            f"random-{index:06d}", COMPLETIONS_URL,
-            {"model": "random", "prompt": [rng.randrange(100, 30_000) for _ in range(input_len)],
-             "max_tokens": output_len, "ignore_eos": True, "temperature": 1.0, "top_p": 1.0},
+            f"random-{index:06d}",
+            COMPLETIONS_URL,
+            {
+                "model": "random",
+                "prompt": [rng.randrange(100, 30_000) for _ in range(input_len)],
+                "max_tokens": output_len,
+                "ignore_eos": True,
+                "temperature": 1.0,
+                "top_p": 1.0,
+            },
             index + 1,
         )
         for index in range(count)

@@ -14,13 +14,37 @@ from pytest_vllmbench.workload.gold import gold_path_for
 DEFAULT_MODEL = "gemma3:12b"  # the seed's batch file names the Ollama tag
 REQUIRED_SKILLS = ("python", "sql", "statistics")
 SKILLS = (
-    "python", "sql", "statistics", "java", "go", "kubernetes", "spark", "excel", "tableau",
-    "pytorch", "react", "typescript", "airflow", "dbt", "rust", "terraform", "communication",
-    "project management", "a/b testing", "forecasting",
+    "python",
+    "sql",
+    "statistics",
+    "java",
+    "go",
+    "kubernetes",
+    "spark",
+    "excel",
+    "tableau",
+    "pytorch",
+    "react",
+    "typescript",
+    "airflow",
+    "dbt",
+    "rust",
+    "terraform",
+    "communication",
+    "project management",
+    "a/b testing",
+    "forecasting",
 )
 ROLES = (
-    "Data Analyst", "Backend Engineer", "Data Scientist", "Product Manager", "ML Engineer",
-    "Frontend Developer", "BI Developer", "Site Reliability Engineer", "Research Assistant",
+    "Data Analyst",
+    "Backend Engineer",
+    "Data Scientist",
+    "Product Manager",
+    "ML Engineer",
+    "Frontend Developer",
+    "BI Developer",
+    "Site Reliability Engineer",
+    "Research Assistant",
 )
 SCHOOLS = ("State University", "Polytechnic Institute", "Community College", "Open University", "Technical University")
 DEGREES = ("BSc Computer Science", "BA Economics", "MSc Statistics", "BSc Mathematics", "MBA", "PhD Physics")
