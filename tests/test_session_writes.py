@@ -5,7 +5,7 @@ from pathlib import Path
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.measure.metrics import RequestRecord
-from pytest_vllmbench.run.engine_slot import EnginePool
+from pytest_vllmbench.run.engine_slot import EngineSlot
 from pytest_vllmbench.run.session import BenchSession
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def test_an_outputs_file_that_cannot_be_written_keeps_the_figures(tmp_path):
     (out / "gemma-270m-offline.jsonl").mkdir(parents=True)  # a folder where the file must go
     raw = merge_sources({"model": ["gemma-270m"], "mode": ["offline"], "limit": 3, "write_outputs": str(out)}, {}, {})
     session = BenchSession(resolve(raw, REPO), load_registry(), REPO)
-    session.pool = EnginePool(lambda cell: ScriptedEngine())
+    session.engine_slot = EngineSlot(lambda cell: ScriptedEngine())
     [cell] = session.cells
     outcome = session.run(cell, lambda fn: fn())
     assert outcome.extra_info["n_requests"] == 3 and outcome.extra_info["requests_per_s"] > 0

@@ -7,7 +7,6 @@ import fcntl
 import json
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.common.files import folder_built_in_place, sha256_of
+from pytest_vllmbench.common.notices import notice
 from pytest_vllmbench.config.registry import ModelSpec
 from pytest_vllmbench.engines import embedded_model as embedded
 from pytest_vllmbench.engines import tokenizer_sources
@@ -209,7 +209,7 @@ def _write_random(base: Path, work: Path, source: str, alias: str) -> None:
     config = json.loads((work / "config.json").read_text())
     config.pop("quantization_config", None)  # the random weights are plain bf16; vLLM quantizes them
     (work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    print(f"vllmbench: writing a random bf16 checkpoint for {alias}", file=sys.__stderr__, flush=True)
+    notice(f"writing a random bf16 checkpoint for {alias}")
     write_random_checkpoint(work, work)
     embedded.write_manifest(work, source, unhashed_suffix=".safetensors")
 

@@ -8,7 +8,7 @@ from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.engines.base import Engine, EngineStartError
 
 
-class EnginePool:
+class EngineSlot:
     def __init__(self, start: Callable[[Cell], Engine]) -> None:
         self._start = start
         self._key: tuple[str, str] | None = None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from typing import Any
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.common.notices import notice
 from pytest_vllmbench.common.redaction import redact_url, strip_paths
 from pytest_vllmbench.config import memory_budget as budget
 from pytest_vllmbench.config.matrix import Cell
@@ -96,10 +96,6 @@ def client_config(settings: Settings, base_url: str, served_model: str) -> Clien
     )
 
 
-def _progress(text: str) -> None:
-    print(f"\nvllmbench: {text}", file=sys.__stderr__, flush=True)  # pytest captures sys.stderr
-
-
 def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
     if cell.mode == "offline":
         from pytest_vllmbench.engines.offline import OfflineEngine
@@ -114,7 +110,7 @@ def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
             engine_args(cell, settings, registry),
             client_config(settings, "", cell.model.alias),
             settings.server_timeout,
-            progress=_progress,
+            progress=notice,
         )
     if cell.mode == "run-batch":
         from pytest_vllmbench.engines.run_batch import RunBatchEngine
@@ -135,7 +131,7 @@ def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
     assert settings.endpoint is not None  # settings.resolve demands it for this mode
     config = client_config(settings, normalize_base_url(settings.endpoint), cell.requested)
     if config.api_key and plain_http_elsewhere(config.base_url) and not settings.api_key_over_http:
-        _progress(
+        notice(
             f"the API key in ${settings.api_key_env} is NOT sent to {redact_url(config.base_url)}: plain http to "
             "another machine would expose it; pass --api-key-over-http to send it anyway"
         )

@@ -1,4 +1,4 @@
-"""One benchmark session: settings, the workload (read once) and the engine pool."""
+"""One benchmark session: settings, the workload (read once) and the engine slot (one live engine)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from pytest_vllmbench.measure.quality import score_quality
 from pytest_vllmbench.measure.roofline import load_bandwidths
 from pytest_vllmbench.run.batch_output import write_batch_output
 from pytest_vllmbench.run.cell_run import CellOutcome, Timed, run_cell
-from pytest_vllmbench.run.engine_slot import EnginePool
+from pytest_vllmbench.run.engine_slot import EngineSlot
 from pytest_vllmbench.run.engine_start import engine_args, model_source, start_engine, weights_info
 from pytest_vllmbench.run.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.run.trace import trace_path, write_trace
@@ -71,7 +71,7 @@ class BenchSession:
         self.settings = settings
         self.registry = registry
         self.rootdir = rootdir
-        self.pool = EnginePool(lambda cell: start_engine(cell, settings, registry))
+        self.engine_slot = EngineSlot(lambda cell: start_engine(cell, settings, registry))
         self.sampling = SamplingOverrides(settings.max_tokens, settings.ignore_eos)
         self.unrun: list[dict[str, Any]] = []
         self.warmed: set[tuple[str, str]] = set()  # engines warmed already: a sweep warms its server once
@@ -137,7 +137,7 @@ class BenchSession:
         args = engine_args(cell, self.settings, self.registry)
         if self.budget_gib is not None and (status := over_budget(cell.model, self.budget_gib, _gpu_count(args))):
             raise DoesNotFit(status)  # the weights alone are over the budget: no engine need start
-        engine = self.pool.get(cell)
+        engine = self.engine_slot.get(cell)
         context = {
             "engine_args": redact_args(args),  # saved; the engine got `args`
             "dataset": self.dataset_info,
@@ -185,7 +185,7 @@ class BenchSession:
 
     def _parity(self, cell: Cell, args: dict[str, Any], ours: float) -> dict[str, Any]:
         """vLLM's own `bench throughput` on the same engine args and workload, after ours is closed."""
-        self.pool.close()  # one GPU: the reference run needs the memory
+        self.engine_slot.close()  # one GPU: the reference run needs the memory
         input_len, output_len, count = parse_random_spec(self.settings.random_dataset or "")
         try:
             theirs = vllm_bench_requests_per_s(
@@ -247,4 +247,4 @@ class BenchSession:
         return redact_text(text, secret_values(settings.endpoint, settings.engine_args, settings.api_key))
 
     def close(self) -> None:
-        self.pool.close()
+        self.engine_slot.close()
