@@ -54,8 +54,7 @@ def run_cell(
     hourly price and its currency label. `warmup` untimed rounds run first; `load` is the cell's sweep point;
     `trace` keeps each request's timing for --trace (CellOutcome.trace)."""
     last: dict[str, Any] = {}
-    rounds: list[dict[str, float | None]] = []
-    traced: list[dict[str, Any]] = []
+    timed_rounds: list[tuple[list[RequestRecord], float, SendTimes | None]] = []
     client_side = cell.mode in SWEEP_MODES
 
     def call(bar: Any, sent: SendTimes | None) -> list[RequestRecord]:
@@ -76,9 +75,8 @@ def run_cell(
             energy_before = telemetry.energy_mj()
             started = time.perf_counter()
             last["records"] = call(bar, sent)
-            last["wall_s"] = time.perf_counter() - started
             # an engine that starts its own process per run (run-batch) times the batch itself, without start-up
-            last["wall_s"] = getattr(engine, "batch_wall_s", None) or last["wall_s"]
+            last["wall_s"] = getattr(engine, "batch_wall_s", None) or time.perf_counter() - started
             energy_after = telemetry.energy_mj()
         finally:
             if bar is not None:
@@ -87,15 +85,18 @@ def run_cell(
             last["energy_j"] = None
         else:
             last["energy_j"] = (energy_after - energy_before) / 1000.0
-        rounds.append(round_figures(summarize(last["records"], last["wall_s"], engine.load_s, project_to, slo_ms)))
-        if trace:
-            traced.extend(trace_rows(len(rounds), last["records"], sent if client_side else None))
+        timed_rounds.append((last["records"], last["wall_s"], sent))  # summarized after the timing, not in it
 
     for _ in range(warmup):
         call(None, None)
     source = engine.metrics_source() if client_side and hasattr(engine, "metrics_source") else None
     with GpuSampler(gpu_indices) as telemetry, MetricsSampler(source) as server_metrics:
         timed(one_round)
+    rounds = [round_figures(summarize(done, wall, engine.load_s, project_to, slo_ms)) for done, wall, _ in timed_rounds]
+    traced: list[dict[str, Any]] = []
+    if trace:
+        for number, (done, _, sent) in enumerate(timed_rounds, start=1):
+            traced.extend(trace_rows(number, done, sent))
     records: list[RequestRecord] = last["records"]
     info: dict[str, Any] = {
         "cell": cell.id,
