@@ -19,7 +19,11 @@ def test_defaults_are_the_dataset_models_offline_and_server():
     assert settings.models == ()  # taken from the batch file's lines
     assert settings.modes == ("offline", "server")
     assert settings.dataset == ROOT / "data/batch_5k.jsonl"
-    assert (settings.rounds, settings.warmup, settings.project_to) == (1, 0, 170_000)
+    assert (settings.rounds, settings.warmup, settings.project_to) == (
+        1,
+        None,
+        170_000,
+    )  # warm-up: decided per cell (GPU or not)
 
 
 def test_command_line_beats_tool_table_beats_ini():

@@ -84,7 +84,13 @@ OPTIONS = (
     ),
     Option("load-format", "vLLM load_format (e.g. dummy for sizing without weights)", None, metavar="FORMAT"),
     Option("rounds", "timed rounds per cell", 1, metavar="N"),
-    Option("warmup", "untimed warm-up rounds per cell", 0, metavar="N"),
+    Option(
+        "warmup",
+        "untimed warm-up rounds per engine before its first timed round (default: 1 on a GPU, where the first "
+        "round JIT-compiles kernels; 0 on the CPU)",
+        None,
+        metavar="N",
+    ),
     Option(
         "project-to",
         "size of the full job, for projected_hours, projected_kwh and projected_cost",
@@ -182,7 +188,7 @@ class Settings:
     engine_args: dict[str, Any] = field(default_factory=dict)
     load_format: str | None = None
     rounds: int = 1
-    warmup: int = 0
+    warmup: int | None = None  # None: 1 on a GPU, 0 on the CPU
     project_to: int = 170_000
     gpu_memory: int | None = None  # bytes per GPU (--gpu-memory)
     gpu_hourly_cost: float | None = None
@@ -316,7 +322,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         engine_args=engine_args,
         load_format=raw["load_format"] or None,
         rounds=_number("--rounds", raw["rounds"], int, 1),
-        warmup=_number("--warmup", raw["warmup"], int, 0),
+        warmup=_optional("--warmup", raw["warmup"], int, 0),
         project_to=_number("--project-to", raw["project_to"], int, 1),
         gpu_memory=gpu_memory,
         gpu_hourly_cost=_optional("--gpu-hourly-cost", raw["gpu_hourly_cost"], float, 0),

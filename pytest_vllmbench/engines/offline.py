@@ -12,6 +12,7 @@ import psutil
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.start_output import StartOutput, failure_reason, relevant_lines
 from pytest_vllmbench.engines.supervisor import stop_children
+from pytest_vllmbench.measure import engine_settings
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
 from pytest_vllmbench.workload.batch import BatchRequest
@@ -72,6 +73,19 @@ class OfflineEngine:
             return dict(self._llm.llm_engine.model_config.get_diff_sampling_param())
         except AttributeError:
             return {}
+
+    def reset_prefix_cache(self) -> bool:
+        """Empty the prefix cache, so that a round does not hit the blocks of the one before."""
+        try:
+            return bool(self._llm.reset_prefix_cache())
+        except Exception:  # an engine without a prefix cache, or an older vLLM
+            return False
+
+    def effective_settings(self) -> dict[str, Any] | None:
+        config = getattr(self._llm.llm_engine, "vllm_config", None)
+        if config is None:
+            return None
+        return {**engine_settings.from_config_object(config), "source": "LLM.llm_engine.vllm_config"}
 
     def describe(self) -> dict[str, Any]:
         import vllm
@@ -137,8 +151,9 @@ def _completion_prompt(prompt: Any) -> Any:
 def _record(custom_id: str, output: Any) -> RequestRecord:
     completion = output.outputs[0]
     stats = output.metrics  # engine-core monotonic timestamps, all on one clock
-    e2el = ttft = None
+    e2el = ttft = done_at = None
     if stats is not None and stats.last_token_ts:
+        done_at = stats.last_token_ts
         e2el = stats.last_token_ts - stats.queued_ts
         ttft = stats.first_token_ts - stats.queued_ts
     return RequestRecord(
@@ -149,4 +164,5 @@ def _record(custom_id: str, output: Any) -> RequestRecord:
         ttft_s=ttft,
         text=completion.text,
         finish_reason=completion.finish_reason,
+        done_at=done_at,
     )

@@ -276,4 +276,5 @@ def _record(request: BatchRequest, sent: float, stamps: list[float], events: lis
         itl_s=[b - a for a, b in pairwise(content_stamps)],
         text="".join(parts),
         finish_reason=finish_reason,
+        done_at=end,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.openai_client import ClientConfig, preflight, run_batch
 from pytest_vllmbench.engines.supervisor import SessionProcess
 from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail, vllm_platform
+from pytest_vllmbench.measure import engine_settings
 from pytest_vllmbench.measure.machine import package_version
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -27,6 +29,9 @@ from pytest_vllmbench.measure.server_metrics import MetricsSource
 from pytest_vllmbench.workload.batch import BatchRequest
 
 PORT_IN_USE = ("Address already in use", "address already in use")
+# vLLM's development routes (/server_info, /reset_prefix_cache): how the effective settings are read and the
+# prefix cache is emptied between rounds. The server listens on 127.0.0.1 only.
+DEV_MODE = {"VLLM_SERVER_DEV_MODE": "1"}
 
 
 def free_port() -> int:
@@ -78,7 +83,9 @@ class ServerEngine:
             self.base_url = f"http://127.0.0.1:{port}/v1"
             log_path = log_dir / f"{served_name}-{port}.log"
             started = time.perf_counter()
-            self.process = SessionProcess(command(model, served_name, port, engine_args), log_path)
+            self.process = SessionProcess(
+                command(model, served_name, port, engine_args), log_path, env={**os.environ, **DEV_MODE}
+            )
             try:
                 self._wait_healthy(port, start_timeout_s)
                 break
@@ -129,6 +136,20 @@ class ServerEngine:
     def metrics_source(self) -> MetricsSource:
         return MetricsSource(self.base_url.removesuffix("/v1") + "/metrics", {})
 
+    def api_server_pids(self) -> frozenset[int]:
+        return frozenset({self.process.pid})
+
+    def reset_prefix_cache(self) -> bool:
+        """Empty the server's prefix cache, so that a round does not hit the blocks of the one before."""
+        return dev_route_ok(self.base_url, "POST", "/reset_prefix_cache")
+
+    def effective_settings(self) -> dict[str, Any] | None:
+        info = dev_route_json(self.base_url, "/server_info?config_format=json")
+        config = info.get("vllm_config") if info else None
+        if not isinstance(config, dict):
+            return None
+        return {**engine_settings.from_config_json(config), "source": "server /server_info"}
+
     def fault(self) -> str | None:
         """Why the server can no longer serve, or None while it is fine."""
         if self.process.alive():
@@ -163,3 +184,20 @@ class ServerEngine:
         self.process.stop(self._stop_grace_s)
         if self._own_log_dir and not faulty:  # a crashed server's log (or one that would not stop) stays
             shutil.rmtree(self._log_dir, ignore_errors=True)
+
+
+def dev_route_ok(base_url: str, method: str, route: str, timeout_s: float = 30.0) -> bool:
+    try:
+        response = httpx.request(method, base_url.removesuffix("/v1") + route, timeout=timeout_s)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def dev_route_json(base_url: str, route: str, timeout_s: float = 30.0) -> dict[str, Any] | None:
+    try:
+        response = httpx.get(base_url.removesuffix("/v1") + route, timeout=timeout_s)
+        body = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None

@@ -73,7 +73,12 @@ class CellRecord:
     goodput_requests_per_s: float | None = _figure(
         "req/s", "higher", "requests per second that met every --slo", sometimes=True
     )
-    projected_hours: float | None = _figure("h", "lower", "(load_s + project_to / requests_per_s) / 3600")
+    steady_requests_per_s: float | None = _figure(
+        "req/s", "higher", "completions per second between 10 % and 90 % of a round's completions (no ramp, no tail)"
+    )
+    projected_hours: float | None = _figure(
+        "h", "lower", "(load_s + ramp and tail once + project_to / steady_requests_per_s) / 3600, or at requests_per_s"
+    )
     # latency (vLLM's definitions)
     ttft_ms_mean: float | None = _latency("ttft", "mean")
     ttft_ms_p50: float | None = _latency("ttft", "p50")
@@ -98,6 +103,28 @@ class CellRecord:
     peak_vram_mib: int | None = _figure("MiB", "lower", "peak GPU memory in use over the cell's GPUs")
     gpu_util_mean_pct: float | None = _figure("%", None, "mean GPU utilisation")
     gpu_util_max_pct: float | None = _figure("%", None, "highest GPU utilisation")
+    cpu_client_pct: float | None = _figure(
+        "% of a core", None, "CPU time of the client (the pytest process; offline: also vLLM's front end)"
+    )
+    cpu_api_server_pct: float | None = _figure(
+        "% of a core", None, "CPU time of the owned server's busiest API server process (server mode)"
+    )
+    cpu_engine_core_pct: float | None = _figure(
+        "% of a core", None, "CPU time of the busiest engine-core or worker process (not for endpoints)"
+    )
+    bound_by: str | None = _figure(
+        "",
+        None,
+        "what limits the cell: gpu (busy >= 90 %), else client, api-server or engine-core (>= 80 % of a core), else unclear",
+    )
+    engine_settings: dict[str, Any] | None = _figure(
+        "",
+        None,
+        "the scheduler settings vLLM ran with (max_num_seqs, batched tokens, prefix caching ...), read from the engine",
+        sometimes=True,
+    )
+    warmup_rounds: int | None = _figure("", None, "untimed rounds the engine ran before its first timed round")
+    prefix_cache: str | None = _figure("", None, "whether vLLM's prefix cache was emptied before each timed round")
     gpu_power_mean_w: float | None = _figure("W", None, "mean GPU power draw")
     gpu_power_max_w: float | None = _figure("W", None, "highest GPU power draw")
     decode_bound_tokens_per_s: float | None = _figure(

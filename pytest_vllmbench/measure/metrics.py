@@ -26,6 +26,7 @@ class RequestRecord:
     error: str | None = None
     text: str | None = None
     finish_reason: str | None = None
+    done_at: float | None = None  # when it completed, on its engine's monotonic clock: the steady-state rate
 
     @property
     def ok(self) -> bool:
@@ -56,11 +57,32 @@ def cdf(name: str, values_s: Sequence[float]) -> dict[str, list[float] | None]:
     return {f"{name}_ms_cdf": [round(float(v), 3) for v in points]}
 
 
-def projected_hours(requests_per_s: float, project_to: int, load_s: float | None) -> float | None:
-    """Load once, then the whole job at the measured rate."""
+STEADY_WINDOW = (0.1, 0.9)  # the completions between 10 % and 90 % of a round: no ramp-up, no tail
+
+
+def steady_rate(records: Sequence[RequestRecord]) -> float | None:
+    """Completions per second between the 10th and the 90th percentile of completion times, or None when fewer
+    than 10 requests carry a completion time (or they all completed at once)."""
+    done = sorted(r.done_at for r in records if r.ok and r.done_at is not None)
+    if len(done) < 10:
+        return None
+    first = int(STEADY_WINDOW[0] * len(done))
+    last = max(int(STEADY_WINDOW[1] * len(done)) - 1, first + 1)
+    span = done[last] - done[first]
+    return (last - first) / span if span > 0 else None
+
+
+def projected_hours(
+    requests_per_s: float, project_to: int, load_s: float | None, steady: float | None = None, done: int = 0
+) -> float | None:
+    """Load once, then the whole job. With a steady rate: the job at that rate plus this round's ramp-up and tail
+    once (the round's wall time beyond its completions at the steady rate); else at the whole round's rate."""
     if requests_per_s <= 0:
         return None
-    return ((load_s or 0.0) + project_to / requests_per_s) / 3600.0
+    if steady is None or steady <= 0 or done <= 0:
+        return ((load_s or 0.0) + project_to / requests_per_s) / 3600.0
+    ramp_and_tail_s = max(done / requests_per_s - done / steady, 0.0)
+    return ((load_s or 0.0) + ramp_and_tail_s + project_to / steady) / 3600.0
 
 
 def summarize(
@@ -95,7 +117,9 @@ def summarize(
     if slo_ms:
         good = sum(_meets_slo(r, slo_ms) for r in done)
         summary["goodput_requests_per_s"] = round(good / wall_s, 4) if wall_s > 0 else 0.0
-    hours = projected_hours(rate, project_to, load_s)
+    steady = steady_rate(done)
+    summary["steady_requests_per_s"] = None if steady is None else round(steady, 4)
+    hours = projected_hours(rate, project_to, load_s, steady, len(done))
     summary["projected_hours"] = None if hours is None else round(hours, 4)
     summary["project_to"] = project_to
     return summary

@@ -10,6 +10,7 @@ import numpy as np
 
 KEY_FIGURES = (
     "requests_per_s",
+    "steady_requests_per_s",
     "output_tokens_per_s",
     "goodput_requests_per_s",
     "ttft_ms_p50",

@@ -9,6 +9,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from pytest_vllmbench.measure.engine_settings import differing
+from pytest_vllmbench.measure.host_load import FIGURE
 from pytest_vllmbench.measure.rounds import plus_minus
 from pytest_vllmbench.results.gate import Check, missing_data, regressions
 from pytest_vllmbench.results.gate import summary as gate_summary
@@ -60,7 +62,7 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
     with_cost = any(cell.get(COST_KEY) is not None for cell in cells)
     headers = ["Model", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "Load s", "Projected h"]
     headers += ["Projected cost"] if with_cost else []
-    headers += ["Quality", "Score"]
+    headers += ["Quality", "Score", "Bound by"]
     rows = []
     for cell in cells:
         row = [
@@ -74,9 +76,34 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
             _num(cell.get("projected_hours"), 1),
         ]
         row += [_cost(cell)] if with_cost else []
-        row += [quality_text(cell), _num(cell.get("score"), 3)]
+        row += [quality_text(cell), _num(cell.get("score"), 3), bound_text(cell)]
         rows.append(row)
     return tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+
+
+BOUND_SHARE = {"gpu": "gpu_util_mean_pct", **FIGURE}
+
+
+def bound_text(cell: Mapping[str, Any]) -> str:
+    """What limited the cell, with the share that says so: 'gpu 97%', 'api-server 99%' (of one core)."""
+    bound = cell.get("bound_by")
+    if not isinstance(bound, str):
+        return MISSING
+    share = cell.get(BOUND_SHARE.get(bound, ""))
+    return f"{bound} {share:.0f}%" if _finite(share) else bound
+
+
+def settings_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Where the engines' effective settings differ between the cells, one line each."""
+    lines = []
+    for key in differing(list(cells)):
+        values = ", ".join(
+            f"{cell.get('cell', MISSING)}={cell['engine_settings'].get(key)}"
+            for cell in cells
+            if isinstance(cell.get("engine_settings"), Mapping)
+        )
+        lines.append(f"engine setting {key} differs: {values}")
+    return lines
 
 
 def mode_text(cell: Mapping[str, Any]) -> str:
@@ -112,6 +139,7 @@ def summary_block(
     if not ran:
         return ""
     lines = [cells_table(ran), ""]
+    lines += settings_lines(ran)
     lines += [f"not run: {cell.get('cell', MISSING)}: {cell['status']}" for cell in cells if cell not in ran]
     lines += gates
     if saved_run is not None:

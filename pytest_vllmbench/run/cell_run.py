@@ -13,6 +13,7 @@ from pytest_vllmbench.engines.base import Engine, SamplingOverrides
 from pytest_vllmbench.measure.cell_record import saved_figures
 from pytest_vllmbench.measure.costs import cost_figures, energy_figures
 from pytest_vllmbench.measure.gpu import GpuSampler
+from pytest_vllmbench.measure.host_load import HostLoad, bound_by
 from pytest_vllmbench.measure.metrics import RequestRecord, summarize
 from pytest_vllmbench.measure.progress import ProgressFactory
 from pytest_vllmbench.measure.roofline import roofline
@@ -68,15 +69,23 @@ def run_cell(
             return engine.run(requests, sampling)
         return engine.run(requests, sampling, bar, **extra)
 
+    reset_cache = getattr(engine, "reset_prefix_cache", None)
+    cache_resets: list[bool] = []
+    host = HostLoad(engine.api_server_pids() if hasattr(engine, "api_server_pids") else frozenset())
+
     def one_round() -> None:
+        if reset_cache is not None:  # untimed: no round may hit the prefix-cache blocks of the one before
+            cache_resets.append(bool(reset_cache()))
         bar = progress(cell.id, len(requests)) if progress is not None else None
         sent = SendTimes() if trace and client_side else None
         try:
             energy_before = telemetry.energy_mj()
+            host.start()
             started = time.perf_counter()
             last["records"] = call(bar, sent)
             # an engine that starts its own process per run (run-batch) times the batch itself, without start-up
             last["wall_s"] = getattr(engine, "batch_wall_s", None) or time.perf_counter() - started
+            host.stop()
             energy_after = telemetry.energy_mj()
         finally:
             if bar is not None:
@@ -120,9 +129,30 @@ def run_cell(
     info |= getattr(engine, "cell_figures", dict)()
     info |= rounds_info(rounds)
     info |= telemetry.figures()
+    info |= host_figures(cell.mode, host, info.get("gpu_util_mean_pct"))
+    info["warmup_rounds"] = warmup
+    info["prefix_cache"] = prefix_cache_note(cache_resets)
+    settings = engine.effective_settings() if hasattr(engine, "effective_settings") else None
+    if settings is not None:
+        info["engine_settings"] = settings
     info |= roofline(info, info["gpus"], bandwidths or {})
     info |= energy_figures(last["energy_j"], info["n_requests"] - info["n_failed"], info["output_tokens"], project_to)
     info |= cost_figures(
         pricing[0], pricing[1], len(info["gpus"]), info["output_tokens_per_s"], info["projected_hours"]
     )
     return CellOutcome(saved_figures(info), records, engine.fault(), traced)
+
+
+def host_figures(mode: str, host: HostLoad, gpu_busy_pct: float | None) -> dict[str, Any]:
+    """CPU share per role and what bounds the cell; an endpoint's server is not ours to measure."""
+    figures: dict[str, Any] = host.figures(has_api_server=mode == "server", has_engine_core=mode != "endpoint")
+    figures["bound_by"] = bound_by(gpu_busy_pct, figures)
+    return figures
+
+
+def prefix_cache_note(resets: list[bool]) -> str:
+    if resets and all(resets):
+        return "reset before each timed round"
+    if any(resets):
+        return "reset failed before some timed rounds"
+    return "not reset (the engine offers no reset)" if not resets else "not reset (the reset failed)"

@@ -146,6 +146,7 @@ class BenchSession:
         }
         if self.budget_gib is not None:
             context["gpu_memory_budget_gib"] = self.budget_gib
+        gpu_indices = cell_gpu_indices(cell.mode, args)
         outcome = run_cell(
             cell,
             engine,
@@ -155,11 +156,11 @@ class BenchSession:
             self.settings.project_to,
             timed,
             self.settings.slo_ms,
-            gpu_indices=cell_gpu_indices(cell.mode, args),
+            gpu_indices=gpu_indices,
             bandwidths=self.bandwidths,
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
             progress=progress,
-            warmup=0 if cell.engine_key in self.warmed else self.settings.warmup,
+            warmup=0 if cell.engine_key in self.warmed else self.warmup_rounds(gpu_indices),
             load=cell.load or LoadPoint(self.settings.concurrency, self.settings.request_rate),
             trace=self.settings.trace_dir is not None,
         )
@@ -182,6 +183,12 @@ class BenchSession:
         if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
             outcome.extra_info |= self._parity(cell, args, outcome.extra_info["requests_per_s"])
         return outcome
+
+    def warmup_rounds(self, gpu_indices: list[int] | None) -> int:
+        """--warmup, or by default one round where the cell runs on a GPU (first-run kernel compilation)."""
+        if self.settings.warmup is not None:
+            return self.settings.warmup
+        return 1 if gpu_indices and list_gpus() else 0
 
     def _parity(self, cell: Cell, args: dict[str, Any], ours: float) -> dict[str, Any]:
         """vLLM's own `bench throughput` on the same engine args and workload, after ours is closed."""

@@ -1,0 +1,189 @@
+"""What bounds a cell (CPU per role beside GPU busy), the effective engine settings, the steady-state rate and the
+prefix-cache reset between rounds."""
+
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import psutil
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_vllmbench.config.matrix import Cell
+from pytest_vllmbench.config.registry import load_registry
+from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.measure import engine_settings
+from pytest_vllmbench.measure.host_load import HostLoad, bound_by, role_of
+from pytest_vllmbench.measure.metrics import RequestRecord, projected_hours, steady_rate, summarize
+from pytest_vllmbench.results.summary import bound_text, settings_lines
+from pytest_vllmbench.run.cell_run import run_cell
+
+BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
+
+
+def test_the_gpu_bounds_a_cell_it_keeps_busy_whatever_the_host_does():
+    assert bound_by(97.0, {"cpu_api_server_pct": 99.0}) == "gpu"
+
+
+def test_a_host_process_near_a_full_core_bounds_a_cell_the_gpu_waits_for():
+    cpu = {"cpu_client_pct": 30.0, "cpu_api_server_pct": 98.5, "cpu_engine_core_pct": 70.0}
+    assert bound_by(48.0, cpu) == "api-server"
+    assert bound_by(None, {"cpu_client_pct": 12.0, "cpu_engine_core_pct": 185.0}) == "engine-core"  # vLLM on the CPU
+
+
+def test_no_saturated_process_and_a_half_busy_gpu_is_unclear():
+    assert (
+        bound_by(55.0, {"cpu_client_pct": 40.0, "cpu_api_server_pct": 60.0, "cpu_engine_core_pct": None}) == "unclear"
+    )
+    assert bound_by(None, {}) == "unclear"
+
+
+def test_host_load_measures_each_role_in_share_of_one_core():
+    """Two real children: one spins for the whole round (an engine core), one is a server's main process that
+    sleeps; the pytest process itself mostly waits."""
+    spinner = subprocess.Popen([sys.executable, "-c", BUSY.format(seconds=30)])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.3)  # both interpreters started
+        host = HostLoad(server_pids=frozenset({sleeper.pid}))
+        host.start()
+        time.sleep(1.0)
+        host.stop()
+        figures = host.figures(has_api_server=True, has_engine_core=True)
+    finally:
+        for child in (spinner, sleeper):
+            child.kill()
+            child.wait()
+    assert figures["cpu_engine_core_pct"] is not None and figures["cpu_engine_core_pct"] > 50.0
+    assert figures["cpu_api_server_pct"] is not None and figures["cpu_api_server_pct"] < 20.0
+    assert figures["cpu_client_pct"] is not None and figures["cpu_client_pct"] < 50.0
+
+
+def test_a_mode_without_the_process_saves_none_for_it():
+    host = HostLoad()
+    host.start()
+    host.stop()
+    figures = host.figures(has_api_server=False, has_engine_core=False)
+    assert figures["cpu_api_server_pct"] is None and figures["cpu_engine_core_pct"] is None
+
+
+def test_vllms_api_server_processes_are_told_apart_by_their_title():
+    me = psutil.Process()
+    assert role_of(me, frozenset({me.pid})) == "api-server"
+    titled = SimpleNamespace(pid=-1, cmdline=lambda: ["VLLM::APIServer_1"], name=lambda: "python")
+    core = SimpleNamespace(pid=-2, cmdline=lambda: ["VLLM::EngineCore"], name=lambda: "python")
+    assert role_of(titled, frozenset()) == "api-server"  # type: ignore[arg-type]
+    assert role_of(core, frozenset()) == "engine-core"  # type: ignore[arg-type]
+
+
+def _done_at(times):
+    return [RequestRecord(f"r{i}", output_tokens=1, e2el_s=0.1, done_at=t) for i, t in enumerate(times)]
+
+
+def test_the_steady_rate_leaves_out_the_ramp_and_the_tail():
+    # 10 s of ramp with 10 completions, 80 completions at 20/s, then a 10-request tail over 10 s
+    ramp = [i * 1.0 for i in range(10)]
+    steady = [10.0 + i * 0.05 for i in range(80)]
+    tail = [14.0 + i * 1.0 for i in range(10)]
+    records = _done_at(ramp + steady + tail)
+    assert steady_rate(records) == pytest.approx(20.0, rel=0.02)
+    whole = summarize(records, wall_s=24.0, load_s=0.0, project_to=1000)
+    assert whole["requests_per_s"] < 5.0 and whole["steady_requests_per_s"] == pytest.approx(20.0, rel=0.02)
+
+
+def test_the_job_projects_at_the_steady_rate_plus_one_ramp_and_tail():
+    # 100 requests in 24 s (4.17/s), steady 20/s: ramp and tail cost 24 - 5 = 19 s once, not per 100 requests
+    hours = projected_hours(100 / 24.0, 170_000, load_s=60.0, steady=20.0, done=100)
+    assert hours == pytest.approx((60.0 + 19.0 + 170_000 / 20.0) / 3600.0)
+    assert projected_hours(100 / 24.0, 170_000, load_s=60.0) == pytest.approx((60.0 + 170_000 * 24.0 / 100) / 3600)
+
+
+def test_too_few_timed_completions_have_no_steady_rate():
+    assert steady_rate(_done_at([0.0, 1.0, 2.0])) is None
+    assert steady_rate(_done_at([5.0] * 20)) is None  # all at once: no span to divide by
+    assert steady_rate([RequestRecord("r", output_tokens=1, e2el_s=0.1) for _ in range(50)]) is None
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=0, max_size=300))
+def test_a_steady_rate_is_positive_and_finite_or_none(times):
+    rate = steady_rate(_done_at(times))
+    assert rate is None or (rate > 0 and rate < float("inf"))
+
+
+def test_effective_settings_come_from_vllms_config_whether_json_or_live():
+    as_json = {
+        "scheduler_config": {"max_num_seqs": 1024, "max_num_batched_tokens": 8192, "enable_chunked_prefill": True},
+        "cache_config": {"enable_prefix_caching": True, "gpu_memory_utilization": 0.9},
+        "model_config": {"enforce_eager": False, "max_model_len": 8192},
+        "compilation_config": {"cudagraph_mode": "FULL_AND_PIECEWISE"},
+    }
+    served = engine_settings.from_config_json(as_json)
+    live = engine_settings.from_config_object(
+        SimpleNamespace(**{key: SimpleNamespace(**value) for key, value in as_json.items()})
+    )
+    assert served == live
+    assert served["max_num_batched_tokens"] == 8192 and served["cudagraph_mode"] == "FULL_AND_PIECEWISE"
+    assert engine_settings.from_config_json({"scheduler_config": 5})["max_num_seqs"] is None  # odd JSON: unknown
+
+
+def test_the_summary_says_what_bounds_each_cell_and_where_settings_differ():
+    offline = {"cell": "m-offline", "bound_by": "gpu", "gpu_util_mean_pct": 97.4}
+    offline["engine_settings"] = {"max_num_batched_tokens": 16384, "max_num_seqs": 1024, "source": "LLM"}
+    server = {"cell": "m-server", "bound_by": "api-server", "cpu_api_server_pct": 99.2}
+    server["engine_settings"] = {"max_num_batched_tokens": 8192, "max_num_seqs": 1024, "source": "server"}
+    assert bound_text(offline) == "gpu 97%" and bound_text(server) == "api-server 99%"
+    assert bound_text({"cell": "old run"}) == "-"
+    assert settings_lines([offline, server]) == [
+        "engine setting max_num_batched_tokens differs: m-offline=16384, m-server=8192"
+    ]
+
+
+class ResettableEngine:
+    """A FAKE engine with a prefix cache to reset and settings to report; it counts resets per round."""
+
+    mode = "offline"
+    load_s = 1.0
+
+    def __init__(self, reset_ok: bool = True) -> None:
+        self.resets = 0
+        self.reset_ok = reset_ok
+
+    def run(self, requests, sampling):
+        return _done_at([0.01 * i for i in range(20)])
+
+    def reset_prefix_cache(self):
+        self.resets += 1
+        return self.reset_ok
+
+    def effective_settings(self):
+        return {"max_num_seqs": 256, "source": "fake"}
+
+    def describe(self):
+        return {"name": "fake"}
+
+    def fault(self):
+        return None
+
+
+def _run(engine, rounds=3, warmup=0):
+    spec = load_registry().models["gemma-270m"]
+
+    def timed(fn):
+        for _ in range(rounds):
+            fn()
+
+    return run_cell(
+        Cell(spec, "offline", "gemma-270m"), engine, [], SamplingOverrides(), {}, 1000, timed, warmup=warmup
+    ).extra_info
+
+
+def test_the_prefix_cache_is_reset_before_every_timed_round_and_the_cell_says_so():
+    engine = ResettableEngine()
+    info = _run(engine, rounds=3, warmup=1)
+    assert engine.resets == 3
+    assert info["prefix_cache"] == "reset before each timed round" and info["warmup_rounds"] == 1
+    assert info["engine_settings"] == {"max_num_seqs": 256, "source": "fake"}
+    assert info["bound_by"] in {"client", "engine-core", "unclear"} and info["cpu_api_server_pct"] is None
+    assert _run(ResettableEngine(reset_ok=False))["prefix_cache"] == "not reset (the reset failed)"
