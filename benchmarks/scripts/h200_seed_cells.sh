@@ -7,7 +7,7 @@
 #   builds the dummy-weight folders (shipped config + the model's own tokenizer: `vllmbench prepare-model`) into
 #   .gpu/extra/seed-dummy.tar.xz and bitsandbytes for CUDA 13 into .gpu/extra/bitsandbytes.tar.xz (~3.5 MB).
 # There (vLLM 0.26.0 unpacked in /tmp/site, shared/gpu/README.md; carry [".gpu/extra"]):
-#   benchmarks/scripts/h200_seed_cells.sh offline|server|both MODEL...     e.g.  both gemma-12b-4bit
+#   benchmarks/scripts/h200_seed_cells.sh offline|server|both|both-server-first MODEL...   e.g.  both gemma-12b-4bit
 #   WORKERS=2 ... on nvidia-h200-x2 runs the cells on two GPUs at once (pytest-xdist -n 2).
 #   LIMIT=N (default 1000) requests, EXTRA_ARGS="..." more options (e.g. --gpu-memory=16GiB, --concurrency=16,64),
 #   NAME_SUFFIX=-x appended to the saved run's and the log's names.
@@ -30,7 +30,7 @@ if [ "${1:-}" = pack ]; then
     ls -l .gpu/extra
     exit 0
 fi
-mode=${1:?usage: h200_seed_cells.sh pack | offline|server|both MODEL...}
+mode=${1:?usage: h200_seed_cells.sh pack | offline|server|both|both-server-first MODEL...}
 shift
 [ $# -gt 0 ] || { echo "name the models (gemma-12b-4bit mistral-7b qwen-14b)"; exit 2; }
 [ -d /tmp/site/vllm ] || { echo "fresh machine: carry vLLM again"; exit 3; }
@@ -48,7 +48,9 @@ with open("data/batch_5k.jsonl") as src, open("/tmp/batch_5k_plain.jsonl", "w") 
     for line in src:
         row = json.loads(line); row["body"].pop("response_format", None); out.write(json.dumps(row) + "\n")
 PY
-modes=(--mode="$mode"); [ "$mode" = both ] && modes=(--mode=offline --mode=server)
+modes=(--mode="$mode")
+[ "$mode" = both ] && modes=(--mode=offline --mode=server)
+[ "$mode" = both-server-first ] && modes=(--mode=server --mode=offline)  # the other order, for alternation
 models=(); for model in "$@"; do models+=(--model="$model"); done
 xdist=(); [ "${WORKERS:-1}" -gt 1 ] && xdist=(-n "$WORKERS")
 limit=${LIMIT:-1000}

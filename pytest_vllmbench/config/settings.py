@@ -86,7 +86,7 @@ OPTIONS = (
     Option("rounds", "timed rounds per cell", 1, metavar="N"),
     Option(
         "warmup",
-        "untimed warm-up rounds per engine before its first timed round (default: 1 on a GPU, where the first "
+        "untimed warm-up rounds (of at most the first 512 requests) per engine before its first timed round (default: 1 on a GPU, where the first "
         "round JIT-compiles kernels; 0 on the CPU)",
         None,
         metavar="N",

@@ -18,12 +18,23 @@ FIELDS = {
     "gpu_memory_utilization": ("cache_config", "gpu_memory_utilization"),
 }
 PLAIN = (bool, int, float, str)
+# vLLM's CUDAGraphMode values, as its JSON config writes them (the live config has the enum and its name)
+CUDAGRAPH_MODES = {
+    "0": "NONE",
+    "1": "PIECEWISE",
+    "2": "FULL",
+    "[2, 0]": "FULL_DECODE_ONLY",
+    "[2, 1]": "FULL_AND_PIECEWISE",
+}
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, key: str = "") -> Any:
+    if key == "cudagraph_mode" and not isinstance(value, str | None):
+        text = str(list(value)) if isinstance(value, list | tuple) else str(value)
+        return CUDAGRAPH_MODES.get(text, getattr(value, "name", text))
     if value is None or isinstance(value, PLAIN):
         return value
-    name = getattr(value, "name", None)  # enums such as CUDAGraphMode
+    name = getattr(value, "name", None)  # other enums
     return name if isinstance(name, str) else str(value)
 
 
@@ -31,7 +42,7 @@ def _settings(section: Callable[[str], Any], field_of: Callable[[Any, str], Any]
     out: dict[str, Any] = {}
     for key, (where, name) in FIELDS.items():
         part = section(where)
-        out[key] = None if part is None else _plain(field_of(part, name))
+        out[key] = None if part is None else _plain(field_of(part, name), key)
     return out
 
 

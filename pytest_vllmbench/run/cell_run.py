@@ -22,6 +22,9 @@ from pytest_vllmbench.measure.server_metrics import MetricsSampler
 from pytest_vllmbench.run.trace import SendTimes, trace_rows
 from pytest_vllmbench.workload.batch import BatchRequest
 
+# A warm-up round sends the first requests only: enough for first-run kernel compilation and the engine's
+# shapes, without doubling a GPU cell's time.
+WARMUP_REQUESTS = 512
 Timed = Callable[[Callable[[], None]], Any]  # runs fn as many rounds as configured, timing them
 
 
@@ -58,7 +61,7 @@ def run_cell(
     timed_rounds: list[tuple[list[RequestRecord], float, SendTimes | None]] = []
     client_side = cell.mode in SWEEP_MODES
 
-    def call(bar: Any, sent: SendTimes | None) -> list[RequestRecord]:
+    def call(bar: Any, sent: SendTimes | None, batch: Sequence[BatchRequest] = requests) -> list[RequestRecord]:
         # without a bar, load or trace the call is exactly as before (engines written against the old interface)
         extra: dict[str, Any] = {}
         if client_side and cell.load is not None:
@@ -66,8 +69,8 @@ def run_cell(
         if sent is not None:
             extra["on_sent"] = sent
         if bar is None and not extra:
-            return engine.run(requests, sampling)
-        return engine.run(requests, sampling, bar, **extra)
+            return engine.run(batch, sampling)
+        return engine.run(batch, sampling, bar, **extra)
 
     reset_cache = getattr(engine, "reset_prefix_cache", None)
     cache_resets: list[bool] = []
@@ -97,7 +100,7 @@ def run_cell(
         timed_rounds.append((last["records"], last["wall_s"], sent))  # summarized after the timing, not in it
 
     for _ in range(warmup):
-        call(None, None)
+        call(None, None, requests[:WARMUP_REQUESTS])
     source = engine.metrics_source() if client_side and hasattr(engine, "metrics_source") else None
     with GpuSampler(gpu_indices) as telemetry, MetricsSampler(source) as server_metrics:
         timed(one_round)
