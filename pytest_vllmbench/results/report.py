@@ -19,6 +19,7 @@ from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_wei
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import central, plus_minus
 from pytest_vllmbench.results import plots as plotting
+from pytest_vllmbench.results.bounds_section import bounds_section
 from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs, priced_here
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, scan_runs
@@ -655,6 +656,10 @@ def render(
         "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
         "## Results by machine\n\n" + _machine_tables(latest) + priced,
+        "## What bounds each cell\n\nMean GPU busy beside the CPU time of the busiest process of each role, in %"
+        " of one core, over the timed rounds: a cell is GPU-bound at >= 90 % GPU busy, else bound by a process at"
+        " >= 80 % of a core. Steady req/s leaves out each round's ramp-up and tail (10-90 % of completions).\n\n"
+        + bounds_section([(machine, workload, cell) for (machine, _, workload), (_, cell) in latest.items()]),
         *(
             [
                 "## Plots\n\nThroughput of the newest cells on each machine, then each cell's TTFT and E2EL"
