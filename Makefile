@@ -2,9 +2,10 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 EXTRA   ?= cpu
-# plots: matplotlib, for the PNG plots BENCHMARKS.md embeds (without it the report has tables only)
+# plots: matplotlib, for the PNG plots BENCHMARKS.md embeds (without it the report has tables only);
+# docs: MkDocs + Material, for the documentation site that `make lint` builds
 comma   := ,
-EXTRAS  := $(EXTRA),test,plots
+EXTRAS  := $(EXTRA),test,plots,docs
 STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # The embedded default: Gemma 3 270M on vLLM's CPU build, offline and server, 64 requests of the 5K sample.
 BENCH_ARGS ?= --model=gemma-270m --mode=offline --mode=server --limit=64
@@ -33,12 +34,15 @@ model: $(STAMP)
 bench: model
 	$(VENV)/bin/pytest benchmarks/ $(BENCH_ARGS) --benchmark-save=$(BENCH_NAME)
 
-# ruff (lint and format), mypy (strict), and the import-layer contract of pyproject's [tool.importlinter]
+# ruff (lint and format), mypy (strict), the import-layer contract of pyproject's [tool.importlinter], and the
+# docs site built with --strict (a broken link or anchor, or a page missing from the nav, fails; not --quiet, which
+# would hide the warnings that --strict counts) into the git-ignored site/
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 test: lint model
 	$(VENV)/bin/pytest tests/ $(FAST) $(TEST_ARGS)

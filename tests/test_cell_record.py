@@ -1,4 +1,4 @@
-"""The typed cell record: what a cell may save, each figure's unit and direction, and README's table of them."""
+"""The typed cell record: what a cell may save, each figure's unit and direction, and the docs' table of them."""
 
 import re
 import sys
@@ -17,17 +17,21 @@ from pytest_vllmbench.measure.cell_record import FIGURES, CellRecord, checked_fi
 from pytest_vllmbench.run.cell_run import run_cell
 from tests.test_budget_energy import FakeEnergyNvml, FakeEngine
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+FIGURES_PAGE = Path(__file__).resolve().parents[1] / "docs" / "figures.md"
 
 
-def _readme_rows() -> dict[str, tuple[str, str]]:
-    section = README.read_text(encoding="utf-8").split("### What a cell records", 1)[1]
-    rows = re.findall(r"^\| `([a-z0-9_]+)` \| ([^|]*) \| ([^|]*) \|", section, flags=re.M)
-    return {name: (unit.strip(), better.strip()) for name, unit, better in rows}
+def _page_rows() -> dict[str, tuple[str, str, str]]:
+    section = FIGURES_PAGE.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \| ([^|]*) \| ([^|]*) \| ([^|]*) \|", section, flags=re.M)
+    return {name: (unit.strip(), better.strip(), doc.strip()) for name, unit, better, doc in rows}
 
 
-def test_readmes_table_is_the_record_with_the_same_units_and_directions():
-    assert _readme_rows() == {name: (f.unit, f.better or "") for name, f in FIGURES.items()}
+def test_the_figures_page_table_is_the_record_with_the_same_units_directions_and_descriptions():
+    expected = {
+        name: (f.unit, f.better or "", f.doc + (" (only where it applies)" if f.sometimes else ""))
+        for name, f in FIGURES.items()
+    }
+    assert _page_rows() == expected
 
 
 def test_an_undeclared_figure_cannot_be_saved():

@@ -1,15 +1,18 @@
-"""README's Layout section names every module of the package, in the folder it lives in, and nothing else."""
+"""The docs keep step with the code: the Layout lists every package module, the option table every option."""
 
 import re
 from pathlib import Path
 
+from pytest_vllmbench.config.settings import OPTIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pytest_vllmbench"
+DOCS = ROOT / "docs"
 
 
 def _layout_modules() -> set[str]:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    page = (DOCS / "developing.md").read_text(encoding="utf-8")
+    block = page.split("## Layout", 1)[1].split("```", 2)[1]
     listed, folder = set(), ""
     for line in block.splitlines():
         heading = re.match(r"^  ([a-z_]+/|[a-z_]+\.py)\s", line)
@@ -24,10 +27,23 @@ def _layout_modules() -> set[str]:
     return listed
 
 
-def test_the_readme_layout_lists_exactly_the_package_modules():
+def test_the_layout_lists_exactly_the_package_modules():
     actual = {
         str(path.relative_to(PACKAGE))
         for path in PACKAGE.rglob("*.py")
         if path.name != "__init__.py" and "_data" not in path.parts
     }
     assert _layout_modules() == actual
+
+
+def _option_rows() -> list[tuple[str, str, str]]:
+    page = (DOCS / "running.md").read_text(encoding="utf-8")
+    return re.findall(r"^\| `--([a-z-]+)[^`]*` \| `([a-z_]+)` \| `([a-z_]+)` \|", page, flags=re.M)
+
+
+def test_the_option_table_names_every_option_with_its_pyproject_and_ini_twins_in_order():
+    assert _option_rows() == [(option.name, option.key, option.ini_name) for option in OPTIONS]
+
+
+def test_the_readme_stays_a_five_minute_read():
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 150

@@ -1,7 +1,7 @@
 """The cell record: every figure a cell saves in pytest-benchmark's `extra_info`, with its unit and which way is better.
 
 The runner builds a cell's record through `CellRecord.from_figures` (an undeclared figure is an error, so nothing is
-saved that is not named here), the gates take their metric directions from it and the README's list is checked
+saved that is not named here), the gates take their metric directions from it and docs/figures.md's list is checked
 against it. Saved runs are read back as plain mappings: older runs may lack newer figures.
 """
 
@@ -147,7 +147,7 @@ class CellRecord:
     quality_checked: int | None = _figure("", None, "outputs checked for validity")
     quality_graded: int | None = _figure("", None, "outputs graded against gold labels")
     score: float | None = _figure("0..1", "higher", "the weighted score among the session's cells", sometimes=True)
-    outputs_error: str | None = _figure("", None, "why the --outputs file could not be written", sometimes=True)
+    outputs_error: str | None = _figure("", None, "why the --write-outputs file could not be written", sometimes=True)
     # load points, rounds, traces, server metrics
     load: dict[str, Any] | None = _figure(
         "", None, "the load point: concurrency, request_rate, point label", sometimes=True
