@@ -14,6 +14,7 @@ from hostile_stub import HostileServer, head
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_vllmbench.common.redaction import redact_text, redact_url, secret_values
 from pytest_vllmbench.engines import openai_client
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.openai_client import ClientConfig, EndpointUnreachable, _record, preflight, run_batch
@@ -215,3 +216,13 @@ def test_url_credentials_echoed_in_an_error_are_never_shown():
     assert "HTTP 500" in message and "Basic <redacted>" in message
     for secret in ("alice", "s3cret-pw", base64.b64encode(b"alice:s3cret-pw").decode(), "k3y-value", "frag-key"):
         assert secret not in message
+
+
+def test_key_like_query_values_userinfo_and_fragments_never_reach_a_saved_url_or_text():
+    url = "https://u:pw@host/v1?code=k3y-value&api-version=2024-06-01&sig=s1g-value#api_key=frag-key"
+    shown = redact_url(url)
+    assert shown == "https://<redacted>@host/v1?code=<redacted>&api-version=2024-06-01&sig=<redacted>#<redacted>"
+    text = redact_text(f"GET {url} failed; server said: Authorization: Basic dTpwdw== / bearer sk-abcdef")
+    for secret in ("k3y-value", "s1g-value", "frag-key", "dTpwdw==", "sk-abcdef", "u:pw"):
+        assert secret not in text
+    assert {"k3y-value", "s1g-value", "frag-key", "pw"} <= set(secret_values(url, {}, None))

@@ -101,8 +101,8 @@ def secret_values(url: str | None, args: Mapping[str, Any], api_key: str | None)
             if parts.username:
                 found.append(parts.username)
             found += [value for key, value in parse_qsl(parts.query) if not _plain_query(key)]
-            if parts.fragment:
-                found.append(parts.fragment)
+            if parts.fragment:  # never sent, but printed where a URL is echoed: `#api_key=k` or a bare key
+                found += [parts.fragment, *(value for _, value in parse_qsl(parts.fragment))]
         except ValueError:
             pass
     found += [str(value) for key, value in args.items() if is_secret_name(key) and value not in (None, "")]
