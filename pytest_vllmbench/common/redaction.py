@@ -30,6 +30,10 @@ _SECRET_SEGMENTS = frozenset(
     }
 )
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]{}]+")
+# an Authorization header value echoed back by a server: `Basic dXNlcjpwYXNz`, `Bearer sk-...`
+_AUTH_IN_TEXT = re.compile(r"\b(Basic|Bearer|Digest|Token)(\s+)[A-Za-z0-9+/=._~-]{4,}", re.IGNORECASE)
+# a URL's query parameters whose values stay visible; every other value may be a key (`?code=`, `?sig=`)
+_PLAIN_QUERY_NAMES = frozenset({"api-version", "api_version", "apiversion", "version", "format"})
 
 
 def is_secret_name(name: str) -> bool:
@@ -39,7 +43,8 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """`http://user:pw@host/v1?api_key=k&x=1` -> `http://<redacted>@host/v1?api_key=<redacted>&x=1`."""
+    """`http://user:pw@host/v1?code=k&api-version=1#t` -> `http://<redacted>@host/v1?code=<redacted>&api-version=1#<redacted>`:
+    userinfo, every query value but a version, and any fragment are hidden."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a malformed port, which we then hide wholesale below
@@ -51,13 +56,20 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(key, REDACTED if is_secret_name(key) else value) for key, value in pairs], safe="<>")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        query = urlencode([(key, value if _plain_query(key) else REDACTED) for key, value in pairs], safe="<>")
+    fragment = REDACTED if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def _plain_query(name: str) -> bool:
+    return name.lower() in _PLAIN_QUERY_NAMES and not is_secret_name(name)
 
 
 def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Every URL in `text` redacted, and every known secret value replaced wherever it appears."""
+    """Every URL and Authorization value in `text` redacted, and every known secret value replaced wherever it
+    appears."""
     text = _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), str(text))
+    text = _AUTH_IN_TEXT.sub(lambda match: f"{match.group(1)}{match.group(2)}{REDACTED}", text)
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
@@ -88,7 +100,9 @@ def secret_values(url: str | None, args: Mapping[str, Any], api_key: str | None)
                 found.append(parts.password)
             if parts.username:
                 found.append(parts.username)
-            found += [value for key, value in parse_qsl(parts.query) if is_secret_name(key)]
+            found += [value for key, value in parse_qsl(parts.query) if not _plain_query(key)]
+            if parts.fragment:  # never sent, but printed where a URL is echoed: `#api_key=k` or a bare key
+                found += [parts.fragment, *(value for _, value in parse_qsl(parts.fragment))]
         except ValueError:
             pass
     found += [str(value) for key, value in args.items() if is_secret_name(key) and value not in (None, "")]

@@ -7,7 +7,7 @@ import base64
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -16,9 +16,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 import aiohttp
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
-from httpx_sse import SSEError, aconnect_sse
 
-from pytest_vllmbench.common.redaction import redact_text, redact_url
+from pytest_vllmbench.common.bounded_http import DeadlineExceeded, ResponseTooLarge, bounded_get
+from pytest_vllmbench.common.cut import cut
+from pytest_vllmbench.common.redaction import redact_text, redact_url, secret_values
 from pytest_vllmbench.engines.arrivals import arrival_offsets, wait_until
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.measure.metrics import RequestRecord
@@ -38,6 +39,16 @@ class ClientConfig:
     on_sent: Callable[[str, float], None] | None = None  # (custom_id, perf_counter) as each request is sent: traces
 
 
+SSE = "text/event-stream"
+PREFLIGHT_TIMEOUT_S = 30.0  # the most GET /v1/models may take in all, shortened by --request-timeout
+MAX_MODELS_BYTES = 8 * 2**20  # a model list larger than this is not an OpenAI server's
+# One streamed answer is refused past these (documented kinds `too_large` and `too_many_events`): a server
+# that streams without end must cost one failed request, not the machine's memory or a false passing cell.
+MAX_STREAM_BYTES = 64 * 2**20  # after decompression
+MAX_LINE_BYTES = 8 * 2**20  # one SSE line
+MAX_STREAM_EVENTS = 262_144
+
+
 class EndpointUnreachable(RuntimeError):
     """The preflight failed: nothing would be gained by sending the whole batch."""
 
@@ -53,30 +64,35 @@ def build_payload(request: BatchRequest, served_model: str, sampling: SamplingOv
 
 
 def preflight(config: ClientConfig) -> None:
-    """GET /models: the server answers and serves the model, or EndpointUnreachable says why."""
-    base, params, _ = split_url(config.base_url)
+    """GET /models: the server answers and serves the model, or EndpointUnreachable says why. The whole exchange
+    takes at most PREFLIGHT_TIMEOUT_S (less under a shorter request timeout) and reads at most MAX_MODELS_BYTES."""
+    base, params, basic = split_url(config.base_url)
     url = f"{base}/models"
     shown = redact_url(url)  # messages end up on the terminal and in saved runs
-    secrets = [config.api_key]
+    secrets = [config.api_key, *basic.values(), *secret_values(config.base_url, {}, None)]
+    deadline = min(config.timeout_s, PREFLIGHT_TIMEOUT_S)
     try:
-        response = httpx.get(url, params=params, headers=_headers(config), timeout=30.0)
-    except httpx.HTTPError as exc:
+        response = bounded_get(url, _headers(config), params, deadline, MAX_MODELS_BYTES)
+    except (httpx.HTTPError, DeadlineExceeded, ResponseTooLarge) as exc:
         raise EndpointUnreachable(
-            f"cannot reach {shown} (model {config.served_model!r}): "
-            f"{type(exc).__name__}: {redact_text(str(exc), secrets)}"
+            f"cannot reach {shown} (model {cut(config.served_model)!r}): "
+            f"{type(exc).__name__}: {cut(redact_text(str(exc), secrets), 200)}"
         ) from None
     if response.status_code != 200:
         raise EndpointUnreachable(
             f"{shown} answered HTTP {response.status_code}: {redact_text(response.text[:200], secrets)}"
         )
     try:
-        served = [model["id"] for model in response.json()["data"]]
-    except (ValueError, KeyError, TypeError):
+        served = [str(model["id"]) for model in json.loads(response.content)["data"]]
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
         raise EndpointUnreachable(f"{shown} did not answer with an OpenAI model list") from None
     if config.served_model not in served:
+        listed = ", ".join(cut(name) for name in served[:20]) + (
+            f" and {len(served) - 20} more" if len(served) > 20 else ""
+        )
         raise EndpointUnreachable(
-            f"model {config.served_model!r} is not served at {redact_url(config.base_url)} "
-            f"(served: {', '.join(map(str, served)) or 'none'})"
+            f"model {cut(config.served_model)!r} is not served at {redact_url(config.base_url)} "
+            f"(served: {listed or 'none'})"
         )
 
 
@@ -199,6 +215,41 @@ async def _one(
     return record
 
 
+class _StreamRefused(Exception):
+    """The answer broke a cap: its args[0] is the request's error kind."""
+
+
+async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
+    """The `data` of each server-sent event, read under MAX_STREAM_BYTES, MAX_LINE_BYTES and MAX_STREAM_EVENTS."""
+    buffer = bytearray()
+    data: list[bytes] = []
+    received = events = 0
+    async for piece in response.aiter_bytes():  # decoded, so a compressed stream is capped as it inflates
+        received += len(piece)
+        if received > MAX_STREAM_BYTES:
+            raise _StreamRefused("too_large")
+        buffer += piece
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            line = bytes(buffer[start:end]).removesuffix(b"\r")
+            start = end + 1
+            if line:
+                field, _, value = line.partition(b":")
+                if field == b"data":
+                    data.append(value.removeprefix(b" "))
+            elif data:
+                events += 1
+                if events > MAX_STREAM_EVENTS:
+                    raise _StreamRefused("too_many_events")
+                yield b"\n".join(data).decode("utf-8", errors="replace")
+                data = []
+        del buffer[:start]
+        if len(buffer) > MAX_LINE_BYTES:
+            raise _StreamRefused("too_large")
+    if data:  # a last event without its blank line
+        yield b"\n".join(data).decode("utf-8", errors="replace")
+
+
 async def _stream(client: httpx.AsyncClient, request: BatchRequest, payload: bytes, timeout_s: float) -> RequestRecord:
     path = "/chat/completions" if request.is_chat else "/completions"
     stamps: list[float] = []
@@ -206,26 +257,61 @@ async def _stream(client: httpx.AsyncClient, request: BatchRequest, payload: byt
     sent = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
-            async with aconnect_sse(
-                client, "POST", path, content=payload, headers={"Content-Type": "application/json"}
-            ) as source:
-                if source.response.status_code != 200:
-                    await source.response.aread()
-                    return RequestRecord(request.custom_id, error=f"http_{source.response.status_code}")
-                async for event in source.aiter_sse():
+            async with client.stream(
+                "POST", path, content=payload, headers={"Content-Type": "application/json", "Accept": SSE}
+            ) as response:
+                if response.status_code != 200:  # its body is never read: it could be endless
+                    return RequestRecord(request.custom_id, error=f"http_{response.status_code}")
+                if response.headers.get("content-type", "").partition(";")[0].strip().lower() != SSE:
+                    return RequestRecord(request.custom_id, error="not_sse")
+                async for data in _sse_data(response):
                     stamps.append(time.perf_counter())  # the only per-chunk work while streaming
-                    events.append(event.data)
+                    events.append(data)
+    except _StreamRefused as exc:
+        return RequestRecord(request.custom_id, error=str(exc.args[0]))
     except TimeoutError:
         return RequestRecord(request.custom_id, error="timeout")
     except httpx.TimeoutException as exc:
         return RequestRecord(request.custom_id, error=_timeout_kind(exc))
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
         return RequestRecord(request.custom_id, error="connection")
-    except (httpx.HTTPError, SSEError) as exc:
+    except httpx.DecodingError:
+        return RequestRecord(request.custom_id, error="bad_encoding")
+    except httpx.HTTPError as exc:
         return RequestRecord(request.custom_id, error=type(exc).__name__)
     except (ValueError, TypeError, OSError) as exc:  # the transport refused this request: it alone fails
         return RequestRecord(request.custom_id, error=f"invalid_request:{type(exc).__name__}")
     return _record(request, sent, stamps, events)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _valid_choice(choice: Any, is_chat: bool) -> bool:
+    if not isinstance(choice, dict):
+        return False
+    if not isinstance(choice.get("finish_reason"), (str, type(None))) or not _is_count(choice.get("index", 0)):
+        return False
+    if not is_chat:
+        return "text" not in choice or isinstance(choice["text"], str)
+    delta = choice.get("delta")
+    if delta is None:
+        return True
+    return isinstance(delta, dict) and isinstance(delta.get("content"), (str, type(None)))
+
+
+def _valid_chunk(chunk: Any, is_chat: bool) -> bool:
+    """The fields the record reads have the shapes OpenAI's streaming format gives them (others are not read)."""
+    if not isinstance(chunk, dict):
+        return False
+    choices, usage = chunk.get("choices"), chunk.get("usage")
+    if choices is not None and not (isinstance(choices, list) and all(_valid_choice(c, is_chat) for c in choices)):
+        return False
+    if usage is None:
+        return True
+    counts = ("prompt_tokens", "completion_tokens")
+    return isinstance(usage, dict) and all(_is_count(usage[key]) for key in counts if key in usage)
 
 
 def _carries_token(choice: dict[str, Any], is_chat: bool) -> bool:
@@ -240,7 +326,8 @@ def _carries_token(choice: dict[str, Any], is_chat: bool) -> bool:
 
 
 def _record(request: BatchRequest, sent: float, stamps: list[float], events: list[str]) -> RequestRecord:
-    """Parse the stream once it is over: which chunks carried tokens, their text, and the server's usage."""
+    """Parse the stream once it is over: which chunks carried tokens, their text, and the server's usage.
+    Any chunk that is not JSON or not shaped as OpenAI's format makes the request `bad_chunk`."""
     content_stamps: list[float] = []
     parts: list[str] = []
     usage: dict[str, Any] | None = None
@@ -250,10 +337,12 @@ def _record(request: BatchRequest, sent: float, stamps: list[float], events: lis
             continue
         try:
             chunk = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return RequestRecord(request.custom_id, error="bad_chunk")
-        if chunk.get("error"):
+        if isinstance(chunk, dict) and chunk.get("error"):
             return RequestRecord(request.custom_id, error="stream_error")
+        if not _valid_chunk(chunk, request.is_chat):
+            return RequestRecord(request.custom_id, error="bad_chunk")
         usage = chunk.get("usage") or usage
         for choice in chunk.get("choices") or ():
             finish_reason = choice.get("finish_reason") or finish_reason

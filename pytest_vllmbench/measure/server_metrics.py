@@ -10,7 +10,11 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from pytest_vllmbench.common.bounded_http import DeadlineExceeded, ResponseTooLarge, bounded_get
+
 INTERVAL_S = 0.5
+SCRAPE_TIMEOUT_S = 5.0  # one whole scrape, however slowly the server sends it
+MAX_SCRAPE_BYTES = 16 * 2**20  # after decompression; a larger answer is not a vLLM server's
 # gauges: their peak and mean over the cell (current vLLM names first, then older releases')
 GAUGES = {
     "kv_cache_usage_pct": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
@@ -83,26 +87,25 @@ class MetricsSampler:
         self._samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client: httpx.Client | None = None
         self.available = False
 
     def _scrape(self) -> Sample | None:
-        assert self._client is not None and self._source is not None
+        assert self._source is not None
         try:
-            response = self._client.get(self._source.url)
+            response = bounded_get(
+                self._source.url, self._source.headers, self._source.params, SCRAPE_TIMEOUT_S, MAX_SCRAPE_BYTES
+            )
             if response.status_code != 200:
                 return None
             return parse(response.text)
-        except (httpx.HTTPError, ValueError, TypeError):
+        except (httpx.HTTPError, DeadlineExceeded, ResponseTooLarge, ValueError, TypeError):
             return None
 
     def __enter__(self) -> MetricsSampler:
         if self._source is None:
             return self
-        self._client = httpx.Client(headers=dict(self._source.headers), params=list(self._source.params), timeout=5.0)
         first = self._scrape()
         if not first:  # no /metrics, or nothing of vLLM's in it
-            self._client.close()
             return self
         self.available = True
         self._samples.append(first)
@@ -121,8 +124,6 @@ class MetricsSampler:
             self._thread.join()
             if (sample := self._scrape()) is not None:
                 self._samples.append(sample)
-        if self._client is not None:
-            self._client.close()
 
     def figures(self) -> dict[str, Any] | None:
         return summarize(self._samples) if self.available else None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from pytest_vllmbench.common.cut import cut, shown
 
 CHAT_URL = "/v1/chat/completions"
 COMPLETIONS_URL = "/v1/completions"
@@ -17,6 +20,7 @@ CONTENT_PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "ref
 RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 MAX_REPORTED_ERRORS = 50
 MAX_DEPTH = 64  # deeper lines are refused: Python's JSON codec and vLLM's schema compiler recurse
+MAX_LINE_BYTES = 64 * 2**20  # a longer line is refused unread: a file without newlines must not fill memory
 MAX_LOGPROBS = 20  # vLLM's default max_logprobs
 INT32 = 2**31
 # Body fields every mode honours the same way (offline maps them to SamplingParams), or that change no work
@@ -89,7 +93,7 @@ class BatchFileError(Exception):
 def read_batch(path: Path | str, limit: int | None = None) -> list[BatchRequest]:
     """Every request of `path` (the first `limit` if given); raises BatchFileError listing the bad lines."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise BatchFileError(path, [f"{path}: no such file"], 0)
     requests: list[BatchRequest] = []
     errors: list[str] = []
@@ -101,6 +105,8 @@ def read_batch(path: Path | str, limit: int | None = None) -> list[BatchRequest]
                 errors.append(item)
         elif limit is None or len(requests) < limit:
             requests.append(item)
+    if total_errors and not requests and errors[0].startswith(f"{path}: "):  # the file itself, not a line
+        raise BatchFileError(path, errors, 0)
     if not requests and not total_errors:
         raise BatchFileError(path, [f"{path}: empty file (no requests)"], 0)
     if total_errors:
@@ -112,13 +118,19 @@ def iter_batch(path: Path) -> Iterator[BatchRequest | str]:
     """Yield a BatchRequest per good line and a `FILE:LINE: message` string per bad one."""
     seen: dict[str, int] = {}
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
+            yield f"{path}: not a regular file (a directory, FIFO or device): give a JSONL file"
+            return
         handle = path.open("rb")
     except OSError as exc:
         yield f"{path}: cannot open: {exc.strerror}"
         return
     with handle:
         pending_blank: list[int] = []
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(_lines(handle), start=1):
+            if raw is None:
+                yield f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes"
+                continue
             if number == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
             if not raw.strip():
@@ -134,10 +146,21 @@ def iter_batch(path: Path) -> Iterator[BatchRequest | str]:
                 continue
             custom_id = parsed["custom_id"]
             if custom_id in seen:
-                yield f"{path}:{number}: duplicate custom_id {custom_id!r} (first on line {seen[custom_id]})"
+                yield f"{path}:{number}: duplicate custom_id {shown(custom_id)} (first on line {seen[custom_id]})"
                 continue
             seen[custom_id] = number
             yield BatchRequest(custom_id, parsed["url"], parsed["body"], number)
+
+
+def _lines(handle: BinaryIO) -> Iterator[bytes | None]:
+    """The file's lines, each None when longer than MAX_LINE_BYTES (read past in pieces, never held whole)."""
+    while raw := handle.readline(MAX_LINE_BYTES + 1):
+        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+            yield raw
+            continue
+        while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def parse_line(raw: bytes) -> dict[str, Any]:
@@ -209,7 +232,7 @@ def _lone_surrogate(root: Any) -> str | None:
         elif isinstance(node, dict):
             for key, value in node.items():
                 stack.append((key, f"a key of {where}"))
-                stack.append((value, f"{where}.{key}" if where != "line" else key))
+                stack.append((value, f"{where}.{cut(key)}" if where != "line" else cut(key)))
         elif isinstance(node, list):
             stack.extend((item, f"{where}[{index}]") for index, item in enumerate(node))
     return None
@@ -234,7 +257,7 @@ def _check_envelope(obj: dict[str, Any]) -> None:
     if unsupported:
         supported = ", ".join(sorted(CHAT_FIELDS if is_chat else COMPLETION_FIELDS))
         raise ValueError(
-            f"body.{unsupported[0]} is not supported: every mode must do the same work, and offline "
+            f"body.{cut(unsupported[0])} is not supported: every mode must do the same work, and offline "
             f"vLLM cannot honour it (supported: {supported})"
         )
     if is_chat:
@@ -244,9 +267,8 @@ def _check_envelope(obj: dict[str, Any]) -> None:
     _check_sampling(body, is_chat)
 
 
-def _show(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
+def _show(value: Any) -> str:
+    return shown(value)
 
 
 def _check_messages(messages: Any) -> None:

@@ -1,0 +1,21 @@
+"""Long values cut short before they go into a message: one bad 1 MB field must not flood every error line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SHOWN_CHARS = 60
+
+
+def cut(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` itself when short, else its first `limit` characters and how long the whole was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters: how messages quote a value read from a file."""
+    if isinstance(value, str) and len(value) > limit:  # never build the repr of a huge string
+        return cut(repr(value[: limit + 1]), limit) + f" ({len(value)} characters)"
+    if isinstance(value, (list, dict)) and len(value) > limit:
+        return f"a {type(value).__name__} of {len(value)} items"
+    return cut(repr(value), limit)
