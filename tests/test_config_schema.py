@@ -90,3 +90,10 @@ def test_a_bad_tool_table_is_exit_4_before_anything_runs(pytester, body):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "pyproject.toml" in result.stderr.str()
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_baseline_may_be_a_run_number_or_a_name(tmp_path):
+    assert read_tool_table(write_pyproject(tmp_path, "vllmbench_baseline = 3"))["vllmbench_baseline"] == 3
+    assert read_tool_table(write_pyproject(tmp_path, 'vllmbench_baseline = "latest"'))
+    with pytest.raises(UsageError, match="vllmbench_baseline"):
+        read_tool_table(write_pyproject(tmp_path, "vllmbench_baseline = 1.5"))

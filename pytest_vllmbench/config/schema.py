@@ -25,6 +25,7 @@ _KINDS = {
     "request_rate": "rates",  # 2.5 or [2, "inf"] or "2,8,inf"
     "gpu_memory": "size",  # "16GiB" or a number of bytes
     "gpu_hourly_cost": "float",
+    "vllmbench_baseline": "run",  # "latest", a saved run's name, or its number
 }
 
 
@@ -92,15 +93,19 @@ def _check_value(kind: str, value: object, where: str) -> None:
         return
     if kind == "rates" and isinstance(value, list) and value and all(_is_rate(item) for item in value):
         return
-    if kind == "size" and (isinstance(value, str) or _is_int(value)):
+    if kind in ("size", "run") and (isinstance(value, str) or _is_int(value)):
         return
     expected = {
         "bool": ("true or false", isinstance(value, bool)),
         "int": ("a whole number", _is_int(value)),
         "float": ("a finite number", _is_number(value)),
         "str": ("a string", isinstance(value, str)),
+        "run": ("a saved run's name or number", False),
+        "size": ('a size such as "16GiB" or a number of bytes', False),
+        "ints": ('a whole number, a list of them or a text such as "1,16"', False),
+        "rates": ('a number, a list of them or a text such as "2,8,inf"', False),
     }
-    what, ok = expected.get(kind, ("a value of another kind", False))
+    what, ok = expected[kind]
     if not ok:
         raise UsageError(f"{where} expects {what}, got {_show(value)}")
 
