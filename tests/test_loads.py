@@ -118,3 +118,25 @@ def test_the_knee_ranks_points_by_the_mean_of_their_rounds():
 
 def test_no_slo_no_knee_line():
     assert knee_lines([point("c1", 1.0, 1.0, slo={})]) == []
+
+
+@pytest.mark.parametrize("mode", ["endpoint", "offline"])
+def test_two_models_whose_cell_ids_collide_are_a_usage_error(mode):
+    with pytest.raises(UsageError, match="org1/llama and --model=org2/llama would both be cell llama-"):
+        build_matrix(("org1/llama", "org2/llama"), (mode,), load_registry())
+
+
+def test_two_names_of_one_model_make_one_cell():
+    registry = load_registry()
+    source = registry.models["gemma-270m"].source
+    cells = build_matrix(("gemma-270m", source), ("offline",), registry)
+    assert [cell.id for cell in cells] == ["gemma-270m-offline"]
+
+
+def test_colliding_endpoint_models_stop_the_session_with_exit_4(pytester):
+    pytester.makepyfile(test_batch="def test_batch(vllmbench_cell, benchmark):\n    vllmbench_cell.run(benchmark)\n")
+    result = pytester.runpytest(
+        "--mode=endpoint", "--endpoint=http://127.0.0.1:9/v1", "--model=org1/llama", "--model=org2/llama"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "would both be cell llama-endpoint" in result.stderr.str()

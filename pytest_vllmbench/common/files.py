@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,9 +13,31 @@ from pathlib import Path
 from typing import TextIO
 
 
+def refuse_non_regular(path: Path) -> None:
+    """OSError when `path` exists as anything but a plain file: a symlink (perhaps planted to point at
+    another file), a FIFO (opening it would hang), a device or a folder is never written over."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a symlink" if stat.S_ISLNK(mode) else "not a regular file"
+        raise OSError(f"{path} is {kind}; not overwritten")
+
+
+def open_regular_file(path: Path) -> int:
+    """A read-only descriptor of `path`, never through a symlink and never blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    return fd
+
+
 @contextmanager
 def atomic_writer(path: Path) -> Iterator[TextIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_non_regular(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
@@ -48,6 +71,7 @@ def _umask() -> int:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Like write_text_atomic, for binary files (plots)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_non_regular(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

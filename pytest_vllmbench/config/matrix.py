@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.loads import SWEEP_MODES, LoadPoint
 from pytest_vllmbench.config.registry import ModelSpec, Registry
 
@@ -33,11 +34,23 @@ def build_matrix(
     models: tuple[str, ...], modes: tuple[str, ...], registry: Registry, loads: tuple[LoadPoint, ...] = ()
 ) -> list[Cell]:
     """Model-major order, so a model's engines are started and stopped before the next model's; a sweep's
-    points follow each other, lightest first, on the same engine."""
+    points follow each other, lightest first, on the same engine.
+
+    Cell ids are unique: two names for the same model (an alias and its HF id) make one cell; two different
+    models whose ids would collide (org1/llama and org2/llama) are a UsageError, never one run twice."""
     cells = []
+    first: dict[str, Cell] = {}
     for name in models:
         for mode in modes:
             model = registry.resolve_served(name) if mode == "endpoint" else registry.resolve(name)
+            seen = first.setdefault(f"{model.alias}-{mode}", Cell(model, mode, name))
+            if seen.requested != name:
+                if seen.model.source == model.source:
+                    continue
+                raise UsageError(
+                    f"--model={seen.requested} and --model={name} would both be cell {seen.sweep}; benchmark "
+                    "them in separate sessions, or give one a registry alias or a local folder of another name"
+                )
             points = loads if mode in SWEEP_MODES and loads else (None,)
             cells += [Cell(model, mode, name, point) for point in points]
     return cells

@@ -17,10 +17,10 @@ from pytest_vllmbench.common.redaction import redact_url
 from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.config.loads import LoadPoint, load_points, parse_concurrencies, parse_request_rates
 from pytest_vllmbench.config.memory_budget import parse_size
+from pytest_vllmbench.config.schema import MODES, check_tool_table
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.workload.random_spec import is_random
 
-MODES = ("offline", "server", "endpoint", "run-batch", "ray")
 DEFAULT_DATASET = "data/batch_5k.jsonl"
 
 
@@ -227,7 +227,8 @@ class Settings:
 def parse_engine_arg(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise UsageError(f"--engine-arg expects KEY=VALUE, got {text!r}")
+        # the text may hold a secret typed with the wrong separator (hf_token:...): never echo it
+        raise UsageError(f"--engine-arg expects KEY=VALUE; got {len(text)} characters without '=' (not shown)")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
@@ -238,19 +239,23 @@ def parse_engine_arg(text: str) -> tuple[str, Any]:
 def parse_slo(text: str | None) -> dict[str, float]:
     if not text:
         return {}
-    slo = {}
+    slo: dict[str, float] = {}
     for part in text.split(","):
         name, sep, value = part.partition(":")
         if not sep or name not in ("ttft", "tpot", "e2el"):
             raise UsageError(f"--slo expects ttft:MS,tpot:MS,e2el:MS, got {text!r}")
-        slo[name] = _number(f"--slo {name}", value, float, minimum=0)
+        if name in slo:
+            raise UsageError(f"--slo names {name} twice in {text!r}")
+        slo[name] = _positive(f"--slo {name}", value)
     return slo
 
 
 def _number(what: str, value: Any, kind: Callable[[Any], Any], minimum: float | None = None) -> Any:
+    if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+        raise UsageError(f"{what} expects a whole number, got {value!r}")
     try:
         number = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UsageError(f"{what} expects a number, got {value!r}") from None
     if isinstance(number, float) and not math.isfinite(number):
         raise UsageError(f"{what} expects a finite number, got {value!r}")
@@ -309,8 +314,11 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         raise UsageError(f"--gpu-memory sets vLLM's memory itself; drop --engine-arg {clash[0]}=... or --gpu-memory")
     report = raw["report"]
     points = load_points(parse_concurrencies(raw["concurrency"]), parse_request_rates(raw["request_rate"]))
+    models = tuple(dict.fromkeys(str(name) for name in raw["model"]))
+    if any(not name.strip() for name in models):
+        raise UsageError("--model expects a model name, got an empty one")
     return Settings(
-        models=tuple(dict.fromkeys(raw["model"])),
+        models=models,
         modes=modes,
         dataset=Path(raw["dataset"]) if is_random(raw["dataset"]) else _path(raw["dataset"], rootdir),
         limit=_optional("--limit", raw["limit"], int, 1),
@@ -333,7 +341,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         load_points=points if len(points) > 1 else (),
         trace_dir=_path(raw["trace_dir"], rootdir) if raw["trace_dir"] else None,
         request_timeout=_positive("--request-timeout", raw["request_timeout"]),
-        api_key_env=raw["api_key_env"],
+        api_key_env=str(raw["api_key_env"]),
         api_key_over_http=bool(raw["api_key_over_http"]),
         slo_ms=parse_slo(raw["slo"]),
         server_timeout=_positive("--server-timeout", raw["server_timeout"]),
@@ -371,10 +379,14 @@ def read_tool_table(pyproject: Path) -> dict[str, Any]:
     if not pyproject.is_file():
         return {}
     try:
-        table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("vllmbench", {})
-    except tomllib.TOMLDecodeError as exc:
+        tool = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{pyproject}: {exc}") from None
-    return {key.replace("-", "_"): value for key, value in table.items()}
+    if not isinstance(tool, dict):
+        raise UsageError(f"{pyproject}: [tool] must be a table, got {type(tool).__name__}")
+    if "vllmbench" not in tool:
+        return {}
+    return check_tool_table(tool["vllmbench"], OPTIONS, str(pyproject))
 
 
 def merge_sources(cli: Mapping[str, Any], tool_table: Mapping[str, Any], ini: Mapping[str, Any]) -> dict[str, Any]:

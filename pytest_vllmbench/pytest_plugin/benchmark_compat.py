@@ -45,6 +45,19 @@ def measured_benchmarks(config: Any) -> list[Any]:
     return list(getattr(_session(config), "benchmarks", None) or [])
 
 
+def drop_unfinished(config: Any, finished: Any) -> int:
+    """Forget the benchmark fixtures `finished` refuses (an interrupted cell's), before pytest-benchmark saves
+    or tabulates them; how many were dropped."""
+    session = _session(config)
+    benchmarks = getattr(session, "benchmarks", None)
+    if not benchmarks:
+        return 0
+    kept = [bench for bench in benchmarks if finished(bench)]
+    dropped = len(benchmarks) - len(kept)
+    benchmarks[:] = kept
+    return dropped
+
+
 def measure_without_saving(config: Any) -> None:
     """On an xdist worker: measure (pytest-benchmark switches itself off there) but save nothing."""
     session = _session(config)

@@ -98,6 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except (UsageError, BatchFileError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = BenchSession(settings, registry, config.rootpath)
+    config.pluginmanager.register(_InterruptedCells(config), "vllmbench-interrupted-cells")
     config.stash[SETTINGS_KEY] = settings
     config.stash[CONFIGURED_KEY] = configured
     if configured and distributed.is_controller(config):
@@ -474,6 +475,27 @@ def _write_report(session: pytest.Session, settings: Settings, root: Path) -> No
     writer.line(f"vllmbench: regenerated {path}")
 
 
+class _InterruptedCells:
+    """Ctrl-C or SIGTERM inside a cell leaves pytest-benchmark a fixture with no rounds or no vllmbench figures:
+    it is dropped before pytest-benchmark's own sessionfinish would save it (or fail on its empty stats)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Iterator[None]:
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            benchmark_compat.drop_unfinished(self.config, _finished)
+        yield
+
+
+def _finished(bench: Any) -> bool:
+    """A cell whose timed rounds all ran and whose figures were recorded (a plain benchmark: its rounds ran)."""
+    rounds = getattr(getattr(bench, "stats", None), "data", None)
+    is_cell = CELL_FIXTURE in (getattr(bench, "params", None) or {})
+    return bool(rounds) and (not is_cell or "vllmbench_schema" in (getattr(bench, "extra_info", None) or {}))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After pytest-benchmark saved the run: gate it, then regenerate the Markdown report from the whole storage."""
@@ -492,7 +514,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     measured = bool(benchmark_compat.measured_benchmarks(config))
     saving_here = _in_use(config) and _saving(config) and benchmark_compat.measures(config)
     answered = [cell for cell in _unrun(config) if not str(cell.get("status", "")).startswith("failed")]
-    if saving_here and controller is None and not measured and answered:
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    if saving_here and controller is None and not measured and answered and not interrupted:
         # pytest-benchmark saves nothing when no benchmark ran, but "does not fit" and "skipped" are this run's
         # answer; a session whose cells only failed saves nothing (it would become the gates' latest baseline)
         measured = benchmark_compat.save_run(config, [], {}) is not None

@@ -18,7 +18,8 @@ from pytest_vllmbench.config.memory_budget import gib
 from pytest_vllmbench.config.registry import Registry
 from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.dummy_weights import DoesNotFit, does_not_fit, over_budget
+from pytest_vllmbench.engines.dummy_weights import CellSkip, DoesNotFit, does_not_fit, over_budget
+from pytest_vllmbench.engines.vllm_cli import vllm_platform
 from pytest_vllmbench.measure.cell_record import SCHEMA, checked_figures
 from pytest_vllmbench.measure.gpu import cell_gpu_indices, list_gpus
 from pytest_vllmbench.measure.metrics import RequestRecord
@@ -36,6 +37,20 @@ from pytest_vllmbench.workload.gold import load_gold
 from pytest_vllmbench.workload.random_spec import is_random, parse_random_spec, random_requests
 
 QualityHook = Callable[[str, list[BatchRequest], list[RequestRecord], Any], "dict[str, Any] | None"]
+
+
+GPU_ONLY_QUANTIZATIONS = ("bitsandbytes",)  # vLLM's CPU build has no kernels for these
+
+
+def cannot_run_here(cell: Cell, args: dict[str, Any], platform: str) -> str | None:
+    """Why the cell's engine cannot start on this machine, known before it is tried (None: it may)."""
+    quantization = str(args.get("quantization") or "")
+    if cell.mode != "endpoint" and platform == "cpu" and quantization in GPU_ONLY_QUANTIZATIONS:
+        return (
+            f"{cell.id}: {cell.model.alias} is {quantization}-quantized, which needs a GPU, and this vLLM is "
+            "the CPU build; measure it on a GPU machine (--load-format=dummy sizes it there without its weights)"
+        )
+    return None
 
 
 def _gpu_count(args: dict[str, Any]) -> int:
@@ -137,6 +152,8 @@ class BenchSession:
         args = engine_args(cell, self.settings, self.registry)
         if self.budget_gib is not None and (status := over_budget(cell.model, self.budget_gib, _gpu_count(args))):
             raise DoesNotFit(status)  # the weights alone are over the budget: no engine need start
+        if reason := cannot_run_here(cell, args, vllm_platform()):
+            raise CellSkip(reason)  # before any engine import or model-hub lookup
         engine = self.engine_slot.get(cell)
         context = {
             "engine_args": redact_args(args),  # saved; the engine got `args`

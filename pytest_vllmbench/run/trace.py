@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.common.files import write_text_atomic
+from pytest_vllmbench.common.files import open_regular_file, refuse_non_regular, write_text_atomic
 from pytest_vllmbench.measure.metrics import RequestRecord
 
 HEADER_KEY = "vllmbench_trace"  # the first line of every trace file: only files carrying it are ever overwritten
@@ -62,9 +64,10 @@ def check_trace_folder(folder: Path) -> None:
     """Before any engine starts: the folder exists (made if needed) and is writable."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".vllmbench-write-probe"
-        probe.write_text("")
-        probe.unlink()
+        # a fresh name made with O_EXCL: a link planted at a fixed probe name is never followed
+        fd, probe = tempfile.mkstemp(prefix=".vllmbench-write-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise UsageError(f"--trace-dir {folder}: {exc.strerror or exc}") from None
 
@@ -72,7 +75,7 @@ def check_trace_folder(folder: Path) -> None:
 def ours(path: Path) -> bool:
     """Whether an existing file was written by this tool (its first line is our header)."""
     try:
-        with path.open(encoding="utf-8") as handle:
+        with open(open_regular_file(path), encoding="utf-8") as handle:
             return HEADER_KEY in json.loads(handle.readline() or "{}")
     except (OSError, ValueError, UnicodeDecodeError, TypeError):
         return False
@@ -80,6 +83,7 @@ def ours(path: Path) -> bool:
 
 def write_trace(path: Path, cell_id: str, rows: Sequence[dict[str, Any]]) -> None:
     """Atomically; an existing file this tool did not write is left alone (OSError says so)."""
+    refuse_non_regular(path)
     if path.exists() and not ours(path):
         raise OSError(f"{path} exists and was not written by pytest-vllmbench; not overwritten")
     header = {HEADER_KEY: 1, "cell": cell_id, "fields": list(FIELDS), "times": "send_s from the round's start"}

@@ -1,0 +1,32 @@
+"""A cell that cannot run on this machine is a skipped cell with the reason, before any engine starts (issue 24)."""
+
+import pytest
+
+from tests.test_fake_pipeline import REPO
+
+NO_ENGINE_CONFTEST = """
+from pytest_vllmbench.run import session
+
+def _no_engine(cell, settings, registry):
+    raise AssertionError("an engine was started for " + cell.id)
+
+session.start_engine = _no_engine
+session.vllm_platform = lambda: "cpu"
+"""
+
+
+def test_a_gpu_only_model_on_the_cpu_build_is_skipped_naming_the_way_out(pytester):
+    (pytester.path / "benchmarks").mkdir()
+    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    pytester.makeconftest(NO_ENGINE_CONFTEST)
+    (pytester.path / "data").mkdir()
+    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    result = pytester.runpytest_subprocess(
+        "benchmarks", "-p", "no:cacheprovider", "--model=gemma-12b-4bit", "--mode=offline", "--limit=2", "-rs"
+    )
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, output[-3000:]
+    result.assert_outcomes(skipped=1)
+    assert "bitsandbytes-quantized, which needs a GPU" in output
+    assert "--load-format=dummy" in output
+    assert "an engine was started" not in output

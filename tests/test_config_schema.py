@@ -1,0 +1,99 @@
+"""[tool.vllmbench] is checked strictly, by one schema, for the session and the CLI (issue 24)."""
+
+from pathlib import Path
+
+import pytest
+
+from pytest_vllmbench.cli import main
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.settings import merge_sources, parse_engine_arg, parse_slo, read_tool_table, resolve
+
+BAD_TABLES = [
+    ("rounds = inf", "rounds expects a whole number"),
+    ("seed = inf", "seed expects a whole number"),
+    ("limit = inf", "limit expects a whole number"),
+    ("rounds = 1.7", "rounds expects a whole number"),
+    ("rounds = true", "rounds expects a whole number"),
+    ("model = 5", "model expects a non-empty string"),
+    ("model = [5]", "model expects a non-empty string"),
+    ('model = [""]', "model expects a non-empty string"),
+    ('ignore_eos = "false"', "ignore_eos expects true or false"),
+    ("api_key_env = 5", "api_key_env expects a string"),
+    ("roundz = 3", "roundz: unknown key"),
+    ("weights = 5", "weights must be a table"),
+    ("[tool.vllmbench.engine_arg]\nx = 1", "engine_arg expects a non-empty string"),
+    ("[tool.vllmbench.extra]\nx = 1", "extra: unknown key"),
+    ("[tool.vllmbench.flexibility]\nendpoint = 7", "flexibility.endpoint expects a number in"),
+    ("[tool.vllmbench.weights]\nspeed = 1", "unknown score weight"),
+]
+
+
+def write_pyproject(folder, body):
+    text = body if body.startswith("[tool]") else f"[tool.vllmbench]\n{body}\n"
+    (folder / "pyproject.toml").write_text(text)
+    return folder / "pyproject.toml"
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_TABLES)
+def test_a_bad_tool_table_is_a_usage_error_naming_the_key_and_the_file(tmp_path, body, message):
+    path = write_pyproject(tmp_path, body)
+    with pytest.raises(UsageError, match=message) as caught:
+        read_tool_table(path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("body", ["[tool]\nvllmbench = 5\n", "tool = 5\n"])
+def test_a_tool_or_vllmbench_key_that_is_not_a_table_is_a_usage_error(tmp_path, body):
+    (tmp_path / "pyproject.toml").write_text(body)
+    with pytest.raises(UsageError, match="must be a table"):
+        read_tool_table(tmp_path / "pyproject.toml")
+
+
+def test_a_good_tool_table_keeps_its_values(tmp_path):
+    path = write_pyproject(tmp_path, 'rounds = 3\nmodel = ["a/b"]\nignore_eos = true\nrequest_rate = [2, "inf"]')
+    table = read_tool_table(path)
+    settings = resolve(merge_sources({}, table, {}), tmp_path)
+    assert (settings.rounds, settings.models, settings.ignore_eos) == (3, ("a/b",), True)
+
+
+@pytest.mark.parametrize("value", ["1.7", 1.7, True])
+def test_a_whole_number_option_is_never_rounded(value):
+    with pytest.raises(UsageError, match="--rounds"):
+        resolve(merge_sources({}, {"rounds": value}, {}), Path("/p"))
+
+
+@pytest.mark.parametrize(("text", "message"), [("ttft:0", "above 0"), ("ttft:5,ttft:7", "twice")])
+def test_slo_refuses_zero_and_a_repeated_name(text, message):
+    with pytest.raises(UsageError, match=message):
+        parse_slo(text)
+
+
+def test_a_mistyped_engine_arg_never_echoes_its_value():
+    with pytest.raises(UsageError) as caught:
+        parse_engine_arg("hf_token:hf_SECRETVALUE")
+    assert "SECRETVALUE" not in str(caught.value)
+
+
+@pytest.mark.parametrize("body", ["weights = 5", "[tool.vllmbench.flexibility]\nendpoint = 7"])
+def test_report_refuses_a_bad_tool_table_without_a_traceback(tmp_path, monkeypatch, capsys, body):
+    write_pyproject(tmp_path, body)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--storage", str(tmp_path / "runs"), "--out", str(tmp_path / "B.md")]) == 2
+    assert "pyproject.toml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("body", ["limit = inf", "model = [5]", "surprise = 1"])
+def test_a_bad_tool_table_is_exit_4_before_anything_runs(pytester, body):
+    pytester.makepyfile(test_batch="def test_batch(vllmbench_cell, benchmark):\n    vllmbench_cell.run(benchmark)\n")
+    pytester.makefile(".toml", pyproject=f"[tool.vllmbench]\n{body}\n")
+    result = pytester.runpytest("--mode=offline")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "pyproject.toml" in result.stderr.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_baseline_may_be_a_run_number_or_a_name(tmp_path):
+    assert read_tool_table(write_pyproject(tmp_path, "vllmbench_baseline = 3"))["vllmbench_baseline"] == 3
+    assert read_tool_table(write_pyproject(tmp_path, 'vllmbench_baseline = "latest"'))
+    with pytest.raises(UsageError, match="vllmbench_baseline"):
+        read_tool_table(write_pyproject(tmp_path, "vllmbench_baseline = 1.5"))
