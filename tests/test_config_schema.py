@@ -56,6 +56,12 @@ def test_a_good_tool_table_keeps_its_values(tmp_path):
     assert (settings.rounds, settings.models, settings.ignore_eos) == (3, ("a/b",), True)
 
 
+def test_warmup_defaults_to_per_cell_and_takes_a_whole_number_from_the_tool_table(tmp_path):
+    assert resolve(merge_sources({}, {}, {}), tmp_path).warmup is None  # one round on a GPU, none on the CPU
+    table = read_tool_table(write_pyproject(tmp_path, "warmup = 2"))
+    assert resolve(merge_sources({}, table, {}), tmp_path).warmup == 2
+
+
 @pytest.mark.parametrize("value", ["1.7", 1.7, True])
 def test_a_whole_number_option_is_never_rounded(value):
     with pytest.raises(UsageError, match="--rounds"):

@@ -19,6 +19,7 @@ TABLES = ("weights", "flexibility", "gpu_bandwidth_gbps")
 # Options whose TOML value is not told by their default (None) or may take two shapes.
 _KINDS = {
     "limit": "int",
+    "warmup": "int",  # default None: one round on a GPU, none on the CPU
     "sample": "int",
     "max_tokens": "int",
     "concurrency": "ints",  # 8 or [1, 16] or "1,16"
