@@ -1,0 +1,88 @@
+from hypothesis import given
+from hypothesis import strategies as st
+from saved_runs import cell, save_run
+
+from pytest_vllmbench.results.answer import intervals_overlap, is_tie, renormalised_note
+from pytest_vllmbench.results.report import render
+from pytest_vllmbench.results.storage import load_runs
+
+GPU = ["NVIDIA H200"]
+
+
+def _rounds(mean: float, half: float, n: int = 3) -> dict[str, object]:
+    stats = {"n": n, "mean": mean, "stddev": half, "ci95_low": mean - half, "ci95_high": mean + half, "ci95_half": half}
+    return {"requests_per_s": mean, "round_stats": {"requests_per_s": stats}}
+
+
+def _gpu_cell(name: str, **figures: object) -> dict[str, object]:
+    return cell(name, gpus=GPU, weights="dummy weights", quality_accuracy=None, quality_valid_rate=None, **figures)
+
+
+def _answer(text: str) -> str:
+    return text.split("## Answer")[1].split("\n## ")[0]
+
+
+def test_tie_rule_needs_rounds_on_both_sides_and_overlap():
+    assert is_tie(_rounds(10.0, 1.0), _rounds(10.5, 1.0))
+    assert not is_tie(_rounds(10.0, 0.2), _rounds(11.0, 0.2))
+    assert intervals_overlap(_rounds(10.0, 1.0), cell(requests_per_s=10.0)) is None
+    assert not is_tie(_rounds(10.0, 1.0), cell(requests_per_s=10.0))
+
+
+@given(st.floats(0.1, 100), st.floats(0.01, 5), st.floats(0.1, 100), st.floats(0.01, 5))
+def test_tie_rule_is_symmetric_and_matches_the_intervals(mean_a, half_a, mean_b, half_b):
+    a, b = _rounds(mean_a, half_a), _rounds(mean_b, half_b)
+    assert is_tie(a, b) == is_tie(b, a)
+    apart = mean_a + half_a < mean_b - half_b or mean_b + half_b < mean_a - half_a
+    assert is_tie(a, b) == (not apart)
+
+
+def test_renormalised_note_names_what_was_left_out():
+    weights = {"throughput": 0.4, "total_time": 0.3, "quality": 0.2, "flexibility": 0.1}
+    used = {"throughput": 0.5, "total_time": 0.375, "flexibility": 0.125}
+    assert renormalised_note(weights, used, " (dummy weights)") == (
+        "quality not measured (dummy weights): ranked on throughput, total time and flexibility, 50/37.5/12.5"
+    )
+    assert renormalised_note(weights, weights) == ""
+
+
+def test_answer_opens_the_report_with_recommendation_tie_note_and_budget_verdict(tmp_path):
+    save_run(
+        tmp_path,
+        1,
+        "h200",
+        [
+            _gpu_cell("gemma-12b-offline", **_rounds(17.0, 1.5), projected_hours=2.8, projected_cost=9.5),
+            _gpu_cell("gemma-12b-server", **_rounds(18.0, 1.5), projected_hours=2.6, projected_cost=8.9),
+            _gpu_cell("gemma-4b-server", gpu_memory_budget_gib=16, peak_vram_mib=19354, params_b=4.3, dtype="bfloat16"),
+        ],
+        gpus=GPU,
+        machine_id="gpu-box",
+    )
+    text = render(load_runs(tmp_path))
+    assert text.index("## Answer") < text.index("## Current status")
+    answer = _answer(text)
+    assert "use **gemma-12b-server (dummy weights)**" in answer
+    assert "18.00 ± 1.50 req/s (3 rounds)" in answer
+    assert "Runner-up: gemma-12b-offline" in answer and "a **tie**" in answer
+    assert "Quality not measured (dummy weights): ranked on throughput, total time and flexibility, 50/37.5/12.5" in (
+        answer
+    )
+    budget_line = next(line for line in answer.splitlines() if "gemma-4b-server" in line)
+    assert "16 GiB" in budget_line and "measured peak 18.9 GiB" in budget_line and "over budget" in budget_line
+
+
+def test_answer_separates_the_two_cells_when_their_intervals_do_not_overlap(tmp_path):
+    save_run(
+        tmp_path,
+        1,
+        "h200",
+        [
+            _gpu_cell("gemma-12b-offline", **_rounds(10.0, 0.5), projected_hours=4.0),
+            _gpu_cell("gemma-12b-server", **_rounds(18.0, 0.5), projected_hours=2.6),
+        ],
+        gpus=GPU,
+        machine_id="gpu-box",
+    )
+    answer = _answer(render(load_runs(tmp_path)))
+    assert "use **gemma-12b-server" in answer and "do not overlap" in answer and "**tie**" not in answer
