@@ -742,14 +742,16 @@ def write_report(
 
 
 def plots_folder(out: Path) -> Path:
-    """Beside the report: BENCHMARKS.md -> benchmarks-plots/."""
-    return out.parent / f"{out.stem.lower()}-plots"
+    """Under benchmarks/ beside the report: BENCHMARKS.md -> benchmarks/plots/ (another report: plots-NAME/)."""
+    stem = out.stem.lower()
+    return out.parent / "benchmarks" / ("plots" if stem == "benchmarks" else f"plots-{stem}")
 
 
 def _write_plots(runs: list[SavedRun], out: Path) -> list[tuple[str, str]] | str:
     try:
         written = plotting.render_plots(plot_cells(runs), plots_folder(out))
         written += plotting.render_sweeps(sweep_plots(runs), plots_folder(out))
+        plotting.remove_unreferenced(plots_folder(out), written)
     except plotting.PlotsUnavailable as exc:
         return f"_No plots: {exc}. The tables above hold every figure._"
     return [(plot.title, plot.path.relative_to(out.parent).as_posix()) for plot in written]
