@@ -86,3 +86,24 @@ def test_answer_separates_the_two_cells_when_their_intervals_do_not_overlap(tmp_
     )
     answer = _answer(render(load_runs(tmp_path)))
     assert "use **gemma-12b-server" in answer and "do not overlap" in answer and "**tie**" not in answer
+
+
+def test_every_table_shows_one_req_per_s_and_one_score_per_cell(tmp_path):
+    rounds = _rounds(3.06, 0.70)
+    rounds["requests_per_s"] = 3.14  # the last round, which the tables used to show beside the mean
+    save_run(
+        tmp_path,
+        1,
+        "cpu",
+        [cell("gemma-270m-server", **rounds), cell("gemma-270m-offline", requests_per_s=1.0, score=1.0)],
+    )
+    text = render(load_runs(tmp_path))
+    assert "3.14" not in text.split("## Runs")[0]
+    matrix = text.split("## Test matrix")[1].split("## Results by machine")[0]
+    assert "3.06 ± 0.70" in matrix
+    ranking = text.split("## Ranking")[1].split("\n## ")[0]
+    machine = text.split("## Results by machine")[1].split("\n## ")[0]
+    offline_rank = next(line for line in ranking.splitlines() if "gemma-270m-offline" in line)
+    offline_row = next(line for line in machine.splitlines() if "| offline" in line)
+    group_score = offline_rank.split("|")[3].strip()
+    assert group_score != "1.000" and group_score in [part.strip() for part in offline_row.split("|")]

@@ -227,7 +227,7 @@ def _fit_table(latest: Latest) -> str:
                 "fits" if ok else cell["status"],
                 _fmt(weights, 1),
                 _fmt(room, 1),
-                _fmt(cell.get("requests_per_s")) if ok else MISSING,
+                _rate(cell) if ok else MISSING,
             ]
         )
     if not rows:
@@ -245,6 +245,11 @@ def _fit_table(latest: Latest) -> str:
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
+def _rate(cell: Mapping[str, Any]) -> str:
+    """The one req/s of a cell everywhere: the rounds' mean ± the 95 % half-width, else its one run's figure."""
+    return plus_minus(cell, "requests_per_s") or _fmt(central(cell, "requests_per_s"))
+
+
 def _status(cell: dict[str, Any]) -> str:
     if cell.get("status", "ok") != "ok":
         return str(cell["status"])
@@ -260,7 +265,7 @@ def _matrix(latest: Latest) -> str:
             machine,
             workload,
             _status(cell),
-            _fmt(cell.get("requests_per_s")),
+            _rate(cell),
             _fmt(cell.get("projected_hours")),
             _fmt(cell.get("peak_vram_mib")),
         ]
@@ -279,7 +284,7 @@ def _matrix(latest: Latest) -> str:
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
-def _machine_tables(latest: Latest) -> str:
+def _machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
     parts = []
     for machine in sorted({key[0] for key in latest}):
         rows = []
@@ -292,7 +297,7 @@ def _machine_tables(latest: Latest) -> str:
                     _fmt(cell.get("params_b")),
                     mode_text(cell),
                     _gpus(cell),
-                    plus_minus(cell, "requests_per_s") or _fmt(cell.get("requests_per_s")),
+                    _rate(cell),
                     _fmt(cell.get("output_tokens_per_s"), 1),
                     latency_pair(cell, "ttft"),
                     latency_pair(cell, "tpot"),
@@ -304,7 +309,7 @@ def _machine_tables(latest: Latest) -> str:
                     _fmt(cell.get("joules_per_request"), 1),
                     _money(cell, "cost_per_1m_output_tokens"),
                     quality_text(cell),
-                    _fmt(cell.get("score"), 3),
+                    _fmt(scores.get(id(cell)), 3),
                     f"`{run.path}`",
                 ]
             )
@@ -325,7 +330,7 @@ def _machine_tables(latest: Latest) -> str:
             "J/req",
             "Cost/1M out tok",
             "Quality",
-            "Score (in run)",
+            "Score",
             "Saved run",
         ]
         parts.append(f"### {machine}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
@@ -394,7 +399,7 @@ def _sweeps_section(latest: Latest) -> str:
         rows = [
             [
                 cell["load"]["point"],
-                plus_minus(cell, "requests_per_s") or _fmt(cell.get("requests_per_s")),
+                _rate(cell),
                 _fmt(cell.get("output_tokens_per_s"), 1),
                 latency_pair(cell, "ttft"),
                 latency_pair(cell, "tpot"),
@@ -491,6 +496,17 @@ def ranking_groups(latest: Latest) -> dict[RankKey, list[dict[str, Any]]]:
         )
         groups.setdefault(key, []).append(cell)
     return groups
+
+
+def group_scores(
+    latest: Latest, weights: dict[str, float], flexibility: dict[str, float], scorer: Scorer | None
+) -> dict[int, float]:
+    """Each ranked cell's score in its ranking group (by id of the cell): the one score every table shows."""
+    scores = {}
+    for cells in ranking_groups(latest).values():
+        results = scorer(cells) if scorer is not None else score_cells(cells, weights, flexibility)
+        scores.update({id(cell): float(result["score"]) for result, cell in zip(results, cells, strict=True)})
+    return scores
 
 
 def _answer(latest: Latest, weights: dict[str, float], flexibility: dict[str, float], scorer: Scorer | None) -> str:
@@ -614,9 +630,9 @@ def _current_status(runs: list[SavedRun], latest: Latest) -> str:
         f"- **Saved runs:** {len(runs)} on {len({run.machine for run in runs})} machine(s)",
     ]
     if ok:
-        best = max(ok, key=lambda cell: cell["requests_per_s"])
+        best = max(ok, key=lambda cell: central(cell, "requests_per_s") or 0.0)
         lines.append(
-            f"- **Highest throughput so far:** {best['cell']} at {_fmt(best['requests_per_s'])} req/s; "
+            f"- **Highest throughput so far:** {best['cell']} at {_rate(best)} req/s; "
             f"{_fmt(best.get('project_to'))} requests would take {_fmt(best.get('projected_hours'), 1)} h"
         )
     return "\n".join(lines)
@@ -685,7 +701,9 @@ def render(
         "## Current status\n\n" + _current_status(runs, latest),
         "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
-        "## Results by machine\n\n" + _machine_tables(latest) + priced,
+        "## Results by machine\n\nScore: the cell's score in its ranking group (see Ranking).\n\n"
+        + _machine_tables(latest, group_scores(latest, weights, flexibility, scorer))
+        + priced,
         *(
             [
                 "## Plots\n\nThroughput of the newest cells on each machine, then each cell's TTFT and E2EL"
