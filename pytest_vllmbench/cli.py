@@ -287,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     comparing = commands.add_parser(
         "compare", help="two saved runs side by side: every gateable figure per cell, the change and the noise"
     )
-    comparing.add_argument("run_a", metavar="RUN_A", help="latest, a run number, a name or MACHINE_ID/FILE")
+    comparing.add_argument(
+        "run_a", metavar="RUN_A", help="latest, latest~N (N runs before it), a run number, a name or MACHINE_ID/FILE"
+    )
     comparing.add_argument("run_b", metavar="RUN_B", help="as RUN_A; the change is B against A")
     comparing.add_argument("--storage", default=".benchmarks", help="where the runs are saved (default .benchmarks)")
     comparing.add_argument("--format", choices=compare.FORMATS, default="table")

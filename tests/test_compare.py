@@ -60,3 +60,11 @@ def test_compare_latest_and_an_ambiguous_number(capsys):
     assert code == 2 and "names several runs" in err and "Traceback" not in err
     code, _, err = _compare(capsys, "nope", "latest")
     assert code == 2 and "no saved run 'nope'" in err
+
+
+def test_compare_latest_tilde_counts_back_from_the_newest_run(capsys):
+    runs = load_runs(COMMITTED)
+    code, out, _ = _compare(capsys, "latest~1", "latest")
+    assert code == 0 and f"A: {runs[-2].path}" in out and f"B: {runs[-1].path}" in out
+    code, _, err = _compare(capsys, f"latest~{len(runs)}", "latest")
+    assert code == 2 and "saved run(s)" in err

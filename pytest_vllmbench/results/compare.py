@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,11 +37,14 @@ class Row:
 
 
 def resolve(runs: Sequence[SavedRun], spec: str) -> SavedRun:
-    """'latest' (the newest run), a run number (3 or 0003), a name (bench, 0001_bench) or MACHINE_ID/FILE path."""
-    if spec == "latest":
-        if not runs:
-            raise UsageError("no saved run to compare")
-        return runs[-1]
+    """'latest' (the newest run), 'latest~N' (N runs before it), a run number (3 or 0003), a name (bench,
+    0001_bench) or MACHINE_ID/FILE path."""
+    back = re.fullmatch(r"latest(?:~(\d+))?", spec)
+    if back:
+        steps = int(back[1] or 0)
+        if steps >= len(runs):
+            raise UsageError(f"{spec!r}: only {len(runs)} saved run(s)")
+        return runs[-1 - steps]
     found = []
     for run in runs:
         number, _, name = run.name.partition("_")
