@@ -107,3 +107,37 @@ def test_every_table_shows_one_req_per_s_and_one_score_per_cell(tmp_path):
     offline_row = next(line for line in machine.splitlines() if "| offline" in line)
     group_score = offline_rank.split("|")[3].strip()
     assert group_score != "1.000" and group_score in [part.strip() for part in offline_row.split("|")]
+
+
+def test_newer_engine_fields_are_shown_with_only_the_settings_that_differ(tmp_path):
+    settings = {"max_num_seqs": 256, "enable_prefix_caching": True, "enforce_eager": False, "source": "vllm defaults"}
+    newer = {
+        "bound_by": "client",
+        "cpu_client_pct": 98.0,
+        "cpu_api_server_pct": 40.0,
+        "cpu_engine_core_pct": 60.0,
+        "steady_requests_per_s": 2.2,
+        "warmup_rounds": 1,
+        "prefix_cache": "on, 12 % hits",
+    }
+    save_run(
+        tmp_path,
+        1,
+        "cpu",
+        [
+            cell("gemma-270m-server", engine_settings=settings, **newer),
+            cell("gemma-270m-offline", engine_settings={**settings, "max_num_seqs": 64}, bound_by="gpu"),
+        ],
+    )
+    save_run(tmp_path, 2, "old", [cell("gemma-270m-ray")])
+    section = render(load_runs(tmp_path)).split("## Engine settings and bottleneck")[1].split("\n## ")[0]
+    header = next(line for line in section.splitlines() if line.startswith("| Cell"))
+    assert "max_num_seqs" in header and "enforce_eager" not in header and "source" not in header
+    server = next(line for line in section.splitlines() if "gemma-270m-server" in line)
+    assert "client (client 98 %, API server 40 %, engine core 60 %)" in server and "on, 12 % hits" in server
+    assert "gemma-270m-ray" not in section
+
+
+def test_old_runs_have_no_engine_section(tmp_path):
+    save_run(tmp_path, 1, "old", [cell("gemma-270m-ray")])
+    assert "## Engine settings and bottleneck" not in render(load_runs(tmp_path))

@@ -18,7 +18,7 @@ from pytest_vllmbench.config.memory_budget import label
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import central, plus_minus
-from pytest_vllmbench.results import answer
+from pytest_vllmbench.results import answer, report_engine
 from pytest_vllmbench.results import plots as plotting
 from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs, priced_here
 from pytest_vllmbench.results.scoring import score_cells
@@ -498,6 +498,15 @@ def ranking_groups(latest: Latest) -> dict[RankKey, list[dict[str, Any]]]:
     return groups
 
 
+def _engine_part(latest: Latest) -> list[str]:
+    groups = [
+        (f"{machine}: {path}, {n} requests" + ("" if budget is None else f", {budget:g} GiB budget"), cells)
+        for (machine, path, _, n, budget), cells in ranking_groups(latest).items()
+    ]
+    section = report_engine.engine_section(groups, _cell_label)
+    return [] if section is None else [section]
+
+
 def group_scores(
     latest: Latest, weights: dict[str, float], flexibility: dict[str, float], scorer: Scorer | None
 ) -> dict[int, float]:
@@ -721,6 +730,7 @@ def render(
         "## Ranking\n\n" + _ranking(latest, weights, flexibility, scorer) + priced,
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + _parity(runs),
+        *_engine_part(latest),
         *(section(runs) for section in extra_sections),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
         "## Runs\n\nEvery saved cell, newest first; the JSON files hold the complete figures.\n\n" + _runs_table(runs),
