@@ -95,7 +95,7 @@ Group = tuple[str, str, list[dict[str, Any]]]  # (machine, workload label, ok ce
 
 
 def recommendation(
-    group: Group, scorer: Scorer, weights: Mapping[str, float], label: Callable[[Cell], str]
+    group: Group, scorer: Scorer, weights: Mapping[str, float], label: Callable[[Any], str]
 ) -> list[str]:
     """The lines for one machine and workload: recommended cell, runner-up with margin or tie, what was dropped."""
     machine, workload, cells = group
@@ -128,7 +128,7 @@ def recommendation(
     return lines
 
 
-def budget_verdicts(cells: Sequence[Cell], label: Callable[[Cell], str]) -> list[str]:
+def budget_verdicts(cells: Sequence[Cell], label: Callable[[Any], str]) -> list[str]:
     """One line per model run under --gpu-memory: fits or not, the measured peak beside the budget."""
     lines = []
     for cell in cells:
@@ -159,7 +159,7 @@ def answer_section(
     budget_cells: Sequence[Cell],
     scorer: Scorer,
     weights: Mapping[str, float],
-    label: Callable[[Cell], str],
+    label: Callable[[Any], str],
 ) -> str:
     if not groups and not budget_cells:
         return "No measured cell yet: nothing to recommend."

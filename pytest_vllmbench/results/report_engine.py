@@ -35,7 +35,7 @@ def _bound(cell: Cell) -> str:
     return "-" if bound is None else f"{bound} ({shares})" if shares else str(bound)
 
 
-def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable[[Cell], str]) -> str | None:
+def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable[[Any], str]) -> str | None:
     """One table per group (title, cells) holding cells with any of the newer fields; None when no cell has any."""
     parts = []
     for title, cells in groups:
