@@ -43,6 +43,20 @@ SHOWS_RUNS = "- **Saved runs:**"
 # exit codes of `vllmbench report`
 EXIT_OK, EXIT_REFUSED, EXIT_NO_RUNS = 0, 2, 3
 
+GLOSSARY = """\
+- **Cell**: one model in one vLLM mode (with its load point, GPU split or memory budget), measured once per run.
+- **Mode**: offline (`vllm.LLM` in the test process), server (a `vllm serve` the session starts), endpoint (someone
+  else's OpenAI-compatible server), run-batch (vLLM's batch runner), ray (Ray Data).
+- **c64**: a load point of 64 requests in flight at once (`--concurrency`); **knee**: the load point with the most
+  req/s among those that met the SLOs.
+- **Rounds**: timed repeats of a cell on one engine (`--rounds`); figures show their mean ± the 95 % half-width.
+  **Tie**: two cells whose req/s intervals overlap.
+- **Dummy weights**: random weights in a model's published shape: speed and memory are real, answers are not.
+- **Memory budget**: `--gpu-memory=SIZE`, what vLLM may reserve per GPU; speed stays the GPU's that ran it.
+- **Roofline %**: output tok/s as a share of the decode limit set by memory bandwidth / weight bytes x batch.
+- **Seed**: the project's first brief, which named the six model x mode cells and the 40/30/20/10 weights.
+- **†**: a cost priced at report time (the run saved no price).
+"""
 ExtraSection = Callable[[list[SavedRun]], str]  # runs -> a whole '## Title\n\nbody' section
 Scorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]  # cells -> {score, components, ...} each
 
@@ -733,6 +747,7 @@ def render(
         *_engine_part(latest),
         *(section(runs) for section in extra_sections),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
+        "## Glossary\n\n" + GLOSSARY,
         "## Runs\n\nEvery saved cell, newest first; the JSON files hold the complete figures.\n\n" + _runs_table(runs),
     ]
     extra = [name for name in kept if name not in PLACEHOLDERS]
