@@ -103,12 +103,13 @@ def _cdf_inputs(label: str, cell: Mapping[str, Any]) -> list[Any]:
 
 def throughput_png(machine: str, cells: Sequence[PlotCell]) -> bytes:
     """Horizontal bars: requests/s of each cell, output tok/s written beside each bar."""
-    figure = _figure(10.0, 1.2 + 0.45 * len(cells))
+    labels = [_wrapped(label, 40) for label, _ in cells]
+    lines = max(label.count("\n") + 1 for label in labels)
+    figure = _figure(10.0, 1.2 + 0.3 * max(lines, 1.5) * len(cells))
     axes = figure.add_subplot()
-    labels = [label for label, _ in cells]
     rates = [float(cell.get("requests_per_s") or 0.0) for _, cell in cells]
     bars = axes.barh(range(len(cells)), rates, color="#4c72b0")
-    axes.set_yticks(range(len(cells)), [_wrapped(label, 40) for label in labels])
+    axes.set_yticks(range(len(cells)), labels)
     axes.invert_yaxis()
     axes.set_xlabel("requests/s (higher is better)")
     axes.set_title(_wrapped(f"Throughput: {machine}", 80), fontsize=10)

@@ -669,7 +669,8 @@ def plot_cells(runs: list[SavedRun]) -> dict[str, list[plotting.PlotCell]]:
         if cell.get("status", "ok") != "ok":
             continue
         several = len({key[2] for key in latest if key[0] == machine}) > 1
-        label = _short_label(cell) + (f" [{Path(workload).name}]" if several else "")
+        short = Path(str((cell.get("dataset") or {}).get("path") or workload)).stem
+        label = _short_label(cell) + (f" [{short}]" if several else "")
         machines.setdefault(machine, []).append((label, cell))
     return machines
 
