@@ -55,8 +55,8 @@ GLOSSARY = """\
 - **Memory budget**: `--gpu-memory=SIZE`, what vLLM may reserve per GPU; speed stays the GPU's that ran it.
 - **Roofline %**: output tok/s as a share of the decode limit set by memory bandwidth / weight bytes x batch.
 - **Seed**: the project's first brief, which named the six model x mode cells and the 40/30/20/10 weights.
-- **†**: a cost priced at report time (the run saved no price).
 """
+PRICED_TERM = f"- **{MARK}**: a cost priced at report time (the run saved no price).\n"
 ExtraSection = Callable[[list[SavedRun]], str]  # runs -> a whole '## Title\n\nbody' section
 Scorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]  # cells -> {score, components, ...} each
 
@@ -748,7 +748,7 @@ def render(
         *_engine_part(latest),
         *(section(runs) for section in extra_sections),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
-        "## Glossary\n\n" + GLOSSARY,
+        "## Glossary\n\n" + GLOSSARY + (PRICED_TERM if priced else ""),
         "## Runs\n\nEvery saved cell, newest first; the JSON files hold the complete figures.\n\n" + _runs_table(runs),
     ]
     extra = [name for name in kept if name not in PLACEHOLDERS]
