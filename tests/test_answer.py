@@ -44,6 +44,7 @@ def test_renormalised_note_names_what_was_left_out():
         "quality not measured (dummy weights): ranked on throughput, total time and flexibility, 50/37.5/12.5"
     )
     assert renormalised_note(weights, weights) == ""
+    assert renormalised_note(weights, {}) == ""  # a project's scorer that returns no weights
 
 
 def test_answer_opens_the_report_with_recommendation_tie_note_and_budget_verdict(tmp_path):

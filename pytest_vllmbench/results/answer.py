@@ -46,9 +46,10 @@ def is_tie(first: Cell, second: Cell, metric: str = "requests_per_s") -> bool:
 
 
 def renormalised_note(weights: Mapping[str, float], used: Mapping[str, float], why: str = "") -> str:
-    """'' when every weight was used; else what was left out and how the rest were re-normalised."""
+    """'' when every weight was used (or the scorer named none); else what was left out and how the rest were
+    re-normalised."""
     dropped = [name for name in weights if name not in used]
-    if not dropped:
+    if not dropped or not used:  # no weights given back (a project's own scorer): nothing to say about them
         return ""
     names = [COMPONENT_NAMES.get(name, name) for name in used]
     shares = "/".join(f"{value * 100:g}" for value in _shares(used))
