@@ -1,4 +1,4 @@
-"""The `vllmbench` command: prepare-model, validate, make-dataset, report, gate."""
+"""The `vllmbench` command: prepare-model, validate, make-dataset, report, gate, compare."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import read_tool_table
 from pytest_vllmbench.engines import dummy_weights as sizing
 from pytest_vllmbench.engines import embedded_model as embedded
-from pytest_vllmbench.results import gate, report, summary
+from pytest_vllmbench.results import compare, gate, report, summary
 from pytest_vllmbench.results.report_price import ReportPrice, parse_price, price_runs
-from pytest_vllmbench.results.storage import RunFileError, load_runs, read_run
+from pytest_vllmbench.results.storage import RunFileError, load_runs, read_run, scan_runs
 from pytest_vllmbench.workload import synthetic as dataset
 from pytest_vllmbench.workload.batch import iter_batch
 
@@ -198,6 +198,20 @@ def _gate(args: argparse.Namespace) -> int:
     return gate.exit_code(checks)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    storage = Path(args.storage)
+    runs, skipped = scan_runs(storage)
+    for message in skipped:
+        print(f"vllmbench compare: warning: {message}", file=sys.stderr)
+    try:
+        run_a, run_b = compare.resolve(runs, args.run_a), compare.resolve(runs, args.run_b)
+    except UsageError as exc:
+        print(f"vllmbench compare: {storage}: {exc}", file=sys.stderr)
+        return 2
+    print(compare.render(run_a, run_b, args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vllmbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -269,6 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gates.add_argument("--any-machine", action="store_true", help="compare runs of different machines")
     gates.set_defaults(func=_gate)
+
+    comparing = commands.add_parser(
+        "compare", help="two saved runs side by side: every gateable figure per cell, the change and the noise"
+    )
+    comparing.add_argument(
+        "run_a", metavar="RUN_A", help="latest, latest~N (N runs before it), a run number, a name or MACHINE_ID/FILE"
+    )
+    comparing.add_argument("run_b", metavar="RUN_B", help="as RUN_A; the change is B against A")
+    comparing.add_argument("--storage", default=".benchmarks", help="where the runs are saved (default .benchmarks)")
+    comparing.add_argument("--format", choices=compare.FORMATS, default="table")
+    comparing.set_defaults(func=_compare)
     return parser
 
 

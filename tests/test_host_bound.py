@@ -17,6 +17,7 @@ from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.measure import engine_settings
 from pytest_vllmbench.measure.host_load import HostLoad, bound_by, role_of
 from pytest_vllmbench.measure.metrics import RequestRecord, projected_hours, steady_rate, summarize
+from pytest_vllmbench.results.mode_verdicts import compare_modes, mode_verdicts
 from pytest_vllmbench.results.summary import bound_text, settings_lines
 from pytest_vllmbench.run.cell_run import run_cell
 
@@ -188,3 +189,35 @@ def test_the_prefix_cache_is_reset_before_every_timed_round_and_the_cell_says_so
     assert info["engine_settings"] == {"max_num_seqs": 256, "source": "fake"}
     assert info["bound_by"] in {"client", "engine-core", "unclear"} and info["cpu_api_server_pct"] is None
     assert _run(ResettableEngine(reset_ok=False))["prefix_cache"] == "not reset (the reset failed)"
+
+
+def _with_rounds(mode, mean, half, steady=None):
+    stats = {"requests_per_s": {"mean": mean, "ci95_half": half, "ci95_low": mean - half, "ci95_high": mean + half}}
+    if steady is not None:
+        stats["steady_requests_per_s"] = {
+            "mean": steady,
+            "ci95_half": 1.0,
+            "ci95_low": steady - 1,
+            "ci95_high": steady + 1,
+        }
+    return {"cell": f"m-{mode}", "model": "m", "mode": mode, "requests_per_s": mean, "round_stats": stats}
+
+
+def test_a_mode_is_called_faster_only_when_the_rounds_intervals_separate():
+    assert compare_modes(_with_rounds("offline", 100, 10), _with_rounds("server", 60, 10)) == "offline faster"
+    assert compare_modes(_with_rounds("offline", 70, 10), _with_rounds("server", 80, 10)) == (
+        "no difference shown (intervals overlap)"
+    )
+    assert compare_modes({"mode": "offline", "requests_per_s": 9.0}, _with_rounds("server", 5, 1)) is None
+
+
+def test_the_verdict_line_gives_both_intervals_and_the_steady_rate_verdict():
+    text = mode_verdicts(
+        [
+            ("H200", "w", _with_rounds("offline", 73.1, 0.1, steady=89.3)),
+            ("H200", "w", _with_rounds("server", 63.0, 4.2, steady=89.9)),
+        ]
+    )
+    assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s: offline faster" in text
+    assert "steady rate: no difference shown (intervals overlap)" in text
+    assert mode_verdicts([("H200", "w", _with_rounds("offline", 1, 0.1))]).startswith("No model has both")

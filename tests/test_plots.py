@@ -28,7 +28,7 @@ def test_report_embeds_png_plots_rendered_from_saved_runs(tmp_path):
     storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
     saved(storage)
     write_report(storage, out)
-    folder = tmp_path / "benchmarks-plots"
+    folder = tmp_path / "benchmarks" / "plots"
     names = sorted(path.name for path in folder.iterdir())
     assert names == [
         "latency-1-x-nvidia-h200-gemma-12b-offline.png",
@@ -40,7 +40,7 @@ def test_report_embeds_png_plots_rendered_from_saved_runs(tmp_path):
         assert path.read_bytes().startswith(plots.PNG_SIGNATURE)
     text = out.read_text()
     for name in names:
-        assert f"](benchmarks-plots/{name})" in text
+        assert f"](benchmarks/plots/{name})" in text
     assert text.index("## Plots") > text.index("## Results by machine")
 
 
@@ -49,7 +49,7 @@ def test_rendering_twice_gives_the_same_bytes_and_leaves_files_untouched(tmp_pat
     storage = tmp_path / ".benchmarks"
     saved(storage)
     write_report(storage, tmp_path / "BENCHMARKS.md")
-    folder = tmp_path / "benchmarks-plots"
+    folder = tmp_path / "benchmarks" / "plots"
     before = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in folder.iterdir()}
     write_report(storage, tmp_path / "BENCHMARKS.md")
     after = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in folder.iterdir()}
@@ -66,7 +66,7 @@ def test_without_matplotlib_the_report_has_tables_and_a_note(tmp_path, monkeypat
     write_report(storage, out)
     text = out.read_text()
     assert "_No plots: matplotlib is not installed" in text and "## Results by machine" in text
-    assert not (tmp_path / "benchmarks-plots").exists()
+    assert not (tmp_path / "benchmarks" / "plots").exists()
 
 
 def test_an_unchanged_plot_is_not_redrawn_and_a_changed_one_is(tmp_path, monkeypatch):
@@ -74,12 +74,12 @@ def test_an_unchanged_plot_is_not_redrawn_and_a_changed_one_is(tmp_path, monkeyp
     storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
     saved(storage)
     write_report(storage, out)
-    throughput = tmp_path / "benchmarks-plots" / "throughput-test-cpu-2-cores-no-gpu.png"
+    throughput = tmp_path / "benchmarks" / "plots" / "throughput-test-cpu-2-cores-no-gpu.png"
     old = throughput.read_bytes()
     with monkeypatch.context() as patched:
         patched.setitem(sys.modules, "matplotlib", None)  # nothing to redraw: matplotlib is not even needed
         write_report(storage, out)
-    assert "](benchmarks-plots/throughput-test-cpu-2-cores-no-gpu.png)" in out.read_text()
+    assert "](benchmarks/plots/throughput-test-cpu-2-cores-no-gpu.png)" in out.read_text()
     save_run(storage, 2, "b", [cell(requests_per_s=3.0)], when="2026-11-30T10:00:00")
     write_report(storage, out)
     assert throughput.read_bytes() != old and throughput.read_bytes().startswith(plots.PNG_SIGNATURE)
@@ -115,7 +115,7 @@ def test_a_sweep_gets_its_curve_and_table_with_the_knee(tmp_path):
         ],
     )
     write_report(storage, out)
-    [curve] = (tmp_path / "benchmarks-plots").glob("sweep-*.png")
+    [curve] = (tmp_path / "benchmarks" / "plots").glob("sweep-*.png")
     first = curve.read_bytes()
     assert first.startswith(plots.PNG_SIGNATURE)
     text = out.read_text()
@@ -126,3 +126,69 @@ def test_a_sweep_gets_its_curve_and_table_with_the_knee(tmp_path):
     assert f"]({curve.relative_to(tmp_path).as_posix()})" in text
     write_report(storage, out)
     assert curve.read_bytes() == first  # same figures, same bytes
+
+
+LONG_MODEL = "org-" + "very-long-model-name-" * 12  # ~250 characters
+
+
+def _drawn_figures(monkeypatch):
+    figures = []
+    real = plots.png_bytes
+
+    def keep(figure, digest=""):
+        figures.append(figure)
+        return real(figure, digest)
+
+    monkeypatch.setattr(plots, "png_bytes", keep)
+    return figures
+
+
+def _text_outside(figure):
+    """What is drawn beyond the image's edges (matplotlib's tight box holds every drawn text and tick label)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    drawn, box = figure.get_tightbbox(canvas.get_renderer()), figure.bbox_inches
+    return (
+        []
+        if drawn.x0 >= -0.01 and drawn.y0 >= -0.01 and drawn.x1 <= box.x1 + 0.01 and drawn.y1 <= box.y1 + 0.01
+        else [(drawn.bounds, box.bounds)]
+    )
+
+
+def test_long_names_give_short_stable_files_and_no_text_is_clipped(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    figures = _drawn_figures(monkeypatch)
+    storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
+    long_cell = cell(f"{LONG_MODEL}-server", mode="server", requests_per_s=2.0, **CDF)
+    save_run(storage, 1, "long", [long_cell, cell(requests_per_s=1.0, **CDF)], gpus=["NVIDIA H200"] * 2)
+    write_report(storage, out)
+    names = [path.name for path in (tmp_path / "benchmarks" / "plots").iterdir()]
+    assert names and max(len(name) for name in names) <= 64
+    assert plots.slug(LONG_MODEL) == plots.slug(LONG_MODEL) != plots.slug(LONG_MODEL + "x")
+    assert figures and [_text_outside(figure) for figure in figures] == [[]] * len(figures)
+
+
+def test_each_cdf_names_its_mode(monkeypatch):
+    pytest.importorskip("matplotlib")
+    figures = _drawn_figures(monkeypatch)
+    plots.latency_cdf_png("a", {**CDF, "mode": "server"})
+    plots.latency_cdf_png("b", {**CDF, "mode": "offline"})
+    server, offline = (figure.axes[0].get_xlabel() for figure in figures)
+    assert "(server)" in server and "offline" not in server
+    assert "offline" in offline
+
+
+def test_the_report_removes_its_own_plots_that_it_no_longer_shows(tmp_path):
+    pytest.importorskip("matplotlib")
+    storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
+    saved(storage)
+    write_report(storage, out)
+    folder = tmp_path / "benchmarks" / "plots"
+    stale = folder / "latency-old-cell.png"
+    stale.write_bytes((folder / "throughput-test-cpu-2-cores-no-gpu.png").read_bytes())
+    someone_elses = folder / "diagram.png"
+    someone_elses.write_bytes(plots.PNG_SIGNATURE + b"not ours")
+    write_report(storage, out)
+    assert not stale.exists() and someone_elses.exists()

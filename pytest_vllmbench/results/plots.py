@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from pytest_vllmbench.measure.rounds import central
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 100
-STYLE_VERSION = 1  # bump when a plot's look changes, so every PNG is redrawn once
+STYLE_VERSION = 2  # bump when a plot's look changes, so every PNG is redrawn once
 
 
 class PlotsUnavailable(RuntimeError):
@@ -38,8 +39,27 @@ class Plot:
 PlotCell = tuple[str, Mapping[str, Any]]  # (label, the cell's saved figures)
 
 
+SLUG_MAX = 48  # a file name stays far below the file system's 255 bytes, however long a model's name
+
+
 def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+    """Lowercase words joined by '-'; a longer one keeps its first words and a digest of the whole (stable, unique)."""
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+    if len(words) <= SLUG_MAX:
+        return words
+    return words[: SLUG_MAX - 9].rstrip("-") + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _wrapped(text: str, width: int) -> str:
+    return textwrap.fill(text, width, break_on_hyphens=False)
+
+
+def cdf_axis_label(cell: Mapping[str, Any]) -> str:
+    """What the CDF's time is measured from, by mode: offline queues every request at once."""
+    mode = str(cell.get("mode") or "")
+    if mode == "offline":
+        return "seconds since the request was queued (all at once, offline)"
+    return f"seconds since the request was sent ({mode or 'unknown mode'})"
 
 
 def _figure(width: float, height: float) -> Any:
@@ -78,20 +98,21 @@ def _throughput_inputs(machine: str, cells: Sequence[PlotCell]) -> list[Any]:
 
 
 def _cdf_inputs(label: str, cell: Mapping[str, Any]) -> list[Any]:
-    return ["latency", label, cell.get("ttft_ms_cdf"), cell.get("e2el_ms_cdf")]
+    return ["latency", label, cell.get("mode"), cell.get("ttft_ms_cdf"), cell.get("e2el_ms_cdf")]
 
 
 def throughput_png(machine: str, cells: Sequence[PlotCell]) -> bytes:
     """Horizontal bars: requests/s of each cell, output tok/s written beside each bar."""
-    figure = _figure(10.0, 1.2 + 0.45 * len(cells))
+    labels = [_wrapped(label, 40) for label, _ in cells]
+    lines = max(label.count("\n") + 1 for label in labels)
+    figure = _figure(10.0, 1.2 + 0.3 * max(lines, 1.5) * len(cells))
     axes = figure.add_subplot()
-    labels = [label for label, _ in cells]
     rates = [float(cell.get("requests_per_s") or 0.0) for _, cell in cells]
     bars = axes.barh(range(len(cells)), rates, color="#4c72b0")
     axes.set_yticks(range(len(cells)), labels)
     axes.invert_yaxis()
     axes.set_xlabel("requests/s (higher is better)")
-    axes.set_title(f"Throughput: {machine}", fontsize=10)
+    axes.set_title(_wrapped(f"Throughput: {machine}", 80), fontsize=10)
     tokens = [cell.get("output_tokens_per_s") for _, cell in cells]
     axes.bar_label(
         bars,
@@ -111,13 +132,13 @@ def latency_cdf_png(label: str, cell: Mapping[str, Any]) -> bytes:
         if points:
             shares = [i / (len(points) - 1) for i in range(len(points))]
             axes.plot([p / 1000.0 for p in points], shares, label=name, drawstyle="steps-post")
-    axes.set_xlabel("seconds since the request was sent (queued, offline)")
+    axes.set_xlabel(cdf_axis_label(cell))
     axes.set_ylabel("share of requests")
     axes.set_ylim(0, 1)
     axes.set_xlim(left=0)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left")
-    axes.set_title(f"Latency CDF: {label}", fontsize=10)
+    axes.set_title(_wrapped(f"Latency CDF: {label}", 60), fontsize=10)
     return png_bytes(figure, inputs_digest(*_cdf_inputs(label, cell)))
 
 
@@ -173,7 +194,7 @@ def sweep_png(title: str, points: Sequence[SweepPoint], knee: str | None = None)
     axes.set_xlim(left=0, right=max(rates + [1e-9]) * 1.2)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", fontsize=8)
-    axes.set_title(f"Load sweep: {title}", fontsize=10)
+    axes.set_title(_wrapped(f"Load sweep: {title}", 70), fontsize=10)
     return png_bytes(figure, inputs_digest(*_sweep_inputs(title, points, knee)))
 
 
@@ -186,6 +207,17 @@ def render_sweeps(sweeps: Mapping[str, tuple[Sequence[SweepPoint], str | None]],
             write_png(path, sweep_png(title, points, knee))
         written.append(Plot(f"Load sweep, {title}", path))
     return written
+
+
+def remove_unreferenced(folder: Path, kept: Sequence[Plot]) -> list[Path]:
+    """Delete the PNGs in `folder` this tool drew (they carry its stamp) that the report no longer shows."""
+    keep = {plot.path.name for plot in kept}
+    removed = []
+    for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
+        if path.name not in keep and b"vllmbench-inputs " in path.read_bytes():
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def has_cdf(cell: Mapping[str, Any]) -> bool:
@@ -215,7 +247,7 @@ def render_plots(machines: Mapping[str, Sequence[PlotCell]], folder: Path) -> li
             written.append(Plot(f"Throughput, {machine}", path))
         for label, cell in ran:
             if has_cdf(cell):
-                path = folder / f"latency-{slug(machine)}-{slug(label)}.png"
+                path = folder / f"latency-{slug(f'{machine} {label}')}.png"
                 if not _up_to_date(path, _cdf_inputs(label, cell)):
                     write_png(path, latency_cdf_png(label, cell))
                 written.append(Plot(f"Latency CDF, {label}, {machine}", path))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from pytest_vllmbench.config.memory_budget import label
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import central, plus_minus
+from pytest_vllmbench.results import answer, report_engine
 from pytest_vllmbench.results import plots as plotting
-from pytest_vllmbench.results.bounds_section import bounds_section
+from pytest_vllmbench.results.mode_verdicts import mode_verdicts
 from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs, priced_here
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, scan_runs
@@ -43,6 +44,21 @@ SHOWS_RUNS = "- **Saved runs:**"
 # exit codes of `vllmbench report`
 EXIT_OK, EXIT_REFUSED, EXIT_NO_RUNS = 0, 2, 3
 
+GLOSSARY = """\
+- **Cell**: one model in one vLLM mode (with its load point, GPU split or memory budget), measured once per run.
+- **Mode**: offline (`vllm.LLM` in the test process), server (a `vllm serve` the session starts), endpoint (someone
+  else's OpenAI-compatible server), run-batch (vLLM's batch runner), ray (Ray Data).
+- **c64**: a load point of 64 requests in flight at once (`--concurrency`); **knee**: the load point with the most
+  req/s among those that met the SLOs.
+- **Rounds**: timed repeats of a cell on one engine (`--rounds`); figures show their mean ± the 95 % half-width.
+  **Tie**: two cells whose req/s intervals overlap.
+- **Dummy weights**: random weights in a model's published shape: speed and memory are real, answers are not.
+- **Memory budget**: `--gpu-memory=SIZE`, what vLLM may reserve per GPU; speed stays the GPU's that ran it.
+- **Roofline %**: output tok/s as a share of the decode limit set by memory bandwidth / weight bytes x batch.
+- **Seed**: the project's first brief, which named the six model x mode cells and the 40/30/20/10 weights.
+"""
+PRICED_TERM = f"- **{MARK}**: a cost priced at report time (the run saved no price).\n"
+ExtraSection = Callable[[list[SavedRun]], str]  # runs -> a whole '## Title\n\nbody' section
 Scorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]  # cells -> {score, components, ...} each
 
 
@@ -226,7 +242,7 @@ def _fit_table(latest: Latest) -> str:
                 "fits" if ok else cell["status"],
                 _fmt(weights, 1),
                 _fmt(room, 1),
-                _fmt(cell.get("requests_per_s")) if ok else MISSING,
+                _rate(cell) if ok else MISSING,
             ]
         )
     if not rows:
@@ -244,6 +260,11 @@ def _fit_table(latest: Latest) -> str:
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
+def _rate(cell: Mapping[str, Any]) -> str:
+    """The one req/s of a cell everywhere: the rounds' mean ± the 95 % half-width, else its one run's figure."""
+    return plus_minus(cell, "requests_per_s") or _fmt(central(cell, "requests_per_s"))
+
+
 def _status(cell: dict[str, Any]) -> str:
     if cell.get("status", "ok") != "ok":
         return str(cell["status"])
@@ -259,7 +280,7 @@ def _matrix(latest: Latest) -> str:
             machine,
             workload,
             _status(cell),
-            _fmt(cell.get("requests_per_s")),
+            _rate(cell),
             _fmt(cell.get("projected_hours")),
             _fmt(cell.get("peak_vram_mib")),
         ]
@@ -278,7 +299,7 @@ def _matrix(latest: Latest) -> str:
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
-def _machine_tables(latest: Latest) -> str:
+def _machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
     parts = []
     for machine in sorted({key[0] for key in latest}):
         rows = []
@@ -291,7 +312,7 @@ def _machine_tables(latest: Latest) -> str:
                     _fmt(cell.get("params_b")),
                     mode_text(cell),
                     _gpus(cell),
-                    plus_minus(cell, "requests_per_s") or _fmt(cell.get("requests_per_s")),
+                    _rate(cell),
                     _fmt(cell.get("output_tokens_per_s"), 1),
                     latency_pair(cell, "ttft"),
                     latency_pair(cell, "tpot"),
@@ -303,7 +324,7 @@ def _machine_tables(latest: Latest) -> str:
                     _fmt(cell.get("joules_per_request"), 1),
                     _money(cell, "cost_per_1m_output_tokens"),
                     quality_text(cell),
-                    _fmt(cell.get("score"), 3),
+                    _fmt(scores.get(id(cell)), 3),
                     f"`{run.path}`",
                 ]
             )
@@ -324,7 +345,7 @@ def _machine_tables(latest: Latest) -> str:
             "J/req",
             "Cost/1M out tok",
             "Quality",
-            "Score (in run)",
+            "Score",
             "Saved run",
         ]
         parts.append(f"### {machine}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
@@ -393,7 +414,7 @@ def _sweeps_section(latest: Latest) -> str:
         rows = [
             [
                 cell["load"]["point"],
-                plus_minus(cell, "requests_per_s") or _fmt(cell.get("requests_per_s")),
+                _rate(cell),
                 _fmt(cell.get("output_tokens_per_s"), 1),
                 latency_pair(cell, "ttft"),
                 latency_pair(cell, "tpot"),
@@ -471,10 +492,12 @@ def _weights_line(weights: dict[str, float]) -> str:
     return ", ".join(f"{name.replace('_', ' ')} {value / total:.0%}" for name, value in weights.items())
 
 
-def _ranking(
-    latest: Latest, weights: dict[str, float], flexibility: dict[str, float], scorer: Scorer | None = None
-) -> str:
-    groups: dict[tuple[str, str, str, Any, Any], list[dict[str, Any]]] = {}
+RankKey = tuple[str, str, str, Any, Any]  # machine, workload label, sha256, requests, memory budget
+
+
+def ranking_groups(latest: Latest) -> dict[RankKey, list[dict[str, Any]]]:
+    """The cells ranked together: same machine, workload and request count; a memory budget ranks on its own."""
+    groups: dict[RankKey, list[dict[str, Any]]] = {}
     for (machine, _, _), (_, cell) in sorted(latest.items()):
         if cell.get("status", "ok") != "ok":
             continue
@@ -485,8 +508,52 @@ def _ranking(
             dataset.get("sha256", ""),
             cell.get("n_requests"),
             cell.get("gpu_memory_budget_gib"),
-        )  # a budget asks another question: ranked on its own
+        )
         groups.setdefault(key, []).append(cell)
+    return groups
+
+
+def _engine_part(latest: Latest) -> list[str]:
+    groups = [
+        (f"{machine}: {path}, {n} requests" + ("" if budget is None else f", {budget:g} GiB budget"), cells)
+        for (machine, path, _, n, budget), cells in ranking_groups(latest).items()
+    ]
+    section = report_engine.engine_section(groups, _cell_label)
+    return [] if section is None else [section]
+
+
+def group_scores(
+    latest: Latest, weights: dict[str, float], flexibility: dict[str, float], scorer: Scorer | None
+) -> dict[int, float]:
+    """Each ranked cell's score in its ranking group (by id of the cell): the one score every table shows."""
+    scores = {}
+    for cells in ranking_groups(latest).values():
+        results = scorer(cells) if scorer is not None else score_cells(cells, weights, flexibility)
+        scores.update({id(cell): float(result["score"]) for result, cell in zip(results, cells, strict=True)})
+    return scores
+
+
+def _answer(latest: Latest, weights: dict[str, float], flexibility: dict[str, float], scorer: Scorer | None) -> str:
+    def rank(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return scorer(cells) if scorer is not None else score_cells(cells, weights, flexibility)
+
+    groups = [
+        (machine, f"{path}, {n} requests measured", cells)
+        for (machine, path, _, n, budget), cells in ranking_groups(latest).items()
+        if budget is None
+    ]
+    budget_cells = [
+        cell
+        for _, cell in sorted(latest.values(), key=lambda pair: str(pair[1]["cell"]))
+        if cell.get("gpu_memory_budget_gib") is not None
+    ]
+    return answer.answer_section(groups, budget_cells, rank, weights, _cell_label)
+
+
+def _ranking(
+    latest: Latest, weights: dict[str, float], flexibility: dict[str, float], scorer: Scorer | None = None
+) -> str:
+    groups = ranking_groups(latest)
     parts = [
         f"Weights: {_weights_line(weights)}. Flexibility per mode: "
         + ", ".join(f"{mode} {value:g}" for mode, value in flexibility.items())
@@ -587,9 +654,9 @@ def _current_status(runs: list[SavedRun], latest: Latest) -> str:
         f"- **Saved runs:** {len(runs)} on {len({run.machine for run in runs})} machine(s)",
     ]
     if ok:
-        best = max(ok, key=lambda cell: cell["requests_per_s"])
+        best = max(ok, key=lambda cell: central(cell, "requests_per_s") or 0.0)
         lines.append(
-            f"- **Highest throughput so far:** {best['cell']} at {_fmt(best['requests_per_s'])} req/s; "
+            f"- **Highest throughput so far:** {best['cell']} at {_rate(best)} req/s; "
             f"{_fmt(best.get('project_to'))} requests would take {_fmt(best.get('projected_hours'), 1)} h"
         )
     return "\n".join(lines)
@@ -603,7 +670,8 @@ def plot_cells(runs: list[SavedRun]) -> dict[str, list[plotting.PlotCell]]:
         if cell.get("status", "ok") != "ok":
             continue
         several = len({key[2] for key in latest if key[0] == machine}) > 1
-        label = _short_label(cell) + (f" [{Path(workload).name}]" if several else "")
+        short = Path(str((cell.get("dataset") or {}).get("path") or workload)).stem
+        label = _short_label(cell) + (f" [{short}]" if several else "")
         machines.setdefault(machine, []).append((label, cell))
     return machines
 
@@ -638,8 +706,10 @@ def render(
     plots: list[tuple[str, str]] | str | None = None,
     scorer: Scorer | None = None,
     price: ReportPrice | None = None,
+    extra_sections: Sequence[ExtraSection] = (),
 ) -> str:
-    """`price` (one GPU's hourly price) costs the cells whose runs saved none; each such cost is marked."""
+    """`price` (one GPU's hourly price) costs the cells whose runs saved none; each such cost is marked.
+    `extra_sections` each return one more '## ...' section from the runs, placed before the decisions."""
     runs = price_runs(runs, price)
     priced = note(price, runs)
     priced = f"\n\n{priced}" if priced else ""
@@ -651,15 +721,14 @@ def render(
         "# vLLM batch benchmarks",
         "<!-- Generated by pytest-vllmbench from the runs saved under .benchmarks/. Edit only inside the"
         " hand-written sections: everything else is rewritten after every saved run. -->",
+        "## Answer\n\n" + _answer(latest, weights, flexibility, scorer),
         _section("intro", kept),
         "## Current status\n\n" + _current_status(runs, latest),
         "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
-        "## Results by machine\n\n" + _machine_tables(latest) + priced,
-        "## What bounds each cell\n\nMean GPU busy beside the CPU time of the busiest process of each role, in %"
-        " of one core, over the timed rounds: a cell is GPU-bound at >= 90 % GPU busy, else bound by a process at"
-        " >= 80 % of a core. Steady req/s leaves out each round's ramp-up and tail (10-90 % of completions).\n\n"
-        + bounds_section([(machine, workload, cell) for (machine, _, workload), (_, cell) in latest.items()]),
+        "## Results by machine\n\nScore: the cell's score in its ranking group (see Ranking).\n\n"
+        + _machine_tables(latest, group_scores(latest, weights, flexibility, scorer))
+        + priced,
         *(
             [
                 "## Plots\n\nThroughput of the newest cells on each machine, then each cell's TTFT and E2EL"
@@ -677,7 +746,13 @@ def render(
         "## Ranking\n\n" + _ranking(latest, weights, flexibility, scorer) + priced,
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + _parity(runs),
+        *_engine_part(latest),
+        "## Offline vs server\n\nA mode is called faster only when the 95 % intervals of the two cells' rounds"
+        " separate; cells of one model, machine and workload.\n\n"
+        + mode_verdicts([(machine, workload, cell) for (machine, _, workload), (_, cell) in latest.items()]),
+        *(section(runs) for section in extra_sections),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
+        "## Glossary\n\n" + GLOSSARY + (PRICED_TERM if priced else ""),
         "## Runs\n\nEvery saved cell, newest first; the JSON files hold the complete figures.\n\n" + _runs_table(runs),
     ]
     extra = [name for name in kept if name not in PLACEHOLDERS]
@@ -715,14 +790,16 @@ def write_report(
 
 
 def plots_folder(out: Path) -> Path:
-    """Beside the report: BENCHMARKS.md -> benchmarks-plots/."""
-    return out.parent / f"{out.stem.lower()}-plots"
+    """Under benchmarks/ beside the report: BENCHMARKS.md -> benchmarks/plots/ (another report: plots-NAME/)."""
+    stem = out.stem.lower()
+    return out.parent / "benchmarks" / ("plots" if stem == "benchmarks" else f"plots-{stem}")
 
 
 def _write_plots(runs: list[SavedRun], out: Path) -> list[tuple[str, str]] | str:
     try:
         written = plotting.render_plots(plot_cells(runs), plots_folder(out))
         written += plotting.render_sweeps(sweep_plots(runs), plots_folder(out))
+        plotting.remove_unreferenced(plots_folder(out), written)
     except plotting.PlotsUnavailable as exc:
         return f"_No plots: {exc}. The tables above hold every figure._"
     return [(plot.title, plot.path.relative_to(out.parent).as_posix()) for plot in written]

@@ -1,0 +1,174 @@
+"""The Answer section that opens BENCHMARKS.md: per machine and workload, the recommended cell and why.
+
+Pure: takes the newest cells, returns markdown. The tie rule (`is_tie`) is the one place that decides whether a
+recommendation's margin over the runner-up is real.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pytest_vllmbench.measure.roofline import weights_gib
+from pytest_vllmbench.measure.rounds import stat
+
+Cell = Mapping[str, Any]
+Scorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+COMPONENT_NAMES = {
+    "throughput": "throughput",
+    "total_time": "total time",
+    "quality": "quality",
+    "flexibility": "flexibility",
+}
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    """The one number format of the report: thousands separators, fixed digits, '-' for unknown."""
+    if value is None or isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def intervals_overlap(first: Cell, second: Cell, metric: str = "requests_per_s") -> bool | None:
+    """Whether the two cells' 95 % intervals of `metric` overlap; None unless both ran rounds."""
+    a, b = stat(first, metric), stat(second, metric)
+    if a is None or b is None:
+        return None
+    return bool(a["ci95_low"] <= b["ci95_high"] and b["ci95_low"] <= a["ci95_high"])
+
+
+def is_tie(first: Cell, second: Cell, metric: str = "requests_per_s") -> bool:
+    """A tie when both ran rounds and their intervals overlap: the rounds cannot tell the two apart."""
+    return intervals_overlap(first, second, metric) is True
+
+
+def renormalised_note(weights: Mapping[str, float], used: Mapping[str, float], why: str = "") -> str:
+    """'' when every weight was used (or the scorer named none); else what was left out and how the rest were
+    re-normalised."""
+    dropped = [name for name in weights if name not in used]
+    if not dropped or not used:  # no weights given back (a project's own scorer): nothing to say about them
+        return ""
+    names = [COMPONENT_NAMES.get(name, name) for name in used]
+    shares = "/".join(f"{value * 100:g}" for value in _shares(used))
+    what = ", ".join(COMPONENT_NAMES.get(name, name) for name in dropped)
+    return f"{what} not measured{why}: ranked on {_join(names)}, {shares}"
+
+
+def _shares(used: Mapping[str, float]) -> list[float]:
+    total = sum(used.values()) or 1.0
+    return [round(value / total, 4) for value in used.values()]
+
+
+def _join(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _why_unmeasured(cells: Sequence[Cell]) -> str:
+    if any(cell.get("weights") or (cell.get("engine_args") or {}).get("load_format") == "dummy" for cell in cells):
+        return " (dummy weights)"
+    return ""
+
+
+def _rate(cell: Cell) -> str:
+    found = stat(cell, "requests_per_s")
+    if found is not None:
+        return f"{fmt(found['mean'])} ± {fmt(found['ci95_half'])} req/s ({found['n']} rounds)"
+    return f"{fmt(cell.get('requests_per_s'))} req/s (1 round)"
+
+
+def _quality(cell: Cell) -> str:
+    if cell.get("quality_accuracy") is not None:
+        return f"accuracy {cell['quality_accuracy']:.0%}"
+    if cell.get("quality_valid_rate") is not None:
+        return f"valid {cell['quality_valid_rate']:.0%}"
+    return "quality not measured"
+
+
+def _money(cell: Cell) -> str:
+    cost = cell.get("projected_cost")
+    return f"{fmt(cost)} {cell.get('cost_currency') or ''}".strip() if cost is not None else "cost -"
+
+
+Group = tuple[str, str, list[dict[str, Any]]]  # (machine, workload label, ok cells)
+
+
+def recommendation(
+    group: Group, scorer: Scorer, weights: Mapping[str, float], label: Callable[[Any], str]
+) -> list[str]:
+    """The lines for one machine and workload: recommended cell, runner-up with margin or tie, what was dropped."""
+    machine, workload, cells = group
+    results = scorer(cells)
+    ranked = sorted(zip(results, cells, strict=True), key=lambda pair: -float(pair[0]["score"]))
+    (best_score, best), rest = ranked[0], ranked[1:]
+    n = best.get("project_to")
+    lines = [
+        f"**{machine}, {workload}**: use **{label(best)}** (score {best_score['score']:.3f}): {_rate(best)}; "
+        f"{fmt(n)} requests take {fmt(best.get('projected_hours'), 1)} h, {_money(best)}, "
+        f"{fmt(best.get('projected_kwh'))} kWh; {_quality(best)}."
+    ]
+    if rest:
+        runner_score, runner = rest[0]
+        margin = float(best_score["score"]) - float(runner_score["score"])
+        tie = is_tie(best, runner)
+        verdict = (
+            "a **tie**: their req/s intervals overlap"
+            if tie
+            else "no rounds on both sides, so the margin is one run's"
+            if intervals_overlap(best, runner) is None
+            else "their req/s intervals do not overlap"
+        )
+        lines.append(
+            f"  Runner-up: {label(runner)} (score {runner_score['score']:.3f}, margin {margin:.3f}; {verdict})."
+        )
+    note = renormalised_note(weights, best_score.get("weights") or {}, _why_unmeasured(cells))
+    if note:
+        lines.append(f"  {note[0].upper()}{note[1:]}.")
+    return lines
+
+
+def budget_verdicts(cells: Sequence[Cell], label: Callable[[Any], str]) -> list[str]:
+    """One line per model run under --gpu-memory: fits or not, the measured peak beside the budget."""
+    lines = []
+    for cell in cells:
+        budget = cell.get("gpu_memory_budget_gib")
+        if budget is None:
+            continue
+        n_gpus = max(len(cell.get("gpus") or []), 1)
+        limit = budget * n_gpus
+        if cell.get("status", "ok") != "ok":
+            lines.append(f"- {label(cell)}: **does not fit** in {budget:g} GiB ({cell['status']}).")
+            continue
+        peak = cell.get("peak_vram_mib")
+        peak_gib = None if peak is None else peak / 1024
+        weights = weights_gib(cell.get("params_b"), cell.get("dtype"))
+        if peak_gib is None:
+            seen = "peak not measured"
+        elif peak_gib > limit:
+            seen = f"measured peak {peak_gib:.1f} GiB is above the budget (the GPU that ran it had more)"
+        else:
+            seen = f"measured peak {peak_gib:.1f} GiB"
+        verdict = "fits" if peak_gib is None or peak_gib <= limit else "ran, but over budget"
+        lines.append(f"- {label(cell)}: **{verdict}** in {limit:g} GiB; {seen}; weights {fmt(weights, 1)} GiB (est.).")
+    return lines
+
+
+def answer_section(
+    groups: Sequence[Group],
+    budget_cells: Sequence[Cell],
+    scorer: Scorer,
+    weights: Mapping[str, float],
+    label: Callable[[Any], str],
+) -> str:
+    if not groups and not budget_cells:
+        return "No measured cell yet: nothing to recommend."
+    parts = ["\n".join(recommendation(group, scorer, weights, label)) for group in groups if group[2]]
+    budgets = budget_verdicts(budget_cells, label)
+    if budgets:
+        parts.append(
+            "**Memory budgets** (`--gpu-memory`): speed and cost are those of the GPU that ran the cell, not of the"
+            " smaller card.\n\n" + "\n".join(budgets)
+        )
+    return "\n\n".join(parts)

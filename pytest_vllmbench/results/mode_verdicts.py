@@ -1,0 +1,47 @@
+"""Offline vs server for one model, machine and workload, called only when the rounds' 95 % intervals separate."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pytest_vllmbench.measure.rounds import plus_minus, stat
+
+Cell = Mapping[str, Any]
+Group = tuple[str, str, str]  # (machine, model, workload)
+
+
+def compare_modes(first: Cell, second: Cell, metric: str = "requests_per_s") -> str | None:
+    """'offline faster', 'server faster' or 'no difference shown (intervals overlap)'; None without rounds."""
+    a, b = stat(first, metric), stat(second, metric)
+    if a is None or b is None:
+        return None
+    if a["ci95_low"] > b["ci95_high"]:
+        return f"{first.get('mode')} faster"
+    if b["ci95_low"] > a["ci95_high"]:
+        return f"{second.get('mode')} faster"
+    return "no difference shown (intervals overlap)"
+
+
+def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
+    """`latest`: (machine, workload label, cell) of the newest cells."""
+    groups: dict[Group, dict[str, Cell]] = defaultdict(dict)
+    for machine, workload, cell in latest:
+        if cell.get("mode") in ("offline", "server") and not cell.get("sweep"):
+            groups[(machine, str(cell.get("model", "-")), workload)][str(cell["mode"])] = cell
+    lines = []
+    for (machine, model, workload), modes in groups.items():
+        if len(modes) < 2:
+            continue
+        offline, server = modes["offline"], modes["server"]
+        verdict = compare_modes(offline, server)
+        if verdict is None:
+            verdict = "not called: no rounds on both sides"
+        steady = compare_modes(offline, server, "steady_requests_per_s")
+        steady_text = "" if steady is None else f"; steady rate: {steady}"
+        lines.append(
+            f"- {model} on {machine} ({workload}): offline {plus_minus(offline, 'requests_per_s') or offline.get('requests_per_s')}"
+            f" vs server {plus_minus(server, 'requests_per_s') or server.get('requests_per_s')} req/s: {verdict}{steady_text}."
+        )
+    return "\n".join(lines) if lines else "No model has both an offline and a server cell on one machine and workload."

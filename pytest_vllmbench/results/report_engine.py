@@ -1,0 +1,66 @@
+"""The report's 'Engine settings and bottleneck' section: what bound each cell and the settings that differ.
+
+Renders the fields newer runs save (bound_by with its CPU shares, engine_settings, steady_requests_per_s,
+warmup_rounds, prefix_cache); older runs have none of them and are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+from pytest_vllmbench.results.answer import fmt
+
+Cell = Mapping[str, Any]
+FIELDS = ("bound_by", "engine_settings", "steady_requests_per_s", "warmup_rounds", "prefix_cache")
+CPU_SHARES = (
+    ("GPU busy", "gpu_util_mean_pct"),
+    ("client", "cpu_client_pct"),
+    ("API server", "cpu_api_server_pct"),
+    ("engine core", "cpu_engine_core_pct"),
+)
+
+
+def differing_settings(cells: Sequence[Cell]) -> list[str]:
+    """The engine_settings keys whose value differs between cells that saved them (source left out)."""
+    settings = [cell["engine_settings"] for cell in cells if isinstance(cell.get("engine_settings"), dict)]
+    keys = sorted({key for found in settings for key in found if key != "source"})
+    return [key for key in keys if len({repr(found.get(key)) for found in settings}) > 1]
+
+
+def _bound(cell: Cell) -> str:
+    shares = ", ".join(f"{name} {fmt(cell.get(key), 0)} %" for name, key in CPU_SHARES if cell.get(key) is not None)
+    bound = cell.get("bound_by")
+    return "-" if bound is None else f"{bound} ({shares})" if shares else str(bound)
+
+
+def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable[[Any], str]) -> str | None:
+    """One table per group (title, cells) holding cells with any of the newer fields; None when no cell has any."""
+    parts = []
+    for title, cells in groups:
+        shown = [cell for cell in cells if any(cell.get(name) is not None for name in FIELDS)]
+        if not shown:
+            continue
+        differ = differing_settings(shown)
+        rows = [
+            [
+                label(cell),
+                _bound(cell),
+                fmt(cell.get("steady_requests_per_s")),
+                fmt(cell.get("warmup_rounds")),
+                cell.get("prefix_cache") or "-",
+                *(fmt((cell.get("engine_settings") or {}).get(key)) for key in differ),
+            ]
+            for cell in shown
+        ]
+        headers = ["Cell", "Bound by (CPU %)", "Steady req/s", "Warm-up rounds", "Prefix cache", *differ]
+        parts.append(f"### {title}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
+    if not parts:
+        return None
+    return (
+        "## Engine settings and bottleneck\n\nWhat limited each cell (GPU, the benchmark client, vLLM's API server or"
+        " its engine core, from their CPU shares) and, per group, only the engine settings that differ between"
+        " its cells.\n\n" + "\n\n".join(parts)
+    )
