@@ -137,12 +137,12 @@ def test_unreadable_and_wrong_shaped_runs_are_skipped_with_a_warning(tmp_path, c
     err = capsys.readouterr().err
     assert "Traceback" not in err
     for name, why in [
-        ("0003_shape", "'requests_per_s' is not a number"),
+        ("0003_shape", "benchmark 1: field 'requests_per_s' dropped: it is not a number"),
         ("0004_list", "no 'benchmarks' list"),
         ("0005_broken", "not JSON"),
         ("0006_dir", "cannot read it"),
     ]:
-        [line] = [line for line in err.splitlines() if f"{name}.json: skipped: " in line]
+        [line] = [line for line in err.splitlines() if f"{name}.json: " in line]
         assert why in line
     text = out.read_text()
     assert "| 3.25 " in text and "We chose offline." in text

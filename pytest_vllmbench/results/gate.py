@@ -141,6 +141,19 @@ def _noise_check(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any]
             f"{plain.verdict} (no CI on both sides: plain rule)",
             plain.kind,
         )
+    bounds = [figure(found, key) for found in (now_stat, base_stat) for key in ("mean", "ci95_low", "ci95_high")]
+    if any(value is None for value in bounds):
+        side = "current" if any(figure(now_stat, k) is None for k in ("mean", "ci95_low", "ci95_high")) else "baseline"
+        return Check(
+            cell_id,
+            rule.metric,
+            None,
+            None,
+            None,
+            rule.tolerance_pct,
+            f"FAILED: {side} round_stats mean or interval is not a finite number",
+            MISSING,
+        )
     base_mean, now_mean = float(base_stat["mean"]), float(now_stat["mean"])
     change = _change_pct(base_mean, now_mean)
     better_up = higher_is_better(rule.metric)

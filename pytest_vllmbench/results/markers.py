@@ -67,7 +67,7 @@ def hand_written_sections(text: str) -> dict[str, str]:
                 raise MarkerError(f"line {number}: section {name!r} appears twice (first at line {seen[name]})")
             open_name, open_line, seen[name], body = name, number, number, []
         elif closed:
-            if closed["name"] != open_name:
+            if open_name is None or closed["name"] != open_name:
                 expected = f"'{closing(open_name)}'" if open_name else "no closing marker"
                 raise MarkerError(f"line {number}: closes section {closed['name']!r}, expected {expected}")
             sections[open_name] = "".join(body)
