@@ -129,7 +129,8 @@ def test_a_report_this_tool_did_not_write_is_never_overwritten(tmp_path, capsys)
 def test_unreadable_and_wrong_shaped_runs_are_skipped_with_a_warning(tmp_path, capsys):
     out, storage = _report_with(tmp_path)
     save_run(storage, 2, "good", [cell(requests_per_s=3.25)])
-    wrong = [save_run(storage, 3, "shape", [cell(requests_per_s="fast")]), save_run(storage, 4, "list", [cell()])]
+    shape = save_run(storage, 3, "shape", [cell(requests_per_s="fast")], when="2026-11-28T10:00:00")  # read in part
+    wrong = [shape, save_run(storage, 4, "list", [cell()])]
     wrong[1].write_text(json.dumps({"benchmarks": {"not": "a list"}}))
     (storage / MACHINE / "0005_broken.json").write_text("{not json")
     (storage / MACHINE / "0006_dir.json").mkdir()
