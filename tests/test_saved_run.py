@@ -91,7 +91,7 @@ def test_a_lone_surrogate_in_a_cell_id_skips_that_cell_naming_file_and_field(tmp
 )
 def test_a_field_that_does_not_fit_is_dropped_with_a_warning_and_the_cell_kept(tmp_path, field, value):
     figures = {"round_stats": {"requests_per_s": {"mean": 1.0, "ci95_high": value}}} if field == "ci95_high" else {}
-    path = save_run(tmp_path, 1, "a", [cell(**({field: value} if not figures else figures))])
+    path = save_run(tmp_path, 1, "a", [cell(**(figures or {field: value}))])
     run = read_run(path, tmp_path)
     assert run is not None and len(run.cells) == 1
     if field == "ci95_high":  # null is a declared value for a statistic: kept, read as missing
