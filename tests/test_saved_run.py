@@ -104,6 +104,7 @@ def test_a_field_that_does_not_fit_is_dropped_with_a_warning_and_the_cell_kept(t
 
 
 def test_clean_cell_keeps_a_well_formed_cell_as_it_is():
-    good = cell(round_stats={"requests_per_s": {"n": 3, "mean": 1.0, "ci95_half": 0.1}})
+    stats = {"n": 3, "mean": 1.0, "stddev": 0.1, "ci95_low": 0.9, "ci95_high": 1.1, "ci95_half": 0.1}
+    good = cell(round_stats={"requests_per_s": stats})
     cleaned = clean_cell(good, "here")
     assert cleaned.figures == good and cleaned.warnings == ()

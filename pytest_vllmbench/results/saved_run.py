@@ -149,4 +149,13 @@ def clean_cell(raw: Any, where: str) -> CleanCell:
             warnings.append(f"{where}: field {key!r} dropped: it is not {_kind(declared or '')} ({_short(value)})")
             continue
         figures[key] = found
+    if isinstance(figures.get("round_stats"), dict):
+        figures["round_stats"] = {name: _coherent(stats) for name, stats in figures["round_stats"].items()}
     return CleanCell(figures, tuple(warnings))
+
+
+def _coherent(stats: dict[str, Any]) -> dict[str, Any]:
+    """An interval whose mean or bounds were NaN (now None) is no interval: its half-width goes too."""
+    if any(stats.get(key) is None for key in ("mean", "ci95_low", "ci95_high")):
+        return {**stats, "ci95_half": None}
+    return stats
