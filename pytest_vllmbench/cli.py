@@ -183,7 +183,12 @@ def _gate(args: argparse.Namespace) -> int:
         if run is None:
             print(f"vllmbench gate: {path}: not a saved run holding vllmbench cells", file=sys.stderr)
             return gate.EXIT_USAGE
+        for warning in run.warnings:
+            print(f"vllmbench gate: {warning}", file=sys.stderr)
         runs.append(run)
+    if any(run.warnings for run in runs):  # a verdict on a file read in part cannot be trusted
+        print("vllmbench gate: a saved run is wrong-shaped (see above): not gated", file=sys.stderr)
+        return gate.EXIT_USAGE
     baseline, current = runs
     if baseline.machine != current.machine and not args.any_machine:
         print(

@@ -122,7 +122,7 @@ def test_cli_gate_names_a_wrong_shaped_run_without_a_traceback(tmp_path, capsys)
     bad = save_run(tmp_path, 2, "bad", [cell(requests_per_s="fast")])
     assert main(["gate", str(base), str(bad), "--rule", "requests_per_s:-5%"]) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and "'requests_per_s' is not a number" in err
+    assert str(bad) in err and "field 'requests_per_s' dropped: it is not a number" in err
 
 
 @pytest.fixture
@@ -217,3 +217,28 @@ def pytest_vllmbench_score(cells, weights):
     ranking = (fake.path / "BENCHMARKS.md").read_text().split("## Ranking", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (\d) +\| (\S+) +\| (\S+) ", ranking, flags=re.M)
     assert rows == [("1", "gemma-270m-server", "1.000"), ("2", "gemma-270m-offline", "0.000")]
+
+
+def _stats(mean, half=0.05):
+    return {"n": 3, "mean": mean, "stddev": half, "ci95_low": mean - half, "ci95_high": mean + half, "ci95_half": half}
+
+
+def test_a_nan_round_mean_is_missing_data_not_within_the_noise(tmp_path, capsys):
+    base = save_run(tmp_path, 1, "base", [cell(requests_per_s=2.0, round_stats={"requests_per_s": _stats(2.0)})])
+    nan = {**_stats(1.0), "mean": math.nan}
+    worse = save_run(tmp_path, 2, "nan", [cell(requests_per_s=1.0, round_stats={"requests_per_s": nan})])
+    assert main(["gate", str(base), str(worse), "--rule", "requests_per_s:-5%:noise"]) == 3
+    assert "round_stats mean or interval is not a finite number" in capsys.readouterr().out
+
+
+def test_latest_baseline_is_the_newest_run_whose_cells_ran(tmp_path):
+    from pytest_vllmbench.results.storage import describe_machine, find_baseline, load_runs
+
+    save_run(tmp_path, 1, "good", [cell()], when="2026-11-29T10:00:00")
+    save_run(tmp_path, 2, "failed", [cell(n_failed=64)], when="2026-11-30T10:00:00")
+    runs = load_runs(tmp_path)
+    machine = runs[0].machine
+    assert machine == describe_machine({"cpu": {"brand_raw": "Test CPU", "count": 2}})
+    found = find_baseline(runs, "latest", machine)
+    assert found is not None and found.name == "0001_good"
+    assert find_baseline(runs, "2", machine).name == "0002_failed"  # named on purpose: still used

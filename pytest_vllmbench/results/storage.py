@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_vllmbench.results.saved_run import clean_cell
+
 
 @dataclass(frozen=True)
 class SavedRun:
@@ -16,6 +18,7 @@ class SavedRun:
     datetime: str
     machine: str  # CPU or GPU names, as a reader would say it
     cells: list[dict[str, Any]]  # each benchmark's extra_info, plus its pytest-benchmark mean time
+    warnings: tuple[str, ...] = ()  # one per field or cell left out (see saved_run.clean_cell)
 
     @property
     def name(self) -> str:
@@ -29,7 +32,8 @@ def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 def describe_machine(machine_info: dict[str, Any]) -> str:
     extra, cpu_info = _table(machine_info, "vllmbench"), _table(machine_info, "cpu")
-    gpus = [str(name) for name in extra.get("gpus") or [] if name]
+    listed = extra.get("gpus")
+    gpus = [str(name) for name in listed if name] if isinstance(listed, list) else []
     if gpus:
         counts: dict[str, int] = {}
         for name in gpus:
@@ -51,25 +55,6 @@ def finite_only(cell: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _checked_cell(cell: Any, where: str) -> dict[str, Any]:
-    if not isinstance(cell, dict):
-        raise RunFileError(f"{where} is not an object")
-    for key in ("cell", "model", "mode"):
-        if not isinstance(cell.get(key), str):
-            raise RunFileError(f"{where} has no text {key!r}")
-    for key in ("dataset", "engine_args", "engine"):
-        if not isinstance(cell.get(key) or {}, dict):
-            raise RunFileError(f"{where}: {key!r} is not an object")
-    for key, value in cell.items():
-        if (
-            key.endswith(("_per_s", "_ms_mean", "_ms_p50", "_ms_p90", "_ms_p99", "_hours", "_s", "_mib", "_pct"))
-            and value is not None
-            and (isinstance(value, bool) or not isinstance(value, int | float))
-        ):
-            raise RunFileError(f"{where}: {key!r} is not a number ({value!r})")
-    return finite_only(cell)
-
-
 def read_run(path: Path, root: Path) -> SavedRun | None:
     """None for a pytest-benchmark run holding no vllmbench cell; RunFileError for unreadable or wrong-shaped files."""
     try:
@@ -80,19 +65,28 @@ def read_run(path: Path, root: Path) -> SavedRun | None:
         raise RunFileError(f"not JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise RunFileError("not a pytest-benchmark run (no 'benchmarks' list)")
-    cells = []
+    cells, warnings = [], []
+    raw_cells: list[tuple[Any, str]] = []
     for number, bench in enumerate(data["benchmarks"], start=1):
         extra = bench.get("extra_info") if isinstance(bench, dict) else None
         if not isinstance(extra, dict) or "vllmbench_schema" not in extra:
             continue
         stats = bench.get("stats") if isinstance(bench.get("stats"), dict) else {}
-        cells.append({**_checked_cell(extra, f"benchmark {number}"), "benchmark_mean_s": stats.get("mean")})
+        raw_cells.append(({**extra, "benchmark_mean_s": stats.get("mean")}, f"{path}: benchmark {number}"))
     own = data.get("vllmbench") or {}
     unrun = own.get("unrun", []) if isinstance(own, dict) else None
     if not isinstance(unrun, list):
-        raise RunFileError("'vllmbench.unrun' is not a list")
-    cells += [_checked_cell(cell, f"unrun cell {number}") for number, cell in enumerate(unrun, start=1)]
+        warnings.append(f"{path}: field 'vllmbench.unrun' dropped: not a list")
+        unrun = []
+    raw_cells += [(cell, f"{path}: unrun cell {number}") for number, cell in enumerate(unrun, start=1)]
+    for raw, where in raw_cells:
+        cleaned = clean_cell(raw, where)
+        warnings += cleaned.warnings
+        if cleaned.figures is not None:
+            cells.append(cleaned.figures)
     if not cells:
+        if warnings:
+            raise RunFileError("no cell could be read: " + "; ".join(warnings[:3]))
         return None
     machine_info = _table(data, "machine_info")
     relative = path.relative_to(root)
@@ -102,6 +96,7 @@ def read_run(path: Path, root: Path) -> SavedRun | None:
         datetime=str(data.get("datetime", "")),
         machine=describe_machine(machine_info),
         cells=cells,
+        warnings=tuple(warnings),
     )
 
 
@@ -118,6 +113,7 @@ def scan_runs(root: Path) -> tuple[list[SavedRun], list[str]]:
             continue
         if run is not None:
             runs.append(run)
+            skipped += run.warnings
     return sorted(runs, key=lambda run: (run.datetime, str(run.path))), skipped
 
 
@@ -127,12 +123,24 @@ def load_runs(root: Path) -> list[SavedRun]:
 
 
 def find_baseline(runs: list[SavedRun], spec: str, machine: str) -> SavedRun | None:
-    """'latest': the newest run of `machine`; otherwise the run whose file name or number is `spec`."""
+    """'latest': the newest run of `machine` in which some cell ran (not every request failed); otherwise the run
+    whose file name or number is `spec`."""
     candidates = [run for run in runs if run.machine == machine]
     if spec == "latest":
-        return candidates[-1] if candidates else None
+        measured = [run for run in candidates if any(_ran(cell) for cell in run.cells)]
+        return measured[-1] if measured else None
     for run in reversed(candidates):
         number, _, name = run.name.partition("_")
         if spec in (run.name, name, number, number.lstrip("0"), str(run.path)):
             return run
     return None
+
+
+def _ran(cell: dict[str, Any]) -> bool:
+    """A measured cell with at least one request that did not fail."""
+    if cell.get("status", "ok") != "ok":
+        return False
+    requests, failed = cell.get("n_requests"), cell.get("n_failed")
+    if isinstance(requests, int) and isinstance(failed, int) and requests > 0:
+        return failed < requests
+    return True

@@ -1,0 +1,161 @@
+"""The one strict reader of a saved cell: each field checked against the type measure/cell_record.py declares.
+
+A field that does not fit is dropped (it then reads as missing) and a cell whose identity (cell, model, mode) does not
+fit is skipped whole; each gives one warning naming where it was and the field. Nothing here raises on odd data:
+wrong types, NaN or infinite figures, integers too large for a float, lone surrogates and over-long text all end as
+a warning. Pure: no files, no printing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from pytest_vllmbench.measure.cell_record import CellRecord
+
+IDENTITY = ("cell", "model", "mode")
+MAX_TEXT = 4096  # characters; longer text in a saved run is not ours
+_NO_VALUE = object()
+_DECLARED: dict[str, str] = {item.name: str(item.type) for item in fields(CellRecord)}
+_EXTRA: dict[str, str] = {"benchmark_mean_s": "float | None"}  # pytest-benchmark's mean time, beside the record
+
+
+@dataclass(frozen=True)
+class CleanCell:
+    figures: dict[str, Any] | None  # None: the cell is skipped (its identity does not fit)
+    warnings: tuple[str, ...]
+
+
+def _text(value: Any) -> Any:
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        return _NO_VALUE
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: cannot be printed or written
+        return _NO_VALUE
+    return value
+
+
+def _number(value: Any, *, integer: bool = False) -> Any:
+    """A finite number as saved; NaN and infinities read as None (missing); anything else does not fit."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _NO_VALUE
+    if isinstance(value, int):
+        return value if abs(value) < 2**63 else _NO_VALUE
+    if integer:
+        return _NO_VALUE
+    return value if math.isfinite(value) else None
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Any JSON value made safe to show: bad text and huge integers dropped, non-finite floats None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        found = _number(value)
+        return None if found is _NO_VALUE else found
+    if isinstance(value, str):
+        found = _text(value)
+        return None if found is _NO_VALUE else found
+    if depth > 8:
+        return None
+    if isinstance(value, list):
+        return [_plain(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item, depth + 1) for key, item in value.items() if _text(key) is not _NO_VALUE}
+    return None
+
+
+def _typed(value: Any, declared: str) -> Any:
+    """The value when it fits the declared type, else _NO_VALUE."""
+    if value is None:
+        return None if declared.endswith("| None") else _NO_VALUE
+    base = declared.removesuffix(" | None")
+    if base == "str":
+        return _text(value)
+    if base in ("float", "int"):
+        return _number(value, integer=base == "int")
+    if base.startswith("list["):
+        return _typed_list(value, base)
+    if base.startswith("dict["):
+        return _typed_dict(value, base)
+    return _plain(value)
+
+
+def _typed_list(value: Any, base: str) -> Any:
+    if not isinstance(value, list):
+        return _NO_VALUE
+    inner = base.removeprefix("list[").removesuffix("]")
+    items = [_typed(item, inner) for item in value]
+    return _NO_VALUE if any(item is _NO_VALUE for item in items) else items
+
+
+def _typed_dict(value: Any, base: str) -> Any:
+    if not isinstance(value, dict):
+        return _NO_VALUE
+    inner = base.removeprefix("dict[str, ").removesuffix("]")
+    if inner == "Any":
+        return _plain(value)
+    cleaned = {}
+    for key, item in value.items():
+        found = _typed(item, inner)
+        if _text(key) is _NO_VALUE or found is _NO_VALUE:
+            return _NO_VALUE
+        cleaned[key] = found
+    return cleaned
+
+
+def _short(value: Any) -> str:
+    try:
+        shown = repr(value)
+    except (ValueError, RecursionError):  # repr of a huge int is refused (sys.int_info)
+        shown = f"<{type(value).__name__}>"
+    shown = shown.encode("utf-8", "backslashreplace").decode("utf-8")
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _kind(declared: str) -> str:
+    base = declared.removesuffix(" | None")
+    if base == "float":
+        return "a number"
+    if base == "int":
+        return "a whole number"
+    if base == "str":
+        return f"text (at most {MAX_TEXT} characters)"
+    return "a list of the declared items" if base.startswith("list[") else "an object of the declared shape"
+
+
+def clean_cell(raw: Any, where: str) -> CleanCell:
+    """The cell's fields that fit their declared types; `where` names the file and the entry in the warnings."""
+    if not isinstance(raw, Mapping):
+        return CleanCell(None, (f"{where}: skipped: not an object",))
+    for key in IDENTITY:
+        value = raw.get(key)
+        if _text(value) is _NO_VALUE or not value:
+            return CleanCell(None, (f"{where}: skipped: field {key!r} is not a cell's {key} ({_short(value)})",))
+    figures: dict[str, Any] = {}
+    warnings = []
+    for key, value in raw.items():
+        if _text(key) is _NO_VALUE:
+            warnings.append(f"{where}: field {_short(key)} dropped: not a field name")
+            continue
+        declared = _DECLARED.get(key) or _EXTRA.get(key)
+        found = _plain(value) if declared is None else _typed(value, declared)
+        if found is _NO_VALUE:
+            warnings.append(f"{where}: field {key!r} dropped: it is not {_kind(declared or '')} ({_short(value)})")
+            continue
+        figures[key] = found
+    if isinstance(figures.get("round_stats"), dict):
+        figures["round_stats"] = {name: _coherent(stats) for name, stats in figures["round_stats"].items()}
+    return CleanCell(figures, tuple(warnings))
+
+
+def _coherent(stats: dict[str, Any]) -> dict[str, Any]:
+    """An interval whose mean or bounds were NaN (now None) is no interval: its half-width goes too."""
+    if any(stats.get(key) is None for key in ("mean", "ci95_low", "ci95_high")):
+        return {**stats, "ci95_half": None}
+    return stats

@@ -1,0 +1,110 @@
+"""Odd values in real saved runs: report, summary and gate never raise, and gate exits only with its own codes."""
+
+import copy
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from saved_runs import cell, save_run
+
+from pytest_vllmbench.cli import main
+from pytest_vllmbench.results import gate
+from pytest_vllmbench.results.report import render
+from pytest_vllmbench.results.saved_run import clean_cell
+from pytest_vllmbench.results.storage import load_runs, read_run, scan_runs
+from pytest_vllmbench.results.summary import summary_block
+
+REAL = sorted(Path(__file__).parent.parent.glob(".benchmarks/*/*.json"))
+ODD = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from([10**400, -(10**400), 2**63, math.nan, math.inf, -math.inf, "90%", "x", "", "\ud800", "x" * 5000]),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.one_of(st.none(), st.floats(), st.text(max_size=2)), max_size=2),
+)
+GATE_CODES = {gate.EXIT_OK, gate.EXIT_REGRESSION, gate.EXIT_USAGE, gate.EXIT_MISSING_DATA}
+
+
+def _cells(data):
+    return [bench["extra_info"] for bench in data["benchmarks"] if "vllmbench_schema" in bench.get("extra_info", {})]
+
+
+def _mutate(data, draw):
+    mutated = copy.deepcopy(data)
+    target = draw(st.sampled_from(_cells(mutated) + (mutated.get("vllmbench") or {}).get("unrun", [])))
+    key = draw(st.sampled_from(sorted(target)))
+    stats = target.get("round_stats")
+    if isinstance(stats, dict) and stats and draw(st.booleans()):  # one figure inside the rounds' statistics
+        metric = draw(st.sampled_from(sorted(stats)))
+        target, key = stats[metric], draw(st.sampled_from(sorted(stats[metric]) or ["mean"]))
+    target[key] = draw(ODD)
+    return mutated
+
+
+@pytest.mark.skipif(not REAL, reason="no saved run under .benchmarks/")
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(REAL), st.data())
+def test_one_odd_field_in_a_real_saved_run_never_breaks_report_summary_or_gate(path, data):
+    original = json.loads(path.read_text())
+    mutated = _mutate(original, data.draw)
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = Path(tmp) / "storage" / path.parent.name
+        storage.mkdir(parents=True)
+        base, bad = storage / "0001_base.json", storage / "0002_bad.json"
+        base.write_text(json.dumps(original))
+        bad.write_text(json.dumps(mutated))
+        runs, warnings = scan_runs(storage.parent)
+        assert all(isinstance(line, str) and line.encode("utf-8") for line in warnings)
+        render(runs).encode("utf-8")
+        for run in runs:
+            summary_block(run.cells, saved_run=run.path).encode("utf-8")
+        code = main(["gate", str(base), str(bad), "--rule", "requests_per_s:-5%", "--rule", "ttft_ms_p50:+10%:noise"])
+        assert code in GATE_CODES
+
+
+def test_a_lone_surrogate_in_a_cell_id_skips_that_cell_naming_file_and_field(tmp_path):
+    save_run(tmp_path, 1, "a", [cell(), cell("\ud800-offline")])
+    runs, warnings = scan_runs(tmp_path)
+    assert [c["cell"] for c in runs[0].cells] == ["gemma-270m-offline"]
+    [warning] = warnings
+    assert "0001_a.json: benchmark 2: skipped: field 'cell'" in warning
+    render(runs).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("quality_accuracy", "90%"),
+        ("n_failed", 10**400),
+        ("ci95_high", None),
+        ("round_stats", "x"),
+        ("slo_ms", "x"),
+        ("load", "x"),
+    ],
+)
+def test_a_field_that_does_not_fit_is_dropped_with_a_warning_and_the_cell_kept(tmp_path, field, value):
+    figures = {"round_stats": {"requests_per_s": {"mean": 1.0, "ci95_high": value}}} if field == "ci95_high" else {}
+    path = save_run(tmp_path, 1, "a", [cell(**(figures or {field: value}))])
+    run = read_run(path, tmp_path)
+    assert run is not None and len(run.cells) == 1
+    if field == "ci95_high":  # null is a declared value for a statistic: kept, read as missing
+        assert run.cells[0]["round_stats"]["requests_per_s"]["ci95_high"] is None
+        return
+    assert field not in run.cells[0]
+    assert any(f"field {field!r} dropped" in line and "0001_a.json" in line for line in run.warnings)
+    assert summary_block(run.cells)
+    render(load_runs(tmp_path))
+
+
+def test_clean_cell_keeps_a_well_formed_cell_as_it_is():
+    stats = {"n": 3, "mean": 1.0, "stddev": 0.1, "ci95_low": 0.9, "ci95_high": 1.1, "ci95_half": 0.1}
+    good = cell(round_stats={"requests_per_s": stats})
+    cleaned = clean_cell(good, "here")
+    assert cleaned.figures == good and cleaned.warnings == ()
