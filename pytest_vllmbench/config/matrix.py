@@ -14,6 +14,7 @@ class Cell:
     mode: str
     requested: str  # the name as the user wrote it: what an endpoint serves
     load: LoadPoint | None = None  # one point of a load sweep; its cells share the engine (same engine_key)
+    api_servers: int | None = None  # server cells: --api-server-count (None: vLLM's default)
 
     @property
     def id(self) -> str:
@@ -22,22 +23,29 @@ class Cell:
     @property
     def sweep(self) -> str:
         """model-mode: the cell id without its load point."""
-        return f"{self.model.alias}-{self.mode}"
+        suffix = f"-api{self.api_servers}" if self.api_servers is not None else ""
+        return f"{self.model.alias}-{self.mode}{suffix}"
 
     @property
     def engine_key(self) -> tuple[str, str]:
-        return (self.model.source, self.mode)
+        mode = self.mode if self.api_servers is None else f"{self.mode}-api{self.api_servers}"
+        return (self.model.source, mode)
 
 
 def build_matrix(
-    models: tuple[str, ...], modes: tuple[str, ...], registry: Registry, loads: tuple[LoadPoint, ...] = ()
+    models: tuple[str, ...],
+    modes: tuple[str, ...],
+    registry: Registry,
+    loads: tuple[LoadPoint, ...] = (),
+    api_server_counts: tuple[int, ...] = (),
 ) -> list[Cell]:
     """Model-major order, so a model's engines are started and stopped before the next model's; a sweep's
-    points follow each other, lightest first, on the same engine."""
+    points follow each other, lightest first, on the same engine. Server cells come once per API server count."""
     cells = []
     for name in models:
         for mode in modes:
             model = registry.resolve_served(name) if mode == "endpoint" else registry.resolve(name)
             points = loads if mode in SWEEP_MODES and loads else (None,)
-            cells += [Cell(model, mode, name, point) for point in points]
+            counts: tuple[int | None, ...] = api_server_counts if mode == "server" and api_server_counts else (None,)
+            cells += [Cell(model, mode, name, point, count) for count in counts for point in points]
     return cells
