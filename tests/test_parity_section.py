@@ -26,12 +26,12 @@ def _summary() -> dict[str, Any]:
 
 def test_rows_name_each_method_ratio_and_run() -> None:
     text = "\n".join(parity_section(_summary(), "benchmarks/results/h200/server_parity.json"))
-    assert "| owned-server cell | 3 | 95.0 | 90.0 – 100.0 |" in text
+    assert "| owned-server cell | 3 | 95.0 | 90.0 to 100.0 |" in text
     assert "| `vllm bench serve` | 3 |" in text
     assert "endpoint cell (hand-started" not in text  # no endpoint runs: no row
-    assert "| owned-server cell / vllm bench serve | 0.970 | 0.891 – 1.042 | yes |" in text
-    assert "| endpoint cell / vllm bench serve | 0.800 | 0.700 – 0.900 | no |" in text
-    assert "| bench-1 | 55.0 | 99.5 | 97.1 | – |" in text
+    assert "| owned-server cell / vllm bench serve | 0.970 | 0.891 to 1.042 | yes |" in text
+    assert "| endpoint cell / vllm bench serve | 0.800 | 0.700 to 0.900 | no |" in text
+    assert "| bench-1 | 55.0 | 99.5 | 97.1 | - |" in text
 
 
 def test_no_runs_says_so() -> None:

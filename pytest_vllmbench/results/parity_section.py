@@ -23,7 +23,7 @@ RATIOS = {
 
 
 def _num(value: Any, digits: int = 1) -> str:
-    return "–" if not isinstance(value, (int, float)) else f"{value:,.{digits}f}"
+    return "-" if not isinstance(value, (int, float)) else f"{value:,.{digits}f}"
 
 
 def ratio_holds(ratio: Mapping[str, Any]) -> bool:
@@ -49,12 +49,12 @@ def parity_section(summary: Mapping[str, Any], source: str) -> list[str]:
     ]
     for key, label in METHODS.items():
         if (found := methods.get(key)) is not None:
-            interval = f"{_num(found.get('ci95_low'))} – {_num(found.get('ci95_high'))}"
-            lines.append(f"| {label} | {found.get('n', '–')} | {_num(found.get('mean'))} | {interval} |")
+            interval = f"{_num(found.get('ci95_low'))} to {_num(found.get('ci95_high'))}"
+            lines.append(f"| {label} | {found.get('n', '-')} | {_num(found.get('mean'))} | {interval} |")
     lines += ["", "| Ratio | Mean | Range over runs | Holds |", "|---|---|---|---|"]
     for key, label in RATIOS.items():
         if (ratio := summary.get(key)) is not None:
-            spread = f"{_num(ratio.get('range_low'), 3)} – {_num(ratio.get('range_high'), 3)}"
+            spread = f"{_num(ratio.get('range_low'), 3)} to {_num(ratio.get('range_high'), 3)}"
             holds = "yes" if ratio_holds(ratio) else "no"
             lines.append(f"| {label} | {_num(ratio.get('mean'), 3)} | {spread} | {holds} |")
     loads: Mapping[str, Any] = summary.get("host_load") or {}
