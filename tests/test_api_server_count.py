@@ -44,7 +44,7 @@ def test_without_counts_cell_ids_are_as_before() -> None:
 
 def test_a_count_starts_vllm_serve_with_the_flag() -> None:
     command = server_command("/m", "m", 8000, {"api_server_count": 4, "max_model_len": 2048})
-    assert command[2:5] == ["vllm.entrypoints.cli.main", "serve", "/m"]
+    assert command[2:5] == ["pytest_vllmbench.engines.vllm_main", "serve", "/m"]
     assert command[command.index("--api-server-count") + 1] == "4"
     plain = server_command("/m", "m", 8000, {"max_model_len": 2048})
     assert plain[2:5] == ["vllm.entrypoints.openai.api_server", "--model", "/m"]

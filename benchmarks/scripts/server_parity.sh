@@ -63,7 +63,7 @@ with open("data/batch_5k.jsonl") as src, open("/tmp/parity_plain.jsonl", "w") as
 PY
 port=8011
 log=$work/serve.log
-VLLM_SERVER_DEV_MODE=1 setsid "$py" -m vllm.entrypoints.cli.main serve "$weights" --served-model-name "$model" \
+VLLM_SERVER_DEV_MODE=1 setsid "$py" -m pytest_vllmbench.engines.vllm_main serve "$weights" --served-model-name "$model" \
     --host 127.0.0.1 --port $port "${args[@]}" >"$log" 2>&1 &
 serve_pid=$!
 trap 'kill -TERM -- -$serve_pid 2>/dev/null; sleep 5; kill -KILL -- -$serve_pid 2>/dev/null' EXIT
@@ -78,7 +78,7 @@ common=(benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:
         --max-tokens=128 --ignore-eos)
 bench() {  # $1: run label
     "$py" "$here/host_load.py" --out "$work/series-$1.json" --server-pid $serve_pid -- \
-        "$py" -m vllm.entrypoints.cli.main bench serve --backend openai-chat --endpoint /v1/chat/completions \
+        "$py" -m pytest_vllmbench.engines.vllm_main bench serve --backend openai-chat --endpoint /v1/chat/completions \
         --base-url "http://127.0.0.1:$port" --model "$model" "${tok[@]}" --dataset-name custom \
         --dataset-path /tmp/parity_bench.jsonl --skip-chat-template --num-prompts "${N_BENCH:-$n}" --custom-output-len 128 \
         --ignore-eos --save-result --result-dir "$work" --result-filename "$1.json" 2>&1 | tail -25

@@ -44,7 +44,7 @@ def free_port() -> int:
 def server_command(model: str, served_name: str, port: int, engine_args: dict[str, Any]) -> list[str]:
     # more than one API server process is `vllm serve`'s doing; the api_server module runs one
     entry = (
-        ["vllm.entrypoints.cli.main", "serve", model]
+        ["pytest_vllmbench.engines.vllm_main", "serve", model]
         if "api_server_count" in engine_args
         else ["vllm.entrypoints.openai.api_server", "--model", model]
     )
