@@ -48,7 +48,9 @@ else
     weights=$("$py" -c 'from pytest_vllmbench.engines.embedded_model import ensure_prepared; print(ensure_prepared("gemma-270m"))' 2>/dev/null)
     [ -d "$weights" ] || { echo "the embedded model is not prepared"; exit 4; }
     model=gemma-270m
-    args=(--max-model-len 2048 --no-enable-prefix-caching); cell_args=(--engine-arg no_enable_prefix_caching=true)
+    # on the CPU gpu_memory_utilization is the share of RAM for the KV cache: two servers share the machine
+    args=(--dtype bfloat16 --max-model-len 2048 --enforce-eager --no-enable-prefix-caching --gpu-memory-utilization 0.1)
+    cell_args=(--engine-arg no_enable_prefix_caching=true --engine-arg gpu_memory_utilization=0.1)
     tok=(--tokenizer "$weights")
 fi
 "$py" - "$n" <<'PY'
