@@ -6,7 +6,7 @@
 # run is helped by an earlier one's cache. Endpoint and bench-serve runs alternate; the owned cell runs its rounds
 # (one warm-up + ROUNDS timed) in one pytest call between them, as one cell does.
 # `vllm bench serve` gets the same conversations with the system and user messages joined into one user message
-# (its custom dataset takes one prompt per line), 128 tokens out, ignore_eos.
+# (ShareGPT's layout: one human turn per request), 128 tokens out, ignore_eos.
 #
 #   GPU (after the vLLM carry, shared/gpu/README.md; carry .gpu/extra):  server_parity.sh gpu [MODEL]
 #   CPU (embedded model, small N, proves the procedure):               server_parity.sh cpu
@@ -56,12 +56,14 @@ fi
 "$py" - "$n" <<'PY'
 import json, sys
 n = int(sys.argv[1])
-with open("data/batch_5k.jsonl") as src, open("/tmp/parity_plain.jsonl", "w") as out, \
-        open("/tmp/parity_bench.jsonl", "w") as bench:
+bench = []
+with open("data/batch_5k.jsonl") as src, open("/tmp/parity_plain.jsonl", "w") as out:
     for i, line in zip(range(n), src):
         row = json.loads(line); row["body"].pop("response_format", None); out.write(json.dumps(row) + "\n")
         text = "\n\n".join(m["content"] for m in row["body"]["messages"])
-        bench.write(json.dumps({"prompt": text}) + "\n")
+        bench.append({"id": str(i), "conversations": [{"from": "human", "value": text}, {"from": "gpt", "value": "-"}]})
+with open("/tmp/parity_bench.json", "w") as out:  # ShareGPT's layout: the custom dataset would need pandas
+    json.dump(bench, out)
 PY
 port=8011
 log=$work/serve.log
@@ -84,8 +86,8 @@ common=(benchmarks/test_batch.py "${plugin[@]}" -p no:cacheprovider -rs --report
 bench() {  # $1: run label
     "$py" "$here/host_load.py" --out "$work/series-$1.json" --server-pid $serve_pid -- \
         "$py" -m pytest_vllmbench.engines.vllm_main bench serve --backend openai-chat --endpoint /v1/chat/completions \
-        --base-url "http://127.0.0.1:$port" --model "$model" "${tok[@]}" --dataset-name custom \
-        --dataset-path /tmp/parity_bench.jsonl --skip-chat-template --num-prompts "${N_BENCH:-$n}" --custom-output-len 128 \
+        --base-url "http://127.0.0.1:$port" --model "$model" "${tok[@]}" --dataset-name sharegpt \
+        --dataset-path /tmp/parity_bench.json --num-prompts "${N_BENCH:-$n}" --sharegpt-output-len 128 \
         --ignore-eos --save-result --result-dir "$work" --result-filename "$1.json" 2>&1 | tail -25
     snapshot
 }
