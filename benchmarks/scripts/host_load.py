@@ -3,7 +3,8 @@ beside NVML's GPU busy %: the client (the command's own process tree), the API s
 (found in the command's tree and in a hand-started server's tree, `--server-pid`). Writes the series as JSON.
 
 Usage: host_load.py --out series.json [--server-pid PID] -- COMMAND...
-Exit status: the command's. Roles: a process whose name or command line has "EngineCore" is an engine core;
+Exit status: the command's. Roles: a process whose name or command line has "EngineCore" or "Worker" is the
+engine core (its workers counted with it);
 "api_server", " serve" or "APIServer" an API server; anything else in the command's tree is the client.
 """
 
@@ -24,7 +25,7 @@ def role(process: psutil.Process, client_root: int) -> str:
         text = process.name() + " " + " ".join(process.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return "gone"
-    if "EngineCore" in text:
+    if "EngineCore" in text or "Worker" in text:  # vLLM's titles: VLLM::EngineCore, VLLM::Worker / VllmWorker
         return "engine-core"
     if process.pid != client_root and ("api_server" in text or " serve" in text or "APIServer" in text):
         return "api-server"
