@@ -97,7 +97,7 @@ endpoint() {
         --benchmark-save="parity-$1" 2>&1 | tail -8
     snapshot
 }
-N_BENCH=${WARMUP_N:-500} bench warmup  # untimed: first requests on a fresh server compile kernels
+N_BENCH=$(( ${WARMUP_N:-500} < n ? ${WARMUP_N:-500} : n )) bench warmup  # untimed: first requests on a fresh server compile kernels
 for i in $(seq "$runs"); do
     if [ $((i % 2)) = 1 ]; then endpoint "endpoint-$i"; bench "bench-$i"; else bench "bench-$i"; endpoint "endpoint-$i"; fi
 done
