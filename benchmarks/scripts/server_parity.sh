@@ -106,5 +106,6 @@ done
     --benchmark-save=parity-owned 2>&1 | tail -12
 grep -E "non-default args|max_num_seqs|max_num_batched_tokens|chunked|enforce_eager|prefix" "$log" | head -20 \
     > "$work/serve-settings.log"
+snapshot  # the owned cell's saved run into $work before the summary reads it
 "$py" "$here/parity_summary.py" "$work" > "$work/server_parity.json"; cat "$work/server_parity.json"
 snapshot
