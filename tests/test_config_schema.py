@@ -56,6 +56,12 @@ def test_a_good_tool_table_keeps_its_values(tmp_path):
     assert (settings.rounds, settings.models, settings.ignore_eos) == (3, ("a/b",), True)
 
 
+def test_api_server_counts_come_from_the_tool_table_as_a_number_or_a_list(tmp_path):
+    for body, expected in (("api_server_count = 4", (4,)), ("api_server_count = [1, 4]", (1, 4))):
+        table = read_tool_table(write_pyproject(tmp_path, body))
+        assert resolve(merge_sources({}, table, {}), tmp_path).api_server_count == expected
+
+
 def test_warmup_defaults_to_per_cell_and_takes_a_whole_number_from_the_tool_table(tmp_path):
     assert resolve(merge_sources({}, {}, {}), tmp_path).warmup is None  # one round on a GPU, none on the CPU
     table = read_tool_table(write_pyproject(tmp_path, "warmup = 2"))

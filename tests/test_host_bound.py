@@ -50,7 +50,7 @@ def test_host_load_measures_each_role_in_share_of_one_core():
         time.sleep(0.3)  # both interpreters started
         host = HostLoad(server_pids=frozenset({sleeper.pid}))
         host.start()
-        time.sleep(1.0)
+        time.sleep(2.0)
         host.stop()
         figures = host.figures(has_api_server=True, has_engine_core=True)
     finally:
@@ -59,8 +59,9 @@ def test_host_load_measures_each_role_in_share_of_one_core():
             child.wait()
     spinning, sleeping = figures["cpu_engine_core_pct"], figures["cpu_api_server_pct"]
     assert spinning is not None and sleeping is not None and figures["cpu_client_pct"] is not None
-    # a shared 2-core box gives the spinner less than a full core; it still dwarfs the sleeper
-    assert spinning > 20.0 and sleeping < 5.0 and spinning > 4 * sleeping
+    # a loaded 2-core box (an engine beside the suite) gives the spinner far less than a core; it still dwarfs
+    # the sleeper
+    assert spinning > 5.0 and sleeping < 2.0 and spinning > 4 * sleeping
 
 
 def test_a_mode_without_the_process_saves_none_for_it():
@@ -85,14 +86,14 @@ def _done_at(times):
 
 
 def test_the_steady_rate_leaves_out_the_ramp_and_the_tail():
-    # 10 s of ramp with 10 completions, 80 completions at 20/s, then a 10-request tail over 10 s
+    # 10 s of ramp with 10 completions, 80 completions at 5/s, then a 10-request tail over 10 s
     ramp = [i * 1.0 for i in range(10)]
-    steady = [10.0 + i * 0.05 for i in range(80)]
-    tail = [14.0 + i * 1.0 for i in range(10)]
+    steady = [10.0 + i * 0.2 for i in range(80)]
+    tail = [26.0 + i * 1.0 for i in range(10)]
     records = _done_at(ramp + steady + tail)
-    assert steady_rate(records) == pytest.approx(20.0, rel=0.02)
-    whole = summarize(records, wall_s=24.0, load_s=0.0, project_to=1000)
-    assert whole["requests_per_s"] < 5.0 and whole["steady_requests_per_s"] == pytest.approx(20.0, rel=0.02)
+    assert steady_rate(records) == pytest.approx(5.0, rel=0.02)
+    whole = summarize(records, wall_s=36.0, load_s=0.0, project_to=1000)
+    assert whole["requests_per_s"] < 3.0 and whole["steady_requests_per_s"] == pytest.approx(5.0, rel=0.02)
 
 
 def test_the_job_projects_at_the_steady_rate_plus_one_ramp_and_tail():
@@ -100,6 +101,13 @@ def test_the_job_projects_at_the_steady_rate_plus_one_ramp_and_tail():
     hours = projected_hours(100 / 24.0, 170_000, load_s=60.0, steady=20.0, done=100)
     assert hours == pytest.approx((60.0 + 19.0 + 170_000 / 20.0) / 3600.0)
     assert projected_hours(100 / 24.0, 170_000, load_s=60.0) == pytest.approx((60.0 + 170_000 * 24.0 / 100) / 3600)
+
+
+def test_a_batch_that_finishes_at_once_has_no_steady_rate():
+    # 16 requests done within 5 ms of a 14 s round (one engine step): no steady state, not 3,000 req/s
+    records = _done_at([14.0 + i * 0.0003 for i in range(16)])
+    assert steady_rate(records, wall_s=14.0) is None
+    assert summarize(records, wall_s=14.0, load_s=0.0, project_to=100)["steady_requests_per_s"] is None
 
 
 def test_too_few_timed_completions_have_no_steady_rate():

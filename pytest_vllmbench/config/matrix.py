@@ -15,6 +15,7 @@ class Cell:
     mode: str
     requested: str  # the name as the user wrote it: what an endpoint serves
     load: LoadPoint | None = None  # one point of a load sweep; its cells share the engine (same engine_key)
+    api_servers: int | None = None  # server cells: --api-server-count (None: vLLM's default)
 
     @property
     def id(self) -> str:
@@ -23,18 +24,24 @@ class Cell:
     @property
     def sweep(self) -> str:
         """model-mode: the cell id without its load point."""
-        return f"{self.model.alias}-{self.mode}"
+        suffix = f"-api{self.api_servers}" if self.api_servers is not None else ""
+        return f"{self.model.alias}-{self.mode}{suffix}"
 
     @property
     def engine_key(self) -> tuple[str, str]:
-        return (self.model.source, self.mode)
+        mode = self.mode if self.api_servers is None else f"{self.mode}-api{self.api_servers}"
+        return (self.model.source, mode)
 
 
 def build_matrix(
-    models: tuple[str, ...], modes: tuple[str, ...], registry: Registry, loads: tuple[LoadPoint, ...] = ()
+    models: tuple[str, ...],
+    modes: tuple[str, ...],
+    registry: Registry,
+    loads: tuple[LoadPoint, ...] = (),
+    api_server_counts: tuple[int, ...] = (),
 ) -> list[Cell]:
     """Model-major order, so a model's engines are started and stopped before the next model's; a sweep's
-    points follow each other, lightest first, on the same engine.
+    points follow each other, lightest first, on the same engine. Server cells come once per API server count.
 
     Cell ids are unique: two names for the same model (an alias and its HF id) make one cell; two different
     models whose ids would collide (org1/llama and org2/llama) are a UsageError, never one run twice."""
@@ -52,5 +59,6 @@ def build_matrix(
                     "them in separate sessions, or give one a registry alias or a local folder of another name"
                 )
             points = loads if mode in SWEEP_MODES and loads else (None,)
-            cells += [Cell(model, mode, name, point) for point in points]
+            counts: tuple[int | None, ...] = api_server_counts if mode == "server" and api_server_counts else (None,)
+            cells += [Cell(model, mode, name, point, count) for count in counts for point in points]
     return cells

@@ -23,6 +23,7 @@ _KINDS = {
     "sample": "int",
     "max_tokens": "int",
     "concurrency": "ints",  # 8 or [1, 16] or "1,16"
+    "api_server_count": "ints",  # 4 or [1, 4] or "1,4"
     "request_rate": "rates",  # 2.5 or [2, "inf"] or "2,8,inf"
     "gpu_memory": "size",  # "16GiB" or a number of bytes
     "gpu_hourly_cost": "float",

@@ -125,6 +125,13 @@ OPTIONS = (
         metavar="N[,N...]",
     ),
     Option(
+        "api-server-count",
+        "API server processes of each owned vLLM server (`vllm serve --api-server-count`; default vLLM's, one); "
+        "a list 1,4 runs one server cell per value",
+        None,
+        metavar="N[,N...]",
+    ),
+    Option(
         "request-rate",
         "Poisson arrival rate in requests/s (default: all at once); a list 2,8,inf sweeps (inf: no limit)",
         None,
@@ -212,6 +219,7 @@ class Settings:
     gpus_per_worker: int = 1
     workers: int = 1  # pytest-xdist workers sharing this machine (set on workers)
     load_points: tuple[LoadPoint, ...] = ()  # a sweep: more than one load point (server/endpoint cells)
+    api_server_count: tuple[int, ...] = ()  # --api-server-count: one server cell per value (empty: vLLM's default)
     trace_dir: Path | None = None
 
     @property
@@ -222,6 +230,23 @@ class Settings:
     @property
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or None
+
+
+def parse_api_server_counts(text: Any) -> tuple[int, ...]:
+    """--api-server-count=N or N,N...: whole numbers >= 1, each once, in the order given."""
+    if text in (None, ""):
+        return ()
+    counts: list[int] = []
+    items = [str(item) for item in text] if isinstance(text, list | tuple) else str(text).split(",")
+    for item in items:
+        try:
+            count = int(item.strip())
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise UsageError(f"--api-server-count expects whole numbers >= 1 (e.g. 1,4), got {text!r}")
+        counts.append(count)
+    return tuple(dict.fromkeys(counts))
 
 
 def parse_engine_arg(text: str) -> tuple[str, Any]:
@@ -339,6 +364,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         concurrency=points[0].concurrency if len(points) == 1 else None,
         request_rate=points[0].request_rate if len(points) == 1 else None,
         load_points=points if len(points) > 1 else (),
+        api_server_count=parse_api_server_counts(raw.get("api_server_count")),
         trace_dir=_path(raw["trace_dir"], rootdir) if raw["trace_dir"] else None,
         request_timeout=_positive("--request-timeout", raw["request_timeout"]),
         api_key_env=str(raw["api_key_env"]),

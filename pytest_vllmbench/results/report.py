@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ from pytest_vllmbench.measure.rounds import central, plus_minus
 from pytest_vllmbench.results import answer, markers, report_engine
 from pytest_vllmbench.results import plots as plotting
 from pytest_vllmbench.results.mode_verdicts import mode_verdicts
+from pytest_vllmbench.results.parity_section import parity_section
 from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs, priced_here
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, scan_runs
@@ -738,8 +740,36 @@ def write_report(
             f"{storage_root} {found}, but {out} shows saved runs: not blanking it "
             "(check the storage path; `vllmbench report --allow-empty` rewrites it anyway)"
         )
-    write_text_atomic(out, render(runs, previous, weights, flexibility, _write_plots(runs, out), scorer, price))
+    plots = _write_plots(runs, out)
+    parity = server_parity(out.parent / "benchmarks" / "results")
+    write_text_atomic(out, render(runs, previous, weights, flexibility, plots, scorer, price, parity))
     return out
+
+
+def server_parity(folder: Path) -> list[ExtraSection]:
+    """The server-parity procedure's summaries (benchmarks/scripts/server_parity.sh) kept under `folder`."""
+    found = sorted(folder.glob("*/server_parity*.json"))
+    if not found:
+        return []
+    lines = [
+        "## Server parity with `vllm bench serve`",
+        "",
+        "The owned-server cell and the endpoint cell against `vllm bench serve` on one server's args and the same"
+        " requests, alternating (benchmarks/scripts/server_parity.sh). A ratio holds when 1.0 is within its range"
+        " over the runs, or its mean is at least 0.97.",
+    ]
+    for path in found:
+        source = str(path.relative_to(folder.parent.parent))
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            lines += ["", f"`{source}` could not be read: {exc}"]
+            continue
+        lines += [""] + (
+            parity_section(summary, source) if isinstance(summary, dict) else [f"`{source}`: not a summary"]
+        )
+    text = "\n".join(lines)
+    return [lambda runs: text]
 
 
 def plots_folder(out: Path) -> Path:

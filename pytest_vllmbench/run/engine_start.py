@@ -32,6 +32,8 @@ def requested_args(cell: Cell, settings: Settings, registry: Registry) -> dict[s
     if settings.load_format:
         args["load_format"] = settings.load_format
     args = {**args, **settings.engine_args}
+    if cell.mode == "server" and cell.api_servers is not None:
+        args["api_server_count"] = cell.api_servers
     if cell.mode != "ray":  # --engine-arg ray_replicas=... and the like shape ray cells only
         args = {key: value for key, value in args.items() if not key.startswith("ray_")}
     if settings.gpu_memory is not None:

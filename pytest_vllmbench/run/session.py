@@ -95,7 +95,11 @@ class BenchSession:
     def cells(self) -> list[Cell]:
         """Built on first use, so pytest runs that collect no benchmark never read the batch file."""
         return build_matrix(
-            self.settings.models or self.dataset_models(), self.settings.modes, self.registry, self.settings.load_points
+            self.settings.models or self.dataset_models(),
+            self.settings.modes,
+            self.registry,
+            self.settings.load_points,
+            self.settings.api_server_count,
         )
 
     @cached_property
