@@ -30,3 +30,31 @@ def test_a_gpu_only_model_on_the_cpu_build_is_skipped_naming_the_way_out(pyteste
     assert "bitsandbytes-quantized, which needs a GPU" in output
     assert "--load-format=dummy" in output
     assert "an engine was started" not in output
+
+
+def test_weights_neither_local_nor_cached_with_no_hub_are_a_skipped_cell_before_any_engine(pytester, monkeypatch):
+    (pytester.path / "benchmarks").mkdir()
+    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    pytester.makeconftest(NO_ENGINE_CONFTEST)
+    (pytester.path / "data").mkdir()
+    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(pytester.path / "empty-hf-home"))  # nothing cached
+    result = pytester.runpytest_subprocess(
+        "benchmarks", "-p", "no:cacheprovider", "--model=someorg/not-cached-7b", "--mode=offline", "--limit=2", "-rs"
+    )
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, output[-3000:]
+    result.assert_outcomes(skipped=1)
+    assert "neither a local folder nor in the Hugging Face cache" in output and "HF_HUB_OFFLINE is set" in output
+    assert "an engine was started" not in output
+
+
+def test_a_local_folder_or_a_cached_model_is_never_held_back(tmp_path, monkeypatch):
+    from pytest_vllmbench.engines import hub_access
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_access.weights_unavailable(str(tmp_path)) is None
+    monkeypatch.setattr(hub_access, "in_hf_cache", lambda repo_id: repo_id == "org/cached")
+    assert hub_access.weights_unavailable("org/cached") is None
+    assert "HF_HUB_OFFLINE is set" in (hub_access.weights_unavailable("org/elsewhere") or "")

@@ -11,6 +11,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.results.answer import fmt
 
 Cell = Mapping[str, Any]
@@ -21,13 +22,6 @@ CPU_SHARES = (
     ("API server", "cpu_api_server_pct"),
     ("engine core", "cpu_engine_core_pct"),
 )
-
-
-def differing_settings(cells: Sequence[Cell]) -> list[str]:
-    """The engine_settings keys whose value differs between cells that saved them (source left out)."""
-    settings = [cell["engine_settings"] for cell in cells if isinstance(cell.get("engine_settings"), dict)]
-    keys = sorted({key for found in settings for key in found if key != "source"})
-    return [key for key in keys if len({repr(found.get(key)) for found in settings}) > 1]
 
 
 def _bound(cell: Cell) -> str:
@@ -43,7 +37,7 @@ def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable
         shown = [cell for cell in cells if any(cell.get(name) is not None for name in FIELDS)]
         if not shown:
             continue
-        differ = differing_settings(shown)
+        differ = differing(shown)
         rows = [
             [
                 label(cell),
