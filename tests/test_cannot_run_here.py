@@ -32,10 +32,21 @@ def test_a_gpu_only_model_on_the_cpu_build_is_skipped_naming_the_way_out(pyteste
     assert "an engine was started" not in output
 
 
+NO_VLLM_ENGINE_CONFTEST = """
+from pytest_vllmbench.engines import offline
+
+class _NoEngine:
+    def __init__(self, *args, **kwargs):
+        raise AssertionError("an engine was started for " + str(args[:1]))
+
+offline.OfflineEngine = _NoEngine
+"""
+
+
 def test_weights_neither_local_nor_cached_with_no_hub_are_a_skipped_cell_before_any_engine(pytester, monkeypatch):
     (pytester.path / "benchmarks").mkdir()
     (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    pytester.makeconftest(NO_ENGINE_CONFTEST)
+    pytester.makeconftest(NO_VLLM_ENGINE_CONFTEST)
     (pytester.path / "data").mkdir()
     (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

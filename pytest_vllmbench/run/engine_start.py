@@ -15,6 +15,7 @@ from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.engines import dummy_weights as sizing
 from pytest_vllmbench.engines import embedded_model as embedded
 from pytest_vllmbench.engines.base import Engine
+from pytest_vllmbench.engines.hub_access import weights_unavailable
 from pytest_vllmbench.engines.openai_client import ClientConfig
 from pytest_vllmbench.engines.vllm_cli import vllm_platform
 from pytest_vllmbench.measure.gpu import cell_gpu_indices, list_gpus
@@ -99,6 +100,8 @@ def client_config(settings: Settings, base_url: str, served_model: str) -> Clien
 
 
 def start_engine(cell: Cell, settings: Settings, registry: Registry) -> Engine:
+    if cell.mode != "endpoint" and (missing := weights_unavailable(model_source(cell, settings, registry))):
+        raise sizing.CellSkip(f"{cell.id}: {missing}")  # before vLLM is imported or asks the hub
     if cell.mode == "offline":
         from pytest_vllmbench.engines.offline import OfflineEngine
 

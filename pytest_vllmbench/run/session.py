@@ -19,7 +19,6 @@ from pytest_vllmbench.config.registry import Registry
 from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.dummy_weights import CellSkip, DoesNotFit, does_not_fit, over_budget
-from pytest_vllmbench.engines.hub_access import weights_unavailable
 from pytest_vllmbench.engines.vllm_cli import vllm_platform
 from pytest_vllmbench.measure.cell_record import SCHEMA, checked_figures
 from pytest_vllmbench.measure.gpu import cell_gpu_indices, list_gpus
@@ -159,10 +158,6 @@ class BenchSession:
             raise DoesNotFit(status)  # the weights alone are over the budget: no engine need start
         if reason := cannot_run_here(cell, args, vllm_platform()):
             raise CellSkip(reason)  # before any engine import or model-hub lookup
-        if cell.mode != "endpoint" and (
-            missing := weights_unavailable(model_source(cell, self.settings, self.registry))
-        ):
-            raise CellSkip(f"{cell.id}: {missing}")
         engine = self.engine_slot.get(cell)
         context = {
             "engine_args": redact_args(args),  # saved; the engine got `args`
