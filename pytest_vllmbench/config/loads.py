@@ -164,7 +164,13 @@ def knee_lines(cells: Iterable[Mapping[str, Any]]) -> list[str]:
             lines.append(f"sweep {name}: no load point met the SLOs ({spec}) for {SLO_ATTAINMENT:.0%} of its requests")
         else:
             lines.append(
-                f"sweep {name}: knee at {best['load']['point']} ({central(best, 'requests_per_s') or 0:.2f} "
+                f"sweep {name}: knee at {_point(best)} ({central(best, 'requests_per_s') or 0:.2f} "
                 f"req/s, {central(best, 'output_tokens_per_s') or 0:.1f} out tok/s) under {spec}"
             )
     return lines
+
+
+def _point(cell: Mapping[str, Any]) -> str:
+    load = cell.get("load")
+    point = load.get("point") if isinstance(load, Mapping) else None
+    return point if isinstance(point, str) else "-"

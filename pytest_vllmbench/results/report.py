@@ -25,7 +25,7 @@ from pytest_vllmbench.results.parity_section import parity_section
 from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs, priced_here
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, scan_runs
-from pytest_vllmbench.results.summary import latency_pair, mode_text, quality_text
+from pytest_vllmbench.results.summary import latency_pair, load_point, mode_text, quality_text
 
 PLACEHOLDERS = {
     "intro": "_What this page is for, which job it sizes, who reads it. Written by hand; regeneration keeps it._\n",
@@ -368,7 +368,7 @@ def _sweeps_section(latest: Latest) -> str:
         slo = points[0].get("slo_ms")
         rows = [
             [
-                cell["load"]["point"],
+                load_point(cell) or MISSING,
                 _rate(cell),
                 _fmt(cell.get("output_tokens_per_s"), 1),
                 latency_pair(cell, "ttft"),
@@ -399,7 +399,7 @@ def _sweeps_section(latest: Latest) -> str:
             if not slo
             else f"\n\nSLOs {spec}: "
             + (
-                f"knee at **{best['load']['point']}**, {_fmt(central(best, 'requests_per_s'))} req/s."
+                f"knee at **{load_point(best) or MISSING}**, {_fmt(central(best, 'requests_per_s'))} req/s."
                 if best
                 else "no load point met them."
             )
@@ -638,8 +638,8 @@ def sweep_plots(runs: list[SavedRun]) -> dict[str, tuple[list[plotting.SweepPoin
     for key, points in groups.items():
         best = knee(points) if points[0].get("slo_ms") else None
         plotted[_sweep_title(key, several)] = (
-            [(cell["load"]["point"], cell) for cell in points],
-            None if best is None else best["load"]["point"],
+            [(load_point(cell) or MISSING, cell) for cell in points],
+            None if best is None else load_point(best),
         )
     return plotted
 

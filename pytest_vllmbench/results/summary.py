@@ -106,10 +106,18 @@ def settings_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def load_point(cell: Mapping[str, Any]) -> str | None:
+    """A sweep cell's load point label ('c16'), or None when its saved `load` holds none."""
+    load = cell.get("load")
+    point = load.get("point") if isinstance(load, Mapping) else None
+    return point if isinstance(point, str) and point else None
+
+
 def mode_text(cell: Mapping[str, Any]) -> str:
     """The mode, with the load point of a sweep's cell ('server c16')."""
     mode = str(cell.get("mode", MISSING))
-    return f"{mode} {cell['load']['point']}" if cell.get("sweep") and cell.get("load") else mode
+    point = load_point(cell)
+    return f"{mode} {point}" if cell.get("sweep") and point else mode
 
 
 def gate_lines(baseline: str | None, checks: Sequence[Check] | None) -> list[str]:
