@@ -6,7 +6,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_vllmbench.measure.rounds import plus_minus, stat
+from pytest_vllmbench.measure.rounds import central, plus_minus
+from pytest_vllmbench.results.answer import intervals_overlap
 
 Cell = Mapping[str, Any]
 Group = tuple[str, str, str]  # (machine, model, workload)
@@ -14,14 +15,13 @@ Group = tuple[str, str, str]  # (machine, model, workload)
 
 def compare_modes(first: Cell, second: Cell, metric: str = "requests_per_s") -> str | None:
     """'offline faster', 'server faster' or 'no difference shown (intervals overlap)'; None without rounds."""
-    a, b = stat(first, metric), stat(second, metric)
-    if a is None or b is None:
+    overlap = intervals_overlap(first, second, metric)  # the report's one tie rule
+    if overlap is None:
         return None
-    if a["ci95_low"] > b["ci95_high"]:
-        return f"{first.get('mode')} faster"
-    if b["ci95_low"] > a["ci95_high"]:
-        return f"{second.get('mode')} faster"
-    return "no difference shown (intervals overlap)"
+    if overlap:
+        return "no difference shown (intervals overlap)"
+    faster = first if (central(first, metric) or 0.0) > (central(second, metric) or 0.0) else second
+    return f"{faster.get('mode')} faster"
 
 
 def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
