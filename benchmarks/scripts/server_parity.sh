@@ -10,7 +10,9 @@
 #
 #   GPU (after the vLLM carry, shared/gpu/README.md; carry .gpu/extra):  server_parity.sh gpu [MODEL]
 #   CPU (embedded model, small N, proves the procedure):               server_parity.sh cpu
-# Environment: N requests (3000 on the GPU, 16 on the CPU), RUNS (3), OUT (results folder).
+# Environment: N requests (3000 on the GPU, 16 on the CPU), RUNS (3), OUT (results folder), PART (all, or methods /
+# owned: on a fresh H200 the whole procedure at N=2000 outlasts one 600 s device call, so run PART=methods (server,
+# endpoint and bench runs) and then PART=owned (the owned-server cell) in the next call of the same warm lease).
 # Writes $OUT/server_parity.tar (series, bench results, saved cells, server log, server_parity.json), after every step.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +21,9 @@ model=${2:-mistral-7b}
 runs=${RUNS:-3}
 OUT=${OUT:?set OUT}
 work=${WORK:-/tmp/server-parity}
-rm -rf "$work" && mkdir -p "$work"
+part=${PART:-all}
+[ "$part" = owned ] || rm -rf "$work"
+mkdir -p "$work"
 snapshot() {  # what is done so far, in one file: a run cut short by a time limit still brings back its steps
     cp .benchmarks/*/*_parity-*.json "$work/" 2>/dev/null
     tar -C "$work" -cf "$OUT/server_parity.tar" .
@@ -65,18 +69,6 @@ with open("data/batch_5k.jsonl") as src, open("/tmp/parity_plain.jsonl", "w") as
 with open("/tmp/parity_bench.json", "w") as out:  # ShareGPT's layout: the custom dataset would need pandas
     json.dump(bench, out)
 PY
-port=8011
-log=$work/serve.log
-VLLM_SERVER_DEV_MODE=1 setsid "$py" -m pytest_vllmbench.engines.vllm_main serve "$weights" --served-model-name "$model" \
-    --host 127.0.0.1 --port $port "${args[@]}" >"$log" 2>&1 &
-serve_pid=$!
-trap 'kill -TERM -- -$serve_pid 2>/dev/null; sleep 5; kill -KILL -- -$serve_pid 2>/dev/null' EXIT
-for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-    kill -0 $serve_pid 2>/dev/null || { echo "vllm serve exited"; tail -30 "$log"; exit 5; }
-    sleep 1
-done
-echo "hand-started server healthy after ${SECONDS}s"
 plugin=(-p pytest_vllmbench.pytest_plugin.plugin)  # unless installed: registering it twice is an error
 "$py" -c 'import importlib.metadata as m, sys; sys.exit(not any(e.name == "vllmbench" for e in m.entry_points(group="pytest11")))' \
     && plugin=()
@@ -97,13 +89,29 @@ endpoint() {
         --benchmark-save="parity-$1" 2>&1 | tail -8
     snapshot
 }
-N_BENCH=$(( ${WARMUP_N:-500} < n ? ${WARMUP_N:-500} : n )) bench warmup  # untimed: first requests on a fresh server compile kernels
-for i in $(seq "$runs"); do
-    if [ $((i % 2)) = 1 ]; then endpoint "endpoint-$i"; bench "bench-$i"; else bench "bench-$i"; endpoint "endpoint-$i"; fi
-done
-"$py" "$here/host_load.py" --out "$work/series-owned.json" -- \
-    "$py" -m pytest "${common[@]}" --mode=server --model="$model" "${cell_args[@]}" --rounds="$runs" --warmup=1 \
-    --benchmark-save=parity-owned 2>&1 | tail -12
+port=8011
+log=$work/serve.log
+if [ "$part" != owned ]; then
+    VLLM_SERVER_DEV_MODE=1 setsid "$py" -m pytest_vllmbench.engines.vllm_main serve "$weights" --served-model-name "$model" \
+        --host 127.0.0.1 --port $port "${args[@]}" >"$log" 2>&1 &
+    serve_pid=$!
+    trap 'kill -TERM -- -$serve_pid 2>/dev/null; sleep 5; kill -KILL -- -$serve_pid 2>/dev/null' EXIT
+    for _ in $(seq 600); do
+        curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+        kill -0 $serve_pid 2>/dev/null || { echo "vllm serve exited"; tail -30 "$log"; exit 5; }
+        sleep 1
+    done
+    echo "hand-started server healthy after ${SECONDS}s"
+    N_BENCH=$(( ${WARMUP_N:-500} < n ? ${WARMUP_N:-500} : n )) bench warmup  # untimed: first requests on a fresh server compile kernels
+    for i in $(seq "$runs"); do
+        if [ $((i % 2)) = 1 ]; then endpoint "endpoint-$i"; bench "bench-$i"; else bench "bench-$i"; endpoint "endpoint-$i"; fi
+    done
+fi
+if [ "$part" != methods ]; then
+    "$py" "$here/host_load.py" --out "$work/series-owned.json" -- \
+        "$py" -m pytest "${common[@]}" --mode=server --model="$model" "${cell_args[@]}" --rounds="$runs" --warmup=1 \
+        --benchmark-save=parity-owned 2>&1 | tail -12
+fi
 grep -E "non-default args|max_num_seqs|max_num_batched_tokens|chunked|enforce_eager|prefix" "$log" | head -20 \
     > "$work/serve-settings.log"
 snapshot  # the owned cell's saved run into $work before the summary reads it
