@@ -1,11 +1,14 @@
 """Plots rendered from saved runs: PNG files beside the report, embedded in it, identical when re-rendered."""
 
 import io
+import re
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from saved_runs import cell, save_run
 
 from pytest_vllmbench.results import plot_names, plots
@@ -300,6 +303,28 @@ def test_two_plots_that_would_share_a_name_both_get_one_of_their_own(tmp_path):
     cdfs = sorted(path.name for path in (tmp_path / "benchmarks" / "plots").glob("cdf-*.png"))
     assert len(cdfs) == 2 and cdfs[0] != cdfs[1]
     assert all(len(name) <= plot_names.NAME_MAX for name in cdfs)
+
+
+@given(
+    machine=st.text(max_size=300),
+    name=st.text(max_size=300),
+    path=st.text(max_size=300),
+    budget=st.none() | st.floats(0.25, 1024, allow_nan=False),
+    split=st.integers(1, 16),
+)
+def test_any_plot_name_is_short_plain_and_the_same_every_time(machine, name, path, budget, split):
+    figures = {
+        "cell": name,
+        "dataset": {"path": path},
+        "gpu_memory_budget_gib": budget,
+        "engine_args": {"tensor_parallel_size": split},
+    }
+    for made in (plot_names.cdf_name(machine, figures), plot_names.throughput_name(machine)):
+        again = plot_names.with_digest(made, [machine, name])
+        for one in (made, again):
+            assert len(one) <= plot_names.NAME_MAX and re.fullmatch(r"[a-z]+-[a-z0-9-]+\.png", one)
+        assert made != again
+    assert plot_names.cdf_name(machine, dict(figures)) == plot_names.cdf_name(machine, figures)
 
 
 def test_machine_tags():
