@@ -1,12 +1,20 @@
 """Plots rendered from saved runs: PNG files beside the report, embedded in it, identical when re-rendered."""
 
+import io
+import re
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from saved_runs import cell, save_run
 
-from pytest_vllmbench.results import plots
+from pytest_vllmbench.results import plot_names, plots
 from pytest_vllmbench.results.report import write_report
+
+COMMITTED_RUNS = Path(__file__).resolve().parents[1] / ".benchmarks"
 
 CDF = {"ttft_ms_cdf": [100.0 + i for i in range(101)], "e2el_ms_cdf": [900.0 + 10 * i for i in range(101)]}
 
@@ -31,10 +39,11 @@ def test_report_embeds_png_plots_rendered_from_saved_runs(tmp_path):
     folder = tmp_path / "benchmarks" / "plots"
     names = sorted(path.name for path in folder.iterdir())
     assert names == [
-        "latency-1-x-nvidia-h200-gemma-12b-offline.png",
-        "latency-test-cpu-2-cores-no-gpu-gemma-270m-offline.png",
-        "throughput-1-x-nvidia-h200.png",
-        "throughput-test-cpu-2-cores-no-gpu.png",
+        "cdf-1x-h200-gemma-12b-offline-batch-5k.png",
+        "cdf-test-cpu-2c-gemma-270m-offline-batch-5k.png",
+        "cdf-test-cpu-2c-gemma-270m-server-batch-5k.png",  # its p50 and p99 only: the run saved no CDF
+        "throughput-1x-h200.png",
+        "throughput-test-cpu-2c.png",
     ]
     for path in folder.iterdir():
         assert path.read_bytes().startswith(plots.PNG_SIGNATURE)
@@ -74,12 +83,12 @@ def test_an_unchanged_plot_is_not_redrawn_and_a_changed_one_is(tmp_path, monkeyp
     storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
     saved(storage)
     write_report(storage, out)
-    throughput = tmp_path / "benchmarks" / "plots" / "throughput-test-cpu-2-cores-no-gpu.png"
+    throughput = tmp_path / "benchmarks" / "plots" / "throughput-test-cpu-2c.png"
     old = throughput.read_bytes()
     with monkeypatch.context() as patched:
         patched.setitem(sys.modules, "matplotlib", None)  # nothing to redraw: matplotlib is not even needed
         write_report(storage, out)
-    assert "](benchmarks/plots/throughput-test-cpu-2-cores-no-gpu.png)" in out.read_text()
+    assert "](benchmarks/plots/throughput-test-cpu-2c.png)" in out.read_text()
     save_run(storage, 2, "b", [cell(requests_per_s=3.0)], when="2026-11-30T10:00:00")
     write_report(storage, out)
     assert throughput.read_bytes() != old and throughput.read_bytes().startswith(plots.PNG_SIGNATURE)
@@ -143,41 +152,197 @@ def _drawn_figures(monkeypatch):
     return figures
 
 
-def _text_outside(figure):
-    """What is drawn beyond the image's edges (matplotlib's tight box holds every drawn text and tick label)."""
+def _drawn_texts(figure):
+    """Every text matplotlib draws: tick labels of ticks outside the axis' view are made but never drawn."""
+    from matplotlib.text import Text
+
+    undrawn = set()
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * (high - low)
+            for tick, at in zip(axis.get_major_ticks(), axis.get_majorticklocs(), strict=False):
+                if not low - slack <= at <= high + slack:
+                    undrawn |= {id(tick.label1), id(tick.label2)}
+    return [
+        text
+        for text in figure.findobj(Text)
+        if id(text) not in undrawn and text.get_visible() and text.get_text().strip()
+    ]
+
+
+def _clipped(figure):
+    """What is drawn beyond the image: each text whose extent leaves the figure, and ink on the image's edge."""
+    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
 
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    drawn, box = figure.get_tightbbox(canvas.get_renderer()), figure.bbox_inches
-    return (
-        []
-        if drawn.x0 >= -0.01 and drawn.y0 >= -0.01 and drawn.x1 <= box.x1 + 0.01 and drawn.y1 <= box.y1 + 0.01
-        else [(drawn.bounds, box.bounds)]
-    )
+    canvas, buffer = FigureCanvasAgg(figure), io.BytesIO()
+    canvas.print_png(buffer)  # draws once: the extents below are those of this drawing
+    renderer, frame = canvas.get_renderer(), figure.bbox.padded(0.5)
+    extents = [(text.get_text(), text.get_window_extent(renderer)) for text in _drawn_texts(figure)]
+    outside = [(text, box.bounds) for text, box in extents if not (frame.contains(*box.p0) and frame.contains(*box.p1))]
+    pixels = np.asarray(Image.open(buffer).convert("L"))
+    edge = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return outside + ([("ink on the edge", int(edge.min()))] if edge.min() < 250 else [])
 
 
-def test_long_names_give_short_stable_files_and_no_text_is_clipped(tmp_path, monkeypatch):
+def test_the_clip_check_sees_a_clipped_title():
+    pytest.importorskip("matplotlib")
+    figure = plots._figure(3.0, 2.0)
+    figure.add_subplot().set_title("a title far too long to fit in three inches of figure, unwrapped")
+    assert _clipped(figure)
+
+
+def test_no_text_is_clipped_in_any_plot_of_the_committed_runs_and_a_long_named_cell(tmp_path, monkeypatch):
+    """The committed runs (the H200 throughput, sweep and CDF plots were clipped once) and a ~250-character name."""
     pytest.importorskip("matplotlib")
     figures = _drawn_figures(monkeypatch)
-    storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
+    storage = tmp_path / ".benchmarks"
+    shutil.copytree(COMMITTED_RUNS, storage)
     long_cell = cell(f"{LONG_MODEL}-server", mode="server", requests_per_s=2.0, **CDF)
-    save_run(storage, 1, "long", [long_cell, cell(requests_per_s=1.0, **CDF)], gpus=["NVIDIA H200"] * 2)
-    write_report(storage, out)
-    names = [path.name for path in (tmp_path / "benchmarks" / "plots").iterdir()]
-    assert names and max(len(name) for name in names) <= 64
-    assert plots.slug(LONG_MODEL) == plots.slug(LONG_MODEL) != plots.slug(LONG_MODEL + "x")
-    assert figures and [_text_outside(figure) for figure in figures] == [[]] * len(figures)
+    save_run(storage, 99, "long", [long_cell], gpus=["NVIDIA H200"], machine_id="long-names")
+    write_report(storage, tmp_path / "BENCHMARKS.md")
+    drawn = {figure.axes[0].get_title().split(":")[0] for figure in figures}
+    assert drawn == {"Throughput", "Latency CDF", "Load sweep"} and len(figures) > 20
+    found = {figure.axes[0].get_title(): _clipped(figure) for figure in figures}
+    assert {title: clipped for title, clipped in found.items() if clipped} == {}
 
 
 def test_each_cdf_names_its_mode(monkeypatch):
+    """Server cells were labelled "(queued, offline)": the axis text was fixed, whatever the mode; ray queues
+    every request at once as offline does."""
     pytest.importorskip("matplotlib")
     figures = _drawn_figures(monkeypatch)
-    plots.latency_cdf_png("a", {**CDF, "mode": "server"})
-    plots.latency_cdf_png("b", {**CDF, "mode": "offline"})
-    server, offline = (figure.axes[0].get_xlabel() for figure in figures)
-    assert "(server)" in server and "offline" not in server
-    assert "offline" in offline
+    for mode in ("server", "endpoint", "offline", "ray"):
+        plots.latency_cdf_png(mode, {**CDF, "mode": mode})
+    server, endpoint, offline, ray = (figure.axes[0].get_xlabel() for figure in figures)
+    assert "sent (server)" in server and "offline" not in server and "queued" not in server
+    assert "sent (endpoint)" in endpoint
+    assert "queued (all at once, offline)" in offline
+    assert "queued (all at once, ray)" in ray
+
+
+def test_every_gpu_cell_of_the_committed_runs_gets_a_cdf(tmp_path, monkeypatch):
+    """Runs saved before the 101-point CDFs existed get one from their p50, p90 and p99, and say so."""
+    pytest.importorskip("matplotlib")
+    figures = _drawn_figures(monkeypatch)
+    storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
+    shutil.copytree(COMMITTED_RUNS, storage)
+    write_report(storage, out)
+    text = out.read_text()
+    charts = {
+        f.axes[0].get_title().removeprefix("Throughput: "): f for f in figures if "Throughput" in f.axes[0].get_title()
+    }
+    gpu_charts = {machine: chart for machine, chart in charts.items() if "H200" in machine}
+    assert len(gpu_charts) == 2
+    for machine, chart in gpu_charts.items():
+        bars = [label.get_text().replace("\n", " ") for label in chart.axes[0].get_yticklabels()]
+        assert len(bars) > 5
+        assert [bar for bar in bars if f"![Latency CDF, {bar}, {machine}](benchmarks/plots/cdf-" not in text] == []
+    titles = [f.axes[0].get_title().replace("\n", " ") for f in figures]
+    assert [title for title in titles if "only p50, p90 and p99 saved" in title]  # runs saved before CDFs were
+
+
+def test_a_cdf_from_saved_percentiles_only_says_so(monkeypatch):
+    pytest.importorskip("matplotlib")
+    figures = _drawn_figures(monkeypatch)
+    few = {"mode": "offline", "ttft_ms_p50": 100.0, "ttft_ms_p90": 150.0, "ttft_ms_p99": 300.0, "e2el_ms_p50": 900.0}
+    plots.latency_cdf_png("old", few)
+    plots.latency_cdf_png("new", {**CDF, "mode": "offline"})
+    old, new = figures
+    assert "only p50, p90 and p99 saved" in old.axes[0].get_title().replace("\n", " ")
+    assert "only" not in new.axes[0].get_title()
+    [ttft, e2el] = old.axes[0].get_lines()
+    assert list(ttft.get_ydata()) == [0.5, 0.9, 0.99] and list(e2el.get_ydata()) == [0.5]
+    assert plots.has_latency(few) and not plots.has_cdf(few) and not plots.has_latency({"mode": "offline"})
+
+
+def test_the_throughput_bars_show_the_rounds_mean_and_interval_as_the_tables(monkeypatch):
+    pytest.importorskip("matplotlib")
+    figures = _drawn_figures(monkeypatch)
+    rounds = {
+        "requests_per_s": 9.0,  # the last round's, which the tables no longer show
+        "rounds": [{"requests_per_s": 5.0}, {"requests_per_s": 6.0}, {"requests_per_s": 9.0}],
+        "round_stats": {"requests_per_s": {"n": 3, "mean": 6.6667, "ci95_half": 5.17, "ci95_low": 1.5}},
+    }
+    plots.throughput_png("m", [("a", cell(**rounds))])
+    [figure] = figures
+    texts = [text.get_text() for text in figure.axes[0].texts]
+    assert any("6.67 ± 5.17 req/s" in text for text in texts) and not any("9.00" in text for text in texts)
+    [bar] = figure.axes[0].patches
+    assert bar.get_width() == pytest.approx(6.6667)
+
+
+def test_file_names_are_short_and_stay_the_same_when_labels_change(tmp_path):
+    pytest.importorskip("matplotlib")
+    storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
+    folder = tmp_path / "benchmarks" / "plots"
+    long_cell = cell(f"{LONG_MODEL}-server", mode="server", requests_per_s=2.0, **CDF)
+    save_run(storage, 1, "long", [long_cell, cell(requests_per_s=1.0, **CDF)], gpus=["NVIDIA H200"] * 2)
+    write_report(storage, out)
+    before = sorted(path.name for path in folder.iterdir())
+    assert before and max(len(name) for name in before) <= plot_names.NAME_MAX
+    other_workload = cell("gemma-270m-server", requests_per_s=1.0, dataset={"path": "data/other.jsonl"}, **CDF)
+    save_run(storage, 2, "b", [other_workload], gpus=["NVIDIA H200"] * 2)
+    write_report(storage, out)  # now two workloads on the machine: every label gains its workload
+    assert set(before) < {path.name for path in folder.iterdir()}
+    assert "[batch_5k]" in out.read_text()
+    assert plot_names.slug(LONG_MODEL) == plot_names.slug(LONG_MODEL) != plot_names.slug(LONG_MODEL + "x")
+
+
+def test_two_plots_that_would_share_a_name_both_get_one_of_their_own(tmp_path):
+    pytest.importorskip("matplotlib")
+    storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
+    same_stem = [
+        cell(requests_per_s=1.0, dataset={"path": "a/batch.jsonl", "sha256": "1" * 64}, **CDF),
+        cell(requests_per_s=2.0, dataset={"path": "b/batch.jsonl", "sha256": "2" * 64}, **CDF),
+    ]
+    save_run(storage, 1, "twins", same_stem)
+    write_report(storage, out)
+    cdfs = sorted(path.name for path in (tmp_path / "benchmarks" / "plots").glob("cdf-*.png"))
+    assert len(cdfs) == 2 and cdfs[0] != cdfs[1]
+    assert all(len(name) <= plot_names.NAME_MAX for name in cdfs)
+
+
+@given(
+    machine=st.text(max_size=300),
+    name=st.text(max_size=300),
+    path=st.text(max_size=300),
+    budget=st.none() | st.floats(0.25, 1024, allow_nan=False),
+    split=st.integers(1, 16),
+)
+def test_any_plot_name_is_short_plain_and_the_same_every_time(machine, name, path, budget, split):
+    figures = {
+        "cell": name,
+        "dataset": {"path": path},
+        "gpu_memory_budget_gib": budget,
+        "engine_args": {"tensor_parallel_size": split},
+    }
+    for made in (plot_names.cdf_name(machine, figures), plot_names.throughput_name(machine)):
+        again = plot_names.with_digest(made, [machine, name])
+        for one in (made, again):
+            assert len(one) <= plot_names.NAME_MAX and re.fullmatch(r"[a-z]+-[a-z0-9-]+\.png", one)
+        assert made != again
+    assert plot_names.cdf_name(machine, dict(figures)) == plot_names.cdf_name(machine, figures)
+
+
+def test_machine_tags():
+    assert plot_names.machine_tag("1 x NVIDIA H200") == "1x-h200"
+    assert plot_names.machine_tag("2 x NVIDIA H200, 1 x NVIDIA A100-SXM4-80GB") == "2x-h200-1x-a100-sxm4-80gb"
+    assert plot_names.machine_tag("Intel(R) Xeon(R) Processor (2 cores, no GPU)") == "intel-xeon-2c"
+    assert plot_names.machine_tag("AMD EPYC (no GPU)") == "amd-epyc"
+
+
+def test_everything_the_report_generates_lies_in_one_folder_under_benchmarks(tmp_path):
+    pytest.importorskip("matplotlib")
+    storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
+    saved(storage)
+    before = set(tmp_path.rglob("*"))
+    write_report(storage, out)
+    made = {path.relative_to(tmp_path) for path in set(tmp_path.rglob("*")) - before if path.is_file()}
+    assert {path.parent for path in made} == {Path("."), Path("benchmarks/plots")}
+    assert [path for path in made if path.parent == Path(".")] == [Path("BENCHMARKS.md")]
 
 
 def test_the_report_removes_its_own_plots_that_it_no_longer_shows(tmp_path):
@@ -186,8 +351,8 @@ def test_the_report_removes_its_own_plots_that_it_no_longer_shows(tmp_path):
     saved(storage)
     write_report(storage, out)
     folder = tmp_path / "benchmarks" / "plots"
-    stale = folder / "latency-old-cell.png"
-    stale.write_bytes((folder / "throughput-test-cpu-2-cores-no-gpu.png").read_bytes())
+    stale = folder / "latency-old-cell-name-of-an-earlier-version.png"
+    stale.write_bytes((folder / "throughput-test-cpu-2c.png").read_bytes())
     someone_elses = folder / "diagram.png"
     someone_elses.write_bytes(plots.PNG_SIGNATURE + b"not ours")
     write_report(storage, out)

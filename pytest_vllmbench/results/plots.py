@@ -4,6 +4,8 @@ Rendered with matplotlib's Agg canvas (the `plots` extra), byte for byte the sam
 (no software or date metadata), and only written when the bytes change: no churn in git. Each PNG
 carries a digest of what it shows, so an unchanged plot is not even redrawn (nor matplotlib imported).
 A load sweep's curve (throughput against latency, one point per load) is drawn per sweep.
+Every figure is laid out by matplotlib's constrained layout and long titles and labels are wrapped, so no text
+leaves the image. File names: plot_names.py.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.common.files import write_bytes_atomic
-from pytest_vllmbench.measure.rounds import central
+from pytest_vllmbench.measure.rounds import central, plus_minus, stat
+from pytest_vllmbench.results import plot_names
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 100
-STYLE_VERSION = 2  # bump when a plot's look changes, so every PNG is redrawn once
+STYLE_VERSION = 4  # bump when a plot's look changes, so every PNG is redrawn once
+STAMP = b"vllmbench-inputs "  # in every PNG this tool writes: the report deletes only files that carry it
 
 
 class PlotsUnavailable(RuntimeError):
@@ -37,17 +40,11 @@ class Plot:
 
 
 PlotCell = tuple[str, Mapping[str, Any]]  # (label, the cell's saved figures)
+SweepPoint = tuple[str, Mapping[str, Any]]  # (load point label, the point's saved figures)
+SweepCurve = tuple[Sequence[SweepPoint], str | None, str]  # (points lightest first, the knee's label, the machine)
 
-
-SLUG_MAX = 48  # a file name stays far below the file system's 255 bytes, however long a model's name
-
-
-def slug(text: str) -> str:
-    """Lowercase words joined by '-'; a longer one keeps its first words and a digest of the whole (stable, unique)."""
-    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
-    if len(words) <= SLUG_MAX:
-        return words
-    return words[: SLUG_MAX - 9].rstrip("-") + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+QUEUED_AT_ONCE = {"offline", "ray"}  # every request enters the engine's queue at the start, none is "sent"
+SAVED_PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99))  # what runs saved before they saved CDFs
 
 
 def _wrapped(text: str, width: int) -> str:
@@ -55,10 +52,10 @@ def _wrapped(text: str, width: int) -> str:
 
 
 def cdf_axis_label(cell: Mapping[str, Any]) -> str:
-    """What the CDF's time is measured from, by mode: offline queues every request at once."""
+    """What the CDF's time is measured from, by mode: offline and ray queue every request at once."""
     mode = str(cell.get("mode") or "")
-    if mode == "offline":
-        return "seconds since the request was queued (all at once, offline)"
+    if mode in QUEUED_AT_ONCE:
+        return f"seconds since the request was queued (all at once, {mode})"
     return f"seconds since the request was sent ({mode or 'unknown mode'})"
 
 
@@ -80,7 +77,7 @@ def inputs_digest(*parts: Any) -> str:
 
 
 def _stamp(digest: str) -> str:
-    return f"vllmbench-inputs {digest}"
+    return f"{STAMP.decode()}{digest}"
 
 
 def png_bytes(figure: Any, digest: str = "") -> bytes:
@@ -89,60 +86,108 @@ def png_bytes(figure: Any, digest: str = "") -> bytes:
     return buffer.getvalue()
 
 
+def _rate(cell: Mapping[str, Any]) -> float:
+    """The cell's one req/s, as the tables show it: the rounds' mean when it ran rounds."""
+    return central(cell, "requests_per_s") or 0.0
+
+
+def _rate_text(cell: Mapping[str, Any]) -> str:
+    text = plus_minus(cell, "requests_per_s") or f"{_rate(cell):,.2f}"
+    tokens = central(cell, "output_tokens_per_s")
+    return f" {text} req/s" + (f", {tokens:,.0f} out tok/s" if tokens else "")
+
+
+def _half_width(cell: Mapping[str, Any]) -> float:
+    found = stat(cell, "requests_per_s")
+    return float(found["ci95_half"]) if found else 0.0
+
+
 def _throughput_inputs(machine: str, cells: Sequence[PlotCell]) -> list[Any]:
-    return [
-        "throughput",
-        machine,
-        [(label, cell.get("requests_per_s"), cell.get("output_tokens_per_s")) for label, cell in cells],
-    ]
+    return ["throughput", machine, [(label, _rate_text(cell), _half_width(cell)) for label, cell in cells]]
+
+
+def _rounds(cell: Mapping[str, Any]) -> int:
+    rounds = cell.get("rounds")
+    return len(rounds) if isinstance(rounds, list) else 1
 
 
 def _cdf_inputs(label: str, cell: Mapping[str, Any]) -> list[Any]:
-    return ["latency", label, cell.get("mode"), cell.get("ttft_ms_cdf"), cell.get("e2el_ms_cdf")]
+    keys = ("cdf", *(name for name, _ in SAVED_PERCENTILES))
+    saved = {f"{metric}_{key}": cell.get(f"{metric}_ms_{key}") for metric in ("ttft", "e2el") for key in keys}
+    return ["latency", label, cell.get("mode"), _rounds(cell), saved]
 
 
 def throughput_png(machine: str, cells: Sequence[PlotCell]) -> bytes:
-    """Horizontal bars: requests/s of each cell, output tok/s written beside each bar."""
+    """Horizontal bars: requests/s of each cell (the rounds' mean, with its 95 % interval), output tok/s beside."""
     labels = [_wrapped(label, 40) for label, _ in cells]
-    lines = max(label.count("\n") + 1 for label in labels)
-    figure = _figure(10.0, 1.2 + 0.3 * max(lines, 1.5) * len(cells))
+    lines = sum(max(label.count("\n") + 1, 1.5) for label in labels)
+    figure = _figure(10.0, 1.3 + 0.3 * lines)
     axes = figure.add_subplot()
-    rates = [float(cell.get("requests_per_s") or 0.0) for _, cell in cells]
-    bars = axes.barh(range(len(cells)), rates, color="#4c72b0")
+    rates = [_rate(cell) for _, cell in cells]
+    halves = [_half_width(cell) for _, cell in cells]
+    axes.barh(range(len(cells)), rates, color="#4c72b0")
+    ranged = [(rate, row, half) for row, (rate, half) in enumerate(zip(rates, halves, strict=True)) if half]
+    if ranged:
+        rate_at, row_at, half_at = zip(*ranged, strict=True)
+        axes.errorbar(rate_at, row_at, xerr=half_at, fmt="none", ecolor="black", capsize=3, linewidth=1)
+    for row, ((_, cell), rate, half) in enumerate(zip(cells, rates, halves, strict=True)):
+        axes.annotate(
+            _rate_text(cell), (rate + half, row), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8
+        )
     axes.set_yticks(range(len(cells)), labels)
     axes.invert_yaxis()
-    axes.set_xlabel("requests/s (higher is better)")
+    axes.set_xlabel("requests/s (higher is better; whiskers: the 95 % interval over rounds)")
     axes.set_title(_wrapped(f"Throughput: {machine}", 80), fontsize=10)
-    tokens = [cell.get("output_tokens_per_s") for _, cell in cells]
-    axes.bar_label(
-        bars,
-        [f" {r:,.2f} req/s" + (f", {t:,.0f} out tok/s" if t else "") for r, t in zip(rates, tokens, strict=True)],
-        fontsize=8,
-    )
-    axes.set_xlim(0, max(rates + [1e-9]) * 2.0)  # room for the labels
+    axes.set_xlim(0, max([r + h for r, h in zip(rates, halves, strict=True)] + [1e-9]) * 2.0)  # room for labels
     return png_bytes(figure, inputs_digest(*_throughput_inputs(machine, cells)))
 
 
+def _distribution(cell: Mapping[str, Any], metric: str) -> tuple[list[float], list[float], bool]:
+    """(seconds, share of requests, whether it is the full 101-point CDF) or the few percentiles the run saved."""
+    points = cell.get(f"{metric}_ms_cdf")
+    if points:
+        return [p / 1000.0 for p in points], [i / (len(points) - 1) for i in range(len(points))], True
+    saved = [(cell.get(f"{metric}_ms_{key}"), share) for key, share in SAVED_PERCENTILES]
+    known = [(float(value) / 1000.0, share) for value, share in saved if isinstance(value, int | float)]
+    return [value for value, _ in known], [share for _, share in known], False
+
+
+def has_cdf(cell: Mapping[str, Any]) -> bool:
+    """Whether the cell saved its full TTFT or E2EL distribution (101 percentiles)."""
+    return bool(cell.get("ttft_ms_cdf") or cell.get("e2el_ms_cdf"))
+
+
+def has_latency(cell: Mapping[str, Any]) -> bool:
+    """Whether a CDF can be drawn: the full distribution, or at least the saved percentiles of older runs."""
+    return any(_distribution(cell, metric)[0] for metric in ("ttft", "e2el"))
+
+
 def latency_cdf_png(label: str, cell: Mapping[str, Any]) -> bytes:
-    """TTFT and E2EL as cumulative distributions, from the 101 saved percentiles of each."""
-    figure = _figure(6.0, 3.6)
+    """TTFT and E2EL as cumulative distributions, from the 101 saved percentiles of each; a run that saved none
+    gets its p50, p90 and p99 as points, and the title says so."""
+    figure = _figure(6.0, 3.8)
     axes = figure.add_subplot()
+    right, partial = 0.0, False
     for metric, name in (("ttft", "TTFT"), ("e2el", "E2EL")):
-        points = cell.get(f"{metric}_ms_cdf")
-        if points:
-            shares = [i / (len(points) - 1) for i in range(len(points))]
-            axes.plot([p / 1000.0 for p in points], shares, label=name, drawstyle="steps-post")
-    axes.set_xlabel(cdf_axis_label(cell))
+        seconds, shares, full = _distribution(cell, metric)
+        if not seconds:
+            continue
+        right, partial = max(right, *seconds), partial or not full
+        if full:
+            axes.plot(seconds, shares, label=name, drawstyle="steps-post")
+        else:
+            axes.plot(seconds, shares, ":", marker="o", label=f"{name} p50, p90, p99")
+    axes.set_xlabel(_wrapped(cdf_axis_label(cell), 70))
     axes.set_ylabel("share of requests")
-    axes.set_ylim(0, 1)
-    axes.set_xlim(left=0)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlim(0, max(right, 1e-3) * 1.05)  # the last step stays clear of the frame
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left")
-    axes.set_title(_wrapped(f"Latency CDF: {label}", 60), fontsize=10)
+    figure.legend(loc="outside right upper", fontsize=8)  # beside the axes: never over a curve
+    notes = [f"last of {_rounds(cell)} rounds"] if _rounds(cell) > 1 else []
+    notes += ["only p50, p90 and p99 saved"] if partial else []
+    title = f"Latency CDF: {label}" + (f" ({'; '.join(notes)})" if notes else "")
+    axes.set_title(_wrapped(title, 60), fontsize=10)
     return png_bytes(figure, inputs_digest(*_cdf_inputs(label, cell)))
-
-
-SweepPoint = tuple[str, Mapping[str, Any]]  # (load point label, the point's saved figures)
 
 
 def _sweep_inputs(title: str, points: Sequence[SweepPoint], knee: str | None) -> list[Any]:
@@ -172,11 +217,11 @@ def sweep_png(title: str, points: Sequence[SweepPoint], knee: str | None = None)
     axes = figure.add_subplot()
     rates = [central(cell, "requests_per_s") or 0.0 for _, cell in points]  # the rounds' mean, as the table
     for metric, name, color in (("ttft", "TTFT", "#4c72b0"), ("e2el", "E2EL", "#dd8452")):
-        for stat, style in (("p50", "-"), ("p99", "--")):
-            values = [cell.get(f"{metric}_ms_{stat}") for _, cell in points]
+        for stat_name, style in (("p50", "-"), ("p99", "--")):
+            values = [cell.get(f"{metric}_ms_{stat_name}") for _, cell in points]
             shown = [(rate, value / 1000.0) for rate, value in zip(rates, values, strict=True) if value is not None]
             if shown:
-                axes.plot(*zip(*shown, strict=True), style, marker="o", color=color, label=f"{name} {stat}")
+                axes.plot(*zip(*shown, strict=True), style, marker="o", color=color, label=f"{name} {stat_name}")
     for (label, cell), rate in zip(points, rates, strict=True):
         top = cell.get("e2el_ms_p50") or cell.get("ttft_ms_p50")
         if top is not None:
@@ -193,16 +238,25 @@ def sweep_png(title: str, points: Sequence[SweepPoint], knee: str | None = None)
     axes.set_ylim(bottom=0)
     axes.set_xlim(left=0, right=max(rates + [1e-9]) * 1.2)
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize=8)
+    figure.legend(loc="outside right upper", fontsize=8)
     axes.set_title(_wrapped(f"Load sweep: {title}", 70), fontsize=10)
     return png_bytes(figure, inputs_digest(*_sweep_inputs(title, points, knee)))
 
 
-def render_sweeps(sweeps: Mapping[str, tuple[Sequence[SweepPoint], str | None]], folder: Path) -> list[Plot]:
-    """One curve per sweep (title -> its points, lightest first, and the knee's label if any)."""
-    written = []
-    for title, (points, knee) in sweeps.items():
-        path = folder / f"sweep-{slug(title)}.png"
+def _unique(name: str, used: set[str], identity: Any) -> str:
+    """`name`, or when another plot of this report already has it, the name with a digest of `identity`."""
+    chosen = plot_names.with_digest(name, identity) if name in used else name
+    used.add(chosen)
+    return chosen
+
+
+def render_sweeps(sweeps: Mapping[str, SweepCurve], folder: Path) -> list[Plot]:
+    """One curve per sweep (title -> its points, lightest first, the knee's label if any, and its machine)."""
+    written: list[Plot] = []
+    used: set[str] = set()
+    for title, (points, knee, machine) in sweeps.items():
+        name = plot_names.sweep_name(machine, [cell for _, cell in points])
+        path = folder / _unique(name, used, title)
         if not _up_to_date(path, _sweep_inputs(title, points, knee)):
             write_png(path, sweep_png(title, points, knee))
         written.append(Plot(f"Load sweep, {title}", path))
@@ -214,14 +268,10 @@ def remove_unreferenced(folder: Path, kept: Sequence[Plot]) -> list[Path]:
     keep = {plot.path.name for plot in kept}
     removed = []
     for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
-        if path.name not in keep and b"vllmbench-inputs " in path.read_bytes():
+        if path.name not in keep and STAMP in path.read_bytes():
             path.unlink()
             removed.append(path)
     return removed
-
-
-def has_cdf(cell: Mapping[str, Any]) -> bool:
-    return bool(cell.get("ttft_ms_cdf") or cell.get("e2el_ms_cdf"))
 
 
 def write_png(path: Path, data: bytes) -> None:
@@ -236,18 +286,19 @@ def _up_to_date(path: Path, inputs: list[Any]) -> bool:
 
 
 def render_plots(machines: Mapping[str, Sequence[PlotCell]], folder: Path) -> list[Plot]:
-    """One throughput chart per machine and one latency CDF per cell that saved its distributions."""
-    written = []
+    """One throughput chart per machine and one latency CDF per cell that saved its latencies."""
+    written: list[Plot] = []
+    used: set[str] = set()
     for machine, cells in machines.items():
-        ran = [(label, cell) for label, cell in cells if cell.get("requests_per_s")]
+        ran = [(label, cell) for label, cell in cells if _rate(cell)]
         if ran:
-            path = folder / f"throughput-{slug(machine)}.png"
+            path = folder / _unique(plot_names.throughput_name(machine), used, machine)
             if not _up_to_date(path, _throughput_inputs(machine, ran)):
                 write_png(path, throughput_png(machine, ran))
             written.append(Plot(f"Throughput, {machine}", path))
         for label, cell in ran:
-            if has_cdf(cell):
-                path = folder / f"latency-{slug(f'{machine} {label}')}.png"
+            if has_latency(cell):
+                path = folder / _unique(plot_names.cdf_name(machine, cell), used, [machine, label, cell.get("dataset")])
                 if not _up_to_date(path, _cdf_inputs(label, cell)):
                     write_png(path, latency_cdf_png(label, cell))
                 written.append(Plot(f"Latency CDF, {label}, {machine}", path))

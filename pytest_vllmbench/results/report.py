@@ -631,15 +631,16 @@ def plot_cells(runs: list[SavedRun]) -> dict[str, list[plotting.PlotCell]]:
     return machines
 
 
-def sweep_plots(runs: list[SavedRun]) -> dict[str, tuple[list[plotting.SweepPoint], str | None]]:
+def sweep_plots(runs: list[SavedRun]) -> dict[str, plotting.SweepCurve]:
     groups = sweep_groups(latest_cells(runs))
     several = len({key[2] for key in groups}) > 1
-    plotted: dict[str, tuple[list[plotting.SweepPoint], str | None]] = {}
+    plotted: dict[str, plotting.SweepCurve] = {}
     for key, points in groups.items():
         best = knee(points) if points[0].get("slo_ms") else None
         plotted[_sweep_title(key, several)] = (
             [(load_point(cell) or MISSING, cell) for cell in points],
             None if best is None else load_point(best),
+            key[0],
         )
     return plotted
 
