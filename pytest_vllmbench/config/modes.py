@@ -32,12 +32,11 @@ class ModeSpec:
         if not (module and sep and function):
             raise ValueError(f"mode {self.name!r}: start must read 'module:function', got {self.start!r}")
 
-    def gpu_count(self, engine_args: Mapping[str, Any]) -> int | None:
-        """How many GPUs its cells run on: every engine's tensor x pipeline parallel GPUs; None: not ours to say."""
+    def gpu_count(self, engine_gpus: int, engine_args: Mapping[str, Any]) -> int | None:
+        """How many GPUs its cells run on: `engine_gpus` (one engine's) per engine; None: not ours to say."""
         if not self.owns_engine:
             return None
-        replicas = int(engine_args.get(self.replicas_arg, 1)) if self.replicas_arg else 1
-        return engine_gpu_count(engine_args) * replicas
+        return engine_gpus * (int(engine_args.get(self.replicas_arg, 1)) if self.replicas_arg else 1)
 
 
 def engine_gpu_count(engine_args: Mapping[str, Any]) -> int:

@@ -33,17 +33,13 @@ class CellPlan:
     engine_args: dict[str, Any]  # what vLLM gets (and the cell records, redacted); {} for a server not ours
     weights: str | None  # the label of weights that are not the real ones (dummy, random 4-bit), else None
     dummy: sizing.DummyModel | CellSkip | None  # where a dummy-weight cell's config and tokenizer come from, or why not
+    engine_gpus: int  # one engine's GPUs (tensor x pipeline parallel): what a per-GPU budget or a fit multiplies
     gpu_indices: list[int] | None  # the GPUs the cell runs on (None: every visible one, as for an endpoint)
     gpu_memory_mib: list[int]  # their memory: what "does not fit" is told against
     on_gpu: bool  # NVML sees a GPU here
     budget_gib: float | None  # --gpu-memory per GPU
     over_budget: str | None  # 'does not fit in ...' when the weights alone exceed the budget: no engine need start
     cannot_run_here: str | None  # why the engine cannot start on this machine, known before it is tried
-
-    @property
-    def engine_gpus(self) -> int:
-        """One engine's GPUs (tensor x pipeline parallel): what a per-GPU budget or a fit is multiplied by."""
-        return engine_gpu_count(self.engine_args)
 
     @cached_property
     def model_source(self) -> str:
@@ -105,10 +101,14 @@ def plan_cell(cell: Cell, settings: Settings, registry: Registry, dummies: Dummy
     mode = mode_spec(cell.mode)
     platform = vllm_platform()
     gpus = list_gpus()
-    requested = requested_args(cell, mode, settings, registry, platform, gpus)
+    requested = requested_args(cell, mode, settings, registry, platform)
+    engine_gpus = engine_gpu_count(requested)  # dummy-weight sizing below never changes it
+    if settings.gpu_memory is not None and mode.owns_engine:
+        requested["gpu_memory_utilization"] = budget_utilization(settings.gpu_memory, engine_gpus, gpus)
     dummy: sizing.DummyModel | CellSkip | None = None
-    args = requested
+    args, weights = requested, None
     if sizing.is_dummy(requested):
+        weights = sizing.weights_label(requested)
         found = dummies.find(cell.model)
         try:
             if isinstance(found, CellSkip):
@@ -117,19 +117,20 @@ def plan_cell(cell: Cell, settings: Settings, registry: Registry, dummies: Dummy
             args = sizing.vllm_args(requested, dummy)
         except CellSkip as exc:
             dummy = exc  # the cell is skipped when it starts; it records the args asked for
-    indices = first_visible(mode.gpu_count(args))
+    indices = first_visible(mode.gpu_count(engine_gpus, args))
     budget_gib = None if settings.gpu_memory is None else budget.gib(settings.gpu_memory)
     over = None
     if budget_gib is not None:
-        over = sizing.over_budget(cell.model, budget_gib, engine_gpu_count(args))
+        over = sizing.over_budget(cell.model, budget_gib, engine_gpus)
     return CellPlan(
         cell=cell,
         mode=mode,
         settings=settings,
         platform=platform,
         engine_args=args,
-        weights=sizing.weights_label(requested),
+        weights=weights,
         dummy=dummy,
+        engine_gpus=engine_gpus,
         gpu_indices=indices,
         gpu_memory_mib=[gpu.memory_mib for gpu in gpus if indices is None or gpu.index in indices],
         on_gpu=bool(gpus),
@@ -139,10 +140,8 @@ def plan_cell(cell: Cell, settings: Settings, registry: Registry, dummies: Dummy
     )
 
 
-def requested_args(
-    cell: Cell, mode: ModeSpec, settings: Settings, registry: Registry, platform: str, gpus: list[GpuInfo]
-) -> dict[str, Any]:
-    """The registry's, the platform's and the user's engine args, before dummy-weight sizing adjusts them."""
+def requested_args(cell: Cell, mode: ModeSpec, settings: Settings, registry: Registry, platform: str) -> dict[str, Any]:
+    """The registry's, the platform's and the user's engine args, before --gpu-memory and dummy-weight sizing."""
     if not mode.owns_engine:
         return {}  # the server's owner chose them
     args = registry.engine_args_for(cell.model, platform)
@@ -156,16 +155,13 @@ def requested_args(
         args["api_server_count"] = cell.api_servers
     # --engine-arg ray_replicas=... and the like shape the cells of the mode they are named for only
     foreign = tuple(other.own_args_prefix for other in mode_specs() if other.own_args_prefix and other != mode)
-    args = {key: value for key, value in args.items() if not key.startswith(foreign)}
-    if settings.gpu_memory is not None:
-        args["gpu_memory_utilization"] = budget_utilization(settings.gpu_memory, args, gpus)
-    return args
+    return {key: value for key, value in args.items() if not key.startswith(foreign)}
 
 
-def budget_utilization(budget_bytes: int, args: dict[str, Any], gpus: list[GpuInfo]) -> float:
+def budget_utilization(budget_bytes: int, engine_gpus: int, gpus: list[GpuInfo]) -> float:
     """--gpu-memory as vLLM's gpu_memory_utilization on the GPUs one engine will use (NVML's totals)."""
     totals = {gpu.index: gpu.memory_mib * 2**20 for gpu in gpus}
-    indices = first_visible(engine_gpu_count(args)) or []
+    indices = first_visible(engine_gpus) or []
     try:
         return budget.utilization(budget_bytes, [totals[i] for i in indices if i in totals])
     except ValueError as exc:

@@ -67,10 +67,8 @@ def is_bitsandbytes(args: dict[str, Any]) -> bool:
     return args.get("quantization") == "bitsandbytes"
 
 
-def weights_label(args: dict[str, Any]) -> str | None:
-    """How the cell's weights are labelled wherever it is shown; None for real weights."""
-    if not is_dummy(args):
-        return None
+def weights_label(args: dict[str, Any]) -> str:
+    """How a dummy-weight cell's weights are labelled wherever it is shown."""
     return RANDOM_4BIT_LABEL if is_bitsandbytes(args) else DUMMY_LABEL
 
 

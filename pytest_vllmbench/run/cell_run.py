@@ -96,7 +96,8 @@ def run_cell(
     source = engine.metrics_source() if client_side else None
     with GpuSampler(plan.gpu_indices) as telemetry, MetricsSampler(source) as server_metrics:
         timed(one_round)
-    rounds = [round_figures(summarize(done, wall, engine.load_s, project_to, slo_ms)) for done, wall, _ in timed_rounds]
+    summaries = [summarize(done, wall, engine.load_s, project_to, slo_ms) for done, wall, _ in timed_rounds]
+    rounds = [round_figures(summary) for summary in summaries]
     traced: list[dict[str, Any]] = []
     if trace:
         for number, (done, _, sent) in enumerate(timed_rounds, start=1):
@@ -120,7 +121,7 @@ def run_cell(
         info["server_metrics"] = server_metrics.figures()  # None: the server has no /metrics to read
     if slo_ms:
         info["slo_ms"] = dict(slo_ms)
-    info |= summarize(records, last["wall_s"], engine.load_s, project_to, slo_ms)
+    info |= summaries[-1]  # the last round's
     info |= mode_figures(mode, engine)
     info |= rounds_info(rounds)
     info |= telemetry.figures()
