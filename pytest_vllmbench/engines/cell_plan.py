@@ -109,14 +109,16 @@ def plan_cell(cell: Cell, settings: Settings, registry: Registry, dummies: Dummy
     args, weights = requested, None
     if sizing.is_dummy(requested):
         weights = sizing.weights_label(requested)
-        found = dummies.find(cell.model)
-        try:
-            if isinstance(found, CellSkip):
-                raise found
-            dummy = sizing.for_cell(found, cell.model, requested, bool(gpus))
+        dummy = dummies.find(cell.model)
+        if isinstance(dummy, sizing.DummyModel):
+            try:
+                dummy = sizing.for_cell(dummy, cell.model, requested, bool(gpus))
+            except CellSkip as exc:
+                dummy = exc
+        if isinstance(
+            dummy, sizing.DummyModel
+        ):  # else the cell is skipped when it starts, recording the args asked for
             args = sizing.vllm_args(requested, dummy)
-        except CellSkip as exc:
-            dummy = exc  # the cell is skipped when it starts; it records the args asked for
     indices = first_visible(mode.gpu_count(engine_gpus, args))
     budget_gib = None if settings.gpu_memory is None else budget.gib(settings.gpu_memory)
     over = None
