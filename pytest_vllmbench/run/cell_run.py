@@ -29,6 +29,14 @@ WARMUP_REQUESTS = 512
 Timed = Callable[[Callable[[], None]], Any]  # runs fn as many rounds as configured, timing them
 
 
+@dataclass(frozen=True)
+class TimedRound:
+    records: list[RequestRecord]
+    wall_s: float
+    sent: SendTimes | None  # each request's send time, under --trace-dir
+    energy_j: float | None  # the cell's GPUs' energy over the round; None without a counter
+
+
 @dataclass
 class CellOutcome:
     extra_info: dict[str, Any]
@@ -48,18 +56,16 @@ def run_cell(
     pricing: tuple[float | None, str | None] = (None, None),
     progress: ProgressFactory | None = None,
     warmup: int = 0,
-    load: LoadPoint | None = None,
     trace: bool = False,
 ) -> CellOutcome:
     """The cell its plan names, on its GPUs, with its settings' --project-to and --slo. `context` holds what the
     caller knows (engine args, dataset); the last round's records and energy count,
     and with several rounds each round's key figures are kept with their statistics. `pricing` is one GPU's
-    hourly price and its currency label. `warmup` untimed rounds run first; `load` is the cell's sweep point;
-    `trace` keeps each request's timing for --trace (CellOutcome.trace)."""
+    hourly price and its currency label. `warmup` untimed rounds run first; `trace` keeps each request's timing for
+    --trace (CellOutcome.trace)."""
     cell, mode = plan.cell, plan.mode
     project_to, slo_ms = plan.settings.project_to, plan.settings.slo_ms
-    last: dict[str, Any] = {}
-    timed_rounds: list[tuple[list[RequestRecord], float, SendTimes | None]] = []
+    timed_rounds: list[TimedRound] = []
     client_side = mode.sweeps
     cell_load = cell.load if client_side else None
 
@@ -77,32 +83,29 @@ def run_cell(
             energy_before = telemetry.energy_mj()
             host.start()
             started = time.perf_counter()
-            last["records"] = call(bar, sent)
+            done = call(bar, sent)
             # an engine that starts its own process per run (run-batch) times the batch itself, without start-up
-            last["wall_s"] = engine.batch_wall_s or time.perf_counter() - started
+            wall_s = engine.batch_wall_s or time.perf_counter() - started
             host.stop()
             energy_after = telemetry.energy_mj()
         finally:
             if bar is not None:
                 bar.close()
-        if energy_before is None or energy_after is None:
-            last["energy_j"] = None
-        else:
-            last["energy_j"] = (energy_after - energy_before) / 1000.0
-        timed_rounds.append((last["records"], last["wall_s"], sent))  # summarized after the timing, not in it
+        energy_j = None if energy_before is None or energy_after is None else (energy_after - energy_before) / 1000.0
+        timed_rounds.append(TimedRound(done, wall_s, sent, energy_j))  # summarized after the timing, not in it
 
     for _ in range(warmup):
         call(None, None, requests[:WARMUP_REQUESTS])
     source = engine.metrics_source() if client_side else None
     with GpuSampler(plan.gpu_indices) as telemetry, MetricsSampler(source) as server_metrics:
         timed(one_round)
-    summaries = [summarize(done, wall, engine.load_s, project_to, slo_ms) for done, wall, _ in timed_rounds]
+    summaries = [summarize(done.records, done.wall_s, engine.load_s, project_to, slo_ms) for done in timed_rounds]
     rounds = [round_figures(summary) for summary in summaries]
     traced: list[dict[str, Any]] = []
     if trace:
-        for number, (done, _, sent) in enumerate(timed_rounds, start=1):
-            traced.extend(trace_rows(number, done, sent))
-    records: list[RequestRecord] = last["records"]
+        for number, done in enumerate(timed_rounds, start=1):
+            traced.extend(trace_rows(number, done.records, done.sent))
+    last = timed_rounds[-1]
     info: dict[str, Any] = {
         "cell": cell.id,
         "model": cell.model.alias,
@@ -115,7 +118,7 @@ def run_cell(
         **context,
     }
     if client_side:
-        info["load"] = (load or LoadPoint()).describe()
+        info["load"] = (cell.load or LoadPoint(plan.settings.concurrency, plan.settings.request_rate)).describe()
         if cell.load is not None:
             info["sweep"] = cell.sweep
         info["server_metrics"] = server_metrics.figures()  # None: the server has no /metrics to read
@@ -132,11 +135,11 @@ def run_cell(
     if settings is not None:
         info["engine_settings"] = settings
     info |= roofline(info, info["gpus"], bandwidths or {})
-    info |= energy_figures(last["energy_j"], info["n_requests"] - info["n_failed"], info["output_tokens"], project_to)
+    info |= energy_figures(last.energy_j, info["n_requests"] - info["n_failed"], info["output_tokens"], project_to)
     info |= cost_figures(
         pricing[0], pricing[1], len(info["gpus"]), info["output_tokens_per_s"], info["projected_hours"]
     )
-    return CellOutcome(saved_figures(info), records, engine.fault(), traced)
+    return CellOutcome(saved_figures(info), last.records, engine.fault(), traced)
 
 
 def mode_figures(mode: ModeSpec, engine: Engine) -> dict[str, Any]:

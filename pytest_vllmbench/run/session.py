@@ -12,7 +12,6 @@ from typing import Any
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.files import sha256_of
 from pytest_vllmbench.common.redaction import redact_args, redact_text, secret_values, strip_paths
-from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.config.matrix import Cell, build_matrix
 from pytest_vllmbench.config.registry import Registry
 from pytest_vllmbench.config.settings import Settings
@@ -159,7 +158,6 @@ class BenchSession:
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
             progress=progress,
             warmup=0 if cell.engine_key in self.warmed else self.warmup_rounds(plan),
-            load=cell.load or LoadPoint(self.settings.concurrency, self.settings.request_rate),
             trace=self.settings.trace_dir is not None,
         )
         self.warmed.add(cell.engine_key)
