@@ -14,6 +14,7 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import read_tool_table
 from pytest_vllmbench.engines import dummy_weights as sizing
 from pytest_vllmbench.engines import embedded_model as embedded
+from pytest_vllmbench.engines.base import CellSkip
 from pytest_vllmbench.results import compare, gate, report, summary
 from pytest_vllmbench.results.report_price import ReportPrice, parse_price, price_runs
 from pytest_vllmbench.results.storage import RunFileError, load_runs, read_run, scan_runs
@@ -28,7 +29,7 @@ def _prepare_model(args: argparse.Namespace) -> int:
             folder = embedded.prepare(args.name, force=args.force)
         else:
             folder = _prepare_dummy(args.name, args.force, args.random_weights)
-    except (ValueError, UsageError, sizing.CellSkip) as exc:
+    except (ValueError, UsageError, CellSkip) as exc:
         print(f"vllmbench prepare-model: {exc}", file=sys.stderr)
         return 2
     if args.verify:

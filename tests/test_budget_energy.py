@@ -16,7 +16,7 @@ from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config import memory_budget as budget
 from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.config.registry import load_registry
-from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.engines.base import EngineDefaults, SamplingOverrides
 from pytest_vllmbench.engines.dummy_weights import does_not_fit, over_budget
 from pytest_vllmbench.measure import gpu
 from pytest_vllmbench.measure.costs import ENERGY_KEYS, cost_figures, energy_figures
@@ -24,6 +24,7 @@ from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.results.report import render
 from pytest_vllmbench.results.storage import load_runs
 from pytest_vllmbench.run.cell_run import run_cell
+from tests.plans import plan_for
 
 REPO = Path(__file__).resolve().parents[1]
 H200_MIB = 143771
@@ -133,16 +134,17 @@ def test_label_names_the_budget_and_the_gpu_that_set_the_speed():
 
 def test_engine_args_turn_the_budget_into_gpu_memory_utilization(monkeypatch):
     from pytest_vllmbench.config.settings import Settings
-    from pytest_vllmbench.run.engine_start import engine_args
+    from pytest_vllmbench.engines.cell_plan import DummySources, plan_cell
 
     monkeypatch.setitem(sys.modules, "pynvml", FakeEnergyNvml())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr("pytest_vllmbench.run.engine_start.vllm_platform", lambda: "cuda")
+    monkeypatch.setattr("pytest_vllmbench.engines.cell_plan.vllm_platform", lambda: "cuda")
     registry = load_registry()
     settings = Settings(
         models=(), modes=("offline",), dataset=Path("x"), gpu_memory=16 * GIB, engine_args={"tensor_parallel_size": 2}
     )
-    args = engine_args(Cell(registry.models["mistral-7b"], "offline", "mistral-7b"), settings, registry)
+    cell = Cell(registry.models["mistral-7b"], "offline", "mistral-7b")
+    args = plan_cell(cell, settings, registry, DummySources()).engine_args
     assert args["gpu_memory_utilization"] == budget.utilization(16 * GIB, [H200_MIB * 2**20] * 2)
 
 
@@ -247,13 +249,13 @@ def test_without_a_gpu_energy_is_null():
         assert sampler.energy_mj() is None
 
 
-class FakeEngine:
+class FakeEngine(EngineDefaults):
     """A FAKE engine: every request returns 10 tokens at once."""
 
     mode = "offline"
     load_s = 36.0
 
-    def run(self, requests, sampling):
+    def run(self, requests, sampling, progress=None, load=None, on_sent=None):
         return [RequestRecord(f"r{i}", input_tokens=5, output_tokens=10, e2el_s=0.1, ttft_s=0.01) for i in range(4)]
 
     def describe(self):
@@ -265,22 +267,13 @@ class FakeEngine:
 
 def test_a_cell_records_the_last_rounds_energy_and_its_cost(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", FakeEnergyNvml(step_mj=(2_000_000, 0)))
-    spec = load_registry().models["gemma-270m"]
 
     def two_rounds(fn):
         fn()
         fn()
 
     outcome = run_cell(
-        Cell(spec, "offline", "gemma-270m"),
-        FakeEngine(),
-        [],
-        SamplingOverrides(),
-        {},
-        1000,
-        two_rounds,
-        gpu_indices=[0],
-        pricing=(3.0, "USD"),
+        plan_for(project_to=1000), FakeEngine(), [], SamplingOverrides(), {}, two_rounds, pricing=(3.0, "USD")
     )
     info = outcome.extra_info
     # GPU 0's counter grows 2,000 J per read; a round reads it twice: 2,000 J, whatever the number of rounds

@@ -5,13 +5,14 @@ import pytest
 from tests.test_fake_pipeline import REPO
 
 NO_ENGINE_CONFTEST = """
+from pytest_vllmbench.engines import cell_plan
 from pytest_vllmbench.run import session
 
-def _no_engine(cell, settings, registry):
-    raise AssertionError("an engine was started for " + cell.id)
+def _no_engine(plan):
+    raise AssertionError("an engine was started for " + plan.cell.id)
 
 session.start_engine = _no_engine
-session.vllm_platform = lambda: "cpu"
+cell_plan.vllm_platform = lambda: "cpu"
 """
 
 

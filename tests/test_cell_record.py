@@ -10,11 +10,10 @@ from hypothesis import strategies as st
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.gate_rules import Rule
-from pytest_vllmbench.config.matrix import Cell
-from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.measure.cell_record import FIGURES, CellRecord, checked_figures, saved_figures
 from pytest_vllmbench.run.cell_run import run_cell
+from tests.plans import plan_for
 from tests.test_budget_energy import FakeEnergyNvml, FakeEngine
 
 FIGURES_PAGE = Path(__file__).resolve().parents[1] / "docs" / "figures.md"
@@ -64,16 +63,6 @@ def test_every_figure_with_a_direction_can_be_gated_and_no_other(name, change):
 
 def test_a_run_cell_saves_only_declared_figures(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", FakeEnergyNvml(step_mj=(1_000_000, 0)))
-    spec = load_registry().models["gemma-270m"]
-    outcome = run_cell(
-        Cell(spec, "offline", "gemma-270m"),
-        FakeEngine(),
-        [],
-        SamplingOverrides(),
-        {},
-        1000,
-        lambda fn: fn(),
-        gpu_indices=[0],
-    )
+    outcome = run_cell(plan_for(project_to=1000), FakeEngine(), [], SamplingOverrides(), {}, lambda fn: fn())
     assert set(outcome.extra_info) <= set(FIGURES)
     assert outcome.extra_info["vllmbench_schema"] == 1 and outcome.extra_info["n_requests"] == 4

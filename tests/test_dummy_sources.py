@@ -11,8 +11,9 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines import dummy_weights as sizing
 from pytest_vllmbench.engines import embedded_model as embedded
+from pytest_vllmbench.engines.base import CellSkip
+from pytest_vllmbench.engines.cell_plan import CellPlan, DummySources, plan_cell
 from pytest_vllmbench.results.report import _cell_label, _model
-from pytest_vllmbench.run.engine_start import engine_args, model_source, weights_info
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_GEMMA3 = {
@@ -37,9 +38,8 @@ TINY_GEMMA3 = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fresh_resolution(monkeypatch):
-    monkeypatch.setattr(sizing, "_RESOLVED", {})  # one resolution per session; each test is its own
+def plan(cell, settings, registry) -> CellPlan:
+    return plan_cell(cell, settings, registry, DummySources())  # a session of its own: nothing found before
 
 
 def tiny_model_folder(folder: Path, tokenizer: bool = True) -> Path:
@@ -65,30 +65,31 @@ def test_a_local_folder_uses_its_own_config_and_tokenizer(tmp_path):
     folder = tiny_model_folder(tmp_path / "my-model")
     registry, cell = load_registry(), offline_cell(str(folder))
     settings = settings_for(load_format="dummy")
-    assert model_source(cell, settings, registry) == str(folder)
-    info = weights_info(cell, settings, registry)
+    assert plan(cell, settings, registry).model_source == str(folder)
+    info = plan(cell, settings, registry).weights_info()
     # saved runs hold no machine path: the folder is named by its last part
     assert info == {"weights": "dummy weights", "dummy_source": f"own config and tokenizer: local folder {folder.name}"}
-    assert engine_args(cell, settings, registry)["load_format"] == "dummy"
+    assert plan(cell, settings, registry).engine_args["load_format"] == "dummy"
 
 
 def test_a_local_folder_without_a_tokenizer_is_skipped_naming_what_is_missing(tmp_path):
     folder = tiny_model_folder(tmp_path / "bare", tokenizer=False)
-    with pytest.raises(sizing.CellSkip, match=r"bare: .* has no tokenizer file \(tokenizer.json.*copy them"):
-        model_source(offline_cell(str(folder)), settings_for(load_format="dummy"), load_registry())
+    with pytest.raises(CellSkip, match=r"bare: .* has no tokenizer file \(tokenizer.json.*copy them"):
+        _ = plan(offline_cell(str(folder)), settings_for(load_format="dummy"), load_registry()).model_source
 
 
 def test_a_hub_id_uses_the_hubs_config_and_tokenizer_when_it_answers(tmp_path, monkeypatch):
     snapshot = tiny_model_folder(tmp_path / "snapshot")
     asked = []
     monkeypatch.setattr(sizing, "_hub_snapshot", lambda repo: asked.append(repo) or snapshot)
-    cell = offline_cell("qwen-14b")
-    assert model_source(cell, settings_for(load_format="dummy"), load_registry()) == str(snapshot)
+    registry, settings, one_session = load_registry(), settings_for(load_format="dummy"), DummySources()
+    offline, server = offline_cell("qwen-14b"), Cell(registry.resolve("qwen-14b"), "server", "qwen-14b")
+    assert plan_cell(offline, settings, registry, one_session).model_source == str(snapshot)
     assert (
-        weights_info(cell, settings_for(load_format="dummy"), load_registry())["dummy_source"]
+        plan_cell(server, settings, registry, one_session).weights_info()["dummy_source"]
         == "own config and tokenizer: hub Qwen/Qwen2.5-14B-Instruct"
     )
-    assert asked == ["Qwen/Qwen2.5-14B-Instruct"]  # asked once per session
+    assert asked == ["Qwen/Qwen2.5-14B-Instruct"]  # asked once per session, whatever the cells of the model
 
 
 def test_offline_falls_back_to_the_shipped_config_and_packaged_tokenizer(tmp_path, monkeypatch):
@@ -96,53 +97,55 @@ def test_offline_falls_back_to_the_shipped_config_and_packaged_tokenizer(tmp_pat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     registry, settings = load_registry(), settings_for(load_format="dummy")
     mistral = offline_cell("mistral-7b")
-    folder = Path(model_source(mistral, settings, registry))
+    folder = Path(plan(mistral, settings, registry).model_source)
     assert folder == tmp_path / "models" / "dummy" / "mistral-7b"
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "tokenizer.model.v3", embedded.MANIFEST]
-    assert engine_args(mistral, settings, registry)["tokenizer_mode"] == "mistral"
-    assert weights_info(mistral, settings, registry)["dummy_source"].startswith(
-        "shipped config data/configs/mistral-7b + tokenizer mistral-common:v3"
+    assert plan(mistral, settings, registry).engine_args["tokenizer_mode"] == "mistral"
+    assert (
+        plan(mistral, settings, registry)
+        .weights_info()["dummy_source"]
+        .startswith("shipped config data/configs/mistral-7b + tokenizer mistral-common:v3")
     )
     assert not embedded.verify_folder(folder)
-    qwen = Path(model_source(offline_cell("qwen-14b"), settings, registry))
-    assert (qwen / "tokenizer.json").is_file() and "tokenizer_mode" not in engine_args(
+    qwen = Path(plan(offline_cell("qwen-14b"), settings, registry).model_source)
+    assert (qwen / "tokenizer.json").is_file() and "tokenizer_mode" not in plan(
         offline_cell("qwen-14b"), settings, registry
-    )
+    ).engine_args
 
 
 def test_a_model_with_neither_is_skipped_saying_how_to_provide_them(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(
-        sizing.CellSkip, match=r"gemma-3-27b-it: no config and tokenizer.*no shipped config.*--model=/path/to"
-    ):
-        model_source(offline_cell("google/gemma-3-27b-it"), settings_for(load_format="dummy"), load_registry())
+    with pytest.raises(CellSkip, match=r"gemma-3-27b-it: no config and tokenizer.*no shipped config.*--model=/path/to"):
+        _ = plan(offline_cell("google/gemma-3-27b-it"), settings_for(load_format="dummy"), load_registry()).model_source
 
 
 def test_engine_arg_load_format_is_labelled_like_the_option(tmp_path):
     folder = tiny_model_folder(tmp_path / "my-model")
     registry, cell = load_registry(), offline_cell(str(folder))
     by_option, by_arg = settings_for(load_format="dummy"), settings_for(engine_arg=["load_format=dummy"])
-    assert model_source(cell, by_arg, registry) == model_source(cell, by_option, registry) == str(folder)
-    assert weights_info(cell, by_arg, registry) == weights_info(cell, by_option, registry) != {}
+    assert plan(cell, by_arg, registry).model_source == plan(cell, by_option, registry).model_source == str(folder)
+    assert plan(cell, by_arg, registry).weights_info() == plan(cell, by_option, registry).weights_info() != {}
     saved = {
         "cell": cell.id,
         "model": cell.model.alias,
-        "engine_args": engine_args(cell, by_arg, registry),
-        **weights_info(cell, by_arg, registry),
+        "engine_args": plan(cell, by_arg, registry).engine_args,
+        **plan(cell, by_arg, registry).weights_info(),
     }
     assert _model(saved).endswith("(dummy weights)") and _cell_label(saved).endswith("(dummy weights)")
-    assert weights_info(cell, settings_for(), registry) == {}  # real weights carry no label
+    assert plan(cell, settings_for(), registry).weights_info() == {}  # real weights carry no label
 
 
 def test_bitsandbytes_cells_are_labelled_as_random_weights_quantized_in_flight(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     registry, cell, settings = load_registry(), offline_cell("gemma-12b-4bit"), settings_for(load_format="dummy")
-    assert weights_info(cell, settings, registry)["weights"] == "bitsandbytes 4-bit, in-flight from random weights"
+    assert (
+        plan(cell, settings, registry).weights_info()["weights"] == "bitsandbytes 4-bit, in-flight from random weights"
+    )
     # vLLM's bitsandbytes loader is GPU-only: on this machine the cell is skipped, saying so
-    with pytest.raises(sizing.CellSkip, match="NVIDIA GPUs only"):
-        model_source(cell, settings, registry)
+    with pytest.raises(CellSkip, match="NVIDIA GPUs only"):
+        _ = plan(cell, settings, registry).model_source
     model = sizing.DummyModel("/models/x", "test")
-    assert "load_format" not in sizing.vllm_args(engine_args(cell, settings, registry), model)
+    assert "load_format" not in sizing.vllm_args(plan(cell, settings, registry).engine_args, model)
 
 
 def test_random_checkpoint_has_the_models_names_and_shapes(tmp_path):

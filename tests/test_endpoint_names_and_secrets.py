@@ -11,6 +11,7 @@ from pytest_vllmbench.config.matrix import build_matrix
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines import endpoint as endpoint_module
+from pytest_vllmbench.engines.cell_plan import DummySources, plan_cell
 from pytest_vllmbench.run.engine_start import start_engine
 from pytest_vllmbench.run.session import BenchSession
 
@@ -140,7 +141,7 @@ def test_secret_engine_args_are_saved_redacted(tmp_path):
     )
     session = BenchSession(settings, load_registry(), REPO)
     [cell] = build_matrix(("gemma-270m",), ("offline",), session.registry)
-    session.record_unrun(cell, f"failed: vLLM said hf_token={SECRETS[4]}")
+    session.record_unrun(session.plan(cell), f"failed: vLLM said hf_token={SECRETS[4]}")
     [entry] = session.unrun
     assert entry["engine_args"]["hf_token"] == "<redacted>" and entry["engine_args"]["api_key"] == "<redacted>"
     assert entry["engine_args"]["max_num_batched_tokens"] == 64
@@ -166,7 +167,7 @@ def test_the_api_key_is_not_sent_over_plain_http_to_another_machine_unless_asked
     [cell] = build_matrix(("some-model",), ("endpoint",), registry)
     for opt_in in (False, True):
         cli = {"mode": ["endpoint"], "endpoint": url, "api_key_over_http": opt_in}
-        start_engine(cell, resolve(merge_sources(cli, {}, {}), REPO), registry)
+        start_engine(plan_cell(cell, resolve(merge_sources(cli, {}, {}), REPO), registry, DummySources()))
     assert [config.api_key for config in got] == [None if withheld else "sk-test-1234", "sk-test-1234"]
     assert ("is NOT sent to" in capfd.readouterr().err) == withheld
 

@@ -11,9 +11,9 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines import server
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.cell_plan import DummySources, plan_cell
 from pytest_vllmbench.engines.endpoint import EndpointEngine
 from pytest_vllmbench.engines.openai_client import ClientConfig
-from pytest_vllmbench.run.engine_start import engine_args, model_source
 from pytest_vllmbench.workload.batch import read_batch
 
 pytestmark = pytest.mark.engine
@@ -25,7 +25,8 @@ def embedded_cell_args(**cli):
     registry = load_registry()
     settings = resolve(merge_sources({"mode": ["server"]} | cli, {}, {}), REPO)
     cell = Cell(registry.resolve("gemma-270m"), "server", "gemma-270m")
-    return model_source(cell, settings, registry), engine_args(cell, settings, registry)
+    plan = plan_cell(cell, settings, registry, DummySources())
+    return plan.model_source, plan.engine_args
 
 
 def test_real_server_streams_serves_endpoint_mode_and_leaves_nothing_when_closed(tmp_path):

@@ -52,10 +52,10 @@ from pytest_vllmbench.engines.base import EngineStartError
 real_start = session.start_engine
 
 
-def start_or_run_out_of_memory(cell, settings, registry):
-    if cell.model.alias == "qwen-14b":
+def start_or_run_out_of_memory(plan):
+    if plan.cell.model.alias == "qwen-14b":
         raise EngineStartError("SIMULATED torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
-    return real_start(cell, settings, registry)
+    return real_start(plan)
 
 
 session.start_engine = start_or_run_out_of_memory

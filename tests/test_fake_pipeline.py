@@ -11,16 +11,17 @@ REPO = Path(__file__).resolve().parents[1]
 FAKE_ENGINE_CONFTEST = """
 import os
 from pytest_vllmbench.run import session
+from pytest_vllmbench.engines.base import EngineDefaults
 from pytest_vllmbench.measure.metrics import RequestRecord
 
 
-class FakeEngine:
+class FakeEngine(EngineDefaults):
     load_s = 1.0
 
     def __init__(self, mode):
         self.mode = mode
 
-    def run(self, requests, sampling, progress=None):
+    def run(self, requests, sampling, progress=None, load=None, on_sent=None):
         e2el = float(os.environ["FAKE_E2EL_S"])
         records = []
         for request in requests:
@@ -41,7 +42,7 @@ class FakeEngine:
         pass
 
 
-session.start_engine = lambda cell, settings, registry: FakeEngine(cell.mode)
+session.start_engine = lambda plan: FakeEngine(plan.cell.mode)
 """
 ARGS = [
     "benchmarks",
@@ -106,7 +107,7 @@ from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.run import session
 
 
-def out_of_memory(cell, settings, registry):
+def out_of_memory(plan):
     raise EngineStartError("SIMULATED torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
 
 

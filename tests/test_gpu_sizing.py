@@ -15,6 +15,7 @@ from pytest_vllmbench.engines.dummy_weights import does_not_fit, prepare_shipped
 from pytest_vllmbench.measure import gpu
 from pytest_vllmbench.measure.roofline import decode_bound_tokens_per_s, load_bandwidths, roofline
 from pytest_vllmbench.workload.random_spec import parse_random_spec, random_requests
+from tests.plans import plan_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,15 +177,15 @@ def test_random_workload_matches_vllms_random_dataset_shape():
     ],
 )
 def test_does_not_fit_counts_only_the_cells_gpus(monkeypatch, visible, args, expected):
-    from pytest_vllmbench.run import session
+    from pytest_vllmbench.engines import cell_plan
 
     host = [gpu.GpuInfo(i, "GPU", 81559 if i < 2 else 143771) for i in range(8)]  # an 8-GPU host, two sizes
-    monkeypatch.setattr(session, "list_gpus", lambda: host)
+    monkeypatch.setattr(cell_plan, "list_gpus", lambda: host)
     if visible is None:
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-    memory = session.cell_gpu_memory_mib("offline", args)
+    memory = plan_for(engine_arg=[f"{key}={value}" for key, value in args.items()]).gpu_memory_mib
     assert memory == expected
     text = does_not_fit("CUDA out of memory", load_registry().models["qwen-14b"], memory, 0.9)
     assert f"of {sum(expected) / 1024:.0f} GiB on its {len(expected)} GPU" in text

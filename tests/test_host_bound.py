@@ -11,15 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_vllmbench.config.matrix import Cell
-from pytest_vllmbench.config.registry import load_registry
-from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.engines.base import EngineDefaults, SamplingOverrides
 from pytest_vllmbench.measure import engine_settings
 from pytest_vllmbench.measure.host_load import HostLoad, bound_by, role_of
 from pytest_vllmbench.measure.metrics import RequestRecord, projected_hours, steady_rate, summarize
 from pytest_vllmbench.results.mode_verdicts import compare_modes, mode_verdicts
 from pytest_vllmbench.results.summary import bound_text, settings_lines
 from pytest_vllmbench.run.cell_run import run_cell
+from tests.plans import plan_for
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
 
@@ -150,7 +149,7 @@ def test_the_summary_says_what_bounds_each_cell_and_where_settings_differ():
     ]
 
 
-class ResettableEngine:
+class ResettableEngine(EngineDefaults):
     """A FAKE engine with a prefix cache to reset and settings to report; it counts resets per round."""
 
     mode = "offline"
@@ -160,7 +159,7 @@ class ResettableEngine:
         self.resets = 0
         self.reset_ok = reset_ok
 
-    def run(self, requests, sampling):
+    def run(self, requests, sampling, progress=None, load=None, on_sent=None):
         return _done_at([0.01 * i for i in range(20)])
 
     def reset_prefix_cache(self):
@@ -178,15 +177,11 @@ class ResettableEngine:
 
 
 def _run(engine, rounds=3, warmup=0):
-    spec = load_registry().models["gemma-270m"]
-
     def timed(fn):
         for _ in range(rounds):
             fn()
 
-    return run_cell(
-        Cell(spec, "offline", "gemma-270m"), engine, [], SamplingOverrides(), {}, 1000, timed, warmup=warmup
-    ).extra_info
+    return run_cell(plan_for(project_to=1000), engine, [], SamplingOverrides(), {}, timed, warmup=warmup).extra_info
 
 
 def test_the_prefix_cache_is_reset_before_every_timed_round_and_the_cell_says_so():

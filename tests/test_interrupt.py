@@ -16,7 +16,7 @@ _calls = []
 _run = FakeEngine.run
 
 
-def _signalling_run(self, requests, sampling, progress=None):
+def _signalling_run(self, requests, sampling, progress=None, load=None, on_sent=None):
     _calls.append(1)
     if len(_calls) == int(os.environ["STOP_AT"]):
         os.kill(os.getpid(), getattr(signal, os.environ["STOP_SIGNAL"]))

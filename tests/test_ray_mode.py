@@ -10,7 +10,7 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines import ray_data
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.run.engine_start import requested_args
+from pytest_vllmbench.engines.cell_plan import DummySources, plan_cell
 from pytest_vllmbench.workload.batch import CHAT_URL, BatchRequest
 
 
@@ -39,8 +39,8 @@ def test_ray_settings_reach_ray_cells_only():
         merge_sources({"mode": ["offline", "ray"], "engine_arg": ["ray_replicas=2", "max_model_len=512"]}, {}, {}), REPO
     )
     model = registry.resolve("gemma-270m")
-    offline = requested_args(Cell(model, "offline", "gemma-270m"), settings, registry)
-    ray = requested_args(Cell(model, "ray", "gemma-270m"), settings, registry)
+    offline = plan_cell(Cell(model, "offline", "gemma-270m"), settings, registry, DummySources()).engine_args
+    ray = plan_cell(Cell(model, "ray", "gemma-270m"), settings, registry, DummySources()).engine_args
     assert "ray_replicas" not in offline and offline["max_model_len"] == 512
     assert ray["ray_replicas"] == 2 and ray["max_model_len"] == 512
 

@@ -9,8 +9,8 @@ from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.engines.cell_plan import DummySources, plan_cell
 from pytest_vllmbench.engines.run_batch import RunBatchEngine
-from pytest_vllmbench.run.engine_start import engine_args, model_source
 from pytest_vllmbench.workload.batch import COMPLETIONS_URL, BatchRequest, read_batch
 
 pytestmark = pytest.mark.engine
@@ -25,9 +25,8 @@ def test_the_real_runner_answers_the_cells_lines_and_leaves_nothing(tmp_path):
     # the runner serves chat lines only, and refuses the whole file over a completions line (exit 1): that line
     # is not sent and fails alone, the others are answered
     requests.append(BatchRequest("completion-line", COMPLETIONS_URL, {"model": "gemma-270m", "prompt": "Hi"}, 99))
-    engine = RunBatchEngine(
-        model_source(cell, settings, registry), "gemma-270m", engine_args(cell, settings, registry), work_dir=tmp_path
-    )
+    plan = plan_cell(cell, settings, registry, DummySources())
+    engine = RunBatchEngine(plan.model_source, "gemma-270m", plan.engine_args, work_dir=tmp_path)
     records = engine.run(requests, SamplingOverrides(max_tokens=8, ignore_eos=True))
     assert engine.fault() is None
     assert [r.error for r in records] == [None, None, None, "unsupported_endpoint"]

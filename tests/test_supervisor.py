@@ -200,14 +200,15 @@ FAKE_SERVER_CONFTEST = f"""
 # Server cells start the FAKE vLLM server the way ServerEngine starts vLLM; gemma-270m's crashes mid-cell.
 import sys
 from pytest_vllmbench.engines import server
-from pytest_vllmbench.run import engine_start, session
+from pytest_vllmbench.run import session
 
 
-def start_fake_server(cell, settings, registry):
+def start_fake_server(plan):
+    cell = plan.cell
     crash = ["--crash-at-request", "3"] if cell.model.alias == "gemma-270m" else []
     def command(model, served_name, port, engine_args):
         return [sys.executable, {str(FAKE_SERVER)!r}, "--port", str(port), "--served-model-name", served_name, *crash]
-    return server.ServerEngine("fake-model", cell.model.alias, {{}}, engine_start.client_config(settings, "", cell.model.alias),
+    return server.ServerEngine("fake-model", cell.model.alias, {{}}, plan.client("", cell.model.alias),
                                30.0, command=command, stop_grace_s=1.0)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.engines import embedded_model as embedded
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.run.engine_start import vllm_platform
+from pytest_vllmbench.engines.vllm_cli import vllm_platform
 from pytest_vllmbench.workload.batch import read_batch
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.measure.rounds import central
 
-SWEEP_MODES = ("server", "endpoint")  # offline takes the whole batch at once: it has no load to vary
 # A point "met the SLOs" when at least this share of its requests met every SLO (goodput / throughput):
 # the p99 of each SLO'd latency is within its limit.
 SLO_ATTAINMENT = 0.99

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.config.loads import SWEEP_MODES, LoadPoint
+from pytest_vllmbench.config.loads import LoadPoint
+from pytest_vllmbench.config.modes import mode_spec
 from pytest_vllmbench.config.registry import ModelSpec, Registry
 
 
@@ -49,7 +50,9 @@ def build_matrix(
     first: dict[str, Cell] = {}
     for name in models:
         for mode in modes:
-            model = registry.resolve_served(name) if mode == "endpoint" else registry.resolve(name)
+            spec = mode_spec(mode)
+            # a server not ours serves whatever it serves under the name asked for
+            model = registry.resolve(name) if spec.owns_engine else registry.resolve_served(name)
             seen = first.setdefault(f"{model.alias}-{mode}", Cell(model, mode, name))
             if seen.requested != name:
                 if seen.model.source == model.source:
@@ -58,7 +61,7 @@ def build_matrix(
                     f"--model={seen.requested} and --model={name} would both be cell {seen.sweep}; benchmark "
                     "them in separate sessions, or give one a registry alias or a local folder of another name"
                 )
-            points = loads if mode in SWEEP_MODES and loads else (None,)
-            counts: tuple[int | None, ...] = api_server_counts if mode == "server" and api_server_counts else (None,)
+            points = loads if spec.sweeps and loads else (None,)
+            counts: tuple[int | None, ...] = api_server_counts if spec.api_servers and api_server_counts else (None,)
             cells += [Cell(model, mode, name, point, count) for count in counts for point in points]
     return cells

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.modes import mode_spec
 
 UNITS = {
     "b": 1,
@@ -72,9 +73,9 @@ def check_machine(budget_bytes: int | None, gpu_memory_mib: Sequence[int], modes
             "--gpu-memory caps the GPU memory of a cell, but NVML finds no GPU on this machine; "
             "drop the option (on the CPU, memory is set by gpu_memory_utilization in the registry)"
         )
-    if "endpoint" in modes:
+    if not_ours := [mode for mode in modes if not mode_spec(mode).owns_engine]:
         raise UsageError(
-            "--gpu-memory cannot cap an endpoint: its server's owner sets its memory; "
+            f"--gpu-memory cannot cap an {not_ours[0]}: its server's owner sets its memory; "
             "use --mode=offline or --mode=server"
         )
     smallest = min(gpu_memory_mib) * 2**20

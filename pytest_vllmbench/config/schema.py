@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.modes import mode_names
 from pytest_vllmbench.config.score_weights import check_weights
 
-MODES = ("offline", "server", "endpoint", "run-batch", "ray")
 TABLES = ("weights", "flexibility", "gpu_bandwidth_gbps")
 
 # Options whose TOML value is not told by their default (None) or may take two shapes.
@@ -121,8 +121,8 @@ def _check_table(key: str, value: object, where: str) -> dict[str, float]:
         except UsageError as exc:
             raise UsageError(f"{where}: {exc}") from None
     for name, number in value.items():
-        if key == "flexibility" and name not in MODES:
-            raise UsageError(f"{where}: unknown mode {name!r}; known: {', '.join(MODES)}")
+        if key == "flexibility" and name not in mode_names():
+            raise UsageError(f"{where}: unknown mode {name!r}; known: {', '.join(mode_names())}")
         low, high = (0.0, 1.0) if key == "flexibility" else (1.0, math.inf)
         if not _is_number(number) or not low <= number <= high:
             bound = "in [0, 1]" if key == "flexibility" else ">= 1"

@@ -1,4 +1,4 @@
-"""What one benchmark session runs: the option table and its resolution into Settings."""
+"""What one benchmark session runs: the option table's values resolved into Settings."""
 
 from __future__ import annotations
 
@@ -17,168 +17,12 @@ from pytest_vllmbench.common.redaction import redact_url
 from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.config.loads import LoadPoint, load_points, parse_concurrencies, parse_request_rates
 from pytest_vllmbench.config.memory_budget import parse_size
-from pytest_vllmbench.config.schema import MODES, check_tool_table
+from pytest_vllmbench.config.modes import mode_names, mode_spec
+from pytest_vllmbench.config.options import OPTIONS as OPTIONS
+from pytest_vllmbench.config.options import Option as Option
+from pytest_vllmbench.config.schema import check_tool_table
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.workload.random_spec import is_random
-
-DEFAULT_DATASET = "data/batch_5k.jsonl"
-
-
-@dataclass(frozen=True)
-class Option:
-    name: str  # CLI flag without dashes; ini key is vllmbench_<name with _>; [tool.vllmbench] key is the same
-    help: str
-    default: Any = None
-    multi: bool = False
-    flag: bool = False
-    metavar: str | None = None
-
-    @property
-    def key(self) -> str:
-        return self.name.replace("-", "_")
-
-    @property
-    def ini_name(self) -> str:
-        return self.key if self.key.startswith("vllmbench_") else f"vllmbench_{self.key}"
-
-
-OPTIONS = (
-    Option(
-        "model",
-        "model alias, Ollama tag, HF id or local folder (repeatable; default: the models the batch file's lines name)",
-        [],
-        multi=True,
-        metavar="NAME",
-    ),
-    Option(
-        "mode",
-        "offline | server | endpoint | run-batch | ray (repeatable; default offline and server)",
-        ["offline", "server"],
-        multi=True,
-        metavar="MODE",
-    ),
-    Option(
-        "dataset",
-        f"OpenAI Batch JSONL file (default {DEFAULT_DATASET}), or random:IN:OUT:N for vLLM's random workload",
-        DEFAULT_DATASET,
-        metavar="PATH",
-    ),
-    Option(
-        "dataset-transform",
-        "how a script derived the --dataset file from another (e.g. 'response_format "
-        "removed'), recorded beside its name and sha256",
-        None,
-        metavar="TEXT",
-    ),
-    Option("limit", "use only the first N requests", None, metavar="N"),
-    Option("sample", "use N requests drawn at random (with --seed)", None, metavar="N"),
-    Option("seed", "seed for --sample", 0, metavar="S"),
-    Option("max-tokens", "override every request's max_tokens", None, metavar="N"),
-    Option("ignore-eos", "generate exactly max_tokens tokens per request", False, flag=True),
-    Option(
-        "engine-arg",
-        "KEY=VALUE passed to vLLM (repeatable; VALUE parsed as JSON when it can be)",
-        [],
-        multi=True,
-        metavar="KEY=VALUE",
-    ),
-    Option("load-format", "vLLM load_format (e.g. dummy for sizing without weights)", None, metavar="FORMAT"),
-    Option("rounds", "timed rounds per cell", 1, metavar="N"),
-    Option(
-        "warmup",
-        "untimed warm-up rounds (of at most the first 512 requests) per engine before its first timed round (default: 1 on a GPU, where the first "
-        "round JIT-compiles kernels; 0 on the CPU)",
-        None,
-        metavar="N",
-    ),
-    Option(
-        "project-to",
-        "size of the full job, for projected_hours, projected_kwh and projected_cost",
-        170_000,
-        metavar="N",
-    ),
-    Option(
-        "gpu-memory",
-        "cap the GPU memory each GPU of a cell may use, e.g. 16GiB, 24GB, 16384MiB (would it fit "
-        "on a smaller card?); becomes vLLM's gpu_memory_utilization",
-        None,
-        metavar="SIZE",
-    ),
-    Option(
-        "gpu-hourly-cost",
-        "price of one GPU for one hour (any currency), for cost_per_1m_output_tokens and projected_cost",
-        None,
-        metavar="PRICE",
-    ),
-    Option(
-        "cost-currency",
-        "label of --gpu-hourly-cost's currency, e.g. USD (shown beside every cost)",
-        None,
-        metavar="LABEL",
-    ),
-    Option("endpoint", "base URL of a running OpenAI-compatible server (endpoint mode)", None, metavar="URL"),
-    Option(
-        "concurrency",
-        "requests in flight at once in server/endpoint mode (default: all); a list 1,16,64 "
-        "sweeps: one cell per value, on one server start",
-        None,
-        metavar="N[,N...]",
-    ),
-    Option(
-        "api-server-count",
-        "API server processes of each owned vLLM server (`vllm serve --api-server-count`; default vLLM's, one); "
-        "a list 1,4 runs one server cell per value",
-        None,
-        metavar="N[,N...]",
-    ),
-    Option(
-        "request-rate",
-        "Poisson arrival rate in requests/s (default: all at once); a list 2,8,inf sweeps (inf: no limit)",
-        None,
-        metavar="R[,R...]",
-    ),
-    Option(
-        "trace-dir",
-        "write one JSONL per cell into DIR: each request's custom_id, send time, TTFT, E2EL, token "
-        "counts and error kind (never prompt or output text)",
-        None,
-        metavar="DIR",
-    ),
-    Option("request-timeout", "seconds before one HTTP request counts as failed", 600.0, metavar="S"),
-    Option("api-key-env", "environment variable holding the API key (never saved)", "OPENAI_API_KEY", metavar="VAR"),
-    Option(
-        "api-key-over-http",
-        "send the API key to a plain-http endpoint that is not on this machine (withheld otherwise)",
-        False,
-        flag=True,
-    ),
-    Option("slo", "goodput SLO, e.g. ttft:500,tpot:50 (milliseconds)", None, metavar="SPEC"),
-    Option("server-timeout", "seconds to wait for a started server to become healthy", 600.0, metavar="S"),
-    Option("write-outputs", "write OpenAI batch output JSONL per cell into DIR", None, metavar="DIR"),
-    Option(
-        "vllm-bench-parity",
-        "after an offline cell on a random:IN:OUT:N workload, run `vllm bench throughput` "
-        "on the same engine args and save the ratio as vllm_bench_ratio",
-        False,
-        flag=True,
-    ),
-    Option("gpus-per-worker", "GPUs each pytest-xdist worker gets (CUDA_VISIBLE_DEVICES from its id)", 1, metavar="K"),
-    Option("report", "Markdown report regenerated after a saved run ('none' to skip)", "BENCHMARKS.md", metavar="PATH"),
-    Option(
-        "vllmbench-gate",
-        "fail the session if METRIC gets worse by more than CHANGE against the baseline, "
-        "e.g. output_tokens_per_s:-5% or ttft_ms_p99:+10% (repeatable)",
-        [],
-        multi=True,
-        metavar="METRIC:CHANGE",
-    ),
-    Option(
-        "vllmbench-baseline",
-        "baseline for the gates: 'latest' (newest saved run of this machine) or a saved run's number or name",
-        "latest",
-        metavar="RUN",
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -319,11 +163,12 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
     tables = tables or {}
     modes = tuple(dict.fromkeys(raw["mode"]))
     for mode in modes:
-        if mode not in MODES:
-            raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if "endpoint" in modes and not raw["endpoint"]:
-        raise UsageError("--mode=endpoint needs --endpoint=URL (e.g. http://127.0.0.1:11434/v1)")
-    if raw["endpoint"] and "endpoint" not in modes:
+        if mode not in mode_names():
+            raise UsageError(f"--mode must be one of {', '.join(mode_names())}, got {mode!r}")
+    servers_not_ours = [mode for mode in modes if not mode_spec(mode).owns_engine]  # they need its URL
+    if servers_not_ours and not raw["endpoint"]:
+        raise UsageError(f"--mode={servers_not_ours[0]} needs --endpoint=URL (e.g. http://127.0.0.1:11434/v1)")
+    if raw["endpoint"] and not servers_not_ours:
         raise UsageError(
             f"--endpoint={redact_url(str(raw['endpoint']))} is only used by endpoint mode: add "
             "--mode=endpoint (the modes run are only ever the ones asked for)"
@@ -388,7 +233,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
 
 def _flexibility(table: Mapping[str, Any]) -> dict[str, float]:
     for mode, value in table.items():
-        if mode not in MODES or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        if mode not in mode_names() or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise UsageError(
                 f"[tool.vllmbench.flexibility]: {mode} = {value!r}; expected a mode and a number in [0, 1]"
             )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
+from pytest_vllmbench.measure.server_metrics import MetricsSource
 from pytest_vllmbench.workload.batch import BatchRequest
 
 DEFAULT_MAX_TOKENS = 256
@@ -73,15 +75,23 @@ PASSED_AS_IS = (
 
 
 class Engine(Protocol):
-    """Loaded once per (model, mode); `run` may be called once per round."""
+    """Loaded once per (model, mode); `run` may be called once per round. Every method the runner calls is here;
+    an engine inherits `EngineDefaults` for the parts it does not offer."""
 
     mode: str
     load_s: float | None
+    batch_wall_s: float | None  # the last run's batch time as the engine itself saw it; None: the runner times it
 
     def run(
-        self, requests: Sequence[BatchRequest], sampling: SamplingOverrides, progress: CellProgress | None = None
+        self,
+        requests: Sequence[BatchRequest],
+        sampling: SamplingOverrides,
+        progress: CellProgress | None = None,
+        load: LoadPoint | None = None,
+        on_sent: Callable[[str, float], None] | None = None,
     ) -> list[RequestRecord]:
-        """`progress.finished(...)` once per finished request, when given."""
+        """`progress.finished(...)` once per finished request, when given. `load` (a sweep's point) and `on_sent`
+        (each request's send time, for --trace-dir) reach the engines whose mode sweeps; the others get None."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -94,6 +104,56 @@ class Engine(Protocol):
 
     def close(self) -> None: ...
 
+    def reset_prefix_cache(self) -> bool | None:
+        """Empty the prefix cache before a timed round: whether it worked; None when the engine offers no reset."""
+        ...
+
+    def effective_settings(self) -> dict[str, Any] | None:
+        """The scheduler settings vLLM runs with, once started; None when it does not say."""
+        ...
+
+    def metrics_source(self) -> MetricsSource | None:
+        """Where its server's /metrics are read while a cell runs; None: no server of its own."""
+        ...
+
+    def api_server_pids(self) -> frozenset[int]:
+        """Its API server processes (their CPU is measured apart from the engine core's)."""
+        ...
+
+    def cell_figures(self) -> dict[str, Any]:
+        """Figures only this engine knows, each declared in its ModeSpec's `figures`."""
+        ...
+
+
+class EngineDefaults:
+    """What an engine answers for the parts it does not offer."""
+
+    batch_wall_s: float | None = None
+
+    def reset_prefix_cache(self) -> bool | None:
+        return None
+
+    def effective_settings(self) -> dict[str, Any] | None:
+        return None
+
+    def metrics_source(self) -> MetricsSource | None:
+        return None
+
+    def api_server_pids(self) -> frozenset[int]:
+        return frozenset()
+
+    def cell_figures(self) -> dict[str, Any]:
+        return {}
+
 
 class EngineStartError(RuntimeError):
     """The engine could not start; the message is what the user needs to know."""
+
+
+class CellSkip(Exception):
+    """The cell cannot be measured honestly here (no weights, no Ray, a GPU-only model on the CPU); the message
+    says why. Any engine, and the cell's plan, may raise it."""
+
+
+class DoesNotFit(CellSkip):
+    """The model cannot fit in the memory budget; the message is the cell's status ('does not fit in ...')."""

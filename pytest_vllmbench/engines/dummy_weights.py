@@ -18,6 +18,7 @@ from pytest_vllmbench.common.notices import notice
 from pytest_vllmbench.config.registry import ModelSpec
 from pytest_vllmbench.engines import embedded_model as embedded
 from pytest_vllmbench.engines import tokenizer_sources
+from pytest_vllmbench.engines.base import CellSkip
 from pytest_vllmbench.measure import roofline
 
 DUMMY_LABEL = "dummy weights"
@@ -49,14 +50,6 @@ KV_SHORTFALL = re.compile(
 )
 
 
-class CellSkip(Exception):
-    """The cell cannot be measured honestly here; the message says why."""
-
-
-class DoesNotFit(CellSkip):
-    """The model cannot fit in the memory budget; the message is the cell's status ('does not fit in ...')."""
-
-
 @dataclass(frozen=True)
 class DummyModel:
     """What vLLM loads for a dummy-weight cell, and where its config and tokenizer came from."""
@@ -74,10 +67,8 @@ def is_bitsandbytes(args: dict[str, Any]) -> bool:
     return args.get("quantization") == "bitsandbytes"
 
 
-def weights_label(args: dict[str, Any]) -> str | None:
-    """How the cell's weights are labelled wherever it is shown; None for real weights."""
-    if not is_dummy(args):
-        return None
+def weights_label(args: dict[str, Any]) -> str:
+    """How a dummy-weight cell's weights are labelled wherever it is shown."""
     return RANDOM_4BIT_LABEL if is_bitsandbytes(args) else DUMMY_LABEL
 
 
@@ -223,26 +214,12 @@ def _locked(target: Path) -> Iterator[None]:
         yield
 
 
-_RESOLVED: dict[tuple[str, str], DummyModel | CellSkip] = {}
-
-
-def dummy_model(spec: ModelSpec, args: dict[str, Any]) -> DummyModel:
-    """resolve_dummy once per model and session (the hub is asked once); the random checkpoint for
-    bitsandbytes cells."""
-    key = (spec.alias, spec.source)
-    if key not in _RESOLVED:
-        try:
-            _RESOLVED[key] = resolve_dummy(spec)
-        except CellSkip as exc:
-            _RESOLVED[key] = exc
-    found = _RESOLVED[key]
-    if isinstance(found, CellSkip):
-        raise found
+def for_cell(found: DummyModel, spec: ModelSpec, args: dict[str, Any], has_gpu: bool) -> DummyModel:
+    """What a dummy-weight cell loads: the model's config and tokenizer, and for bitsandbytes cells the random
+    checkpoint beside them (vLLM's bitsandbytes loader needs weight files)."""
     if not is_bitsandbytes(args):
         return found
-    from pytest_vllmbench.measure.gpu import list_gpus
-
-    if not list_gpus():
+    if not has_gpu:
         raise CellSkip(f"{spec.alias}: bitsandbytes 4-bit runs on NVIDIA GPUs only in vLLM; not run here")
     return random_checkpoint(found, spec)
 

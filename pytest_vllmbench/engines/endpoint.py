@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pytest_vllmbench.common.notices import notice
 from pytest_vllmbench.common.redaction import redact_url
 from pytest_vllmbench.config.loads import LoadPoint, with_load
-from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.engines.openai_client import (
     ClientConfig,
     EndpointUnreachable,
@@ -46,7 +49,20 @@ def plain_http_elsewhere(url: str) -> bool:
         return True
 
 
-class EndpointEngine:
+def start(plan: CellPlan) -> Engine:
+    settings = plan.settings
+    assert settings.endpoint is not None  # settings.resolve demands it for this mode
+    config = plan.client(normalize_base_url(settings.endpoint), plan.cell.requested)
+    if config.api_key and plain_http_elsewhere(config.base_url) and not settings.api_key_over_http:
+        notice(
+            f"the API key in ${settings.api_key_env} is NOT sent to {redact_url(config.base_url)}: plain http to "
+            "another machine would expose it; pass --api-key-over-http to send it anyway"
+        )
+        config = replace(config, api_key=None)
+    return EndpointEngine(config)
+
+
+class EndpointEngine(EngineDefaults):
     mode = "endpoint"
     load_s: float | None = None  # not ours to load
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psutil
 
-from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.config.loads import LoadPoint
+from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.engines.start_output import StartOutput, failure_reason, relevant_lines
 from pytest_vllmbench.engines.supervisor import stop_children
 from pytest_vllmbench.measure import engine_settings
@@ -18,7 +20,11 @@ from pytest_vllmbench.measure.progress import CellProgress
 from pytest_vllmbench.workload.batch import BatchRequest
 
 
-class OfflineEngine:
+def start(plan: CellPlan) -> Engine:
+    return OfflineEngine(plan.model_source, plan.engine_args)
+
+
+class OfflineEngine(EngineDefaults):
     mode = "offline"
 
     def __init__(self, model: str, engine_args: dict[str, Any]) -> None:
@@ -38,7 +44,12 @@ class OfflineEngine:
         self.load_s: float | None = time.perf_counter() - started
 
     def run(
-        self, requests: Sequence[BatchRequest], sampling: SamplingOverrides, progress: CellProgress | None = None
+        self,
+        requests: Sequence[BatchRequest],
+        sampling: SamplingOverrides,
+        progress: CellProgress | None = None,
+        load: LoadPoint | None = None,
+        on_sent: Callable[[str, float], None] | None = None,
     ) -> list[RequestRecord]:
         # vLLM's own progress hook: called as requests finish inside its engine loop, nothing else changes
         use_tqdm = progress.vllm_tqdm if progress is not None else False

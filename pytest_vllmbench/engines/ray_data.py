@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.config.loads import LoadPoint
+from pytest_vllmbench.engines.base import CellSkip, Engine, EngineDefaults, EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.measure.machine import package_version
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -123,7 +125,13 @@ def _short(exc: BaseException, lines: int = 12) -> str:
     return "\n".join([causes[-1] if causes else text[0], *text[-lines:]])
 
 
-class RayDataEngine:
+def start(plan: CellPlan) -> Engine:
+    if (why := ray_available()) is not None:  # before the model is prepared: nothing is gained by it
+        raise CellSkip(why)
+    return RayDataEngine(plan.model_source, plan.engine_args, plan.platform)
+
+
+class RayDataEngine(EngineDefaults):
     mode = "ray"
 
     def __init__(self, model: str, engine_args: dict[str, Any], platform: str) -> None:
@@ -198,7 +206,12 @@ class RayDataEngine:
         )
 
     def run(
-        self, requests: Sequence[BatchRequest], sampling: SamplingOverrides, progress: CellProgress | None = None
+        self,
+        requests: Sequence[BatchRequest],
+        sampling: SamplingOverrides,
+        progress: CellProgress | None = None,
+        load: LoadPoint | None = None,
+        on_sent: Callable[[str, float], None] | None = None,
     ) -> list[RequestRecord]:
         import ray.data
 

@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.config.loads import LoadPoint
+from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.engines.openai_client import build_payload, encode_payload
 from pytest_vllmbench.engines.supervisor import SessionProcess
 from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail, vllm_platform
@@ -135,7 +137,11 @@ def _record(item: dict[str, Any]) -> RequestRecord:
     )
 
 
-class RunBatchEngine:
+def start(plan: CellPlan) -> Engine:
+    return RunBatchEngine(plan.model_source, plan.cell.model.alias, plan.engine_args)
+
+
+class RunBatchEngine(EngineDefaults):
     mode = "run-batch"
 
     def __init__(
@@ -159,7 +165,12 @@ class RunBatchEngine:
         self.pid: int | None = None  # the last runner's (its session's id)
 
     def run(
-        self, requests: Sequence[BatchRequest], sampling: SamplingOverrides, progress: CellProgress | None = None
+        self,
+        requests: Sequence[BatchRequest],
+        sampling: SamplingOverrides,
+        progress: CellProgress | None = None,
+        load: LoadPoint | None = None,
+        on_sent: Callable[[str, float], None] | None = None,
     ) -> list[RequestRecord]:
         self.load_s = self.batch_wall_s = self.end_to_end_s = self.exit_s = None
         self._fault = None

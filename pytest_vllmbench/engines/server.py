@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 
+from pytest_vllmbench.common.notices import notice
 from pytest_vllmbench.config.loads import LoadPoint, with_load
-from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.engines.openai_client import ClientConfig, preflight, run_batch
 from pytest_vllmbench.engines.supervisor import SessionProcess
 from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail, vllm_platform
@@ -62,7 +64,19 @@ def server_command(model: str, served_name: str, port: int, engine_args: dict[st
     ]
 
 
-class ServerEngine:
+def start(plan: CellPlan) -> Engine:
+    alias = plan.cell.model.alias
+    return ServerEngine(
+        plan.model_source,
+        alias,
+        plan.engine_args,
+        plan.client("", alias),
+        plan.settings.server_timeout,
+        progress=notice,
+    )
+
+
+class ServerEngine(EngineDefaults):
     mode = "server"
 
     def __init__(

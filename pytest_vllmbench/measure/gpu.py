@@ -61,13 +61,10 @@ def visible_indices() -> list[int] | None:
         return None
 
 
-def cell_gpu_indices(mode: str, args: dict[str, Any]) -> list[int] | None:
-    """The GPUs a cell's engine uses: the first tp x pp visible ones; all of them for an endpoint."""
-    if mode == "endpoint":
+def first_visible(count: int | None) -> list[int] | None:
+    """The first `count` visible GPUs, where a cell's engine runs; None (count None): every one of them."""
+    if count is None:
         return None
-    count = int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
-    if mode == "ray":  # every replica is an engine of its own
-        count *= int(args.get("ray_replicas", 1))
     visible = visible_indices()
     return (visible if visible is not None else list(range(count)))[:count]
 

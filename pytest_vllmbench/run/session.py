@@ -12,16 +12,12 @@ from typing import Any
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.files import sha256_of
 from pytest_vllmbench.common.redaction import redact_args, redact_text, secret_values, strip_paths
-from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.config.matrix import Cell, build_matrix
-from pytest_vllmbench.config.memory_budget import gib
 from pytest_vllmbench.config.registry import Registry
 from pytest_vllmbench.config.settings import Settings
-from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.dummy_weights import CellSkip, DoesNotFit, does_not_fit, over_budget
-from pytest_vllmbench.engines.vllm_cli import vllm_platform
+from pytest_vllmbench.engines.base import CellSkip, DoesNotFit, SamplingOverrides
+from pytest_vllmbench.engines.cell_plan import CellPlan, DummySources, plan_cell
 from pytest_vllmbench.measure.cell_record import SCHEMA, checked_figures
-from pytest_vllmbench.measure.gpu import cell_gpu_indices, list_gpus
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import ProgressFactory
 from pytest_vllmbench.measure.quality import score_quality
@@ -29,7 +25,7 @@ from pytest_vllmbench.measure.roofline import load_bandwidths
 from pytest_vllmbench.run.batch_output import write_batch_output
 from pytest_vllmbench.run.cell_run import CellOutcome, Timed, run_cell
 from pytest_vllmbench.run.engine_slot import EngineSlot
-from pytest_vllmbench.run.engine_start import engine_args, model_source, start_engine, weights_info
+from pytest_vllmbench.run.engine_start import start_engine
 from pytest_vllmbench.run.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.run.trace import trace_path, write_trace
 from pytest_vllmbench.workload.batch import BatchRequest, read_batch, select
@@ -37,24 +33,6 @@ from pytest_vllmbench.workload.gold import load_gold
 from pytest_vllmbench.workload.random_spec import is_random, parse_random_spec, random_requests
 
 QualityHook = Callable[[str, list[BatchRequest], list[RequestRecord], Any], "dict[str, Any] | None"]
-
-
-GPU_ONLY_QUANTIZATIONS = ("bitsandbytes",)  # vLLM's CPU build has no kernels for these
-
-
-def cannot_run_here(cell: Cell, args: dict[str, Any], platform: str) -> str | None:
-    """Why the cell's engine cannot start on this machine, known before it is tried (None: it may)."""
-    quantization = str(args.get("quantization") or "")
-    if cell.mode != "endpoint" and platform == "cpu" and quantization in GPU_ONLY_QUANTIZATIONS:
-        return (
-            f"{cell.id}: {cell.model.alias} is {quantization}-quantized, which needs a GPU, and this vLLM is "
-            "the CPU build; measure it on a GPU machine (--load-format=dummy sizes it there without its weights)"
-        )
-    return None
-
-
-def _gpu_count(args: dict[str, Any]) -> int:
-    return int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
 
 
 def dataset_label_path(path: Path, rootdir: Path) -> str:
@@ -75,18 +53,13 @@ def model_source_label(source: str, rootdir: Path) -> str:
     return dataset_label_path(Path(source), rootdir) if Path(source).is_absolute() else source
 
 
-def cell_gpu_memory_mib(mode: str, args: dict[str, Any]) -> list[int]:
-    """Memory of the GPUs the cell's engine runs on (tp x pp of the visible ones), not of the whole host."""
-    indices = cell_gpu_indices(mode, args)
-    return [gpu.memory_mib for gpu in list_gpus() if indices is None or gpu.index in indices]
-
-
 class BenchSession:
     def __init__(self, settings: Settings, registry: Registry, rootdir: Path) -> None:
         self.settings = settings
         self.registry = registry
         self.rootdir = rootdir
-        self.engine_slot = EngineSlot(lambda cell: start_engine(cell, settings, registry))
+        self.engine_slot = EngineSlot(lambda plan: start_engine(plan))
+        self.dummies = DummySources()  # each model's dummy-weight config and tokenizer, looked for once
         self.sampling = SamplingOverrides(settings.max_tokens, settings.ignore_eos)
         self.unrun: list[dict[str, Any]] = []
         self.warmed: set[tuple[str, str]] = set()  # engines warmed already: a sweep warms its server once
@@ -148,41 +121,43 @@ class BenchSession:
     def gold(self) -> dict[str, dict[str, Any]] | None:
         return None if self.settings.random_dataset else load_gold(self.settings.dataset)
 
+    def plan(self, cell: Cell) -> CellPlan:
+        """The cell's plan, made once: every later question about the cell (run, fit, unrun record) reads it."""
+        return plan_cell(cell, self.settings, self.registry, self.dummies)
+
     def run(
-        self, cell: Cell, timed: Timed, quality_hook: QualityHook | None = None, progress: ProgressFactory | None = None
+        self,
+        plan: CellPlan,
+        timed: Timed,
+        quality_hook: QualityHook | None = None,
+        progress: ProgressFactory | None = None,
     ) -> CellOutcome:
         """Measure the cell, then score its outputs in memory and write them only if asked to."""
-        requests = self.workload
-        args = engine_args(cell, self.settings, self.registry)
-        if self.budget_gib is not None and (status := over_budget(cell.model, self.budget_gib, _gpu_count(args))):
-            raise DoesNotFit(status)  # the weights alone are over the budget: no engine need start
-        if reason := cannot_run_here(cell, args, vllm_platform()):
-            raise CellSkip(reason)  # before any engine import or model-hub lookup
-        engine = self.engine_slot.get(cell)
+        cell, requests = plan.cell, self.workload
+        if plan.over_budget is not None:
+            raise DoesNotFit(plan.over_budget)  # the weights alone are over the budget: no engine need start
+        if plan.cannot_run_here is not None:
+            raise CellSkip(plan.cannot_run_here)  # before any engine import or model-hub lookup
+        engine = self.engine_slot.get(plan)
         context = {
-            "engine_args": redact_args(args),  # saved; the engine got `args`
+            "engine_args": redact_args(plan.engine_args),  # saved; the engine got them unredacted
             "dataset": self.dataset_info,
             "model_source": model_source_label(cell.model.source, self.rootdir),
-            **weights_info(cell, self.settings, self.registry),
+            **plan.weights_info(),
         }
-        if self.budget_gib is not None:
-            context["gpu_memory_budget_gib"] = self.budget_gib
-        gpu_indices = cell_gpu_indices(cell.mode, args)
+        if plan.budget_gib is not None:
+            context["gpu_memory_budget_gib"] = plan.budget_gib
         outcome = run_cell(
-            cell,
+            plan,
             engine,
             requests,
             self.sampling,
             context,
-            self.settings.project_to,
             timed,
-            self.settings.slo_ms,
-            gpu_indices=gpu_indices,
             bandwidths=self.bandwidths,
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
             progress=progress,
-            warmup=0 if cell.engine_key in self.warmed else self.warmup_rounds(gpu_indices),
-            load=cell.load or LoadPoint(self.settings.concurrency, self.settings.request_rate),
+            warmup=0 if cell.engine_key in self.warmed else self.warmup_rounds(plan),
             trace=self.settings.trace_dir is not None,
         )
         self.warmed.add(cell.engine_key)
@@ -202,23 +177,23 @@ class BenchSession:
             except OSError as exc:  # the measurement is kept; the cell carries the error and fails
                 outcome.extra_info["outputs_error"] = f"{path}: {exc.strerror or exc}"
         if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
-            outcome.extra_info |= self._parity(cell, args, outcome.extra_info["requests_per_s"])
+            outcome.extra_info |= self._parity(plan, outcome.extra_info["requests_per_s"])
         return outcome
 
-    def warmup_rounds(self, gpu_indices: list[int] | None) -> int:
+    def warmup_rounds(self, plan: CellPlan) -> int:
         """--warmup, or by default one round where the cell runs on a GPU (first-run kernel compilation)."""
         if self.settings.warmup is not None:
             return self.settings.warmup
-        return 1 if gpu_indices and list_gpus() else 0
+        return 1 if plan.gpu_indices and plan.on_gpu else 0
 
-    def _parity(self, cell: Cell, args: dict[str, Any], ours: float) -> dict[str, Any]:
+    def _parity(self, plan: CellPlan, ours: float) -> dict[str, Any]:
         """vLLM's own `bench throughput` on the same engine args and workload, after ours is closed."""
         self.engine_slot.close()  # one GPU: the reference run needs the memory
         input_len, output_len, count = parse_random_spec(self.settings.random_dataset or "")
         try:
             theirs = vllm_bench_requests_per_s(
-                model_source(cell, self.settings, self.registry),
-                args,
+                plan.model_source,
+                plan.engine_args,
                 input_len,
                 output_len,
                 min(count, len(self.workload)),
@@ -231,25 +206,9 @@ class BenchSession:
             }
         return {"vllm_bench_requests_per_s": round(theirs, 4), "vllm_bench_ratio": round(ours / theirs, 4)}
 
-    @property
-    def budget_gib(self) -> float | None:
-        return None if self.settings.gpu_memory is None else gib(self.settings.gpu_memory)
-
-    def fit_status(self, cell: Cell, start_error: str) -> str | None:
-        """'does not fit ...' when an engine failed to start for lack of memory, else None."""
-        args = engine_args(cell, self.settings, self.registry)
-        memory = cell_gpu_memory_mib(cell.mode, args)  # the cell's own GPUs, not the whole host
-        return does_not_fit(
-            start_error,
-            cell.model,
-            memory,
-            float(args.get("gpu_memory_utilization", 0.9)),
-            self.budget_gib,
-            _gpu_count(args),
-        )
-
-    def record_unrun(self, cell: Cell, status: str) -> None:
+    def record_unrun(self, plan: CellPlan, status: str) -> None:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
+        cell = plan.cell
         self.unrun.append(
             checked_figures(
                 {
@@ -261,10 +220,10 @@ class BenchSession:
                     "dtype": cell.model.dtype,
                     "mode": cell.mode,
                     "status": strip_paths(self.scrub(status)),
-                    "engine_args": redact_args(engine_args(cell, self.settings, self.registry)),
+                    "engine_args": redact_args(plan.engine_args),
                     "dataset": self.dataset_info,
-                    **weights_info(cell, self.settings, self.registry),
-                    **({"gpu_memory_budget_gib": self.budget_gib} if self.budget_gib is not None else {}),
+                    **plan.weights_info(),
+                    **({"gpu_memory_budget_gib": plan.budget_gib} if plan.budget_gib is not None else {}),
                 }
             )
         )

@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pytest_vllmbench.config.matrix import Cell
-from pytest_vllmbench.engines.base import EngineStartError
-from pytest_vllmbench.engines.dummy_weights import CellSkip, DoesNotFit
+from pytest_vllmbench.engines.base import CellSkip, DoesNotFit, EngineStartError
 from pytest_vllmbench.engines.openai_client import EndpointUnreachable
 from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.measure.progress import ProgressFactory
@@ -29,25 +28,26 @@ def measure_cell(
 ) -> Verdict:
     """Run the cell; an engine that cannot start, a dead endpoint or an engine that would not stop is a verdict,
     and each cell that could not be measured is recorded as unrun in the session."""
+    plan = session.plan(cell)
     try:
-        outcome = session.run(cell, timed, quality_hook, progress)
+        outcome = session.run(plan, timed, quality_hook, progress)
     except DoesNotFit as exc:
-        session.record_unrun(cell, str(exc))
+        session.record_unrun(plan, str(exc))
         return Verdict(skipped=f"{cell.id}: {exc}")
     except CellSkip as exc:
-        session.record_unrun(cell, f"skipped: {exc}")
+        session.record_unrun(plan, f"skipped: {exc}")
         return Verdict(skipped=str(exc))
     except EngineStartError as exc:
-        fit = session.fit_status(cell, str(exc))
+        fit = plan.fit_status(str(exc))
         if fit:
-            session.record_unrun(cell, fit)
+            session.record_unrun(plan, fit)
             return Verdict(skipped=f"{cell.id}: {fit}")
-        session.record_unrun(cell, "failed: " + str(exc).splitlines()[0][:300])
+        session.record_unrun(plan, "failed: " + str(exc).splitlines()[0][:300])
         return Verdict(failed=f"{cell.id}: engine did not start: {session.scrub(str(exc))}")
     except EndpointUnreachable as exc:
         return Verdict(failed=f"{cell.id}: {session.scrub(str(exc))}")
     except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
-        session.record_unrun(cell, "failed: " + str(exc)[:300])
+        session.record_unrun(plan, "failed: " + str(exc)[:300])
         return Verdict(failed=f"{cell.id}: the previous engine did not stop: {session.scrub(str(exc))}")
     if outcome.extra_info.get("outputs_error"):
         return Verdict(

@@ -1,0 +1,181 @@
+"""A cell's plan, made once before its engine starts: the engine args vLLM gets, what it loads, the weights label,
+the GPUs it runs on and the memory-budget verdict. Every later question about the cell reads the plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.common.redaction import strip_paths
+from pytest_vllmbench.config import memory_budget as budget
+from pytest_vllmbench.config.matrix import Cell
+from pytest_vllmbench.config.modes import ModeSpec, engine_gpu_count, mode_spec, mode_specs
+from pytest_vllmbench.config.registry import ModelSpec, Registry
+from pytest_vllmbench.config.settings import Settings
+from pytest_vllmbench.engines import dummy_weights as sizing
+from pytest_vllmbench.engines import embedded_model as embedded
+from pytest_vllmbench.engines.base import CellSkip
+from pytest_vllmbench.engines.openai_client import ClientConfig
+from pytest_vllmbench.engines.vllm_cli import vllm_platform
+from pytest_vllmbench.measure.gpu import GpuInfo, first_visible, list_gpus
+
+GPU_ONLY_QUANTIZATIONS = ("bitsandbytes",)  # vLLM's CPU build has no kernels for these
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    cell: Cell
+    mode: ModeSpec
+    settings: Settings
+    platform: str  # "cuda" or "cpu": which vLLM build is installed
+    engine_args: dict[str, Any]  # what vLLM gets (and the cell records, redacted); {} for a server not ours
+    weights: str | None  # the label of weights that are not the real ones (dummy, random 4-bit), else None
+    dummy: sizing.DummyModel | CellSkip | None  # where a dummy-weight cell's config and tokenizer come from, or why not
+    engine_gpus: int  # one engine's GPUs (tensor x pipeline parallel): what a per-GPU budget or a fit multiplies
+    gpu_indices: list[int] | None  # the GPUs the cell runs on (None: every visible one, as for an endpoint)
+    gpu_memory_mib: list[int]  # their memory: what "does not fit" is told against
+    on_gpu: bool  # NVML sees a GPU here
+    budget_gib: float | None  # --gpu-memory per GPU
+    over_budget: str | None  # 'does not fit in ...' when the weights alone exceed the budget: no engine need start
+    cannot_run_here: str | None  # why the engine cannot start on this machine, known before it is tried
+
+    @cached_property
+    def model_source(self) -> str:
+        """What vLLM loads: a dummy-weight cell's config + tokenizer folder (CellSkip when there is none), the
+        prepared embedded model, or the registry's source."""
+        if isinstance(self.dummy, CellSkip):
+            raise self.dummy
+        if self.dummy is not None:
+            return self.dummy.path
+        if self.cell.model.embedded:
+            return str(embedded.ensure_prepared(self.cell.model.alias))
+        return self.cell.model.source
+
+    def weights_info(self) -> dict[str, Any]:
+        """`weights` (the label every view shows) and `dummy_source` for cells that do not run real weights."""
+        if self.weights is None:
+            return {}
+        source = None if self.dummy is None or isinstance(self.dummy, CellSkip) else strip_paths(self.dummy.source)
+        return {"weights": self.weights, "dummy_source": source}
+
+    def fit_status(self, start_error: str) -> str | None:
+        """'does not fit ...' when the engine failed to start for lack of memory, else None."""
+        utilization = float(self.engine_args.get("gpu_memory_utilization", 0.9))
+        return sizing.does_not_fit(
+            start_error, self.cell.model, self.gpu_memory_mib, utilization, self.budget_gib, self.engine_gpus
+        )
+
+    def client(self, base_url: str, served_model: str) -> ClientConfig:
+        """The OpenAI client's settings for this cell's requests."""
+        settings = self.settings
+        return ClientConfig(
+            base_url=base_url,
+            served_model=served_model,
+            concurrency=settings.concurrency,
+            request_rate=settings.request_rate,
+            timeout_s=settings.request_timeout,
+            api_key=settings.api_key,
+            seed=settings.seed,
+        )
+
+
+class DummySources:
+    """Each model's dummy-weight config and tokenizer, looked for once per session (the hub is asked once)."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str], sizing.DummyModel | CellSkip] = {}
+
+    def find(self, model: ModelSpec) -> sizing.DummyModel | CellSkip:
+        key = (model.alias, model.source)
+        if key not in self._found:
+            try:
+                self._found[key] = sizing.resolve_dummy(model)
+            except CellSkip as exc:
+                self._found[key] = exc
+        return self._found[key]
+
+
+def plan_cell(cell: Cell, settings: Settings, registry: Registry, dummies: DummySources) -> CellPlan:
+    mode = mode_spec(cell.mode)
+    platform = vllm_platform()
+    gpus = list_gpus()
+    requested = requested_args(cell, mode, settings, registry, platform)
+    engine_gpus = engine_gpu_count(requested)  # dummy-weight sizing below never changes it
+    if settings.gpu_memory is not None and mode.owns_engine:
+        requested["gpu_memory_utilization"] = budget_utilization(settings.gpu_memory, engine_gpus, gpus)
+    dummy: sizing.DummyModel | CellSkip | None = None
+    args, weights = requested, None
+    if sizing.is_dummy(requested):
+        weights = sizing.weights_label(requested)
+        dummy = dummies.find(cell.model)
+        if isinstance(dummy, sizing.DummyModel):
+            try:
+                dummy = sizing.for_cell(dummy, cell.model, requested, bool(gpus))
+            except CellSkip as exc:
+                dummy = exc
+        if isinstance(
+            dummy, sizing.DummyModel
+        ):  # else the cell is skipped when it starts, recording the args asked for
+            args = sizing.vllm_args(requested, dummy)
+    indices = first_visible(mode.gpu_count(engine_gpus, args))
+    budget_gib = None if settings.gpu_memory is None else budget.gib(settings.gpu_memory)
+    over = None
+    if budget_gib is not None:
+        over = sizing.over_budget(cell.model, budget_gib, engine_gpus)
+    return CellPlan(
+        cell=cell,
+        mode=mode,
+        settings=settings,
+        platform=platform,
+        engine_args=args,
+        weights=weights,
+        dummy=dummy,
+        engine_gpus=engine_gpus,
+        gpu_indices=indices,
+        gpu_memory_mib=[gpu.memory_mib for gpu in gpus if indices is None or gpu.index in indices],
+        on_gpu=bool(gpus),
+        budget_gib=budget_gib,
+        over_budget=over,
+        cannot_run_here=cannot_run_here(cell, mode, args, platform),
+    )
+
+
+def requested_args(cell: Cell, mode: ModeSpec, settings: Settings, registry: Registry, platform: str) -> dict[str, Any]:
+    """The registry's, the platform's and the user's engine args, before --gpu-memory and dummy-weight sizing."""
+    if not mode.owns_engine:
+        return {}  # the server's owner chose them
+    args = registry.engine_args_for(cell.model, platform)
+    if platform == "cpu" and settings.workers > 1 and "gpu_memory_utilization" in args:
+        # on the CPU this is the share of RAM for the KV cache: engines of parallel workers split it
+        args["gpu_memory_utilization"] = round(args["gpu_memory_utilization"] / settings.workers, 4)
+    if settings.load_format:
+        args["load_format"] = settings.load_format
+    args = {**args, **settings.engine_args}
+    if mode.api_servers and cell.api_servers is not None:
+        args["api_server_count"] = cell.api_servers
+    # --engine-arg ray_replicas=... and the like shape the cells of the mode they are named for only
+    foreign = tuple(other.own_args_prefix for other in mode_specs() if other.own_args_prefix and other != mode)
+    return {key: value for key, value in args.items() if not key.startswith(foreign)}
+
+
+def budget_utilization(budget_bytes: int, engine_gpus: int, gpus: list[GpuInfo]) -> float:
+    """--gpu-memory as vLLM's gpu_memory_utilization on the GPUs one engine will use (NVML's totals)."""
+    totals = {gpu.index: gpu.memory_mib * 2**20 for gpu in gpus}
+    indices = first_visible(engine_gpus) or []
+    try:
+        return budget.utilization(budget_bytes, [totals[i] for i in indices if i in totals])
+    except ValueError as exc:
+        raise UsageError(f"--gpu-memory: {exc}") from None
+
+
+def cannot_run_here(cell: Cell, mode: ModeSpec, args: dict[str, Any], platform: str) -> str | None:
+    """Why the cell's engine cannot start on this machine, known before it is tried (None: it may)."""
+    quantization = str(args.get("quantization") or "")
+    if mode.owns_engine and platform == "cpu" and quantization in GPU_ONLY_QUANTIZATIONS:
+        return (
+            f"{cell.id}: {cell.model.alias} is {quantization}-quantized, which needs a GPU, and this vLLM is "
+            "the CPU build; measure it on a GPU machine (--load-format=dummy sizes it there without its weights)"
+        )
+    return None
