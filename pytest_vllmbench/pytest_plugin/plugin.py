@@ -19,7 +19,7 @@ from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.measure import progress
 from pytest_vllmbench.measure.gpu import list_gpus
 from pytest_vllmbench.pytest_plugin import hookspec, xdist_workers
-from pytest_vllmbench.pytest_plugin.session_plugin import CELL_FIXTURE, VllmbenchSession
+from pytest_vllmbench.pytest_plugin.session_plugin import CELL_FIXTURE, InterruptedCells, VllmbenchSession
 from pytest_vllmbench.pytest_plugin.sigterm import SigtermAsInterrupt
 from pytest_vllmbench.run.session import BenchSession
 from pytest_vllmbench.run.verdict import measure_cell
@@ -80,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = VllmbenchSession(config, settings, BenchSession(settings, registry, config.rootpath), configured)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "vllmbench-session")
+    config.pluginmanager.register(InterruptedCells(config), "vllmbench-interrupted-cells")
     if configured and xdist_workers.is_controller(config):
         _keep_engines_on_one_worker(config)
 

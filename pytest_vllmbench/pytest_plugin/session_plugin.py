@@ -151,14 +151,6 @@ class VllmbenchSession:
         )
         return self.end.current_cells(fixture.extra_info for fixture in fixtures if not fixture.has_error)
 
-    @pytest.hookimpl(hookwrapper=True, tryfirst=True, specname="pytest_sessionfinish")
-    def drop_interrupted_cells(self, session: pytest.Session, exitstatus: int) -> Iterator[None]:
-        """Ctrl-C or SIGTERM inside a cell leaves pytest-benchmark a fixture with no rounds or no vllmbench figures:
-        it is dropped before pytest-benchmark's own sessionfinish would save it (or fail on its empty stats)."""
-        if exitstatus == pytest.ExitCode.INTERRUPTED:
-            benchmark_compat.drop_unfinished(self.config, _finished)
-        yield
-
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """After pytest-benchmark saved the run: gate it, then regenerate the Markdown report from the whole storage."""
@@ -228,6 +220,21 @@ class VllmbenchSession:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._sigterm is not None:
             self._sigterm.__exit__(None, None, None)
+
+
+class InterruptedCells:
+    """Ctrl-C or SIGTERM inside a cell leaves pytest-benchmark a fixture with no rounds or no vllmbench figures:
+    it is dropped before pytest-benchmark's own sessionfinish would save it (or fail on its empty stats). Its own
+    plugin: the session's pytest_sessionfinish runs last, this one first (pytest reads only `pytest_*` names)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Iterator[None]:
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            benchmark_compat.drop_unfinished(self.config, _finished)
+        yield
 
 
 def _finished(bench: Any) -> bool:
