@@ -77,7 +77,7 @@ class VllmbenchSession:
                 raise UsageError(f"benchmark storage {root}: {exc.strerror or exc}") from None
             self.controller = xdist_workers.XdistController(config, partial_dir, self.bench.unrun)
             config.pluginmanager.register(self.controller)
-            self.in_use = True
+            self._use()
             self._sigterm = SigtermAsInterrupt().__enter__()  # xdist then stops its workers cleanly
 
     def _prepare_gates(self) -> None:
@@ -100,15 +100,20 @@ class VllmbenchSession:
 
     @pytest.hookimpl(tryfirst=True)  # before xdist starts its workers
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """What needs pytest-benchmark's session, whose pytest_configure may run after ours: the saved run's file,
-        the xdist roles and, on the controller (it collects nothing), the gates' checks and baseline."""
-        benchmark_compat.watch_saves(self.config, self._saved)
+        """What needs pytest-benchmark's session, whose pytest_configure may run after ours: the xdist roles and,
+        on the controller (it collects nothing), the gates' checks and baseline."""
         try:
             self._register_xdist_roles()
             if self.controller is not None and not self._collect_only:
                 self._prepare_gates()
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
+
+    def _use(self) -> None:
+        """This session runs vLLM cells: from now on the plugin acts, and learns which file the run is saved in."""
+        if not self.in_use:
+            self.in_use = True
+            benchmark_compat.watch_saves(self.config, self._saved)
 
     def _saved(self, path: Path) -> None:
         self.end.saved_run = path
@@ -118,7 +123,7 @@ class VllmbenchSession:
             raise pytest.UsageError(self.collection_error)
         if not any(CELL_FIXTURE in getattr(item, "fixturenames", ()) for item in items):
             return
-        self.in_use = True
+        self._use()
         on_worker = xdist_workers.is_worker(config)
         if on_worker and xdist_workers.PARTIAL_KEY not in xdist_workers.worker_input(config):
             raise pytest.UsageError(
