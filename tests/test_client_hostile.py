@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pytest_vllmbench.common.redaction import redact_text, redact_url, secret_values
 from pytest_vllmbench.engines import openai_client
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.openai_client import ClientConfig, EndpointUnreachable, _record, preflight, run_batch
+from pytest_vllmbench.engines.openai_client import ClientConfig, EndpointUnreachable, _record, preflight, send_requests
 from pytest_vllmbench.measure import server_metrics
 from pytest_vllmbench.measure.progress import CellProgress
 from pytest_vllmbench.measure.server_metrics import MetricsSampler, MetricsSource
@@ -104,7 +104,7 @@ def test_any_chunk_sequence_ends_ok_or_with_a_documented_kind(events, chat):
 
 def batch(url: str, requests: list[BatchRequest], timeout_s: float = 10.0) -> list:
     config = ClientConfig(base_url=f"{url}/v1", served_model="m", timeout_s=timeout_s)
-    return run_batch(requests, SamplingOverrides(), config)
+    return send_requests(requests, SamplingOverrides(), config)
 
 
 def chats(count: int) -> list[BatchRequest]:

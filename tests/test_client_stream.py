@@ -75,7 +75,7 @@ def closed_port():
 
 
 def test_a_refused_connection_is_connection_and_an_unsendable_request_fails_alone():
-    from pytest_vllmbench.engines.openai_client import ClientConfig, run_batch
+    from pytest_vllmbench.engines.openai_client import ClientConfig, send_requests
 
     body = CHAT.body
     requests = [
@@ -84,7 +84,7 @@ def test_a_refused_connection_is_connection_and_an_unsendable_request_fails_alon
         BatchRequest("nan", CHAT.url, body | {"temperature": float("nan")}, 3),
     ]
     config = ClientConfig(f"http://127.0.0.1:{closed_port()}/v1", "m", timeout_s=10.0)
-    records = run_batch(requests, SamplingOverrides(), config)
+    records = send_requests(requests, SamplingOverrides(), config)
     assert [(r.custom_id, r.error) for r in records] == [
         ("a", "connection"),
         ("surrogate", "invalid_request"),

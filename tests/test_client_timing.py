@@ -11,7 +11,7 @@ from openai_stub import StubServer
 
 from pytest_vllmbench.engines.arrivals import arrival_offsets
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.openai_client import ClientConfig, run_batch
+from pytest_vllmbench.engines.openai_client import ClientConfig, send_requests
 from pytest_vllmbench.workload.batch import BatchRequest
 
 RATE, COUNT = 100.0, 100  # one second of arrivals: long enough that a drift of a few ms per send shows
@@ -41,7 +41,7 @@ def test_arrivals_are_ordered_reproducible_and_span_count_over_rate(count, rate,
 def test_achieved_rate_matches_the_request_rate():
     with StubServer(["m"]) as stub:
         config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", request_rate=RATE, seed=0)
-        records = run_batch(chat_requests(COUNT), SamplingOverrides(), config)
+        records = send_requests(chat_requests(COUNT), SamplingOverrides(), config)
     assert [r.error for r in records] == [None] * COUNT
     assert achieved_rate(stub) == pytest.approx(RATE, rel=TOLERANCE)
 
@@ -64,7 +64,7 @@ def test_a_stalled_client_catches_up_instead_of_sending_everything_later():
     progress = StallsOnce(stall_s)
     with StubServer(["m"]) as stub:
         config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", request_rate=RATE, seed=1)
-        records = run_batch(chat_requests(COUNT), SamplingOverrides(), config, progress)
+        records = send_requests(chat_requests(COUNT), SamplingOverrides(), config, progress)
     assert progress.done == COUNT and all(r.ok for r in records)
     assert achieved_rate(stub) == pytest.approx(RATE, rel=TOLERANCE)
 
@@ -72,7 +72,7 @@ def test_a_stalled_client_catches_up_instead_of_sending_everything_later():
 def test_e2el_ends_at_the_last_content_chunk_not_at_the_late_usage_chunk():
     with StubServer(["m"], words=4, usage_delay_s=0.5) as stub:
         config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m")
-        [record] = run_batch(chat_requests(1), SamplingOverrides(), config)
+        [record] = send_requests(chat_requests(1), SamplingOverrides(), config)
     [seen] = stub.seen
     assert record.ok and record.output_tokens == 4 and len(record.itl_s) == 3
     # the client sent before the server received and stamped the last token before the server wrote the usage:

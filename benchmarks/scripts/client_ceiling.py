@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.openai_client import ClientConfig, run_batch
+from pytest_vllmbench.engines.openai_client import ClientConfig, send_requests
 from pytest_vllmbench.engines.server import free_port
 from pytest_vllmbench.workload.batch import BatchRequest
 
@@ -35,7 +35,7 @@ def requests_for(n: int) -> list[BatchRequest]:
 def ours(base_url: str, n: int, concurrency: int, chunks: int) -> float:
     config = ClientConfig(base_url, "stub", concurrency=concurrency, timeout_s=120)
     started = time.perf_counter()
-    records = run_batch(requests_for(n), SamplingOverrides(max_tokens=chunks), config)
+    records = send_requests(requests_for(n), SamplingOverrides(max_tokens=chunks), config)
     wall = time.perf_counter() - started
     assert all(r.ok and r.output_tokens == chunks for r in records), "our client saw failures"
     return wall

@@ -16,9 +16,9 @@ from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.engines.openai_client import (
     ClientConfig,
     EndpointUnreachable,
-    _headers,
     preflight,
-    run_batch,
+    request_headers,
+    send_requests,
     split_url,
 )
 from pytest_vllmbench.measure.metrics import RequestRecord
@@ -81,12 +81,12 @@ class EndpointEngine(EngineDefaults):
         load: LoadPoint | None = None,
         on_sent: Callable[[str, float], None] | None = None,
     ) -> list[RequestRecord]:
-        return run_batch(requests, sampling, with_load(self._client, load, on_sent), progress)
+        return send_requests(requests, sampling, with_load(self._client, load, on_sent), progress)
 
     def metrics_source(self) -> MetricsSource:
         """/metrics beside /v1, with the same credentials the client sends (none where they are withheld)."""
         base, params, _ = split_url(self._client.base_url)
-        return MetricsSource(base.removesuffix("/v1") + "/metrics", _headers(self._client), tuple(params))
+        return MetricsSource(base.removesuffix("/v1") + "/metrics", request_headers(self._client), tuple(params))
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -72,7 +72,7 @@ def preflight(config: ClientConfig) -> None:
     secrets = [config.api_key, *basic.values(), *secret_values(config.base_url, {}, None)]
     deadline = min(config.timeout_s, PREFLIGHT_TIMEOUT_S)
     try:
-        response = bounded_get(url, _headers(config), params, deadline, MAX_MODELS_BYTES)
+        response = bounded_get(url, request_headers(config), params, deadline, MAX_MODELS_BYTES)
     except (httpx.HTTPError, DeadlineExceeded, ResponseTooLarge) as exc:
         raise EndpointUnreachable(
             f"cannot reach {shown} (model {cut(config.served_model)!r}): "
@@ -109,21 +109,22 @@ def split_url(base_url: str) -> tuple[str, list[tuple[str, str | int | float | b
     return urlunsplit((parts.scheme, netloc, parts.path, "", "")), query, headers
 
 
-def _headers(config: ClientConfig) -> dict[str, str]:
+def request_headers(config: ClientConfig) -> dict[str, str]:
     """The API key when there is one (it wins over credentials in the URL), else the URL's credentials."""
     if config.api_key:
         return {"Authorization": f"Bearer {config.api_key}"}
     return split_url(config.base_url)[2]
 
 
-def run_batch(
+def send_requests(
     requests: Sequence[BatchRequest],
     sampling: SamplingOverrides,
     config: ClientConfig,
     progress: CellProgress | None = None,
 ) -> list[RequestRecord]:
+    """Stream every request to the server and record each one's timing and output, in the requests' order."""
     with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
-        return runner.run(_run_batch(requests, sampling, config, progress))
+        return runner.run(_send_requests(requests, sampling, config, progress))
 
 
 def _fast_loop_factory() -> Any:
@@ -135,7 +136,7 @@ def _fast_loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
-async def _run_batch(
+async def _send_requests(
     requests: Sequence[BatchRequest],
     sampling: SamplingOverrides,
     config: ClientConfig,
@@ -144,13 +145,13 @@ async def _run_batch(
     in_flight = config.concurrency or len(requests) or 1
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
     timeout = httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 30.0))
-    gate = asyncio.Semaphore(config.concurrency) if config.concurrency else None
+    concurrency_limit = asyncio.Semaphore(config.concurrency) if config.concurrency else None
     rng = random.Random(config.seed)
     # httpx's API over aiohttp's connection pool and C HTTP parser: httpcore's pool scans every
     # connection per request, which made the client the bottleneck at a few hundred streams.
     base, params, _ = split_url(config.base_url)
     async with HttpxAiohttpClient(
-        base_url=base, params=params, headers=_headers(config), limits=limits, timeout=timeout
+        base_url=base, params=params, headers=request_headers(config), limits=limits, timeout=timeout
     ) as client:
         tasks = []
         due = arrival_offsets(len(requests), config.request_rate, rng) if config.request_rate else None
@@ -166,7 +167,7 @@ async def _run_batch(
             else:
                 tasks.append(
                     asyncio.create_task(
-                        _one(client, request, content, gate, config.timeout_s, progress, config.on_sent)
+                        _one(client, request, content, concurrency_limit, config.timeout_s, progress, config.on_sent)
                     )
                 )
         return list(await asyncio.gather(*tasks))
@@ -196,17 +197,17 @@ async def _one(
     client: httpx.AsyncClient,
     request: BatchRequest,
     payload: bytes,
-    gate: asyncio.Semaphore | None,
+    concurrency_limit: asyncio.Semaphore | None,
     timeout_s: float,
     progress: CellProgress | None = None,
     on_sent: Callable[[str, float], None] | None = None,
 ) -> RequestRecord:
-    if gate is None:
+    if concurrency_limit is None:
         if on_sent is not None:
             on_sent(request.custom_id, time.perf_counter())
         record = await _stream(client, request, payload, timeout_s)
     else:
-        async with gate:
+        async with concurrency_limit:
             if on_sent is not None:
                 on_sent(request.custom_id, time.perf_counter())
             record = await _stream(client, request, payload, timeout_s)

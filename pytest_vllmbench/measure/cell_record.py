@@ -147,7 +147,9 @@ class CellRecord:
     quality_checked: int | None = _figure("", None, "outputs checked for validity")
     quality_graded: int | None = _figure("", None, "outputs graded against gold labels")
     score: float | None = _figure("0..1", "higher", "the weighted score among the session's cells", sometimes=True)
-    outputs_error: str | None = _figure("", None, "why the --write-outputs file could not be written", sometimes=True)
+    outputs_error: str | None = _figure(
+        "", None, "why a file the cell writes (--write-outputs, --trace-dir) could not be written", sometimes=True
+    )
     # load points, rounds, traces, server metrics
     load: dict[str, Any] | None = _figure(
         "", None, "the load point: concurrency, request_rate, point label", sometimes=True

@@ -2,11 +2,13 @@
 
 Supported: pytest-benchmark >= 5.1, < 6 (pyproject pins the range). What is used: `config._benchmarksession`
 and its `disabled`, `save`, `autosave`, `json`, `benchmarks` (fixtures with `extra_info`, `has_error`,
-`as_dict`), `storage.path`, `storage.save` and `get_machine_info()`.
+`as_dict`), `storage.path`, `storage.save` (which returns nothing: `watch_saves` learns the file it wrote) and
+`get_machine_info()`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,26 @@ def save_run(config: Any, benchmarks: list[Any], machine_extra: dict[str, Any]) 
     hook.pytest_benchmark_update_json(config=config, benchmarks=benchmarks, output_json=output_json)
     session.storage.save(output_json, session.save or session.autosave)
     return storage_root(config)
+
+
+def watch_saves(config: Any, on_saved: Callable[[Path], None]) -> bool:
+    """Call `on_saved` with the file each save of pytest-benchmark's file storage writes (its own end-of-session
+    save, `save_run`'s): the one file under the storage that was not there before the save. False if there is no
+    file storage to watch."""
+    storage = getattr(_session(config), "storage", None)
+    root, save = storage_root(config), getattr(storage, "save", None)
+    if storage is None or root is None or save is None:
+        return False
+
+    def run_files() -> set[Path]:
+        return set(root.rglob("*.json")) if root.is_dir() else set()
+
+    def save_and_report(output_json: Any, name: Any) -> None:
+        before = run_files()
+        save(output_json, name)
+        written = run_files() - before
+        if len(written) == 1:
+            on_saved(written.pop())
+
+    storage.save = save_and_report
+    return True

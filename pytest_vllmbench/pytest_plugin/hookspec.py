@@ -11,7 +11,7 @@ import pytest
 def pytest_vllmbench_quality(cell_id: str, requests: list[Any], records: list[Any], gold: Any) -> dict[str, Any] | None:
     """Score a cell's outputs; return a dict of ``quality_*`` figures, or None to keep the built-in scorer.
 
-    ``requests`` are the cell's :class:`~pytest_vllmbench.workload.BatchRequest` objects, ``records`` the matching
+    ``requests`` are the cell's :class:`~pytest_vllmbench.workload.batch.BatchRequest` objects, ``records`` the matching
     :class:`~pytest_vllmbench.measure.metrics.RequestRecord` objects (``record.text`` holds the output, in memory only),
     ``gold`` the dataset's gold labels by ``custom_id`` (or None). Include ``quality_accuracy`` or
     ``quality_valid_rate`` (0..1) for the score to use; the built-in scorer reports both.

@@ -52,7 +52,7 @@ def measure_cell(
     if outcome.extra_info.get("outputs_error"):
         return Verdict(
             outcome,
-            failed=f"{cell.id}: measured and saved, but the outputs file was not written: "
+            failed=f"{cell.id}: measured and saved, but a file it writes was not written: "
             f"{outcome.extra_info['outputs_error']}",
         )
     if outcome.fault:

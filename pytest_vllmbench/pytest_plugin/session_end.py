@@ -1,0 +1,173 @@
+"""What a benchmark session does with its cells once they ran: score, baseline, gates, report and summary.
+
+No pytest here (lint-imports forbids it), so this is tested directly; session_plugin.py hands it plain values:
+the cells' figures, the storage folder, the project's score hook, a function that prints a warning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config import loads
+from pytest_vllmbench.config.settings import Settings
+from pytest_vllmbench.measure import machine
+from pytest_vllmbench.results import gate, report, summary
+from pytest_vllmbench.results.report_price import ReportPrice
+from pytest_vllmbench.results.scoring import score_cells
+from pytest_vllmbench.results.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
+from pytest_vllmbench.run import trace
+
+ProjectScorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]  # None: the built-in scoring
+Warn = Callable[[str], None]
+
+
+class ReportNotWritten(Exception):
+    """The run is saved, but the Markdown report could not be regenerated."""
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """The gates against one baseline run (None: no baseline, nothing was compared)."""
+
+    baseline: Path | None
+    checks: list[gate.Check]
+
+    @property
+    def failed(self) -> bool:
+        return self.baseline is not None and gate.exit_code(self.checks) != gate.EXIT_OK
+
+
+def has_answer_to_save(unrun: Iterable[Mapping[str, Any]]) -> bool:
+    """Cells that did not fit or were skipped are this run's answer; a session whose cells only failed is not one
+    (saved, it would become the gates' latest baseline)."""
+    return any(not str(cell.get("status", "")).startswith("failed") for cell in unrun)
+
+
+def check_paths(settings: Settings, storage_root: Path | None, saving: bool) -> None:
+    """Every path the session will write, tried before any engine starts: a UsageError now, not after the run.
+    `saving`: this process saves the run (and so regenerates the report)."""
+    if settings.write_outputs is not None:
+        try:
+            settings.write_outputs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--write-outputs {settings.write_outputs}: {exc.strerror or exc}") from None
+        if not os.access(settings.write_outputs, os.W_OK):
+            raise UsageError(f"--write-outputs {settings.write_outputs}: the folder is not writable")
+    if settings.trace_dir is not None:
+        trace.check_trace_folder(settings.trace_dir)
+    if not saving:
+        return
+    if storage_root is not None:
+        existing = next(parent for parent in (storage_root, *storage_root.parents) if parent.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise UsageError(f"benchmark storage {storage_root}: {existing} is not a writable folder")
+    if settings.report is not None:
+        report.check_report_file(settings.report)
+
+
+def this_machine() -> str:
+    """This machine as the saved runs describe theirs, known before anything is saved."""
+    return describe_machine({"vllmbench": machine.machine_info(), "cpu": {"count": os.cpu_count()}})
+
+
+class SessionEnd:
+    """One session's results: the cells that could not run, the baseline, the gates, the saved run and report."""
+
+    def __init__(
+        self, settings: Settings, unrun: list[dict[str, Any]], project_scorer: ProjectScorer, warn: Warn
+    ) -> None:
+        self.settings = settings
+        self.unrun = unrun  # the runner's list: cells that did not fit, were skipped or failed
+        self._project_scorer = project_scorer
+        self._warn = warn
+        self.baseline: SavedRun | None = None
+        self.gates: GateVerdict | None = None
+        self.saved_run: Path | None = None  # the file pytest-benchmark wrote for this session
+        self.report: Path | None = None
+
+    def score(self, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One dict per cell ({score, components, ...}), the project's hook first; NaN/inf figures are missing."""
+        cells = [finite_only(cell) for cell in cells]
+        custom = self._project_scorer(cells)
+        return custom if custom is not None else score_cells(cells, self.settings.weights, self.settings.flexibility)
+
+    def score_saved_json(self, output_json: dict[str, Any]) -> None:
+        """Score the run's cells against each other in the JSON pytest-benchmark is about to write; it may be
+        called once per output, so it only ever overwrites."""
+        saved = [
+            bench for bench in output_json.get("benchmarks", []) if "vllmbench_schema" in bench.get("extra_info", {})
+        ]
+        if not saved and not self.unrun:
+            return
+        scores = self.score([bench["extra_info"] for bench in saved])
+        for bench, scored in zip(saved, scores, strict=True):
+            bench["extra_info"]["score"] = scored["score"]
+        output_json["vllmbench"] = {
+            "weights": self.settings.weights,
+            "scores": {bench["extra_info"]["cell"]: scored for bench, scored in zip(saved, scores, strict=True)},
+            "unrun": list(self.unrun),  # does not fit / failed / skipped, for the report
+        }
+
+    def pick_baseline(self, storage_root: Path, machine_description: str) -> None:
+        """The run the gates compare against, picked before this run adds itself to the storage."""
+        runs, skipped = scan_runs(storage_root)
+        for message in skipped:
+            self._warn(message)
+        self.baseline = find_baseline(runs, self.settings.baseline, machine_description)
+        if self.baseline is None and self.settings.baseline != "latest":
+            raise UsageError(
+                f"--vllmbench-baseline={self.settings.baseline}: no saved run of that number or name for this "
+                f"machine under {storage_root}"
+            )
+
+    def current_cells(self, measured: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+        """This run's cells by id: the measured ones (`extra_info` dicts), scored, and the ones that could not run."""
+        cells = {info["cell"]: dict(info) for info in measured if "vllmbench_schema" in info}
+        if cells:
+            for cell, scored in zip(cells.values(), self.score(list(cells.values())), strict=True):
+                cell["score"] = scored["score"]
+        return gate.by_cell([*cells.values(), *self.unrun])
+
+    def run_gates(self, current: Mapping[str, Mapping[str, Any]]) -> GateVerdict:
+        if self.baseline is None:
+            self.gates = GateVerdict(None, [])
+        else:
+            checks = gate.check(current, gate.by_cell(self.baseline.cells), self.settings.gate_rules)
+            self.gates = GateVerdict(self.baseline.path, checks)
+        return self.gates
+
+    def write_report(self, storage_root: Path) -> Path:
+        """Regenerate the Markdown report from the whole storage; ReportNotWritten says why it was not."""
+        settings = self.settings
+        assert settings.report is not None
+        price = (
+            None if settings.gpu_hourly_cost is None else ReportPrice(settings.gpu_hourly_cost, settings.cost_currency)
+        )
+        try:
+            self.report = report.write_report(
+                storage_root,
+                settings.report,
+                settings.weights,
+                settings.flexibility,
+                warn=self._warn,
+                scorer=self.score,
+                price=price,
+            )
+        except (report.ReportRefused, OSError) as exc:
+            raise ReportNotWritten(str(exc)) from None
+        return self.report
+
+    def summary(self, current: Mapping[str, Mapping[str, Any]]) -> str:
+        """The end-of-session block ('' when no cell ran): cells, knees, gates, where the run and report went."""
+        cells = list(current.values())
+        notes = loads.knee_lines(cells)
+        if self.gates is not None:
+            notes += summary.gate_lines(
+                None if self.gates.baseline is None else str(self.gates.baseline), self.gates.checks
+            )
+        return summary.summary_block(cells, notes, self.saved_run, self.report)

@@ -1,0 +1,27 @@
+"""SIGTERM as Ctrl-C while cells run, so fixtures stop the servers they started before pytest exits."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+
+class SigtermAsInterrupt:
+    """A context manager; it installs nothing off the main thread or over a handler someone else installed."""
+
+    def __init__(self) -> None:
+        self.installed = False
+
+    def __enter__(self) -> SigtermAsInterrupt:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.installed and signal.getsignal(signal.SIGTERM) is _raise_keyboard_interrupt:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
