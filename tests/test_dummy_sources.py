@@ -11,7 +11,8 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines import dummy_weights as sizing
 from pytest_vllmbench.engines import embedded_model as embedded
-from pytest_vllmbench.results.report import _cell_label, _model
+from pytest_vllmbench.results.labels import cell_label, model_label
+from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.engine_start import engine_args, model_source, weights_info
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,13 +125,15 @@ def test_engine_arg_load_format_is_labelled_like_the_option(tmp_path):
     by_option, by_arg = settings_for(load_format="dummy"), settings_for(engine_arg=["load_format=dummy"])
     assert model_source(cell, by_arg, registry) == model_source(cell, by_option, registry) == str(folder)
     assert weights_info(cell, by_arg, registry) == weights_info(cell, by_option, registry) != {}
-    saved = {
-        "cell": cell.id,
-        "model": cell.model.alias,
-        "engine_args": engine_args(cell, by_arg, registry),
-        **weights_info(cell, by_arg, registry),
-    }
-    assert _model(saved).endswith("(dummy weights)") and _cell_label(saved).endswith("(dummy weights)")
+    saved = SavedCell.of(
+        {
+            "cell": cell.id,
+            "model": cell.model.alias,
+            "engine_args": engine_args(cell, by_arg, registry),
+            **weights_info(cell, by_arg, registry),
+        }
+    )
+    assert model_label(saved).endswith("(dummy weights)") and cell_label(saved).endswith("(dummy weights)")
     assert weights_info(cell, settings_for(), registry) == {}  # real weights carry no label
 
 

@@ -6,30 +6,23 @@ recommendation's margin over the runner-up is real.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import stat
+from pytest_vllmbench.results.labels import fmt, is_dummy
+from pytest_vllmbench.results.saved_run import SavedCell
 
 Cell = Mapping[str, Any]
-Scorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+Scorer = Callable[[list[SavedCell]], list[dict[str, Any]]]
+Label = Callable[[SavedCell], str]
 COMPONENT_NAMES = {
     "throughput": "throughput",
     "total_time": "total time",
     "quality": "quality",
     "flexibility": "flexibility",
 }
-
-
-def fmt(value: Any, digits: int = 2) -> str:
-    """The one number format of the report: thousands separators, fixed digits, '-' for unknown."""
-    if value is None or isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def intervals_overlap(first: Cell, second: Cell, metric: str = "requests_per_s") -> bool | None:
@@ -66,48 +59,43 @@ def _join(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _why_unmeasured(cells: Sequence[Cell]) -> str:
-    if any(cell.get("weights") or (cell.get("engine_args") or {}).get("load_format") == "dummy" for cell in cells):
-        return " (dummy weights)"
-    return ""
+def _why_unmeasured(cells: Sequence[SavedCell]) -> str:
+    return " (dummy weights)" if any(is_dummy(cell) for cell in cells) else ""
 
 
-def _rate(cell: Cell) -> str:
+def _rate(cell: SavedCell) -> str:
     found = stat(cell, "requests_per_s")
     if found is not None:
         return f"{fmt(found['mean'])} ± {fmt(found['ci95_half'])} req/s ({found['n']} rounds)"
-    return f"{fmt(cell.get('requests_per_s'))} req/s (1 round)"
+    return f"{fmt(cell.requests_per_s)} req/s (1 round)"
 
 
-def _quality(cell: Cell) -> str:
-    if cell.get("quality_accuracy") is not None:
-        return f"accuracy {cell['quality_accuracy']:.0%}"
-    if cell.get("quality_valid_rate") is not None:
-        return f"valid {cell['quality_valid_rate']:.0%}"
+def _quality(cell: SavedCell) -> str:
+    if cell.quality_accuracy is not None:
+        return f"accuracy {cell.quality_accuracy:.0%}"
+    if cell.quality_valid_rate is not None:
+        return f"valid {cell.quality_valid_rate:.0%}"
     return "quality not measured"
 
 
-def _money(cell: Cell) -> str:
-    cost = cell.get("projected_cost")
-    return f"{fmt(cost)} {cell.get('cost_currency') or ''}".strip() if cost is not None else "cost -"
+def _money(cell: SavedCell) -> str:
+    cost = cell.projected_cost
+    return f"{fmt(cost)} {cell.cost_currency or ''}".strip() if cost is not None else "cost -"
 
 
-Group = tuple[str, str, list[dict[str, Any]]]  # (machine, workload label, ok cells)
+Group = tuple[str, str, list[SavedCell]]  # (machine, workload label, ok cells)
 
 
-def recommendation(
-    group: Group, scorer: Scorer, weights: Mapping[str, float], label: Callable[[Any], str]
-) -> list[str]:
+def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], label: Label) -> list[str]:
     """The lines for one machine and workload: recommended cell, runner-up with margin or tie, what was dropped."""
     machine, workload, cells = group
     results = scorer(cells)
     ranked = sorted(zip(results, cells, strict=True), key=lambda pair: -float(pair[0]["score"]))
     (best_score, best), rest = ranked[0], ranked[1:]
-    n = best.get("project_to")
     lines = [
         f"**{machine}, {workload}**: use **{label(best)}** (score {best_score['score']:.3f}): {_rate(best)}; "
-        f"{fmt(n)} requests take {fmt(best.get('projected_hours'), 1)} h, {_money(best)}, "
-        f"{fmt(best.get('projected_kwh'))} kWh; {_quality(best)}."
+        f"{fmt(best.project_to)} requests take {fmt(best.projected_hours, 1)} h, {_money(best)}, "
+        f"{fmt(best.projected_kwh)} kWh; {_quality(best)}."
     ]
     if rest:
         runner_score, runner = rest[0]
@@ -129,21 +117,21 @@ def recommendation(
     return lines
 
 
-def budget_verdicts(cells: Sequence[Cell], label: Callable[[Any], str]) -> list[str]:
+def budget_verdicts(cells: Sequence[SavedCell], label: Label) -> list[str]:
     """One line per model run under --gpu-memory: fits or not, the measured peak beside the budget."""
     lines = []
     for cell in cells:
-        budget = cell.get("gpu_memory_budget_gib")
+        budget = cell.gpu_memory_budget_gib
         if budget is None:
             continue
-        n_gpus = max(len(cell.get("gpus") or []), 1)
+        n_gpus = max(len(cell.gpus or []), 1)
         limit = budget * n_gpus
-        if cell.get("status", "ok") != "ok":
-            lines.append(f"- {label(cell)}: **does not fit** in {budget:g} GiB ({cell['status']}).")
+        if not cell.ok:
+            lines.append(f"- {label(cell)}: **does not fit** in {budget:g} GiB ({cell.status}).")
             continue
-        peak = cell.get("peak_vram_mib")
+        peak = cell.peak_vram_mib
         peak_gib = None if peak is None else peak / 1024
-        weights = weights_gib(cell.get("params_b"), cell.get("dtype"))
+        weights = weights_gib(cell.params_b, cell.dtype)
         if peak_gib is None:
             seen = "peak not measured"
         elif peak_gib > limit:
@@ -157,10 +145,10 @@ def budget_verdicts(cells: Sequence[Cell], label: Callable[[Any], str]) -> list[
 
 def answer_section(
     groups: Sequence[Group],
-    budget_cells: Sequence[Cell],
+    budget_cells: Sequence[SavedCell],
     scorer: Scorer,
     weights: Mapping[str, float],
-    label: Callable[[Any], str],
+    label: Label,
 ) -> str:
     if not groups and not budget_cells:
         return "No measured cell yet: nothing to recommend."

@@ -15,6 +15,8 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_vllmbench.config.gate_rules import Rule, higher_is_better
+from pytest_vllmbench.results.labels import fmt
+from pytest_vllmbench.results.saved_run import is_ok
 
 # exit codes of `vllmbench gate`; the pytest gate exits 1 for both failures and 4 for usage errors
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_MISSING_DATA = 0, 1, 2, 3
@@ -41,10 +43,6 @@ def figure(cell: Mapping[str, Any], metric: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
-
-
-def is_ok(cell: Mapping[str, Any]) -> bool:
-    return bool(cell.get("status", "ok") == "ok")
 
 
 def _change_pct(baseline: float, current: float) -> float:
@@ -192,8 +190,8 @@ def table(checks: Sequence[Check]) -> str:
         [
             c.cell,
             c.metric,
-            _num(c.baseline),
-            _num(c.current),
+            fmt(c.baseline, 3),
+            fmt(c.current, 3),
             "-" if c.change_pct is None else f"{c.change_pct:+.1f}%",
             "-" if c.tolerance_pct is None else f"{c.tolerance_pct:g}%",
             c.verdict,
@@ -206,10 +204,6 @@ def table(checks: Sequence[Check]) -> str:
         tablefmt="simple",
         disable_numparse=True,
     )
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.3f}"
 
 
 def regressions(checks: Sequence[Check]) -> list[Check]:

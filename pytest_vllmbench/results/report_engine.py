@@ -12,7 +12,7 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_vllmbench.measure.engine_settings import differing
-from pytest_vllmbench.results.answer import fmt
+from pytest_vllmbench.results.labels import fmt
 
 Cell = Mapping[str, Any]
 FIELDS = ("bound_by", "engine_settings", "steady_requests_per_s", "warmup_rounds", "prefix_cache")
