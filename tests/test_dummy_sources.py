@@ -133,7 +133,7 @@ def test_engine_arg_load_format_is_labelled_like_the_option(tmp_path):
             **weights_info(cell, by_arg, registry),
         }
     )
-    assert model_label(saved).endswith("(dummy weights)") and cell_label(saved).endswith("(dummy weights)")
+    assert model_label(saved).endswith("[d]") and cell_label(saved).endswith("[d]")
     assert weights_info(cell, settings_for(), registry) == {}  # real weights carry no label
 
 
@@ -201,7 +201,7 @@ def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
     assert extra["dummy_source"] == f"own config and tokenizer: local folder {folder.name}"
     assert extra["n_failed"] == 0 and extra["output_tokens"] == 4 * 8  # --ignore-eos: fixed lengths
     report = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "my-model (dummy weights)" in report and "my-model-offline (dummy weights)" in report
+    assert "my-model [d]" in report and "my-model-offline [d]" in report and "[d] random weights" in report
 
 
 def test_random_checkpoint_folder_is_built_once_whole_and_without_a_quantization_config(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import stat
-from pytest_vllmbench.results.labels import fmt, is_dummy
+from pytest_vllmbench.results.labels import fmt, is_dummy, legend
 from pytest_vllmbench.results.saved_run import SavedCell
 
 Cell = Mapping[str, Any]
@@ -60,7 +60,12 @@ def _join(names: Sequence[str]) -> str:
 
 
 def _why_unmeasured(cells: Sequence[SavedCell]) -> str:
-    return " (dummy weights)" if any(is_dummy(cell) for cell in cells) else ""
+    if any(is_dummy(cell) for cell in cells):
+        return " (dummy weights)"
+    caps = sorted({cap for cell in cells if (cap := cell.outputs_cut_at) is not None})
+    if caps:
+        return f" (outputs cut at {caps[0]:,}" + (f"-{caps[-1]:,}" if len(caps) > 1 else "") + " tokens)"
+    return ""
 
 
 def _rate(cell: SavedCell) -> str:
@@ -71,6 +76,9 @@ def _rate(cell: SavedCell) -> str:
 
 
 def _quality(cell: SavedCell) -> str:
+    graded = cell.quality_accuracy is not None or cell.quality_valid_rate is not None
+    if graded and cell.outputs_cut_at is not None:
+        return f"quality not graded (outputs cut at {cell.outputs_cut_at:,} tokens)"
     if cell.quality_accuracy is not None:
         return f"accuracy {cell.quality_accuracy:.0%}"
     if cell.quality_valid_rate is not None:
@@ -117,6 +125,24 @@ def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], l
     return lines
 
 
+def peak_gib(cell: SavedCell) -> float | None:
+    return None if cell.peak_vram_mib is None else cell.peak_vram_mib / 1024
+
+
+def budget_limit_gib(cell: SavedCell) -> float:
+    """The budget over the cell's GPUs (the per-GPU budget times their count)."""
+    return (cell.gpu_memory_budget_gib or 0.0) * max(len(cell.gpus or []), 1)
+
+
+def budget_verdict(cell: SavedCell) -> str:
+    """The one verdict of a cell run under --gpu-memory: does not fit, fits, or ran but over budget (its measured
+    peak above the budget: the GPU that ran it had more)."""
+    if not cell.ok:
+        return "does not fit"
+    peak = peak_gib(cell)
+    return "fits" if peak is None or peak <= budget_limit_gib(cell) else "ran, but over budget"
+
+
 def budget_verdicts(cells: Sequence[SavedCell], label: Label) -> list[str]:
     """One line per model run under --gpu-memory: fits or not, the measured peak beside the budget."""
     lines = []
@@ -124,21 +150,17 @@ def budget_verdicts(cells: Sequence[SavedCell], label: Label) -> list[str]:
         budget = cell.gpu_memory_budget_gib
         if budget is None:
             continue
-        n_gpus = max(len(cell.gpus or []), 1)
-        limit = budget * n_gpus
+        verdict, limit, peak = budget_verdict(cell), budget_limit_gib(cell), peak_gib(cell)
         if not cell.ok:
-            lines.append(f"- {label(cell)}: **does not fit** in {budget:g} GiB ({cell.status}).")
+            lines.append(f"- {label(cell)}: **{verdict}** in {budget:g} GiB ({cell.status}).")
             continue
-        peak = cell.peak_vram_mib
-        peak_gib = None if peak is None else peak / 1024
-        weights = weights_gib(cell.params_b, cell.dtype)
-        if peak_gib is None:
+        if peak is None:
             seen = "peak not measured"
-        elif peak_gib > limit:
-            seen = f"measured peak {peak_gib:.1f} GiB is above the budget (the GPU that ran it had more)"
+        elif peak > limit:
+            seen = f"measured peak {peak:.1f} GiB is above the budget (the GPU that ran it had more)"
         else:
-            seen = f"measured peak {peak_gib:.1f} GiB"
-        verdict = "fits" if peak_gib is None or peak_gib <= limit else "ran, but over budget"
+            seen = f"measured peak {peak:.1f} GiB"
+        weights = weights_gib(cell.params_b, cell.dtype)
         lines.append(f"- {label(cell)}: **{verdict}** in {limit:g} GiB; {seen}; weights {fmt(weights, 1)} GiB (est.).")
     return lines
 
@@ -153,10 +175,11 @@ def answer_section(
     if not groups and not budget_cells:
         return "No measured cell yet: nothing to recommend."
     parts = ["\n".join(recommendation(group, scorer, weights, label)) for group in groups if group[2]]
+    shown = [cell for group in groups for cell in group[2]] + list(budget_cells)
     budgets = budget_verdicts(budget_cells, label)
     if budgets:
         parts.append(
             "**Memory budgets** (`--gpu-memory`): speed and cost are those of the GPU that ran the cell, not of the"
             " smaller card.\n\n" + "\n".join(budgets)
         )
-    return "\n\n".join(parts)
+    return "\n\n".join(parts + ([legend(shown)] if legend(shown) else []))

@@ -4,7 +4,8 @@ the labels (model, cell, workload, mode, status, req/s) every table uses."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.config.memory_budget import label as budget_label
@@ -13,17 +14,18 @@ from pytest_vllmbench.results.report_price import MARK, priced_here
 from pytest_vllmbench.results.saved_run import SavedCell
 
 MISSING = "-"  # a figure that is unknown, absent or not a finite number
+DUMMY_MARK, QUANTIZED_MARK = "d", "q4"
 NOT_MEASURED = "not measured"  # a figure the mode cannot see (run-batch, ray): not a gap to fill
 
 
-def fmt(value: Any, digits: int = 2, group_ints: bool = True) -> str:
+def fmt(value: Any, digits: int = 2) -> str:
     """The one number format: thousands separators, fixed digits for fractions, MISSING for unknown."""
     if value is None or isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
         return MISSING
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     if isinstance(value, int):
-        return f"{value:,}" if group_ints else str(value)
+        return f"{value:,}"
     return str(value)
 
 
@@ -45,6 +47,18 @@ def dataset_label(dataset: Mapping[str, Any] | None) -> str:
 
 def workload(cell: SavedCell) -> str:
     return dataset_label(cell.dataset)
+
+
+def short_workload(full: str) -> str:
+    """A workload label as a table column holds it: the file's name (a random:IN:OUT:N spec stays as it is)."""
+    path = full.split(" (", 1)[0].split(", sha256", 1)[0]
+    return Path(path).name or full
+
+
+def workload_legend(fulls: Iterable[str]) -> str:
+    """'Workloads: NAME = its full label; ...' for the labels a table shortened, or ''."""
+    shortened = sorted({(short_workload(full), full) for full in fulls if short_workload(full) != full})
+    return "Workloads: " + "; ".join(f"{short} = {full}" for short, full in shortened) + "." if shortened else ""
 
 
 def split(cell: SavedCell) -> str:
@@ -72,10 +86,42 @@ def _budget_text(cell: SavedCell) -> str | None:
     return None if budget is None else budget_label(budget, cell.gpus or [])
 
 
+def marks(cell: SavedCell) -> list[str]:
+    """The short marks a label carries, each explained by `legend`: stand-in weights and a memory budget."""
+    found = []
+    if is_dummy(cell):
+        found.append(QUANTIZED_MARK if "bitsandbytes" in weights_text(cell) else DUMMY_MARK)
+    if cell.gpu_memory_budget_gib is not None:
+        found.append(f"{cell.gpu_memory_budget_gib:g}G")
+    return found
+
+
+def _suffix(cell: SavedCell) -> str:
+    parts = [f" ({split(cell)})"] if split(cell) else []
+    parts += [f" [{','.join(marks(cell))}]"] if marks(cell) else []
+    return "".join(parts)
+
+
 def model_label(cell: SavedCell) -> str:
-    name = f"{cell.model} ({weights_text(cell)})" if is_dummy(cell) else cell.model
-    budget = _budget_text(cell)
-    return name if budget is None else f"{name} ({budget})"
+    return cell.model + _suffix(cell)
+
+
+def legend(cells: Iterable[SavedCell]) -> str:
+    """'Marks: [d] ...; [16G] ...' for the marks these cells' labels carry, in order of first use, or ''."""
+    explained: dict[str, str] = {}
+    for cell in cells:
+        for mark in marks(cell):
+            if mark == DUMMY_MARK:
+                text = "random weights in the model's published shape: speed and memory are real, answers are not"
+            elif mark == QUANTIZED_MARK:
+                text = "a random checkpoint in the model's shape, quantized to 4 bits by bitsandbytes while loading"
+            else:
+                text = (
+                    f"vLLM capped at {mark.removesuffix('G')} GiB of each GPU (`--gpu-memory`): speed and cost are"
+                    " the GPU's that ran it, not a smaller card's"
+                )
+            explained.setdefault(mark, text)
+    return "Marks: " + "; ".join(f"[{mark}] {text}" for mark, text in explained.items()) + "." if explained else ""
 
 
 def budget_key(cell: SavedCell) -> str:
@@ -85,10 +131,8 @@ def budget_key(cell: SavedCell) -> str:
 
 
 def cell_label(cell: SavedCell) -> str:
-    text = f"{cell.cell} ({split(cell)})" if split(cell) else cell.cell
-    text = f"{text} ({weights_text(cell)})" if is_dummy(cell) else text
-    budget = _budget_text(cell)
-    return text if budget is None else f"{text} ({budget})"
+    """The cell id with its GPU split and its marks: 'gemma-12b-4bit-server [q4,16G]' (see `legend`)."""
+    return cell.cell + _suffix(cell)
 
 
 def short_label(cell: SavedCell) -> str:
@@ -144,7 +188,11 @@ def latency_pair(cell: Mapping[str, Any], metric: str) -> str:
 
 
 def quality_text(cell: Mapping[str, Any]) -> str:
-    """Accuracy and JSON-valid rate as the tables show them."""
+    """Accuracy and JSON-valid rate as the tables show them; outputs cut at a token cap are not graded."""
+    graded = cell.get("quality_accuracy") is not None or cell.get("quality_valid_rate") is not None
+    cut = SavedCell.of(cell).outputs_cut_at
+    if graded and cut is not None:
+        return f"not graded: cut at {cut:,} tok"
     parts = []
     if cell.get("quality_accuracy") is not None:
         parts.append(f"acc {cell['quality_accuracy']:.0%}")

@@ -9,7 +9,7 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_vllmbench.results import answer, report_engine
-from pytest_vllmbench.results.labels import cell_label, dataset_label, fmt, money
+from pytest_vllmbench.results.labels import cell_label, dataset_label, fmt, legend, money
 from pytest_vllmbench.results.latest import Latest
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.scoring import score_cells
@@ -37,9 +37,15 @@ class Ranker:
         self.weights, self.flexibility, self.scorer = weights, flexibility, scorer
 
     def __call__(self, cells: list[SavedCell]) -> list[dict[str, Any]]:
+        graded = [ungraded(cell) if cell.outputs_cut_at is not None else cell for cell in cells]
         if self.scorer is not None:
-            return self.scorer([dict(cell) for cell in cells])
-        return score_cells(cells, self.weights, self.flexibility)
+            return self.scorer([dict(cell) for cell in graded])
+        return score_cells(graded, self.weights, self.flexibility)
+
+
+def ungraded(cell: SavedCell) -> SavedCell:
+    """The cell without quality figures: outputs cut at a token cap say nothing of the model's answers."""
+    return cell.with_figures({"quality_accuracy": None, "quality_valid_rate": None})
 
 
 def weights_line(weights: dict[str, float]) -> str:
@@ -75,7 +81,7 @@ def group_scores(latest: Latest, rank: Ranker) -> dict[int, float]:
 
 def answer_part(latest: Latest, rank: Ranker) -> str:
     groups = [
-        (machine, f"{path}, {n} requests measured", cells)
+        (machine, f"{path}, {fmt(n)} requests measured", cells)
         for (machine, path, _, n, budget), cells in ranking_groups(latest).items()
         if budget is None
     ]
@@ -89,7 +95,7 @@ def answer_part(latest: Latest, rank: Ranker) -> str:
 
 def engine_part(latest: Latest) -> list[str]:
     groups = [
-        (f"{machine}: {path}, {n} requests" + ("" if budget is None else f", {budget:g} GiB budget"), cells)
+        (f"{machine}: {path}, {fmt(n)} requests" + ("" if budget is None else f", {budget:g} GiB budget"), cells)
         for (machine, path, _, n, budget), cells in ranking_groups(latest).items()
     ]
     section = report_engine.engine_section(groups, cell_label)
@@ -103,7 +109,7 @@ def ranking_section(latest: Latest, rank: Ranker) -> str:
         + ". Throughput and total time are relative to the best cell of the same machine and workload. Job h,"
         " kWh and cost are the full job (each cell's project_to requests): hours include loading, kWh is the"
         " measured energy per request times the job (loading left out), cost is hours x the GPU hourly price x"
-        " the cell's GPUs."
+        " the cell's GPUs. Outputs cut at a token cap are not graded: their quality is left out."
     ]
     for (machine, path, _, n_requests, budget), cells in ranking_groups(latest).items():
         scored = sorted(zip(rank(cells), cells, strict=True), key=lambda pair: -pair[0]["score"])
@@ -120,8 +126,10 @@ def ranking_section(latest: Latest, rank: Ranker) -> str:
             for place, (result, cell) in enumerate(scored, start=1)
         ]
         within = "" if budget is None else f", memory budget {budget:g} GiB per GPU"
+        marks = legend(cells)
         parts.append(
-            f"### {machine}: {path}, {n_requests} requests{within}\n\n"
+            f"### {machine}: {path}, {fmt(n_requests)} requests{within}\n\n"
             + tabulate(rows, HEADERS, tablefmt="github", disable_numparse=True)
+            + (f"\n\n{marks}" if marks else "")
         )
     return "\n\n".join(parts)

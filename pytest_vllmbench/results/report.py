@@ -21,11 +21,11 @@ from pytest_vllmbench.results.report_sweeps import sweep_plots, sweeps_section
 from pytest_vllmbench.results.report_tables import (
     current_status,
     fit_table,
+    history_table,
     machine_tables,
     matrix,
     parity_table,
     plot_cells,
-    runs_table,
 )
 from pytest_vllmbench.results.storage import SavedRun, scan_runs
 
@@ -39,14 +39,28 @@ SHOWS_RUNS = "- **Saved runs:**"
 EXIT_OK, EXIT_REFUSED, EXIT_NO_RUNS = 0, 2, 3
 
 GLOSSARY = """\
-- **Cell**: one model in one vLLM mode (with its load point, GPU split or memory budget), measured once per run.
+- **Cell**: one model in one vLLM mode (with its load point, GPU split or memory budget), measured once per run. Its
+  label carries marks: **[d]** dummy weights, **[q4]** random weights quantized to 4 bits while loading, **[16G]** run
+  under a 16 GiB memory budget, **(TP 2)** one engine over two GPUs (tensor parallel).
 - **Mode**: offline (`vllm.LLM` in the test process), server (a `vllm serve` the session starts), endpoint (someone
   else's OpenAI-compatible server), run-batch (vLLM's batch runner), ray (Ray Data).
-- **c64**: a load point of 64 requests in flight at once (`--concurrency`); **knee**: the load point with the most
-  req/s among those that met the SLOs.
+- **Current / superseded**: the tables show each cell's newest run per machine and workload (current); older runs of
+  the same cell are superseded and listed only under History.
+- **c64**: a load point of 64 requests in flight at once (`--concurrency`); **SLO**: a latency target (`--slo`);
+  **goodput**: req/s of the requests that met every SLO; **knee**: the load point with the most req/s among those
+  that met the SLOs.
+- **TTFT / TPOT / E2EL**: time to first token, time per output token after it, end-to-end latency of a request;
+  **p50 / p99**: the median and the 99th percentile over the cell's requests.
 - **Rounds**: timed repeats of a cell on one engine (`--rounds`); figures show their mean ± the 95 % half-width.
-  **Tie**: two cells whose req/s intervals overlap.
+  **Tie**: two cells whose req/s intervals overlap. **Steady req/s**: completions per second between 10 % and 90 %
+  of a round's completions (no ramp, no tail).
+- **Job h / Projected h**: the whole job (170,000 requests by default, `--project-to`): load once, then every request
+  at the measured rate; job kWh and cost likewise.
+- **Score**: the cell's weighted score within its ranking group (same machine, workload and request count);
+  **flexibility**: a per-mode figure (server 1, offline 0 ...) for how many ways the mode can be used.
 - **Dummy weights**: random weights in a model's published shape: speed and memory are real, answers are not.
+- **Not graded: cut at N tok**: every output stopped at a token cap (`--ignore-eos` or `max_tokens`), so its quality
+  says nothing about the model; it is left out of quality and of the ranking's quality.
 - **Memory budget**: `--gpu-memory=SIZE`, what vLLM may reserve per GPU; speed stays the GPU's that ran it.
 - **Roofline %**: output tok/s as a share of the decode limit set by memory bandwidth / weight bytes x batch.
 - **Seed**: the project's first brief, which named the six model x mode cells and the 40/30/20/10 weights.
@@ -139,7 +153,8 @@ def render(
         "## Answer\n\n" + answer_part(latest, rank),
         _section("intro", kept),
         "## Current status\n\n" + current_status(runs, latest),
-        "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
+        "## Test matrix\n\nThe current result of each model x mode on each machine and workload (older runs:"
+        " History). req/s is the rounds' mean ± the 95 % half-width where a cell ran rounds; Job h is the projected"
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + matrix(latest),
         "## Results by machine\n\nScore: the cell's score in its ranking group (see Ranking).\n\n"
         + machine_tables(latest, group_scores(latest, rank))
@@ -153,11 +168,13 @@ def render(
             else []
         ),
         "## Load sweeps\n\n" + sweeps_section(latest),
-        "## Memory budgets\n\nCells run with `--gpu-memory=SIZE`: vLLM may use only that much of each GPU (weights,"
-        " activations and KV cache), so the table says whether the model would fit on a card of that size. The speed"
-        " is the GPU's that ran it, not the smaller card's. Weights are params x bytes per param; what is left for"
-        " the KV cache is the budget minus the weights, before activations and CUDA graphs take their share.\n\n"
-        + fit_table(latest),
+        "## Memory budgets\n\nCells run with `--gpu-memory=SIZE`: vLLM may reserve only that much of each GPU"
+        " (weights, activations and KV cache). The verdict puts vLLM's own accounting beside the peak NVML measured"
+        " on the card: *fits* when the engine started and the peak stayed within the budget, *ran, but over budget*"
+        " when it started but the card held more (so a card of that size is not shown to hold it), *does not fit*"
+        " when it could not start. The speed is the GPU's that ran it, not the smaller card's. Weights are params x"
+        " bytes per param; what is left for the KV cache is the budget minus the weights, before activations and"
+        " CUDA graphs take their share.\n\n" + fit_table(latest),
         "## Ranking\n\n" + ranking_section(latest, rank) + priced,
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + parity_table(runs),
@@ -168,7 +185,9 @@ def render(
         *(section(runs) for section in extra_sections),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
         "## Glossary\n\n" + GLOSSARY + (PRICED_TERM if priced else ""),
-        "## Runs\n\nEvery saved cell, newest first; the JSON files hold the complete figures.\n\n" + runs_table(runs),
+        "## History\n\nEvery saved cell, newest run first: the tables above show only the current result of each cell"
+        " (its newest run per machine and workload); a superseded one stays here. The JSON files hold every figure.\n\n"
+        + history_table(runs, latest),
     ]
     extra = [name for name in kept if name not in PLACEHOLDERS]
     if extra:

@@ -10,6 +10,7 @@ from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results import plots as plotting
 from pytest_vllmbench.results.labels import MISSING, fmt, latency_pair, load_point, rate
 from pytest_vllmbench.results.latest import Latest, latest_cells
+from pytest_vllmbench.results.report_tables import as_tabled
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.storage import SavedRun
 from pytest_vllmbench.results.sweeps import SLO_ATTAINMENT, knee, met_slo, slo_attainment, sweeps
@@ -50,8 +51,8 @@ def _metrics_text(cell: SavedCell) -> str:
     if not found:
         return "not sampled" if "server_metrics" in cell else MISSING
     return (
-        f"{fmt(found.get('kv_cache_usage_pct_peak'), 1, False)}, {fmt(found.get('requests_running_peak'), 0, False)}/"
-        f"{fmt(found.get('requests_waiting_peak'), 0, False)}, {fmt(found.get('preemptions'), 0, False)}"
+        f"{fmt(found.get('kv_cache_usage_pct_peak'), 1)}, {fmt(found.get('requests_running_peak'), 0)}/"
+        f"{fmt(found.get('requests_waiting_peak'), 0)}, {fmt(found.get('preemptions'), 0)}"
     )
 
 
@@ -73,7 +74,7 @@ def _table(points: list[SavedCell], best: SavedCell | None) -> str:
             latency_pair(cell, "e2el"),
             _metrics_text(cell),
             _slo_text(cell, best),
-            fmt(cell.get("n_failed"), group_ints=False),
+            fmt(cell.get("n_failed")),
         ]
         for cell in points
     ]
@@ -116,7 +117,7 @@ def sweep_plots(runs: list[SavedRun]) -> dict[str, tuple[list[plotting.SweepPoin
     for key, points in groups.items():
         best = knee(points) if points[0].slo_ms else None
         plotted[_title(key, several)] = (
-            [(load_point(cell) or MISSING, cell) for cell in points],
+            [(load_point(cell) or MISSING, as_tabled(cell)) for cell in points],
             None if best is None else load_point(best),
         )
     return plotted

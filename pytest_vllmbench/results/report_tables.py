@@ -3,7 +3,7 @@ parity and every saved run."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tabulate import tabulate
@@ -11,6 +11,7 @@ from tabulate import tabulate
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results import plots as plotting
+from pytest_vllmbench.results.answer import budget_verdict, peak_gib
 from pytest_vllmbench.results.labels import (
     MISSING,
     cell_label,
@@ -19,16 +20,20 @@ from pytest_vllmbench.results.labels import (
     fmt,
     gpus_text,
     latency_pair,
+    legend,
     mode_text,
     model_label,
     money,
     quality_text,
     rate,
     short_label,
-    split,
+    short_workload,
     status_text,
+    workload,
+    workload_legend,
 )
-from pytest_vllmbench.results.latest import Latest, latest_cells
+from pytest_vllmbench.results.latest import Latest, latest_cells, superseded_by
+from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.storage import SavedRun
 
 MACHINE_HEADERS = [
@@ -49,14 +54,15 @@ MACHINE_HEADERS = [
     "Cost/1M out tok",
     "Quality",
     "Score",
-    "Saved run",
+    "Run",
 ]
 FIT_HEADERS = [
     "Model",
     "Mode",
     "Machine",
     "Budget",
-    "Fits?",
+    "Verdict",
+    "Measured peak GiB",
     "Weights GiB (est.)",
     "Left for KV cache GiB (at most)",
     "req/s",
@@ -67,22 +73,22 @@ MATRIX_HEADERS = [
     "Machine",
     "Workload",
     "Status",
-    "Throughput (req/s)",
-    "Total time (h)",
-    "Peak VRAM (MiB)",
+    "req/s",
+    "Job h",
+    "Peak VRAM MiB",
 ]
-RUNS_HEADERS = [
+HISTORY_HEADERS = [
     "Run",
     "When (UTC)",
     "Machine",
     "Cell",
-    "Dataset",
+    "Workload",
+    "Status",
     "Requests",
-    "Input tok",
-    "Output tok",
     "Wall s",
     "Load s",
     "Engine",
+    "Now",
 ]
 
 
@@ -90,18 +96,15 @@ def _github(rows: list[list[object]], headers: list[str]) -> str:
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
-def plain(value: object, digits: int = 2) -> str:
-    """A figure as the per-cell tables have always shown whole numbers: without separators."""
-    return fmt(value, digits, group_ints=False)
-
-
 def fit_table(latest: Latest) -> str:
-    """Model x memory budget -> fits (weights, room left) or does not fit, from the cells run with --gpu-memory."""
+    """Model x memory budget -> the budget verdict beside the measured peak, from the cells run with --gpu-memory."""
     rows: list[list[object]] = []
+    cells = []
     for (machine, _, _), (_, cell) in sorted(latest.items()):
         budget = cell.gpu_memory_budget_gib
         if budget is None:
             continue
+        cells.append(cell)
         n_gpus = max(len(cell.gpus or []), 1)
         weights = weights_gib(cell.params_b, cell.dtype)
         room = None if weights is None or not cell.ok else budget * n_gpus - weights
@@ -111,84 +114,105 @@ def fit_table(latest: Latest) -> str:
                 cell.mode,
                 machine,
                 f"{budget:g} GiB" + (f" x {n_gpus}" if n_gpus > 1 else ""),
-                "fits" if cell.ok else cell.status,
-                plain(weights, 1),
-                plain(room, 1),
+                budget_verdict(cell),
+                fmt(peak_gib(cell), 1),
+                fmt(weights, 1),
+                fmt(room, 1),
                 rate(cell) if cell.ok else MISSING,
             ]
         )
     if not rows:
         return "No cell run under a memory budget yet (`--gpu-memory=16GiB`)."
-    return _github(rows, FIT_HEADERS)
+    return _with_legend(_github(rows, FIT_HEADERS), cells)
+
+
+def _with_legend(table: str, cells: Sequence[SavedCell], workloads: Sequence[str] = ()) -> str:
+    notes = [note for note in (legend(cells), workload_legend(workloads)) if note]
+    return "\n\n".join([table, *notes])
 
 
 def matrix(latest: Latest) -> str:
     rows: list[list[object]] = [
         [
-            model_label(cell) + (f" ({split(cell)})" if split(cell) else ""),
+            model_label(cell),
             mode_text(cell),
             machine,
-            workload,
-            status_text(cell),
+            short_workload(place),
+            status_text(cell).split(":", 1)[0],
             rate(cell),
-            plain(cell.projected_hours),
-            plain(cell.peak_vram_mib),
+            fmt(cell.projected_hours, 1),
+            fmt(cell.peak_vram_mib),
         ]
-        for (machine, _, workload), (_, cell) in sorted(latest.items())
+        for (machine, _, place), (_, cell) in sorted(latest.items())
     ]
-    return _github(rows, MATRIX_HEADERS)
+    cells = [cell for _, cell in latest.values()]
+    return _with_legend(_github(rows, MATRIX_HEADERS), cells, [key[2] for key in latest])
 
 
 def machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
     parts = []
     for machine in sorted({key[0] for key in latest}):
+        here = [(place, run, cell) for (m, _, place), (run, cell) in sorted(latest.items()) if m == machine]
+        several = len({place for place, _, _ in here}) > 1
         rows: list[list[object]] = [
             [
                 model_label(cell),
-                plain(cell.params_b),
-                mode_text(cell),
+                fmt(cell.params_b),
+                mode_text(cell) + (f" [{short_workload(place)}]" if several else ""),
                 gpus_text(cell),
                 rate(cell),
-                plain(cell.output_tokens_per_s, 1),
+                fmt(central(cell, "output_tokens_per_s"), 1),
                 latency_pair(cell, "ttft"),
                 latency_pair(cell, "tpot"),
                 latency_pair(cell, "e2el"),
-                plain(cell.load_s, 1),
-                plain(cell.peak_vram_mib),
-                plain(cell.roofline_pct, 1),
-                plain(cell.projected_hours, 1),
-                plain(cell.joules_per_request, 1),
+                fmt(cell.load_s, 1),
+                fmt(cell.peak_vram_mib),
+                fmt(cell.roofline_pct, 1),
+                fmt(cell.projected_hours, 1),
+                fmt(cell.joules_per_request, 1),
                 money(cell, cell.cost_per_1m_output_tokens),
                 quality_text(cell),
-                plain(scores.get(id(cell)), 3),
-                f"`{run.path}`",
+                fmt(scores.get(id(cell)), 3),
+                run_number(run),
             ]
-            for (m, _, _), (run, cell) in sorted(latest.items())
-            if m == machine
+            for place, run, cell in here
         ]
-        parts.append(f"### {machine}\n\n" + _github(rows, MACHINE_HEADERS))
+        table = _with_legend(
+            _github(rows, MACHINE_HEADERS), [cell for _, _, cell in here], [place for place, _, _ in here if several]
+        )
+        parts.append(f"### {machine}\n\n{table}")
     return "\n\n".join(parts)
 
 
-def runs_table(runs: list[SavedRun]) -> str:
-    rows: list[list[object]] = [
-        [
-            f"`{run.path}`",
-            run.datetime[:19],
-            run.machine,
-            cell_label(cell),
-            dataset_label(cell.dataset),
-            plain(cell.get("n_requests")),
-            plain(cell.get("input_tokens")),
-            plain(cell.get("output_tokens")),
-            plain(cell.wall_s, 2),
-            plain(cell.load_s, 2),
-            engine_text(cell),
-        ]
-        for run in reversed(runs)
-        for cell in run.cells
-    ]
-    return _github(rows, RUNS_HEADERS)
+def run_number(run: SavedRun) -> str:
+    """The run's number in its storage folder ('0015'); History lists each number's file."""
+    return run.name.partition("_")[0]
+
+
+def history_table(runs: list[SavedRun], latest: Latest) -> str:
+    """Every saved cell, newest run first, each marked current or superseded by a newer run of the same cell."""
+    rows: list[list[object]] = []
+    shown = []
+    for run in reversed(runs):
+        for cell in run.cells:
+            shown.append(cell)
+            newer = superseded_by(run, cell, latest)
+            rows.append(
+                [
+                    f"`{run.path}`",
+                    run.datetime[:19],
+                    run.machine,
+                    cell_label(cell),
+                    short_workload(workload(cell)),
+                    status_text(cell),
+                    fmt(cell.get("n_requests")),
+                    fmt(cell.wall_s, 2),
+                    fmt(cell.load_s, 2),
+                    engine_text(cell),
+                    "current" if newer is None else f"superseded by {run_number(newer)}",
+                ]
+            )
+    return _with_legend(_github(rows, HISTORY_HEADERS), shown, [workload(cell) for cell in shown])
 
 
 def parity_table(runs: list[SavedRun]) -> str:
@@ -198,9 +222,9 @@ def parity_table(runs: list[SavedRun]) -> str:
             run.machine,
             cell_label(cell),
             dataset_label(cell.dataset),
-            plain(cell.requests_per_s),
-            plain(cell.vllm_bench_requests_per_s),
-            plain(cell.vllm_bench_ratio, 3),
+            fmt(cell.requests_per_s),
+            fmt(cell.vllm_bench_requests_per_s),
+            fmt(cell.vllm_bench_ratio, 3),
         ]
         for run in runs
         for cell in run.cells
@@ -226,20 +250,27 @@ def current_status(runs: list[SavedRun], latest: Latest) -> str:
         best = max(ok, key=lambda cell: central(cell, "requests_per_s") or 0.0)
         lines.append(
             f"- **Highest throughput so far:** {best.cell} at {rate(best)} req/s; "
-            f"{plain(best.project_to)} requests would take {plain(best.projected_hours, 1)} h"
+            f"{fmt(best.project_to)} requests would take {fmt(best.projected_hours, 1)} h"
         )
     return "\n".join(lines)
 
 
 def plot_cells(runs: list[SavedRun]) -> dict[str, list[plotting.PlotCell]]:
-    """The newest cell of each machine that ran, labelled as in the tables (workload named when several)."""
+    """The newest cell of each machine that ran, labelled as in the tables (workload named when several), with the
+    tables' req/s and out tok/s (the rounds' means when there were rounds)."""
     machines: dict[str, list[plotting.PlotCell]] = {}
     latest = latest_cells(runs)
-    for (machine, _, workload), (_, cell) in sorted(latest.items()):
+    for (machine, _, place), (_, cell) in sorted(latest.items()):
         if not cell.ok:
             continue
         several = len({key[2] for key in latest if key[0] == machine}) > 1
-        short = Path(str((cell.dataset or {}).get("path") or workload)).stem
+        short = Path(str((cell.dataset or {}).get("path") or place)).stem
         label = short_label(cell) + (f" [{short}]" if several else "")
-        machines.setdefault(machine, []).append((label, cell))
+        machines.setdefault(machine, []).append((label, as_tabled(cell)))
     return machines
+
+
+def as_tabled(cell: SavedCell) -> SavedCell:
+    """The cell with the figures a plot draws set to what the tables show: the rounds' means."""
+    names = ("requests_per_s", "output_tokens_per_s")
+    return cell.with_figures({name: central(cell, name) for name in names if name in cell})

@@ -59,6 +59,18 @@ class SavedCell(CellRecord, Mapping[str, Any]):
     def ok(self) -> bool:
         return is_ok(self)
 
+    @property
+    def outputs_cut_at(self) -> int | None:
+        """The token cap every output stopped at (`--ignore-eos`, or each request reached `max_tokens`): such
+        outputs are cut short, so their quality says nothing about the model. None when outputs ended freely."""
+        sampling = self.sampling or {}
+        cap = sampling.get("max_tokens")
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0:
+            return None
+        if sampling.get("ignore_eos") is True:
+            return cap
+        return cap if self.n_requests > 0 and self.output_tokens >= self.n_requests * cap else None
+
     def __getitem__(self, key: str) -> Any:
         return self.saved[key]
 
