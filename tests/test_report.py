@@ -31,7 +31,7 @@ def test_report_shows_the_newest_cell_per_machine_and_every_run(tmp_path):
     assert "### Test CPU (2 cores, no GPU)" in text
     history = text.split("## History")[1]
     assert history.count("gemma-270m-offline") == 2 and "superseded by 0002" in history
-    assert "gemma-12b-offline at 17.70 req/s" in text
+    assert "gemma-12b-offline on 1 x NVIDIA H200 at 17.70 req/s" in text
 
 
 MACHINE = "Linux-CPython-3.11-64bit"

@@ -59,7 +59,8 @@ def _join(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _why_unmeasured(cells: Sequence[SavedCell]) -> str:
+def why_unmeasured(cells: Sequence[SavedCell]) -> str:
+    """' (dummy weights)' or ' (outputs cut at 24-32 tokens)': why a group has no quality figure; '' otherwise."""
     if any(is_dummy(cell) for cell in cells):
         return " (dummy weights)"
     caps = sorted({cap for cell in cells if (cap := cell.outputs_cut_at) is not None})
@@ -119,7 +120,7 @@ def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], l
         lines.append(
             f"  Runner-up: {label(runner)} (score {runner_score['score']:.3f}, margin {margin:.3f}; {verdict})."
         )
-    note = renormalised_note(weights, best_score.get("weights") or {}, _why_unmeasured(cells))
+    note = renormalised_note(weights, best_score.get("weights") or {}, why_unmeasured(cells))
     if note:
         lines.append(f"  {note[0].upper()}{note[1:]}.")
     return lines

@@ -104,7 +104,8 @@ def engine_part(latest: Latest) -> list[str]:
 
 def ranking_section(latest: Latest, rank: Ranker) -> str:
     parts = [
-        f"Weights: {weights_line(rank.weights)}. Flexibility per mode: "
+        f"Weights: {weights_line(rank.weights)} (re-normalised over the rest, and said so under the group, where a"
+        " group has no quality figure). Flexibility per mode: "
         + ", ".join(f"{mode} {value:g}" for mode, value in rank.flexibility.items())
         + ". Throughput and total time are relative to the best cell of the same machine and workload. Job h,"
         " kWh and cost are the full job (each cell's project_to requests): hours include loading, kWh is the"
@@ -112,7 +113,8 @@ def ranking_section(latest: Latest, rank: Ranker) -> str:
         " the cell's GPUs. Outputs cut at a token cap are not graded: their quality is left out."
     ]
     for (machine, path, _, n_requests, budget), cells in ranking_groups(latest).items():
-        scored = sorted(zip(rank(cells), cells, strict=True), key=lambda pair: -pair[0]["score"])
+        results = rank(cells)
+        scored = sorted(zip(results, cells, strict=True), key=lambda pair: -pair[0]["score"])
         rows = [
             [
                 place,
@@ -126,10 +128,12 @@ def ranking_section(latest: Latest, rank: Ranker) -> str:
             for place, (result, cell) in enumerate(scored, start=1)
         ]
         within = "" if budget is None else f", memory budget {budget:g} GiB per GPU"
-        marks = legend(cells)
+        used = results[0].get("weights") or {} if results else {}
+        renormalised = answer.renormalised_note(rank.weights, used, answer.why_unmeasured(cells))
+        notes = [f"{renormalised[0].upper()}{renormalised[1:]}." if renormalised else "", legend(cells)]
         parts.append(
             f"### {machine}: {path}, {fmt(n_requests)} requests{within}\n\n"
             + tabulate(rows, HEADERS, tablefmt="github", disable_numparse=True)
-            + (f"\n\n{marks}" if marks else "")
+            + "".join(f"\n\n{note}" for note in notes if note)
         )
     return "\n\n".join(parts)

@@ -156,7 +156,8 @@ def render(
         "## Test matrix\n\nThe current result of each model x mode on each machine and workload (older runs:"
         " History). req/s is the rounds' mean ± the 95 % half-width where a cell ran rounds; Job h is the projected"
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + matrix(latest),
-        "## Results by machine\n\nScore: the cell's score in its ranking group (see Ranking).\n\n"
+        "## Results by machine\n\nPer machine, the speed of each current cell, then what it used and costs. Score:"
+        " the cell's score in its ranking group (see Ranking). Run: the saved run's number (History names its file).\n\n"
         + machine_tables(latest, group_scores(latest, rank))
         + priced,
         *(

@@ -36,9 +36,8 @@ from pytest_vllmbench.results.latest import Latest, latest_cells, superseded_by
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.storage import SavedRun
 
-MACHINE_HEADERS = [
+SPEED_HEADERS = [
     "Model",
-    "Size (B)",
     "Mode",
     "GPUs",
     "req/s",
@@ -47,6 +46,12 @@ MACHINE_HEADERS = [
     "TPOT p50/p99 ms",
     "E2EL p50/p99 ms",
     "Load s",
+    "Run",
+]
+SPEND_HEADERS = [
+    "Model",
+    "Mode",
+    "Size (B)",
     "Peak VRAM MiB",
     "Roofline %",
     "Projected h",
@@ -54,7 +59,6 @@ MACHINE_HEADERS = [
     "Cost/1M out tok",
     "Quality",
     "Score",
-    "Run",
 ]
 FIT_HEADERS = [
     "Model",
@@ -150,15 +154,15 @@ def matrix(latest: Latest) -> str:
 
 
 def machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
+    """Per machine, two tables of the same rows: speed and latency, then memory, energy, cost, quality and score."""
     parts = []
     for machine in sorted({key[0] for key in latest}):
         here = [(place, run, cell) for (m, _, place), (run, cell) in sorted(latest.items()) if m == machine]
         several = len({place for place, _, _ in here}) > 1
-        rows: list[list[object]] = [
+        rows = [_machine_row(cell, place if several else None) for place, _, cell in here]
+        speed: list[list[object]] = [
             [
-                model_label(cell),
-                fmt(cell.params_b),
-                mode_text(cell) + (f" [{short_workload(place)}]" if several else ""),
+                *row,
                 gpus_text(cell),
                 rate(cell),
                 fmt(central(cell, "output_tokens_per_s"), 1),
@@ -166,6 +170,14 @@ def machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
                 latency_pair(cell, "tpot"),
                 latency_pair(cell, "e2el"),
                 fmt(cell.load_s, 1),
+                run_number(run),
+            ]
+            for row, (_, run, cell) in zip(rows, here, strict=True)
+        ]
+        spend: list[list[object]] = [
+            [
+                *row,
+                fmt(cell.params_b),
                 fmt(cell.peak_vram_mib),
                 fmt(cell.roofline_pct, 1),
                 fmt(cell.projected_hours, 1),
@@ -173,15 +185,17 @@ def machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
                 money(cell, cell.cost_per_1m_output_tokens),
                 quality_text(cell),
                 fmt(scores.get(id(cell)), 3),
-                run_number(run),
             ]
-            for place, run, cell in here
+            for row, (_, _, cell) in zip(rows, here, strict=True)
         ]
-        table = _with_legend(
-            _github(rows, MACHINE_HEADERS), [cell for _, _, cell in here], [place for place, _, _ in here if several]
-        )
-        parts.append(f"### {machine}\n\n{table}")
+        tables = _github(speed, SPEED_HEADERS) + "\n\n" + _github(spend, SPEND_HEADERS)
+        legends = _with_legend("", [cell for _, _, cell in here], [place for place, _, _ in here if several])
+        parts.append(f"### {machine}\n\n{tables}{legends}")
     return "\n\n".join(parts)
+
+
+def _machine_row(cell: SavedCell, place: str | None) -> list[object]:
+    return [model_label(cell), mode_text(cell) + (f" [{short_workload(place)}]" if place else "")]
 
 
 def run_number(run: SavedRun) -> str:
@@ -240,16 +254,16 @@ def current_status(runs: list[SavedRun], latest: Latest) -> str:
     if not runs:
         return "No saved runs yet: run `make bench` (or `pytest benchmarks/ --benchmark-save=NAME`)."
     newest = runs[-1]
-    ok = [cell for _, cell in latest.values() if cell.ok and cell.requests_per_s]
+    ok = [(machine, cell) for (machine, _, _), (_, cell) in latest.items() if cell.ok and cell.requests_per_s]
     lines = [
         f"- **Last run:** `{newest.path}` ({newest.datetime[:19]} UTC) on {newest.machine}: "
         f"{', '.join(cell.cell for cell in newest.cells)}",
         f"- **Saved runs:** {len(runs)} on {len({run.machine for run in runs})} machine(s)",
     ]
     if ok:
-        best = max(ok, key=lambda cell: central(cell, "requests_per_s") or 0.0)
+        machine, best = max(ok, key=lambda pair: central(pair[1], "requests_per_s") or 0.0)
         lines.append(
-            f"- **Highest throughput so far:** {best.cell} at {rate(best)} req/s; "
+            f"- **Highest throughput so far:** {cell_label(best)} on {machine} at {rate(best)} req/s; "
             f"{fmt(best.project_to)} requests would take {fmt(best.projected_hours, 1)} h"
         )
     return "\n".join(lines)
