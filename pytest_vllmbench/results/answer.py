@@ -153,7 +153,8 @@ def budget_verdicts(cells: Sequence[SavedCell], label: Label) -> list[str]:
             continue
         verdict, limit, peak = budget_verdict(cell), budget_limit_gib(cell), peak_gib(cell)
         if not cell.ok:
-            lines.append(f"- {label(cell)}: **{verdict}** in {budget:g} GiB ({cell.status}).")
+            reason = str(cell.status).partition(": ")[2] or str(cell.status)
+            lines.append(f"- {label(cell)}: **{verdict}** in {budget:g} GiB ({reason}).")
             continue
         if peak is None:
             seen = "peak not measured"

@@ -8,7 +8,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_vllmbench.config.memory_budget import label as budget_label
 from pytest_vllmbench.measure.rounds import central, plus_minus
 from pytest_vllmbench.results.report_price import MARK, priced_here
 from pytest_vllmbench.results.saved_run import SavedCell
@@ -79,11 +78,6 @@ def is_dummy(cell: SavedCell) -> bool:
 def weights_text(cell: SavedCell) -> str:
     """'dummy weights', or how a stand-in's random weights reached vLLM (e.g. bitsandbytes in flight)."""
     return cell.weights or "dummy weights"
-
-
-def _budget_text(cell: SavedCell) -> str | None:
-    budget = cell.gpu_memory_budget_gib
-    return None if budget is None else budget_label(budget, cell.gpus or [])
 
 
 def marks(cell: SavedCell) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ class RunFileError(ValueError):
     """A saved run that cannot be read or does not have pytest-benchmark's shape; the message says why."""
 
 
-def finite_only(cell: dict[str, Any]) -> dict[str, Any]:
+def finite_only(cell: Mapping[str, Any]) -> dict[str, Any]:
     """NaN and infinite figures become None: they show as missing and never enter a score."""
     return {
         key: None if isinstance(value, float) and not math.isfinite(value) else value for key, value in cell.items()
