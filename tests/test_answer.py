@@ -63,7 +63,7 @@ def test_answer_opens_the_report_with_recommendation_tie_note_and_budget_verdict
     text = render(load_runs(tmp_path))
     assert text.index("## Answer") < text.index("## Current status")
     answer = _answer(text)
-    assert "use **gemma-12b-server (dummy weights)**" in answer
+    assert "use **gemma-12b-server [d]**" in answer and "Marks: [d] random weights" in answer
     assert "18.00 ± 1.50 req/s (3 rounds)" in answer
     assert "Runner-up: gemma-12b-offline" in answer and "a **tie**" in answer
     assert "Quality not measured (dummy weights): ranked on throughput, total time and flexibility, 50/37.5/12.5" in (
@@ -99,15 +99,15 @@ def test_every_table_shows_one_req_per_s_and_one_score_per_cell(tmp_path):
         [cell("gemma-270m-server", **rounds), cell("gemma-270m-offline", requests_per_s=1.0, score=1.0)],
     )
     text = render(load_runs(tmp_path))
-    assert "3.14" not in text.split("## Runs")[0]
+    assert "3.14" not in text.split("## History")[0]
     matrix = text.split("## Test matrix")[1].split("## Results by machine")[0]
     assert "3.06 ± 0.70" in matrix
     ranking = text.split("## Ranking")[1].split("\n## ")[0]
     machine = text.split("## Results by machine")[1].split("\n## ")[0]
     offline_rank = next(line for line in ranking.splitlines() if "gemma-270m-offline" in line)
-    offline_row = next(line for line in machine.splitlines() if "| offline" in line)
+    offline_cells = [part.strip() for line in machine.splitlines() if "| offline" in line for part in line.split("|")]
     group_score = offline_rank.split("|")[3].strip()
-    assert group_score != "1.000" and group_score in [part.strip() for part in offline_row.split("|")]
+    assert group_score != "1.000" and group_score in offline_cells and "1.000" not in offline_cells
 
 
 def test_newer_engine_fields_are_shown_with_only_the_settings_that_differ(tmp_path):

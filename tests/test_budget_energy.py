@@ -341,10 +341,12 @@ def test_report_shows_job_hours_kwh_cost_and_the_fit_table(tmp_path):
     assert [part.strip() for part in row.strip().strip("|").split("|")][-3:] == ["31.4", "-", "-"]  # NaN kWh: missing
     results = text.split("## Results by machine")[1].split("## Memory budgets")[0]
     assert "0.12 USD" in results and "19.2" in results
-    assert "mistral-7b (memory budget 16 GiB only: the speed is the NVIDIA H200's)" in results
+    assert "mistral-7b [16G]" in results and "[16G] vLLM capped at 16 GiB of each GPU" in results
     fit = text.split("## Memory budgets")[1].split("## Ranking")[0]
     assert "| fits " in fit and "13.5" in fit and "2.5" in fit  # 7.25e9 x 2 B = 13.5 GiB; 16 - 13.5 left
-    assert "does not fit in 16 GiB: needs ~27.6 GiB" in fit
+    assert "| does not fit " in next(line for line in fit.splitlines() if "qwen-14b" in line)
+    answer = text.split("## Answer")[1].split("\n## ")[0]
+    assert "qwen-14b-offline [16G]: **does not fit** in 16 GiB (needs ~27.6 GiB for the weights alone" in answer
     assert "nan" not in text
 
 

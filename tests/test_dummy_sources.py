@@ -13,7 +13,8 @@ from pytest_vllmbench.engines import dummy_weights as sizing
 from pytest_vllmbench.engines import embedded_model as embedded
 from pytest_vllmbench.engines.base import CellSkip
 from pytest_vllmbench.engines.cell_plan import CellPlan, DummySources, plan_cell
-from pytest_vllmbench.results.report import _cell_label, _model
+from pytest_vllmbench.results.labels import cell_label, model_label
+from pytest_vllmbench.results.saved_run import SavedCell
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_GEMMA3 = {
@@ -125,13 +126,15 @@ def test_engine_arg_load_format_is_labelled_like_the_option(tmp_path):
     by_option, by_arg = settings_for(load_format="dummy"), settings_for(engine_arg=["load_format=dummy"])
     assert plan(cell, by_arg, registry).model_source == plan(cell, by_option, registry).model_source == str(folder)
     assert plan(cell, by_arg, registry).weights_info() == plan(cell, by_option, registry).weights_info() != {}
-    saved = {
-        "cell": cell.id,
-        "model": cell.model.alias,
-        "engine_args": plan(cell, by_arg, registry).engine_args,
-        **plan(cell, by_arg, registry).weights_info(),
-    }
-    assert _model(saved).endswith("(dummy weights)") and _cell_label(saved).endswith("(dummy weights)")
+    saved = SavedCell.of(
+        {
+            "cell": cell.id,
+            "model": cell.model.alias,
+            "engine_args": plan(cell, by_arg, registry).engine_args,
+            **plan(cell, by_arg, registry).weights_info(),
+        }
+    )
+    assert model_label(saved).endswith("[d]") and cell_label(saved).endswith("[d]")
     assert plan(cell, settings_for(), registry).weights_info() == {}  # real weights carry no label
 
 
@@ -201,7 +204,7 @@ def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
     assert extra["dummy_source"] == f"own config and tokenizer: local folder {folder.name}"
     assert extra["n_failed"] == 0 and extra["output_tokens"] == 4 * 8  # --ignore-eos: fixed lengths
     report = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "my-model (dummy weights)" in report and "my-model-offline (dummy weights)" in report
+    assert "my-model [d]" in report and "my-model-offline [d]" in report and "[d] random weights" in report
 
 
 def test_random_checkpoint_folder_is_built_once_whole_and_without_a_quantization_config(tmp_path, monkeypatch):

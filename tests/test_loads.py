@@ -1,4 +1,4 @@
-"""Load sweeps: parsing the lists, one cell per point on one engine, and the SLO knee."""
+"""Load sweeps: parsing the lists, one cell per point on one engine (the knee: tests/test_knee.py)."""
 
 from pathlib import Path
 
@@ -8,10 +8,7 @@ from hypothesis import strategies as st
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.loads import (
-    SLO_ATTAINMENT,
     LoadPoint,
-    knee,
-    knee_lines,
     load_points,
     parse_concurrencies,
     parse_request_rates,
@@ -80,44 +77,6 @@ def test_a_sweep_makes_one_cell_per_point_sharing_one_engine_and_offline_stays_o
     ]
     assert len({c.engine_key for c in cells if c.mode == "server"}) == 1  # one server start for the three points
     assert {c.sweep for c in cells[1:]} == {"gemma-270m-server"}
-
-
-def point(label, rate, good, failed=0, slo=None, **extra):
-    return {
-        "cell": f"m-server-{label}",
-        "sweep": "m-server",
-        "load": {"point": label},
-        "requests_per_s": rate,
-        "goodput_requests_per_s": good,
-        "n_failed": failed,
-        "slo_ms": {"ttft": 500.0} if slo is None else slo,
-        "output_tokens_per_s": rate * 10,
-        **extra,
-    }
-
-
-def test_the_knee_is_the_fastest_point_that_met_the_slos():
-    points = [point("c1", 1.0, 1.0), point("c4", 3.0, 3.0), point("c16", 5.0, 2.0)]  # c16 misses: 40 % late
-    assert knee(points)["load"]["point"] == "c4"
-    assert knee_lines(points) == ["sweep m-server: knee at c4 (3.00 req/s, 30.0 out tok/s) under ttft:500"]
-
-
-def test_attainment_just_under_the_rule_misses_and_failed_requests_miss():
-    just_under = point("c1", 1.0, SLO_ATTAINMENT - 0.001)
-    assert knee([just_under, point("c4", 2.0, 2.0, failed=1)]) is None
-    assert knee_lines([just_under]) == [
-        f"sweep m-server: no load point met the SLOs (ttft:500) for {SLO_ATTAINMENT:.0%} of its requests"
-    ]
-
-
-def test_the_knee_ranks_points_by_the_mean_of_their_rounds():
-    stats = {"requests_per_s": {"mean": 1.5, "ci95_half": 0.1}, "goodput_requests_per_s": {"mean": 1.5}}
-    lucky_last_round = point("c4", 9.0, 9.0, round_stats=stats)
-    assert knee([point("c1", 2.0, 2.0), lucky_last_round])["load"]["point"] == "c1"
-
-
-def test_no_slo_no_knee_line():
-    assert knee_lines([point("c1", 1.0, 1.0, slo={})]) == []
 
 
 @pytest.mark.parametrize("mode", ["endpoint", "offline"])

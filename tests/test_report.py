@@ -27,11 +27,11 @@ def test_report_shows_the_newest_cell_per_machine_and_every_run(tmp_path):
     text = render(runs)
     matrix = text.split("## Test matrix")[1].split("## Results by machine")[0]
     assert "| 2.50 " in matrix and "| 1.00 " not in matrix
-    assert "1 x NVIDIA H200" in text and "120000" in text
+    assert "1 x NVIDIA H200" in text and "120,000" in text
     assert "### Test CPU (2 cores, no GPU)" in text
-    runs_section = text.split("## Runs")[1]
-    assert runs_section.count("gemma-270m-offline") == 2
-    assert "gemma-12b-offline at 17.70 req/s" in text
+    history = text.split("## History")[1]
+    assert history.count("gemma-270m-offline") == 2 and "superseded by 0002" in history
+    assert "gemma-12b-offline on 1 x NVIDIA H200 at 17.70 req/s" in text
 
 
 MACHINE = "Linux-CPython-3.11-64bit"

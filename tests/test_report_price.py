@@ -6,13 +6,21 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from saved_runs import cell, save_run
+from saved_runs import cell as saved_figures
+from saved_runs import save_run
 
 from pytest_vllmbench import cli
 from pytest_vllmbench.results.report_price import MARK, ReportPrice, price_cell, price_runs
+from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.storage import load_runs
 
 H200 = ["NVIDIA H200"]
+
+
+def cell(name: str, **figures):
+    return SavedCell.of(saved_figures(name, **figures))
+
+
 finite = st.floats(min_value=0.01, max_value=1e4, allow_nan=False, allow_infinity=False)
 
 
@@ -60,8 +68,8 @@ def _storage(tmp_path):
         1,
         "h200",
         [
-            cell("mistral-7b-offline", gpus=H200, projected_hours=0.375),
-            cell(
+            saved_figures("mistral-7b-offline", gpus=H200, projected_hours=0.375),
+            saved_figures(
                 "qwen-14b-server",
                 gpus=H200,
                 projected_hours=0.75,

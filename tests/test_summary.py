@@ -2,7 +2,7 @@
 
 from saved_runs import cell
 
-from pytest_vllmbench.results.gate import MISSING, REGRESSION, Check
+from pytest_vllmbench.results.gate import MISSING_DATA, REGRESSION, Check
 from pytest_vllmbench.results.summary import cells_table, gate_lines, summary_block
 
 
@@ -61,7 +61,7 @@ def test_no_cell_ran_means_no_summary_and_unrun_cells_are_listed():
 def test_gate_lines_say_pass_fail_or_no_baseline():
     ok = Check("c", "requests_per_s", 2.0, 1.99, -0.5, 5.0, "ok")
     bad = Check("c", "ttft_ms_p99", 100.0, 130.0, 30.0, 10.0, "REGRESSION", kind=REGRESSION)
-    gone = Check("d", "requests_per_s", 2.0, None, None, 5.0, "missing in this run", kind=MISSING)
+    gone = Check("d", "requests_per_s", 2.0, None, None, 5.0, "missing in this run", kind=MISSING_DATA)
     assert gate_lines(None, None) == []
     assert gate_lines(None, []) == ["gates: no baseline run for this machine; nothing was compared"]
     assert gate_lines("m/0001_a.json", [ok]) == ["gates: passed, 1 check(s) against m/0001_a.json"]

@@ -1,15 +1,14 @@
-"""Load points of a sweep (--concurrency 1,16,64 / --request-rate 2,8,inf) and the SLO knee of each sweep."""
+"""Load points of a sweep (--concurrency 1,16,64 / --request-rate 2,8,inf); what a sweep found is results/sweeps.py."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any, TypeVar
 
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.measure.rounds import central
 
 # A point "met the SLOs" when at least this share of its requests met every SLO (goodput / throughput):
 # the p99 of each SLO'd latency is within its limit.
@@ -112,64 +111,3 @@ def load_points(concurrencies: Sequence[int | None], rates: Sequence[float | Non
         )
 
     return tuple(sorted((LoadPoint(c, r) for c, r in product(concurrencies, rates)), key=weight))
-
-
-def slo_attainment(cell: Mapping[str, Any]) -> float | None:
-    """Share of the point's requests that met every SLO, from its goodput and throughput (means over rounds)."""
-    good, rate = central(cell, "goodput_requests_per_s"), central(cell, "requests_per_s")
-    if good is None or not rate:
-        return None
-    return float(good) / float(rate)
-
-
-def met_slo(cell: Mapping[str, Any]) -> bool:
-    attainment = slo_attainment(cell)
-    return attainment is not None and attainment >= SLO_ATTAINMENT and not cell.get("n_failed")
-
-
-def knee(points: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """Of a sweep's points that met the SLOs, the one with the highest throughput (the rounds' mean when there
-    were several); None when none did."""
-    met = [cell for cell in points if met_slo(cell)]
-    return max(met, key=lambda cell: central(cell, "requests_per_s") or 0.0, default=None)
-
-
-def sweeps(cells: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """Saved sweep cells grouped by their sweep (model-mode), each group lightest point first."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for cell in cells:
-        if cell.get("sweep") and cell.get("status", "ok") == "ok":
-            groups.setdefault(str(cell["sweep"]), []).append(cell)
-    for group in groups.values():
-        group.sort(key=lambda cell: load_points_key(cell.get("load") or {}))
-    return groups
-
-
-def load_points_key(load: Mapping[str, Any]) -> tuple[float, float]:
-    concurrency, rate = load.get("concurrency"), load.get("request_rate")
-    return (math.inf if concurrency is None else float(concurrency), math.inf if rate is None else float(rate))
-
-
-def knee_lines(cells: Iterable[Mapping[str, Any]]) -> list[str]:
-    """One line per sweep that ran with --slo: its knee, or that no point met the SLOs."""
-    lines = []
-    for name, points in sweeps(cells).items():
-        slo = points[0].get("slo_ms")
-        if not slo:
-            continue
-        spec = ",".join(f"{key}:{value:g}" for key, value in slo.items())
-        best = knee(points)
-        if best is None:
-            lines.append(f"sweep {name}: no load point met the SLOs ({spec}) for {SLO_ATTAINMENT:.0%} of its requests")
-        else:
-            lines.append(
-                f"sweep {name}: knee at {_point(best)} ({central(best, 'requests_per_s') or 0:.2f} "
-                f"req/s, {central(best, 'output_tokens_per_s') or 0:.1f} out tok/s) under {spec}"
-            )
-    return lines
-
-
-def _point(cell: Mapping[str, Any]) -> str:
-    load = cell.get("load")
-    point = load.get("point") if isinstance(load, Mapping) else None
-    return point if isinstance(point, str) else "-"

@@ -2,7 +2,8 @@
 
 The runner builds a cell's record through `CellRecord.from_figures` (an undeclared figure is an error, so nothing is
 saved that is not named here), the gates take their metric directions from it and docs/figures.md's list is checked
-against it. Saved runs are read back as plain mappings: older runs may lack newer figures.
+against it. Saved runs are read back as results/saved_run.py's SavedCell, a CellRecord built from the saved JSON
+(older runs may lack newer figures).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from typing import Any, Literal
 
 SCHEMA = 1
 Better = Literal["higher", "lower"]
-LATENCIES = ("ttft", "tpot", "itl", "e2el")
-STATS = ("mean", "p50", "p90", "p99")
 
 
 @dataclass(frozen=True)

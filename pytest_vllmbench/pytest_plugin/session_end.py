@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.config import loads
 from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.measure import machine
 from pytest_vllmbench.results import gate, report, summary
 from pytest_vllmbench.results.report_price import ReportPrice
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
+from pytest_vllmbench.results.sweeps import knee_lines
 from pytest_vllmbench.run import trace
 
 ProjectScorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]  # None: the built-in scoring
@@ -165,7 +165,7 @@ class SessionEnd:
     def summary(self, current: Mapping[str, Mapping[str, Any]]) -> str:
         """The end-of-session block ('' when no cell ran): cells, knees, gates, where the run and report went."""
         cells = list(current.values())
-        notes = loads.knee_lines(cells)
+        notes = knee_lines(cells)
         if self.gates is not None:
             notes += summary.gate_lines(
                 None if self.gates.baseline is None else str(self.gates.baseline), self.gates.checks

@@ -6,30 +6,23 @@ recommendation's margin over the runner-up is real.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import stat
+from pytest_vllmbench.results.labels import fmt, is_dummy, legend
+from pytest_vllmbench.results.saved_run import SavedCell
 
 Cell = Mapping[str, Any]
-Scorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+Scorer = Callable[[list[SavedCell]], list[dict[str, Any]]]
+Label = Callable[[SavedCell], str]
 COMPONENT_NAMES = {
     "throughput": "throughput",
     "total_time": "total time",
     "quality": "quality",
     "flexibility": "flexibility",
 }
-
-
-def fmt(value: Any, digits: int = 2) -> str:
-    """The one number format of the report: thousands separators, fixed digits, '-' for unknown."""
-    if value is None or isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def intervals_overlap(first: Cell, second: Cell, metric: str = "requests_per_s") -> bool | None:
@@ -66,48 +59,52 @@ def _join(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _why_unmeasured(cells: Sequence[Cell]) -> str:
-    if any(cell.get("weights") or (cell.get("engine_args") or {}).get("load_format") == "dummy" for cell in cells):
+def why_unmeasured(cells: Sequence[SavedCell]) -> str:
+    """' (dummy weights)' or ' (outputs cut at 24-32 tokens)': why a group has no quality figure; '' otherwise."""
+    if any(is_dummy(cell) for cell in cells):
         return " (dummy weights)"
+    caps = sorted({cap for cell in cells if (cap := cell.outputs_cut_at) is not None})
+    if caps:
+        return f" (outputs cut at {caps[0]:,}" + (f"-{caps[-1]:,}" if len(caps) > 1 else "") + " tokens)"
     return ""
 
 
-def _rate(cell: Cell) -> str:
+def _rate(cell: SavedCell) -> str:
     found = stat(cell, "requests_per_s")
     if found is not None:
         return f"{fmt(found['mean'])} ± {fmt(found['ci95_half'])} req/s ({found['n']} rounds)"
-    return f"{fmt(cell.get('requests_per_s'))} req/s (1 round)"
+    return f"{fmt(cell.requests_per_s)} req/s (1 round)"
 
 
-def _quality(cell: Cell) -> str:
-    if cell.get("quality_accuracy") is not None:
-        return f"accuracy {cell['quality_accuracy']:.0%}"
-    if cell.get("quality_valid_rate") is not None:
-        return f"valid {cell['quality_valid_rate']:.0%}"
+def _quality(cell: SavedCell) -> str:
+    graded = cell.quality_accuracy is not None or cell.quality_valid_rate is not None
+    if graded and cell.outputs_cut_at is not None:
+        return f"quality not graded (outputs cut at {cell.outputs_cut_at:,} tokens)"
+    if cell.quality_accuracy is not None:
+        return f"accuracy {cell.quality_accuracy:.0%}"
+    if cell.quality_valid_rate is not None:
+        return f"valid {cell.quality_valid_rate:.0%}"
     return "quality not measured"
 
 
-def _money(cell: Cell) -> str:
-    cost = cell.get("projected_cost")
-    return f"{fmt(cost)} {cell.get('cost_currency') or ''}".strip() if cost is not None else "cost -"
+def _money(cell: SavedCell) -> str:
+    cost = cell.projected_cost
+    return f"{fmt(cost)} {cell.cost_currency or ''}".strip() if cost is not None else "cost -"
 
 
-Group = tuple[str, str, list[dict[str, Any]]]  # (machine, workload label, ok cells)
+Group = tuple[str, str, list[SavedCell]]  # (machine, workload label, ok cells)
 
 
-def recommendation(
-    group: Group, scorer: Scorer, weights: Mapping[str, float], label: Callable[[Any], str]
-) -> list[str]:
+def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], label: Label) -> list[str]:
     """The lines for one machine and workload: recommended cell, runner-up with margin or tie, what was dropped."""
     machine, workload, cells = group
     results = scorer(cells)
     ranked = sorted(zip(results, cells, strict=True), key=lambda pair: -float(pair[0]["score"]))
     (best_score, best), rest = ranked[0], ranked[1:]
-    n = best.get("project_to")
     lines = [
         f"**{machine}, {workload}**: use **{label(best)}** (score {best_score['score']:.3f}): {_rate(best)}; "
-        f"{fmt(n)} requests take {fmt(best.get('projected_hours'), 1)} h, {_money(best)}, "
-        f"{fmt(best.get('projected_kwh'))} kWh; {_quality(best)}."
+        f"{fmt(best.project_to)} requests take {fmt(best.projected_hours, 1)} h, {_money(best)}, "
+        f"{fmt(best.projected_kwh)} kWh; {_quality(best)}."
     ]
     if rest:
         runner_score, runner = rest[0]
@@ -123,52 +120,68 @@ def recommendation(
         lines.append(
             f"  Runner-up: {label(runner)} (score {runner_score['score']:.3f}, margin {margin:.3f}; {verdict})."
         )
-    note = renormalised_note(weights, best_score.get("weights") or {}, _why_unmeasured(cells))
+    note = renormalised_note(weights, best_score.get("weights") or {}, why_unmeasured(cells))
     if note:
         lines.append(f"  {note[0].upper()}{note[1:]}.")
     return lines
 
 
-def budget_verdicts(cells: Sequence[Cell], label: Callable[[Any], str]) -> list[str]:
+def peak_gib(cell: SavedCell) -> float | None:
+    return None if cell.peak_vram_mib is None else cell.peak_vram_mib / 1024
+
+
+def budget_limit_gib(cell: SavedCell) -> float:
+    """The budget over the cell's GPUs (the per-GPU budget times their count)."""
+    return (cell.gpu_memory_budget_gib or 0.0) * max(len(cell.gpus or []), 1)
+
+
+def budget_verdict(cell: SavedCell) -> str:
+    """The one verdict of a cell run under --gpu-memory: does not fit, fits, or ran but over budget (its measured
+    peak above the budget: the GPU that ran it had more)."""
+    if not cell.ok:
+        return "does not fit"
+    peak = peak_gib(cell)
+    return "fits" if peak is None or peak <= budget_limit_gib(cell) else "ran, but over budget"
+
+
+def budget_verdicts(cells: Sequence[SavedCell], label: Label) -> list[str]:
     """One line per model run under --gpu-memory: fits or not, the measured peak beside the budget."""
     lines = []
     for cell in cells:
-        budget = cell.get("gpu_memory_budget_gib")
+        budget = cell.gpu_memory_budget_gib
         if budget is None:
             continue
-        n_gpus = max(len(cell.get("gpus") or []), 1)
-        limit = budget * n_gpus
-        if cell.get("status", "ok") != "ok":
-            lines.append(f"- {label(cell)}: **does not fit** in {budget:g} GiB ({cell['status']}).")
+        verdict, limit, peak = budget_verdict(cell), budget_limit_gib(cell), peak_gib(cell)
+        if not cell.ok:
+            reason = str(cell.status).partition(": ")[2] or str(cell.status)
+            lines.append(f"- {label(cell)}: **{verdict}** in {budget:g} GiB ({reason}).")
             continue
-        peak = cell.get("peak_vram_mib")
-        peak_gib = None if peak is None else peak / 1024
-        weights = weights_gib(cell.get("params_b"), cell.get("dtype"))
-        if peak_gib is None:
+        if peak is None:
             seen = "peak not measured"
-        elif peak_gib > limit:
-            seen = f"measured peak {peak_gib:.1f} GiB is above the budget (the GPU that ran it had more)"
+        elif peak > limit:
+            seen = f"measured peak {peak:.1f} GiB is above the budget (the GPU that ran it had more)"
         else:
-            seen = f"measured peak {peak_gib:.1f} GiB"
-        verdict = "fits" if peak_gib is None or peak_gib <= limit else "ran, but over budget"
+            seen = f"measured peak {peak:.1f} GiB"
+        weights = weights_gib(cell.params_b, cell.dtype)
         lines.append(f"- {label(cell)}: **{verdict}** in {limit:g} GiB; {seen}; weights {fmt(weights, 1)} GiB (est.).")
     return lines
 
 
 def answer_section(
     groups: Sequence[Group],
-    budget_cells: Sequence[Cell],
+    budget_cells: Sequence[SavedCell],
     scorer: Scorer,
     weights: Mapping[str, float],
-    label: Callable[[Any], str],
+    label: Label,
 ) -> str:
     if not groups and not budget_cells:
         return "No measured cell yet: nothing to recommend."
     parts = ["\n".join(recommendation(group, scorer, weights, label)) for group in groups if group[2]]
+    shown = [cell for group in groups for cell in group[2]] + list(budget_cells)
     budgets = budget_verdicts(budget_cells, label)
     if budgets:
         parts.append(
             "**Memory budgets** (`--gpu-memory`): speed and cost are those of the GPU that ran the cell, not of the"
             " smaller card.\n\n" + "\n".join(budgets)
         )
-    return "\n\n".join(parts)
+    return "\n\n".join(parts + ([legend(shown)] if legend(shown) else []))

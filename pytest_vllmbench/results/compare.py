@@ -16,8 +16,10 @@ from tabulate import tabulate
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.measure.cell_record import FIGURES
-from pytest_vllmbench.measure.rounds import central, stat
-from pytest_vllmbench.results.answer import fmt
+from pytest_vllmbench.measure.rounds import central
+from pytest_vllmbench.results.answer import intervals_overlap
+from pytest_vllmbench.results.labels import fmt
+from pytest_vllmbench.results.saved_run import is_ok
 from pytest_vllmbench.results.storage import SavedRun
 
 GATEABLE = tuple(name for name, figure in FIGURES.items() if figure.better is not None)
@@ -66,7 +68,7 @@ def cell_key(cell: Mapping[str, Any]) -> str:
 def _cells(run: SavedRun) -> dict[str, Mapping[str, Any]]:
     keyed: dict[str, Mapping[str, Any]] = {}
     for cell in run.cells:  # a measured cell wins over an unrun entry of the same id
-        if cell_key(cell) not in keyed or cell.get("status", "ok") == "ok":
+        if cell_key(cell) not in keyed or is_ok(cell):
             keyed[cell_key(cell)] = cell
     return keyed
 
@@ -75,13 +77,6 @@ def _change(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or a == 0:
         return None
     return (b - a) / abs(a) * 100.0
-
-
-def _overlap(first: Mapping[str, Any], second: Mapping[str, Any], metric: str) -> bool | None:
-    a, b = stat(first, metric), stat(second, metric)
-    if a is None or b is None:
-        return None
-    return bool(a["ci95_low"] <= b["ci95_high"] and b["ci95_low"] <= a["ci95_high"])
 
 
 def _verdict(change: float | None, overlap: bool | None, better: str) -> str:
@@ -105,7 +100,7 @@ def compare(run_a: SavedRun, run_b: SavedRun) -> tuple[list[Row], list[str], lis
             if a is None and b is None:
                 continue
             better = str(FIGURES[name].better)
-            change, overlap = _change(a, b), _overlap(first, second, name)
+            change, overlap = _change(a, b), intervals_overlap(first, second, name)
             rows.append(Row(key, name, better, a, b, change, overlap, _verdict(change, overlap, better)))
     only_a = sorted(set(cells_a) - set(cells_b))
     only_b = sorted(set(cells_b) - set(cells_a))

@@ -15,12 +15,14 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_vllmbench.config.gate_rules import Rule, higher_is_better
+from pytest_vllmbench.results.labels import fmt
+from pytest_vllmbench.results.saved_run import is_ok
 
 # exit codes of `vllmbench gate`; the pytest gate exits 1 for both failures and 4 for usage errors
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_MISSING_DATA = 0, 1, 2, 3
 
 
-OK, REGRESSION, MISSING, NOTE = "ok", "regression", "missing data", "note"
+OK, REGRESSION, MISSING_DATA, NOTE = "ok", "regression", "missing data", "note"
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,6 @@ def figure(cell: Mapping[str, Any], metric: str) -> float | None:
     return float(value)
 
 
-def is_ok(cell: Mapping[str, Any]) -> bool:
-    return bool(cell.get("status", "ok") == "ok")
-
-
 def _change_pct(baseline: float, current: float) -> float:
     if baseline == 0:
         return 0.0 if current == 0 else math.copysign(math.inf, current)
@@ -67,11 +65,11 @@ def check(
         now, before = current.get(cell_id), baseline.get(cell_id)
         if now is None:
             checks.append(
-                Check(cell_id, "-", None, None, None, None, "FAILED: in the baseline, not in this run", MISSING)
+                Check(cell_id, "-", None, None, None, None, "FAILED: in the baseline, not in this run", MISSING_DATA)
             )
             continue
         if not is_ok(now):
-            kind = MISSING if before is not None and is_ok(before) else NOTE
+            kind = MISSING_DATA if before is not None and is_ok(before) else NOTE
             checks.append(
                 Check(
                     cell_id,
@@ -80,7 +78,7 @@ def check(
                     None,
                     None,
                     None,
-                    f"FAILED: {now['status']}"[:120] if kind == MISSING else f"not run: {now['status']}"[:120],
+                    f"FAILED: {now['status']}"[:120] if kind == MISSING_DATA else f"not run: {now['status']}"[:120],
                     kind,
                 )
             )
@@ -95,7 +93,7 @@ def check(
                     None,
                     None,
                     "FAILED: every request failed",
-                    MISSING,
+                    MISSING_DATA,
                 )
             )
         for rule in rules:
@@ -108,7 +106,9 @@ def _check_rule(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any] 
     if current is None:
         shown = now.get(rule.metric)
         why = "absent" if shown is None else repr(shown)
-        return Check(cell_id, rule.metric, base, None, None, rule.tolerance_pct, f"FAILED: no figure ({why})", MISSING)
+        return Check(
+            cell_id, rule.metric, base, None, None, rule.tolerance_pct, f"FAILED: no figure ({why})", MISSING_DATA
+        )
     if before is None or not is_ok(before):
         return Check(cell_id, rule.metric, None, current, None, rule.tolerance_pct, "new cell (no baseline)", NOTE)
     if base is None:
@@ -138,7 +138,7 @@ def _noise_check(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any]
                 None,
                 rule.tolerance_pct,
                 f"FAILED: {side} round_stats mean or interval is not a finite number",
-                MISSING,
+                MISSING_DATA,
             )
     now_stat, base_stat = stat(now, rule.metric), stat(before, rule.metric)
     if now_stat is None or base_stat is None:
@@ -192,8 +192,8 @@ def table(checks: Sequence[Check]) -> str:
         [
             c.cell,
             c.metric,
-            _num(c.baseline),
-            _num(c.current),
+            fmt(c.baseline, 3),
+            fmt(c.current, 3),
             "-" if c.change_pct is None else f"{c.change_pct:+.1f}%",
             "-" if c.tolerance_pct is None else f"{c.tolerance_pct:g}%",
             c.verdict,
@@ -208,16 +208,12 @@ def table(checks: Sequence[Check]) -> str:
     )
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.3f}"
-
-
 def regressions(checks: Sequence[Check]) -> list[Check]:
     return [c for c in checks if c.kind == REGRESSION]
 
 
 def missing_data(checks: Sequence[Check]) -> list[Check]:
-    return [c for c in checks if c.kind == MISSING]
+    return [c for c in checks if c.kind == MISSING_DATA]
 
 
 def summary(checks: Sequence[Check]) -> str:

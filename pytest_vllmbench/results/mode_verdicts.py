@@ -6,8 +6,10 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_vllmbench.measure.rounds import central, plus_minus
+from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
+from pytest_vllmbench.results.labels import rate
+from pytest_vllmbench.results.saved_run import is_ok
 
 Cell = Mapping[str, Any]
 Group = tuple[str, str, str]  # (machine, model, workload)
@@ -28,8 +30,10 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
     """`latest`: (machine, workload label, cell) of the newest cells."""
     groups: dict[Group, dict[str, Cell]] = defaultdict(dict)
     for machine, workload, cell in latest:
-        if cell.get("mode") in ("offline", "server") and not cell.get("sweep"):
-            groups[(machine, str(cell.get("model", "-")), workload)][str(cell["mode"])] = cell
+        budget = cell.get("gpu_memory_budget_gib")
+        model = str(cell.get("model", "-")) + ("" if budget is None else f" ({budget:g} GiB budget)")
+        if cell.get("mode") in ("offline", "server") and not cell.get("sweep") and is_ok(cell):
+            groups[(machine, model, workload)][str(cell["mode"])] = cell
     lines = []
     for (machine, model, workload), modes in groups.items():
         if len(modes) < 2:
@@ -41,7 +45,7 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
         steady = compare_modes(offline, server, "steady_requests_per_s")
         steady_text = "" if steady is None else f"; steady rate: {steady}"
         lines.append(
-            f"- {model} on {machine} ({workload}): offline {plus_minus(offline, 'requests_per_s') or offline.get('requests_per_s')}"
-            f" vs server {plus_minus(server, 'requests_per_s') or server.get('requests_per_s')} req/s: {verdict}{steady_text}."
+            f"- {model} on {machine} ({workload}): offline {rate(offline)} vs server {rate(server)} req/s:"
+            f" {verdict}{steady_text}."
         )
     return "\n".join(lines) if lines else "No model has both an offline and a server cell on one machine and workload."

@@ -3,56 +3,70 @@
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-from tabulate import tabulate
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.files import write_text_atomic
-from pytest_vllmbench.config.loads import SLO_ATTAINMENT, knee, met_slo, slo_attainment, sweeps
-from pytest_vllmbench.config.memory_budget import label
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
-from pytest_vllmbench.measure.roofline import weights_gib
-from pytest_vllmbench.measure.rounds import central, plus_minus
-from pytest_vllmbench.results import answer, markers, report_engine
+from pytest_vllmbench.results import markers
 from pytest_vllmbench.results import plots as plotting
+from pytest_vllmbench.results.latest import latest_cells
 from pytest_vllmbench.results.mode_verdicts import mode_verdicts
 from pytest_vllmbench.results.parity_section import parity_section
-from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs, priced_here
-from pytest_vllmbench.results.scoring import score_cells
+from pytest_vllmbench.results.ranking import Ranker, Scorer, answer_part, engine_part, group_scores, ranking_section
+from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs
+from pytest_vllmbench.results.report_sweeps import sweep_plots, sweeps_section
+from pytest_vllmbench.results.report_tables import (
+    current_status,
+    fit_table,
+    history_table,
+    machine_tables,
+    matrix,
+    parity_table,
+    plot_cells,
+)
 from pytest_vllmbench.results.storage import SavedRun, scan_runs
-from pytest_vllmbench.results.summary import latency_pair, load_point, mode_text, quality_text
 
 PLACEHOLDERS = {
     "intro": "_What this page is for, which job it sizes, who reads it. Written by hand; regeneration keeps it._\n",
     "decisions": "_Key decisions and learnings, dated. Written by hand; regeneration keeps it._\n",
 }
-MISSING = "-"
 SHOWS_RUNS = "- **Saved runs:**"
 
 # exit codes of `vllmbench report`
 EXIT_OK, EXIT_REFUSED, EXIT_NO_RUNS = 0, 2, 3
 
 GLOSSARY = """\
-- **Cell**: one model in one vLLM mode (with its load point, GPU split or memory budget), measured once per run.
+- **Cell**: one model in one vLLM mode (with its load point, GPU split or memory budget), measured once per run. Its
+  label carries marks: **[d]** dummy weights, **[q4]** random weights quantized to 4 bits while loading, **[16G]** run
+  under a 16 GiB memory budget, **(TP 2)** one engine over two GPUs (tensor parallel).
 - **Mode**: offline (`vllm.LLM` in the test process), server (a `vllm serve` the session starts), endpoint (someone
   else's OpenAI-compatible server), run-batch (vLLM's batch runner), ray (Ray Data).
-- **c64**: a load point of 64 requests in flight at once (`--concurrency`); **knee**: the load point with the most
-  req/s among those that met the SLOs.
+- **Current / superseded**: the tables show each cell's newest run per machine and workload (current); older runs of
+  the same cell are superseded and listed only under History.
+- **c64**: a load point of 64 requests in flight at once (`--concurrency`); **SLO**: a latency target (`--slo`);
+  **goodput**: req/s of the requests that met every SLO; **knee**: the load point with the most req/s among those
+  that met the SLOs.
+- **TTFT / TPOT / E2EL**: time to first token, time per output token after it, end-to-end latency of a request;
+  **p50 / p99**: the median and the 99th percentile over the cell's requests.
 - **Rounds**: timed repeats of a cell on one engine (`--rounds`); figures show their mean ± the 95 % half-width.
-  **Tie**: two cells whose req/s intervals overlap.
+  **Tie**: two cells whose req/s intervals overlap. **Steady req/s**: completions per second between 10 % and 90 %
+  of a round's completions (no ramp, no tail).
+- **Job h / Projected h**: the whole job (170,000 requests by default, `--project-to`): load once, then every request
+  at the measured rate; job kWh and cost likewise.
+- **Score**: the cell's weighted score within its ranking group (same machine, workload and request count);
+  **flexibility**: a per-mode figure (server 1, offline 0 ...) for how many ways the mode can be used.
 - **Dummy weights**: random weights in a model's published shape: speed and memory are real, answers are not.
+- **Not graded: cut at N tok**: every output stopped at a token cap (`--ignore-eos` or `max_tokens`), so its quality
+  says nothing about the model; it is left out of quality and of the ranking's quality.
 - **Memory budget**: `--gpu-memory=SIZE`, what vLLM may reserve per GPU; speed stays the GPU's that ran it.
 - **Roofline %**: output tok/s as a share of the decode limit set by memory bandwidth / weight bytes x batch.
 - **Seed**: the project's first brief, which named the six model x mode cells and the 40/30/20/10 weights.
 """
 PRICED_TERM = f"- **{MARK}**: a cost priced at report time (the run saved no price).\n"
 ExtraSection = Callable[[list[SavedRun]], str]  # runs -> a whole '## Title\n\nbody' section
-Scorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]  # cells -> {score, components, ...} each
 
 
 class ReportRefused(UsageError):
@@ -103,548 +117,6 @@ def _section(name: str, kept: dict[str, str]) -> str:
     return markers.section(name, kept.get(name, PLACEHOLDERS.get(name, "")))
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return MISSING
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-Latest = dict[tuple[str, str, str], tuple[SavedRun, dict[str, Any]]]
-
-
-def dataset_label(dataset: dict[str, Any] | None) -> str:
-    """'data/batch_5k.jsonl, sha256 0a3e9638', plus the transformation a script applied, if any."""
-    if not dataset or not dataset.get("path"):
-        return MISSING
-    label = str(dataset["path"])
-    if dataset.get("transform"):
-        label += f" ({dataset['transform']})"
-    if dataset.get("sha256"):
-        label += f", sha256 {str(dataset['sha256'])[:8]}"
-    return label
-
-
-def _workload(cell: dict[str, Any]) -> str:
-    return dataset_label(cell.get("dataset"))
-
-
-def _split(cell: dict[str, Any]) -> str:
-    """How one engine spans GPUs: 'TP 2, PP 2', or '' for a single device."""
-    args = cell.get("engine_args") or {}
-    return ", ".join(
-        f"{name} {args[key]}"
-        for key, name in (("tensor_parallel_size", "TP"), ("pipeline_parallel_size", "PP"))
-        if int(args.get(key, 1)) > 1
-    )
-
-
-def latest_cells(runs: list[SavedRun]) -> Latest:
-    """The newest saved result of each (machine, cell and its GPU split, workload)."""
-    latest: Latest = {}
-    for run in runs:  # oldest first, so newer overwrite
-        for cell in run.cells:
-            latest[(run.machine, f"{cell['cell']} {_split(cell)}{_budget_key(cell)}", _workload(cell))] = (run, cell)
-    return latest
-
-
-def _dummy(cell: dict[str, Any]) -> bool:
-    """Whether the figures come from vLLM's dummy (random) weights: every label says so."""
-    return bool(cell.get("weights")) or (cell.get("engine_args") or {}).get("load_format") == "dummy"
-
-
-def _weights(cell: dict[str, Any]) -> str:
-    """'dummy weights', or how a stand-in's random weights reached vLLM (e.g. bitsandbytes in flight)."""
-    return cell.get("weights") or "dummy weights"
-
-
-def _model(cell: dict[str, Any]) -> str:
-    name = f"{cell['model']} ({_weights(cell)})" if _dummy(cell) else cell["model"]
-    budget = cell.get("gpu_memory_budget_gib")
-    return name if budget is None else f"{name} ({label(budget, cell.get('gpus') or [])})"
-
-
-def _budget_key(cell: dict[str, Any]) -> str:
-    """Cells run under a memory budget are kept apart from the same cell on the whole GPU."""
-    budget = cell.get("gpu_memory_budget_gib")
-    return "" if budget is None else f" budget {budget:g}"
-
-
-def _money(cell: dict[str, Any], key: str, digits: int = 2) -> str:
-    text = _fmt(cell.get(key), digits)
-    text = f"{text} {cell['cost_currency']}" if text != MISSING and cell.get("cost_currency") else text
-    return text + MARK if text != MISSING and priced_here(cell) else text
-
-
-def _fit_table(latest: Latest) -> str:
-    """Model x memory budget -> fits (weights, room left) or does not fit, from the cells run with --gpu-memory."""
-    rows = []
-    for (machine, _, _), (_, cell) in sorted(latest.items()):
-        budget = cell.get("gpu_memory_budget_gib")
-        if budget is None:
-            continue
-        n_gpus = max(len(cell.get("gpus") or []), 1)
-        weights = weights_gib(cell.get("params_b"), cell.get("dtype"))
-        ok = cell.get("status", "ok") == "ok"
-        room = None if weights is None or not ok else budget * n_gpus - weights
-        rows.append(
-            [
-                _model(cell),
-                cell["mode"],
-                machine,
-                f"{budget:g} GiB" + (f" x {n_gpus}" if n_gpus > 1 else ""),
-                "fits" if ok else cell["status"],
-                _fmt(weights, 1),
-                _fmt(room, 1),
-                _rate(cell) if ok else MISSING,
-            ]
-        )
-    if not rows:
-        return "No cell run under a memory budget yet (`--gpu-memory=16GiB`)."
-    headers = [
-        "Model",
-        "Mode",
-        "Machine",
-        "Budget",
-        "Fits?",
-        "Weights GiB (est.)",
-        "Left for KV cache GiB (at most)",
-        "req/s",
-    ]
-    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-
-
-def _rate(cell: Mapping[str, Any]) -> str:
-    """The one req/s of a cell everywhere: the rounds' mean ± the 95 % half-width, else its one run's figure."""
-    return plus_minus(cell, "requests_per_s") or _fmt(central(cell, "requests_per_s"))
-
-
-def _status(cell: dict[str, Any]) -> str:
-    if cell.get("status", "ok") != "ok":
-        return str(cell["status"])
-    failed = cell.get("n_failed") or 0
-    return f"ok, {failed} failed requests" if failed else "ok"
-
-
-def _matrix(latest: Latest) -> str:
-    rows = [
-        [
-            _model(cell) + (f" ({_split(cell)})" if _split(cell) else ""),
-            mode_text(cell),
-            machine,
-            workload,
-            _status(cell),
-            _rate(cell),
-            _fmt(cell.get("projected_hours")),
-            _fmt(cell.get("peak_vram_mib")),
-        ]
-        for (machine, _, workload), (_, cell) in sorted(latest.items())
-    ]
-    headers = [
-        "Model",
-        "Mode",
-        "Machine",
-        "Workload",
-        "Status",
-        "Throughput (req/s)",
-        "Total time (h)",
-        "Peak VRAM (MiB)",
-    ]
-    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-
-
-def _machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
-    parts = []
-    for machine in sorted({key[0] for key in latest}):
-        rows = []
-        for (m, _, _), (run, cell) in sorted(latest.items()):
-            if m != machine:
-                continue
-            rows.append(
-                [
-                    _model(cell),
-                    _fmt(cell.get("params_b")),
-                    mode_text(cell),
-                    _gpus(cell),
-                    _rate(cell),
-                    _fmt(cell.get("output_tokens_per_s"), 1),
-                    latency_pair(cell, "ttft"),
-                    latency_pair(cell, "tpot"),
-                    latency_pair(cell, "e2el"),
-                    _fmt(cell.get("load_s"), 1),
-                    _fmt(cell.get("peak_vram_mib")),
-                    _fmt(cell.get("roofline_pct"), 1),
-                    _fmt(cell.get("projected_hours"), 1),
-                    _fmt(cell.get("joules_per_request"), 1),
-                    _money(cell, "cost_per_1m_output_tokens"),
-                    quality_text(cell),
-                    _fmt(scores.get(id(cell)), 3),
-                    f"`{run.path}`",
-                ]
-            )
-        headers = [
-            "Model",
-            "Size (B)",
-            "Mode",
-            "GPUs",
-            "req/s",
-            "out tok/s",
-            "TTFT p50/p99 ms",
-            "TPOT p50/p99 ms",
-            "E2EL p50/p99 ms",
-            "Load s",
-            "Peak VRAM MiB",
-            "Roofline %",
-            "Projected h",
-            "J/req",
-            "Cost/1M out tok",
-            "Quality",
-            "Score",
-            "Saved run",
-        ]
-        parts.append(f"### {machine}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
-    return "\n\n".join(parts)
-
-
-def _gpus(cell: dict[str, Any]) -> str:
-    """GPUs the cell's engine used, with its tensor/pipeline parallel sizes when above 1."""
-    count = len(cell.get("gpus") or [])
-    return f"{count} ({_split(cell)})" if _split(cell) else str(count)
-
-
-def _cell_label(cell: dict[str, Any]) -> str:
-    text = f"{cell['cell']} ({_split(cell)})" if _split(cell) else cell["cell"]
-    text = f"{text} ({_weights(cell)})" if _dummy(cell) else text
-    budget = cell.get("gpu_memory_budget_gib")
-    return text if budget is None else f"{text} ({label(budget, cell.get('gpus') or [])})"
-
-
-def _short_label(cell: dict[str, Any]) -> str:
-    """The cell as a plot's axis can hold it: id, then short tags for the split, the weights and a memory budget."""
-    tags = [_split(cell)] if _split(cell) else []
-    if _dummy(cell):
-        tags.append("bnb 4-bit, random" if "bitsandbytes" in _weights(cell) else "dummy")
-    if cell.get("gpu_memory_budget_gib") is not None:
-        tags.append(f"{cell['gpu_memory_budget_gib']:g} GiB budget")
-    return f"{cell['cell']} ({', '.join(tags)})" if tags else cell["cell"]
-
-
-SweepKey = tuple[str, str, str]  # (machine, sweep name, workload)
-
-
-def sweep_groups(latest: Latest) -> dict[SweepKey, list[Mapping[str, Any]]]:
-    """The newest points of each saved sweep, per machine and workload, lightest load first."""
-    by_place: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for (machine, _, workload), (_, cell) in sorted(latest.items()):
-        by_place.setdefault((machine, workload), []).append(cell)
-    return {
-        (machine, name, workload): list(points)
-        for (machine, workload), cells in by_place.items()
-        for name, points in sweeps(cells).items()
-    }
-
-
-def _sweep_title(key: SweepKey, several_workloads: bool) -> str:
-    machine, name, workload = key
-    return f"{name}, {machine}" + (f" [{Path(workload).name}]" if several_workloads else "")
-
-
-def _sweeps_section(latest: Latest) -> str:
-    groups = sweep_groups(latest)
-    if not groups:
-        return (
-            "No load sweep saved yet (`--mode=server --concurrency=1,16,64` or `--request-rate=2,8`: one cell"
-            " per load point, on one server start)."
-        )
-    parts = [
-        f"One row per load point, lightest first. With `--slo`, a point met the SLOs when at least"
-        f" {SLO_ATTAINMENT:.0%} of its requests met every one (goodput / throughput); the knee is the point"
-        " with the highest throughput among those. With `--rounds`, req/s is the mean ± the 95 % CI half-width."
-    ]
-    several = len({key[2] for key in groups}) > 1
-    for key, points in groups.items():
-        best = knee(points)
-        slo = points[0].get("slo_ms")
-        rows = [
-            [
-                load_point(cell) or MISSING,
-                _rate(cell),
-                _fmt(cell.get("output_tokens_per_s"), 1),
-                latency_pair(cell, "ttft"),
-                latency_pair(cell, "tpot"),
-                latency_pair(cell, "e2el"),
-                _metrics_text(cell),
-                MISSING
-                if slo_attainment(cell) is None
-                else f"{slo_attainment(cell):.0%}" + (" (knee)" if cell is best else " met" if met_slo(cell) else ""),
-                _fmt(cell.get("n_failed")),
-            ]
-            for cell in points
-        ]
-        headers = [
-            "Load",
-            "req/s",
-            "out tok/s",
-            "TTFT p50/p99 ms",
-            "TPOT p50/p99 ms",
-            "E2EL p50/p99 ms",
-            "Server: KV cache peak %, running/waiting peak, preemptions",
-            "Met SLOs",
-            "Failed",
-        ]
-        spec = ", ".join(f"{name} {value:g} ms" for name, value in (slo or {}).items())
-        verdict = (
-            ""
-            if not slo
-            else f"\n\nSLOs {spec}: "
-            + (
-                f"knee at **{load_point(best) or MISSING}**, {_fmt(central(best, 'requests_per_s'))} req/s."
-                if best
-                else "no load point met them."
-            )
-        )
-        parts.append(
-            f"### {_sweep_title(key, several)}{verdict}\n\n"
-            + tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-        )
-    return "\n\n".join(parts)
-
-
-def _metrics_text(cell: Mapping[str, Any]) -> str:
-    found = cell.get("server_metrics")
-    if not found:
-        return "not sampled" if "server_metrics" in cell else MISSING
-    return (
-        f"{_fmt(found.get('kv_cache_usage_pct_peak'), 1)}, {_fmt(found.get('requests_running_peak'), 0)}/"
-        f"{_fmt(found.get('requests_waiting_peak'), 0)}, {_fmt(found.get('preemptions'), 0)}"
-    )
-
-
-def _parity(runs: list[SavedRun]) -> str:
-    rows = [
-        [
-            f"`{run.path}`",
-            run.machine,
-            _cell_label(cell),
-            dataset_label(cell.get("dataset")),
-            _fmt(cell.get("requests_per_s")),
-            _fmt(cell.get("vllm_bench_requests_per_s")),
-            _fmt(cell.get("vllm_bench_ratio"), 3),
-        ]
-        for run in runs
-        for cell in run.cells
-        if "vllm_bench_ratio" in cell
-    ]
-    if not rows:
-        return "No parity run saved yet (`--dataset=random:512:256:1000 --vllm-bench-parity`)."
-    headers = ["Run", "Machine", "Cell", "Workload", "Ours req/s", "vllm bench throughput req/s", "Ratio"]
-    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-
-
-def _weights_line(weights: dict[str, float]) -> str:
-    total = sum(weights.values()) or 1.0
-    return ", ".join(f"{name.replace('_', ' ')} {value / total:.0%}" for name, value in weights.items())
-
-
-RankKey = tuple[str, str, str, Any, Any]  # machine, workload label, sha256, requests, memory budget
-
-
-def ranking_groups(latest: Latest) -> dict[RankKey, list[dict[str, Any]]]:
-    """The cells ranked together: same machine, workload and request count; a memory budget ranks on its own."""
-    groups: dict[RankKey, list[dict[str, Any]]] = {}
-    for (machine, _, _), (_, cell) in sorted(latest.items()):
-        if cell.get("status", "ok") != "ok":
-            continue
-        dataset = cell.get("dataset") or {}
-        key = (
-            machine,
-            dataset_label(dataset),
-            dataset.get("sha256", ""),
-            cell.get("n_requests"),
-            cell.get("gpu_memory_budget_gib"),
-        )
-        groups.setdefault(key, []).append(cell)
-    return groups
-
-
-def _engine_part(latest: Latest) -> list[str]:
-    groups = [
-        (f"{machine}: {path}, {n} requests" + ("" if budget is None else f", {budget:g} GiB budget"), cells)
-        for (machine, path, _, n, budget), cells in ranking_groups(latest).items()
-    ]
-    section = report_engine.engine_section(groups, _cell_label)
-    return [] if section is None else [section]
-
-
-def group_scores(
-    latest: Latest, weights: dict[str, float], flexibility: dict[str, float], scorer: Scorer | None
-) -> dict[int, float]:
-    """Each ranked cell's score in its ranking group (by id of the cell): the one score every table shows."""
-    scores = {}
-    for cells in ranking_groups(latest).values():
-        results = scorer(cells) if scorer is not None else score_cells(cells, weights, flexibility)
-        scores.update({id(cell): float(result["score"]) for result, cell in zip(results, cells, strict=True)})
-    return scores
-
-
-def _answer(latest: Latest, weights: dict[str, float], flexibility: dict[str, float], scorer: Scorer | None) -> str:
-    def rank(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return scorer(cells) if scorer is not None else score_cells(cells, weights, flexibility)
-
-    groups = [
-        (machine, f"{path}, {n} requests measured", cells)
-        for (machine, path, _, n, budget), cells in ranking_groups(latest).items()
-        if budget is None
-    ]
-    budget_cells = [
-        cell
-        for _, cell in sorted(latest.values(), key=lambda pair: str(pair[1]["cell"]))
-        if cell.get("gpu_memory_budget_gib") is not None
-    ]
-    return answer.answer_section(groups, budget_cells, rank, weights, _cell_label)
-
-
-def _ranking(
-    latest: Latest, weights: dict[str, float], flexibility: dict[str, float], scorer: Scorer | None = None
-) -> str:
-    groups = ranking_groups(latest)
-    parts = [
-        f"Weights: {_weights_line(weights)}. Flexibility per mode: "
-        + ", ".join(f"{mode} {value:g}" for mode, value in flexibility.items())
-        + ". Throughput and total time are relative to the best cell of the same machine and workload. Job h,"
-        " kWh and cost are the full job (each cell's project_to requests): hours include loading, kWh is the"
-        " measured energy per request times the job (loading left out), cost is hours x the GPU hourly price x"
-        " the cell's GPUs."
-    ]
-    for (machine, path, _, n_requests, budget), cells in groups.items():
-        results = scorer(cells) if scorer is not None else score_cells(cells, weights, flexibility)
-        scored = sorted(zip(results, cells, strict=True), key=lambda pair: -pair[0]["score"])
-        rows = [
-            [
-                rank,
-                _cell_label(cell),
-                f"{result['score']:.3f}",
-                _fmt(result["components"]["throughput"], 2),
-                _fmt(result["components"]["total_time"], 2),
-                _fmt(result["components"]["quality"], 2),
-                _fmt(result["components"]["flexibility"], 2),
-                _fmt(cell.get("projected_hours"), 1),
-                _fmt(cell.get("projected_kwh"), 2),
-                _money(cell, "projected_cost"),
-            ]
-            for rank, (result, cell) in enumerate(scored, start=1)
-        ]
-        headers = [
-            "Rank",
-            "Cell",
-            "Score",
-            "Throughput",
-            "Total time",
-            "Quality",
-            "Flexibility",
-            "Job h",
-            "Job kWh",
-            "Job cost",
-        ]
-        within = "" if budget is None else f", memory budget {budget:g} GiB per GPU"
-        parts.append(
-            f"### {machine}: {path}, {n_requests} requests{within}\n\n"
-            + tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-        )
-    return "\n\n".join(parts)
-
-
-def _runs_table(runs: list[SavedRun]) -> str:
-    rows = []
-    for run in reversed(runs):
-        for cell in run.cells:
-            dataset = cell.get("dataset") or {}
-            rows.append(
-                [
-                    f"`{run.path}`",
-                    run.datetime[:19],
-                    run.machine,
-                    _cell_label(cell),
-                    dataset_label(dataset),
-                    _fmt(cell.get("n_requests")),
-                    _fmt(cell.get("input_tokens")),
-                    _fmt(cell.get("output_tokens")),
-                    _fmt(cell.get("wall_s"), 2),
-                    _fmt(cell.get("load_s"), 2),
-                    _engine(cell),
-                ]
-            )
-    headers = [
-        "Run",
-        "When (UTC)",
-        "Machine",
-        "Cell",
-        "Dataset",
-        "Requests",
-        "Input tok",
-        "Output tok",
-        "Wall s",
-        "Load s",
-        "Engine",
-    ]
-    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-
-
-def _engine(cell: dict[str, Any]) -> str:
-    engine = cell.get("engine")
-    if not engine:
-        return MISSING
-    return f"{engine.get('name', '?')} {engine.get('version', '')} ({engine.get('platform', '?')})".strip()
-
-
-def _current_status(runs: list[SavedRun], latest: Latest) -> str:
-    if not runs:
-        return "No saved runs yet: run `make bench` (or `pytest benchmarks/ --benchmark-save=NAME`)."
-    newest = runs[-1]
-    ok = [cell for _, cell in latest.values() if cell.get("status", "ok") == "ok" and cell.get("requests_per_s")]
-    lines = [
-        f"- **Last run:** `{newest.path}` ({newest.datetime[:19]} UTC) on {newest.machine}: "
-        f"{', '.join(cell['cell'] for cell in newest.cells)}",
-        f"- **Saved runs:** {len(runs)} on {len({run.machine for run in runs})} machine(s)",
-    ]
-    if ok:
-        best = max(ok, key=lambda cell: central(cell, "requests_per_s") or 0.0)
-        lines.append(
-            f"- **Highest throughput so far:** {best['cell']} at {_rate(best)} req/s; "
-            f"{_fmt(best.get('project_to'))} requests would take {_fmt(best.get('projected_hours'), 1)} h"
-        )
-    return "\n".join(lines)
-
-
-def plot_cells(runs: list[SavedRun]) -> dict[str, list[plotting.PlotCell]]:
-    """The newest cell of each machine that ran, labelled as in the tables (workload named when several)."""
-    machines: dict[str, list[plotting.PlotCell]] = {}
-    latest = latest_cells(runs)
-    for (machine, _, workload), (_, cell) in sorted(latest.items()):
-        if cell.get("status", "ok") != "ok":
-            continue
-        several = len({key[2] for key in latest if key[0] == machine}) > 1
-        short = Path(str((cell.get("dataset") or {}).get("path") or workload)).stem
-        label = _short_label(cell) + (f" [{short}]" if several else "")
-        machines.setdefault(machine, []).append((label, cell))
-    return machines
-
-
-def sweep_plots(runs: list[SavedRun]) -> dict[str, plotting.SweepCurve]:
-    groups = sweep_groups(latest_cells(runs))
-    several = len({key[2] for key in groups}) > 1
-    plotted: dict[str, plotting.SweepCurve] = {}
-    for key, points in groups.items():
-        best = knee(points) if points[0].get("slo_ms") else None
-        plotted[_sweep_title(key, several)] = (
-            [(load_point(cell) or MISSING, cell) for cell in points],
-            None if best is None else load_point(best),
-            key[0],
-        )
-    return plotted
-
-
 def _plots_section(plots: list[tuple[str, str]] | str) -> str:
     """Markdown image links (paths relative to the report), or the note saying why there are none."""
     if isinstance(plots, str):
@@ -673,17 +145,20 @@ def render(
     flexibility = {**DEFAULT_FLEXIBILITY, **(flexibility or {})}
     kept = hand_written_sections(previous)
     latest = latest_cells(runs)
+    rank = Ranker(weights, flexibility, scorer)
     parts = [
         "# vLLM batch benchmarks",
         "<!-- Generated by pytest-vllmbench from the runs saved under .benchmarks/. Edit only inside the"
         " hand-written sections: everything else is rewritten after every saved run. -->",
-        "## Answer\n\n" + _answer(latest, weights, flexibility, scorer),
+        "## Answer\n\n" + answer_part(latest, rank),
         _section("intro", kept),
-        "## Current status\n\n" + _current_status(runs, latest),
-        "## Test matrix\n\nThe newest result of each model x mode on each machine. Total time is the projected"
-        " wall time of the full job: load once, then every request at the measured rate.\n\n" + _matrix(latest),
-        "## Results by machine\n\nScore: the cell's score in its ranking group (see Ranking).\n\n"
-        + _machine_tables(latest, group_scores(latest, weights, flexibility, scorer))
+        "## Current status\n\n" + current_status(runs, latest),
+        "## Test matrix\n\nThe current result of each model x mode on each machine and workload (older runs:"
+        " History). req/s is the rounds' mean ± the 95 % half-width where a cell ran rounds; Job h is the projected"
+        " wall time of the full job: load once, then every request at the measured rate.\n\n" + matrix(latest),
+        "## Results by machine\n\nPer machine, the speed of each current cell, then what it used and costs. Score:"
+        " the cell's score in its ranking group (see Ranking). Run: the saved run's number (History names its file).\n\n"
+        + machine_tables(latest, group_scores(latest, rank))
         + priced,
         *(
             [
@@ -693,23 +168,27 @@ def render(
             if plots is not None
             else []
         ),
-        "## Load sweeps\n\n" + _sweeps_section(latest),
-        "## Memory budgets\n\nCells run with `--gpu-memory=SIZE`: vLLM may use only that much of each GPU (weights,"
-        " activations and KV cache), so the table says whether the model would fit on a card of that size. The speed"
-        " is the GPU's that ran it, not the smaller card's. Weights are params x bytes per param; what is left for"
-        " the KV cache is the budget minus the weights, before activations and CUDA graphs take their share.\n\n"
-        + _fit_table(latest),
-        "## Ranking\n\n" + _ranking(latest, weights, flexibility, scorer) + priced,
+        "## Load sweeps\n\n" + sweeps_section(latest),
+        "## Memory budgets\n\nCells run with `--gpu-memory=SIZE`: vLLM may reserve only that much of each GPU"
+        " (weights, activations and KV cache). The verdict puts vLLM's own accounting beside the peak NVML measured"
+        " on the card: *fits* when the engine started and the peak stayed within the budget, *ran, but over budget*"
+        " when it started but the card held more (so a card of that size is not shown to hold it), *does not fit*"
+        " when it could not start. The speed is the GPU's that ran it, not the smaller card's. Weights are params x"
+        " bytes per param; what is left for the KV cache is the budget minus the weights, before activations and"
+        " CUDA graphs take their share.\n\n" + fit_table(latest),
+        "## Ranking\n\n" + ranking_section(latest, rank) + priced,
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
-        " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + _parity(runs),
-        *_engine_part(latest),
+        " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + parity_table(runs),
+        *engine_part(latest),
         "## Offline vs server\n\nA mode is called faster only when the 95 % intervals of the two cells' rounds"
         " separate; cells of one model, machine and workload.\n\n"
         + mode_verdicts([(machine, workload, cell) for (machine, _, workload), (_, cell) in latest.items()]),
         *(section(runs) for section in extra_sections),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
         "## Glossary\n\n" + GLOSSARY + (PRICED_TERM if priced else ""),
-        "## Runs\n\nEvery saved cell, newest first; the JSON files hold the complete figures.\n\n" + _runs_table(runs),
+        "## History\n\nEvery saved cell, newest run first: the tables above show only the current result of each cell"
+        " (its newest run per machine and workload); a superseded one stays here. The JSON files hold every figure.\n\n"
+        + history_table(runs, latest),
     ]
     extra = [name for name in kept if name not in PLACEHOLDERS]
     if extra:

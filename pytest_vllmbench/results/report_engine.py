@@ -12,7 +12,8 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_vllmbench.measure.engine_settings import differing
-from pytest_vllmbench.results.answer import fmt
+from pytest_vllmbench.measure.rounds import central
+from pytest_vllmbench.results.labels import fmt
 
 Cell = Mapping[str, Any]
 FIELDS = ("bound_by", "engine_settings", "steady_requests_per_s", "warmup_rounds", "prefix_cache")
@@ -42,7 +43,7 @@ def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable
             [
                 label(cell),
                 _bound(cell),
-                fmt(cell.get("steady_requests_per_s")),
+                fmt(central(cell, "steady_requests_per_s")),
                 fmt(cell.get("warmup_rounds")),
                 cell.get("prefix_cache") or "-",
                 *(fmt((cell.get("engine_settings") or {}).get(key)) for key in differ),

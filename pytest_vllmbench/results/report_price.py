@@ -4,11 +4,13 @@ the price was known, e.g. on a lent GPU). A cell's own price always wins; CPU ce
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.measure.costs import cost_figures
+from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 from pytest_vllmbench.results.storage import SavedRun
 
 MARK = "†"  # beside every cost the report priced itself
@@ -40,15 +42,13 @@ def parse_price(value: Any, where: str) -> float | None:
     return price
 
 
-def price_cell(cell: dict[str, Any], price: ReportPrice | None) -> dict[str, Any]:
+def price_cell(cell: SavedCell, price: ReportPrice | None) -> SavedCell:
     """The cell with its cost figures at `price` when it ran on GPUs, was measured and saved no price."""
-    gpus = cell.get("gpus") or []
-    if price is None or cell.get("gpu_hourly_cost") is not None or not gpus or cell.get("status", "ok") != "ok":
+    gpus = cell.gpus or []
+    if price is None or cell.gpu_hourly_cost is not None or not gpus or not is_ok(cell):
         return cell
-    figures = cost_figures(
-        price.hourly_cost, price.currency, len(gpus), cell.get("output_tokens_per_s"), cell.get("projected_hours")
-    )
-    return {**cell, **figures, SOURCE_KEY: "report"}
+    figures = cost_figures(price.hourly_cost, price.currency, len(gpus), cell.output_tokens_per_s, cell.projected_hours)
+    return cell.with_figures({**figures, SOURCE_KEY: "report"})
 
 
 def price_runs(runs: list[SavedRun], price: ReportPrice | None) -> list[SavedRun]:
@@ -57,7 +57,7 @@ def price_runs(runs: list[SavedRun], price: ReportPrice | None) -> list[SavedRun
     return [replace(run, cells=[price_cell(cell, price) for cell in run.cells]) for run in runs]
 
 
-def priced_here(cell: dict[str, Any]) -> bool:
+def priced_here(cell: Mapping[str, Any]) -> bool:
     return cell.get(SOURCE_KEY) == "report"
 
 

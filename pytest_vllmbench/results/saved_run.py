@@ -1,4 +1,5 @@
-"""The one strict reader of a saved cell: each field checked against the type measure/cell_record.py declares.
+"""The one strict reader of a saved cell: each field checked against the type measure/cell_record.py declares,
+giving a typed `SavedCell`.
 
 A field that does not fit is dropped (it then reads as missing) and a cell whose identity (cell, model, mode) does not
 fit is skipped whole; each gives one warning naming where it was and the field. Nothing here raises on odd data:
@@ -9,8 +10,8 @@ a warning. Pure: no files, no printing.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pytest_vllmbench.measure.cell_record import CellRecord
@@ -20,6 +21,64 @@ MAX_TEXT = 4096  # characters; longer text in a saved run is not ours
 _NO_VALUE = object()
 _DECLARED: dict[str, str] = {item.name: str(item.type) for item in fields(CellRecord)}
 _EXTRA: dict[str, str] = {"benchmark_mean_s": "float | None"}  # pytest-benchmark's mean time, beside the record
+
+
+def is_ok(cell: Mapping[str, Any]) -> bool:
+    """The one status rule: a cell without a status ran; any status (does not fit, skipped, failed) did not."""
+    return bool(cell.get("status", "ok") == "ok")
+
+
+@dataclass(frozen=True, eq=False)
+class SavedCell(CellRecord, Mapping[str, Any]):
+    """A saved cell: its figures typed as CellRecord declares them (missing ones at their defaults), plus
+    pytest-benchmark's mean time. It also reads as the mapping it was saved as (`saved`), because a figure that
+    was absent differs from one saved as null and code that picks figures by name (gates, plots, rounds) does so."""
+
+    benchmark_mean_s: float | None = None
+    saved: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_saved(cls, raw: Any, where: str) -> tuple[SavedCell | None, tuple[str, ...]]:
+        """From one cell of pytest-benchmark's saved JSON (`extra_info` with `benchmark_mean_s`, or an unrun
+        entry): tolerant of absent figures, strict on types (see clean_cell); None when the cell is skipped."""
+        cleaned = clean_cell(raw, where)
+        return (None if cleaned.figures is None else cls.of(cleaned.figures)), cleaned.warnings
+
+    @classmethod
+    def of(cls, figures: Mapping[str, Any]) -> SavedCell:
+        """A cell whose figures are already checked (cleaned on reading, or the session's own records)."""
+        if isinstance(figures, SavedCell):
+            return figures
+        typed = {name: figures[name] for name in _FIELDS if name in figures}
+        return cls(**typed, saved=dict(figures))
+
+    def with_figures(self, changes: Mapping[str, Any]) -> SavedCell:
+        return SavedCell.of({**self.saved, **changes})
+
+    @property
+    def ok(self) -> bool:
+        return is_ok(self)
+
+    @property
+    def outputs_cut_at(self) -> int | None:
+        """The token cap every output stopped at (`--ignore-eos`, or each request reached `max_tokens`): such
+        outputs are cut short, so their quality says nothing about the model. None when outputs ended freely."""
+        sampling = self.sampling or {}
+        cap = sampling.get("max_tokens")
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0:
+            return None
+        if sampling.get("ignore_eos") is True:
+            return cap
+        return cap if self.n_requests > 0 and self.output_tokens >= self.n_requests * cap else None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.saved[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.saved)
+
+    def __len__(self) -> int:
+        return len(self.saved)
 
 
 @dataclass(frozen=True)
@@ -159,3 +218,6 @@ def _coherent(stats: dict[str, Any]) -> dict[str, Any]:
     if any(stats.get(key) is None for key in ("mean", "ci95_low", "ci95_high")):
         return {**stats, "ci95_half": None}
     return stats
+
+
+_FIELDS = frozenset(_DECLARED) | frozenset(_EXTRA)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_vllmbench.results.saved_run import clean_cell
+from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class SavedRun:
     machine_id: str
     datetime: str
     machine: str  # CPU or GPU names, as a reader would say it
-    cells: list[dict[str, Any]]  # each benchmark's extra_info, plus its pytest-benchmark mean time
+    cells: list[SavedCell]  # each benchmark's extra_info, plus its pytest-benchmark mean time; then unrun cells
     warnings: tuple[str, ...] = ()  # one per field or cell left out (see saved_run.clean_cell)
 
     @property
@@ -48,7 +49,7 @@ class RunFileError(ValueError):
     """A saved run that cannot be read or does not have pytest-benchmark's shape; the message says why."""
 
 
-def finite_only(cell: dict[str, Any]) -> dict[str, Any]:
+def finite_only(cell: Mapping[str, Any]) -> dict[str, Any]:
     """NaN and infinite figures become None: they show as missing and never enter a score."""
     return {
         key: None if isinstance(value, float) and not math.isfinite(value) else value for key, value in cell.items()
@@ -65,7 +66,8 @@ def read_run(path: Path, root: Path) -> SavedRun | None:
         raise RunFileError(f"not JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise RunFileError("not a pytest-benchmark run (no 'benchmarks' list)")
-    cells, warnings = [], []
+    cells: list[SavedCell] = []
+    warnings: list[str] = []
     raw_cells: list[tuple[Any, str]] = []
     for number, bench in enumerate(data["benchmarks"], start=1):
         extra = bench.get("extra_info") if isinstance(bench, dict) else None
@@ -80,10 +82,10 @@ def read_run(path: Path, root: Path) -> SavedRun | None:
         unrun = []
     raw_cells += [(cell, f"{path}: unrun cell {number}") for number, cell in enumerate(unrun, start=1)]
     for raw, where in raw_cells:
-        cleaned = clean_cell(raw, where)
-        warnings += cleaned.warnings
-        if cleaned.figures is not None:
-            cells.append(cleaned.figures)
+        cell, found = SavedCell.from_saved(raw, where)
+        warnings += found
+        if cell is not None:
+            cells.append(cell)
     if not cells:
         if warnings:
             raise RunFileError("no cell could be read: " + "; ".join(warnings[:3]))
@@ -136,9 +138,9 @@ def find_baseline(runs: list[SavedRun], spec: str, machine: str) -> SavedRun | N
     return None
 
 
-def _ran(cell: dict[str, Any]) -> bool:
+def _ran(cell: SavedCell) -> bool:
     """A measured cell with at least one request that did not fail."""
-    if cell.get("status", "ok") != "ok":
+    if not is_ok(cell):
         return False
     requests, failed = cell.get("n_requests"), cell.get("n_failed")
     if isinstance(requests, int) and isinstance(failed, int) and requests > 0:

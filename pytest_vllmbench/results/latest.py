@@ -1,0 +1,30 @@
+"""Which saved cells the report's tables show: the newest of each cell per machine and workload."""
+
+from __future__ import annotations
+
+from pytest_vllmbench.results.labels import budget_key, split, workload
+from pytest_vllmbench.results.saved_run import SavedCell
+from pytest_vllmbench.results.storage import SavedRun
+
+CellKey = tuple[str, str, str]  # (machine, cell with its GPU split and memory budget, workload label)
+Latest = dict[CellKey, tuple[SavedRun, SavedCell]]
+
+
+def cell_key(run: SavedRun, cell: SavedCell) -> CellKey:
+    """What makes two saved cells the same cell: machine, id with GPU split and memory budget, workload."""
+    return (run.machine, f"{cell.cell} {split(cell)}{budget_key(cell)}", workload(cell))
+
+
+def latest_cells(runs: list[SavedRun]) -> Latest:
+    """The newest saved result of each (machine, cell and its GPU split, workload)."""
+    latest: Latest = {}
+    for run in runs:  # oldest first, so newer overwrite
+        for cell in run.cells:
+            latest[cell_key(run, cell)] = (run, cell)
+    return latest
+
+
+def superseded_by(run: SavedRun, cell: SavedCell, latest: Latest) -> SavedRun | None:
+    """The newer run holding this cell's current result, or None when this result is the current one."""
+    newer, current = latest.get(cell_key(run, cell), (run, cell))
+    return None if current is cell else newer
