@@ -80,17 +80,28 @@ def group_scores(latest: Latest, rank: Ranker) -> dict[int, float]:
 
 
 def answer_part(latest: Latest, rank: Ranker) -> str:
-    groups = [
+    ranked = sorted(ranking_groups(latest).items(), key=lambda item: (item[0][0], item[0][1], -(item[0][3] or 0)))
+    groups = [  # per machine and workload, the group that measured the most requests (nearest the job) first
         (machine, f"{path}, {fmt(n)} requests measured", cells)
-        for (machine, path, _, n, budget), cells in ranking_groups(latest).items()
+        for (machine, path, _, n, budget), cells in ranked
         if budget is None
     ]
+    machine_of = {id(cell): machine for (machine, _, _), (_, cell) in latest.items()}
     budget_cells = [
         cell
         for _, cell in sorted(latest.values(), key=lambda pair: pair[1].cell)
         if cell.gpu_memory_budget_gib is not None
     ]
-    return answer.answer_section(groups, budget_cells, rank, rank.weights, cell_label)
+
+    def label(cell: SavedCell) -> str:
+        machine = machine_of.get(id(cell))
+        return (
+            cell_label(cell)
+            if cell.gpu_memory_budget_gib is None or machine is None
+            else f"{cell_label(cell)} on {machine}"
+        )
+
+    return answer.answer_section(groups, budget_cells, rank, rank.weights, label)
 
 
 def engine_part(latest: Latest) -> list[str]:
