@@ -142,3 +142,15 @@ def test_newer_engine_fields_are_shown_with_only_the_settings_that_differ(tmp_pa
 def test_old_runs_have_no_engine_section(tmp_path):
     save_run(tmp_path, 1, "old", [cell("gemma-270m-ray")])
     assert "## Engine settings and bottleneck" not in render(load_runs(tmp_path))
+
+
+def test_the_group_nearest_the_job_comes_first_and_budget_lines_name_their_machine(tmp_path):
+    small = [_gpu_cell("gemma-12b-offline", **_rounds(40.0, 1.0), n_requests=1000)]
+    large = [_gpu_cell("mistral-7b-offline", **_rounds(100.0, 1.0), n_requests=3000)]
+    budget = [_gpu_cell("gemma-4b-server", gpu_memory_budget_gib=16, peak_vram_mib=19354, params_b=4.3)]
+    save_run(tmp_path, 1, "small", small + budget, gpus=GPU, machine_id="gpu-box")
+    save_run(tmp_path, 2, "large", large, gpus=GPU, machine_id="gpu-box")
+    answer = _answer(render(load_runs(tmp_path)))
+    assert answer.index("3,000 requests measured") < answer.index("1,000 requests measured")
+    budget_line = next(line for line in answer.splitlines() if "gemma-4b-server" in line)
+    assert " on 1 x NVIDIA H200: " in budget_line
