@@ -346,7 +346,10 @@ def test_report_shows_job_hours_kwh_cost_and_the_fit_table(tmp_path):
     assert "| fits " in fit and "13.5" in fit and "2.5" in fit  # 7.25e9 x 2 B = 13.5 GiB; 16 - 13.5 left
     assert "| does not fit " in next(line for line in fit.splitlines() if "qwen-14b" in line)
     answer = text.split("## Answer")[1].split("\n## ")[0]
-    assert "qwen-14b-offline [16G]: **does not fit** in 16 GiB (needs ~27.6 GiB for the weights alone" in answer
+    assert (
+        "qwen-14b-offline [16G] on 1 x NVIDIA H200: **does not fit** in 16 GiB (needs ~27.6 GiB for the weights alone"
+        in answer
+    )
     assert "nan" not in text
 
 

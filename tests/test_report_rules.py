@@ -143,8 +143,8 @@ def test_the_budget_table_and_the_answer_give_one_verdict_with_the_measured_peak
     assert "ran, but over budget" in over_row and "18.9" in over_row
     assert "| fits " in within_row and "12.0" in within_row
     answer = section(text, "## Answer")
-    assert "gemma-4b-server [16G]: **ran, but over budget**" in answer
-    assert "gemma-1b-server [16G]: **fits**" in answer
+    assert "gemma-4b-server [16G] on 1 x NVIDIA H200: **ran, but over budget**" in answer
+    assert "gemma-1b-server [16G] on 1 x NVIDIA H200: **fits**" in answer
 
 
 def test_the_glossary_explains_the_terms_the_report_uses(tmp_path):
