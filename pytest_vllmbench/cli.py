@@ -12,28 +12,27 @@ from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import read_tool_table
-from pytest_vllmbench.engines import dummy_weights as sizing
-from pytest_vllmbench.engines import embedded_model as embedded
+from pytest_vllmbench.engines import dummy_weights, embedded_model
 from pytest_vllmbench.engines.base import CellSkip
 from pytest_vllmbench.results import compare, gate, report, summary
 from pytest_vllmbench.results.report_price import ReportPrice, parse_price, price_runs
 from pytest_vllmbench.results.storage import RunFileError, load_runs, read_run, scan_runs
-from pytest_vllmbench.workload import synthetic as dataset
+from pytest_vllmbench.workload import synthetic
 from pytest_vllmbench.workload.batch import iter_batch
 
 
 def _prepare_model(args: argparse.Namespace) -> int:
     """The embedded model, or a registry model's dummy-weight folder (shipped config + offline tokenizer)."""
     try:
-        if args.name in embedded.EMBEDDED:
-            folder = embedded.prepare(args.name, force=args.force)
+        if args.name in embedded_model.EMBEDDED:
+            folder = embedded_model.prepare(args.name, force=args.force)
         else:
             folder = _prepare_dummy(args.name, args.force, args.random_weights)
     except (ValueError, UsageError, CellSkip) as exc:
         print(f"vllmbench prepare-model: {exc}", file=sys.stderr)
         return 2
     if args.verify:
-        bad = embedded.verify_folder(folder)
+        bad = embedded_model.verify_folder(folder)
         if bad:
             print(
                 f"vllmbench prepare-model: checksum mismatch in {folder}: {', '.join(bad)}; run again with --force",
@@ -51,14 +50,14 @@ def _prepare_dummy(name: str, force: bool, random_weights: bool) -> Path:
         known = [alias for alias, model in load_registry().models.items() if model.config_dir and model.tokenizer]
         raise UsageError(
             f"{name!r} has no shipped config and offline tokenizer in the registry "
-            f"(prepare-model knows: {', '.join(embedded.EMBEDDED + tuple(known))})"
+            f"(prepare-model knows: {', '.join(embedded_model.EMBEDDED + tuple(known))})"
         )
-    folder = sizing.prepare_shipped(spec, force=force)
+    folder = dummy_weights.prepare_shipped(spec, force=force)
     if random_weights:
-        source = sizing.DummyModel(
+        source = dummy_weights.DummyModel(
             str(folder), f"shipped config data/configs/{spec.config_dir.name} + tokenizer {spec.tokenizer}"
         )
-        folder = Path(sizing.random_checkpoint(source, spec, force=force).path)
+        folder = Path(dummy_weights.random_checkpoint(source, spec, force=force).path)
     return folder
 
 
@@ -95,7 +94,7 @@ def _counts(counter: Counter[str]) -> str:
 
 
 def _make_dataset(args: argparse.Namespace) -> int:
-    gold = dataset.write_dataset(Path(args.out), args.n, args.seed, args.model)
+    gold = synthetic.write_dataset(Path(args.out), args.n, args.seed, args.model)
     print(f"wrote {args.out} ({args.n} requests) and {gold}")
     return 0
 
@@ -227,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument(
         "name",
-        help=f"{', '.join(embedded.EMBEDDED)}, or a registry model with a shipped config "
+        help=f"{', '.join(embedded_model.EMBEDDED)}, or a registry model with a shipped config "
         "and an offline tokenizer (gemma-12b, gemma-12b-4bit, mistral-7b, qwen-14b)",
     )
     prepare.add_argument(
@@ -249,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--n", type=int, required=True)
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--out", required=True)
-    make.add_argument("--model", default=dataset.DEFAULT_MODEL)
+    make.add_argument("--model", default=synthetic.DEFAULT_MODEL)
     make.set_defaults(func=_make_dataset)
 
     rep = commands.add_parser("report", help="regenerate BENCHMARKS.md from saved runs")

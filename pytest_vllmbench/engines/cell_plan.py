@@ -9,13 +9,12 @@ from typing import Any
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.redaction import strip_paths
-from pytest_vllmbench.config import memory_budget as budget
+from pytest_vllmbench.config import memory_budget
 from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.config.modes import ModeSpec, engine_gpu_count, mode_spec, mode_specs
 from pytest_vllmbench.config.registry import ModelSpec, Registry
 from pytest_vllmbench.config.settings import Settings
-from pytest_vllmbench.engines import dummy_weights as sizing
-from pytest_vllmbench.engines import embedded_model as embedded
+from pytest_vllmbench.engines import dummy_weights, embedded_model
 from pytest_vllmbench.engines.base import CellSkip
 from pytest_vllmbench.engines.openai_client import ClientConfig
 from pytest_vllmbench.engines.vllm_cli import vllm_platform
@@ -32,7 +31,9 @@ class CellPlan:
     platform: str  # "cuda" or "cpu": which vLLM build is installed
     engine_args: dict[str, Any]  # what vLLM gets (and the cell records, redacted); {} for a server not ours
     weights: str | None  # the label of weights that are not the real ones (dummy, random 4-bit), else None
-    dummy: sizing.DummyModel | CellSkip | None  # where a dummy-weight cell's config and tokenizer come from, or why not
+    dummy: (
+        dummy_weights.DummyModel | CellSkip | None
+    )  # where a dummy-weight cell's config and tokenizer come from, or why not
     engine_gpus: int  # one engine's GPUs (tensor x pipeline parallel): what a per-GPU budget or a fit multiplies
     gpu_indices: list[int] | None  # the GPUs the cell runs on (None: every visible one, as for an endpoint)
     gpu_memory_mib: list[int]  # their memory: what "does not fit" is told against
@@ -50,7 +51,7 @@ class CellPlan:
         if self.dummy is not None:
             return self.dummy.path
         if self.cell.model.embedded:
-            return str(embedded.ensure_prepared(self.cell.model.alias))
+            return str(embedded_model.ensure_prepared(self.cell.model.alias))
         return self.cell.model.source
 
     def weights_info(self) -> dict[str, Any]:
@@ -63,7 +64,7 @@ class CellPlan:
     def fit_status(self, start_error: str) -> str | None:
         """'does not fit ...' when the engine failed to start for lack of memory, else None."""
         utilization = float(self.engine_args.get("gpu_memory_utilization", 0.9))
-        return sizing.does_not_fit(
+        return dummy_weights.does_not_fit(
             start_error, self.cell.model, self.gpu_memory_mib, utilization, self.budget_gib, self.engine_gpus
         )
 
@@ -85,13 +86,13 @@ class DummySources:
     """Each model's dummy-weight config and tokenizer, looked for once per session (the hub is asked once)."""
 
     def __init__(self) -> None:
-        self._found: dict[tuple[str, str], sizing.DummyModel | CellSkip] = {}
+        self._found: dict[tuple[str, str], dummy_weights.DummyModel | CellSkip] = {}
 
-    def find(self, model: ModelSpec) -> sizing.DummyModel | CellSkip:
+    def find(self, model: ModelSpec) -> dummy_weights.DummyModel | CellSkip:
         key = (model.alias, model.source)
         if key not in self._found:
             try:
-                self._found[key] = sizing.resolve_dummy(model)
+                self._found[key] = dummy_weights.resolve_dummy(model)
             except CellSkip as exc:
                 self._found[key] = exc
         return self._found[key]
@@ -105,25 +106,25 @@ def plan_cell(cell: Cell, settings: Settings, registry: Registry, dummies: Dummy
     engine_gpus = engine_gpu_count(requested)  # dummy-weight sizing below never changes it
     if settings.gpu_memory is not None and mode.owns_engine:
         requested["gpu_memory_utilization"] = budget_utilization(settings.gpu_memory, engine_gpus, gpus)
-    dummy: sizing.DummyModel | CellSkip | None = None
+    dummy: dummy_weights.DummyModel | CellSkip | None = None
     args, weights = requested, None
-    if sizing.is_dummy(requested):
-        weights = sizing.weights_label(requested)
+    if dummy_weights.is_dummy(requested):
+        weights = dummy_weights.weights_label(requested)
         dummy = dummies.find(cell.model)
-        if isinstance(dummy, sizing.DummyModel):
+        if isinstance(dummy, dummy_weights.DummyModel):
             try:
-                dummy = sizing.for_cell(dummy, cell.model, requested, bool(gpus))
+                dummy = dummy_weights.for_cell(dummy, cell.model, requested, bool(gpus))
             except CellSkip as exc:
                 dummy = exc
         if isinstance(
-            dummy, sizing.DummyModel
+            dummy, dummy_weights.DummyModel
         ):  # else the cell is skipped when it starts, recording the args asked for
-            args = sizing.vllm_args(requested, dummy)
+            args = dummy_weights.vllm_args(requested, dummy)
     indices = first_visible(mode.gpu_count(engine_gpus, args))
-    budget_gib = None if settings.gpu_memory is None else budget.gib(settings.gpu_memory)
+    budget_gib = None if settings.gpu_memory is None else memory_budget.gib(settings.gpu_memory)
     over = None
     if budget_gib is not None:
-        over = sizing.over_budget(cell.model, budget_gib, engine_gpus)
+        over = dummy_weights.over_budget(cell.model, budget_gib, engine_gpus)
     return CellPlan(
         cell=cell,
         mode=mode,
@@ -143,7 +144,7 @@ def plan_cell(cell: Cell, settings: Settings, registry: Registry, dummies: Dummy
 
 
 def requested_args(cell: Cell, mode: ModeSpec, settings: Settings, registry: Registry, platform: str) -> dict[str, Any]:
-    """The registry's, the platform's and the user's engine args, before --gpu-memory and dummy-weight sizing."""
+    """The registry's, the platform's and the user's engine args, before --gpu-memory and dummy-weight dummy_weights."""
     if not mode.owns_engine:
         return {}  # the server's owner chose them
     args = registry.engine_args_for(cell.model, platform)
@@ -165,7 +166,7 @@ def budget_utilization(budget_bytes: int, engine_gpus: int, gpus: list[GpuInfo])
     totals = {gpu.index: gpu.memory_mib * 2**20 for gpu in gpus}
     indices = first_visible(engine_gpus) or []
     try:
-        return budget.utilization(budget_bytes, [totals[i] for i in indices if i in totals])
+        return memory_budget.utilization(budget_bytes, [totals[i] for i in indices if i in totals])
     except ValueError as exc:
         raise UsageError(f"--gpu-memory: {exc}") from None
 

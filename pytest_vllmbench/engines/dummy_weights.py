@@ -16,8 +16,7 @@ from typing import Any
 from pytest_vllmbench.common.files import folder_built_in_place, sha256_of
 from pytest_vllmbench.common.notices import notice
 from pytest_vllmbench.config.registry import ModelSpec
-from pytest_vllmbench.engines import embedded_model as embedded
-from pytest_vllmbench.engines import tokenizer_sources
+from pytest_vllmbench.engines import embedded_model, tokenizer_sources
 from pytest_vllmbench.engines.base import CellSkip
 from pytest_vllmbench.measure import roofline
 
@@ -101,7 +100,7 @@ def resolve_dummy(spec: ModelSpec) -> DummyModel:
     """The model's own config + tokenizer (local folder, or hub id when the hub answers), else the shipped config
     with the registry's offline tokenizer; CellSkip naming what is missing when neither is at hand."""
     if spec.embedded:
-        return DummyModel(str(embedded.ensure_prepared(spec.alias)), f"embedded model {spec.alias}")
+        return DummyModel(str(embedded_model.ensure_prepared(spec.alias)), f"embedded model {spec.alias}")
     local = Path(spec.source).expanduser()
     if local.is_dir():
         missing = [
@@ -157,10 +156,10 @@ def prepare_shipped(spec: ModelSpec, force: bool = False) -> Path:
     manifest; rebuilt when the config or the tokenizer source changes."""
     if spec.config_dir is None or not spec.tokenizer:
         raise CellSkip(f"{spec.alias}: the registry gives no shipped config and tokenizer for dummy weights")
-    target = embedded.cache_root() / "dummy" / spec.alias
+    target = embedded_model.cache_root() / "dummy" / spec.alias
     source = shipped_source(spec)
     with _locked(target):
-        if embedded.folder_is_whole(target, source) and not force:
+        if embedded_model.folder_is_whole(target, source) and not force:
             return target
         with folder_built_in_place(target) as work:
             _write_shipped(spec, work, source)
@@ -174,17 +173,17 @@ def _write_shipped(spec: ModelSpec, work: Path, source: str) -> None:
         tokenizer_sources.write_tokenizer(spec.tokenizer, work)
     except tokenizer_sources.TokenizerUnavailable as exc:
         raise CellSkip(f"{spec.alias}: its tokenizer ({spec.tokenizer}) is not available: {exc}") from None
-    embedded.write_manifest(work, source)
+    embedded_model.write_manifest(work, source)
 
 
 def random_checkpoint(model: DummyModel, spec: ModelSpec, force: bool = False) -> DummyModel:
     """The dummy folder plus a random bf16 checkpoint in the model's shape (for in-flight bitsandbytes)."""
     base = Path(model.path)
-    target = embedded.cache_root() / "random" / spec.alias
+    target = embedded_model.cache_root() / "random" / spec.alias
     # what the checkpoint depends on (not how the base folder was found, so `prepare-model` and a run agree)
     source = f"random bf16 weights for config sha256 {sha256_of(base / 'config.json')}, tokenizer from {base}"
     with _locked(target):
-        if force or not embedded.folder_is_whole(target, source):
+        if force or not embedded_model.folder_is_whole(target, source):
             with folder_built_in_place(target) as work:
                 _write_random(base, work, source, spec.alias)
     return DummyModel(str(target), f"{model.source}; random bf16 checkpoint", model.engine_args)
@@ -195,14 +194,14 @@ def _write_random(base: Path, work: Path, source: str, alias: str) -> None:
 
     for item in base.iterdir():
         weights = item.name.endswith(".safetensors") or item.name == "model.safetensors.index.json"
-        if item.is_file() and item.name != embedded.MANIFEST and not weights:
+        if item.is_file() and item.name != embedded_model.MANIFEST and not weights:
             shutil.copy2(item, work / item.name)
     config = json.loads((work / "config.json").read_text())
     config.pop("quantization_config", None)  # the random weights are plain bf16; vLLM quantizes them
     (work / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     notice(f"writing a random bf16 checkpoint for {alias}")
     write_random_checkpoint(work, work)
-    embedded.write_manifest(work, source, unhashed_suffix=".safetensors")
+    embedded_model.write_manifest(work, source, unhashed_suffix=".safetensors")
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import central
-from pytest_vllmbench.results import plots as plotting
+from pytest_vllmbench.results import plots
 from pytest_vllmbench.results.answer import budget_verdict, peak_gib
 from pytest_vllmbench.results.labels import (
     MISSING,
@@ -269,10 +269,10 @@ def current_status(runs: list[SavedRun], latest: Latest) -> str:
     return "\n".join(lines)
 
 
-def plot_cells(runs: list[SavedRun]) -> dict[str, list[plotting.PlotCell]]:
+def plot_cells(runs: list[SavedRun]) -> dict[str, list[plots.PlotCell]]:
     """The newest cell of each machine that ran, labelled as in the tables (workload named when several), with the
     tables' req/s and out tok/s (the rounds' means when there were rounds)."""
-    machines: dict[str, list[plotting.PlotCell]] = {}
+    machines: dict[str, list[plots.PlotCell]] = {}
     latest = latest_cells(runs)
     for (machine, _, place), (_, cell) in sorted(latest.items()):
         if not cell.ok:
