@@ -8,7 +8,6 @@ it was running); the controller merges every partial file into ONE run in pytest
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -31,6 +30,10 @@ class _ConfigHolder:
     config: Any
 
 
+# Roles come from the config xdist hands each worker, never from PYTEST_XDIST_WORKER: a pytest session started
+# inside an xdist worker (pytester, a subprocess) inherits that variable but is no worker of anyone.
+
+
 def is_worker(config: Any) -> bool:
     return bool(xdist.is_xdist_worker(_ConfigHolder(config)))
 
@@ -48,12 +51,9 @@ def config_worker_id(config: Any) -> str | None:
     return xdist.get_xdist_worker_id(_ConfigHolder(config)) if is_worker(config) else None
 
 
-def worker_id() -> str | None:
-    return os.environ.get("PYTEST_XDIST_WORKER")
-
-
-def worker_count() -> int:
-    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+def worker_count(config: Any) -> int:
+    """How many workers this session's controller runs (1 outside a worker)."""
+    return int(worker_input(config).get("workercount", 1)) if is_worker(config) else 1
 
 
 def gpus_for_worker(worker: str, per_worker: int, available: int) -> list[int]:
