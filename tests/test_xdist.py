@@ -122,7 +122,7 @@ session.start_engine = start
 
 def test_a_session_inside_an_xdist_worker_is_no_worker_itself(pytester, monkeypatch):
     """This suite runs under xdist: a session it starts inherits the worker's PYTEST_XDIST_* variables, yet is a
-    plain session (progress on its terminal, the whole machine), not a worker of some controller."""
+    plain session (progress on its terminal, the whole machine, a saved run), not a worker of some controller."""
     (pytester.path / "benchmarks").mkdir()
     (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     pytester.makeconftest(NOTING_ENGINE_CONFTEST)
@@ -134,8 +134,11 @@ def test_a_session_inside_an_xdist_worker_is_no_worker_itself(pytester, monkeypa
         "--model=gemma-270m",
         "--mode=offline",
         "--limit=3",
+        "--benchmark-save=inside",
         "--report=none",
     )
     assert result.ret == 0, result.stdout.str()[-3000:]
     result.stdout.fnmatch_lines(["gemma-270m-offline: 3/3 requests*"])
     assert (pytester.path / "workers.txt").read_text() == "1\n"
+    [run] = saved_runs(pytester.path)  # pytest-benchmark, too, took the variables for xdist and saved nothing
+    assert [bench["name"] for bench in json.loads(run.read_text())["benchmarks"]] == ["test_batch[gemma-270m-offline]"]

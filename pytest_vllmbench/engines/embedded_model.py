@@ -152,17 +152,17 @@ def _one_gguf_reader() -> Iterator[None]:
     real = gguf.GGUFReader
     readers: dict[str, Any] = {}
 
-    def shared(path: Any, mode: str = "r") -> Any:
+    def shared(path: Any, mode: Any = "r") -> Any:
         key = f"{os.fspath(path)}\0{mode}"
         if key not in readers:
             readers[key] = real(path, mode)
         return readers[key]
 
-    gguf.GGUFReader = shared
+    setattr(gguf, "GGUFReader", shared)  # noqa: B010 - a module attribute swapped for this block only
     try:
         yield
     finally:
-        gguf.GGUFReader = real
+        setattr(gguf, "GGUFReader", real)  # noqa: B010
 
 
 def _write_manifest(folder: Path) -> None:

@@ -8,6 +8,7 @@ it was running); the controller merges every partial file into ONE run in pytest
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -45,6 +46,13 @@ def worker_input(config: Any) -> dict[str, Any]:
 
 def is_controller(config: Any) -> bool:
     return bool(xdist.is_xdist_controller(_ConfigHolder(config)))
+
+
+def measure_despite_inherited_variables(config: Any) -> None:
+    """pytest-benchmark takes PYTEST_XDIST_WORKER for xdist and switches itself off, also in a session that only
+    inherited it (a session started inside a worker): one that is neither worker nor controller measures."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and not is_worker(config) and not is_controller(config):
+        benchmark_compat.undo_xdist_switch_off(config)
 
 
 def config_worker_id(config: Any) -> str | None:
