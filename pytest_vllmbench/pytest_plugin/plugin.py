@@ -129,7 +129,8 @@ def _join_xdist(config: pytest.Config, settings: Settings) -> Settings:
 
 
 def _register_xdist_roles(config: pytest.Config, session: BenchSession) -> None:
-    distributed.measure_despite_inherited_variables(config)
+    if config.stash[CONFIGURED_KEY]:  # a plain pytest-benchmark project sees pytest-benchmark as it is
+        distributed.measure_despite_inherited_variables(config)
     worker = distributed.config_worker_id(config)
     handed = distributed.worker_input(config)
     if worker is not None and distributed.PARTIAL_KEY in handed:
