@@ -65,6 +65,7 @@ def time_one(target: str, place: Path) -> int:
         for line in proc.stdout:
             now = time.perf_counter() - started
             log.write(f"{now:8.1f} {line}")
+            log.flush()  # the log can be followed while the target runs
             if line.strip() in steps:
                 marks.append((now, line.strip()))
             tail = (tail + [line.rstrip()])[-40:]
