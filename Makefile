@@ -15,6 +15,9 @@ LINTED  := pytest_vllmbench tests benchmarks conftest.py
 # `make test`: lint, the fast tests and the one real-engine smoke; `make test-engine`: the other real-engine tests.
 FAST    := -m "not engine or smoke"
 ENGINE  := -m "engine and not smoke"
+# Both on every core (pytest-xdist); loadgroup keeps the smoke's one session (its xdist group) on one worker.
+# XDIST= runs them in one process.
+XDIST   ?= -n auto --dist loadgroup
 
 .PHONY: bench test test-engine lint model venv clean-venv
 
@@ -45,10 +48,10 @@ lint: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 test: lint model
-	$(VENV)/bin/pytest tests/ $(FAST) $(TEST_ARGS)
+	$(VENV)/bin/pytest tests/ $(FAST) $(XDIST) $(TEST_ARGS)
 
 test-engine: model
-	$(VENV)/bin/pytest tests/ $(ENGINE) $(TEST_ARGS)
+	$(VENV)/bin/pytest tests/ $(ENGINE) $(XDIST) $(TEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

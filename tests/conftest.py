@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -8,3 +9,16 @@ import httpcore  # noqa: F401
 import httpx  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests share small helpers (saved_runs.py, procs.py)
+
+# pytester gives each session a fresh HOME, and with it an empty model cache: a session that reaches an embedded
+# cell would convert Gemma 3 270M again (a minute or more). Every session shares the cache `make test` prepared;
+# a test of preparation itself points VLLMBENCH_CACHE elsewhere.
+from pytest_vllmbench.engines.embedded_model import cache_root
+
+os.environ.setdefault("VLLMBENCH_CACHE", str(cache_root().parent))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Real-engine tests first: under xdist (`make test` runs -n auto) the longest one, the smoke's engine load,
+    then starts at once beside the fast tests instead of last, alone on one core."""
+    items.sort(key=lambda item: item.get_closest_marker("engine") is None)

@@ -1,5 +1,6 @@
-"""Real-engine cells under xdist (make test-engine); the offline cell's own end-to-end checks are in the one
-real-engine smoke, tests/test_engine_smoke.py."""
+"""Real-engine cells under xdist (make test-engine): offline and server side by side, one engine per worker, on
+one line that asks for n, penalties and stop, so the same session checks that both modes do the same work. The
+offline cell's own end-to-end checks are in the one real-engine smoke, tests/test_engine_smoke.py."""
 
 import json
 from pathlib import Path
@@ -9,11 +10,27 @@ from procs import run_pytest_isolated
 
 pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
+N, MAX_TOKENS = 3, 6
+PARITY_LINE = {
+    "model": "gemma-270m",
+    "messages": [{"role": "user", "content": "Count: one, two,"}],
+    "n": N,
+    "presence_penalty": 0.5,
+    "frequency_penalty": 0.3,
+    "stop": ["never-appears-here"],
+    "seed": 7,
+    "temperature": 0.8,
+    "max_tokens": MAX_TOKENS,
+    "ignore_eos": True,
+}
 
 
-def test_two_xdist_workers_run_cells_in_parallel_into_one_saved_run(tmp_path):
+def test_two_xdist_workers_run_offline_and_server_side_by_side_and_generate_the_same_tokens(tmp_path):
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    (tmp_path / "one.jsonl").write_text(
+        json.dumps({"custom_id": "p", "method": "POST", "url": "/v1/chat/completions", "body": PARITY_LINE}) + "\n"
+    )
     args = [
         "benchmarks",
         "-p",
@@ -23,18 +40,19 @@ def test_two_xdist_workers_run_cells_in_parallel_into_one_saved_run(tmp_path):
         "--model=gemma-270m",
         "--mode=offline",
         "--mode=server",
-        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
-        "--limit=4",
-        "--max-tokens=8",
+        "--dataset=one.jsonl",
         "--benchmark-save=parallel",
     ]
     result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
     assert leftovers == []
     [run] = (tmp_path / ".benchmarks").glob("*/0001_parallel.json")
-    cells = {b["extra_info"]["cell"]: b["extra_info"] for b in json.loads(run.read_text())["benchmarks"]}
-    assert set(cells) == {"gemma-270m-offline", "gemma-270m-server"}
+    cells = {b["extra_info"]["mode"]: b["extra_info"] for b in json.loads(run.read_text())["benchmarks"]}
+    assert set(cells) == {"offline", "server"}
     assert {c["xdist_worker"] for c in cells.values()} == {"gw0", "gw1"}  # one engine per worker, side by side
     # two engines share the machine: each reserves half the usual KV-cache share of RAM
     assert all(c["engine_args"]["gpu_memory_utilization"] == 0.15 for c in cells.values())
     assert "gemma-270m-server" in (tmp_path / "BENCHMARKS.md").read_text()
+    # n, penalties and stop: the same work offline and on the server
+    assert cells["offline"]["n_failed"] == cells["server"]["n_failed"] == 0
+    assert cells["offline"]["output_tokens"] == cells["server"]["output_tokens"] == N * MAX_TOKENS

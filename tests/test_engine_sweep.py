@@ -1,4 +1,6 @@
-"""A load sweep on the real vLLM CPU server: three points, one server start, rounds, traces and /metrics."""
+"""A load sweep on the real vLLM CPU server: three points, one server start, rounds, traces and /metrics, and the
+server cell's streamed figures (TTFT, ITL, TPOT, goodput) and live progress (moved here from the smoke of
+`make test`, which loads one engine: offline)."""
 
 import json
 from pathlib import Path
@@ -9,6 +11,7 @@ from procs import run_pytest_isolated
 pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO / "data" / "batch_5k.jsonl"
+SERVER_KEYS = [f"{m}_ms_{s}" for m in ("ttft", "tpot", "itl", "e2el") for s in ("mean", "p50", "p90", "p99")]
 COUNTING_CONFTEST = """
 import os
 from pytest_vllmbench.engines import server
@@ -63,6 +66,11 @@ def test_a_three_point_sweep_starts_the_server_once_and_saves_three_cells(tmp_pa
         assert 0 < metrics["kv_cache_usage_pct_peak"] <= 100
         rows = (tmp_path / "traces" / cell["trace_file"]).read_text().splitlines()[1:]
         assert len(rows) == 2 * 6 and all(json.loads(row)["output_tokens"] == 8 for row in rows)
+        # streamed figures; a 60 s TTFT SLO: every request meets it
+        assert set(SERVER_KEYS) <= set(cell) and cell["goodput_requests_per_s"] == pytest.approx(cell["requests_per_s"])
+        assert 0 < cell["ttft_ms_p50"] <= cell["e2el_ms_p50"] and cell["itl_ms_p50"] > 0
+        progress = [line for line in result.stdout.splitlines() if line.startswith(f"gemma-270m-server-c{n}: ")]
+        assert progress and progress[-1].startswith(f"gemma-270m-server-c{n}: 6/6 requests")  # per finished stream
     assert len({cell["load_s"] for cell in cells.values()}) == 1  # the same server's load time
     assert "sweep gemma-270m-server: knee at " in result.stdout
     report = (tmp_path / "report.md").read_text()

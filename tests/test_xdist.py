@@ -10,6 +10,8 @@ import pytest
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.pytest_plugin.xdist_workers import gpus_for_worker
 
+REPO = Path(__file__).resolve().parents[1]
+
 TESTS = """
 import os, time
 import pytest
@@ -78,3 +80,65 @@ def test_each_worker_gets_its_own_gpus():
     assert gpus_for_worker("gw1", 2, 4) == [2, 3]
     with pytest.raises(UsageError, match="at most -n 2"):
         gpus_for_worker("gw2", 1, 2)
+
+
+# A FAKE engine that notes the share of the machine its session gave it and reports each finished request.
+NOTING_ENGINE_CONFTEST = """
+from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.run import session
+
+
+class FakeEngine:
+    load_s = 1.0
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def run(self, requests, sampling, progress=None):
+        for request in requests:
+            if progress is not None:
+                progress.finished(True, 4)
+        return [RequestRecord(r.custom_id, input_tokens=20, output_tokens=4, e2el_s=0.1, ttft_s=0.01) for r in requests]
+
+    def describe(self):
+        return {"name": "fake", "version": "0", "platform": "cpu"}
+
+    def fault(self):
+        return None
+
+    def close(self):
+        pass
+
+
+def start(cell, settings, registry):
+    with open("workers.txt", "a") as out:
+        out.write(f"{settings.workers}\\n")
+    return FakeEngine(cell.mode)
+
+
+session.start_engine = start
+"""
+
+
+def test_a_session_inside_an_xdist_worker_is_no_worker_itself(pytester, monkeypatch):
+    """This suite runs under xdist: a session it starts inherits the worker's PYTEST_XDIST_* variables, yet is a
+    plain session (progress on its terminal, the whole machine, a saved run), not a worker of some controller."""
+    (pytester.path / "benchmarks").mkdir()
+    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    pytester.makeconftest(NOTING_ENGINE_CONFTEST)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    result = pytester.runpytest_subprocess(
+        "benchmarks",
+        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
+        "--model=gemma-270m",
+        "--mode=offline",
+        "--limit=3",
+        "--benchmark-save=inside",
+        "--report=none",
+    )
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    result.stdout.fnmatch_lines(["gemma-270m-offline: 3/3 requests*"])
+    assert (pytester.path / "workers.txt").read_text() == "1\n"
+    [run] = saved_runs(pytester.path)  # pytest-benchmark, too, took the variables for xdist and saved nothing
+    assert [bench["name"] for bench in json.loads(run.read_text())["benchmarks"]] == ["test_batch[gemma-270m-offline]"]

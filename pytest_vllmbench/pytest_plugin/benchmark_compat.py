@@ -60,6 +60,13 @@ def drop_unfinished(config: Any, finished: Any) -> int:
     return dropped
 
 
+def undo_xdist_switch_off(config: Any) -> None:
+    """Measure where pytest-benchmark switched itself off for xdist alone (not for --benchmark-disable or -skip)."""
+    session = _session(config)
+    if session is not None and session.xdist_warning:
+        session.disabled = session.xdist_warning = False
+
+
 def measure_without_saving(config: Any) -> None:
     """On an xdist worker: measure (pytest-benchmark switches itself off there) but save nothing."""
     session = _session(config)

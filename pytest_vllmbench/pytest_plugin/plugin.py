@@ -104,7 +104,7 @@ def _join_xdist(config: pytest.Config, settings: Settings) -> Settings:
         indices = xdist_workers.gpus_for_worker(worker, settings.gpus_per_worker, len(gpus))
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA's numbering = NVML's
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, indices))
-    return replace(settings, workers=xdist_workers.worker_count())
+    return replace(settings, workers=xdist_workers.worker_count(config))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -159,7 +159,7 @@ def _terminal_progress(config: pytest.Config) -> progress.ProgressFactory | None
     """Progress bars drawn on the real terminal while pytest captures the test's output; none on xdist workers
     (their output is not shown) or without a terminal reporter."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or xdist_workers.worker_id() is not None:
+    if reporter is None or xdist_workers.is_worker(config):
         return None
     capman = config.pluginmanager.get_plugin("capturemanager")
 

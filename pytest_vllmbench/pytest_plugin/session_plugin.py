@@ -63,6 +63,8 @@ class VllmbenchSession:
 
     def _register_xdist_roles(self) -> None:
         config = self.config
+        if self.configured:  # a plain pytest-benchmark project sees pytest-benchmark as it is
+            xdist_workers.measure_despite_inherited_variables(config)
         worker = xdist_workers.config_worker_id(config)
         handed = xdist_workers.worker_input(config)
         root = benchmark_compat.storage_root(config)

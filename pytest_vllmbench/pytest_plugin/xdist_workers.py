@@ -31,6 +31,10 @@ class _ConfigHolder:
     config: Any
 
 
+# Roles come from the config xdist hands each worker, never from PYTEST_XDIST_WORKER: a pytest session started
+# inside an xdist worker (pytester, a subprocess) inherits that variable but is no worker of anyone.
+
+
 def is_worker(config: Any) -> bool:
     return bool(xdist.is_xdist_worker(_ConfigHolder(config)))
 
@@ -44,16 +48,20 @@ def is_controller(config: Any) -> bool:
     return bool(xdist.is_xdist_controller(_ConfigHolder(config)))
 
 
+def measure_despite_inherited_variables(config: Any) -> None:
+    """pytest-benchmark takes PYTEST_XDIST_WORKER for xdist and switches itself off, also in a session that only
+    inherited it (a session started inside a worker): one that is neither worker nor controller measures."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and not is_worker(config) and not is_controller(config):
+        benchmark_compat.undo_xdist_switch_off(config)
+
+
 def config_worker_id(config: Any) -> str | None:
     return xdist.get_xdist_worker_id(_ConfigHolder(config)) if is_worker(config) else None
 
 
-def worker_id() -> str | None:
-    return os.environ.get("PYTEST_XDIST_WORKER")
-
-
-def worker_count() -> int:
-    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+def worker_count(config: Any) -> int:
+    """How many workers this session's controller runs (1 outside a worker)."""
+    return int(worker_input(config).get("workercount", 1)) if is_worker(config) else 1
 
 
 def gpus_for_worker(worker: str, per_worker: int, available: int) -> list[int]:
