@@ -60,6 +60,10 @@ def test_bad_lists_are_usage_errors_naming_the_option(option, value, message):
 def test_every_point_has_its_own_label_and_round_trips(concurrencies, rates):
     text_c = ",".join(map(str, concurrencies))
     text_r = ",".join("inf" if r is None else repr(r) for r in rates)
+    if len({LoadPoint(request_rate=r).label for r in rates}) < len(rates):
+        with pytest.raises(UsageError, match="name the same cell"):
+            parse_request_rates(text_r)
+        return
     points = load_points(parse_concurrencies(text_c), parse_request_rates(text_r))
     assert len(points) == len(concurrencies) * len(rates)
     assert len({p.label for p in points}) == len(points)
@@ -99,3 +103,9 @@ def test_colliding_endpoint_models_stop_the_session_with_exit_4(pytester):
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "would both be cell llama-endpoint" in result.stderr.str()
+
+
+def test_rates_that_would_name_the_same_cell_are_refused():
+    # found by hypothesis: both label as r0.01, so two cells had one id
+    with pytest.raises(UsageError, match=r"name the same cell \(r0.01, r0.01\)"):
+        parse_request_rates("0.01,0.010000000000000002")

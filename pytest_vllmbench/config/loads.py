@@ -83,7 +83,14 @@ def parse_request_rates(value: Any) -> tuple[float | None, ...]:
         if number <= 0:
             raise UsageError(f"--request-rate must be a number above 0, got {item!r}")
         values.append(number)
-    return _unique(values, "--request-rate")
+    rates = _unique(values, "--request-rate")
+    labels = [LoadPoint(request_rate=rate).label for rate in rates]
+    if len(set(labels)) != len(labels):  # a cell id holds the rate to 6 significant digits: two would be one cell
+        raise UsageError(
+            f"--request-rate lists rates that name the same cell ({', '.join(labels)}): make them differ in their"
+            " first 6 significant digits"
+        )
+    return rates
 
 
 def _items(value: Any) -> list[str]:
