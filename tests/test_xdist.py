@@ -84,17 +84,18 @@ def test_each_worker_gets_its_own_gpus():
 
 # A FAKE engine that notes the share of the machine its session gave it and reports each finished request.
 NOTING_ENGINE_CONFTEST = """
+from pytest_vllmbench.engines.base import EngineDefaults
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.run import session
 
 
-class FakeEngine:
+class FakeEngine(EngineDefaults):
     load_s = 1.0
 
     def __init__(self, mode):
         self.mode = mode
 
-    def run(self, requests, sampling, progress=None):
+    def run(self, requests, sampling, progress=None, load=None, on_sent=None):
         for request in requests:
             if progress is not None:
                 progress.finished(True, 4)
@@ -110,10 +111,10 @@ class FakeEngine:
         pass
 
 
-def start(cell, settings, registry):
+def start(plan):
     with open("workers.txt", "a") as out:
-        out.write(f"{settings.workers}\\n")
-    return FakeEngine(cell.mode)
+        out.write(f"{plan.settings.workers}\\n")
+    return FakeEngine(plan.cell.mode)
 
 
 session.start_engine = start
