@@ -49,11 +49,10 @@ def measure_cell(
     except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
         session.record_unrun(plan, "failed: " + str(exc)[:300])
         return Verdict(failed=f"{cell.id}: the previous engine did not stop: {session.scrub(str(exc))}")
-    if outcome.extra_info.get("outputs_error"):
+    if outcome.result.outputs_error:
         return Verdict(
             outcome,
-            failed=f"{cell.id}: measured and saved, but a file it writes was not written: "
-            f"{outcome.extra_info['outputs_error']}",
+            failed=f"{cell.id}: measured and saved, but a file it writes was not written: {outcome.result.outputs_error}",
         )
     if outcome.fault:
         return Verdict(outcome, failed=f"{cell.id}: {session.scrub(outcome.fault)}")
