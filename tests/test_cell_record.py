@@ -1,7 +1,9 @@
 """The typed cell record: what a cell may save, each figure's unit and direction, and the docs' table of them."""
 
+import json
 import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -11,9 +13,6 @@ from hypothesis import strategies as st
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.engines.base import SamplingOverrides
-import json
-from dataclasses import fields
-
 from pytest_vllmbench.measure.cell_record import FIGURES, CellRecord, CellResult
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.cell_run import run_cell

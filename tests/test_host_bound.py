@@ -181,7 +181,9 @@ def _run(engine, rounds=3, warmup=0):
         for _ in range(rounds):
             fn()
 
-    return run_cell(plan_for(project_to=1000), engine, [], SamplingOverrides(), {}, timed, warmup=warmup).result.extra_info()
+    return run_cell(
+        plan_for(project_to=1000), engine, [], SamplingOverrides(), {}, timed, warmup=warmup
+    ).result.extra_info()
 
 
 def test_the_prefix_cache_is_reset_before_every_timed_round_and_the_cell_says_so():

@@ -81,7 +81,9 @@ def test_a_named_baseline_that_is_not_saved_is_a_usage_error_naming_the_storage(
 def test_gates_compare_the_scored_current_cells_with_the_baseline(tmp_path):
     save_run(tmp_path, 1, "base", [cell(requests_per_s=2.0), cell("gemma-270m-server", requests_per_s=2.0)])
     unrun = [
-        CellResult.unrun({"cell": "gemma-270m-server", "model": "gemma-270m", "mode": "server", "status": "failed: died"})
+        CellResult.unrun(
+            {"cell": "gemma-270m-server", "model": "gemma-270m", "mode": "server", "status": "failed: died"}
+        )
     ]
     end, _ = _end(unrun, vllmbench_gate=["requests_per_s:-5%"])
     end.pick_baseline(tmp_path, MACHINE)

@@ -8,7 +8,7 @@ docs/figures.md's list is checked against it. Saved runs are read back as result
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -31,6 +31,14 @@ def _figure(unit: str, better: Better | None, doc: str, *, sometimes: bool = Fal
 
 def _latency(name: str, stat: str) -> Any:
     return _figure("ms", "lower", f"{name.upper()} {stat} over the cell's requests")
+
+
+class UndeclaredFigure(ValueError):
+    """A figure CellRecord does not declare: nothing undeclared is saved."""
+
+
+def undeclared(names: Iterable[str]) -> list[str]:
+    return sorted(set(names) - set(FIGURES))
 
 
 @dataclass(frozen=True)
@@ -195,9 +203,8 @@ class CellRecord:
 
     @classmethod
     def from_figures(cls, figures: Mapping[str, Any]) -> CellRecord:
-        unknown = set(figures) - set(FIGURES)
-        if unknown:
-            raise ValueError(f"figure(s) {sorted(unknown)} are not declared in CellRecord (measure/cell_record.py)")
+        if unknown := undeclared(figures):
+            raise UndeclaredFigure(f"figure(s) {unknown} are not declared in CellRecord (measure/cell_record.py)")
         return cls(**figures)
 
 

@@ -11,7 +11,7 @@ from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.config.modes import ModeSpec
 from pytest_vllmbench.engines.base import Engine, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
-from pytest_vllmbench.measure.cell_record import CellResult
+from pytest_vllmbench.measure.cell_record import CellResult, UndeclaredFigure
 from pytest_vllmbench.measure.costs import cost_figures, energy_figures
 from pytest_vllmbench.measure.gpu import GpuSampler
 from pytest_vllmbench.measure.host_load import HostLoad, bound_by
@@ -153,7 +153,9 @@ def mode_figures(mode: ModeSpec, engine: Engine) -> dict[str, Any]:
     """The figures only the mode's engine knows; each one its ModeSpec declares."""
     figures = engine.cell_figures()
     if undeclared := sorted(set(figures) - set(mode.figures)):
-        raise ValueError(f"mode {mode.name!r}: its engine gave figures its ModeSpec does not declare: {undeclared}")
+        raise UndeclaredFigure(
+            f"mode {mode.name!r}: its engine gave figures its ModeSpec does not declare: {undeclared}"
+        )
     return figures
 
 
