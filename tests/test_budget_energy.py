@@ -19,6 +19,7 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.engines.base import EngineDefaults, SamplingOverrides
 from pytest_vllmbench.engines.dummy_weights import does_not_fit, over_budget
 from pytest_vllmbench.measure import gpu
+from pytest_vllmbench.measure.cell_record import CellResult
 from pytest_vllmbench.measure.costs import ENERGY_KEYS, cost_figures, energy_figures
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.results.report import render
@@ -273,7 +274,7 @@ def test_a_cell_records_the_last_rounds_energy_and_its_cost(monkeypatch):
         fn()
 
     outcome = run_cell(
-        plan_for(project_to=1000), FakeEngine(), [], SamplingOverrides(), {}, two_rounds, pricing=(3.0, "USD")
+        plan_for(project_to=1000), FakeEngine(), [], SamplingOverrides(), CellResult(), two_rounds, pricing=(3.0, "USD")
     )
     result = outcome.result
     # GPU 0's counter grows 2,000 J per read; a round reads it twice: 2,000 J, whatever the number of rounds

@@ -40,7 +40,7 @@ def test_an_undeclared_figure_cannot_be_saved():
     with pytest.raises(ValueError, match=r"\['tokens_per_joule'\] are not declared"):
         CellRecord.from_figures({"cell": "x", "tokens_per_joule": 3.0})
     with pytest.raises(ValueError, match="not declared"):
-        CellResult.unrun({"cell": "x", "status": "skipped", "reason": "?"})
+        CellResult.given({"cell": "x", "status": "skipped", "reason": "?"})
     with pytest.raises(ValueError, match="not declared"):
         CellResult.measured({"cell": "x"}).with_figures({"quality_custom": 1.0})
 
@@ -68,7 +68,7 @@ def test_every_figure_with_a_direction_can_be_gated_and_no_other(name, change):
 
 def test_a_run_cell_saves_only_declared_figures(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", FakeEnergyNvml(step_mj=(1_000_000, 0)))
-    outcome = run_cell(plan_for(project_to=1000), FakeEngine(), [], SamplingOverrides(), {}, lambda fn: fn())
+    outcome = run_cell(plan_for(project_to=1000), FakeEngine(), [], SamplingOverrides(), CellResult(), lambda fn: fn())
     assert set(outcome.result.extra_info()) <= set(FIGURES)
     assert outcome.result.vllmbench_schema == 1 and outcome.result.n_requests == 4
 
@@ -119,5 +119,5 @@ def test_a_cells_result_saves_what_the_record_rule_says_and_reads_back_as_the_sa
     read, warnings = SavedCell.from_saved(json.loads(json.dumps(saved)), "run.json: benchmark 1")
     assert warnings == () and read is not None
     assert all(getattr(read, name) == getattr(result, name) for name in FIGURES)
-    unrun = CellResult.unrun(figures)
-    assert unrun.extra_info() == figures and CellResult.unrun(json.loads(json.dumps(unrun.extra_info()))) == unrun
+    unrun = CellResult.given(figures)
+    assert unrun.extra_info() == figures and CellResult.given(json.loads(json.dumps(unrun.extra_info()))) == unrun

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pytest_vllmbench.engines.base import EngineDefaults, SamplingOverrides
 from pytest_vllmbench.measure import engine_settings
+from pytest_vllmbench.measure.cell_record import CellResult
 from pytest_vllmbench.measure.host_load import HostLoad, bound_by, role_of
 from pytest_vllmbench.measure.metrics import RequestRecord, projected_hours, steady_rate, summarize
 from pytest_vllmbench.results.mode_verdicts import compare_modes, mode_verdicts
@@ -182,7 +183,7 @@ def _run(engine, rounds=3, warmup=0):
             fn()
 
     return run_cell(
-        plan_for(project_to=1000), engine, [], SamplingOverrides(), {}, timed, warmup=warmup
+        plan_for(project_to=1000), engine, [], SamplingOverrides(), CellResult(), timed, warmup=warmup
     ).result.extra_info()
 
 

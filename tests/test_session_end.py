@@ -45,7 +45,7 @@ def test_the_projects_scorer_wins_over_the_built_in_one():
 
 
 def test_the_saved_json_carries_each_cells_score_and_the_unrun_cells():
-    unrun = [CellResult.unrun({"cell": "gemma-270m-server", "status": "does not fit: too big"})]
+    unrun = [CellResult.given({"cell": "gemma-270m-server", "status": "does not fit: too big"})]
     end, _ = _end(unrun)
     output = {"benchmarks": [{"extra_info": cell()}, {"extra_info": {"plain": 1}}]}
     end.score_saved_json(output)
@@ -81,7 +81,7 @@ def test_a_named_baseline_that_is_not_saved_is_a_usage_error_naming_the_storage(
 def test_gates_compare_the_scored_current_cells_with_the_baseline(tmp_path):
     save_run(tmp_path, 1, "base", [cell(requests_per_s=2.0), cell("gemma-270m-server", requests_per_s=2.0)])
     unrun = [
-        CellResult.unrun(
+        CellResult.given(
             {"cell": "gemma-270m-server", "model": "gemma-270m", "mode": "server", "status": "failed: died"}
         )
     ]
@@ -128,7 +128,7 @@ def test_the_report_is_regenerated_from_the_storage_or_refused_without_touching_
 
 @given(st.lists(st.sampled_from(["failed: x", "skipped: y", "does not fit: z", ""]), max_size=4))
 def test_only_cells_that_did_not_fail_are_an_answer_worth_saving(statuses):
-    unrun = [CellResult.unrun({"cell": f"c{i}", "status": status}) for i, status in enumerate(statuses)]
+    unrun = [CellResult.given({"cell": f"c{i}", "status": status}) for i, status in enumerate(statuses)]
     assert has_answer_to_save(unrun) == any(not status.startswith("failed") for status in statuses)
 
 

@@ -223,8 +223,9 @@ class CellResult(CellRecord):
         return cls._of(figures, frozenset(always) | frozenset(figures))
 
     @classmethod
-    def unrun(cls, figures: Mapping[str, Any]) -> CellResult:
-        """A cell that did not run (or one read back from JSON): saved as given, each name declared."""
+    def given(cls, figures: Mapping[str, Any]) -> CellResult:
+        """Saved as given, each name declared: what is known of a cell before it runs, a cell that did not run, or
+        one handed over as JSON (an xdist worker's)."""
         return cls._of(figures, frozenset(figures))
 
     @classmethod

@@ -129,7 +129,7 @@ class XdistController:
         benchmarks, unrun = read_partials(self.partial_dir)
         remove_partials(self.partial_dir)
         self.merged = [SavedBenchmark(data) for data in benchmarks]
-        self.unrun.extend(CellResult.unrun(entry) for entry in unrun)
+        self.unrun.extend(CellResult.given(entry) for entry in unrun)
         if not self.merged:
             return None
         return benchmark_compat.save_run(self.config, self.merged, {"xdist_workers": worker_gpus(benchmarks)})

@@ -50,7 +50,7 @@ def run_cell(
     engine: Engine,
     requests: Sequence[BatchRequest],
     sampling: SamplingOverrides,
-    context: dict[str, Any],
+    planned: CellResult,
     timed: Timed,
     bandwidths: dict[str, float] | None = None,
     pricing: tuple[float | None, str | None] = (None, None),
@@ -58,8 +58,8 @@ def run_cell(
     warmup: int = 0,
     trace: bool = False,
 ) -> CellOutcome:
-    """The cell its plan names, on its GPUs, with its settings' --project-to and --slo. `context` holds what the
-    caller knows (engine args, dataset); the last round's records and energy count,
+    """The cell its plan names, on its GPUs, with its settings' --project-to and --slo. `planned` holds what the
+    caller knows before the run (engine args, dataset: BenchSession.planned); the last round's records and energy count,
     and with several rounds each round's key figures are kept with their statistics. `pricing` is one GPU's
     hourly price and its currency label. `warmup` untimed rounds run first; `trace` keeps each request's timing for
     --trace (CellOutcome.trace)."""
@@ -116,7 +116,7 @@ def run_cell(
             "mode": cell.mode,
             "engine": engine.describe(),
             "sampling": sampling.describe(),
-            **context,
+            **planned.extra_info(),
             **(client_figures(plan, server_metrics.figures()) if client_side else {}),
             **({"slo_ms": dict(slo_ms)} if slo_ms else {}),
             **summaries[-1],  # the last round's

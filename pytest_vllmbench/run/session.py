@@ -139,20 +139,12 @@ class BenchSession:
         if plan.cannot_run_here is not None:
             raise CellSkip(plan.cannot_run_here)  # before any engine import or model-hub lookup
         engine = self.engine_slot.get(plan)
-        context = {
-            "engine_args": redact_args(plan.engine_args),  # saved; the engine got them unredacted
-            "dataset": self.dataset_info,
-            "model_source": model_source_label(cell.model.source, self.rootdir),
-            **plan.weights_info(),
-        }
-        if plan.budget_gib is not None:
-            context["gpu_memory_budget_gib"] = plan.budget_gib
         outcome = run_cell(
             plan,
             engine,
             requests,
             self.sampling,
-            context,
+            self.planned(plan),
             timed,
             bandwidths=self.bandwidths,
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
@@ -211,27 +203,29 @@ class BenchSession:
         ratio = None if ours is None else round(ours / theirs, 4)
         return {"vllm_bench_requests_per_s": round(theirs, 4), "vllm_bench_ratio": ratio}
 
+    def planned(self, plan: CellPlan) -> CellResult:
+        """What is known of a cell before it runs, saved whether it runs or not: what it is, its engine args
+        (redacted: the engine gets them as they are), the dataset, stand-in weights and the memory budget."""
+        cell = plan.cell
+        return CellResult.given(
+            {
+                "cell": cell.id,
+                "model": cell.model.alias,
+                "model_source": model_source_label(cell.model.source, self.rootdir),
+                "params_b": cell.model.params_b,
+                "dtype": cell.model.dtype,
+                "mode": cell.mode,
+                "engine_args": redact_args(plan.engine_args),
+                "dataset": self.dataset_info,
+                **plan.weights_info(),
+                **({"gpu_memory_budget_gib": plan.budget_gib} if plan.budget_gib is not None else {}),
+            }
+        )
+
     def record_unrun(self, plan: CellPlan, status: str) -> None:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
-        cell = plan.cell
-        self.unrun.append(
-            CellResult.unrun(
-                {
-                    "vllmbench_schema": SCHEMA,
-                    "cell": cell.id,
-                    "model": cell.model.alias,
-                    "model_source": model_source_label(cell.model.source, self.rootdir),
-                    "params_b": cell.model.params_b,
-                    "dtype": cell.model.dtype,
-                    "mode": cell.mode,
-                    "status": strip_paths(self.scrub(status)),
-                    "engine_args": redact_args(plan.engine_args),
-                    "dataset": self.dataset_info,
-                    **plan.weights_info(),
-                    **({"gpu_memory_budget_gib": plan.budget_gib} if plan.budget_gib is not None else {}),
-                }
-            )
-        )
+        unrun = {"vllmbench_schema": SCHEMA, "status": strip_paths(self.scrub(status))}
+        self.unrun.append(self.planned(plan).with_figures(unrun))
 
     def scrub(self, text: str) -> str:
         """Text from elsewhere (an engine's error, a server's log tail) with this session's secrets hidden."""
