@@ -19,6 +19,7 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.engines.base import EngineDefaults, SamplingOverrides
 from pytest_vllmbench.engines.dummy_weights import does_not_fit, over_budget
 from pytest_vllmbench.measure import gpu
+from pytest_vllmbench.measure.cell_record import CellResult
 from pytest_vllmbench.measure.costs import ENERGY_KEYS, cost_figures, energy_figures
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.results.report import render
@@ -273,15 +274,16 @@ def test_a_cell_records_the_last_rounds_energy_and_its_cost(monkeypatch):
         fn()
 
     outcome = run_cell(
-        plan_for(project_to=1000), FakeEngine(), [], SamplingOverrides(), {}, two_rounds, pricing=(3.0, "USD")
+        plan_for(project_to=1000), FakeEngine(), [], SamplingOverrides(), CellResult(), two_rounds, pricing=(3.0, "USD")
     )
-    info = outcome.extra_info
+    result = outcome.result
     # GPU 0's counter grows 2,000 J per read; a round reads it twice: 2,000 J, whatever the number of rounds
-    assert info["joules_per_request"] == 500.0 and info["joules_per_1k_output_tokens"] == 50_000.0
-    assert info["energy_wh"] == pytest.approx(2000 / 3600, abs=1e-4)
-    assert info["projected_kwh"] == pytest.approx(500 * 1000 / 3.6e6, abs=1e-4)
-    assert info["projected_cost"] == pytest.approx(info["projected_hours"] * 3.0, abs=0.01)
-    assert info["cost_currency"] == "USD" and info["gpus"] == ["NVIDIA H200"]
+    assert result.joules_per_request == 500.0 and result.joules_per_1k_output_tokens == 50_000.0
+    assert result.energy_wh == pytest.approx(2000 / 3600, abs=1e-4)
+    assert result.projected_kwh == pytest.approx(500 * 1000 / 3.6e6, abs=1e-4)
+    assert result.projected_hours is not None
+    assert result.projected_cost == pytest.approx(result.projected_hours * 3.0, abs=0.01)
+    assert result.cost_currency == "USD" and result.gpus == ["NVIDIA H200"]
 
 
 # --- the report -----------------------------------------------------------------------------------------------

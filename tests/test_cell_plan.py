@@ -70,7 +70,7 @@ def test_a_dummy_weight_cell_asks_each_planning_question_once(tmp_path, fake_mod
     counted = entries(lambda: verdicts.append(measure_cell(session, cell, lambda fn: fn(), None, None)))
     [verdict] = verdicts
     assert verdict.failed is None and verdict.skipped is None, verdict
-    assert verdict.outcome is not None and verdict.outcome.extra_info["weights"] == "dummy weights"
+    assert verdict.outcome is not None and verdict.outcome.result.weights == "dummy weights"
     planning = {key: n for key, n in counted.items() if key[0] in PLANNING and not key[1].startswith("GpuSampler.")}
     assert ("pytest_vllmbench.engines.cell_plan", "plan_cell") in planning
     assert ("pytest_vllmbench.engines.dummy_weights", "resolve_dummy") in planning

@@ -143,9 +143,10 @@ def test_secret_engine_args_are_saved_redacted(tmp_path):
     [cell] = build_matrix(("gemma-270m",), ("offline",), session.registry)
     session.record_unrun(session.plan(cell), f"failed: vLLM said hf_token={SECRETS[4]}")
     [entry] = session.unrun
-    assert entry["engine_args"]["hf_token"] == "<redacted>" and entry["engine_args"]["api_key"] == "<redacted>"
-    assert entry["engine_args"]["max_num_batched_tokens"] == 64
-    assert SECRETS[4] not in json.dumps(entry)
+    assert entry.engine_args is not None
+    assert entry.engine_args["hf_token"] == "<redacted>" and entry.engine_args["api_key"] == "<redacted>"
+    assert entry.engine_args["max_num_batched_tokens"] == 64
+    assert SECRETS[4] not in json.dumps(entry.extra_info())
 
 
 @pytest.mark.parametrize(

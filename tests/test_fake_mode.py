@@ -71,3 +71,27 @@ def test_a_mode_cannot_be_declared_without_a_flexibility_or_a_start():
 
 def test_every_registered_mode_has_its_flexibility_in_the_score():
     assert set(FLEXIBILITY) == set(mode_names()) and all(0 <= FLEXIBILITY[name] <= 1 for name in mode_names())
+
+
+def test_a_quality_hook_that_returns_an_undeclared_figure_fails_the_cell_saying_which(pytester):
+    """The hook's figures used to be saved unchecked: an undeclared one went into the saved run."""
+    (pytester.path / "benchmarks").mkdir()
+    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    (pytester.path / "data").mkdir()
+    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    (pytester.path / "my-model").mkdir()
+    pytester.makeconftest(
+        REGISTER_FAKE_MODE
+        + "\n\ndef pytest_vllmbench_quality(cell_id, requests, records, gold):\n"
+        + "    return {'quality_accuracy': 0.5, 'quality_house_style': 0.9}\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "benchmarks", "-p", "no:cacheprovider", "--model=my-model", f"--mode={FAKE_MODE.name}", "--limit=2"
+    )
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    assert (
+        "my-model-fake-echo: the pytest_vllmbench_quality hook returned figure(s) ['quality_house_style'] that "
+        "CellRecord does not declare" in output
+    )
+    assert "Traceback" not in output

@@ -135,3 +135,40 @@ def test_a_session_whose_only_cell_does_not_fit_still_saves_that_answer(fake_eng
     assert unrun["cell"] == "qwen-14b-offline" and unrun["status"].startswith("does not fit: needs ~27.6 GiB")
     report = (fake_engine.path / "BENCHMARKS.md").read_text()
     assert "qwen-14b" in report and "does not fit: needs ~27.6 GiB" in report
+
+
+QWEN_DOES_NOT_FIT_CONFTEST = """
+from pytest_vllmbench.engines.base import EngineStartError
+
+
+def start_or_run_out_of_memory(plan):
+    if plan.cell.model.alias == "qwen-14b":  # SIMULATED: the weights fill the GPU
+        raise EngineStartError("SIMULATED torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    return FakeEngine(plan.cell.mode)
+
+
+session.start_engine = start_or_run_out_of_memory
+"""
+
+
+def test_under_xdist_the_cells_that_did_not_fit_reach_the_merged_run_as_they_would_without_it(fake_engine, monkeypatch):
+    """Unrun cells travel typed in the session and as JSON through the workers' partial files: the merged run saves
+    them as a single process does."""
+    fake_engine.makeconftest(FAKE_ENGINE_CONFTEST + QWEN_DOES_NOT_FIT_CONFTEST)
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    args = ["benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--model=qwen-14b", "--mode=offline"]
+    unrun = {}
+    for name, extra in (("one", []), ("two", ["-n", "2"])):
+        result = fake_engine.runpytest_subprocess(*args, "--limit=2", f"--benchmark-save={name}", *extra)
+        assert result.ret == 0, result.stdout.str()[-3000:]
+        [path] = (fake_engine.path / ".benchmarks").glob(f"*/*_{name}.json")
+        data = json.loads(path.read_text())
+        assert [bench["extra_info"]["cell"] for bench in data["benchmarks"]] == ["gemma-270m-offline"]
+        unrun[name] = data["vllmbench"]["unrun"]
+    assert [cell["cell"] for cell in unrun["one"]] == ["qwen-14b-offline"]
+    assert unrun["one"][0]["status"].startswith("does not fit")
+    # the same entry, but for the engine's memory share: two CPU workers split the machine
+    one, two = (
+        {key: value for key, value in cell.items() if key != "engine_args"} for cell in (*unrun["one"], *unrun["two"])
+    )
+    assert list(two) == list(one) and two == one

@@ -13,6 +13,7 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.engines import embedded_model as embedded
 from pytest_vllmbench.engines.dummy_weights import does_not_fit, prepare_shipped, weights_gib
 from pytest_vllmbench.measure import gpu
+from pytest_vllmbench.measure.cell_record import CellRecord
 from pytest_vllmbench.measure.roofline import decode_bound_tokens_per_s, load_bandwidths, roofline
 from pytest_vllmbench.workload.random_spec import parse_random_spec, random_requests
 from tests.plans import plan_for
@@ -90,13 +91,15 @@ def test_visible_devices(monkeypatch):
 def test_roofline_arithmetic():
     # 12 B params in bf16 = 24 GB per step; 4.8 TB/s -> 200 steps/s; 64 sequences -> 12,800 tokens/s
     assert decode_bound_tokens_per_s(12.0, 2.0, 4800, 64) == pytest.approx(12_800)
-    cell = {
-        "params_b": 12.0,
-        "dtype": "bfloat16",
-        "n_requests": 1000,
-        "output_tokens_per_s": 25_600.0,
-        "engine_args": {"max_num_seqs": 128},
-    }
+    cell = CellRecord.from_figures(
+        {
+            "params_b": 12.0,
+            "dtype": "bfloat16",
+            "n_requests": 1000,
+            "output_tokens_per_s": 25_600.0,
+            "engine_args": {"max_num_seqs": 128},
+        }
+    )
     figures = roofline(cell, ["NVIDIA H200"], load_bandwidths())
     assert figures == {"decode_bound_tokens_per_s": 25_600.0, "roofline_pct": 100.0, "roofline_batch": 128}
     two = roofline(cell, ["NVIDIA H200", "NVIDIA H200"], load_bandwidths())

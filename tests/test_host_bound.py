@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pytest_vllmbench.engines.base import EngineDefaults, SamplingOverrides
 from pytest_vllmbench.measure import engine_settings
+from pytest_vllmbench.measure.cell_record import CellResult
 from pytest_vllmbench.measure.host_load import HostLoad, bound_by, role_of
 from pytest_vllmbench.measure.metrics import RequestRecord, projected_hours, steady_rate, summarize
 from pytest_vllmbench.results.mode_verdicts import compare_modes, mode_verdicts
@@ -181,7 +182,9 @@ def _run(engine, rounds=3, warmup=0):
         for _ in range(rounds):
             fn()
 
-    return run_cell(plan_for(project_to=1000), engine, [], SamplingOverrides(), {}, timed, warmup=warmup).extra_info
+    return run_cell(
+        plan_for(project_to=1000), engine, [], SamplingOverrides(), CellResult(), timed, warmup=warmup
+    ).result.extra_info()
 
 
 def test_the_prefix_cache_is_reset_before_every_timed_round_and_the_cell_says_so():

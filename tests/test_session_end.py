@@ -11,6 +11,7 @@ from saved_runs import cell, save_run
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.settings import merge_sources, resolve
+from pytest_vllmbench.measure.cell_record import CellResult
 from pytest_vllmbench.pytest_plugin.session_end import (
     ReportNotWritten,
     SessionEnd,
@@ -44,7 +45,7 @@ def test_the_projects_scorer_wins_over_the_built_in_one():
 
 
 def test_the_saved_json_carries_each_cells_score_and_the_unrun_cells():
-    unrun = [{"cell": "gemma-270m-server", "status": "does not fit: too big"}]
+    unrun = [CellResult.given({"cell": "gemma-270m-server", "status": "does not fit: too big"})]
     end, _ = _end(unrun)
     output = {"benchmarks": [{"extra_info": cell()}, {"extra_info": {"plain": 1}}]}
     end.score_saved_json(output)
@@ -52,7 +53,8 @@ def test_the_saved_json_carries_each_cells_score_and_the_unrun_cells():
         output["benchmarks"][0]["extra_info"]["score"] == output["vllmbench"]["scores"]["gemma-270m-offline"]["score"]
     )
     assert "score" not in output["benchmarks"][1]["extra_info"]
-    assert output["vllmbench"]["unrun"] == unrun and output["vllmbench"]["weights"] == end.settings.weights
+    assert output["vllmbench"]["unrun"] == [{"cell": "gemma-270m-server", "status": "does not fit: too big"}]
+    assert output["vllmbench"]["weights"] == end.settings.weights
     untouched = {"benchmarks": [{"extra_info": {"plain": 1}}]}
     _end()[0].score_saved_json(untouched)
     assert "vllmbench" not in untouched
@@ -78,7 +80,11 @@ def test_a_named_baseline_that_is_not_saved_is_a_usage_error_naming_the_storage(
 
 def test_gates_compare_the_scored_current_cells_with_the_baseline(tmp_path):
     save_run(tmp_path, 1, "base", [cell(requests_per_s=2.0), cell("gemma-270m-server", requests_per_s=2.0)])
-    unrun = [{"cell": "gemma-270m-server", "model": "gemma-270m", "mode": "server", "status": "failed: died"}]
+    unrun = [
+        CellResult.given(
+            {"cell": "gemma-270m-server", "model": "gemma-270m", "mode": "server", "status": "failed: died"}
+        )
+    ]
     end, _ = _end(unrun, vllmbench_gate=["requests_per_s:-5%"])
     end.pick_baseline(tmp_path, MACHINE)
     current = end.current_cells([cell(requests_per_s=1.0), {"plain": "benchmark"}])
@@ -122,7 +128,7 @@ def test_the_report_is_regenerated_from_the_storage_or_refused_without_touching_
 
 @given(st.lists(st.sampled_from(["failed: x", "skipped: y", "does not fit: z", ""]), max_size=4))
 def test_only_cells_that_did_not_fail_are_an_answer_worth_saving(statuses):
-    unrun = [{"cell": f"c{i}", "status": status} for i, status in enumerate(statuses)]
+    unrun = [CellResult.given({"cell": f"c{i}", "status": status}) for i, status in enumerate(statuses)]
     assert has_answer_to_save(unrun) == any(not status.startswith("failed") for status in statuses)
 
 

@@ -38,5 +38,5 @@ def test_an_outputs_file_that_cannot_be_written_keeps_the_figures(tmp_path):
     session.engine_slot = EngineSlot(lambda plan: ScriptedEngine())
     [cell] = session.cells
     outcome = session.run(session.plan(cell), lambda fn: fn())
-    assert outcome.extra_info["n_requests"] == 3 and outcome.extra_info["requests_per_s"] > 0
-    assert str(out / "gemma-270m-offline.jsonl") in outcome.extra_info["outputs_error"]
+    assert outcome.result.n_requests == 3 and (outcome.result.requests_per_s or 0) > 0
+    assert str(out / "gemma-270m-offline.jsonl") in (outcome.result.outputs_error or "")

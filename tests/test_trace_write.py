@@ -21,6 +21,6 @@ def test_a_trace_that_cannot_be_written_fails_the_cell_naming_the_trace_not_an_o
     session.engine_slot = EngineSlot(lambda cell: ScriptedEngine())
     [cell] = session.cells
     verdict = measure_cell(session, cell, lambda fn: fn(), None, None)
-    assert verdict.outcome is not None and verdict.outcome.extra_info["requests_per_s"] > 0
+    assert verdict.outcome is not None and (verdict.outcome.result.requests_per_s or 0) > 0
     assert verdict.failed is not None and f"--trace-dir {traces / 'gemma-270m-offline.jsonl'}" in verdict.failed
     assert "outputs file" not in verdict.failed

@@ -1,15 +1,15 @@
 """The cell record: every figure a cell saves in pytest-benchmark's `extra_info`, with its unit and which way is better.
 
-The runner builds a cell's record through `CellRecord.from_figures` (an undeclared figure is an error, so nothing is
-saved that is not named here), the gates take their metric directions from it and docs/figures.md's list is checked
-against it. Saved runs are read back as results/saved_run.py's SavedCell, a CellRecord built from the saved JSON
+The runner builds a cell's result as a `CellResult` (a CellRecord with the figures it saves; an undeclared figure is
+an error, so nothing is saved that is not named here), the gates take their metric directions from it and
+docs/figures.md's list is checked against it. Saved runs are read back as results/saved_run.py's SavedCell, a CellRecord built from the saved JSON
 (older runs may lack newer figures).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 SCHEMA = 1
@@ -31,6 +31,14 @@ def _figure(unit: str, better: Better | None, doc: str, *, sometimes: bool = Fal
 
 def _latency(name: str, stat: str) -> Any:
     return _figure("ms", "lower", f"{name.upper()} {stat} over the cell's requests")
+
+
+class UndeclaredFigure(ValueError):
+    """A figure CellRecord does not declare: nothing undeclared is saved."""
+
+
+def undeclared(names: Iterable[str]) -> list[str]:
+    return sorted(set(names) - set(FIGURES))
 
 
 @dataclass(frozen=True)
@@ -195,28 +203,45 @@ class CellRecord:
 
     @classmethod
     def from_figures(cls, figures: Mapping[str, Any]) -> CellRecord:
-        unknown = set(figures) - set(FIGURES)
-        if unknown:
-            raise ValueError(f"figure(s) {sorted(unknown)} are not declared in CellRecord (measure/cell_record.py)")
+        if unknown := undeclared(figures):
+            raise UndeclaredFigure(f"figure(s) {unknown} are not declared in CellRecord (measure/cell_record.py)")
         return cls(**figures)
 
 
-def saved_figures(figures: Mapping[str, Any]) -> dict[str, Any]:
-    """What a measured cell saves: every figure, null where unknown, plus the figures that only sometimes apply
-    where they were given (a given null stays: e.g. server_metrics null says the server had no /metrics)."""
-    CellRecord.from_figures(figures)
-    saved = {
-        name: figures.get(name, getattr(_DEFAULTS, name))
-        for name, figure in FIGURES.items()
-        if not figure.sometimes or name in figures
-    }
-    return saved
+@dataclass(frozen=True)
+class CellResult(CellRecord):
+    """A cell's result as the runner hands it on: its typed record and which figures it saves. `extra_info()` is
+    the one place a cell becomes the JSON mapping pytest-benchmark saves (results/saved_run.py reads it back)."""
 
+    saved_names: frozenset[str] = frozenset()  # the figures saved: a figure that sometimes applies only where given
 
-def checked_figures(figures: Mapping[str, Any]) -> dict[str, Any]:
-    """The figures as they are, once every name is known to be declared (for records saved as they stand)."""
-    CellRecord.from_figures(figures)
-    return dict(figures)
+    @classmethod
+    def measured(cls, figures: Mapping[str, Any]) -> CellResult:
+        """A measured cell: every figure, null where unknown, plus the figures that only sometimes apply where they
+        were given (a given null stays: e.g. server_metrics null says the server had no /metrics)."""
+        always = (name for name, figure in FIGURES.items() if not figure.sometimes)
+        return cls._of(figures, frozenset(always) | frozenset(figures))
+
+    @classmethod
+    def given(cls, figures: Mapping[str, Any]) -> CellResult:
+        """Saved as given, each name declared: what is known of a cell before it runs, a cell that did not run, or
+        one handed over as JSON (an xdist worker's)."""
+        return cls._of(figures, frozenset(figures))
+
+    @classmethod
+    def _of(cls, figures: Mapping[str, Any], saved: frozenset[str]) -> CellResult:
+        CellRecord.from_figures(figures)  # every name declared
+        return cls(**figures, saved_names=saved)
+
+    def with_figures(self, figures: Mapping[str, Any]) -> CellResult:
+        """The result with `figures` set (and saved), each name declared."""
+        CellRecord.from_figures(figures)
+        return replace(self, **figures, saved_names=self.saved_names | frozenset(figures))
+
+    def extra_info(self) -> dict[str, Any]:
+        """The saved figures in the record's order, as pytest-benchmark's `extra_info` (and the run's unrun list)
+        hold them."""
+        return {name: getattr(self, name) for name in FIGURES if name in self.saved_names}
 
 
 def _declared() -> dict[str, Figure]:
@@ -228,6 +253,5 @@ def _declared() -> dict[str, Figure]:
 
 
 FIGURES: dict[str, Figure] = _declared()
-_DEFAULTS = CellRecord()
 HIGHER_IS_BETTER = frozenset(name for name, figure in FIGURES.items() if figure.better == "higher")
 LOWER_IS_BETTER = frozenset(name for name, figure in FIGURES.items() if figure.better == "lower")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_vllmbench.common.packaged import data_path
+from pytest_vllmbench.measure.cell_record import CellRecord
 
 BYTES_PER_PARAM = {"bfloat16": 2.0, "float16": 2.0, "float32": 4.0, "fp8": 1.0, "bnb-4bit": 0.5, "int4": 0.5}
 DEFAULT_MAX_NUM_SEQS = 256  # vLLM's default on GPUs
@@ -36,18 +37,18 @@ def decode_bound_tokens_per_s(params_b: float, bytes_per_param: float, bandwidth
     return batch * bandwidth_gbps * 1e9 / weight_bytes
 
 
-def roofline(cell: Mapping[str, Any], gpus: list[str], bandwidths: Mapping[str, float]) -> dict[str, Any]:
+def roofline(cell: CellRecord, gpus: list[str], bandwidths: Mapping[str, float]) -> dict[str, Any]:
     """`decode_bound_tokens_per_s` and `roofline_pct` for a cell, nulls when a figure is unknown."""
-    params_b, dtype = cell.get("params_b"), cell.get("dtype")
-    engine_args = cell.get("engine_args") or {}
+    params_b, dtype = cell.params_b, cell.dtype
+    engine_args = cell.engine_args or {}
     known = gpus and all(name in bandwidths for name in gpus)
     if not params_b or dtype not in BYTES_PER_PARAM or not known:
         return {"decode_bound_tokens_per_s": None, "roofline_pct": None, "roofline_batch": None}
     # tensor parallelism splits the weights over the cell's GPUs: their bandwidths add up
     bandwidth = sum(bandwidths[name] for name in gpus)
-    batch = min(cell.get("n_requests") or 1, int(engine_args.get("max_num_seqs", DEFAULT_MAX_NUM_SEQS)))
+    batch = min(cell.n_requests or 1, int(engine_args.get("max_num_seqs", DEFAULT_MAX_NUM_SEQS)))
     bound = decode_bound_tokens_per_s(params_b, BYTES_PER_PARAM[dtype], bandwidth, batch)
-    measured = cell.get("output_tokens_per_s") or 0.0
+    measured = cell.output_tokens_per_s or 0.0
     return {
         "decode_bound_tokens_per_s": round(bound, 1),
         "roofline_pct": round(measured / bound * 100, 2),

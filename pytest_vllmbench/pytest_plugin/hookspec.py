@@ -14,7 +14,8 @@ def pytest_vllmbench_quality(cell_id: str, requests: list[Any], records: list[An
     ``requests`` are the cell's :class:`~pytest_vllmbench.workload.batch.BatchRequest` objects, ``records`` the matching
     :class:`~pytest_vllmbench.measure.metrics.RequestRecord` objects (``record.text`` holds the output, in memory only),
     ``gold`` the dataset's gold labels by ``custom_id`` (or None). Include ``quality_accuracy`` or
-    ``quality_valid_rate`` (0..1) for the score to use; the built-in scorer reports both.
+    ``quality_valid_rate`` (0..1) for the score to use; the built-in scorer reports both. Every figure returned must be
+    declared on :class:`~pytest_vllmbench.measure.cell_record.CellRecord`, or the cell fails naming it.
     """
 
 

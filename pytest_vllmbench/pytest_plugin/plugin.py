@@ -4,7 +4,7 @@ the session's state and implements the hooks that act on it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import OPTIONS, Option, Settings, merge_sources, read_tool_table, resolve
 from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.measure import progress
+from pytest_vllmbench.measure.cell_record import CellResult, UndeclaredFigure, undeclared
 from pytest_vllmbench.measure.gpu import list_gpus
 from pytest_vllmbench.pytest_plugin import hookspec, xdist_workers
 from pytest_vllmbench.pytest_plugin.session_plugin import CELL_FIXTURE, InterruptedCells, VllmbenchSession
@@ -125,14 +126,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 class CellRun:
-    """What a benchmark test gets: its cell, and `run(benchmark)` to measure it."""
+    """What a benchmark test gets: its cell, and `run(benchmark)` to measure it (it returns the cell's typed
+    result, a CellRecord: `result.n_failed`)."""
 
     def __init__(self, cell: Cell, session: BenchSession, config: pytest.Config) -> None:
         self.cell = cell
         self._session = session
         self._config = config
 
-    def run(self, benchmark: Any) -> dict[str, Any]:
+    def run(self, benchmark: Any) -> CellResult:
         settings = self._session.settings
 
         def timed(fn: Any) -> None:
@@ -140,19 +142,26 @@ class CellRun:
             benchmark.pedantic(fn, rounds=settings.rounds, iterations=1, warmup_rounds=0)
 
         def quality_hook(cell_id: str, requests: Any, records: Any, gold: Any) -> Any:
-            return self._config.hook.pytest_vllmbench_quality(
+            figures = self._config.hook.pytest_vllmbench_quality(
                 cell_id=cell_id, requests=requests, records=records, gold=gold
             )
+            if isinstance(figures, Mapping) and (unknown := undeclared(figures)):
+                raise UndeclaredFigure(
+                    f"the pytest_vllmbench_quality hook returned figure(s) {unknown} that CellRecord does not "
+                    "declare (measure/cell_record.py)"
+                )
+            return figures
 
         verdict = measure_cell(self._session, self.cell, timed, quality_hook, _terminal_progress(self._config))
         if verdict.outcome is not None:
-            benchmark.extra_info.update(verdict.outcome.extra_info)  # in place: pytest-benchmark keeps this dict
+            # the one place a cell's result becomes JSON; in place: pytest-benchmark keeps this dict
+            benchmark.extra_info.update(verdict.outcome.result.extra_info())
         if verdict.skipped is not None:
             pytest.skip(verdict.skipped)
         if verdict.failed is not None:
             pytest.fail(verdict.failed, pytrace=False)
         assert verdict.outcome is not None
-        return verdict.outcome.extra_info
+        return verdict.outcome.result
 
 
 def _terminal_progress(config: pytest.Config) -> progress.ProgressFactory | None:

@@ -7,7 +7,7 @@ the cells' figures, the storage folder, the project's score hook, a function tha
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,10 @@ from typing import Any
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.measure import machine
+from pytest_vllmbench.measure.cell_record import CellRecord, CellResult
 from pytest_vllmbench.results import gate, report, summary
 from pytest_vllmbench.results.report_price import ReportPrice
+from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
 from pytest_vllmbench.results.sweeps import knee_lines
@@ -42,10 +44,10 @@ class GateVerdict:
         return self.baseline is not None and gate.exit_code(self.checks) != gate.EXIT_OK
 
 
-def has_answer_to_save(unrun: Iterable[Mapping[str, Any]]) -> bool:
+def has_answer_to_save(unrun: Iterable[CellRecord]) -> bool:
     """Cells that did not fit or were skipped are this run's answer; a session whose cells only failed is not one
     (saved, it would become the gates' latest baseline)."""
-    return any(not str(cell.get("status", "")).startswith("failed") for cell in unrun)
+    return any(not (cell.status or "").startswith("failed") for cell in unrun)
 
 
 def check_paths(settings: Settings, storage_root: Path | None, saving: bool) -> None:
@@ -78,9 +80,7 @@ def this_machine() -> str:
 class SessionEnd:
     """One session's results: the cells that could not run, the baseline, the gates, the saved run and report."""
 
-    def __init__(
-        self, settings: Settings, unrun: list[dict[str, Any]], project_scorer: ProjectScorer, warn: Warn
-    ) -> None:
+    def __init__(self, settings: Settings, unrun: list[CellResult], project_scorer: ProjectScorer, warn: Warn) -> None:
         self.settings = settings
         self.unrun = unrun  # the runner's list: cells that did not fit, were skipped or failed
         self._project_scorer = project_scorer
@@ -90,11 +90,11 @@ class SessionEnd:
         self.saved_run: Path | None = None  # the file pytest-benchmark wrote for this session
         self.report: Path | None = None
 
-    def score(self, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def score(self, cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """One dict per cell ({score, components, ...}), the project's hook first; NaN/inf figures are missing."""
-        cells = [finite_only(cell) for cell in cells]
-        custom = self._project_scorer(cells)
-        return custom if custom is not None else score_cells(cells, self.settings.weights, self.settings.flexibility)
+        shown = [finite_only(cell) for cell in cells]  # plain dicts: the project's hook is handed extra_info's shape
+        custom = self._project_scorer(shown)
+        return custom if custom is not None else score_cells(shown, self.settings.weights, self.settings.flexibility)
 
     def score_saved_json(self, output_json: dict[str, Any]) -> None:
         """Score the run's cells against each other in the JSON pytest-benchmark is about to write; it may be
@@ -104,13 +104,14 @@ class SessionEnd:
         ]
         if not saved and not self.unrun:
             return
-        scores = self.score([bench["extra_info"] for bench in saved])
+        cells = [SavedCell.of(bench["extra_info"]) for bench in saved]  # the session's own records, read typed
+        scores = self.score(cells)
         for bench, scored in zip(saved, scores, strict=True):
             bench["extra_info"]["score"] = scored["score"]
         output_json["vllmbench"] = {
             "weights": self.settings.weights,
-            "scores": {bench["extra_info"]["cell"]: scored for bench, scored in zip(saved, scores, strict=True)},
-            "unrun": list(self.unrun),  # does not fit / failed / skipped, for the report
+            "scores": {cell.cell: scored for cell, scored in zip(cells, scores, strict=True)},
+            "unrun": [cell.extra_info() for cell in self.unrun],  # does not fit / failed / skipped, for the report
         }
 
     def pick_baseline(self, storage_root: Path, machine_description: str) -> None:
@@ -125,15 +126,17 @@ class SessionEnd:
                 f"machine under {storage_root}"
             )
 
-    def current_cells(self, measured: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-        """This run's cells by id: the measured ones (`extra_info` dicts), scored, and the ones that could not run."""
-        cells = {info["cell"]: dict(info) for info in measured if "vllmbench_schema" in info}
+    def current_cells(self, measured: Iterable[Mapping[str, Any]]) -> dict[str, SavedCell]:
+        """This run's cells by id: the measured ones (pytest-benchmark's `extra_info`), scored, and the ones that
+        could not run."""
+        cells = [SavedCell.of(info) for info in measured if "vllmbench_schema" in info]
+        cells = list({cell.cell: cell for cell in cells}.values())
         if cells:
-            for cell, scored in zip(cells.values(), self.score(list(cells.values())), strict=True):
-                cell["score"] = scored["score"]
-        return gate.by_cell([*cells.values(), *self.unrun])
+            scores = self.score(cells)
+            cells = [cell.with_figures({"score": scored["score"]}) for cell, scored in zip(cells, scores, strict=True)]
+        return gate.by_cell([*cells, *(SavedCell.of(cell.extra_info()) for cell in self.unrun)])
 
-    def run_gates(self, current: Mapping[str, Mapping[str, Any]]) -> GateVerdict:
+    def run_gates(self, current: Mapping[str, SavedCell]) -> GateVerdict:
         if self.baseline is None:
             self.gates = GateVerdict(None, [])
         else:
@@ -162,7 +165,7 @@ class SessionEnd:
             raise ReportNotWritten(str(exc)) from None
         return self.report
 
-    def summary(self, current: Mapping[str, Mapping[str, Any]]) -> str:
+    def summary(self, current: Mapping[str, SavedCell]) -> str:
         """The end-of-session block ('' when no cell ran): cells, knees, gates, where the run and report went."""
         cells = list(current.values())
         notes = knee_lines(cells)

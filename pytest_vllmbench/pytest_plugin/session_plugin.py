@@ -3,7 +3,7 @@ hooks that act on it; the work at the session's end is session_end.py's, which k
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from pytest_vllmbench.pytest_plugin.session_end import (
 )
 from pytest_vllmbench.pytest_plugin.sigterm import SigtermAsInterrupt
 from pytest_vllmbench.results import gate
+from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.session import BenchSession
 
 CELL_FIXTURE = "vllmbench_cell"
@@ -152,7 +153,7 @@ class VllmbenchSession:
     ) -> None:
         self.end.score_saved_json(output_json)
 
-    def _current_cells(self) -> dict[str, Mapping[str, Any]]:
+    def _current_cells(self) -> dict[str, SavedCell]:
         fixtures = benchmark_compat.measured_benchmarks(self.config) + (
             self.controller.merged if self.controller else []
         )

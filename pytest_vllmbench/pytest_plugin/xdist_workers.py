@@ -19,6 +19,7 @@ import xdist
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.files import write_text_atomic
+from pytest_vllmbench.measure.cell_record import CellResult
 from pytest_vllmbench.pytest_plugin import benchmark_compat
 
 PARTIAL_KEY = "vllmbench_partial_dir"
@@ -123,7 +124,7 @@ class SavedBenchmark:
 class XdistController:
     """Registered on the controller of an xdist run: hands out the partial dir, merges and saves the run."""
 
-    def __init__(self, config: Any, partial_dir: Path, unrun: list[dict[str, Any]]) -> None:
+    def __init__(self, config: Any, partial_dir: Path, unrun: list[CellResult]) -> None:
         self.config = config
         self.partial_dir = partial_dir
         self.unrun = unrun  # the session's list: merged unrun cells land in the saved JSON through it
@@ -136,7 +137,7 @@ class XdistController:
         benchmarks, unrun = read_partials(self.partial_dir)
         remove_partials(self.partial_dir)
         self.merged = [SavedBenchmark(data) for data in benchmarks]
-        self.unrun.extend(unrun)
+        self.unrun.extend(CellResult.given(entry) for entry in unrun)
         if not self.merged:
             return None
         return benchmark_compat.save_run(self.config, self.merged, {"xdist_workers": worker_gpus(benchmarks)})
@@ -154,7 +155,7 @@ def worker_gpus(benchmarks: list[dict[str, Any]]) -> dict[str, list[str]]:
 class XdistWorker:
     """Registered on each worker: measure despite pytest-benchmark's xdist switch-off, hand results over."""
 
-    def __init__(self, config: Any, partial_dir: Path, worker: str, unrun: list[dict[str, Any]]) -> None:
+    def __init__(self, config: Any, partial_dir: Path, worker: str, unrun: list[CellResult]) -> None:
         self.config = config
         self.partial_dir = partial_dir
         self.worker = worker
@@ -174,5 +175,5 @@ class XdistWorker:
                 write_partial(self.partial_dir, self.worker, self._written, "benchmark", data)
             self._written += 1
         for entry in self.unrun[self._unrun_written :]:
-            write_partial(self.partial_dir, self.worker, 1000 + self._unrun_written, "unrun", entry)
+            write_partial(self.partial_dir, self.worker, 1000 + self._unrun_written, "unrun", entry.extra_info())
             self._unrun_written += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tabulate import tabulate
 
@@ -20,6 +20,7 @@ from pytest_vllmbench.results.saved_run import is_ok
 
 # exit codes of `vllmbench gate`; the pytest gate exits 1 for both failures and 4 for usage errors
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_MISSING_DATA = 0, 1, 2, 3
+CellT = TypeVar("CellT", bound=Mapping[str, Any])
 
 
 OK, REGRESSION, MISSING_DATA, NOTE = "ok", "regression", "missing data", "note"
@@ -228,9 +229,9 @@ def exit_code(checks: Sequence[Check]) -> int:
     return EXIT_MISSING_DATA if missing_data(checks) else EXIT_OK
 
 
-def by_cell(cells: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+def by_cell(cells: Iterable[CellT]) -> dict[str, CellT]:
     """Cells keyed by id; a measured cell wins over an unrun entry of the same id."""
-    keyed: dict[str, Mapping[str, Any]] = {}
+    keyed: dict[str, CellT] = {}
     for cell in cells:
         if cell["cell"] not in keyed or is_ok(cell):
             keyed[cell["cell"]] = cell

@@ -3,7 +3,7 @@ Ranking and the engine settings per group."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tabulate import tabulate
@@ -14,7 +14,7 @@ from pytest_vllmbench.results.latest import Latest
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.scoring import score_cells
 
-Scorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]  # cells -> {score, components, ...} each
+Scorer = Callable[[Sequence[SavedCell]], list[dict[str, Any]]]  # cells -> {score, components, ...} each
 RankKey = tuple[str, str, str, Any, Any]  # machine, workload label, sha256, requests, memory budget
 HEADERS = [
     "Rank",
@@ -39,7 +39,7 @@ class Ranker:
     def __call__(self, cells: list[SavedCell]) -> list[dict[str, Any]]:
         graded = [ungraded(cell) if cell.outputs_cut_at is not None else cell for cell in cells]
         if self.scorer is not None:
-            return self.scorer([dict(cell) for cell in graded])
+            return self.scorer(graded)
         return score_cells(graded, self.weights, self.flexibility)
 
 

@@ -1,4 +1,4 @@
-"""Run one cell: time the engine over the workload and turn its records into extra_info."""
+"""Run one cell: time the engine over the workload and turn its records into the cell's typed result."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.config.modes import ModeSpec
 from pytest_vllmbench.engines.base import Engine, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
-from pytest_vllmbench.measure.cell_record import saved_figures
+from pytest_vllmbench.measure.cell_record import CellResult, UndeclaredFigure
 from pytest_vllmbench.measure.costs import cost_figures, energy_figures
 from pytest_vllmbench.measure.gpu import GpuSampler
 from pytest_vllmbench.measure.host_load import HostLoad, bound_by
@@ -39,9 +39,9 @@ class TimedRound:
 
 @dataclass
 class CellOutcome:
-    extra_info: dict[str, Any]
+    result: CellResult  # the cell's figures, typed; result.extra_info() is what pytest-benchmark saves
     records: list[RequestRecord] = field(default_factory=list)
-    fault: str | None = None  # the engine broke during the cell; figures so far are in extra_info
+    fault: str | None = None  # the engine broke during the cell; figures so far are in the result
     trace: list[dict[str, Any]] = field(default_factory=list)  # --trace rows, every timed round
 
 
@@ -50,7 +50,7 @@ def run_cell(
     engine: Engine,
     requests: Sequence[BatchRequest],
     sampling: SamplingOverrides,
-    context: dict[str, Any],
+    planned: CellResult,
     timed: Timed,
     bandwidths: dict[str, float] | None = None,
     pricing: tuple[float | None, str | None] = (None, None),
@@ -58,8 +58,8 @@ def run_cell(
     warmup: int = 0,
     trace: bool = False,
 ) -> CellOutcome:
-    """The cell its plan names, on its GPUs, with its settings' --project-to and --slo. `context` holds what the
-    caller knows (engine args, dataset); the last round's records and energy count,
+    """The cell its plan names, on its GPUs, with its settings' --project-to and --slo. `planned` holds what the
+    caller knows before the run (engine args, dataset: BenchSession.planned); the last round's records and energy count,
     and with several rounds each round's key figures are kept with their statistics. `pricing` is one GPU's
     hourly price and its currency label. `warmup` untimed rounds run first; `trace` keeps each request's timing for
     --trace (CellOutcome.trace)."""
@@ -106,47 +106,56 @@ def run_cell(
         for number, done in enumerate(timed_rounds, start=1):
             traced.extend(trace_rows(number, done.records, done.sent))
     last = timed_rounds[-1]
-    info: dict[str, Any] = {
-        "cell": cell.id,
-        "model": cell.model.alias,
-        "model_source": cell.model.source,
-        "params_b": cell.model.params_b,
-        "dtype": cell.model.dtype,
-        "mode": cell.mode,
-        "engine": engine.describe(),
-        "sampling": sampling.describe(),
-        **context,
-    }
-    if client_side:
-        info["load"] = (cell.load or LoadPoint(plan.settings.concurrency, plan.settings.request_rate)).describe()
-        if cell.load is not None:
-            info["sweep"] = cell.sweep
-        info["server_metrics"] = server_metrics.figures()  # None: the server has no /metrics to read
-    if slo_ms:
-        info["slo_ms"] = dict(slo_ms)
-    info |= summaries[-1]  # the last round's
-    info |= mode_figures(mode, engine)
-    info |= rounds_info(rounds)
-    info |= telemetry.figures()
-    info |= host_figures(mode, host, info.get("gpu_util_mean_pct"))
-    info["warmup_rounds"] = warmup
-    info["prefix_cache"] = prefix_cache_note(cache_resets)
+    measured = CellResult.measured(
+        {
+            "cell": cell.id,
+            "model": cell.model.alias,
+            "model_source": cell.model.source,
+            "params_b": cell.model.params_b,
+            "dtype": cell.model.dtype,
+            "mode": cell.mode,
+            "engine": engine.describe(),
+            "sampling": sampling.describe(),
+            **planned.extra_info(),
+            **(client_figures(plan, server_metrics.figures()) if client_side else {}),
+            **({"slo_ms": dict(slo_ms)} if slo_ms else {}),
+            **summaries[-1],  # the last round's
+            **mode_figures(mode, engine),
+            **rounds_info(rounds),
+            **telemetry.figures(),
+            "warmup_rounds": warmup,
+            "prefix_cache": prefix_cache_note(cache_resets),
+        }
+    )
     settings = engine.effective_settings()
     if settings is not None:
-        info["engine_settings"] = settings
-    info |= roofline(info, info["gpus"], bandwidths or {})
-    info |= energy_figures(last.energy_j, info["n_requests"] - info["n_failed"], info["output_tokens"], project_to)
-    info |= cost_figures(
-        pricing[0], pricing[1], len(info["gpus"]), info["output_tokens_per_s"], info["projected_hours"]
+        measured = measured.with_figures({"engine_settings": settings})
+    measured = measured.with_figures(host_figures(mode, host, measured.gpu_util_mean_pct))
+    gpus = measured.gpus or []
+    measured = measured.with_figures(roofline(measured, gpus, bandwidths or {}))
+    completed = measured.n_requests - measured.n_failed
+    measured = measured.with_figures(energy_figures(last.energy_j, completed, measured.output_tokens, project_to))
+    measured = measured.with_figures(
+        cost_figures(pricing[0], pricing[1], len(gpus), measured.output_tokens_per_s, measured.projected_hours)
     )
-    return CellOutcome(saved_figures(info), last.records, engine.fault(), traced)
+    return CellOutcome(measured, last.records, engine.fault(), traced)
+
+
+def client_figures(plan: CellPlan, server_metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """What a cell whose requests a client sends saves: its load point, its sweep, the server's /metrics (None: the
+    server has no /metrics to read)."""
+    load = plan.cell.load or LoadPoint(plan.settings.concurrency, plan.settings.request_rate)
+    figures = {"load": load.describe(), "server_metrics": server_metrics}
+    return figures | ({"sweep": plan.cell.sweep} if plan.cell.load is not None else {})
 
 
 def mode_figures(mode: ModeSpec, engine: Engine) -> dict[str, Any]:
     """The figures only the mode's engine knows; each one its ModeSpec declares."""
     figures = engine.cell_figures()
     if undeclared := sorted(set(figures) - set(mode.figures)):
-        raise ValueError(f"mode {mode.name!r}: its engine gave figures its ModeSpec does not declare: {undeclared}")
+        raise UndeclaredFigure(
+            f"mode {mode.name!r}: its engine gave figures its ModeSpec does not declare: {undeclared}"
+        )
     return figures
 
 

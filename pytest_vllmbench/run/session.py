@@ -17,7 +17,7 @@ from pytest_vllmbench.config.registry import Registry
 from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.engines.base import CellSkip, DoesNotFit, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan, DummySources, plan_cell
-from pytest_vllmbench.measure.cell_record import SCHEMA, checked_figures
+from pytest_vllmbench.measure.cell_record import SCHEMA, CellResult
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import ProgressFactory
 from pytest_vllmbench.measure.quality import score_quality
@@ -61,7 +61,7 @@ class BenchSession:
         self.engine_slot = EngineSlot(lambda plan: start_engine(plan))
         self.dummies = DummySources()  # each model's dummy-weight config and tokenizer, looked for once
         self.sampling = SamplingOverrides(settings.max_tokens, settings.ignore_eos)
-        self.unrun: list[dict[str, Any]] = []
+        self.unrun: list[CellResult] = []
         self.warmed: set[tuple[str, str]] = set()  # engines warmed already: a sweep warms its server once
 
     @cached_property
@@ -139,20 +139,12 @@ class BenchSession:
         if plan.cannot_run_here is not None:
             raise CellSkip(plan.cannot_run_here)  # before any engine import or model-hub lookup
         engine = self.engine_slot.get(plan)
-        context = {
-            "engine_args": redact_args(plan.engine_args),  # saved; the engine got them unredacted
-            "dataset": self.dataset_info,
-            "model_source": model_source_label(cell.model.source, self.rootdir),
-            **plan.weights_info(),
-        }
-        if plan.budget_gib is not None:
-            context["gpu_memory_budget_gib"] = plan.budget_gib
         outcome = run_cell(
             plan,
             engine,
             requests,
             self.sampling,
-            context,
+            self.planned(plan),
             timed,
             bandwidths=self.bandwidths,
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
@@ -165,19 +157,23 @@ class BenchSession:
             path = trace_path(self.settings.trace_dir, cell.id)
             try:
                 write_trace(path, cell.id, outcome.trace)
-                outcome.extra_info["trace_file"] = path.name
+                outcome.result = outcome.result.with_figures({"trace_file": path.name})
             except OSError as exc:  # like --write-outputs: the figures are kept, the cell fails saying why
-                outcome.extra_info["outputs_error"] = f"--trace-dir {path}: {exc.strerror or exc}"
+                outcome.result = outcome.result.with_figures(
+                    {"outputs_error": f"--trace-dir {path}: {exc.strerror or exc}"}
+                )
         quality = quality_hook(cell.id, requests, outcome.records, self.gold) if quality_hook else None
-        outcome.extra_info |= quality if quality is not None else score_quality(requests, outcome.records, self.gold)
+        outcome.result = outcome.result.with_figures(
+            quality if quality is not None else score_quality(requests, outcome.records, self.gold)
+        )
         if self.settings.write_outputs:
             path = self.settings.write_outputs / f"{cell.id}.jsonl"
             try:
                 write_batch_output(path, requests, outcome.records, cell.requested)
             except OSError as exc:  # the measurement is kept; the cell carries the error and fails
-                outcome.extra_info["outputs_error"] = f"{path}: {exc.strerror or exc}"
+                outcome.result = outcome.result.with_figures({"outputs_error": f"{path}: {exc.strerror or exc}"})
         if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
-            outcome.extra_info |= self._parity(plan, outcome.extra_info["requests_per_s"])
+            outcome.result = outcome.result.with_figures(self._parity(plan, outcome.result.requests_per_s))
         return outcome
 
     def warmup_rounds(self, plan: CellPlan) -> int:
@@ -186,7 +182,7 @@ class BenchSession:
             return self.settings.warmup
         return 1 if plan.gpu_indices and plan.on_gpu else 0
 
-    def _parity(self, plan: CellPlan, ours: float) -> dict[str, Any]:
+    def _parity(self, plan: CellPlan, ours: float | None) -> dict[str, Any]:
         """vLLM's own `bench throughput` on the same engine args and workload, after ours is closed."""
         self.engine_slot.close()  # one GPU: the reference run needs the memory
         input_len, output_len, count = parse_random_spec(self.settings.random_dataset or "")
@@ -204,29 +200,32 @@ class BenchSession:
                 "vllm_bench_ratio": None,
                 "vllm_bench_error": strip_paths(self.scrub(str(exc)))[-2000:],
             }
-        return {"vllm_bench_requests_per_s": round(theirs, 4), "vllm_bench_ratio": round(ours / theirs, 4)}
+        ratio = None if ours is None else round(ours / theirs, 4)
+        return {"vllm_bench_requests_per_s": round(theirs, 4), "vllm_bench_ratio": ratio}
+
+    def planned(self, plan: CellPlan) -> CellResult:
+        """What is known of a cell before it runs, saved whether it runs or not: what it is, its engine args
+        (redacted: the engine gets them as they are), the dataset, stand-in weights and the memory budget."""
+        cell = plan.cell
+        return CellResult.given(
+            {
+                "cell": cell.id,
+                "model": cell.model.alias,
+                "model_source": model_source_label(cell.model.source, self.rootdir),
+                "params_b": cell.model.params_b,
+                "dtype": cell.model.dtype,
+                "mode": cell.mode,
+                "engine_args": redact_args(plan.engine_args),
+                "dataset": self.dataset_info,
+                **plan.weights_info(),
+                **({"gpu_memory_budget_gib": plan.budget_gib} if plan.budget_gib is not None else {}),
+            }
+        )
 
     def record_unrun(self, plan: CellPlan, status: str) -> None:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
-        cell = plan.cell
-        self.unrun.append(
-            checked_figures(
-                {
-                    "vllmbench_schema": SCHEMA,
-                    "cell": cell.id,
-                    "model": cell.model.alias,
-                    "model_source": model_source_label(cell.model.source, self.rootdir),
-                    "params_b": cell.model.params_b,
-                    "dtype": cell.model.dtype,
-                    "mode": cell.mode,
-                    "status": strip_paths(self.scrub(status)),
-                    "engine_args": redact_args(plan.engine_args),
-                    "dataset": self.dataset_info,
-                    **plan.weights_info(),
-                    **({"gpu_memory_budget_gib": plan.budget_gib} if plan.budget_gib is not None else {}),
-                }
-            )
-        )
+        unrun = {"vllmbench_schema": SCHEMA, "status": strip_paths(self.scrub(status))}
+        self.unrun.append(self.planned(plan).with_figures(unrun))
 
     def scrub(self, text: str) -> str:
         """Text from elsewhere (an engine's error, a server's log tail) with this session's secrets hidden."""

@@ -11,6 +11,7 @@ from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.engines.base import CellSkip, DoesNotFit, EngineStartError
 from pytest_vllmbench.engines.openai_client import EndpointUnreachable
 from pytest_vllmbench.engines.supervisor import EngineStopError
+from pytest_vllmbench.measure.cell_record import UndeclaredFigure
 from pytest_vllmbench.measure.progress import ProgressFactory
 from pytest_vllmbench.run.cell_run import CellOutcome, Timed
 from pytest_vllmbench.run.session import BenchSession, QualityHook
@@ -46,14 +47,15 @@ def measure_cell(
         return Verdict(failed=f"{cell.id}: engine did not start: {session.scrub(str(exc))}")
     except EndpointUnreachable as exc:
         return Verdict(failed=f"{cell.id}: {session.scrub(str(exc))}")
+    except UndeclaredFigure as exc:  # an engine or a project's quality hook gave a figure that cannot be saved
+        return Verdict(failed=f"{cell.id}: {exc}")
     except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
         session.record_unrun(plan, "failed: " + str(exc)[:300])
         return Verdict(failed=f"{cell.id}: the previous engine did not stop: {session.scrub(str(exc))}")
-    if outcome.extra_info.get("outputs_error"):
+    if outcome.result.outputs_error:
         return Verdict(
             outcome,
-            failed=f"{cell.id}: measured and saved, but a file it writes was not written: "
-            f"{outcome.extra_info['outputs_error']}",
+            failed=f"{cell.id}: measured and saved, but a file it writes was not written: {outcome.result.outputs_error}",
         )
     if outcome.fault:
         return Verdict(outcome, failed=f"{cell.id}: {session.scrub(outcome.fault)}")
