@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_vllmbench.common.redaction import redact_text, redact_url, secret_values
-from pytest_vllmbench.engines import openai_client
+from pytest_vllmbench.engines import openai_client, sse_record
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.openai_client import ClientConfig, EndpointUnreachable, _record, preflight, run_batch
 from pytest_vllmbench.measure import server_metrics
@@ -132,7 +132,7 @@ def test_a_200_that_is_not_sse_is_not_sse():
 
 
 def test_an_endless_stream_of_tiny_events_is_refused_not_saved_as_millions_of_tokens(monkeypatch):
-    monkeypatch.setattr(openai_client, "MAX_STREAM_EVENTS", 1000)
+    monkeypatch.setattr(sse_record, "MAX_STREAM_EVENTS", 1000)
 
     def answer(handler):
         head(handler, "text/event-stream")
@@ -144,8 +144,8 @@ def test_an_endless_stream_of_tiny_events_is_refused_not_saved_as_millions_of_to
 
 @pytest.mark.parametrize("newlines", [True, False])
 def test_a_gzip_bomb_in_the_stream_is_refused_as_it_inflates(monkeypatch, newlines):
-    monkeypatch.setattr(openai_client, "MAX_STREAM_BYTES", 2**20)
-    monkeypatch.setattr(openai_client, "MAX_LINE_BYTES", 2**19)
+    monkeypatch.setattr(sse_record, "MAX_STREAM_BYTES", 2**20)
+    monkeypatch.setattr(sse_record, "MAX_LINE_BYTES", 2**19)
     inflated = (b": keep-alive\n" * (2**22)) if newlines else b"\0" * (2**25)
     bomb = gzip.compress(inflated, compresslevel=9)
 

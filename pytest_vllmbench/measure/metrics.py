@@ -17,7 +17,7 @@ PERCENTILES = (50, 90, 99)
 CDF_POINTS = 101  # percentiles 0..100 of TTFT and E2EL: the latency CDF plots, without any per-request data
 
 
-def distribution(name: str, values_s: Sequence[float]) -> dict[str, float | None]:
+def distribution(name: str, values_s: Sequence[float] | np.ndarray) -> dict[str, float | None]:
     """`{name}_ms_mean`, `_p50`, `_p90`, `_p99`; nulls when nothing was measured."""
     keys = [f"{name}_ms_mean"] + [f"{name}_ms_p{p}" for p in PERCENTILES]
     if not len(values_s):
@@ -27,7 +27,7 @@ def distribution(name: str, values_s: Sequence[float]) -> dict[str, float | None
     return {key: round(value, 3) for key, value in zip(keys, figures, strict=True)}
 
 
-def cdf(name: str, values_s: Sequence[float]) -> dict[str, list[float] | None]:
+def cdf(name: str, values_s: Sequence[float] | np.ndarray) -> dict[str, list[float] | None]:
     """`{name}_ms_cdf`: the 0th..100th percentiles in ms, or null when nothing was measured."""
     if not len(values_s):
         return {f"{name}_ms_cdf": None}
@@ -123,8 +123,9 @@ def summarize_spill(
 
 def _measured(spill: RecordSpill, name: str, ok: np.ndarray) -> np.ndarray:
     """The successful requests' values of a column that were measured, in request order."""
-    values = spill.column(name)[ok]
-    return values[~np.isnan(values)]
+    values: np.ndarray = spill.column(name)[ok]
+    measured: np.ndarray = values[~np.isnan(values)]
+    return measured
 
 
 def itl_distribution(sketch: ItlSketch) -> dict[str, float | None]:

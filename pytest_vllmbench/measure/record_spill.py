@@ -11,8 +11,9 @@ import shutil
 import tempfile
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, overload
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class RecordSpill:
 
     def __init__(self, records: Iterable[RequestRecord] = ()) -> None:
         self._folder = Path(tempfile.mkdtemp(prefix="vllmbench-records-"))
-        self._buffers = {name: array(code) for name, code in COLUMNS.items()}
+        self._buffers: dict[str, array[Any]] = {name: array(code) for name, code in COLUMNS.items()}
         self._texts = (self._folder / "texts.jsonl").open("w", encoding="utf-8")
         self.count = 0
         self.errors: Counter[str] = Counter()
@@ -121,7 +122,7 @@ def _maybe(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-class SpilledRecords:
+class SpilledRecords(Sequence[RequestRecord]):
     """A round's records as a re-iterable sequence (what the quality hook and the outputs file read)."""
 
     def __init__(self, spill: RecordSpill) -> None:
@@ -133,8 +134,16 @@ class SpilledRecords:
     def __iter__(self) -> Iterator[RequestRecord]:
         return self.spill.records()
 
-    def __getitem__(self, index: int) -> RequestRecord:
+    @overload
+    def __getitem__(self, index: int) -> RequestRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RequestRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> RequestRecord | Sequence[RequestRecord]:
         """Reads up to the record: for the odd look-up, not for loops."""
+        if isinstance(index, slice):
+            return list(self)[index]
         if not -self.spill.count <= index < self.spill.count:
             raise IndexError(index)
         index %= self.spill.count
