@@ -96,7 +96,12 @@ def measure(sizes: list[int], chunks: int, folder: Path, concurrency: str | None
                 raise RuntimeError(f"the {size}-request cell failed:\n{child.stderr[-3000:]}")
             rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
             batch.unlink()
-    return {"content_chunks": chunks, "concurrency": concurrency or "all", "cells": rows, "peak_ratio": round(rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"], 3)}
+    return {
+        "content_chunks": chunks,
+        "concurrency": concurrency or "all",
+        "cells": rows,
+        "peak_ratio": round(rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"], 3),
+    }
 
 
 def main() -> None:

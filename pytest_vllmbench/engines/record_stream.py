@@ -67,7 +67,10 @@ def records_from_thread(
         finished = True
     finally:
         if not finished and (task := started.get("task")) is not None:
-            started["loop"].call_soon_threadsafe(task.cancel)
+            try:
+                started["loop"].call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop has closed already: the work is over
+                pass
         thread.join()
 
 
