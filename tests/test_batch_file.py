@@ -56,7 +56,7 @@ def test_limit_reads_the_first_requests_but_validates_the_whole_file(tmp_path):
     assert [r.custom_id for r in first] == ["r0", "r1", "r2", "r3"]
     assert len(open_batch(path, limit=50)) == 10
     bad = write(tmp_path, line("a"), line("b"), "[1]", name="bad.jsonl")
-    with pytest.raises(BatchFileError, match="bad.jsonl:3"):
+    with pytest.raises(BatchFileError, match=r"bad\.jsonl:3"):
         open_batch(bad, limit=1)  # a bad line after the limit still fails the file, as read_batch does
 
 

@@ -20,7 +20,6 @@ from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
 from pytest_vllmbench.workload.batch import BatchRequest
 
-
 # Requests handed to vLLM at once: far above any max_num_seqs, so the engine stays full for all but the last steps
 # of each chunk (docs/measurements.md), and a job of millions never has millions of prompts and outputs in memory.
 SUBMIT_CHUNK = 16_384
