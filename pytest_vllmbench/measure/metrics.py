@@ -41,7 +41,12 @@ STEADY_WINDOW = (0.1, 0.9)  # the completions between 10 % and 90 % of a round: 
 MIN_STEADY_SHARE = 0.25  # the window must span this share of the round, or there is no steady state to speak of
 
 
-def steady_rate(done_at: Sequence[float] | np.ndarray, wall_s: float | None = None) -> float | None:
+def steady_rate(records: Sequence[RequestRecord], wall_s: float | None = None) -> float | None:
+    """The steady rate of the successful records that carry a completion time (`steady_rate_of`)."""
+    return steady_rate_of([r.done_at for r in records if r.ok and r.done_at is not None], wall_s)
+
+
+def steady_rate_of(done_at: Sequence[float] | np.ndarray, wall_s: float | None = None) -> float | None:
     """Completions per second between the 10th and the 90th percentile of the successful requests' completion
     times `done_at`, or None when fewer than 10 carry one, or the window is shorter than MIN_STEADY_SHARE of the
     round's `wall_s` (a batch that finishes at once, as a few requests on one engine step do)."""
@@ -113,7 +118,7 @@ def summarize_spill(
     if slo_ms:
         good = _meeting_slo(spill, ok, slo_ms)
         summary["goodput_requests_per_s"] = round(good / wall_s, 4) if wall_s > 0 else 0.0
-    steady = steady_rate(_measured(spill, "done_at", ok), wall_s)
+    steady = steady_rate_of(_measured(spill, "done_at", ok), wall_s)
     summary["steady_requests_per_s"] = None if steady is None else round(steady, 4)
     hours = projected_hours(rate, project_to, load_s, steady, n_done)
     summary["projected_hours"] = None if hours is None else round(hours, 4)
