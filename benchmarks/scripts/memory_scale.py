@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import signal
 import subprocess
@@ -97,6 +98,7 @@ def measure(sizes: list[int], chunks: int, folder: Path, concurrency: str | None
             rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
             batch.unlink()
     return {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "content_chunks": chunks,
         "concurrency": concurrency or "all",
         "cells": rows,
