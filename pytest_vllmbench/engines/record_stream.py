@@ -1,5 +1,7 @@
 """Records handed on in request order as they finish, from an event loop in a thread of its own: the caller
-stores each one as it comes, so a batch of any size holds only its requests in flight."""
+stores each one as it comes, so a batch of any size holds only its requests in flight. The records finished in one
+turn of the loop are handed over together: one wake-up of the caller's thread (which takes the GIL from the loop)
+per turn, not per request."""
 
 from __future__ import annotations
 
@@ -45,15 +47,28 @@ def records_from_thread(
     caller failed) cancels the work, so no request is left running."""
     handed: queue.SimpleQueue[object] = queue.SimpleQueue()
     started: dict[str, Any] = {}
+    ready: list[RequestRecord] = []
+
+    def hand_over() -> None:
+        if ready:
+            handed.put(ready.copy())
+            ready.clear()
+
+    def emit(record: RequestRecord) -> None:  # on the loop's thread
+        if not ready:  # the records finished in this turn of the loop go over together, at its end
+            started["loop"].call_soon(hand_over)
+        ready.append(record)
 
     def run() -> None:
         try:
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 started["loop"] = runner.get_loop()
-                runner.run(_tracked(work(handed.put), started))
-        except BaseException as exc:  # handed to the caller's thread, which raises it
+                runner.run(_tracked(work(emit), started))
+        except BaseException as exc:  # handed to the caller's thread, which raises it after the records before it
+            hand_over()
             handed.put(_Raised(exc))
         finally:
+            hand_over()
             handed.put(_END)
 
     thread = threading.Thread(target=run, name="vllmbench-client", daemon=True)
@@ -63,7 +78,7 @@ def records_from_thread(
         while (item := handed.get()) is not _END:
             if isinstance(item, _Raised):
                 raise item.error
-            yield item  # type: ignore[misc]
+            yield from item  # type: ignore[misc]
         finished = True
     finally:
         if not finished and (task := started.get("task")) is not None:
