@@ -15,9 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_vllmbench.common.redaction import redact_text, redact_url, secret_values
-from pytest_vllmbench.engines import openai_client
+from pytest_vllmbench.engines import openai_client, sse_record
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.openai_client import ClientConfig, EndpointUnreachable, _record, preflight, send_requests
+from pytest_vllmbench.engines.openai_client import (
+    ClientConfig,
+    EndpointUnreachable,
+    preflight,
+    record_from_stream,
+    send_requests,
+)
 from pytest_vllmbench.measure import server_metrics
 from pytest_vllmbench.measure.progress import CellProgress
 from pytest_vllmbench.measure.server_metrics import MetricsSampler, MetricsSource
@@ -57,7 +63,9 @@ GOOD = sse({"choices": [{"index": 0, "delta": {"content": "hi"}}]}, {"choices": 
     ],
 )
 def test_a_malformed_chunk_is_that_requests_bad_chunk(request_, chunk):
-    record = _record(request_, 0.0, [1.0, 2.0], [json.dumps({"choices": [{"delta": {"content": "a"}}]}), chunk])
+    record = record_from_stream(
+        request_, 0.0, [1.0, 2.0], [json.dumps({"choices": [{"delta": {"content": "a"}}]}), chunk]
+    )
     assert record.error == "bad_chunk"
 
 
@@ -94,7 +102,7 @@ chunks = st.lists(shaped.map(json.dumps) | json_values.map(json.dumps) | st.text
 @settings(max_examples=300, deadline=None)
 @given(events=chunks, chat=st.booleans())
 def test_any_chunk_sequence_ends_ok_or_with_a_documented_kind(events, chat):
-    record = _record(CHAT if chat else TEXT, 0.0, [float(i) for i in range(len(events))], events)
+    record = record_from_stream(CHAT if chat else TEXT, 0.0, [float(i) for i in range(len(events))], events)
     assert record.error is None or record.error in STREAM_KINDS
     progress = CellProgress("cell", len(events) or 1, io.StringIO(), tty=False)
     progress.finished(record.ok, record.output_tokens)  # what the client does next must not raise either
@@ -132,7 +140,7 @@ def test_a_200_that_is_not_sse_is_not_sse():
 
 
 def test_an_endless_stream_of_tiny_events_is_refused_not_saved_as_millions_of_tokens(monkeypatch):
-    monkeypatch.setattr(openai_client, "MAX_STREAM_EVENTS", 1000)
+    monkeypatch.setattr(sse_record, "MAX_STREAM_EVENTS", 1000)
 
     def answer(handler):
         head(handler, "text/event-stream")
@@ -144,8 +152,8 @@ def test_an_endless_stream_of_tiny_events_is_refused_not_saved_as_millions_of_to
 
 @pytest.mark.parametrize("newlines", [True, False])
 def test_a_gzip_bomb_in_the_stream_is_refused_as_it_inflates(monkeypatch, newlines):
-    monkeypatch.setattr(openai_client, "MAX_STREAM_BYTES", 2**20)
-    monkeypatch.setattr(openai_client, "MAX_LINE_BYTES", 2**19)
+    monkeypatch.setattr(sse_record, "MAX_STREAM_BYTES", 2**20)
+    monkeypatch.setattr(sse_record, "MAX_LINE_BYTES", 2**19)
     inflated = (b": keep-alive\n" * (2**22)) if newlines else b"\0" * (2**25)
     bomb = gzip.compress(inflated, compresslevel=9)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.openai_client import _record, build_payload
+from pytest_vllmbench.engines.openai_client import build_payload, record_from_stream
 from pytest_vllmbench.workload.batch import BatchRequest
 
 CHAT = BatchRequest(
@@ -30,7 +30,7 @@ def test_vllm_stream_role_chunk_is_not_a_token_but_an_empty_decoded_token_is():
     stamps, events = stream(
         delta(role="assistant", content=""), delta(content="Hi"), delta(content=""), delta(content="!"), USAGE
     )
-    record = _record(CHAT, 9.5, stamps, events)
+    record = record_from_stream(CHAT, 9.5, stamps, events)
     assert record.ttft_s == pytest.approx(1.5)  # the second event, not the role-only one
     assert record.itl_s == [1.0, 1.0]
     assert (record.input_tokens, record.output_tokens, record.text) == (7, 3, "Hi!")
@@ -40,7 +40,7 @@ def test_vllm_stream_role_chunk_is_not_a_token_but_an_empty_decoded_token_is():
 
 def test_first_chunk_with_role_and_text_is_the_first_token():
     stamps, events = stream(delta(role="assistant", content="Hello"), delta(content=" you"), USAGE)
-    record = _record(CHAT, 9.0, stamps, events)
+    record = record_from_stream(CHAT, 9.0, stamps, events)
     assert record.ttft_s == pytest.approx(1.0) and record.text == "Hello you"
 
 
@@ -51,11 +51,11 @@ def test_completions_stream_and_broken_chunks():
         {"choices": [{"index": 0, "text": "b", "finish_reason": "length"}]},
         USAGE,
     )
-    record = _record(request, 9.0, stamps, events)
+    record = record_from_stream(request, 9.0, stamps, events)
     assert record.text == "ab" and record.finish_reason == "length" and len(record.itl_s) == 1
-    assert _record(CHAT, 0.0, [1.0], ["{not json"]).error == "bad_chunk"
-    assert _record(CHAT, 0.0, [1.0], [json.dumps({"error": {"message": "boom"}})]).error == "stream_error"
-    assert _record(CHAT, 0.0, [], []).error == "empty_stream"
+    assert record_from_stream(CHAT, 0.0, [1.0], ["{not json"]).error == "bad_chunk"
+    assert record_from_stream(CHAT, 0.0, [1.0], [json.dumps({"error": {"message": "boom"}})]).error == "stream_error"
+    assert record_from_stream(CHAT, 0.0, [], []).error == "empty_stream"
 
 
 def test_payload_streams_with_usage_and_the_served_name():
@@ -95,5 +95,5 @@ def test_a_refused_connection_is_connection_and_an_unsendable_request_fails_alon
 def test_with_n_choices_the_text_is_the_first_choices_and_usage_counts_all():
     chunks = [{"choices": [{"index": i, "delta": {"content": f"c{i}"}, "finish_reason": None}]} for i in (0, 1, 0, 1)]
     stamps, events = stream(*chunks, {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 4}})
-    record = _record(CHAT, 9.0, stamps, events)
+    record = record_from_stream(CHAT, 9.0, stamps, events)
     assert record.text == "c0c0" and record.output_tokens == 4

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,8 +89,10 @@ class Engine(Protocol):
         progress: CellProgress | None = None,
         load: LoadPoint | None = None,
         on_sent: Callable[[str, float], None] | None = None,
-    ) -> list[RequestRecord]:
-        """`progress.finished(...)` once per finished request, when given. `load` (a sweep's point) and `on_sent`
+    ) -> Iterable[RequestRecord]:
+        """One record per request, in request order: a list, or an iterator that does the work as it is consumed
+        (the runner stores each record as it comes, so a streaming engine's memory does not grow with the batch).
+        `progress.finished(...)` once per finished request, when given. `load` (a sweep's point) and `on_sent`
         (each request's send time, for --trace-dir) reach the engines whose mode sweeps; the others get None."""
         ...
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,8 +18,8 @@ from pytest_vllmbench.engines.openai_client import (
     EndpointUnreachable,
     preflight,
     request_headers,
-    send_requests,
     split_url,
+    stream_batch,
 )
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -80,8 +80,8 @@ class EndpointEngine(EngineDefaults):
         progress: CellProgress | None = None,
         load: LoadPoint | None = None,
         on_sent: Callable[[str, float], None] | None = None,
-    ) -> list[RequestRecord]:
-        return send_requests(requests, sampling, with_load(self._client, load, on_sent), progress)
+    ) -> Iterator[RequestRecord]:
+        return stream_batch(requests, sampling, with_load(self._client, load, on_sent), progress)
 
     def metrics_source(self) -> MetricsSource:
         """/metrics beside /v1, with the same credentials the client sends (none where they are withheld)."""

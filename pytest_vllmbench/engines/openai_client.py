@@ -7,9 +7,9 @@ import base64
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
@@ -22,6 +22,8 @@ from pytest_vllmbench.common.cut import cut
 from pytest_vllmbench.common.redaction import redact_text, redact_url, secret_values
 from pytest_vllmbench.engines.arrivals import arrival_offsets, wait_until
 from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.engines.record_stream import Emit, InOrder, records_from_thread
+from pytest_vllmbench.engines.sse_record import StreamRefused, record_from_stream, sse_data
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
 from pytest_vllmbench.workload.batch import BatchRequest
@@ -42,11 +44,6 @@ class ClientConfig:
 SSE = "text/event-stream"
 PREFLIGHT_TIMEOUT_S = 30.0  # the most GET /v1/models may take in all, shortened by --request-timeout
 MAX_MODELS_BYTES = 8 * 2**20  # a model list larger than this is not an OpenAI server's
-# One streamed answer is refused past these (documented kinds `too_large` and `too_many_events`): a server
-# that streams without end must cost one failed request, not the machine's memory or a false passing cell.
-MAX_STREAM_BYTES = 64 * 2**20  # after decompression
-MAX_LINE_BYTES = 8 * 2**20  # one SSE line
-MAX_STREAM_EVENTS = 262_144
 
 
 class EndpointUnreachable(RuntimeError):
@@ -116,15 +113,33 @@ def request_headers(config: ClientConfig) -> dict[str, str]:
     return split_url(config.base_url)[2]
 
 
+# Requests in flight when --concurrency is not given ("all"): the seed's 5K sample still goes at once, and a job
+# of millions holds this many connections and parsed requests, not millions (docs/measurements.md).
+MAX_IN_FLIGHT = 8192
+LOOKAHEAD = 256  # requests parsed and waiting for a free slot, so a finished request is replaced at once
+
+
 def send_requests(
     requests: Sequence[BatchRequest],
     sampling: SamplingOverrides,
     config: ClientConfig,
     progress: CellProgress | None = None,
 ) -> list[RequestRecord]:
-    """Stream every request to the server and record each one's timing and output, in the requests' order."""
-    with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
-        return runner.run(_send_requests(requests, sampling, config, progress))
+    """Every record, in request order, as one list (for small batches and scripts; cells use stream_batch)."""
+    return list(stream_batch(requests, sampling, config, progress))
+
+
+def stream_batch(
+    requests: Sequence[BatchRequest],
+    sampling: SamplingOverrides,
+    config: ClientConfig,
+    progress: CellProgress | None = None,
+) -> Iterator[RequestRecord]:
+    """Each record in request order as soon as it and those before it are done; the requests are read from
+    `requests` as slots free up, so memory holds the requests in flight, not the batch."""
+    return records_from_thread(
+        lambda emit: _send_requests(requests, sampling, config, progress, emit), _fast_loop_factory()
+    )
 
 
 def _fast_loop_factory() -> Any:
@@ -140,37 +155,64 @@ async def _send_requests(
     requests: Sequence[BatchRequest],
     sampling: SamplingOverrides,
     config: ClientConfig,
-    progress: CellProgress | None = None,
-) -> list[RequestRecord]:
-    in_flight = config.concurrency or len(requests) or 1
+    progress: CellProgress | None,
+    emit: Emit,
+) -> None:
+    total = len(requests)
+    in_flight = config.concurrency or min(total, MAX_IN_FLIGHT) or 1
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
     timeout = httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 30.0))
-    concurrency_limit = asyncio.Semaphore(config.concurrency) if config.concurrency else None
+    concurrency_limit = asyncio.Semaphore(in_flight) if config.concurrency or total > in_flight else None
+    started_slots = asyncio.Semaphore(in_flight + LOOKAHEAD)  # tasks started and not yet finished
     rng = random.Random(config.seed)
+    order = InOrder(emit)
+    failures: list[BaseException] = []
+
+    def finished(position: int, task: asyncio.Task[RequestRecord]) -> None:
+        started_slots.release()
+        if task.cancelled():
+            return
+        if (error := task.exception()) is not None:
+            failures.append(error)
+            return
+        order.put(position, task.result())
+
     # httpx's API over aiohttp's connection pool and C HTTP parser: httpcore's pool scans every
     # connection per request, which made the client the bottleneck at a few hundred streams.
     base, params, _ = split_url(config.base_url)
     async with HttpxAiohttpClient(
         base_url=base, params=params, headers=request_headers(config), limits=limits, timeout=timeout
     ) as client:
-        tasks = []
-        due = arrival_offsets(len(requests), config.request_rate, rng) if config.request_rate else None
+        running: set[asyncio.Task[RequestRecord]] = set()
+        due = arrival_offsets(total, config.request_rate, rng) if config.request_rate else None
         start = time.perf_counter()
-        for index, request in enumerate(requests):
-            if due is not None:  # Poisson arrivals, each due at a fixed time after the start
-                await wait_until(start + due[index])
-            content = encode_payload(build_payload(request, config.served_model, sampling))
-            if content is None:  # one request that cannot be sent is one failed request, not a failed batch
-                tasks.append(asyncio.create_task(_failed(request, "invalid_request")))
-                if progress is not None:
-                    progress.finished(False, 0)
-            else:
-                tasks.append(
-                    asyncio.create_task(
-                        _one(client, request, content, concurrency_limit, config.timeout_s, progress, config.on_sent)
-                    )
+        try:
+            for index, request in enumerate(requests):
+                if failures:
+                    break
+                await started_slots.acquire()
+                if due is not None:  # Poisson arrivals, each due at a fixed time after the start
+                    await wait_until(start + due[index])
+                content = encode_payload(build_payload(request, config.served_model, sampling))
+                if content is None:  # one request that cannot be sent is one failed request, not a failed batch
+                    started_slots.release()
+                    order.put(index, RequestRecord(request.custom_id, error="invalid_request"))
+                    if progress is not None:
+                        progress.finished(False, 0)
+                    continue
+                task = asyncio.create_task(
+                    _one(client, request, content, concurrency_limit, config.timeout_s, progress, config.on_sent)
                 )
-        return list(await asyncio.gather(*tasks))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                task.add_done_callback(partial(finished, index))
+            while running:
+                await asyncio.wait(set(running))
+        finally:
+            for task in running:
+                task.cancel()
+    if failures:
+        raise failures[0]
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes | None:
@@ -179,10 +221,6 @@ def encode_payload(payload: dict[str, Any]) -> bytes | None:
         return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
     except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
         return None
-
-
-async def _failed(request: BatchRequest, kind: str) -> RequestRecord:
-    return RequestRecord(request.custom_id, error=kind)
 
 
 def _timeout_kind(exc: httpx.TimeoutException) -> str:
@@ -216,41 +254,6 @@ async def _one(
     return record
 
 
-class _StreamRefused(Exception):
-    """The answer broke a cap: its args[0] is the request's error kind."""
-
-
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    """The `data` of each server-sent event, read under MAX_STREAM_BYTES, MAX_LINE_BYTES and MAX_STREAM_EVENTS."""
-    buffer = bytearray()
-    data: list[bytes] = []
-    received = events = 0
-    async for piece in response.aiter_bytes():  # decoded, so a compressed stream is capped as it inflates
-        received += len(piece)
-        if received > MAX_STREAM_BYTES:
-            raise _StreamRefused("too_large")
-        buffer += piece
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            line = bytes(buffer[start:end]).removesuffix(b"\r")
-            start = end + 1
-            if line:
-                field, _, value = line.partition(b":")
-                if field == b"data":
-                    data.append(value.removeprefix(b" "))
-            elif data:
-                events += 1
-                if events > MAX_STREAM_EVENTS:
-                    raise _StreamRefused("too_many_events")
-                yield b"\n".join(data).decode("utf-8", errors="replace")
-                data = []
-        del buffer[:start]
-        if len(buffer) > MAX_LINE_BYTES:
-            raise _StreamRefused("too_large")
-    if data:  # a last event without its blank line
-        yield b"\n".join(data).decode("utf-8", errors="replace")
-
-
 async def _stream(client: httpx.AsyncClient, request: BatchRequest, payload: bytes, timeout_s: float) -> RequestRecord:
     path = "/chat/completions" if request.is_chat else "/completions"
     stamps: list[float] = []
@@ -265,10 +268,10 @@ async def _stream(client: httpx.AsyncClient, request: BatchRequest, payload: byt
                     return RequestRecord(request.custom_id, error=f"http_{response.status_code}")
                 if response.headers.get("content-type", "").partition(";")[0].strip().lower() != SSE:
                     return RequestRecord(request.custom_id, error="not_sse")
-                async for data in _sse_data(response):
+                async for data in sse_data(response):
                     stamps.append(time.perf_counter())  # the only per-chunk work while streaming
                     events.append(data)
-    except _StreamRefused as exc:
+    except StreamRefused as exc:
         return RequestRecord(request.custom_id, error=str(exc.args[0]))
     except TimeoutError:
         return RequestRecord(request.custom_id, error="timeout")
@@ -282,89 +285,4 @@ async def _stream(client: httpx.AsyncClient, request: BatchRequest, payload: byt
         return RequestRecord(request.custom_id, error=type(exc).__name__)
     except (ValueError, TypeError, OSError) as exc:  # the transport refused this request: it alone fails
         return RequestRecord(request.custom_id, error=f"invalid_request:{type(exc).__name__}")
-    return _record(request, sent, stamps, events)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
-
-
-def _valid_choice(choice: Any, is_chat: bool) -> bool:
-    if not isinstance(choice, dict):
-        return False
-    if not isinstance(choice.get("finish_reason"), (str, type(None))) or not _is_count(choice.get("index", 0)):
-        return False
-    if not is_chat:
-        return "text" not in choice or isinstance(choice["text"], str)
-    delta = choice.get("delta")
-    if delta is None:
-        return True
-    return isinstance(delta, dict) and isinstance(delta.get("content"), (str, type(None)))
-
-
-def _valid_chunk(chunk: Any, is_chat: bool) -> bool:
-    """The fields the record reads have the shapes OpenAI's streaming format gives them (others are not read)."""
-    if not isinstance(chunk, dict):
-        return False
-    choices, usage = chunk.get("choices"), chunk.get("usage")
-    if choices is not None and not (isinstance(choices, list) and all(_valid_choice(c, is_chat) for c in choices)):
-        return False
-    if usage is None:
-        return True
-    counts = ("prompt_tokens", "completion_tokens")
-    return isinstance(usage, dict) and all(_is_count(usage[key]) for key in counts if key in usage)
-
-
-def _carries_token(choice: dict[str, Any], is_chat: bool) -> bool:
-    """Whether a streamed choice stands for generated output. A token may decode to no text (vLLM then sends
-    `content: ""`), so an empty string counts too, except in the opening chunk that only announces the role."""
-    if not is_chat:
-        return "text" in choice
-    delta = choice.get("delta") or {}
-    if "content" not in delta or delta["content"] is None:
-        return False
-    return bool(delta["content"]) or "role" not in delta
-
-
-def _record(request: BatchRequest, sent: float, stamps: list[float], events: list[str]) -> RequestRecord:
-    """Parse the stream once it is over: which chunks carried tokens, their text, and the server's usage.
-    Any chunk that is not JSON or not shaped as OpenAI's format makes the request `bad_chunk`."""
-    content_stamps: list[float] = []
-    parts: list[str] = []
-    usage: dict[str, Any] | None = None
-    finish_reason = None
-    for stamp, data in zip(stamps, events, strict=True):
-        if data == "[DONE]":
-            continue
-        try:
-            chunk = json.loads(data)
-        except (ValueError, RecursionError):
-            return RequestRecord(request.custom_id, error="bad_chunk")
-        if isinstance(chunk, dict) and chunk.get("error"):
-            return RequestRecord(request.custom_id, error="stream_error")
-        if not _valid_chunk(chunk, request.is_chat):
-            return RequestRecord(request.custom_id, error="bad_chunk")
-        usage = chunk.get("usage") or usage
-        for choice in chunk.get("choices") or ():
-            finish_reason = choice.get("finish_reason") or finish_reason
-            if _carries_token(choice, request.is_chat):
-                content_stamps.append(stamp)
-                if choice.get("index", 0) == 0:  # with n > 1 the text is the first choice's, as offline keeps
-                    parts.append(
-                        ((choice.get("delta") or {}).get("content") or "") if request.is_chat else choice["text"]
-                    )
-    if not stamps:
-        return RequestRecord(request.custom_id, error="empty_stream")
-    end = content_stamps[-1] if content_stamps else stamps[-1]  # vLLM's E2EL: not the trailing usage/[DONE]
-    output_tokens = (usage or {}).get("completion_tokens", len(content_stamps))
-    return RequestRecord(
-        custom_id=request.custom_id,
-        input_tokens=(usage or {}).get("prompt_tokens", 0),
-        output_tokens=output_tokens,
-        e2el_s=end - sent,
-        ttft_s=content_stamps[0] - sent if content_stamps else None,
-        itl_s=[b - a for a, b in pairwise(content_stamps)],
-        text="".join(parts),
-        finish_reason=finish_reason,
-        done_at=end,
-    )
+    return record_from_stream(request, sent, stamps, events)

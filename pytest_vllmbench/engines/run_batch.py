@@ -98,24 +98,25 @@ def parse_output(
     the lines never given to it, with why."""
     found: dict[str, RequestRecord] = {cid: RequestRecord(cid, error=kind) for cid, kind in (unsent or {}).items()}
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as lines:  # line by line: the output file is never held whole
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = record_from_stream(json.loads(line))
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    raise RunBatchOutputError(
+                        f"{path}:{number}: not a batch output line ({type(exc).__name__})"
+                    ) from None
+                found[record.custom_id] = record
     except FileNotFoundError:
         raise RunBatchOutputError(f"{path}: the batch runner wrote no output file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RunBatchOutputError(f"{path}: cannot read the batch runner's output: {exc}") from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            record = _record(item)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise RunBatchOutputError(f"{path}:{number}: not a batch output line ({type(exc).__name__})") from None
-        found[record.custom_id] = record
     return [found.get(r.custom_id) or RequestRecord(r.custom_id, error="missing_output") for r in requests]
 
 
-def _record(item: dict[str, Any]) -> RequestRecord:
+def record_from_stream(item: dict[str, Any]) -> RequestRecord:
     custom_id = item["custom_id"]
     if not isinstance(custom_id, str):
         raise TypeError("custom_id")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from pytest_vllmbench.common.notices import notice
 from pytest_vllmbench.config.loads import LoadPoint, with_load
 from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
-from pytest_vllmbench.engines.openai_client import ClientConfig, preflight, send_requests
+from pytest_vllmbench.engines.openai_client import ClientConfig, preflight, stream_batch
 from pytest_vllmbench.engines.supervisor import SessionProcess
 from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail, vllm_platform
 from pytest_vllmbench.measure import engine_settings
@@ -147,10 +147,10 @@ class ServerEngine(EngineDefaults):
         progress: CellProgress | None = None,
         load: LoadPoint | None = None,
         on_sent: Callable[[str, float], None] | None = None,
-    ) -> list[RequestRecord]:
+    ) -> Iterator[RequestRecord]:
         """`load` overrides the session's concurrency and rate (a sweep's point); `on_sent` sees each send."""
         preflight(self._client)
-        return send_requests(requests, sampling, with_load(self._client, load, on_sent), progress)
+        return stream_batch(requests, sampling, with_load(self._client, load, on_sent), progress)
 
     def metrics_source(self) -> MetricsSource:
         return MetricsSource(self.base_url.removesuffix("/v1") + "/metrics", {})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pytest_vllmbench.measure.metrics import RequestRecord
@@ -39,17 +39,34 @@ def _matches(expected: Mapping[str, Any], output: dict[str, Any] | None) -> bool
     )
 
 
+def paired(
+    requests: Iterable[BatchRequest], records: Iterable[RequestRecord]
+) -> Iterator[tuple[BatchRequest, RequestRecord | None]]:
+    """Each request with its record. Engines give records in request order, which is read as a stream; at the
+    first record out of place the rest are looked up by custom_id (None: the request has no record)."""
+    remaining = iter(records)
+    by_id: dict[str, RequestRecord] | None = None
+    for request in requests:
+        if by_id is None:
+            record = next(remaining, None)
+            if record is not None and record.custom_id == request.custom_id:
+                yield request, record
+                continue
+            by_id = {r.custom_id: r for r in remaining}
+            if record is not None:
+                by_id[record.custom_id] = record
+        yield request, by_id.get(request.custom_id)
+
+
 def score_quality(
-    requests: Sequence[BatchRequest], records: Sequence[RequestRecord], gold: Gold | None
+    requests: Iterable[BatchRequest], records: Iterable[RequestRecord], gold: Gold | None
 ) -> dict[str, Any]:
     """`quality_valid_rate` over requests that ask for JSON; `quality_accuracy` over requests with a gold label.
 
     A failed request counts as invalid and wrong. Nulls when nothing could be checked.
     """
-    by_id = {record.custom_id: record for record in records}
     checked = valid = graded = correct = 0
-    for request in requests:
-        record = by_id.get(request.custom_id)
+    for request, record in paired(requests, records):
         output = _json_object(record.text) if record is not None and record.ok else None
         if (request.body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
             checked += 1

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.common.files import atomic_writer
 from pytest_vllmbench.measure.metrics import RequestRecord
+from pytest_vllmbench.measure.quality import paired
 from pytest_vllmbench.workload.batch import BatchRequest
 
 
@@ -37,12 +38,12 @@ def output_line(index: int, request: BatchRequest, record: RequestRecord, model:
 
 
 def write_batch_output(
-    path: Path, requests: Sequence[BatchRequest], records: Sequence[RequestRecord], model: str
+    path: Path, requests: Iterable[BatchRequest], records: Iterable[RequestRecord], model: str
 ) -> Path:
-    by_id = {record.custom_id: record for record in records}
+    """Written as the requests and records stream by, each line dropped once written."""
     created = int(time.time())
     with atomic_writer(path) as handle:
-        for index, request in enumerate(requests):
-            record = by_id.get(request.custom_id) or RequestRecord(request.custom_id, error="not_run")
+        for index, (request, found) in enumerate(paired(requests, records)):
+            record = found or RequestRecord(request.custom_id, error="not_run")
             handle.write(json.dumps(output_line(index, request, record, model, created), ensure_ascii=False) + "\n")
     return path

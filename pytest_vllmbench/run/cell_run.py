@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +15,9 @@ from pytest_vllmbench.measure.cell_record import CellResult, UndeclaredFigure
 from pytest_vllmbench.measure.costs import cost_figures, energy_figures
 from pytest_vllmbench.measure.gpu import GpuSampler
 from pytest_vllmbench.measure.host_load import HostLoad, bound_by
-from pytest_vllmbench.measure.metrics import RequestRecord, summarize
+from pytest_vllmbench.measure.metrics import RequestRecord, summarize_spill
 from pytest_vllmbench.measure.progress import ProgressFactory
+from pytest_vllmbench.measure.record_spill import RecordSpill, SpilledRecords
 from pytest_vllmbench.measure.roofline import roofline
 from pytest_vllmbench.measure.rounds import round_figures, rounds_info
 from pytest_vllmbench.measure.server_metrics import MetricsSampler
@@ -31,7 +32,7 @@ Timed = Callable[[Callable[[], None]], Any]  # runs fn as many rounds as configu
 
 @dataclass(frozen=True)
 class TimedRound:
-    records: list[RequestRecord]
+    records: RecordSpill  # on disk, not in memory: a round of millions of requests costs no more memory
     wall_s: float
     sent: SendTimes | None  # each request's send time, under --trace-dir
     energy_j: float | None  # the cell's GPUs' energy over the round; None without a counter
@@ -40,9 +41,16 @@ class TimedRound:
 @dataclass
 class CellOutcome:
     result: CellResult  # the cell's figures, typed; result.extra_info() is what pytest-benchmark saves
-    records: list[RequestRecord] = field(default_factory=list)
+    records: Sequence[RequestRecord] = ()  # the last round's, read back from its spill as they are iterated
     fault: str | None = None  # the engine broke during the cell; figures so far are in the result
     trace: list[dict[str, Any]] = field(default_factory=list)  # --trace rows, every timed round
+    spill: RecordSpill | None = None
+
+    def release(self) -> None:
+        """Remove the last round's spilled records once the quality check and the outputs file have read them."""
+        if self.spill is not None:
+            self.spill.close()
+            self.spill, self.records = None, ()
 
 
 def run_cell(
@@ -69,7 +77,7 @@ def run_cell(
     client_side = mode.sweeps
     cell_load = cell.load if client_side else None
 
-    def call(bar: Any, sent: SendTimes | None, batch: Sequence[BatchRequest] = requests) -> list[RequestRecord]:
+    def call(bar: Any, sent: SendTimes | None, batch: Sequence[BatchRequest] = requests) -> Iterable[RequestRecord]:
         return engine.run(batch, sampling, bar, cell_load, sent)
 
     cache_resets: list[bool | None] = []
@@ -79,32 +87,51 @@ def run_cell(
         cache_resets.append(engine.reset_prefix_cache())  # untimed: no round may hit the last round's cached blocks
         bar = progress(cell.id, len(requests)) if progress is not None else None
         sent = SendTimes() if trace and client_side else None
+        spill = RecordSpill()
         try:
             energy_before = telemetry.energy_mj()
             host.start()
             started = time.perf_counter()
-            done = call(bar, sent)
-            # an engine that starts its own process per run (run-batch) times the batch itself, without start-up
-            wall_s = engine.batch_wall_s or time.perf_counter() - started
+            produced = call(bar, sent)
+            returned = time.perf_counter()
+            for record in produced:  # a streaming engine does its work as its records are taken
+                spill.append(record)
+            # a list was done when run() returned; an engine that starts its own process per run (run-batch)
+            # times the batch itself, without start-up
+            ended = returned if isinstance(produced, Sequence) else time.perf_counter()
+            wall_s = engine.batch_wall_s or ended - started
             host.stop()
             energy_after = telemetry.energy_mj()
+        except BaseException:
+            spill.close()
+            raise
         finally:
             if bar is not None:
                 bar.close()
         energy_j = None if energy_before is None or energy_after is None else (energy_after - energy_before) / 1000.0
-        timed_rounds.append(TimedRound(done, wall_s, sent, energy_j))  # summarized after the timing, not in it
+        timed_rounds.append(TimedRound(spill, wall_s, sent, energy_j))  # summarized after the timing, not in it
 
     for _ in range(warmup):
-        call(None, None, requests[:WARMUP_REQUESTS])
+        for _record in call(None, None, requests[:WARMUP_REQUESTS]):
+            pass
     source = engine.metrics_source() if client_side else None
-    with GpuSampler(plan.gpu_indices) as telemetry, MetricsSampler(source) as server_metrics:
-        timed(one_round)
-    summaries = [summarize(done.records, done.wall_s, engine.load_s, project_to, slo_ms) for done in timed_rounds]
+    try:
+        with GpuSampler(plan.gpu_indices) as telemetry, MetricsSampler(source) as server_metrics:
+            timed(one_round)
+        summaries = [
+            summarize_spill(done.records, done.wall_s, engine.load_s, project_to, slo_ms) for done in timed_rounds
+        ]
+        traced: list[dict[str, Any]] = []
+        if trace:
+            for number, done in enumerate(timed_rounds, start=1):
+                traced.extend(trace_rows(number, SpilledRecords(done.records), done.sent))
+    except BaseException:
+        for done in timed_rounds:
+            done.records.close()
+        raise
+    for done in timed_rounds[:-1]:
+        done.records.close()
     rounds = [round_figures(summary) for summary in summaries]
-    traced: list[dict[str, Any]] = []
-    if trace:
-        for number, done in enumerate(timed_rounds, start=1):
-            traced.extend(trace_rows(number, done.records, done.sent))
     last = timed_rounds[-1]
     measured = CellResult.measured(
         {
@@ -138,7 +165,7 @@ def run_cell(
     measured = measured.with_figures(
         cost_figures(pricing[0], pricing[1], len(gpus), measured.output_tokens_per_s, measured.projected_hours)
     )
-    return CellOutcome(measured, last.records, engine.fault(), traced)
+    return CellOutcome(measured, SpilledRecords(last.records), engine.fault(), traced, last.records)
 
 
 def client_figures(plan: CellPlan, server_metrics: dict[str, Any] | None) -> dict[str, Any]:

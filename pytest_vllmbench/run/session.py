@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,12 @@ from pytest_vllmbench.run.engine_slot import EngineSlot
 from pytest_vllmbench.run.engine_start import start_engine
 from pytest_vllmbench.run.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.run.trace import trace_path, write_trace
-from pytest_vllmbench.workload.batch import BatchRequest, read_batch, select
+from pytest_vllmbench.workload.batch import BatchRequest, select
+from pytest_vllmbench.workload.batch_file import open_batch
 from pytest_vllmbench.workload.gold import load_gold
 from pytest_vllmbench.workload.random_spec import is_random, parse_random_spec, random_requests
 
-QualityHook = Callable[[str, list[BatchRequest], list[RequestRecord], Any], "dict[str, Any] | None"]
+QualityHook = Callable[[str, Sequence[BatchRequest], Sequence[RequestRecord], Any], "dict[str, Any] | None"]
 
 
 def dataset_label_path(path: Path, rootdir: Path) -> str:
@@ -76,12 +77,14 @@ class BenchSession:
         )
 
     @cached_property
-    def workload(self) -> list[BatchRequest]:
-        """Read and validated once; raises BatchFileError naming every bad line."""
+    def workload(self) -> Sequence[BatchRequest]:
+        """Validated once (raises BatchFileError naming every bad line), then read from the file as each use
+        needs it: a batch file is never held in memory whole."""
+        requests: Sequence[BatchRequest]
         if self.settings.random_dataset:
             requests = random_requests(self.settings.random_dataset, self.settings.seed)[: self.settings.limit]
         else:
-            requests = read_batch(self.settings.dataset, limit=self.settings.limit)
+            requests = open_batch(self.settings.dataset, limit=self.settings.limit)
         return select(requests, self.settings.sample, self.settings.seed)
 
     def dataset_models(self) -> tuple[str, ...]:
@@ -162,16 +165,19 @@ class BenchSession:
                 outcome.result = outcome.result.with_figures(
                     {"outputs_error": f"--trace-dir {path}: {exc.strerror or exc}"}
                 )
-        quality = quality_hook(cell.id, requests, outcome.records, self.gold) if quality_hook else None
-        outcome.result = outcome.result.with_figures(
-            quality if quality is not None else score_quality(requests, outcome.records, self.gold)
-        )
-        if self.settings.write_outputs:
-            path = self.settings.write_outputs / f"{cell.id}.jsonl"
-            try:
-                write_batch_output(path, requests, outcome.records, cell.requested)
-            except OSError as exc:  # the measurement is kept; the cell carries the error and fails
-                outcome.result = outcome.result.with_figures({"outputs_error": f"{path}: {exc.strerror or exc}"})
+        try:
+            quality = quality_hook(cell.id, requests, outcome.records, self.gold) if quality_hook else None
+            outcome.result = outcome.result.with_figures(
+                quality if quality is not None else score_quality(requests, outcome.records, self.gold)
+            )
+            if self.settings.write_outputs:
+                path = self.settings.write_outputs / f"{cell.id}.jsonl"
+                try:
+                    write_batch_output(path, requests, outcome.records, cell.requested)
+                except OSError as exc:  # the measurement is kept; the cell carries the error and fails
+                    outcome.result = outcome.result.with_figures({"outputs_error": f"{path}: {exc.strerror or exc}"})
+        finally:
+            outcome.release()  # the texts were graded and written: their spill goes
         if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
             outcome.result = outcome.result.with_figures(self._parity(plan, outcome.result.requests_per_s))
         return outcome

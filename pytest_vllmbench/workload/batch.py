@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -114,8 +114,9 @@ def read_batch(path: Path | str, limit: int | None = None) -> list[BatchRequest]
     return requests
 
 
-def iter_batch(path: Path) -> Iterator[BatchRequest | str]:
-    """Yield a BatchRequest per good line and a `FILE:LINE: message` string per bad one."""
+def iter_batch(path: Path, check_duplicates: bool = True) -> Iterator[BatchRequest | str]:
+    """Yield a BatchRequest per good line and a `FILE:LINE: message` string per bad one. Without
+    `check_duplicates` a repeated custom_id is not looked for (it costs a dict entry a line)."""
     seen: dict[str, int] = {}
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
@@ -145,6 +146,9 @@ def iter_batch(path: Path) -> Iterator[BatchRequest | str]:
                 yield f"{path}:{number}: {exc}"
                 continue
             custom_id = parsed["custom_id"]
+            if not check_duplicates:
+                yield BatchRequest(custom_id, parsed["url"], parsed["body"], number)
+                continue
             if custom_id in seen:
                 yield f"{path}:{number}: duplicate custom_id {shown(custom_id)} (first on line {seen[custom_id]})"
                 continue
@@ -434,11 +438,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def select(requests: list[BatchRequest], sample: int | None, seed: int) -> list[BatchRequest]:
-    """`sample` requests drawn without replacement, kept in file order; all when sample is None."""
+def select(requests: Sequence[BatchRequest], sample: int | None, seed: int) -> Sequence[BatchRequest]:
+    """`sample` requests drawn without replacement, kept in file order; all when sample is None. A view that
+    can pick (a BatchFile) picks, so the file is still read as it is needed."""
     if sample is None or sample >= len(requests):
         return requests
     import random
 
     picked = sorted(random.Random(seed).sample(range(len(requests)), sample))
-    return [requests[i] for i in picked]
+    pick = getattr(requests, "pick", None)
+    return pick(picked) if pick is not None else [requests[i] for i in picked]
