@@ -50,7 +50,7 @@ def run_cell(batch: Path, base_url: str, concurrency: str | None) -> dict[str, A
     raw = merge_sources(options | ({"concurrency": concurrency} if concurrency else {}), {}, {})
     session = BenchSession(resolve(raw, ROOT), load_registry(), ROOT)
     [cell] = session.cells
-    info = session.run(session.plan(cell), lambda round_: round_()).extra_info
+    info = session.run(session.plan(cell), lambda round_: round_()).result.extra_info()
     session.close()
     return {
         "requests": info["n_requests"],
