@@ -3,7 +3,8 @@
 import pytest
 
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.workload.batch import SAMPLING_FIELDS, BatchRequest
+from pytest_vllmbench.workload.batch import BatchRequest
+from pytest_vllmbench.workload.batch_line import SAMPLING_FIELDS
 
 CHAT = "/v1/chat/completions"
 # a non-default value for every sampling field the validator admits, and the SamplingParams it must become

@@ -11,7 +11,8 @@ from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines import ray_data
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import DummySources, plan_cell
-from pytest_vllmbench.workload.batch import CHAT_URL, BatchRequest
+from pytest_vllmbench.workload.batch import BatchRequest
+from pytest_vllmbench.workload.batch_line import CHAT_URL
 
 
 def test_ray_settings_are_split_from_the_vllm_args():

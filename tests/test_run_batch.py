@@ -15,7 +15,8 @@ from procs import session_members
 from pytest_vllmbench.engines import run_batch
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.results.summary import latency_pair
-from pytest_vllmbench.workload.batch import CHAT_URL, COMPLETIONS_URL, BatchRequest
+from pytest_vllmbench.workload.batch import BatchRequest
+from pytest_vllmbench.workload.batch_line import CHAT_URL, COMPLETIONS_URL
 
 FAKE_RUNNER = Path(__file__).with_name("fake_run_batch.py")
 

@@ -11,7 +11,8 @@ from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import DummySources, plan_cell
 from pytest_vllmbench.engines.run_batch import RunBatchEngine
-from pytest_vllmbench.workload.batch import COMPLETIONS_URL, BatchRequest, read_batch
+from pytest_vllmbench.workload.batch import BatchRequest, read_batch
+from pytest_vllmbench.workload.batch_line import COMPLETIONS_URL
 
 pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]

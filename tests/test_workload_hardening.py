@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_vllmbench import cli
-from pytest_vllmbench.workload.batch import CHAT_FIELDS, COMPLETION_FIELDS, BatchRequest, iter_batch
+from pytest_vllmbench.workload.batch import BatchRequest, iter_batch
+from pytest_vllmbench.workload.batch_line import CHAT_FIELDS, COMPLETION_FIELDS
 
 
 def line(url="/v1/chat/completions", custom_id="r1", **body_fields):

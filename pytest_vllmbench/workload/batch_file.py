@@ -13,7 +13,7 @@ from typing import BinaryIO, overload
 
 import numpy as np
 
-from pytest_vllmbench.workload.batch import _BOM, BatchFileError, BatchRequest, _lines, iter_batch, read_batch
+from pytest_vllmbench.workload.batch import BOM, BatchFileError, BatchRequest, file_lines, iter_batch, read_batch
 
 
 class BatchFile(Sequence[BatchRequest]):
@@ -35,7 +35,7 @@ class BatchFile(Sequence[BatchRequest]):
         wanted = iter(self.picked) if self.picked is not None else None
         next_wanted = next(wanted, None) if wanted is not None else 0
         with self.path.open("rb") as handle:
-            for ordinal, raw in enumerate(_request_lines(handle)):
+            for ordinal, raw in enumerate(_requestfile_lines(handle)):
                 if ordinal >= self.first or next_wanted is None:
                     return
                 if wanted is not None:
@@ -70,11 +70,11 @@ class BatchFile(Sequence[BatchRequest]):
         return BatchFile(self.path, self.first, ordinals)
 
 
-def _request_lines(handle: BinaryIO) -> Iterator[bytes]:
-    for number, raw in enumerate(_lines(handle), start=1):
+def _requestfile_lines(handle: BinaryIO) -> Iterator[bytes]:
+    for number, raw in enumerate(file_lines(handle), start=1):
         assert raw is not None  # a validated file has no over-long line
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
         if raw.strip():
             yield raw
 

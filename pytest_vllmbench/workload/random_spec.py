@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.workload.batch import COMPLETIONS_URL, BatchRequest
+from pytest_vllmbench.workload.batch import BatchRequest
+from pytest_vllmbench.workload.batch_line import COMPLETIONS_URL
 
 RANDOM_PREFIX = "random:"
 
