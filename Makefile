@@ -15,9 +15,9 @@ LINTED  := pytest_vllmbench tests benchmarks conftest.py
 # `make test`: lint, the fast tests and the one real-engine smoke; `make test-engine`: the other real-engine tests.
 FAST    := -m "not engine or smoke"
 ENGINE  := -m "engine and not smoke"
-# Both on every core (pytest-xdist); loadgroup keeps the smoke's one session (its xdist group) on one worker.
+# Both on every core (pytest-xdist); conftest.py's scheduler keeps the smoke's module (one engine load) on one worker.
 # XDIST= runs them in one process.
-XDIST   ?= -n auto --dist loadgroup
+XDIST   ?= -n auto
 
 .PHONY: bench test test-engine lint model venv clean-venv
 

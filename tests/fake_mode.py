@@ -1,10 +1,12 @@
 """A FAKE mode for tests: one file and one `register(FAKE_MODE)`, nothing in the package names it.
 
 Its engine answers every request at once, in-process, with 4 tokens; it sweeps (a client-side mode), so it is
-handed each cell's load point, which it reports back in its one figure (`timing`)."""
+handed each cell's load point, which it reports back in its one figure (`timing`). With FAKE_ENGINE_LOG set, each
+engine appends its starts, runs and stops to that file ("start fake-echo"), so a test can see their order."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +22,14 @@ FAKE_MODE = ModeSpec("fake-echo", flexibility=0.5, start="fake_mode:start", swee
 
 
 def start(plan: CellPlan) -> Engine:
+    log_event("start", plan.cell.mode)
     return FakeEchoEngine(plan.cell.mode)
+
+
+def log_event(event: str, mode: str) -> None:
+    if path := os.environ.get("FAKE_ENGINE_LOG"):
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"{event} {mode}\n")
 
 
 class FakeEchoEngine(EngineDefaults):
@@ -39,6 +48,7 @@ class FakeEchoEngine(EngineDefaults):
         on_sent: Callable[[str, float], None] | None = None,
     ) -> list[RequestRecord]:
         self.last_load = load
+        log_event("run", self.mode)
         records = []
         for request in requests:
             records.append(
@@ -59,4 +69,4 @@ class FakeEchoEngine(EngineDefaults):
         return None
 
     def close(self) -> None:
-        pass
+        log_event("close", self.mode)

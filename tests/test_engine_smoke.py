@@ -17,8 +17,8 @@ from procs import run_pytest_isolated
 
 from pytest_vllmbench import cli
 
-# one xdist group: under `make test -n auto` the module-scoped session (one engine load) runs once, on one worker
-pytestmark = [pytest.mark.engine, pytest.mark.smoke, pytest.mark.xdist_group("engine-smoke")]
+# under `make test -n auto` one worker runs this module (conftest.py ONE_WORKER_MODULES): one engine load
+pytestmark = [pytest.mark.engine, pytest.mark.smoke]
 REPO = Path(__file__).resolve().parents[1]
 CELLS = ("gemma-270m-offline",)
 CONTRACT = (

@@ -227,3 +227,13 @@ def test_the_verdict_line_gives_both_intervals_and_the_steady_rate_verdict():
     assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s: offline faster" in text
     assert "steady rate: no difference shown (intervals overlap)" in text
     assert mode_verdicts([("H200", "w", _with_rounds("offline", 1, 0.1))]).startswith("No model has both")
+
+
+def test_the_verdict_line_says_when_the_rounds_were_interleaved():
+    offline, server = _with_rounds("offline", 73.1, 0.1), _with_rounds("server", 63.0, 4.2)
+    assert "(rounds interleaved)" not in mode_verdicts([("H200", "w", offline), ("H200", "w", server)])
+    together = ["m-offline", "m-server"]
+    text = mode_verdicts(
+        [("H200", "w", offline | {"interleaved": together}), ("H200", "w", server | {"interleaved": together})]
+    )
+    assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s (rounds interleaved): offline faster" in text

@@ -170,7 +170,7 @@ def test_xdist_plain_project_keeps_its_own_scheduling(pytester):
     pytester.makepyfile(test_plain=PLAIN_PROJECT)
     pytester.makeconftest(SEE_XDIST)
     assert pytester.runpytest_subprocess("-n", "2").ret == 0
-    assert json.loads((pytester.path / "xdist.json").read_text()) == {"dist": "load", "restarts": 8}
+    assert json.loads((pytester.path / "xdist.json").read_text()) == {"sched": "LoadScheduling", "restarts": 8}
 
 
 SEE_XDIST = """
@@ -181,14 +181,19 @@ def pytest_sessionfinish(session):
     if not hasattr(config, "workerinput"):
         dsession = config.pluginmanager.getplugin("dsession")
         with open("xdist.json", "w") as out:
-            json.dump({"dist": config.option.dist, "restarts": dsession._max_worker_restart}, out)
+            json.dump({"sched": type(dsession.sched).__name__, "restarts": dsession._max_worker_restart}, out)
 """
 
 
 @pytest.mark.parametrize(
     ("own", "expected"),
-    [([], ("loadgroup", 0)), (["--dist=load"], ("loadgroup", 0)), (["--max-worker-restart=2"], ("loadgroup", 2))],
-    ids=["defaults", "own-dist", "own-restarts"],
+    [
+        ([], ("ScopeScheduling", 0)),
+        (["--dist=loadgroup"], ("ScopeScheduling", 0)),
+        (["--dist=loadfile"], ("LoadFileScheduling", 0)),
+        (["--max-worker-restart=2"], ("ScopeScheduling", 2)),
+    ],
+    ids=["defaults", "loadgroup", "own-dist", "own-restarts"],
 )
 def test_xdist_settings_are_in_force_on_the_controller(fake, own, expected):
     fake.makeconftest(SEE_XDIST)
@@ -197,7 +202,7 @@ def test_xdist_settings_are_in_force_on_the_controller(fake, own, expected):
     )
     assert result.ret == 0, result.stdout.str()
     seen = json.loads((fake.path / "xdist.json").read_text())
-    assert (seen["dist"], seen["restarts"]) == expected
+    assert (seen["sched"], seen["restarts"]) == expected
 
 
 def test_a_benchmarks_md_this_tool_did_not_write_is_refused_before_any_cell(fake):

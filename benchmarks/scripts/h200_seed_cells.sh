@@ -9,7 +9,8 @@
 # There (vLLM 0.26.0 unpacked in /tmp/site, shared/gpu/README.md; carry [".gpu/extra"]):
 #   benchmarks/scripts/h200_seed_cells.sh offline|server|both|both-server-first MODEL...   e.g.  both gemma-12b-4bit
 #   WORKERS=2 ... on nvidia-h200-x2 runs the cells on two GPUs at once (pytest-xdist -n 2).
-#   LIMIT=N (default 1000) requests, EXTRA_ARGS="..." more options (e.g. --gpu-memory=16GiB, --concurrency=16,64),
+#   LIMIT=N (default 1000) requests, EXTRA_ARGS="..." more options (e.g. --gpu-memory=16GiB, --concurrency=16,64,
+#   "--rounds=3 --interleave" to alternate offline and server round by round, both engines up at 0.45 of the GPU),
 #   NAME_SUFFIX=-x appended to the saved run's and the log's names.
 # One engine start is ~2.5 min on a fresh machine: keep each call to <= 3 engines (600 s per call).
 # gemma-12b-4bit first writes a random bf16 checkpoint of the 12B's shape (~22 GiB, on the GPU) into the cache,
@@ -64,7 +65,10 @@ for model in "$@"; do  # the random checkpoint is written once, before any engin
         echo "random_checkpoint_s $((SECONDS - start))" | tee -a "$log"
     fi
 done
-python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none \
+# GUARD_S=N: stop the session (SIGTERM: the plugin ends it as an interrupt) N s after this script started, so a call
+# that would overrun the device's 600 s still brings back its log and the cells (under --interleave, the rounds) done
+guard=(); [ -n "${GUARD_S:-}" ] && guard=(timeout -s TERM -k 30 "$((GUARD_S - SECONDS))")
+"${guard[@]}" python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none \
     --load-format=dummy "${models[@]}" "${modes[@]}" "${xdist[@]}" --dataset=/tmp/batch_5k_plain.jsonl \
     "--dataset-transform=response_format removed" \
     --limit="$limit" --max-tokens=128 --ignore-eos ${EXTRA_ARGS:-} --benchmark-save="$name" 2>&1 | tee -a "$log"

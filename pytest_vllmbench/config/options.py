@@ -71,6 +71,13 @@ OPTIONS = (
     Option("load-format", "vLLM load_format (e.g. dummy for sizing without weights)", None, metavar="FORMAT"),
     Option("rounds", "timed rounds per cell", 1, metavar="N"),
     Option(
+        "interleave",
+        "alternate the cells of each model round by round (A B, B A, A B, ...), their engines kept alive "
+        "together, each with an equal share of the GPU memory unless you set one; needs --rounds=N (N >= 2)",
+        False,
+        flag=True,
+    ),
+    Option(
         "warmup",
         "untimed warm-up rounds (of at most the first 512 requests) per engine before its first timed round (default: 1 on a GPU, where the first "
         "round JIT-compiles kernels; 0 on the CPU)",

@@ -39,6 +39,7 @@ class Settings:
     engine_args: dict[str, Any] = field(default_factory=dict)
     load_format: str | None = None
     rounds: int = 1
+    interleave: bool = False  # the cells of one model alternate round by round, their engines alive together
     warmup: int | None = None  # None: 1 on a GPU, 0 on the CPU
     project_to: int = 170_000
     gpu_memory: int | None = None  # bytes per GPU (--gpu-memory)
@@ -182,6 +183,11 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
     clash = sorted({"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(engine_args))
     if gpu_memory is not None and clash:
         raise UsageError(f"--gpu-memory sets vLLM's memory itself; drop --engine-arg {clash[0]}=... or --gpu-memory")
+    rounds = _number("--rounds", raw["rounds"], int, 1)
+    if raw["interleave"] and rounds < 2:
+        raise UsageError(
+            f"--interleave alternates timed rounds between cells: add --rounds=N with N >= 2 (got {rounds})"
+        )
     report = raw["report"]
     points = load_points(parse_concurrencies(raw["concurrency"]), parse_request_rates(raw["request_rate"]))
     models = tuple(dict.fromkeys(str(name) for name in raw["model"]))
@@ -199,7 +205,8 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         ignore_eos=bool(raw["ignore_eos"]),
         engine_args=engine_args,
         load_format=raw["load_format"] or None,
-        rounds=_number("--rounds", raw["rounds"], int, 1),
+        rounds=rounds,
+        interleave=bool(raw["interleave"]),
         warmup=_optional("--warmup", raw["warmup"], int, 0),
         project_to=_number("--project-to", raw["project_to"], int, 1),
         gpu_memory=gpu_memory,

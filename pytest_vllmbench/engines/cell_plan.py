@@ -21,6 +21,7 @@ from pytest_vllmbench.engines.vllm_cli import vllm_platform
 from pytest_vllmbench.measure.gpu import GpuInfo, first_visible, list_gpus
 
 GPU_ONLY_QUANTIZATIONS = ("bitsandbytes",)  # vLLM's CPU build has no kernels for these
+VLLM_DEFAULT_UTILIZATION = 0.9  # vLLM's gpu_memory_utilization when none is given
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class CellPlan:
 
     def fit_status(self, start_error: str) -> str | None:
         """'does not fit ...' when the engine failed to start for lack of memory, else None."""
-        utilization = float(self.engine_args.get("gpu_memory_utilization", 0.9))
+        utilization = float(self.engine_args.get("gpu_memory_utilization", VLLM_DEFAULT_UTILIZATION))
         return dummy_weights.does_not_fit(
             start_error, self.cell.model, self.gpu_memory_mib, utilization, self.budget_gib, self.engine_gpus
         )
@@ -98,11 +99,19 @@ class DummySources:
         return self._found[key]
 
 
-def plan_cell(cell: Cell, settings: Settings, registry: Registry, dummies: DummySources) -> CellPlan:
+def plan_cell(
+    cell: Cell, settings: Settings, registry: Registry, dummies: DummySources, engines_alive: int = 1
+) -> CellPlan:
+    """`engines_alive`: the engines that live at once beside this cell's (--interleave): each gets an equal share of
+    the memory vLLM may reserve, unless the user set it."""
     mode = mode_spec(cell.mode)
     platform = vllm_platform()
     gpus = list_gpus()
     requested = requested_args(cell, mode, settings, registry, platform)
+    user_set = {"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(settings.engine_args)
+    if mode.owns_engine and engines_alive > 1 and not user_set and settings.gpu_memory is None:
+        share = float(requested.get("gpu_memory_utilization", VLLM_DEFAULT_UTILIZATION))
+        requested["gpu_memory_utilization"] = round(share / engines_alive, 4)
     engine_gpus = engine_gpu_count(requested)  # dummy-weight sizing below never changes it
     if settings.gpu_memory is not None and mode.owns_engine:
         requested["gpu_memory_utilization"] = budget_utilization(settings.gpu_memory, engine_gpus, gpus)

@@ -171,6 +171,12 @@ class CellRecord:
     round_stats: dict[str, dict[str, float | None]] | None = _figure(
         "", None, "per key figure over the rounds: n, mean, stddev, Student-t 95 % CI", sometimes=True
     )
+    interleaved: list[str] | None = _figure(
+        "",
+        None,
+        "--interleave: the cells whose rounds alternated with this one's (A B, B A, ...), in their first round's order",
+        sometimes=True,
+    )
     server_metrics: dict[str, Any] | None = _figure(
         "",
         None,

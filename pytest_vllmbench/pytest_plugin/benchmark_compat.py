@@ -114,3 +114,44 @@ def watch_saves(config: Any, on_saved: Callable[[Path], None]) -> bool:
 
     storage.save = save_and_report
     return True
+
+
+def fold_interleaved_rounds(benchmarks: list[dict[str, Any]]) -> None:
+    """--interleave runs one test per round of a cell; each test's figures count the cell's rounds so far. In the JSON
+    about to be saved, a cell's entries become one, named by the cell as without --interleave: the one that counts
+    every round, with every round's time in its stats (pytest-benchmark's own Stats). Called once per output: a
+    folded cell is left as it is."""
+    from pytest_benchmark import stats as benchmark_stats
+
+    new_stats: Any = benchmark_stats.Stats  # untyped
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for bench in benchmarks:
+        info = bench.get("extra_info") or {}
+        if info.get("interleaved") and "vllmbench_schema" in info:
+            by_cell.setdefault(str(info["cell"]), []).append(bench)
+    folded_away: list[int] = []
+    for cell, entries in by_cell.items():
+        if len(entries) == 1 and entries[0].get("param") == cell:
+            continue
+        kept = max(entries, key=lambda bench: len(bench["extra_info"].get("rounds") or ()))
+        stats = new_stats()
+        for bench in entries:
+            for duration in _round_times(bench.get("stats") or {}):
+                stats.update(duration)
+        kept["stats"] = {**kept.get("stats", {}), **stats.as_dict()}
+        if "data" in kept["stats"]:
+            kept["stats"]["data"] = list(stats.data)
+        for key in ("name", "fullname"):
+            if isinstance(kept.get(key), str) and kept[key].endswith("]"):
+                kept[key] = kept[key][: kept[key].rindex("[")] + f"[{cell}]"
+        kept["param"] = cell
+        folded_away += [id(bench) for bench in entries if bench is not kept]
+    benchmarks[:] = [bench for bench in benchmarks if id(bench) not in folded_away]
+
+
+def _round_times(stats: dict[str, Any]) -> list[float]:
+    """A saved entry's round times: its data when saved with it, else its one round's (an interleaved test's)."""
+    data = stats.get("data")
+    if data:
+        return [float(value) for value in data]
+    return [float(stats["mean"])] * int(stats.get("rounds") or 0)

@@ -22,6 +22,7 @@ from pytest_vllmbench.measure.gpu import list_gpus
 from pytest_vllmbench.pytest_plugin import hookspec, xdist_workers
 from pytest_vllmbench.pytest_plugin.session_plugin import CELL_FIXTURE, InterruptedCells, VllmbenchSession
 from pytest_vllmbench.pytest_plugin.sigterm import SigtermAsInterrupt
+from pytest_vllmbench.run.interleave import interleaved_rounds
 from pytest_vllmbench.run.session import BenchSession
 from pytest_vllmbench.run.verdict import measure_cell
 from pytest_vllmbench.workload.batch import BatchFileError
@@ -87,9 +88,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _keep_engines_on_one_worker(config: pytest.Config) -> None:
-    """xdist settings for a vllmbench run; the controller collects nothing, so project configuration decides."""
-    if config.getoption("dist") == "load":
-        config.option.dist = "loadgroup"  # keep each engine's cells on one worker
+    """xdist settings for a vllmbench run (pytest_xdist_make_scheduler keeps each engine's cells on one worker);
+    the controller collects nothing, so project configuration decides."""
     if config.getoption("maxworkerrestart", None) is None:
         # a restarted worker would load its models again, and loadgroup hangs after a restart
         config.option.maxworkerrestart = "0"
@@ -117,12 +117,33 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         except (UsageError, BatchFileError) as exc:
             session.collection_error = str(exc)
             cells = []
-        # the plain id is what pytest-benchmark saves as the param; loadgroup keeps an engine's cells on one worker
-        params = [
-            pytest.param(cell.id, id=cell.id, marks=pytest.mark.xdist_group(name=f"{cell.model.alias}-{cell.mode}"))
-            for cell in cells
-        ]
+        params = [pytest.param(cell_id, id=test_id) for cell_id, test_id, _ in _cell_tests(cells, session.settings)]
         metafunc.parametrize(CELL_FIXTURE, params, indirect=True, scope="function")
+
+
+def _cell_tests(cells: list[Cell], settings: Settings) -> list[tuple[str, str, str]]:
+    """(cell id, test id, xdist group) of each test: one test per cell, its plain id being what pytest-benchmark
+    saves as the param, an engine's cells in one group; under --interleave one test per round of a cell, one
+    model's rounds in one group."""
+    if not settings.interleave:
+        return [(cell.id, cell.id, f"{cell.model.alias}-{cell.mode}") for cell in cells]
+    return [(turn.cell.id, turn.id, turn.cell.model.alias) for turn in interleaved_rounds(cells, settings.rounds)]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `-n N` (dist load or loadgroup), each engine's cells run on one worker, in order: the engine is
+    loaded once and, under --interleave, a model's rounds alternate on one machine."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.configured or config.getoption("dist") not in ("load", "loadgroup"):
+        return None
+    try:
+        groups = {test_id: group for _, test_id, group in _cell_tests(session.bench.cells, session.settings)}
+    except (UsageError, BatchFileError):
+        return None  # the workers report it as they collect
+    return xdist_workers.ScopeScheduling(
+        config, log, lambda nodeid: groups.get(xdist_workers.test_id(nodeid) or "", nodeid)
+    )
 
 
 class CellRun:
@@ -138,8 +159,10 @@ class CellRun:
         settings = self._session.settings
 
         def timed(fn: Any) -> None:
-            # warm-up rounds are run by the session, once per engine (a sweep's server is warmed once)
-            benchmark.pedantic(fn, rounds=settings.rounds, iterations=1, warmup_rounds=0)
+            # warm-up rounds are run by the session, once per engine (a sweep's server is warmed once); under
+            # --interleave each test is one round, and the saved run folds a cell's rounds into one entry
+            rounds = 1 if settings.interleave else settings.rounds
+            benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
 
         def quality_hook(cell_id: str, requests: Any, records: Any, gold: Any) -> Any:
             figures = self._config.hook.pytest_vllmbench_quality(

@@ -11,11 +11,13 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import xdist
+from xdist.scheduler import LoadScopeScheduling
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.files import write_text_atomic
@@ -30,6 +32,26 @@ class _ConfigHolder:
     """xdist's role helpers take a request or session; before the session exists, this carries the config."""
 
     config: Any
+
+
+class ScopeScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist.scheduler is untyped
+    """xdist's loadgroup, each test's group named by `scope_of(nodeid)` instead of by a suffix on its node id: with
+    pytest 9.2's structured node ids the suffix xdist 3.8 writes is lost, and loadgroup silently spreads a group's
+    tests over the workers (pytest-xdist#1386). A test `scope_of` does not group is its own scope."""
+
+    def __init__(self, config: Any, log: Any, scope_of: Callable[[str], str]) -> None:
+        super().__init__(config, log)
+        self._scope_of = scope_of
+
+    def _split_scope(self, nodeid: str) -> str:
+        return self._scope_of(nodeid)
+
+
+def test_id(nodeid: str) -> str | None:
+    """'mistral-7b-offline' of 'benchmarks/test_batch.py::test_batch[mistral-7b-offline]'; None unparametrized."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    return nodeid[nodeid.rindex("[") + 1 : -1]
 
 
 # Roles come from the config xdist hands each worker, never from PYTEST_XDIST_WORKER: a pytest session started

@@ -45,7 +45,15 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
         steady = compare_modes(offline, server, "steady_requests_per_s")
         steady_text = "" if steady is None else f"; steady rate: {steady}"
         lines.append(
-            f"- {model} on {machine} ({workload}): offline {rate(offline)} vs server {rate(server)} req/s:"
-            f" {verdict}{steady_text}."
+            f"- {model} on {machine} ({workload}): offline {rate(offline)} vs server {rate(server)} req/s"
+            f"{order_note(offline, server)}: {verdict}{steady_text}."
         )
     return "\n".join(lines) if lines else "No model has both an offline and a server cell on one machine and workload."
+
+
+def order_note(first: Cell, second: Cell) -> str:
+    """' (rounds interleaved)' when the two cells' rounds alternated (--interleave), else ''."""
+    together = str(second.get("cell")) in (first.get("interleaved") or ()) and str(first.get("cell")) in (
+        second.get("interleaved") or ()
+    )
+    return " (rounds interleaved)" if together else ""

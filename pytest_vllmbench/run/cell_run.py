@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ class CellOutcome:
     fault: str | None = None  # the engine broke during the cell; figures so far are in the result
     trace: list[dict[str, Any]] = field(default_factory=list)  # --trace rows, every timed round
     spill: RecordSpill | None = None
+    rounds: list[dict[str, float | None]] = field(default_factory=list)  # this run's timed rounds' key figures
 
     def release(self) -> None:
         """Remove the last round's spilled records once the quality check and the outputs file have read them."""
@@ -65,12 +66,15 @@ def run_cell(
     progress: ProgressFactory | None = None,
     warmup: int = 0,
     trace: bool = False,
+    earlier_rounds: Sequence[Mapping[str, float | None]] = (),
+    interleaved: list[str] | None = None,
 ) -> CellOutcome:
     """The cell its plan names, on its GPUs, with its settings' --project-to and --slo. `planned` holds what the
     caller knows before the run (engine args, dataset: BenchSession.planned); the last round's records and energy count,
     and with several rounds each round's key figures are kept with their statistics. `pricing` is one GPU's
     hourly price and its currency label. `warmup` untimed rounds run first; `trace` keeps each request's timing for
-    --trace (CellOutcome.trace)."""
+    --trace (CellOutcome.trace). Under --interleave a call runs one of the cell's rounds: `earlier_rounds` are the
+    key figures of its rounds so far, counted in its statistics, and `interleaved` the cells it alternates with."""
     cell, mode = plan.cell, plan.mode
     project_to, slo_ms = plan.settings.project_to, plan.settings.slo_ms
     timed_rounds: list[TimedRound] = []
@@ -132,6 +136,7 @@ def run_cell(
     for done in timed_rounds[:-1]:
         done.records.close()
     rounds = [round_figures(summary) for summary in summaries]
+    every_round = [*map(dict, earlier_rounds), *rounds]
     last = timed_rounds[-1]
     measured = CellResult.measured(
         {
@@ -148,7 +153,8 @@ def run_cell(
             **({"slo_ms": dict(slo_ms)} if slo_ms else {}),
             **summaries[-1],  # the last round's
             **mode_figures(mode, engine),
-            **rounds_info(rounds),
+            **rounds_info(every_round),
+            **({"interleaved": interleaved} if interleaved else {}),
             **telemetry.figures(),
             "warmup_rounds": warmup,
             "prefix_cache": prefix_cache_note(cache_resets),
@@ -165,7 +171,7 @@ def run_cell(
     measured = measured.with_figures(
         cost_figures(pricing[0], pricing[1], len(gpus), measured.output_tokens_per_s, measured.projected_hours)
     )
-    return CellOutcome(measured, SpilledRecords(last.records), engine.fault(), traced, last.records)
+    return CellOutcome(measured, SpilledRecords(last.records), engine.fault(), traced, last.records, rounds)
 
 
 def client_figures(plan: CellPlan, server_metrics: dict[str, Any] | None) -> dict[str, Any]:

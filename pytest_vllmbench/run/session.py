@@ -26,6 +26,7 @@ from pytest_vllmbench.run.batch_output import write_batch_output
 from pytest_vllmbench.run.cell_run import CellOutcome, Timed, run_cell
 from pytest_vllmbench.run.engine_slot import EngineSlot
 from pytest_vllmbench.run.engine_start import start_engine
+from pytest_vllmbench.run.interleave import group_ids
 from pytest_vllmbench.run.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.run.trace import trace_path, write_trace
 from pytest_vllmbench.workload.batch import BatchRequest, select
@@ -59,11 +60,12 @@ class BenchSession:
         self.settings = settings
         self.registry = registry
         self.rootdir = rootdir
-        self.engine_slot = EngineSlot(lambda plan: start_engine(plan))
+        self.engine_slot = EngineSlot(lambda plan: start_engine(plan), keep_model_engines=settings.interleave)
         self.dummies = DummySources()  # each model's dummy-weight config and tokenizer, looked for once
         self.sampling = SamplingOverrides(settings.max_tokens, settings.ignore_eos)
         self.unrun: list[CellResult] = []
-        self.warmed: set[tuple[str, str]] = set()  # engines warmed already: a sweep warms its server once
+        self.warmed: dict[tuple[str, str], int] = {}  # each engine's warm-up rounds: a sweep warms its server once
+        self.rounds_so_far: dict[str, list[dict[str, float | None]]] = {}  # --interleave: each cell's rounds run
 
     @cached_property
     def cells(self) -> list[Cell]:
@@ -126,7 +128,13 @@ class BenchSession:
 
     def plan(self, cell: Cell) -> CellPlan:
         """The cell's plan, made once: every later question about the cell (run, fit, unrun record) reads it."""
-        return plan_cell(cell, self.settings, self.registry, self.dummies)
+        return plan_cell(cell, self.settings, self.registry, self.dummies, self.engines_alive_with(cell))
+
+    def engines_alive_with(self, cell: Cell) -> int:
+        """How many engines live at once while the cell runs: under --interleave, every engine of its model."""
+        if not self.settings.interleave:
+            return 1
+        return len({other.engine_key for other in self.cells if other.model.alias == cell.model.alias})
 
     def run(
         self,
@@ -142,6 +150,8 @@ class BenchSession:
         if plan.cannot_run_here is not None:
             raise CellSkip(plan.cannot_run_here)  # before any engine import or model-hub lookup
         engine = self.engine_slot.get(plan)
+        warmup = 0 if cell.engine_key in self.warmed else self.warmup_rounds(plan)
+        interleaved = group_ids(self.cells, cell) if self.settings.interleave else None
         outcome = run_cell(
             plan,
             engine,
@@ -152,10 +162,15 @@ class BenchSession:
             bandwidths=self.bandwidths,
             pricing=(self.settings.gpu_hourly_cost, self.settings.cost_currency),
             progress=progress,
-            warmup=0 if cell.engine_key in self.warmed else self.warmup_rounds(plan),
+            warmup=warmup,
             trace=self.settings.trace_dir is not None,
+            earlier_rounds=self.rounds_so_far.get(cell.id, []),
+            interleaved=interleaved,
         )
-        self.warmed.add(cell.engine_key)
+        self.warmed.setdefault(cell.engine_key, warmup)
+        outcome.result = outcome.result.with_figures({"warmup_rounds": self.warmed[cell.engine_key]})
+        if interleaved:
+            self.rounds_so_far.setdefault(cell.id, []).extend(outcome.rounds)
         if self.settings.trace_dir is not None:
             path = trace_path(self.settings.trace_dir, cell.id)
             try:

@@ -1,0 +1,239 @@
+"""--interleave: one model's cells alternate round by round (A B, B A, A B), their engines alive together, and the
+saved run holds one entry per cell with every round in its statistics."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.matrix import Cell
+from pytest_vllmbench.config.registry import ModelSpec, load_registry
+from pytest_vllmbench.config.settings import merge_sources, resolve
+from pytest_vllmbench.pytest_plugin.benchmark_compat import fold_interleaved_rounds
+from pytest_vllmbench.run.engine_slot import EngineSlot
+from pytest_vllmbench.run.interleave import interleaved_rounds
+from pytest_vllmbench.run.session import BenchSession
+from tests.fake_mode import FAKE_MODE
+from tests.test_fake_mode import REGISTER_FAKE_MODE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cells_of(models: dict[str, int]) -> list[Cell]:
+    """`models`: alias -> how many cells (modes) it has."""
+    return [
+        Cell(ModelSpec(alias=alias, source=f"org/{alias}"), f"mode{index}", alias)
+        for alias, count in models.items()
+        for index in range(count)
+    ]
+
+
+def test_one_models_cells_alternate_and_models_follow_each_other():
+    cells = cells_of({"a": 2, "b": 2})
+    order = [turn.id for turn in interleaved_rounds(cells, 3)]
+    assert order == [
+        *("a-mode0-round1", "a-mode1-round1", "a-mode1-round2", "a-mode0-round2", "a-mode0-round3", "a-mode1-round3"),
+        *("b-mode0-round1", "b-mode1-round1", "b-mode1-round2", "b-mode0-round2", "b-mode0-round3", "b-mode1-round3"),
+    ]
+
+
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.integers(1, 6))
+def test_every_cell_runs_each_round_once_and_is_first_as_often_as_last(counts, rounds):
+    cells = cells_of({f"m{index}": count for index, count in enumerate(counts)})
+    order = interleaved_rounds(cells, rounds)
+    assert Counter(turn.cell.id for turn in order) == {cell.id: rounds for cell in cells}
+    first: Counter[str] = Counter()
+    last: Counter[str] = Counter()
+    start = 0
+    for count in counts:  # a model's turns are contiguous: its engines are never interrupted by another model's
+        block = order[start : start + count * rounds]
+        assert len({turn.cell.model.alias for turn in block}) == 1
+        for number in range(rounds):
+            turn = block[number * count : (number + 1) * count]
+            assert {t.round for t in turn} == {number + 1} and len({t.cell.id for t in turn}) == count
+            if count > 1:
+                first[turn[0].cell.id] += 1
+                last[turn[-1].cell.id] += 1
+        start += count * rounds
+    assert all(abs(first[cell.id] - last[cell.id]) <= 1 for cell in cells)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def start(self, plan):
+        name = f"{plan.cell.model.alias}-{plan.cell.mode}"
+        self.events.append(f"start {name}")
+        recorder = self
+
+        class Engine:
+            def close(self) -> None:
+                recorder.events.append(f"close {name}")
+                if name == "a-mode1":
+                    raise RuntimeError("would not stop")
+
+        return Engine()
+
+
+class Plan:
+    def __init__(self, cell: Cell) -> None:
+        self.cell = cell
+
+
+def test_interleaved_engines_of_one_model_live_together_until_another_model_starts():
+    recorder = Recorder()
+    slot = EngineSlot(recorder.start, keep_model_engines=True)
+    a0, a1, b0 = (Plan(cell) for cell in cells_of({"a": 2, "b": 1}))
+    first = slot.get(a0)
+    slot.get(a1)
+    assert slot.get(a0) is first and recorder.events == ["start a-mode0", "start a-mode1"]
+    with pytest.raises(RuntimeError, match="would not stop"):  # one would not stop: the other is stopped all the same
+        slot.get(b0)
+    assert recorder.events[2:] == ["close a-mode1", "close a-mode0"]
+    slot.get(b0)
+    slot.close()
+    assert recorder.events[-2:] == ["start b-mode0", "close b-mode0"]
+
+
+def test_without_interleave_one_engine_lives_at_a_time():
+    recorder = Recorder()
+    slot = EngineSlot(recorder.start)
+    a0, _, b0 = (Plan(cell) for cell in cells_of({"a": 2, "b": 1}))
+    slot.get(a0)
+    slot.get(b0)
+    assert recorder.events == ["start a-mode0", "close a-mode0", "start b-mode0"]
+
+
+def interleave_settings(**options):
+    raw = {"model": ["gemma-270m"], "mode": ["offline", "server"], "rounds": "3", "interleave": True}
+    return resolve(merge_sources(raw | options, {}, {}), REPO)
+
+
+def test_interleave_needs_rounds_to_alternate():
+    with pytest.raises(UsageError, match="--interleave alternates timed rounds"):
+        interleave_settings(rounds="1")
+
+
+def test_engines_alive_together_share_the_memory_unless_the_user_set_it():
+    registry = load_registry()
+    alone = BenchSession(resolve(merge_sources({"model": ["gemma-270m"], "rounds": "3"}, {}, {}), REPO), registry, REPO)
+    shared = BenchSession(interleave_settings(), registry, REPO)
+    chosen = BenchSession(interleave_settings(engine_arg=["gpu_memory_utilization=0.2"]), registry, REPO)
+    own = alone.plan(alone.cells[0]).engine_args["gpu_memory_utilization"]
+    assert shared.plan(shared.cells[0]).engine_args["gpu_memory_utilization"] == pytest.approx(own / 2, abs=1e-4)
+    assert shared.plan(shared.cells[1]).engine_args["gpu_memory_utilization"] == pytest.approx(own / 2, abs=1e-4)
+    assert chosen.plan(chosen.cells[0]).engine_args["gpu_memory_utilization"] == 0.2
+
+
+def entry(cell: str, test_id: str, seconds: float, rounds: int) -> dict:
+    info = {"vllmbench_schema": 1, "cell": cell, "interleaved": ["x", "y"], "rounds": [{}] * rounds}
+    return {
+        "name": f"test_batch[{test_id}]",
+        "fullname": f"benchmarks/test_batch.py::test_batch[{test_id}]",
+        "param": test_id,
+        "extra_info": info if rounds > 1 else {k: v for k, v in info.items() if k != "rounds"},
+        "stats": {"min": seconds, "max": seconds, "mean": seconds, "rounds": 1, "iterations": 1},
+    }
+
+
+def test_a_cells_rounds_fold_into_one_entry_named_by_the_cell_with_every_rounds_time():
+    plain = {"name": "test_other", "extra_info": {}, "stats": {"mean": 1.0, "rounds": 1}}
+    saved = [entry("x", "x-round1", 2.0, 1), entry("y", "y-round1", 5.0, 1), plain]
+    saved += [entry("y", "y-round2", 7.0, 2), entry("x", "x-round2", 4.0, 2)]
+    fold_interleaved_rounds(saved)
+    assert [bench.get("param") for bench in saved] == [None, "y", "x"]
+    x = saved[2]
+    assert x["name"] == "test_batch[x]" and x["fullname"] == "benchmarks/test_batch.py::test_batch[x]"
+    assert x["stats"]["rounds"] == 2 and x["stats"]["min"] == 2.0 and x["stats"]["max"] == 4.0
+    assert x["stats"]["mean"] == 3.0 and x["stats"]["iterations"] == 1 and len(x["extra_info"]["rounds"]) == 2
+    again = json.loads(json.dumps(saved))
+    fold_interleaved_rounds(again)  # pytest-benchmark calls the hook once per output
+    assert again == json.loads(json.dumps(saved))
+
+
+def fake_project(pytester, monkeypatch) -> Path:
+    """Two fake modes on one local model folder; returns the engines' event log."""
+    (pytester.path / "benchmarks").mkdir()
+    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    (pytester.path / "data").mkdir()
+    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    (pytester.path / "my-model").mkdir()
+    pytester.makeconftest(
+        REGISTER_FAKE_MODE
+        + f"register(FAKE_MODE.__class__({SECOND!r}, flexibility=0.5, start='fake_mode:start', sweeps=True, "
+        "figures=('timing',)))\n"
+    )
+    log = pytester.path / "engines.log"
+    monkeypatch.setenv("FAKE_ENGINE_LOG", str(log))
+    return log
+
+
+SECOND = "fake-other"
+
+
+def test_under_xdist_each_engines_cells_run_on_one_worker_in_order(pytester, monkeypatch):
+    """xdist's loadgroup lost its groups under pytest 9.2 (pytest-xdist#1386): a sweep's cells were spread over the
+    workers, each loading the engine."""
+    log = fake_project(pytester, monkeypatch)
+    modes = (f"--mode={FAKE_MODE.name}", f"--mode={SECOND}")
+    result = pytester.runpytest_subprocess(
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=my-model",
+        *modes,
+        "--concurrency=1,2,4,8",
+        "--limit=2",
+        "-n",
+        "2",
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    result.assert_outcomes(passed=8)
+    events = log.read_text().splitlines()
+    assert sorted(event for event in events if event.startswith("start")) == [
+        f"start {FAKE_MODE.name}",
+        f"start {SECOND}",
+    ]
+    assert events.count(f"run {FAKE_MODE.name}") == 4 and events.count(f"run {SECOND}") == 4
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_interleaved_rounds_run_a_b_b_a_a_b_on_live_engines_and_save_one_entry_per_cell(pytester, monkeypatch, workers):
+    log = fake_project(pytester, monkeypatch)
+    second = SECOND
+    result = pytester.runpytest_subprocess(
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=my-model",
+        f"--mode={FAKE_MODE.name}",
+        f"--mode={second}",
+        "--rounds=3",
+        "--interleave",
+        "--limit=4",
+        "--benchmark-save=il",
+        *workers,
+    )
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, output[-3000:]
+    result.assert_outcomes(passed=6)
+    a, b = FAKE_MODE.name, second
+    assert log.read_text().splitlines() == [
+        *(f"start {a}", f"run {a}", f"start {b}", f"run {b}"),  # both engines start once and stay up
+        *(f"run {b}", f"run {a}", f"run {a}", f"run {b}"),
+        *(f"close {b}", f"close {a}"),
+    ]
+    [path] = (pytester.path / ".benchmarks").glob("*/*_il.json")
+    saved = json.loads(path.read_text())["benchmarks"]
+    assert sorted(bench["param"] for bench in saved) == [f"my-model-{a}", f"my-model-{b}"]
+    for bench in saved:
+        info = bench["extra_info"]
+        assert bench["stats"]["rounds"] == 3 and bench["name"] == f"test_batch[{info['cell']}]"
+        assert len(info["rounds"]) == 3 and info["round_stats"]["requests_per_s"]["n"] == 3
+        assert info["interleaved"] == [f"my-model-{a}", f"my-model-{b}"] and "score" in info
+    assert f"my-model-{b}" in (pytester.path / "BENCHMARKS.md").read_text()
