@@ -22,14 +22,20 @@ register(FAKE_MODE)
 """
 
 
-def test_a_fake_mode_registered_from_tests_runs_through_a_whole_session(pytester):
-    assert FAKE_MODE.name not in mode_names()  # the package knows nothing of it
+def fake_mode_project(pytester, conftest_extra: str = "") -> None:
+    """The batch test, the 5K sample and a local model folder (nothing to download, nothing to load), with the fake
+    mode registered by the project's conftest (plus `conftest_extra`)."""
     (pytester.path / "benchmarks").mkdir()
     (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     (pytester.path / "data").mkdir()
     (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
-    (pytester.path / "my-model").mkdir()  # a local model folder: nothing to download, nothing to load
-    pytester.makeconftest(REGISTER_FAKE_MODE)
+    (pytester.path / "my-model").mkdir()
+    pytester.makeconftest(REGISTER_FAKE_MODE + conftest_extra)
+
+
+def test_a_fake_mode_registered_from_tests_runs_through_a_whole_session(pytester):
+    assert FAKE_MODE.name not in mode_names()  # the package knows nothing of it
+    fake_mode_project(pytester)
     result = pytester.runpytest_subprocess(
         "benchmarks",
         "-p",
@@ -75,15 +81,10 @@ def test_every_registered_mode_has_its_flexibility_in_the_score():
 
 def test_a_quality_hook_that_returns_an_undeclared_figure_fails_the_cell_saying_which(pytester):
     """The hook's figures used to be saved unchecked: an undeclared one went into the saved run."""
-    (pytester.path / "benchmarks").mkdir()
-    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    (pytester.path / "data").mkdir()
-    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
-    (pytester.path / "my-model").mkdir()
-    pytester.makeconftest(
-        REGISTER_FAKE_MODE
-        + "\n\ndef pytest_vllmbench_quality(cell_id, requests, records, gold):\n"
-        + "    return {'quality_accuracy': 0.5, 'quality_house_style': 0.9}\n"
+    fake_mode_project(
+        pytester,
+        "\n\ndef pytest_vllmbench_quality(cell_id, requests, records, gold):\n"
+        + "    return {'quality_accuracy': 0.5, 'quality_house_style': 0.9}\n",
     )
     result = pytester.runpytest_subprocess(
         "benchmarks", "-p", "no:cacheprovider", "--model=my-model", f"--mode={FAKE_MODE.name}", "--limit=2"

@@ -18,7 +18,7 @@ from pytest_vllmbench.run.engine_slot import EngineSlot
 from pytest_vllmbench.run.interleave import interleaved_rounds
 from pytest_vllmbench.run.session import BenchSession
 from tests.fake_mode import FAKE_MODE
-from tests.test_fake_mode import REGISTER_FAKE_MODE
+from tests.test_fake_mode import fake_mode_project
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,15 +158,10 @@ def test_a_cells_rounds_fold_into_one_entry_named_by_the_cell_with_every_rounds_
 
 def fake_project(pytester, monkeypatch) -> Path:
     """Two fake modes on one local model folder; returns the engines' event log."""
-    (pytester.path / "benchmarks").mkdir()
-    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    (pytester.path / "data").mkdir()
-    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
-    (pytester.path / "my-model").mkdir()
-    pytester.makeconftest(
-        REGISTER_FAKE_MODE
-        + f"register(FAKE_MODE.__class__({SECOND!r}, flexibility=0.5, start='fake_mode:start', sweeps=True, "
-        "figures=('timing',)))\n"
+    fake_mode_project(
+        pytester,
+        f"register(FAKE_MODE.__class__({SECOND!r}, flexibility=0.5, start='fake_mode:start', sweeps=True, "
+        "figures=('timing',)))\n",
     )
     log = pytester.path / "engines.log"
     monkeypatch.setenv("FAKE_ENGINE_LOG", str(log))
