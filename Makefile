@@ -15,7 +15,7 @@ LINTED  := pytest_vllmbench tests benchmarks conftest.py
 # `make test`: lint, the fast tests and the one real-engine smoke; `make test-engine`: the other real-engine tests.
 FAST    := -m "not engine or smoke"
 ENGINE  := -m "engine and not smoke"
-# Both on every core (pytest-xdist); conftest.py's scheduler keeps the smoke's module (one engine load) on one worker.
+# Both on every core (pytest-xdist); tests/conftest.py's scheduler keeps the smoke's module (one engine load) on one worker.
 # XDIST= runs them in one process.
 XDIST   ?= -n auto
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.config.modes import ModeSpec
-from pytest_vllmbench.engines.base import Engine, EngineDefaults, SamplingOverrides
+from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -24,6 +24,12 @@ FAKE_MODE = ModeSpec("fake-echo", flexibility=0.5, start="fake_mode:start", swee
 def start(plan: CellPlan) -> Engine:
     log_event("start", plan.cell.mode)
     return FakeEchoEngine(plan.cell.mode)
+
+
+def start_out_of_memory(plan: CellPlan) -> Engine:
+    """A SIMULATED engine that never starts for lack of memory (no GPU here to run out of)."""
+    log_event("start", plan.cell.mode)
+    raise EngineStartError("SIMULATED torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
 def log_event(event: str, mode: str) -> None:

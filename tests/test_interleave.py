@@ -100,6 +100,25 @@ def test_interleaved_engines_of_one_model_live_together_until_another_model_star
     assert recorder.events[-2:] == ["start b-mode0", "close b-mode0"]
 
 
+def test_an_interrupt_while_engines_stop_wins_over_an_engines_own_error():
+    class Stubborn:
+        def close(self) -> None:
+            raise RuntimeError("would not stop")
+
+    class Interrupted:
+        def close(self) -> None:
+            raise KeyboardInterrupt
+
+    engines = iter([Stubborn(), Interrupted()])
+    slot = EngineSlot(lambda plan: next(engines), keep_model_engines=True)
+    a0, a1 = (Plan(cell) for cell in cells_of({"a": 2}))
+    slot.get(a0)
+    slot.get(a1)
+    with pytest.raises(KeyboardInterrupt):  # the session must end, not carry on past the stubborn engine
+        slot.close()
+    assert slot.alive() == 0
+
+
 def test_without_interleave_one_engine_lives_at_a_time():
     recorder = Recorder()
     slot = EngineSlot(recorder.start)
@@ -114,9 +133,11 @@ def interleave_settings(**options):
     return resolve(merge_sources(raw | options, {}, {}), REPO)
 
 
-def test_interleave_needs_rounds_to_alternate():
+def test_interleave_needs_rounds_to_alternate_and_refuses_parity_that_stops_its_engines():
     with pytest.raises(UsageError, match="--interleave alternates timed rounds"):
         interleave_settings(rounds="1")
+    with pytest.raises(UsageError, match="--vllm-bench-parity stops every engine"):
+        interleave_settings(vllm_bench_parity=True)
 
 
 def test_engines_alive_together_share_the_memory_unless_the_user_set_it():
@@ -124,10 +145,15 @@ def test_engines_alive_together_share_the_memory_unless_the_user_set_it():
     alone = BenchSession(resolve(merge_sources({"model": ["gemma-270m"], "rounds": "3"}, {}, {}), REPO), registry, REPO)
     shared = BenchSession(interleave_settings(), registry, REPO)
     chosen = BenchSession(interleave_settings(engine_arg=["gpu_memory_utilization=0.2"]), registry, REPO)
+    beside_endpoint = BenchSession(
+        interleave_settings(mode=["offline", "endpoint"], endpoint="http://127.0.0.1:9/v1"), registry, REPO
+    )
     own = alone.plan(alone.cells[0]).engine_args["gpu_memory_utilization"]
     assert shared.plan(shared.cells[0]).engine_args["gpu_memory_utilization"] == pytest.approx(own / 2, abs=1e-4)
     assert shared.plan(shared.cells[1]).engine_args["gpu_memory_utilization"] == pytest.approx(own / 2, abs=1e-4)
     assert chosen.plan(chosen.cells[0]).engine_args["gpu_memory_utilization"] == 0.2
+    # a server not ours holds none of this GPU's memory for this session
+    assert beside_endpoint.plan(beside_endpoint.cells[0]).engine_args["gpu_memory_utilization"] == own
 
 
 def entry(cell: str, test_id: str, seconds: float, rounds: int) -> dict:
@@ -232,3 +258,72 @@ def test_interleaved_rounds_run_a_b_b_a_a_b_on_live_engines_and_save_one_entry_p
         assert len(info["rounds"]) == 3 and info["round_stats"]["requests_per_s"]["n"] == 3
         assert info["interleaved"] == [f"my-model-{a}", f"my-model-{b}"] and "score" in info
     assert f"my-model-{b}" in (pytester.path / "BENCHMARKS.md").read_text()
+
+
+def test_a_start_that_fails_beside_live_engines_is_a_failure_not_a_does_not_fit_answer(pytester, monkeypatch):
+    """With its model's other engines up, an out-of-memory start says nothing about whether the cell fits alone:
+    it was saved as 'does not fit', which the report shows as an answer."""
+    log = fake_project(pytester, monkeypatch)
+    (pytester.path / "conftest.py").write_text(
+        (pytester.path / "conftest.py").read_text()
+        + "\nregister(FAKE_MODE.__class__('fake-oom', flexibility=0.5, start='fake_mode:start_out_of_memory'))\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=my-model",
+        f"--mode={FAKE_MODE.name}",
+        "--mode=fake-oom",
+        "--rounds=2",
+        "--interleave",
+        "--limit=2",
+        "--benchmark-save=oom",
+    )
+    output = result.stdout.str()
+    result.assert_outcomes(passed=2, failed=2)
+    assert "engine did not start (beside 1 other engine(s) of the model, --interleave)" in output
+    assert "does not fit" not in output and log.read_text().count("start fake-oom") == 1
+    [path] = (pytester.path / ".benchmarks").glob("*/*_oom.json")
+    [unrun] = json.loads(path.read_text())["vllmbench"]["unrun"]
+    assert unrun["cell"] == "my-model-fake-oom" and unrun["status"].startswith("failed: ")
+
+
+def test_the_trace_keeps_every_interleaved_round(pytester, monkeypatch):
+    """Each round's test rewrote the cell's trace file with its own round, numbered 1."""
+    fake_project(pytester, monkeypatch)
+    result = pytester.runpytest_subprocess(
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=my-model",
+        f"--mode={FAKE_MODE.name}",
+        f"--mode={SECOND}",
+        "--rounds=3",
+        "--interleave",
+        "--limit=4",
+        f"--trace-dir={pytester.path / 'traces'}",
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    rows = (pytester.path / "traces" / f"my-model-{FAKE_MODE.name}.jsonl").read_text().splitlines()[1:]
+    assert Counter(json.loads(row)["round"] for row in rows) == {1: 4, 2: 4, 3: 4}
+
+
+def test_interleave_refuses_an_xdist_distribution_that_would_split_a_models_rounds(pytester, monkeypatch):
+    fake_project(pytester, monkeypatch)
+    result = pytester.runpytest_subprocess(
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=my-model",
+        f"--mode={FAKE_MODE.name}",
+        f"--mode={SECOND}",
+        "--rounds=2",
+        "--interleave",
+        "-n",
+        "2",
+        "--dist",
+        "worksteal",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--interleave runs a model's rounds on one worker, which --dist worksteal*"])

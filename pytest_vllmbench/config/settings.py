@@ -188,6 +188,11 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         raise UsageError(
             f"--interleave alternates timed rounds between cells: add --rounds=N with N >= 2 (got {rounds})"
         )
+    if raw["interleave"] and raw["vllm_bench_parity"]:
+        raise UsageError(
+            "--vllm-bench-parity stops every engine to run vLLM's own benchmark, which --interleave keeps alive: "
+            "run them in separate sessions"
+        )
     report = raw["report"]
     points = load_points(parse_concurrencies(raw["concurrency"]), parse_request_rates(raw["request_rate"]))
     models = tuple(dict.fromkeys(str(name) for name in raw["model"]))

@@ -116,14 +116,16 @@ def watch_saves(config: Any, on_saved: Callable[[Path], None]) -> bool:
     return True
 
 
-def fold_interleaved_rounds(benchmarks: list[dict[str, Any]]) -> None:
+def fold_interleaved_rounds(benchmarks: list[dict[str, Any]]) -> list[str]:
     """--interleave runs one test per round of a cell; each test's figures count the cell's rounds so far. In the JSON
     about to be saved, a cell's entries become one, named by the cell as without --interleave: the one that counts
     every round, with every round's time in its stats (pytest-benchmark's own Stats). Called once per output: a
-    folded cell is left as it is."""
+    folded cell is left as it is. Returns a warning for each cell whose rounds did not all count in its figures
+    (its rounds ran in different processes)."""
     from pytest_benchmark import stats as benchmark_stats
 
-    new_stats: Any = benchmark_stats.Stats  # untyped
+    stats_type: Any = benchmark_stats.Stats  # untyped
+    warnings = []
     by_cell: dict[str, list[dict[str, Any]]] = {}
     for bench in benchmarks:
         info = bench.get("extra_info") or {}
@@ -134,7 +136,7 @@ def fold_interleaved_rounds(benchmarks: list[dict[str, Any]]) -> None:
         if len(entries) == 1 and entries[0].get("param") == cell:
             continue
         kept = max(entries, key=lambda bench: len(bench["extra_info"].get("rounds") or ()))
-        stats = new_stats()
+        stats = stats_type()
         for bench in entries:
             for duration in _round_times(bench.get("stats") or {}):
                 stats.update(duration)
@@ -146,7 +148,10 @@ def fold_interleaved_rounds(benchmarks: list[dict[str, Any]]) -> None:
                 kept[key] = kept[key][: kept[key].rindex("[")] + f"[{cell}]"
         kept["param"] = cell
         folded_away += [id(bench) for bench in entries if bench is not kept]
+        if len(kept["extra_info"].get("rounds") or ()) < len(entries):
+            warnings.append(f"{cell}: {len(entries)} rounds ran, but its figures count fewer (rounds on other workers)")
     benchmarks[:] = [bench for bench in benchmarks if id(bench) not in folded_away]
+    return warnings
 
 
 def _round_times(stats: dict[str, Any]) -> list[float]:

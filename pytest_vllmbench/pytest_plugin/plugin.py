@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import pytest
 
@@ -84,14 +84,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(session, "vllmbench-session")
     config.pluginmanager.register(InterruptedCells(config), "vllmbench-interrupted-cells")
     if configured and xdist_workers.is_controller(config):
-        _keep_engines_on_one_worker(config)
+        _no_worker_restarts(config)
+        if settings.interleave and config.getoption("dist") not in GROUPING_DISTS:
+            raise pytest.UsageError(
+                f"--interleave runs a model's rounds on one worker, which --dist {config.getoption('dist')} does not "
+                f"keep: use --dist {' or '.join(GROUPING_DISTS)}"
+            )
 
 
-def _keep_engines_on_one_worker(config: pytest.Config) -> None:
-    """xdist settings for a vllmbench run (pytest_xdist_make_scheduler keeps each engine's cells on one worker);
-    the controller collects nothing, so project configuration decides."""
+# the xdist distributions that keep a model's cells on one worker: this plugin's scheduler (load, loadgroup), or
+# xdist's own scope by module (the batch test is one module)
+GROUPING_DISTS = ("load", "loadgroup", "loadscope", "loadfile")
+
+
+def _no_worker_restarts(config: pytest.Config) -> None:
+    """A restarted worker would load its models again; the controller collects nothing, so project configuration
+    decides."""
     if config.getoption("maxworkerrestart", None) is None:
-        # a restarted worker would load its models again, and loadgroup hangs after a restart
         config.option.maxworkerrestart = "0"
 
 
@@ -117,17 +126,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         except (UsageError, BatchFileError) as exc:
             session.collection_error = str(exc)
             cells = []
-        params = [pytest.param(cell_id, id=test_id) for cell_id, test_id, _ in _cell_tests(cells, session.settings)]
+        params = [pytest.param(test.cell_id, id=test.test_id) for test in _cell_tests(cells, session.settings)]
         metafunc.parametrize(CELL_FIXTURE, params, indirect=True, scope="function")
 
 
-def _cell_tests(cells: list[Cell], settings: Settings) -> list[tuple[str, str, str]]:
-    """(cell id, test id, xdist group) of each test: one test per cell, its plain id being what pytest-benchmark
-    saves as the param, an engine's cells in one group; under --interleave one test per round of a cell, one
-    model's rounds in one group."""
+class CellTest(NamedTuple):
+    cell_id: str
+    test_id: str  # the cell id, what pytest-benchmark saves as the param; under --interleave, the cell's round
+    group: str  # the tests one xdist worker runs, in order: an engine's cells; under --interleave, a model's
+
+
+def _cell_tests(cells: list[Cell], settings: Settings) -> list[CellTest]:
     if not settings.interleave:
-        return [(cell.id, cell.id, f"{cell.model.alias}-{cell.mode}") for cell in cells]
-    return [(turn.cell.id, turn.id, turn.cell.model.alias) for turn in interleaved_rounds(cells, settings.rounds)]
+        return [CellTest(cell.id, cell.id, f"{cell.model.alias}-{cell.mode}") for cell in cells]
+    return [
+        CellTest(turn.cell.id, turn.id, turn.cell.model.alias) for turn in interleaved_rounds(cells, settings.rounds)
+    ]
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -138,7 +152,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if session is None or not session.configured or config.getoption("dist") not in ("load", "loadgroup"):
         return None
     try:
-        groups = {test_id: group for _, test_id, group in _cell_tests(session.bench.cells, session.settings)}
+        groups = {test.test_id: test.group for test in _cell_tests(session.bench.cells, session.settings)}
     except (UsageError, BatchFileError):
         return None  # the workers report it as they collect
     return xdist_workers.ScopeScheduling(

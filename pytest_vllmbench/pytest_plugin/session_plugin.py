@@ -151,7 +151,8 @@ class VllmbenchSession:
     def pytest_benchmark_update_json(
         self, config: pytest.Config, benchmarks: list[Any], output_json: dict[str, Any]
     ) -> None:
-        benchmark_compat.fold_interleaved_rounds(output_json.get("benchmarks", []))
+        for warning in benchmark_compat.fold_interleaved_rounds(output_json.get("benchmarks", [])):
+            self._warn(warning)
         self.end.score_saved_json(output_json)
 
     def _current_cells(self) -> dict[str, SavedCell]:

@@ -38,12 +38,16 @@ class EngineSlot:
         """Stop the live engines (but those of `keep_model`), last started first; every one is stopped even when
         one of them fails to, and the first failure is raised after."""
         stopping = [key for key in reversed(self._engines) if key[0] != keep_model]
-        first_error: BaseException | None = None
+        errors: list[BaseException] = []
         for key in stopping:
             engine = self._engines.pop(key)
             try:
                 engine.close()
-            except BaseException as exc:  # the others must still stop; the first error is raised below
-                first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
+            except BaseException as exc:  # the others must still stop; an error is raised below
+                errors.append(exc)
+        if errors:  # Ctrl-C or SIGTERM before an engine's own error: the session must end
+            raise next((exc for exc in errors if not isinstance(exc, Exception)), errors[0])
+
+    def alive(self) -> int:
+        """How many engines are up."""
+        return len(self._engines)

@@ -17,7 +17,6 @@ from pytest_vllmbench.config.matrix import Cell
 class CellRound:
     cell: Cell
     round: int  # 1-based: the cell's round number
-    of: int  # the cell's timed rounds in all
 
     @property
     def id(self) -> str:
@@ -34,10 +33,12 @@ def interleaved_rounds(cells: Sequence[Cell], rounds: int) -> list[CellRound]:
     for group in groups.values():
         for number in range(1, rounds + 1):
             turn = group if number % 2 else list(reversed(group))
-            order += [CellRound(cell, number, rounds) for cell in turn]
+            order += [CellRound(cell, number) for cell in turn]
     return order
 
 
-def group_ids(cells: Sequence[Cell], cell: Cell) -> list[str]:
-    """The ids of the cells that alternate with `cell` (its model's), in their first round's order, itself included."""
-    return [other.id for other in cells if other.model.alias == cell.model.alias]
+def group_ids(cells: Sequence[Cell], cell: Cell) -> list[str] | None:
+    """The ids of the cells that alternate with `cell` (its model's), in their first round's order, itself included;
+    None when it has no other cell to alternate with."""
+    group = [other.id for other in cells if other.model.alias == cell.model.alias]
+    return group if len(group) > 1 else None

@@ -13,6 +13,7 @@ from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.files import sha256_of
 from pytest_vllmbench.common.redaction import redact_args, redact_text, secret_values, strip_paths
 from pytest_vllmbench.config.matrix import Cell, build_matrix
+from pytest_vllmbench.config.modes import mode_spec
 from pytest_vllmbench.config.registry import Registry
 from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.engines.base import CellSkip, DoesNotFit, SamplingOverrides
@@ -66,6 +67,7 @@ class BenchSession:
         self.unrun: list[CellResult] = []
         self.warmed: dict[tuple[str, str], int] = {}  # each engine's warm-up rounds: a sweep warms its server once
         self.rounds_so_far: dict[str, list[dict[str, float | None]]] = {}  # --interleave: each cell's rounds run
+        self.traces_so_far: dict[str, list[dict[str, Any]]] = {}  # --interleave with --trace-dir: their rows
 
     @cached_property
     def cells(self) -> list[Cell]:
@@ -134,7 +136,13 @@ class BenchSession:
         """How many engines live at once while the cell runs: under --interleave, every engine of its model."""
         if not self.settings.interleave:
             return 1
-        return len({other.engine_key for other in self.cells if other.model.alias == cell.model.alias})
+        return len(
+            {
+                other.engine_key
+                for other in self.cells
+                if other.model.alias == cell.model.alias and mode_spec(other.mode).owns_engine
+            }
+        )
 
     def run(
         self,
@@ -152,6 +160,7 @@ class BenchSession:
         engine = self.engine_slot.get(plan)
         warmup = 0 if cell.engine_key in self.warmed else self.warmup_rounds(plan)
         interleaved = group_ids(self.cells, cell) if self.settings.interleave else None
+        earlier = list(self.rounds_so_far.get(cell.id, []))  # as they were before this call's round
         outcome = run_cell(
             plan,
             engine,
@@ -164,13 +173,16 @@ class BenchSession:
             progress=progress,
             warmup=warmup,
             trace=self.settings.trace_dir is not None,
-            earlier_rounds=self.rounds_so_far.get(cell.id, []),
+            earlier_rounds=earlier,
             interleaved=interleaved,
         )
         self.warmed.setdefault(cell.engine_key, warmup)
         outcome.result = outcome.result.with_figures({"warmup_rounds": self.warmed[cell.engine_key]})
         if interleaved:
             self.rounds_so_far.setdefault(cell.id, []).extend(outcome.rounds)
+            this_call = [row | {"round": row["round"] + len(earlier)} for row in outcome.trace]  # numbered from 1
+            outcome.trace = self.traces_so_far.setdefault(cell.id, [])
+            outcome.trace.extend(this_call)
         if self.settings.trace_dir is not None:
             path = trace_path(self.settings.trace_dir, cell.id)
             try:
@@ -246,6 +258,7 @@ class BenchSession:
     def record_unrun(self, plan: CellPlan, status: str) -> None:
         """A cell that could not be measured ('does not fit: ...', 'failed: ...', 'skipped: ...')."""
         unrun = {"vllmbench_schema": SCHEMA, "status": strip_paths(self.scrub(status))}
+        self.unrun[:] = [cell for cell in self.unrun if cell.cell != plan.cell.id]  # once, for all its rounds
         self.unrun.append(self.planned(plan).with_figures(unrun))
 
     def scrub(self, text: str) -> str:

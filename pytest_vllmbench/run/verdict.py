@@ -39,12 +39,14 @@ def measure_cell(
         session.record_unrun(plan, f"skipped: {exc}")
         return Verdict(skipped=str(exc))
     except EngineStartError as exc:
-        fit = plan.fit_status(str(exc))
+        others = session.engine_slot.alive()  # --interleave: its model's other engines hold memory too
+        fit = None if others else plan.fit_status(str(exc))
         if fit:
             session.record_unrun(plan, fit)
             return Verdict(skipped=f"{cell.id}: {fit}")
-        session.record_unrun(plan, "failed: " + str(exc).splitlines()[0][:300])
-        return Verdict(failed=f"{cell.id}: engine did not start: {session.scrub(str(exc))}")
+        beside = f" (beside {others} other engine(s) of the model, --interleave)" if others else ""
+        session.record_unrun(plan, "failed: " + str(exc).splitlines()[0][:300] + beside)
+        return Verdict(failed=f"{cell.id}: engine did not start{beside}: {session.scrub(str(exc))}")
     except EndpointUnreachable as exc:
         return Verdict(failed=f"{cell.id}: {session.scrub(str(exc))}")
     except UndeclaredFigure as exc:  # an engine or a project's quality hook gave a figure that cannot be saved
