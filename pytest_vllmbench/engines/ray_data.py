@@ -2,25 +2,27 @@
 
 The cell joins the cluster `--ray-address` names, else the one RAY_ADDRESS names (as Ray itself reads it), else
 starts a local Ray instance of its own (never one found on this machine); closing the cell stops only a local
-instance it started, and only disconnects from a joined cluster. Engine replicas start when the dataset runs and stop when it is done, so every run loads the model again: `load_s`
-is from the start of the run to the first request entering an engine, and the batch is timed from there to
-the last request finished (per-row times come from the engine stage, on the cluster's clocks). The engine
-stage gives no per-token timestamps: TTFT, TPOT and ITL are not measured; E2EL is the stage's own time per
-request (queued in the engine -> done), as in offline mode.
-"""
+instance it started, and only disconnects from a joined cluster. Engine replicas start when the dataset runs and
+stop when it is done, so every run loads the model again: `load_s` is from the start of the run to the first
+request entering an engine, and the batch is timed from there to the last request finished (per-row times come
+from the engine stage, on the cluster's clocks). The engine stage gives no per-token timestamps: TTFT, TPOT and
+ITL are not measured; E2EL is the stage's own time per request (queued in the engine -> done), as in offline
+mode. Records are handed on in request order as the rows come back (ray_rows.py: what goes in and out)."""
 
 from __future__ import annotations
 
 import os
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pytest_vllmbench.common.redaction import address_without_credentials, redact_text
 from pytest_vllmbench.config.loads import LoadPoint
+from pytest_vllmbench.engines import ray_rows
 from pytest_vllmbench.engines.base import CellSkip, Engine, EngineDefaults, EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
+from pytest_vllmbench.engines.ray_rows import chat_row, record_from_row, row_span, rows_per_node, short_error
+from pytest_vllmbench.engines.record_stream import InOrder
 from pytest_vllmbench.measure.machine import package_version
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -29,10 +31,6 @@ from pytest_vllmbench.workload.batch import BatchRequest
 # --engine-arg keys that shape the Ray job instead of reaching vLLM
 RAY_SETTINGS = {"ray_replicas": 1, "ray_batch_size": 16, "ray_max_concurrent_batches": 4}
 NOT_MEASURED = ["ttft", "tpot", "itl"]
-ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its task errors
-CAUSE = re.compile(r"^[\w.]*(Error|Exception|Exit): ")
-# the operator Ray Data names after the vLLM engine stage's UDF (vLLMEngineStageUDF), in its block stats
-ENGINE_STAGE = "vLLMEngineStage"
 INSTALL_HINT = (
     "ray is not installed: pip install 'pytest-vllmbench[ray]' (ray[data]; NOT ray[llm], which pulls CUDA vLLM)"
 )
@@ -62,91 +60,6 @@ def ray_available() -> str | None:
     except ImportError as exc:
         return f"{INSTALL_HINT} ({exc})"
     return None
-
-
-def chat_row(
-    request: BatchRequest, sampling: SamplingOverrides, defaults: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """One dataset row: the request's messages and the same SamplingParams keywords an offline cell uses."""
-    params = sampling.engine_params(request, defaults)
-    response_format = request.body.get("response_format") or {}
-    if response_format.get("type") == "json_object":
-        params["structured_outputs"] = {"json_object": True}
-    elif response_format.get("type") == "json_schema":
-        params["structured_outputs"] = {"json": response_format["json_schema"]["schema"]}
-    return {"custom_id": request.custom_id, "messages": request.body["messages"], "sampling_params": params}
-
-
-def record_from_row(row: dict[str, Any]) -> RequestRecord:
-    """A record from one output row of the processor (after the postprocess below)."""
-    error = row.get("error") or ""
-    if error:
-        return RequestRecord(row["custom_id"], error="engine_error")
-    taken = row.get("time_taken_llm")
-    return RequestRecord(
-        custom_id=row["custom_id"],
-        input_tokens=int(row.get("num_input_tokens") or 0),
-        output_tokens=int(row.get("num_generated_tokens") or 0),
-        e2el_s=float(taken) if isinstance(taken, (int, float)) and taken >= 0 else None,
-        text=row.get("generated_text"),
-    )
-
-
-def batch_span(rows: Sequence[dict[str, Any]]) -> tuple[float, float] | None:
-    """(first request entering an engine, last request finished) in epoch seconds, or None."""
-    starts = [
-        r["finished_at"] - r["time_taken_llm"]
-        for r in rows
-        if isinstance(r.get("time_taken_llm"), (int, float)) and r["time_taken_llm"] >= 0
-    ]
-    if not starts:
-        return None
-    return min(starts), max(r["finished_at"] for r in rows)
-
-
-def rows_per_node(dataset: Any, stage: str) -> dict[str, int] | None:
-    """{Ray node id: rows} the engine stage produced on each node, from Ray Data's own record of where it made each
-    block (its block stats). Ray Data keeps them on a private attribute: None when that has moved."""
-    try:
-        pending = [dataset._raw_stats()]
-        counts: dict[str, int] = {}
-        while pending:
-            stats = pending.pop()
-            for operator, blocks in stats.metadata.items():
-                if stage in operator:
-                    for block in blocks:
-                        node = getattr(block.exec_stats, "node_id", None)
-                        if node:
-                            counts[node] = counts.get(node, 0) + int(block.num_rows or 0)
-            pending.extend(stats.parents)
-    except (AttributeError, TypeError):
-        return None
-    return dict(sorted(counts.items())) or None
-
-
-def _preprocess(row: dict[str, Any]) -> dict[str, Any]:
-    return row  # given explicitly only so that its map's resources can be set
-
-
-def _postprocess(row: dict[str, Any]) -> dict[str, Any]:
-    """Runs on the cluster as each row leaves the engine stage: keep only what a record needs, and when."""
-    return {
-        "custom_id": row["custom_id"],
-        "generated_text": row.get("generated_text", ""),
-        "num_input_tokens": row.get("num_input_tokens", 0),
-        "num_generated_tokens": row.get("num_generated_tokens", 0),
-        "time_taken_llm": row.get("time_taken_llm", -1),
-        "finished_at": time.time(),
-        "error": row.get("__inference_error__", "") or "",
-    }
-
-
-def _short(exc: BaseException, lines: int = 12) -> str:
-    """The root cause first (the last `SomethingError: ...` line: Ray wraps the remote traceback around it),
-    then the last lines of the text."""
-    text = [line for line in ANSI.sub("", f"{type(exc).__name__}: {exc}").splitlines() if line.strip()]
-    causes = [line.strip() for line in text if CAUSE.match(line.strip())]
-    return "\n".join([causes[-1] if causes else text[0], *text[-lines:]])
 
 
 def start(plan: CellPlan) -> Engine:
@@ -232,8 +145,8 @@ class RayDataEngine(EngineDefaults):
         small = {"num_cpus": 0} if on_cpu else None
         return build_processor(
             config,
-            preprocess=_preprocess,
-            postprocess=_postprocess,
+            preprocess=ray_rows.preprocess,
+            postprocess=ray_rows.postprocess,
             preprocess_map_kwargs=small,
             postprocess_map_kwargs=small,
         )
@@ -245,46 +158,62 @@ class RayDataEngine(EngineDefaults):
         progress: CellProgress | None = None,
         load: LoadPoint | None = None,
         on_sent: Callable[[str, float], None] | None = None,
-    ) -> list[RequestRecord]:
-        import ray.data
-
+    ) -> Iterator[RequestRecord]:
+        """The round's records in request order, handed on as Ray hands the rows back: only rows that came back
+        ahead of an earlier one still in an engine are held, never the whole round's records."""
         self.load_s = self.batch_wall_s = self.end_to_end_s = None
         self.rows_per_node = None
         self._fault = None
-        records: dict[str, RequestRecord] = {}
+        return self._records(requests, sampling, progress)
+
+    def _records(
+        self, requests: Sequence[BatchRequest], sampling: SamplingOverrides, progress: CellProgress | None
+    ) -> Iterator[RequestRecord]:
+        import ray.data
+
+        ready: list[RequestRecord] = []
+        in_order = InOrder(ready.append)
         rows = []
-        for request in requests:
-            if not request.is_chat:  # the processor's chat-template stage takes messages only
-                records[request.custom_id] = RequestRecord(request.custom_id, error="unsupported_endpoint")
-                continue
-            rows.append(chat_row(request, sampling))
+        for position, request in enumerate(requests):
+            if request.is_chat:
+                rows.append(chat_row(request, sampling, position))
+            else:  # the processor's chat-template stage takes messages only
+                in_order.put(position, RequestRecord(request.custom_id, error="unsupported_endpoint"))
         # no row is handed out before every replica is up: otherwise the first to load takes the work (a short job
         # may end before the second is ready) and the cell would time N replicas where fewer ran
         ray.data.DataContext.get_current().wait_for_min_actors_s = max(int(self.start_timeout_s), 1)
         started_wall, started = time.time(), time.perf_counter()
-        out: list[dict[str, Any]] = []
+        first_in: float | None = None
+        last_done: float | None = None
+        done = 0
         if rows:
             try:
                 dataset = self._processor()(ray.data.from_items(rows))
                 for row in dataset.iter_rows():
-                    out.append(dict(row))
+                    done += 1
+                    if (span := row_span(row)) is not None:
+                        first_in = span[0] if first_in is None else min(first_in, span[0])
+                        last_done = span[1] if last_done is None else max(last_done, span[1])
                     if progress is not None:
                         progress.finished(not row.get("error"), int(row.get("num_generated_tokens") or 0))
-                self.rows_per_node = rows_per_node(dataset, ENGINE_STAGE)
+                    in_order.put(int(row["position"]), record_from_row(row))
+                    yield from ready
+                    ready.clear()
+                self.rows_per_node = rows_per_node(dataset, ray_rows.ENGINE_STAGE)
             except Exception as exc:  # Ray wraps the engine's own error; its message is what the user needs
-                if out:
-                    self._fault = f"the Ray job failed after {len(out)} row(s): {_short(exc)}"
-                else:
+                if not done:
                     raise EngineStartError(
-                        f"Ray Data's vLLM engine stage failed before any row was done: {_short(exc)}"
+                        f"Ray Data's vLLM engine stage failed before any row was done: {short_error(exc)}"
                     ) from exc
+                self._fault = f"the Ray job failed after {done} row(s): {short_error(exc)}"
         self.end_to_end_s = time.perf_counter() - started
-        if (span := batch_span([r for r in out if not r.get("error")])) is not None:
-            self.load_s = max(span[0] - started_wall, 0.0)
-            self.batch_wall_s = max(span[1] - span[0], 1e-6)
-        for row in out:
-            records[row["custom_id"]] = record_from_row(row)
-        return [records.get(r.custom_id) or RequestRecord(r.custom_id, error="missing_output") for r in requests]
+        if first_in is not None and last_done is not None:
+            self.load_s = max(first_in - started_wall, 0.0)
+            self.batch_wall_s = max(last_done - first_in, 1e-6)
+        in_order.finish(
+            len(requests), lambda position: RequestRecord(requests[position].custom_id, error="missing_output")
+        )
+        yield from ready
 
     def cell_figures(self) -> dict[str, Any]:
         return {
