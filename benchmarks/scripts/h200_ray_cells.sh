@@ -21,12 +21,22 @@ if ! python3 -c 'import ray.data.llm' 2>/dev/null; then
     compgen -G "/root/rayparts/part*" >/dev/null || { echo "no ray chunks in /root/rayparts: carry .gpu/ray/pN"; exit 3; }
     mkdir -p /tmp/raywhl
     cat /root/rayparts/part* | xz -dc | tar -C /tmp/raywhl -xf - || { echo "ray chunks incomplete: carry again"; exit 4; }
-    # only the wheels whose distribution neither the image nor /tmp/site has: never a second numpy or pyyaml
-    missing=()
-    for wheel in /tmp/raywhl/*.whl; do
-        dist=$(basename "$wheel" | cut -d- -f1)
-        python3 -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$dist" 2>/dev/null || missing+=("$wheel")
-    done
+    # only the wheels whose distribution the image and /tmp/site lack, or have older than ray[data] was packed with
+    # (ray needs packaging>=24.2, for one): never a second copy of what is there and new enough
+    mapfile -t missing < <(python3 - /tmp/raywhl/*.whl <<'PY'
+import importlib.metadata as metadata, sys
+from pathlib import Path
+from packaging.version import Version
+for wheel in sys.argv[1:]:
+    name, version = Path(wheel).name.split("-")[:2]
+    try:
+        if Version(metadata.version(name)) >= Version(version):
+            continue
+    except metadata.PackageNotFoundError:
+        pass
+    print(wheel)
+PY
+)
     echo "installing ${#missing[@]} wheels into /tmp/site: ${missing[*]##*/}"
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "${missing[@]}" || exit 4
     python3 -c 'import ray.data.llm, ray; print("ray", ray.__version__)' || exit 4

@@ -30,7 +30,7 @@ mkdir -p "$out"
 git check-ignore -q "$out" || echo "pack_ray: warning: $out is not ignored by git (echo /.gpu/ >> .git/info/exclude)" >&2
 tar -C "$work/whl" -cf - . | xz -0 -T0 > "$work/ray-wheels.tar.xz"
 rm -rf "$out"/p[0-9]*
-split -b "${CHUNK_MB:-30}M" -d "$work/ray-wheels.tar.xz" "$work/part"
+split -b "${CHUNK_MB:-30}000000" -d "$work/ray-wheels.tar.xz" "$work/part"
 i=0
 for part in "$work"/part*; do
     i=$((i + 1))
