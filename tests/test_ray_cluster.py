@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -107,6 +108,7 @@ def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
         yield f"127.0.0.1:{port}", token
     finally:
         leftovers = [*(_stop_node(second) if second else []), *_stop_node(head)]
+        shutil.rmtree(temp, ignore_errors=True)  # the nodes' sessions and logs
         assert leftovers == [], f"processes of the test's Ray nodes outlived their `ray start`: {leftovers}"
 
 
