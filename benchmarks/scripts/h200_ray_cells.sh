@@ -38,7 +38,7 @@ for wheel in sys.argv[1:]:
 PY
 )
     echo "installing ${#missing[@]} wheels into /tmp/site: ${missing[*]##*/}"
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "${missing[@]}" || exit 4
+    python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site "${missing[@]}" || exit 4
     python3 -c 'import ray.data.llm, ray; print("ray", ray.__version__)' || exit 4
 fi
 mkdir -p "$VLLMBENCH_CACHE/models" && xz -dc .gpu/extra/seed-dummy.tar.xz | tar -C "$VLLMBENCH_CACHE/models" -xf - || exit 4
