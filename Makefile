@@ -3,9 +3,10 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 EXTRA   ?= cpu
 # plots: matplotlib, for the PNG plots BENCHMARKS.md embeds (without it the report has tables only);
-# docs: MkDocs + Material, for the documentation site that `make lint` builds
+# docs: MkDocs + Material, for the documentation site that `make lint` builds;
+# ray: ray[data] for --mode=ray and the two-node cluster test of `make test-engine` (4 packages, ~150 MB of wheels)
 comma   := ,
-EXTRAS  := $(EXTRA),test,plots,docs
+EXTRAS  := $(EXTRA),test,plots,docs,ray
 STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # The embedded default: Gemma 3 270M on vLLM's CPU build, offline and server, 64 requests of the 5K sample.
 BENCH_ARGS ?= --model=gemma-270m --mode=offline --mode=server --limit=64

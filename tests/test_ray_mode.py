@@ -8,7 +8,7 @@ from test_plugin import BENCH_TEST, REPO
 from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
-from pytest_vllmbench.engines import ray_data
+from pytest_vllmbench.engines import ray_data, ray_rows
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import DummySources, plan_cell
 from pytest_vllmbench.workload.batch import BatchRequest
@@ -59,8 +59,8 @@ def test_a_row_carries_the_offline_sampling_and_structured_output():
         },
         1,
     )
-    row = ray_data.chat_row(request, SamplingOverrides(max_tokens=8))
-    assert row["custom_id"] == "a" and row["messages"] == request.body["messages"]
+    row = ray_rows.chat_row(request, SamplingOverrides(max_tokens=8), position=7)
+    assert row["custom_id"] == "a" and row["position"] == 7 and row["messages"] == request.body["messages"]
     assert row["sampling_params"]["max_tokens"] == 8 and row["sampling_params"]["temperature"] == 0.3
     assert row["sampling_params"]["structured_outputs"] == {"json_object": True}
 
@@ -95,14 +95,13 @@ def test_rows_become_records_and_the_batch_span_comes_from_the_engine_times():
             "error": "boom",
         },
     ]
-    records = [ray_data.record_from_row(r) for r in rows]
+    records = [ray_rows.record_from_row(r) for r in rows]
     assert [(r.error, r.output_tokens, r.e2el_s) for r in records] == [
         (None, 3, 2.0),
         (None, 4, 1.0),
         ("engine_error", 0, None),
     ]
-    assert ray_data.batch_span(rows) == (100.0, 106.0)
-    assert ray_data.batch_span([rows[2]]) is None
+    assert [ray_rows.row_span(r) for r in rows] == [(100.0, 102.0), (104.0, 105.0), None]
 
 
 def test_without_ray_a_ray_cell_is_skipped_saying_how_to_install_it(pytester, monkeypatch):
@@ -142,6 +141,7 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
         clock.sleep(0.2)
         failed = row["messages"][0]["content"] == "fail me"
         return {
+            "position": row["position"],
             "custom_id": row["custom_id"],
             "generated_text": "" if failed else "ok",
             "num_input_tokens": 4,
@@ -154,18 +154,26 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
     engine = ray_data.RayDataEngine("model-dir", {"ray_replicas": 1, "max_model_len": 64}, "cpu")
     try:
         assert engine.cluster["nodes"] == 1 and engine.cluster["replicas"] == 1 and engine.cluster["cpus"] >= 1
+        assert engine.cluster["address"] == "local"
         monkeypatch.setattr(engine, "_processor", lambda: lambda dataset: dataset.map(_fake_stage))
+        monkeypatch.setattr(ray_rows, "ENGINE_STAGE", "_fake_stage")  # the operator Ray Data names after it
         requests = [
             BatchRequest(f"r{n}", CHAT_URL, {"model": "m", "messages": [{"role": "user", "content": text}]}, n)
             for n, text in enumerate(["a", "fail me", "b"])
         ]
-        requests.append(BatchRequest("c", "/v1/completions", {"model": "m", "prompt": "x"}, 4))
-        records = engine.run(requests, SamplingOverrides(max_tokens=5))
-        assert [r.error for r in records] == [None, "engine_error", None, "unsupported_endpoint"]
+        requests.insert(1, BatchRequest("c", "/v1/completions", {"model": "m", "prompt": "x"}, 4))
+        produced = engine.run(requests, SamplingOverrides(max_tokens=5))
+        assert not isinstance(produced, list)  # handed on as the rows come back, never the round's whole list
+        records = list(produced)
+        assert [r.custom_id for r in records] == ["r0", "c", "r1", "r2"]  # request order
+        assert [r.error for r in records] == [None, "unsupported_endpoint", "engine_error", None]
         assert records[0].output_tokens == 5 and records[0].e2el_s == 0.2
         assert 0.2 <= engine.batch_wall_s <= engine.end_to_end_s and engine.load_s >= 0
         figures = engine.cell_figures()
         assert figures["ray_cluster"] == engine.cluster and figures["not_measured"] == ["ttft", "tpot", "itl"]
+        # Ray Data's record of where the stage made its rows: this one node, every chat row once
+        [(node, rows)] = figures["ray_rows_per_node"].items()
+        assert rows == 3 and node == ray.get_runtime_context().get_node_id()
         assert engine.fault() is None
     finally:
         engine.close()
@@ -178,6 +186,6 @@ def test_a_ray_failure_leads_with_its_root_cause_without_colour_codes():
         "  File \"x.py\", line 3, in f\n    raise ImportError('no')\n       ^^^^^^\n"
         "ImportError: RayPrometheusMetric requires Ray to be installed.\n   ^^^^^^^^^^\n"
     )
-    first, *rest = ray_data._short(wrapped).splitlines()
+    first, *rest = ray_rows.short_error(wrapped).splitlines()
     assert first == "ImportError: RayPrometheusMetric requires Ray to be installed."
     assert not any("\x1b" in line for line in rest)

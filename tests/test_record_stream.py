@@ -26,6 +26,18 @@ def test_in_order_emits_by_position_whatever_the_finishing_order(order):
     assert [r.custom_id for r in emitted] == [f"r{i}" for i in range(12)]
 
 
+@given(order=st.permutations(list(range(12))), lost=st.sets(st.integers(0, 11)))
+def test_finishing_emits_every_position_once_with_a_stand_in_for_each_one_never_put(order, lost):
+    emitted: list[RequestRecord] = []
+    collector = InOrder(emitted.append)
+    for position in order:
+        if position not in lost:
+            collector.put(position, RequestRecord(f"r{position}"))
+    collector.finish(12, lambda position: RequestRecord(f"r{position}", error="missing_output"))
+    assert [r.custom_id for r in emitted] == [f"r{i}" for i in range(12)]
+    assert {i for i, r in enumerate(emitted) if r.error == "missing_output"} == lost
+
+
 def test_records_come_from_the_loop_thread_as_they_are_emitted():
     seen_in: set[str] = set()
 

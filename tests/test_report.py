@@ -37,6 +37,16 @@ def test_report_shows_the_newest_cell_per_machine_and_every_run(tmp_path):
 MACHINE = "Linux-CPython-3.11-64bit"
 
 
+def test_a_ray_cell_with_more_replicas_is_its_own_cell_not_a_newer_run_of_one_replica(tmp_path):
+    one = cell("gemma-270m-ray", requests_per_s=1.38, engine_args={"ray_replicas": 1})
+    two = cell("gemma-270m-ray", requests_per_s=1.20, engine_args={"ray_replicas": 2})
+    save_run(tmp_path, 1, "one-replica", [one], when="2026-12-04T10:00:00")
+    save_run(tmp_path, 2, "two-replicas", [two], when="2026-12-04T11:00:00")
+    matrix = render(load_runs(tmp_path)).split("## Test matrix")[1].split("## Results by machine")[0]
+    assert "| 1.38 " in matrix and "| 1.20 " in matrix
+    assert "gemma-270m (replicas 2)" in matrix
+
+
 def test_hand_written_sections_survive_regeneration(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     storage = tmp_path / ".benchmarks"

@@ -119,12 +119,40 @@ def test_every_request_gets_exactly_one_record_whatever_the_runner_wrote(tmp_pat
     assert [r.custom_id for r in records] == [r.custom_id for r in requests]
     expected = {200: None, 400: "http_400", None: "missing_output"}
     assert [r.error for r in records] == [expected[s] for s in statuses]
+    # read as taken, in order or not: the same records
+    assert [(r.custom_id, r.error) for r in run_batch.read_output(path, requests)] == [
+        (r.custom_id, r.error) for r in records
+    ]
+
+
+def test_an_output_file_in_the_requests_order_is_read_as_the_records_are_taken(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("\n".join([output_line("a"), output_line("c", 400)]) + "\n")
+    completion = BatchRequest("skipped", COMPLETIONS_URL, {"model": "m", "prompt": "x"}, 9)
+    requests = [chat("a"), completion, chat("b"), chat("c")]
+    streamed = run_batch.read_output(path, requests, {"skipped": "unsupported_endpoint"})
+    first = next(streamed)  # the first record is there before the file is read to its end
+    assert first.custom_id == "a" and not isinstance(streamed, list)
+    assert [(r.custom_id, r.error) for r in streamed] == [
+        ("skipped", "unsupported_endpoint"),
+        ("b", "missing_output"),
+        ("c", "http_400"),
+    ]
+
+
+def test_a_bad_line_anywhere_is_raised_before_any_record_is_handed_on(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text(output_line("a") + "\n" + output_line("b") + "\nnot json\n")
+    with pytest.raises(run_batch.RunBatchOutputError, match=r"out\.jsonl:3:"):
+        run_batch.read_output(path, [chat("a"), chat("b")])
 
 
 def test_a_run_times_the_batch_apart_from_start_up_and_leaves_no_process(tmp_path):
     pid_file = tmp_path / "worker.pid"
     eng = engine(tmp_path, "--load-s", "0.5", "--batch-s", "0.8", "--exit-s", "0.6", "--worker-pid-file", str(pid_file))
-    records = eng.run([chat("a"), chat("refuse", "refuse me"), chat("b")], SamplingOverrides(max_tokens=4))
+    produced = eng.run([chat("a"), chat("refuse", "refuse me"), chat("b")], SamplingOverrides(max_tokens=4))
+    assert not isinstance(produced, list)  # read from the output file as the records are taken
+    records = list(produced)
     assert [r.error for r in records] == [None, "http_400", None]
     assert json.loads(records[0].text) == {"max_tokens": 4, "model": "gemma-270m", "stream": False}
     assert records[2].input_tokens == 12 and records[2].output_tokens == 4
@@ -155,7 +183,7 @@ def test_a_runner_that_dies_before_the_batch_is_an_engine_start_error_with_its_l
 )
 def test_a_runner_that_fails_mid_batch_fails_every_request_and_reports_a_fault(tmp_path, how, error, says):
     eng = engine(tmp_path, "--fail", how, "--load-s", "0", "--batch-s", "0", "--exit-s", "0")
-    records = eng.run([chat("a"), chat("b")], SamplingOverrides())
+    records = list(eng.run([chat("a"), chat("b")], SamplingOverrides()))
     assert [r.error for r in records] == [error, error]
     assert eng.fault() is not None and __import__("re").search(says, eng.fault())
 

@@ -28,7 +28,7 @@ def test_the_real_runner_answers_the_cells_lines_and_leaves_nothing(tmp_path):
     requests.append(BatchRequest("completion-line", COMPLETIONS_URL, {"model": "gemma-270m", "prompt": "Hi"}, 99))
     plan = plan_cell(cell, settings, registry, DummySources())
     engine = RunBatchEngine(plan.model_source, "gemma-270m", plan.engine_args, work_dir=tmp_path)
-    records = engine.run(requests, SamplingOverrides(max_tokens=8, ignore_eos=True))
+    records = list(engine.run(requests, SamplingOverrides(max_tokens=8, ignore_eos=True)))
     assert engine.fault() is None
     assert [r.error for r in records] == [None, None, None, "unsupported_endpoint"]
     assert all(r.output_tokens == 8 and r.input_tokens > 50 and r.text for r in records[:3])

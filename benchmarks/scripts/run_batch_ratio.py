@@ -58,7 +58,7 @@ def main() -> None:
                 finally:
                     offline.close()
             else:
-                records = runner.run(requests, sampling)
+                records = list(runner.run(requests, sampling))
                 assert runner.batch_wall_s is not None and runner.load_s is not None, runner.fault()
                 wall = runner.batch_wall_s
                 loads.append(runner.load_s)

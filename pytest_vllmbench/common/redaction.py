@@ -115,3 +115,15 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.+@-]+/)+([\w.+@-]+)")
 def strip_paths(text: str) -> str:
     """Absolute paths cut to their last part: what a saved run says about a file, never where this machine keeps it."""
     return _ABSOLUTE_PATH.sub(r"\1", text)
+
+
+def address_without_credentials(address: str) -> str:
+    """A cluster address as it may be saved: as given, or only its `host:port` when it carries credentials
+    (`ray://user:token@head:10001?auth=k` -> `head:10001`), so no token is ever kept."""
+    rest = address.partition("://")[2] or address
+    if not any(mark in rest for mark in "@?#"):
+        return address
+    host_port = rest.rpartition("@")[2]
+    for mark in "?#/":
+        host_port = host_port.partition(mark)[0]
+    return host_port or REDACTED

@@ -120,6 +120,6 @@ register(
         start="pytest_vllmbench.engines.ray_data:start",
         own_args_prefix="ray_",
         replicas_arg="ray_replicas",
-        figures=("ray_cluster", "ray_init_s", "ray_end_to_end_s", "not_measured", "timing"),
+        figures=("ray_cluster", "ray_rows_per_node", "ray_init_s", "ray_end_to_end_s", "not_measured", "timing"),
     )
 )

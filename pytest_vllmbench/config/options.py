@@ -171,4 +171,11 @@ OPTIONS = (
         "latest",
         metavar="RUN",
     ),
+    Option(
+        "ray-address",
+        "the Ray cluster ray cells join, e.g. 10.0.0.5:6379 or ray://head:10001 (default $RAY_ADDRESS, else a "
+        "local Ray instance started for the cell and stopped after it); nothing of a joined cluster is stopped",
+        None,
+        metavar="ADDRESS",
+    ),
 )

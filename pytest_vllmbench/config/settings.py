@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.common.redaction import redact_url
+from pytest_vllmbench.common.redaction import address_without_credentials, redact_url
 from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.config.loads import LoadPoint, load_points, parse_concurrencies, parse_request_rates
 from pytest_vllmbench.config.memory_budget import parse_size
@@ -66,6 +66,7 @@ class Settings:
     load_points: tuple[LoadPoint, ...] = ()  # a sweep: more than one load point (server/endpoint cells)
     api_server_count: tuple[int, ...] = ()  # --api-server-count: one server cell per value (empty: vLLM's default)
     trace_dir: Path | None = None
+    ray_address: str | None = None  # --ray-address; the ray engine falls back to $RAY_ADDRESS, then a local Ray
 
     @property
     def random_dataset(self) -> str | None:
@@ -152,6 +153,22 @@ def _check_endpoint_url(url: str) -> None:
         raise UsageError(f"--endpoint expects an http:// or https:// URL with a host, got {redact_url(url)!r}")
 
 
+def _ray_address(value: Any, modes: tuple[str, ...]) -> str | None:
+    """--ray-address as given (Ray parses it when the cell joins); only ray cells use it."""
+    if value in (None, ""):
+        return None
+    address = str(value).strip()
+    if not address or any(char.isspace() for char in address):
+        shown = address_without_credentials(address)
+        raise UsageError(f"--ray-address expects HOST:PORT, ray://HOST:PORT, auto or local, got {shown!r}")
+    if "ray" not in modes:
+        raise UsageError(
+            f"--ray-address={address_without_credentials(address)} is only used by ray mode: add --mode=ray "
+            "(the modes run are only ever the ones asked for)"
+        )
+    return address
+
+
 def _optional(what: str, value: Any, kind: Callable[[Any], Any], minimum: float) -> Any:
     return None if value in (None, "") else _number(what, value, kind, minimum)
 
@@ -176,6 +193,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         )
     if raw["endpoint"]:
         _check_endpoint_url(str(raw["endpoint"]))
+    ray_address = _ray_address(raw.get("ray_address"), modes)
     if raw["limit"] not in (None, "") and raw["sample"] not in (None, ""):
         raise UsageError("use either --limit or --sample, not both")
     engine_args = dict(parse_engine_arg(item) for item in raw["engine_arg"])
@@ -223,6 +241,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         load_points=points if len(points) > 1 else (),
         api_server_count=parse_api_server_counts(raw.get("api_server_count")),
         trace_dir=_path(raw["trace_dir"], rootdir) if raw["trace_dir"] else None,
+        ray_address=ray_address,
         request_timeout=_positive("--request-timeout", raw["request_timeout"]),
         api_key_env=str(raw["api_key_env"]),
         api_key_over_http=bool(raw["api_key_over_http"]),

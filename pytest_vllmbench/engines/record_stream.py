@@ -31,6 +31,13 @@ class InOrder:
             self.emit(self._waiting.pop(self.next))
             self.next += 1
 
+    def finish(self, count: int, missing: Callable[[int], RequestRecord]) -> None:
+        """Emit the rest up to `count` positions, `missing(position)` standing in for each one never put."""
+        while self.next < count:
+            found = self._waiting.pop(self.next) if self.next in self._waiting else missing(self.next)
+            self.emit(found)
+            self.next += 1
+
 
 _END = object()
 

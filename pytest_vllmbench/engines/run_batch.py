@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +93,55 @@ def write_batch_input(
 def parse_output(
     path: Path, requests: Sequence[BatchRequest], unsent: dict[str, str] | None = None
 ) -> list[RequestRecord]:
-    """One record per request, in the requests' order, from the runner's output file. A line the runner marks
-    as failed becomes `http_<status>`; a request it wrote no line for becomes `missing_output`; `unsent` are
-    the lines never given to it, with why."""
+    """One record per request, in the requests' order, from the runner's output file in any order (all of the
+    round's records at once: `read_output` streams the file when it is in order). A line the runner marks as
+    failed becomes `http_<status>`; a request it wrote no line for becomes `missing_output`; `unsent` are the
+    lines never given to it, with why."""
     found: dict[str, RequestRecord] = {cid: RequestRecord(cid, error=kind) for cid, kind in (unsent or {}).items()}
+    for record in _output_records(path):
+        found[record.custom_id] = record
+    return [found.get(r.custom_id) or RequestRecord(r.custom_id, error="missing_output") for r in requests]
+
+
+class _OutOfOrder(Exception):
+    """The output file does not list the sent lines in the requests' order."""
+
+
+def read_output(
+    path: Path, requests: Sequence[BatchRequest], unsent: dict[str, str] | None = None
+) -> Iterator[RequestRecord]:
+    """The records `parse_output` gives, read as they are taken: vLLM's runner writes its output lines in the
+    input's order, so each request takes the next line when it is its own and nothing of the round is held. The
+    file is checked whole first (a bad line raises before any record is handed on); one in another order is
+    read by `parse_output` instead."""
     try:
-        with path.open(encoding="utf-8") as lines:  # line by line: the output file is never held whole
+        for _record in _in_request_order(path, requests, unsent or {}):
+            pass
+    except _OutOfOrder:
+        return iter(parse_output(path, requests, unsent))
+    return _in_request_order(path, requests, unsent or {})
+
+
+def _in_request_order(path: Path, requests: Sequence[BatchRequest], unsent: dict[str, str]) -> Iterator[RequestRecord]:
+    lines = _output_records(path)
+    pending = next(lines, None)
+    for request in requests:
+        if (kind := unsent.get(request.custom_id)) is not None:
+            yield RequestRecord(request.custom_id, error=kind)
+        elif pending is not None and pending.custom_id == request.custom_id:
+            yield pending
+            pending = next(lines, None)
+        else:
+            yield RequestRecord(request.custom_id, error="missing_output")
+    if pending is not None:  # a line left over: not the sent lines' order
+        lines.close()
+        raise _OutOfOrder
+
+
+def _output_records(path: Path) -> Generator[RequestRecord, None, None]:
+    """The output file's records, line by line (never held whole); a bad line raises naming file and line."""
+    try:
+        with path.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, start=1):
                 if not line.strip():
                     continue
@@ -108,12 +151,11 @@ def parse_output(
                     raise RunBatchOutputError(
                         f"{path}:{number}: not a batch output line ({type(exc).__name__})"
                     ) from None
-                found[record.custom_id] = record
+                yield record
     except FileNotFoundError:
         raise RunBatchOutputError(f"{path}: the batch runner wrote no output file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RunBatchOutputError(f"{path}: cannot read the batch runner's output: {exc}") from None
-    return [found.get(r.custom_id) or RequestRecord(r.custom_id, error="missing_output") for r in requests]
 
 
 def record_from_stream(item: dict[str, Any]) -> RequestRecord:
@@ -140,6 +182,19 @@ def record_from_stream(item: dict[str, Any]) -> RequestRecord:
 
 def start(plan: CellPlan) -> Engine:
     return RunBatchEngine(plan.model_source, plan.cell.model.alias, plan.engine_args)
+
+
+def _handed_on(records: Iterator[RequestRecord], progress: CellProgress | None, work: Path) -> Iterator[RequestRecord]:
+    """The records as they are taken, each counted on the progress bar past what the runner's log showed; the
+    work folder (batch, output, log) is removed once they are all taken or the caller stops taking them."""
+    shown = progress.done if progress is not None else 0
+    try:
+        for number, record in enumerate(records, start=1):
+            if progress is not None and number > shown:
+                progress.finished(record.ok, record.output_tokens)
+            yield record
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 class RunBatchEngine(EngineDefaults):
@@ -172,11 +227,13 @@ class RunBatchEngine(EngineDefaults):
         progress: CellProgress | None = None,
         load: LoadPoint | None = None,
         on_sent: Callable[[str, float], None] | None = None,
-    ) -> list[RequestRecord]:
+    ) -> Iterable[RequestRecord]:
+        """The round's records; when the runner wrote its output, read from the file as they are taken (the
+        work folder goes when the last is taken)."""
         self.load_s = self.batch_wall_s = self.end_to_end_s = self.exit_s = None
         self._fault = None
         work = Path(tempfile.mkdtemp(prefix="vllmbench-run-batch-", dir=self._work_root))
-        keep = False
+        keep = handed_on = False
         try:
             input_path, output_path, log_path = work / "input.jsonl", work / "output.jsonl", work / "runner.log"
             unsent = write_batch_input(input_path, requests, self._served_name, sampling)
@@ -213,17 +270,15 @@ class RunBatchEngine(EngineDefaults):
             self.batch_wall_s = max(last_line_at - self.load_s, 1e-6)
             self.exit_s = self.end_to_end_s - last_line_at
             try:
-                records = parse_output(output_path, requests, unsent)
+                records = read_output(output_path, requests, unsent)
             except RunBatchOutputError as exc:
                 keep = True
                 self._fault = str(exc)
                 return [RequestRecord(r.custom_id, error="bad_output") for r in requests]
-            if progress is not None:
-                for record in records[progress.done :]:
-                    progress.finished(record.ok, record.output_tokens)
-            return records
+            handed_on = True
+            return _handed_on(records, progress, work)
         finally:
-            if not keep:
+            if not keep and not handed_on:
                 shutil.rmtree(work, ignore_errors=True)
 
     def _watch(self, process: SessionProcess, progress: CellProgress | None, started: float) -> float | None:

@@ -61,11 +61,16 @@ def workload_legend(fulls: Iterable[str]) -> str:
 
 
 def split(cell: SavedCell) -> str:
-    """How one engine spans GPUs: 'TP 2, PP 2', or '' for a single device."""
+    """How the cell's engine spans GPUs, and how many engines ran side by side: 'TP 2, PP 2', 'replicas 2' (Ray
+    Data's engine replicas), or '' for one engine on a single device."""
     args = cell.engine_args or {}
     return ", ".join(
         f"{name} {args[key]}"
-        for key, name in (("tensor_parallel_size", "TP"), ("pipeline_parallel_size", "PP"))
+        for key, name in (
+            ("tensor_parallel_size", "TP"),
+            ("pipeline_parallel_size", "PP"),
+            ("ray_replicas", "replicas"),
+        )
         if int(args.get(key, 1)) > 1
     )
 

@@ -1,0 +1,163 @@
+"""A ray cell on a real two-node Ray cluster that the test starts (`ray start --head` and a second `ray start
+--address=...` with a resource of its own), joined with --ray-address: both nodes do work, the cluster outlives the
+cell, and the test stops exactly the nodes it started (by their `ray start --block` processes, never `ray stop`,
+which stops every Ray instance on the machine)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from procs import alive_after, kill_all, run_pytest_isolated
+
+pytestmark = pytest.mark.engine
+REPO = Path(__file__).resolve().parents[1]
+RAY = Path(sys.executable).with_name("ray")
+REQUESTS = 6
+START_TIMEOUT_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_node(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """`ray start ... --block` in a session of its own: it stays in the foreground and, stopped, stops its node."""
+    with log.open("wb") as out:
+        node = subprocess.Popen(
+            [str(RAY), "start", *args, "--num-gpus=0", "--object-store-memory=100000000", "--block"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while b"Ray runtime started" not in log.read_bytes():
+        if node.poll() is not None or time.monotonic() > deadline:
+            _stop_node(node)
+            pytest.fail(f"ray start {args[0]} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.5)
+    return node
+
+
+def _stop_node(node: subprocess.Popen[bytes]) -> list[tuple[int, str]]:
+    """SIGTERM to the `ray start --block` we started (it stops its node's processes), then whatever of its
+    session is still there after a grace period is killed and returned."""
+    if node.poll() is None:
+        node.send_signal(signal.SIGTERM)
+    try:
+        node.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        node.kill()
+        node.wait()
+    leftovers = alive_after(node.pid, grace_s=15.0)
+    kill_all(leftovers)
+    return leftovers
+
+
+@pytest.fixture
+def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """(address, token) of a head with 1 CPU and a second node with 1 CPU and the resource `second_node`. Token
+    authentication on, with a token of the test's own, so the cell must join with it and may never save it."""
+    if not RAY.is_file():
+        pytest.skip(f"ray is not installed ({RAY} missing): pip install 'pytest-vllmbench[ray]'")
+    token = secrets.token_hex(32)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # a short temp dir of our own: Ray's socket paths must stay under the OS limit, and nothing of another
+    # instance's /tmp/ray is touched
+    temp = Path(tempfile.mkdtemp(prefix="vbray", dir="/tmp"))
+    port = _free_port()
+    head = _start_node(
+        [
+            "--head",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp}",
+            f"--ray-client-server-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}",
+        ],
+        temp / "head.log",
+    )
+    second = None
+    try:
+        second = _start_node(
+            [
+                f"--address=127.0.0.1:{port}",
+                "--num-cpus=1",
+                '--resources={"second_node": 1}',
+                "--disable-usage-stats",
+                f"--dashboard-agent-listen-port={_free_port()}",
+            ],
+            temp / "second.log",
+        )
+        yield f"127.0.0.1:{port}", token
+    finally:
+        leftovers = [*(_stop_node(second) if second else []), *_stop_node(head)]
+        shutil.rmtree(temp, ignore_errors=True)  # the nodes' sessions and logs
+        assert leftovers == [], f"processes of the test's Ray nodes outlived their `ray start`: {leftovers}"
+
+
+def _nodes(address: str) -> dict[str, dict[str, float]]:
+    """{node id: resources} of the cluster's live nodes, asked of Ray by a driver of its own."""
+    ask = (
+        "import json, sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); "
+        "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))"
+    )
+    done = subprocess.run([sys.executable, "-c", ask, address], capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_ray_cell_joins_a_two_node_cluster_works_on_both_and_leaves_it_running(two_nodes, tmp_path):
+    address, token = two_nodes
+    nodes = _nodes(address)
+    [second_id] = [node for node, resources in nodes.items() if resources.get("second_node")]
+    assert len(nodes) == 2
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    args = [
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=gemma-270m",
+        "--mode=ray",
+        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
+        f"--limit={REQUESTS}",
+        "--max-tokens=4",
+        f"--ray-address={address}",
+        # one replica a node (each node has one CPU, a replica takes one); one row a batch, so both get rows
+        "--engine-arg=ray_replicas=2",
+        "--engine-arg=ray_batch_size=1",
+        # on the CPU build this is a share of RAM: two engines on one small host
+        "--engine-arg=gpu_memory_utilization=0.1",
+        "--benchmark-save=two-nodes",
+    ]
+    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert leftovers == []
+    [run] = (tmp_path / ".benchmarks").glob("*/0001_two-nodes.json")
+    assert token not in run.read_text()
+    [cell] = [bench["extra_info"] for bench in json.loads(run.read_text())["benchmarks"]]
+    assert cell["n_failed"] == 0 and cell["n_requests"] == REQUESTS
+    assert cell["ray_cluster"]["address"] == address and cell["ray_cluster"]["nodes"] == 2
+    assert cell["ray_cluster"]["replicas"] == 2
+    # Ray's own record of where the engine stage made its rows: both nodes did work, every row counted once
+    per_node = cell["ray_rows_per_node"]
+    assert set(per_node) == set(nodes) and second_id in per_node
+    assert all(rows > 0 for rows in per_node.values()) and sum(per_node.values()) == REQUESTS
+    # the cell only disconnected: the cluster it joined still runs, with both nodes
+    assert set(_nodes(address)) == set(nodes)
