@@ -130,6 +130,7 @@ def test_both_new_modes_are_cells_of_the_matrix(pytester):
     ]
 
 
+@pytest.mark.engine  # no vLLM, but a real local Ray (~30 s to start): with the engine tests, out of `make test`
 def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monkeypatch):
     pytest.importorskip("ray.data.llm", reason="the ray extra is not installed")
     import ray
