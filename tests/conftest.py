@@ -2,16 +2,17 @@ import os
 import sys
 from pathlib import Path
 
-# Imported here, before any in-process pytester run: pytester restores sys.modules after each run, and a
-# module first imported inside one would come back as a second copy whose exception classes httpx's cached
-# httpcore-exception map no longer recognises (httpcore.ConnectError escaping as itself, not httpx's), or,
-# for numpy, as a reloaded C extension. The package imports these where a cell uses them, not at its top.
+# aiohttp to prometheus_client are imported here, before any in-process pytester run: pytester restores
+# sys.modules after each run, and a module first imported inside one would come back as a second copy whose
+# exception classes httpx's cached httpcore-exception map no longer recognises (httpcore.ConnectError escaping as
+# itself, not httpx's), or, for numpy, as a reloaded C extension. The package imports them where a cell uses them.
 import aiohttp  # noqa: F401
 import httpcore  # noqa: F401
 import httpx  # noqa: F401
 import httpx_aiohttp  # noqa: F401
 import numpy  # noqa: F401
 import prometheus_client.parser  # noqa: F401
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests share small helpers (saved_runs.py, procs.py)
 
@@ -27,3 +28,12 @@ def pytest_collection_modifyitems(config, items):
     """Real-engine tests first: under xdist (`make test` runs -n auto) the longest one, the smoke's engine load,
     then starts at once beside the fast tests instead of last, alone on one core."""
     items.sort(key=lambda item: item.get_closest_marker("engine") is None)
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    """The sessions the suite starts run without hypothesis' and anyio's pytest plugins, which none of them uses:
+    hypothesis' terminal summary imports all of hypothesis, and the two cost a started session ~0.8 s of CPU of
+    its ~1.5 s. pytester drops PYTEST_ADDOPTS before this runs; the setting ends with the test."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest -p no:anyio")
+    return pytester
