@@ -13,6 +13,7 @@ import httpx_aiohttp  # noqa: F401
 import numpy  # noqa: F401
 import prometheus_client.parser  # noqa: F401
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests share small helpers (saved_runs.py, procs.py)
 
@@ -22,6 +23,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests share small helpers (sav
 from pytest_vllmbench.engines.embedded_model import cache_root
 
 os.environ.setdefault("VLLMBENCH_CACHE", str(cache_root().parent))
+
+# No per-example deadline: hypothesis' default 200 ms made a timed unit test of every property, and a first example
+# that imports numpy.ma or scipy (the package imports them where they are used) overran it on a busy 2-core box.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 def pytest_collection_modifyitems(config, items):

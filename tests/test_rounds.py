@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_vllmbench.measure.rounds import interval, plus_minus, round_statistics, rounds_info
@@ -24,8 +24,6 @@ def test_one_round_has_no_interval_and_saves_nothing_extra():
     assert rounds_info([{"requests_per_s": 5.0}]) == {}
 
 
-# no deadline: the first example imports scipy (rounds.py imports it where it is used), seconds on a busy box
-@settings(deadline=None)
 @given(st.lists(st.floats(0.001, 1e6, allow_nan=False), min_size=2, max_size=20))
 def test_the_interval_holds_the_mean_and_shrinks_with_agreement(values):
     found = interval(values)
