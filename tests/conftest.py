@@ -30,10 +30,30 @@ settings.register_profile("suite", deadline=None)
 settings.load_profile("suite")
 
 
+@pytest.hookimpl(trylast=True)  # after xdist's own, which names an item's group where it still can
 def pytest_collection_modifyitems(config, items):
     """Real-engine tests first: under xdist (`make test` runs -n auto) the longest one, the smoke's engine load,
-    then starts at once beside the fast tests instead of last, alone on one core."""
+    then starts at once beside the fast tests instead of last, alone on one core. Each test of an xdist group
+    carries the group in its node id, which is how `--dist loadgroup` keeps a group on one worker."""
     items.sort(key=lambda item: item.get_closest_marker("engine") is None)
+    if getattr(config.option, "loadgroup", False):
+        for item in items:
+            _name_xdist_group(item)
+
+
+def _name_xdist_group(item):
+    """pytest 9.2 builds a node id from a structured id that pytest-xdist 3.8 does not update, so loadgroup
+    silently stopped grouping (pytest-dev/pytest-xdist#1386): the smoke's tests each started the engine on their
+    own worker. Where xdist's suffix is missing, it is added to the structured id."""
+    groups = {
+        str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+        for mark in item.iter_markers("xdist_group")
+    }
+    suffix = "@" + "_".join(sorted(groups))
+    if groups and not item.nodeid.endswith(suffix):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(item.nodeid + suffix)
 
 
 @pytest.fixture
