@@ -3,12 +3,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Imported here, before any in-process pytester run: pytester restores sys.modules after each run, and a
-# module first imported inside one would come back as a second copy whose exception classes httpx's cached
-# httpcore-exception map no longer recognises (httpcore.ConnectError escaping as itself, not httpx's).
+# aiohttp to prometheus_client are imported here, before any in-process pytester run: pytester restores
+# sys.modules after each run, and a module first imported inside one would come back as a second copy whose
+# exception classes httpx's cached httpcore-exception map no longer recognises (httpcore.ConnectError escaping as
+# itself, not httpx's), or, for numpy, as a reloaded C extension. The package imports them where a cell uses them.
+import aiohttp  # noqa: F401
 import httpcore  # noqa: F401
 import httpx  # noqa: F401
+import httpx_aiohttp  # noqa: F401
+import numpy  # noqa: F401
+import prometheus_client.parser  # noqa: F401
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests share small helpers (saved_runs.py, procs.py)
 
@@ -20,6 +26,11 @@ from pytest_vllmbench.pytest_plugin.xdist_workers import ScopeScheduling
 
 os.environ.setdefault("VLLMBENCH_CACHE", str(cache_root().parent))
 
+# No per-example deadline: hypothesis' default 200 ms made a timed unit test of every property, and a first example
+# that imports numpy.ma or scipy (the package imports them where they are used) overran it on a busy 2-core box.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
+
 
 def pytest_collection_modifyitems(config, items):
     """Real-engine tests first: under xdist (`make test` runs -n auto) the longest one, the smoke's engine load,
@@ -27,9 +38,13 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("engine") is None)
 
 
-# Modules whose tests share one engine (a module-scoped fixture): under `make test -n auto` one worker runs each.
-# Here, not in the root conftest: `pytest benchmarks/ -n 2` must get the plugin's own scheduler.
-ONE_WORKER_MODULES = ("tests/test_engine_smoke.py::",)
+# Tests that share something costly (a module-scoped fixture) and so run on one worker under `make test -n auto`,
+# by node-id prefix. Here, not in the root conftest: `pytest benchmarks/ -n 2` must get the plugin's own scheduler.
+ONE_WORKER = {
+    "tests/test_engine_smoke.py::": "engine-smoke",  # one engine load
+    "tests/test_plots.py::test_no_text_is_clipped_in_any_plot_of_the_committed_runs": "committed-report",
+    "tests/test_plots.py::test_every_gpu_cell_of_the_committed_runs_gets_a_cdf": "committed-report",
+}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -39,6 +54,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
 
     def scope_of(nodeid: str) -> str:
-        return next((module for module in ONE_WORKER_MODULES if nodeid.startswith(module)), nodeid)
+        return next((group for prefix, group in ONE_WORKER.items() if nodeid.startswith(prefix)), nodeid)
 
     return ScopeScheduling(config, log, scope_of)
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    """The sessions the suite starts run without hypothesis' and anyio's pytest plugins, which none of them uses:
+    hypothesis' terminal summary imports all of hypothesis, and the two cost a started session ~0.8 s of CPU of
+    its ~1.5 s. pytester drops PYTEST_ADDOPTS before this runs; the setting ends with the test."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest -p no:anyio")
+    return pytester

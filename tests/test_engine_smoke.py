@@ -17,7 +17,7 @@ from procs import run_pytest_isolated
 
 from pytest_vllmbench import cli
 
-# under `make test -n auto` one worker runs this module (tests/conftest.py ONE_WORKER_MODULES): one engine load
+# under `make test -n auto` one worker runs this module (tests/conftest.py ONE_WORKER): one engine load
 pytestmark = [pytest.mark.engine, pytest.mark.smoke]
 REPO = Path(__file__).resolve().parents[1]
 CELLS = ("gemma-270m-offline",)

@@ -172,7 +172,7 @@ def test_gate_fails_on_a_nan_figure(fake, monkeypatch):
 def test_gate_under_xdist_gates_the_merged_run(fake, monkeypatch):
     assert fake.runpytest(*CELLS, "--benchmark-save=base").ret == 0
     monkeypatch.setenv("FAKE_FIGURES", json.dumps({"gemma-270m-server": {"requests_per_s": 1.0}}))
-    result = fake.runpytest_subprocess(*CELLS, "-n", "2", "--benchmark-save=now", "--vllmbench-gate=requests_per_s:-5%")
+    result = fake.runpytest(*CELLS, "-n", "2", "--benchmark-save=now", "--vllmbench-gate=requests_per_s:-5%")
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
     result.stdout.fnmatch_lines(
         [

@@ -194,18 +194,34 @@ def test_the_clip_check_sees_a_clipped_title():
     assert _clipped(figure)
 
 
-def test_no_text_is_clipped_in_any_plot_of_the_committed_runs_and_a_long_named_cell(tmp_path, monkeypatch):
-    """The committed runs (the H200 throughput, sweep and CDF plots were clipped once) and a ~250-character name."""
+@pytest.fixture(scope="module")
+def committed_report(tmp_path_factory):
+    """The report of the committed runs, rendered once for the tests that read it: its figures and its text."""
     pytest.importorskip("matplotlib")
-    figures = _drawn_figures(monkeypatch)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        figures = _drawn_figures(monkeypatch)
+        folder = tmp_path_factory.mktemp("committed")
+        storage, out = folder / ".benchmarks", folder / "BENCHMARKS.md"
+        shutil.copytree(COMMITTED_RUNS, storage)
+        write_report(storage, out)
+    return figures, out.read_text()
+
+
+# tests/conftest.py ONE_WORKER: one worker renders the committed runs for both tests
+def test_no_text_is_clipped_in_any_plot_of_the_committed_runs_and_a_long_named_cell(
+    committed_report, tmp_path, monkeypatch
+):
+    """The committed runs (the H200 throughput, sweep and CDF plots were clipped once) and a ~250-character name."""
+    committed, _ = committed_report
+    long_named = _drawn_figures(monkeypatch)
     storage = tmp_path / ".benchmarks"
-    shutil.copytree(COMMITTED_RUNS, storage)
     long_cell = cell(f"{LONG_MODEL}-server", mode="server", requests_per_s=2.0, **CDF)
     save_run(storage, 99, "long", [long_cell], gpus=["NVIDIA H200"], machine_id="long-names")
     write_report(storage, tmp_path / "BENCHMARKS.md")
-    drawn = {figure.axes[0].get_title().split(":")[0] for figure in figures}
-    assert drawn == {"Throughput", "Latency CDF", "Load sweep"} and len(figures) > 20
-    found = {figure.axes[0].get_title(): _clipped(figure) for figure in figures}
+    drawn = {figure.axes[0].get_title().split(":")[0] for figure in committed}
+    assert drawn == {"Throughput", "Latency CDF", "Load sweep"} and len(committed) > 20
+    assert {figure.axes[0].get_title().split(":")[0] for figure in long_named} == {"Throughput", "Latency CDF"}
+    found = {figure.axes[0].get_title(): _clipped(figure) for figure in [*committed, *long_named]}
     assert {title: clipped for title, clipped in found.items() if clipped} == {}
 
 
@@ -223,14 +239,9 @@ def test_each_cdf_names_its_mode(monkeypatch):
     assert "queued (all at once, ray)" in ray
 
 
-def test_every_gpu_cell_of_the_committed_runs_gets_a_cdf(tmp_path, monkeypatch):
+def test_every_gpu_cell_of_the_committed_runs_gets_a_cdf(committed_report):
     """Runs saved before the 101-point CDFs existed get one from their p50, p90 and p99, and say so."""
-    pytest.importorskip("matplotlib")
-    figures = _drawn_figures(monkeypatch)
-    storage, out = tmp_path / ".benchmarks", tmp_path / "BENCHMARKS.md"
-    shutil.copytree(COMMITTED_RUNS, storage)
-    write_report(storage, out)
-    text = out.read_text()
+    figures, text = committed_report
     charts = {
         f.axes[0].get_title().removeprefix("Throughput: "): f for f in figures if "Throughput" in f.axes[0].get_title()
     }

@@ -169,7 +169,7 @@ def test_a_plain_pytest_benchmark_project_sees_no_change(pytester):
 def test_xdist_plain_project_keeps_its_own_scheduling(pytester):
     pytester.makepyfile(test_plain=PLAIN_PROJECT)
     pytester.makeconftest(SEE_XDIST)
-    assert pytester.runpytest_subprocess("-n", "2").ret == 0
+    assert pytester.runpytest("-n", "2").ret == 0
     assert json.loads((pytester.path / "xdist.json").read_text()) == {"sched": "LoadScheduling", "restarts": 8}
 
 
@@ -197,9 +197,7 @@ def pytest_sessionfinish(session):
 )
 def test_xdist_settings_are_in_force_on_the_controller(fake, own, expected):
     fake.makeconftest(SEE_XDIST)
-    result = fake.runpytest_subprocess(
-        "-n", "2", *own, "--model=gemma-270m", "--mode=offline", "--limit=2", "--report=none"
-    )
+    result = fake.runpytest("-n", "2", *own, "--model=gemma-270m", "--mode=offline", "--limit=2", "--report=none")
     assert result.ret == 0, result.stdout.str()
     seen = json.loads((fake.path / "xdist.json").read_text())
     assert (seen["sched"], seen["restarts"]) == expected

@@ -39,7 +39,7 @@ def saved_runs(path):
 )
 def test_two_workers_save_one_merged_run_that_pytest_benchmark_reads(pytester, loading):
     pytester.makepyfile(test_bench=TESTS)
-    result = pytester.runpytest_subprocess(*loading, "-n", "2", "--benchmark-save=merged", "--report=none")
+    result = pytester.runpytest(*loading, "-n", "2", "--benchmark-save=merged", "--report=none")
     assert result.ret == 0, result.stdout.str()
     [run] = saved_runs(pytester.path)
     data = json.loads(run.read_text())
@@ -67,7 +67,7 @@ def test_two_workers_save_one_merged_run_that_pytest_benchmark_reads(pytester, l
 def test_a_crashed_worker_loses_only_its_own_cell(pytester, monkeypatch):
     pytester.makepyfile(test_bench=TESTS)
     monkeypatch.setenv("KILL_A_WORKER", "1")
-    result = pytester.runpytest_subprocess("-n", "2", "--benchmark-save=crash", "--report=none")
+    result = pytester.runpytest("-n", "2", "--benchmark-save=crash", "--report=none")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*test_worker_dies*", "*crashed*"])
     [run] = saved_runs(pytester.path)

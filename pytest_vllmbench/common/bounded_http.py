@@ -7,8 +7,6 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import httpx
-
 QueryParams = Sequence[tuple[str, str | int | float | bool | None]]
 
 
@@ -41,6 +39,8 @@ def bounded_get(
 async def _get(
     url: str, headers: Mapping[str, str], params: QueryParams, deadline_s: float, max_bytes: int
 ) -> BoundedResponse:
+    import httpx  # here, not at the top: every pytest session imports this module, few send a request
+
     try:
         async with asyncio.timeout(deadline_s):
             client = httpx.AsyncClient(headers=dict(headers), params=list(params), timeout=deadline_s)

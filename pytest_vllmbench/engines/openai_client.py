@@ -10,12 +10,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
-
-import aiohttp
-import httpx
-from httpx_aiohttp import HttpxAiohttpClient
 
 from pytest_vllmbench.common.bounded_http import DeadlineExceeded, ResponseTooLarge, bounded_get
 from pytest_vllmbench.common.cut import cut
@@ -27,6 +23,12 @@ from pytest_vllmbench.engines.sse_record import StreamRefused, record_from_strea
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
 from pytest_vllmbench.workload.batch import BatchRequest
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx, aiohttp and httpx-aiohttp are imported where a request is sent: every pytest session imports this module
+# (the plugin's cell plans name ClientConfig), and those three cost about half a second to import
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ def build_payload(request: BatchRequest, served_model: str, sampling: SamplingOv
 def preflight(config: ClientConfig) -> None:
     """GET /models: the server answers and serves the model, or EndpointUnreachable says why. The whole exchange
     takes at most PREFLIGHT_TIMEOUT_S (less under a shorter request timeout) and reads at most MAX_MODELS_BYTES."""
+    import httpx
+
     base, params, basic = split_url(config.base_url)
     url = f"{base}/models"
     shown = redact_url(url)  # messages end up on the terminal and in saved runs
@@ -158,6 +162,9 @@ async def _send_requests(
     progress: CellProgress | None,
     emit: Emit,
 ) -> None:
+    import httpx
+    from httpx_aiohttp import HttpxAiohttpClient
+
     total = len(requests)
     in_flight = config.concurrency or min(total, MAX_IN_FLIGHT) or 1
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
@@ -225,6 +232,8 @@ def encode_payload(payload: dict[str, Any]) -> bytes | None:
 
 def _timeout_kind(exc: httpx.TimeoutException) -> str:
     """httpx-aiohttp maps every aiohttp connection error (a refused connect too) to ConnectTimeout."""
+    import aiohttp
+
     cause = exc.__cause__
     if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
         return "connection"
@@ -255,6 +264,8 @@ async def _one(
 
 
 async def _stream(client: httpx.AsyncClient, request: BatchRequest, payload: bytes, timeout_s: float) -> RequestRecord:
+    import httpx
+
     path = "/chat/completions" if request.is_chat else "/completions"
     stamps: list[float] = []
     events: list[str] = []

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from itertools import pairwise
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.workload.batch import BatchRequest
+
+if TYPE_CHECKING:
+    import httpx
 
 # One streamed answer is refused past these (documented kinds `too_large` and `too_many_events`): a server
 # that streams without end must cost one failed request, not the machine's memory or a false passing cell.

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from pytest_vllmbench.measure.itl_sketch import ItlSketch
 from pytest_vllmbench.measure.record_spill import RecordSpill
 from pytest_vllmbench.measure.request_record import RequestRecord
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pytest_vllmbench.measure.itl_sketch import ItlSketch
+
+# numpy is imported in the functions that use it: a pytest session imports this module whether or not a cell runs
 
 __all__ = ["RequestRecord", "summarize", "summarize_spill"]
 
@@ -19,6 +23,8 @@ CDF_POINTS = 101  # percentiles 0..100 of TTFT and E2EL: the latency CDF plots, 
 
 def distribution(name: str, values_s: Sequence[float] | np.ndarray) -> dict[str, float | None]:
     """`{name}_ms_mean`, `_p50`, `_p90`, `_p99`; nulls when nothing was measured."""
+    import numpy as np
+
     keys = [f"{name}_ms_mean"] + [f"{name}_ms_p{p}" for p in PERCENTILES]
     if not len(values_s):
         return dict.fromkeys(keys)
@@ -29,6 +35,8 @@ def distribution(name: str, values_s: Sequence[float] | np.ndarray) -> dict[str,
 
 def cdf(name: str, values_s: Sequence[float] | np.ndarray) -> dict[str, list[float] | None]:
     """`{name}_ms_cdf`: the 0th..100th percentiles in ms, or null when nothing was measured."""
+    import numpy as np
+
     if not len(values_s):
         return {f"{name}_ms_cdf": None}
     points = np.percentile(np.asarray(values_s, dtype=float) * 1000.0, np.linspace(0, 100, CDF_POINTS))
@@ -50,6 +58,8 @@ def steady_rate_of(done_at: Sequence[float] | np.ndarray, wall_s: float | None =
     """Completions per second between the 10th and the 90th percentile of the successful requests' completion
     times `done_at`, or None when fewer than 10 carry one, or the window is shorter than MIN_STEADY_SHARE of the
     round's `wall_s` (a batch that finishes at once, as a few requests on one engine step do)."""
+    import numpy as np
+
     done = np.sort(np.asarray(done_at, dtype=float))
     if len(done) < 10:
         return None
@@ -128,6 +138,8 @@ def summarize_spill(
 
 def _measured(spill: RecordSpill, name: str, ok: np.ndarray) -> np.ndarray:
     """The successful requests' values of a column that were measured, in request order."""
+    import numpy as np
+
     values: np.ndarray = spill.column(name)[ok]
     measured: np.ndarray = values[~np.isnan(values)]
     return measured

@@ -13,12 +13,12 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
-import numpy as np
-
-from pytest_vllmbench.measure.itl_sketch import ItlSketch
 from pytest_vllmbench.measure.request_record import RequestRecord
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FLUSH_ROWS = 65_536  # rows buffered per column before they are appended to its file
 # column name -> array typecode; NaN stands for "not measured" in the float columns
@@ -29,6 +29,9 @@ class RecordSpill:
     """Append records in request order; read columns or whole records back. `close()` removes the files."""
 
     def __init__(self, records: Iterable[RequestRecord] = ()) -> None:
+        # numpy (it and the sketch) is imported when a cell first spills, not by every pytest session
+        from pytest_vllmbench.measure.itl_sketch import ItlSketch
+
         self._folder = Path(tempfile.mkdtemp(prefix="vllmbench-records-"))
         self._buffers: dict[str, array[Any]] = {name: array(code) for name, code in COLUMNS.items()}
         self._texts = (self._folder / "texts.jsonl").open("w", encoding="utf-8")
@@ -67,6 +70,8 @@ class RecordSpill:
 
     def column(self, name: str) -> np.ndarray:
         """One column for every request, read whole (the only per-request data in memory at a time)."""
+        import numpy as np
+
         self._flush()
         path = self._folder / f"{name}.bin"
         dtype = np.dtype(COLUMNS[name]).newbyteorder("=")
@@ -93,6 +98,8 @@ class RecordSpill:
                     )
 
     def _column_chunks(self, names: tuple[str, ...]) -> Iterator[dict[str, np.ndarray]]:
+        import numpy as np
+
         handles = {name: (self._folder / f"{name}.bin").open("rb") for name in names}
         try:
             while True:

@@ -6,8 +6,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 KEY_FIGURES = (
     "requests_per_s",
     "steady_requests_per_s",
@@ -35,11 +33,13 @@ def _finite(value: Any) -> float | None:
 
 def interval(values: Sequence[float]) -> dict[str, float | int | None]:
     """Mean, sample stddev and the Student-t 95 % interval of the mean; stddev and interval need 2 values."""
+    import numpy as np  # numpy and scipy here: importing them at the top costs every pytest session
+
     n = len(values)
     mean = float(np.mean(values)) if n else None
     if n < 2:
         return {"n": n, "mean": mean, "stddev": None, "ci95_low": None, "ci95_high": None, "ci95_half": None}
-    from scipy import stats  # imported when a cell ran rounds: importing it costs every pytest session otherwise
+    from scipy import stats
 
     stddev = float(np.std(values, ddof=1))
     half = float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * stddev / math.sqrt(n)

@@ -7,9 +7,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from pytest_vllmbench.common.bounded_http import DeadlineExceeded, ResponseTooLarge, bounded_get
 
 INTERVAL_S = 0.5
@@ -32,6 +29,8 @@ Sample = dict[str, float]
 
 def parse(text: str) -> Sample:
     """One scrape -> {figure: value}, summed over label sets (one per engine); figures absent are left out."""
+    from prometheus_client.parser import text_string_to_metric_families  # only a sampled cell needs it
+
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -90,6 +89,8 @@ class MetricsSampler:
         self.available = False
 
     def _scrape(self) -> Sample | None:
+        import httpx  # only a sampled cell needs it
+
         assert self._source is not None
         try:
             response = bounded_get(

@@ -11,8 +11,6 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, overload
 
-import numpy as np
-
 from pytest_vllmbench.workload.batch import BOM, BatchFileError, BatchRequest, file_lines, iter_batch, read_batch
 
 
@@ -103,5 +101,7 @@ def open_batch(path: Path | str, limit: int | None = None) -> BatchFile:
 
 
 def _repeats(hashes: array[int]) -> bool:
+    import numpy as np  # here: every pytest session imports this module, only a run with a batch file needs numpy
+
     ordered = np.sort(np.frombuffer(hashes, dtype=np.uint64))
     return bool((ordered[1:] == ordered[:-1]).any())
