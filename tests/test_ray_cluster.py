@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from procs import alive_after, kill_all, run_pytest_isolated
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.ray_cluster]
 REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
 REQUESTS = 6
