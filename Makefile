@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 EXTRA   ?= cpu
 # plots: matplotlib, for the PNG plots BENCHMARKS.md embeds (without it the report has tables only);
 # docs: MkDocs + Material, for the documentation site that `make lint` builds;
-# ray: ray[data] for --mode=ray and the two-node cluster test of `make test-engine` (4 packages, ~150 MB of wheels)
+# ray: ray[data] for --mode=ray and its tests (the two-node cluster test: `make test-ray-cluster`; 4 packages, ~150 MB of wheels)
 comma   := ,
 EXTRAS  := $(EXTRA),test,plots,docs,ray
 STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
