@@ -197,22 +197,19 @@ def fake_project(pytester, monkeypatch) -> Path:
 SECOND = "fake-other"
 
 
+def run_session(pytester, *options: str, modes: tuple[str, ...] = (FAKE_MODE.name, SECOND)):
+    """The fake project's benchmarks on the local model folder, in a pytest of its own."""
+    mode_options = [f"--mode={mode}" for mode in modes]
+    return pytester.runpytest_subprocess(
+        "benchmarks", "-p", "no:cacheprovider", "--model=my-model", *mode_options, *options
+    )
+
+
 def test_under_xdist_each_engines_cells_run_on_one_worker_in_order(pytester, monkeypatch):
     """xdist's loadgroup lost its groups under pytest 9.2 (pytest-xdist#1386): a sweep's cells were spread over the
     workers, each loading the engine."""
     log = fake_project(pytester, monkeypatch)
-    modes = (f"--mode={FAKE_MODE.name}", f"--mode={SECOND}")
-    result = pytester.runpytest_subprocess(
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
-        "--model=my-model",
-        *modes,
-        "--concurrency=1,2,4,8",
-        "--limit=2",
-        "-n",
-        "2",
-    )
+    result = run_session(pytester, "--concurrency=1,2,4,8", "--limit=2", "-n", "2")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
     result.assert_outcomes(passed=8)
     events = log.read_text().splitlines()
@@ -226,24 +223,11 @@ def test_under_xdist_each_engines_cells_run_on_one_worker_in_order(pytester, mon
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
 def test_interleaved_rounds_run_a_b_b_a_a_b_on_live_engines_and_save_one_entry_per_cell(pytester, monkeypatch, workers):
     log = fake_project(pytester, monkeypatch)
-    second = SECOND
-    result = pytester.runpytest_subprocess(
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
-        "--model=my-model",
-        f"--mode={FAKE_MODE.name}",
-        f"--mode={second}",
-        "--rounds=3",
-        "--interleave",
-        "--limit=4",
-        "--benchmark-save=il",
-        *workers,
-    )
+    result = run_session(pytester, "--rounds=3", "--interleave", "--limit=4", "--benchmark-save=il", *workers)
     output = result.stdout.str()
     assert result.ret == pytest.ExitCode.OK, output[-3000:]
     result.assert_outcomes(passed=6)
-    a, b = FAKE_MODE.name, second
+    a, b = FAKE_MODE.name, SECOND
     assert log.read_text().splitlines() == [
         *(f"start {a}", f"run {a}", f"start {b}", f"run {b}"),  # both engines start once and stay up
         *(f"run {b}", f"run {a}", f"run {a}", f"run {b}"),
@@ -268,17 +252,8 @@ def test_a_start_that_fails_beside_live_engines_is_a_failure_not_a_does_not_fit_
         (pytester.path / "conftest.py").read_text()
         + "\nregister(FAKE_MODE.__class__('fake-oom', flexibility=0.5, start='fake_mode:start_out_of_memory'))\n"
     )
-    result = pytester.runpytest_subprocess(
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
-        "--model=my-model",
-        f"--mode={FAKE_MODE.name}",
-        "--mode=fake-oom",
-        "--rounds=2",
-        "--interleave",
-        "--limit=2",
-        "--benchmark-save=oom",
+    result = run_session(
+        pytester, "--rounds=2", "--interleave", "--limit=2", "--benchmark-save=oom", modes=(FAKE_MODE.name, "fake-oom")
     )
     output = result.stdout.str()
     result.assert_outcomes(passed=2, failed=2)
@@ -292,18 +267,7 @@ def test_a_start_that_fails_beside_live_engines_is_a_failure_not_a_does_not_fit_
 def test_the_trace_keeps_every_interleaved_round(pytester, monkeypatch):
     """Each round's test rewrote the cell's trace file with its own round, numbered 1."""
     fake_project(pytester, monkeypatch)
-    result = pytester.runpytest_subprocess(
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
-        "--model=my-model",
-        f"--mode={FAKE_MODE.name}",
-        f"--mode={SECOND}",
-        "--rounds=3",
-        "--interleave",
-        "--limit=4",
-        f"--trace-dir={pytester.path / 'traces'}",
-    )
+    result = run_session(pytester, "--rounds=3", "--interleave", "--limit=4", f"--trace-dir={pytester.path / 'traces'}")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
     rows = (pytester.path / "traces" / f"my-model-{FAKE_MODE.name}.jsonl").read_text().splitlines()[1:]
     assert Counter(json.loads(row)["round"] for row in rows) == {1: 4, 2: 4, 3: 4}
@@ -311,19 +275,6 @@ def test_the_trace_keeps_every_interleaved_round(pytester, monkeypatch):
 
 def test_interleave_refuses_an_xdist_distribution_that_would_split_a_models_rounds(pytester, monkeypatch):
     fake_project(pytester, monkeypatch)
-    result = pytester.runpytest_subprocess(
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
-        "--model=my-model",
-        f"--mode={FAKE_MODE.name}",
-        f"--mode={SECOND}",
-        "--rounds=2",
-        "--interleave",
-        "-n",
-        "2",
-        "--dist",
-        "worksteal",
-    )
+    result = run_session(pytester, "--rounds=2", "--interleave", "-n", "2", "--dist", "worksteal")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--interleave runs a model's rounds on one worker, which --dist worksteal*"])
