@@ -18,6 +18,7 @@ from typing import Any
 
 from pytest_vllmbench.common.redaction import address_without_credentials, redact_text
 from pytest_vllmbench.config.loads import LoadPoint
+from pytest_vllmbench.config.modes import engine_gpu_count
 from pytest_vllmbench.engines import ray_rows
 from pytest_vllmbench.engines.base import CellSkip, Engine, EngineDefaults, EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
@@ -116,10 +117,10 @@ class RayDataEngine(EngineDefaults):
     def _processor(self) -> Any:
         from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-        tp = int(self._vllm_args.get("tensor_parallel_size", 1)) * int(self._vllm_args.get("pipeline_parallel_size", 1))
+        workers = engine_gpu_count(self._vllm_args)  # tensor x pipeline parallel
         # on the CPU build a replica needs no GPU: one CPU bundle per engine worker instead of Ray's GPU default
         on_cpu = self._platform == "cpu"
-        placement = {"bundles": [{"CPU": 1}] * tp} if on_cpu else None
+        placement = {"bundles": [{"CPU": 1}] * workers} if on_cpu else None
         # the chat-template, tokenize and detokenize stages each reserve a whole CPU by default: beside the engines'
         # that is more than a small CPU host has, and the job would wait forever for resources. They reserve none
         # here, so N replicas fit on N CPUs (two 1-CPU nodes hold one replica each, whatever else runs there)

@@ -131,7 +131,7 @@ def fold_interleaved_rounds(benchmarks: list[dict[str, Any]]) -> list[str]:
         info = bench.get("extra_info") or {}
         if info.get("interleaved") and "vllmbench_schema" in info:
             by_cell.setdefault(str(info["cell"]), []).append(bench)
-    folded_away: list[int] = []
+    folded_away: set[int] = set()
     for cell, entries in by_cell.items():
         if len(entries) == 1 and entries[0].get("param") == cell:
             continue
@@ -147,7 +147,7 @@ def fold_interleaved_rounds(benchmarks: list[dict[str, Any]]) -> list[str]:
             if isinstance(kept.get(key), str) and kept[key].endswith("]"):
                 kept[key] = kept[key][: kept[key].rindex("[")] + f"[{cell}]"
         kept["param"] = cell
-        folded_away += [id(bench) for bench in entries if bench is not kept]
+        folded_away.update(id(bench) for bench in entries if bench is not kept)
         if len(kept["extra_info"].get("rounds") or ()) < len(entries):
             warnings.append(f"{cell}: {len(entries)} rounds ran, but its figures count fewer (rounds on other workers)")
     benchmarks[:] = [bench for bench in benchmarks if id(bench) not in folded_away]
