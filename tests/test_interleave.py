@@ -278,3 +278,14 @@ def test_interleave_refuses_an_xdist_distribution_that_would_split_a_models_roun
     result = run_session(pytester, "--rounds=2", "--interleave", "-n", "2", "--dist", "worksteal")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--interleave runs a model's rounds on one worker, which --dist worksteal*"])
+
+
+def test_a_cell_alone_under_interleave_keeps_every_round_in_one_entry(pytester, monkeypatch):
+    """A model with one cell has nothing to alternate with: its rounds were saved as three one-round entries."""
+    fake_project(pytester, monkeypatch)
+    result = run_session(pytester, "--rounds=3", "--interleave", "--limit=2", "--benchmark-save=alone", modes=(SECOND,))
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    [path] = (pytester.path / ".benchmarks").glob("*/*_alone.json")
+    [bench] = json.loads(path.read_text())["benchmarks"]
+    assert bench["param"] == f"my-model-{SECOND}" and bench["stats"]["rounds"] == 3
+    assert len(bench["extra_info"]["rounds"]) == 3 and "interleaved" not in bench["extra_info"]

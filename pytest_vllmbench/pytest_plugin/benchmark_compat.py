@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pytest_vllmbench.run.interleave import is_round_of
+
 
 def _session(config: Any) -> Any | None:
     return getattr(config, "_benchmarksession", None)
@@ -120,7 +122,7 @@ def fold_interleaved_rounds(benchmarks: list[dict[str, Any]]) -> list[str]:
     """--interleave runs one test per round of a cell; each test's figures count the cell's rounds so far. In the JSON
     about to be saved, a cell's entries become one, named by the cell as without --interleave: the one that counts
     every round, with every round's time in its stats (pytest-benchmark's own Stats). Called once per output: a
-    folded cell is left as it is. Returns a warning for each cell whose rounds did not all count in its figures
+    folded cell, named by the cell, is no round test and is left as it is. Returns a warning for each cell whose rounds did not all count in its figures
     (its rounds ran in different processes)."""
     from pytest_benchmark import stats as benchmark_stats
 
@@ -129,12 +131,10 @@ def fold_interleaved_rounds(benchmarks: list[dict[str, Any]]) -> list[str]:
     by_cell: dict[str, list[dict[str, Any]]] = {}
     for bench in benchmarks:
         info = bench.get("extra_info") or {}
-        if info.get("interleaved") and "vllmbench_schema" in info:
+        if "vllmbench_schema" in info and is_round_of(str(bench.get("param")), str(info.get("cell"))):
             by_cell.setdefault(str(info["cell"]), []).append(bench)
     folded_away: set[int] = set()
     for cell, entries in by_cell.items():
-        if len(entries) == 1 and entries[0].get("param") == cell:
-            continue
         kept = max(entries, key=lambda bench: len(bench["extra_info"].get("rounds") or ()))
         stats = stats_type()
         for bench in entries:

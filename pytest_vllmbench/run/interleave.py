@@ -21,7 +21,16 @@ class CellRound:
     @property
     def id(self) -> str:
         """The test id; the saved run folds a cell's rounds back into one entry named by the cell's id."""
-        return f"{self.cell.id}-round{self.round}"
+        return f"{self.cell.id}{ROUND_SUFFIX}{self.round}"
+
+
+ROUND_SUFFIX = "-round"
+
+
+def is_round_of(test_id: str, cell_id: str) -> bool:
+    """Whether `test_id` is one of the cell's round tests (CellRound.id)."""
+    prefix = cell_id + ROUND_SUFFIX
+    return test_id.startswith(prefix) and test_id[len(prefix) :].isdigit()
 
 
 def interleaved_rounds(cells: Sequence[Cell], rounds: int) -> list[CellRound]:

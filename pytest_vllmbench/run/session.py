@@ -178,7 +178,7 @@ class BenchSession:
         )
         self.warmed.setdefault(cell.engine_key, warmup)
         outcome.result = outcome.result.with_figures({"warmup_rounds": self.warmed[cell.engine_key]})
-        if interleaved:
+        if self.settings.interleave:  # one test per round: its cell's rounds so far count, alone or alternating
             self.rounds_so_far.setdefault(cell.id, []).extend(outcome.rounds)
             this_call = [row | {"round": row["round"] + len(earlier)} for row in outcome.trace]  # numbered from 1
             outcome.trace = self.traces_so_far.setdefault(cell.id, [])
