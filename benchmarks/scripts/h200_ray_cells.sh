@@ -11,9 +11,15 @@
 # one more engine start; vLLM compiles and captures CUDA graphs while it starts, in both modes. The offline cell runs
 # first, so the ray replicas find vLLM's compile cache warm. Budget: ~2.5 min for the offline engine, then ~1.5 min
 # a ray round (replica start + load), under 500 s in all at 1000 requests; ENGINE_ARGS="--engine-arg k=v ..." adds
-# engine args to both cells (e.g. enforce_eager=true to skip the compile, labelled so by the saved engine args).
+# engine args to both cells (e.g. enforce_eager=true to skip the compile, labelled so by the saved engine args; the
+# ray_* ones reach the ray cell only). INTERLEAVE=1 alternates the cells round by round (--interleave: O R, R O, O R;
+# the offline engine stays up at 0.45 of the GPU, each ray round's replica gets the other 0.45). GUARD_S=N stops
+# the session (SIGTERM) N s after this script started, so a call that would overrun 600 s still saves the rounds done.
 set -uo pipefail
 [ -d /tmp/site/vllm ] || { echo "fresh machine: carry vLLM again"; exit 3; }
+if compgen -G ".gpu/extra/whl/*.whl" >/dev/null; then  # the plugin's own small dependencies the image lacks
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/extra/whl/*.whl || exit 4
+fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
        VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID \
        NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 RAY_USAGE_STATS_ENABLED=0
@@ -53,12 +59,15 @@ rounds=${ROUNDS:-3}
 name="h200-ray-vs-offline-mistral-7b-batch$limit-rounds$rounds-dummy${NAME_SUFFIX:-}"
 log="$OUT/ray-vs-offline${NAME_SUFFIX:-}.log"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
+interleave=(); [ -n "${INTERLEAVE:-}" ] && interleave=(--interleave)
+left=$(( ${GUARD_S:-0} - SECONDS )); [ "$left" -ge 1 ] || left=1  # timeout 0 would mean no limit
+guard=(); [ -n "${GUARD_S:-}" ] && guard=(timeout -s TERM -k 90 "$left")
 start=$SECONDS
 # shellcheck disable=SC2086  # ENGINE_ARGS is a list of options
-python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none \
+"${guard[@]}" python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none \
     --load-format=dummy --model=mistral-7b --mode=offline --mode=ray --dataset=/tmp/batch_5k_plain.jsonl \
     "--dataset-transform=response_format removed" --limit="$limit" --max-tokens=128 --ignore-eos \
-    --rounds="$rounds" --warmup=0 ${ENGINE_ARGS:-} --benchmark-save="$name" 2>&1 | tee -a "$log"
+    --rounds="$rounds" "${interleave[@]}" --warmup=0 ${ENGINE_ARGS:-} --benchmark-save="$name" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 echo "session_s $((SECONDS - start))" | tee -a "$log"
 mkdir -p "$OUT/runs" && cp .benchmarks/*/*_"$name".json "$OUT/runs/" 2>/dev/null
