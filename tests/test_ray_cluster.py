@@ -139,9 +139,13 @@ def test_a_ray_cell_joins_a_two_node_cluster_works_on_both_and_leaves_it_running
         f"--limit={REQUESTS}",
         "--max-tokens=4",
         f"--ray-address={address}",
-        # one replica a node (each node has one CPU, a replica takes one); one row a batch, so both get rows
+        # one replica a node (each node has one CPU, a replica takes one). One row a batch and one batch at a time
+        # a replica: Ray Data hands a row to the replica on the node that holds it (the head's, where the rows were
+        # made) while that replica has room, so with room for several batches it could take every row of a short
+        # job (seen once in three runs); with room for one, the next row goes to the idle replica on the other node
         "--engine-arg=ray_replicas=2",
         "--engine-arg=ray_batch_size=1",
+        "--engine-arg=ray_max_concurrent_batches=1",
         # on the CPU build this is a share of RAM: two engines on one small host
         "--engine-arg=gpu_memory_utilization=0.1",
         "--benchmark-save=two-nodes",

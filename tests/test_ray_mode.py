@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_plugin import BENCH_TEST, REPO
 
 from pytest_vllmbench.config.matrix import Cell
@@ -12,7 +14,7 @@ from pytest_vllmbench.engines import ray_data, ray_rows
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import DummySources, plan_cell
 from pytest_vllmbench.workload.batch import BatchRequest
-from pytest_vllmbench.workload.batch_line import CHAT_URL
+from pytest_vllmbench.workload.batch_line import CHAT_URL, COMPLETIONS_URL
 
 
 def test_ray_settings_are_split_from_the_vllm_args():
@@ -63,6 +65,28 @@ def test_a_row_carries_the_offline_sampling_and_structured_output():
     assert row["custom_id"] == "a" and row["position"] == 7 and row["messages"] == request.body["messages"]
     assert row["sampling_params"]["max_tokens"] == 8 and row["sampling_params"]["temperature"] == 0.3
     assert row["sampling_params"]["structured_outputs"] == {"json_object": True}
+
+
+@given(kinds=st.lists(st.booleans(), max_size=40), size=st.integers(1, 7))
+def test_rows_reach_ray_in_bounded_chunks_in_request_order(kinds, size):
+    """A job of millions never has all its rows in the driver: at most `size` rows a chunk, every chat request once
+    and in order, each other request reported with its position instead."""
+    requests = [
+        BatchRequest(f"r{i}", CHAT_URL, {"model": "m", "messages": [{"role": "user", "content": str(i)}]}, i + 1)
+        if chat
+        else BatchRequest(f"r{i}", COMPLETIONS_URL, {"model": "m", "prompt": str(i)}, i + 1)
+        for i, chat in enumerate(kinds)
+    ]
+    skipped: list[int] = []
+    chunks = list(
+        ray_rows.row_chunks(requests, SamplingOverrides(), lambda position, _: skipped.append(position), size)
+    )
+    assert all(0 < len(chunk) <= size for chunk in chunks)
+    rows = [row for chunk in chunks for row in chunk]
+    assert [row["position"] for row in rows] == [i for i, chat in enumerate(kinds) if chat]
+    assert [row["custom_id"] for row in rows] == [f"r{i}" for i, chat in enumerate(kinds) if chat]
+    assert skipped == [i for i, chat in enumerate(kinds) if not chat]
+    assert len(chunks) == -(-len(rows) // size)  # full chunks but the last
 
 
 def test_rows_become_records_and_the_batch_span_comes_from_the_engine_times():
@@ -158,6 +182,7 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
         assert engine.cluster["address"] == "local"
         monkeypatch.setattr(engine, "_processor", lambda: lambda dataset: dataset.map(_fake_stage))
         monkeypatch.setattr(ray_rows, "ENGINE_STAGE", "_fake_stage")  # the operator Ray Data names after it
+        monkeypatch.setattr(ray_rows, "ROWS_A_CHUNK", 2)  # the three chat rows reach Ray as two datasets, joined
         requests = [
             BatchRequest(f"r{n}", CHAT_URL, {"model": "m", "messages": [{"role": "user", "content": text}]}, n)
             for n, text in enumerate(["a", "fail me", "b"])

@@ -22,7 +22,7 @@ from pytest_vllmbench.config.modes import engine_gpu_count
 from pytest_vllmbench.engines import ray_rows
 from pytest_vllmbench.engines.base import CellSkip, Engine, EngineDefaults, EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
-from pytest_vllmbench.engines.ray_rows import chat_row, record_from_row, row_span, rows_per_node, short_error
+from pytest_vllmbench.engines.ray_rows import record_from_row, row_chunks, row_span, rows_per_node, short_error
 from pytest_vllmbench.engines.record_stream import InOrder
 from pytest_vllmbench.measure.machine import package_version
 from pytest_vllmbench.measure.metrics import RequestRecord
@@ -174,12 +174,15 @@ class RayDataEngine(EngineDefaults):
 
         ready: list[RequestRecord] = []
         in_order = InOrder(ready.append)
-        rows = []
-        for position, request in enumerate(requests):
-            if request.is_chat:
-                rows.append(chat_row(request, sampling, position))
-            else:  # the processor's chat-template stage takes messages only
-                in_order.put(position, RequestRecord(request.custom_id, error="unsupported_endpoint"))
+
+        def unsupported(position: int, request: BatchRequest) -> None:
+            in_order.put(position, RequestRecord(request.custom_id, error="unsupported_endpoint"))
+
+        # each chunk of rows goes to Ray's object store as it is built (which spills to disk), then the driver
+        # drops it: the datasets are handles, not rows
+        parts = [
+            ray.data.from_items(chunk) for chunk in row_chunks(requests, sampling, unsupported, ray_rows.ROWS_A_CHUNK)
+        ]
         # no row is handed out before every replica is up: otherwise the first to load takes the work (a short job
         # may end before the second is ready) and the cell would time N replicas where fewer ran
         ray.data.DataContext.get_current().wait_for_min_actors_s = max(int(self.start_timeout_s), 1)
@@ -187,9 +190,9 @@ class RayDataEngine(EngineDefaults):
         first_in: float | None = None
         last_done: float | None = None
         done = 0
-        if rows:
+        if parts:
             try:
-                dataset = self._processor()(ray.data.from_items(rows))
+                dataset = self._processor()(parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0])
                 for row in dataset.iter_rows():
                     done += 1
                     if (span := row_span(row)) is not None:

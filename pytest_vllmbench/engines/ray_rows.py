@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pytest_vllmbench.engines.base import SamplingOverrides
@@ -14,6 +15,9 @@ from pytest_vllmbench.workload.batch import BatchRequest
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its task errors
 CAUSE = re.compile(r"^[\w.]*(Error|Exception|Exit): ")
+# rows the driver builds before handing them to Ray's object store (and forgetting them): a job of millions of
+# requests never has all its rows in the driver at once
+ROWS_A_CHUNK = 16_384
 # the operator Ray Data names after the vLLM engine stage's UDF (vLLMEngineStageUDF), in its block stats
 ENGINE_STAGE = "vLLMEngineStage"
 
@@ -35,6 +39,27 @@ def chat_row(
         "messages": request.body["messages"],
         "sampling_params": params,
     }
+
+
+def row_chunks(
+    requests: Iterable[BatchRequest],
+    sampling: SamplingOverrides,
+    unsupported: Callable[[int, BatchRequest], None],
+    size: int = ROWS_A_CHUNK,
+) -> Iterator[list[dict[str, Any]]]:
+    """The chat requests' rows, in request order, `size` at most a list; each other request goes to `unsupported`
+    with its position instead (the processor's chat-template stage takes messages only)."""
+    chunk: list[dict[str, Any]] = []
+    for position, request in enumerate(requests):
+        if not request.is_chat:
+            unsupported(position, request)
+            continue
+        chunk.append(chat_row(request, sampling, position))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def record_from_row(row: dict[str, Any]) -> RequestRecord:
