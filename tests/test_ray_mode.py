@@ -180,7 +180,13 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
     try:
         assert engine.cluster["nodes"] == 1 and engine.cluster["replicas"] == 1 and engine.cluster["cpus"] >= 1
         assert engine.cluster["address"] == "local"
-        monkeypatch.setattr(engine, "_processor", lambda: lambda dataset: dataset.map(_fake_stage))
+        given = []
+
+        def fake_processor(dataset):
+            given.append(dataset)
+            return dataset.map(_fake_stage)
+
+        monkeypatch.setattr(engine, "_processor", lambda: fake_processor)
         monkeypatch.setattr(ray_rows, "ENGINE_STAGE", "_fake_stage")  # the operator Ray Data names after it
         monkeypatch.setattr(ray_rows, "ROWS_A_CHUNK", 2)  # the three chat rows reach Ray as two datasets, joined
         requests = [
@@ -201,6 +207,9 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
         [(node, rows)] = figures["ray_rows_per_node"].items()
         assert rows == 3 and node == ray.get_runtime_context().get_node_id()
         assert engine.fault() is None
+        # the engine stage waits for every replica before its first row: the dataset carries that setting
+        [dataset] = given
+        assert dataset.context.wait_for_min_actors_s == int(engine.start_timeout_s)
     finally:
         engine.close()
     assert not ray.is_initialized()

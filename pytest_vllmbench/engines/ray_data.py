@@ -178,14 +178,15 @@ class RayDataEngine(EngineDefaults):
         def unsupported(position: int, request: BatchRequest) -> None:
             in_order.put(position, RequestRecord(request.custom_id, error="unsupported_endpoint"))
 
+        # no row is handed out before every replica is up: otherwise the first to load takes the work (a short job
+        # may end before the second is ready) and the cell would time N replicas where fewer ran. Set before any
+        # dataset is made: each takes a copy of the current context
+        ray.data.DataContext.get_current().wait_for_min_actors_s = max(int(self.start_timeout_s), 1)
         # each chunk of rows goes to Ray's object store as it is built (which spills to disk), then the driver
         # drops it: the datasets are handles, not rows
         parts = [
             ray.data.from_items(chunk) for chunk in row_chunks(requests, sampling, unsupported, ray_rows.ROWS_A_CHUNK)
         ]
-        # no row is handed out before every replica is up: otherwise the first to load takes the work (a short job
-        # may end before the second is ready) and the cell would time N replicas where fewer ran
-        ray.data.DataContext.get_current().wait_for_min_actors_s = max(int(self.start_timeout_s), 1)
         started_wall, started = time.time(), time.perf_counter()
         first_in: float | None = None
         last_done: float | None = None
