@@ -78,6 +78,14 @@ OPTIONS = (
         flag=True,
     ),
     Option(
+        "start-ahead",
+        "start the session's next engine (a CPU server) while the current one loads, handing the current one over "
+        "once both serve: the timed cells run beside an idle engine, and each overlapped start's load_s is longer "
+        "(marked load_overlapped); not with --interleave or pytest-xdist",
+        False,
+        flag=True,
+    ),
+    Option(
         "warmup",
         "untimed warm-up rounds (of at most the first 512 requests) per engine before its first timed round (default: 1 on a GPU, where the first "
         "round JIT-compiles kernels; 0 on the CPU)",
