@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tabulate import tabulate
-
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results import plots
@@ -99,6 +97,8 @@ HISTORY_HEADERS = [
 
 
 def _github(rows: list[list[object]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 

@@ -6,8 +6,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tabulate import tabulate
-
 from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.measure.host_load import FIGURE
 from pytest_vllmbench.results.gate import Check, missing_data, regressions
@@ -35,6 +33,8 @@ def _cost(cell: SavedCell) -> str:
 
 def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
     """One row per cell; the cost column only when some cell knows its cost."""
+    from tabulate import tabulate
+
     typed = [SavedCell.of(cell) for cell in cells]
     with_cost = any(cell.projected_cost is not None for cell in typed)
     headers = ["Model", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "Load s", "Projected h"]
