@@ -5,7 +5,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 from procs import session_members
 
@@ -227,3 +232,28 @@ def test_start_ahead_refuses_interleave_and_xdist_whose_engines_it_cannot_order(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--start-ahead starts the next engine of one process's session" in result.stderr.str()
     assert server_pids(log) == []
+
+
+def test_an_offline_engine_owns_the_children_it_started_not_those_of_a_server_started_before_it():
+    """The offline engine stops what it started; a server started ahead starts its engine core (a grandchild of
+    this process) while the offline engine loads, and that one is the server's."""
+    from pytest_vllmbench.engines.offline import started_since
+
+    spawn_child = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    earlier = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(0.5); {spawn_child}"])
+    before = {earlier.pid}
+    later = subprocess.Popen([sys.executable, "-c", spawn_child])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = {proc.pid: proc.ppid() for proc in started_since(before)}
+            if len(found) == 2 and len(psutil.Process(earlier.pid).children()) == 1:
+                break
+            time.sleep(0.1)
+        assert set(found.values()) == {os.getpid(), later.pid}  # the later child and its child, nothing of earlier's
+    finally:
+        for proc in (earlier, later):
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+            proc.kill()
+            proc.wait()
