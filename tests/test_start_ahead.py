@@ -9,15 +9,18 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import psutil
 import pytest
 from procs import session_members
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.run.engine_slot import EngineSlot
+from pytest_vllmbench.run.session import BenchSession
 from tests.test_fake_pipeline import REPO
 from tests.test_supervisor import FAKE_SERVER
 
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from pytest_vllmbench.engines import server
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines.base import EngineStartError
 from pytest_vllmbench.engines.openai_client import ClientConfig
@@ -138,7 +142,6 @@ def test_the_server_starts_beside_the_offline_load_and_serves_its_cell(ahead_ses
     ("offline_start", "args", "exit_code"),
     [
         ("fails", ("-x",), pytest.ExitCode.TESTS_FAILED),  # the session ends before the server's cell
-        ("fails", ("-k", "offline"), pytest.ExitCode.TESTS_FAILED),  # the server's cell is not selected: not started
         ("interrupted", (), pytest.ExitCode.INTERRUPTED),  # Ctrl-C while the offline engine loads
     ],
 )
@@ -149,8 +152,6 @@ def test_no_server_started_ahead_outlives_the_session(ahead_session, monkeypatch
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert log[-1] == "alive at unconfigure []", log  # stopped by the session's teardown, not only at exit
     assert all(session_members(pid) == [] for pid in server_pids(log))
-    if "-k" in args:
-        assert server_pids(log) == []
 
 
 class Pending:
@@ -257,3 +258,18 @@ def test_an_offline_engine_owns_the_children_it_started_not_those_of_a_server_st
                 child.kill()
             proc.kill()
             proc.wait()
+
+
+def test_the_engine_started_ahead_is_the_next_one_the_session_runs_if_its_mode_can_and_on_the_cpu():
+    def session(*modes: str, **options: object) -> BenchSession:
+        raw = {"model": ["gemma-270m"], "mode": list(modes), "start_ahead": True, **options}
+        return BenchSession(resolve(merge_sources(raw, {}, {}), REPO), load_registry(), REPO)
+
+    both = session("offline", "server")
+    offline, server = (both.plan(cell) for cell in both.cells)
+    assert both.ahead_of(offline).cell.id == "gemma-270m-server" and both.ahead_of(server) is None
+    assert both.ahead_of(replace(offline, on_gpu=True)) is None  # two engines would share the GPU's memory
+    both.run_order = ["gemma-270m-offline"]  # -k offline: the server's cell is not run, its engine not started
+    assert both.ahead_of(offline) is None
+    reversed_modes = session("server", "offline")
+    assert [reversed_modes.ahead_of(reversed_modes.plan(cell)) for cell in reversed_modes.cells] == [None, None]

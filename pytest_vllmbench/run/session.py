@@ -225,7 +225,7 @@ class BenchSession:
         order = [by_id[cell_id] for cell_id in self.run_order or by_id if cell_id in by_id]
         later = order[next((i for i, cell in enumerate(order) if cell.id == plan.cell.id), len(order)) :]
         following = next((cell for cell in later if cell.engine_key != plan.cell.engine_key), None)
-        if following is None:
+        if following is None or mode_spec(following.mode).start_ahead is None:
             return None
         ahead = self.plan(following)
         if ahead.on_gpu or ahead.over_budget is not None or ahead.cannot_run_here is not None:
