@@ -9,8 +9,7 @@ comma   := ,
 EXTRAS  := $(EXTRA),test,plots,docs,ray
 STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # The embedded default: Gemma 3 270M on vLLM's CPU build, offline and server, 64 requests of the 5K sample.
-# --start-ahead: the server loads beside the offline engine (both idle-waiting before a timed cell), ~60 s less.
-BENCH_ARGS ?= --model=gemma-270m --mode=offline --mode=server --limit=64 --start-ahead
+BENCH_ARGS ?= --model=gemma-270m --mode=offline --mode=server --limit=64
 BENCH_NAME ?= bench
 LINTED  := pytest_vllmbench tests benchmarks conftest.py
 
@@ -23,6 +22,12 @@ RAY_CLUSTER := -m "ray_cluster"
 # Both on every core (pytest-xdist); tests/conftest.py's scheduler keeps the smoke's module (one engine load) on one worker.
 # XDIST= runs them in one process.
 XDIST   ?= -n auto
+
+# With PYTHONDONTWRITEBYTECODE set (some CI images and sandboxes set it) no bytecode is ever cached, so every
+# interpreter compiles what it imports afresh: `import vllm` 10.7 s of CPU instead of 4.1 s, a small pytest session
+# 3.1 s instead of 1.3 s (docs/measurements.md, "Fast loops"). A bench starts six interpreters that import vLLM and a
+# test run dozens of pytest sessions: the venv is this Makefile's own, so its bytecode is cached as Python does by default.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: bench test test-engine test-ray-cluster lint model venv clean-venv
 
