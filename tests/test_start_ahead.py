@@ -19,6 +19,8 @@ from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines.base import EngineStartError
+from pytest_vllmbench.results.labels import load_text, overlap_note
+from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.engine_slot import EngineSlot
 from pytest_vllmbench.run.session import BenchSession
 from tests.test_fake_pipeline import REPO
@@ -35,6 +37,8 @@ from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines.base import EngineStartError
+from pytest_vllmbench.results.labels import load_text, overlap_note
+from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.engines.openai_client import ClientConfig
 from pytest_vllmbench.engines.supervisor import session_members
 from pytest_vllmbench.run import session
@@ -122,7 +126,7 @@ def server_pids(log: list[str]) -> list[int]:
 
 def test_the_server_starts_beside_the_offline_load_and_serves_its_cell(ahead_session, monkeypatch):
     monkeypatch.setenv("OFFLINE_START", "ok")
-    result, log = run(ahead_session, "--benchmark-save=ahead")
+    result, log = run(ahead_session, "--benchmark-save=ahead", "--report=none")  # the report's mark: below
     output = result.stdout.str()
     assert result.ret == 0, output[-3000:]
     [pid] = server_pids(log)
@@ -273,3 +277,10 @@ def test_the_engine_started_ahead_is_the_next_one_the_session_runs_if_its_mode_c
     assert both.ahead_of(offline) is None
     reversed_modes = session("server", "offline")
     assert [reversed_modes.ahead_of(reversed_modes.plan(cell)) for cell in reversed_modes.cells] == [None, None]
+
+
+def test_an_overlapped_load_is_marked_and_explained_where_load_times_are_shown():
+    alone, beside = SavedCell.of({"load_s": 70.5}), SavedCell.of({"load_s": 130.25, "load_overlapped": True})
+    assert (load_text(alone, 1), load_text(beside, 1)) == ("70.5", "130.2 (overlapped)")
+    assert overlap_note([alone]) == "" and "beside another one's load" in overlap_note([alone, beside])
+    assert load_text(SavedCell.of({"load_s": None, "load_overlapped": True}), 1) == "-"

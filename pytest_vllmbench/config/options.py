@@ -80,8 +80,8 @@ OPTIONS = (
     Option(
         "start-ahead",
         "start the session's next engine (a CPU server) while the current one loads, handing the current one over "
-        "once both serve: the timed cells run beside an idle engine, and each overlapped start's load_s is longer "
-        "(marked load_overlapped); not with --interleave or pytest-xdist",
+        "once both serve: a timed cell runs beside an idle engine (on 2 cores the offline cell measured ~7% fewer "
+        "req/s so) and each overlapped load_s is longer (marked load_overlapped); not with --interleave or xdist",
         False,
         flag=True,
     ),
