@@ -8,7 +8,10 @@ import sys
 import pytest
 
 # each costs tens to hundreds of milliseconds to import (docs/measurements.md, "Fast loops")
-IMPORTED_WHERE_USED = ["numpy", "scipy", "httpx", "aiohttp", "httpx_aiohttp", "prometheus_client", "vllm", "torch"]
+IMPORTED_WHERE_USED = [
+    *("numpy", "scipy", "httpx", "aiohttp", "httpx_aiohttp", "prometheus_client", "vllm", "torch"),
+    *("psutil", "tqdm", "tabulate", "platformdirs"),
+]
 
 
 @pytest.mark.parametrize("module", ["pytest_vllmbench.pytest_plugin.plugin", "pytest_vllmbench.cli"])

@@ -29,6 +29,7 @@ def test_vllm_version_comes_from_whichever_distribution_is_installed(monkeypatch
         vllm_main.version("vllm")
 
 
+@pytest.mark.engine  # `vllm --version` imports all of vLLM (~19 s of CPU): make test-engine runs it
 def test_the_command_runs_vllms_cli() -> None:
     done = subprocess.run(vllm_main.command("--version"), capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

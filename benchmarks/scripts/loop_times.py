@@ -92,9 +92,10 @@ def print_cells(clone: Path) -> None:
         return
     for bench in json.loads(saved[-1].read_text())["benchmarks"]:
         extra = bench["extra_info"]
+        overlapped = " (overlapped: --start-ahead)" if extra.get("load_overlapped") else ""
         print(
-            f"  cell {extra['cell']}: engine load {extra['load_s']:.1f} s, {extra['n_requests']} requests "
-            f"in {extra['wall_s']:.1f} s"
+            f"  cell {extra['cell']}: engine load {extra['load_s']:.1f} s{overlapped}, {extra['n_requests']} requests "
+            f"in {extra['wall_s']:.1f} s, {extra['requests_per_s']:.2f} req/s"
         )
 
 

@@ -24,13 +24,17 @@ class ModeSpec:
     own_args_prefix: str | None = None  # engine args so named shape this mode's cells only (e.g. ray_replicas)
     replicas_arg: str | None = None  # the engine arg counting its engines side by side, each on its own GPUs
     figures: tuple[str, ...] = ()  # what its engine's cell_figures() adds to the cell (declared on CellRecord)
+    # "module:function" taking the CellPlan and returning a PendingEngine: its engine loads in processes of its own
+    # while the session goes on (--start-ahead); None: it cannot be started ahead
+    start_ahead: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not math.isfinite(self.flexibility) or not 0 <= self.flexibility <= 1:
             raise ValueError(f"mode {self.name!r}: flexibility must be a number in [0, 1], got {self.flexibility!r}")
-        module, sep, function = self.start.partition(":")
-        if not (module and sep and function):
-            raise ValueError(f"mode {self.name!r}: start must read 'module:function', got {self.start!r}")
+        for name, target in (("start", self.start), ("start_ahead", self.start_ahead or "-:-")):
+            module, sep, function = target.partition(":")
+            if not (module and sep and function):
+                raise ValueError(f"mode {self.name!r}: {name} must read 'module:function', got {target!r}")
 
     def gpu_count(self, engine_gpus: int, engine_args: Mapping[str, Any]) -> int | None:
         """How many GPUs its cells run on: `engine_gpus` (one engine's) per engine; None: not ours to say."""
@@ -98,7 +102,14 @@ FLEXIBILITY: Mapping[str, float] = _Flexibility()
 # throughput, not credited here).
 register(ModeSpec("offline", flexibility=0.0, start="pytest_vllmbench.engines.offline:start"))
 register(
-    ModeSpec("server", flexibility=1.0, start="pytest_vllmbench.engines.server:start", sweeps=True, api_servers=True)
+    ModeSpec(
+        "server",
+        flexibility=1.0,
+        start="pytest_vllmbench.engines.server:start",
+        sweeps=True,
+        api_servers=True,
+        start_ahead="pytest_vllmbench.engines.server:start_ahead",
+    )
 )
 register(
     ModeSpec(

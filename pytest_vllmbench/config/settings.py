@@ -40,6 +40,7 @@ class Settings:
     load_format: str | None = None
     rounds: int = 1
     interleave: bool = False  # the cells of one model alternate round by round, their engines alive together
+    start_ahead: bool = False  # the session's next CPU engine loads beside the one loading now
     warmup: int | None = None  # None: 1 on a GPU, 0 on the CPU
     project_to: int = 170_000
     gpu_memory: int | None = None  # bytes per GPU (--gpu-memory)
@@ -211,6 +212,11 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
             "--vllm-bench-parity stops every engine to run vLLM's own benchmark, which --interleave keeps alive: "
             "run them in separate sessions"
         )
+    if raw["start_ahead"] and raw["interleave"]:
+        raise UsageError(
+            "--start-ahead starts the next engine beside the live ones, which --interleave keeps alive together with "
+            "a share of the memory each: use one of them"
+        )
     report = raw["report"]
     points = load_points(parse_concurrencies(raw["concurrency"]), parse_request_rates(raw["request_rate"]))
     models = tuple(dict.fromkeys(str(name) for name in raw["model"]))
@@ -230,6 +236,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         load_format=raw["load_format"] or None,
         rounds=rounds,
         interleave=bool(raw["interleave"]),
+        start_ahead=bool(raw["start_ahead"]),
         warmup=_optional("--warmup", raw["warmup"], int, 0),
         project_to=_number("--project-to", raw["project_to"], int, 1),
         gpu_memory=gpu_memory,

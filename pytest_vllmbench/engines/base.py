@@ -127,6 +127,18 @@ class Engine(Protocol):
         ...
 
 
+class PendingEngine(Protocol):
+    """An engine started ahead of its turn (--start-ahead): its processes load while the session goes on."""
+
+    def wait(self) -> Engine:
+        """The engine once it serves; EngineStartError (its processes stopped) when it cannot."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop it, whether it is still loading or serving; returns once none of its processes is left."""
+        ...
+
+
 class EngineDefaults:
     """What an engine answers for the parts it does not offer."""
 

@@ -11,8 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_cache_dir
-
 from pytest_vllmbench.common.files import folder_built_in_place, sha256_of
 
 GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
@@ -40,6 +38,8 @@ GEMMA_CHAT_TEMPLATE = (
 
 
 def cache_root() -> Path:
+    from platformdirs import user_cache_dir
+
     return Path(os.environ.get("VLLMBENCH_CACHE") or user_cache_dir("pytest-vllmbench")) / "models"
 
 

@@ -43,9 +43,9 @@ class OfflineEngine(EngineDefaults):
                 # Stats logging stays on: it is what gives each RequestOutput its timestamps.
                 self._llm = LLM(model=model, disable_log_stats=False, **engine_args)
         except Exception as exc:  # vLLM raises many kinds; the cell reports the message
-            stop_children(_started_since(before), grace_s=5.0)
+            stop_children(started_since(before), grace_s=5.0)
             raise EngineStartError(_start_error(model, exc, output.lines())) from exc
-        self._workers = _started_since(before)  # the engine core and its helpers: gone when close() returns
+        self._workers = started_since(before)  # the engine core and its helpers: gone when close() returns
         self.load_s: float | None = time.perf_counter() - started
 
     def run(
@@ -145,13 +145,22 @@ def _start_error(model: str, exc: Exception, printed: list[str]) -> str:
     return "\n".join([head, *more] + (["the engine printed:", *lines] if lines else []))
 
 
-def _started_since(before: set[int]) -> list[psutil.Process]:
-    """Our child processes that are new since `before`, less multiprocessing's resource tracker: it is started
-    on first use and serves this process until it exits, so it is no engine's to stop."""
+def started_since(before: set[int]) -> list[psutil.Process]:
+    """Our child processes that are new since `before`, with their own children, less multiprocessing's resource
+    tracker: it is started on first use and serves this process until it exits, so it is no engine's to stop. The
+    children a process of `before` starts meanwhile are its own (a server started ahead: its engine core)."""
     from multiprocessing import resource_tracker
 
     tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
-    return [proc for proc in psutil.Process().children(recursive=True) if proc.pid not in before | {tracker}]
+    new = [proc for proc in psutil.Process().children() if proc.pid not in before | {tracker}]
+    return new + [child for proc in new for child in _children(proc)]
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return list(process.children(recursive=True))
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _sampling_params(request: BatchRequest, sampling: SamplingOverrides, defaults: dict[str, Any] | None = None) -> Any:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -18,7 +19,7 @@ import httpx
 
 from pytest_vllmbench.common.notices import notice
 from pytest_vllmbench.config.loads import LoadPoint, with_load
-from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, PendingEngine, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.engines.openai_client import ClientConfig, preflight, stream_batch
 from pytest_vllmbench.engines.supervisor import SessionProcess
@@ -65,6 +66,15 @@ def server_command(model: str, served_name: str, port: int, engine_args: dict[st
 
 
 def start(plan: CellPlan) -> Engine:
+    return _server(plan)
+
+
+def start_ahead(plan: CellPlan) -> PendingEngine:
+    """The server spawned now; it becomes healthy in the background while the session goes on (--start-ahead)."""
+    return PendingServer(_server(plan, in_background=True))
+
+
+def _server(plan: CellPlan, in_background: bool = False) -> ServerEngine:
     alias = plan.cell.model.alias
     return ServerEngine(
         plan.model_source,
@@ -73,6 +83,7 @@ def start(plan: CellPlan) -> Engine:
         plan.client("", alias),
         plan.settings.server_timeout,
         progress=notice,
+        in_background=in_background,
     )
 
 
@@ -90,37 +101,73 @@ class ServerEngine(EngineDefaults):
         progress: Callable[[str], None] | None = None,
         command: Callable[[str, str, int, dict[str, Any]], list[str]] = server_command,
         stop_grace_s: float = 20.0,
+        in_background: bool = False,
     ) -> None:
+        """Returns once the server is healthy; `in_background`: once it is spawned (`wait_started` waits for it)."""
         self._stop_grace_s = stop_grace_s
         self._api_servers = engine_args.get("api_server_count")
         self._progress = progress or (lambda text: None)
         self._own_log_dir = log_dir is None
-        log_dir = log_dir or Path(tempfile.mkdtemp(prefix="vllmbench-server-"))
-        self._log_dir = log_dir
+        self._log_dir = log_dir or Path(tempfile.mkdtemp(prefix="vllmbench-server-"))
+        self._spawn_args = (model, served_name, engine_args, command)
+        self._client = replace(client, served_model=served_name)
+        self.load_s: float | None = None
+        self._cancelled = threading.Event()
+        self._start_error: EngineStartError | None = None
+        self._start_timeout_s = start_timeout_s
+        self._spawn()
+        self._starter: threading.Thread | None = None
+        if in_background:
+            self._starter = threading.Thread(target=self._start_in_background, name="vllm-server-start", daemon=True)
+            self._starter.start()
+        else:
+            self._become_healthy(start_timeout_s)
+
+    def _spawn(self) -> None:
+        model, served_name, engine_args, command = self._spawn_args
+        self._port = free_port()
+        self.base_url = f"http://127.0.0.1:{self._port}/v1"
+        self._client = replace(self._client, base_url=self.base_url)
+        self._spawned = time.perf_counter()
+        self.process = SessionProcess(
+            command(model, served_name, self._port, engine_args),
+            self._log_dir / f"{served_name}-{self._port}.log",
+            env={**os.environ, **DEV_MODE},
+        )
+
+    def _become_healthy(self, timeout_s: float) -> None:
         for attempt in range(3):  # a port taken between probe and bind: try another
-            port = free_port()
-            self.base_url = f"http://127.0.0.1:{port}/v1"
-            log_path = log_dir / f"{served_name}-{port}.log"
-            started = time.perf_counter()
-            self.process = SessionProcess(
-                command(model, served_name, port, engine_args), log_path, env={**os.environ, **DEV_MODE}
-            )
             try:
-                self._wait_healthy(port, start_timeout_s)
+                self._wait_healthy(self._port, timeout_s)
                 break
             except EngineStartError:
                 self.process.stop(self._stop_grace_s)
-                if attempt < 2 and any(text in log_tail(log_path) for text in PORT_IN_USE):
+                if attempt < 2 and not self._cancelled.is_set() and port_was_taken(self.process.log_path):
+                    self._spawn()
                     continue
                 raise
-        self.load_s: float | None = time.perf_counter() - started
-        self._client = replace(client, base_url=self.base_url, served_model=served_name)
+        self.load_s = time.perf_counter() - self._spawned
+
+    def _start_in_background(self) -> None:
+        try:
+            self._become_healthy(self._start_timeout_s)
+        except EngineStartError as exc:
+            self._start_error = exc
+
+    def wait_started(self) -> None:
+        """A background start's end: raises what made it fail (its processes are stopped then)."""
+        if self._starter is not None:
+            self._starter.join()
+        if self._start_error is not None:
+            raise self._start_error
 
     def _wait_healthy(self, port: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         next_note = time.monotonic() + 15.0
         url = f"http://127.0.0.1:{port}/health"
         while time.monotonic() < deadline:
+            if self._cancelled.is_set():
+                raise EngineStartError("the vLLM server's start was cancelled")
             if not self.process.alive():
                 raise EngineStartError(
                     f"vLLM server exited with code {self.process.popen.returncode} before it was healthy; "
@@ -198,11 +245,33 @@ class ServerEngine(EngineDefaults):
         }
 
     def close(self) -> None:
-        """Returns once no process of the server is left (raises EngineStopError naming any survivor)."""
+        """Returns once no process of the server is left (raises EngineStopError naming any survivor); a start still
+        in progress in the background is cancelled first."""
+        self._cancelled.set()
+        if self._starter is not None:
+            self._starter.join()
         faulty = self.fault() is not None
         self.process.stop(self._stop_grace_s)
         if self._own_log_dir and not faulty:  # a crashed server's log (or one that would not stop) stays
             shutil.rmtree(self._log_dir, ignore_errors=True)
+
+
+class PendingServer:
+    """A server started ahead: `wait` until it serves, or `cancel` it whatever it is doing."""
+
+    def __init__(self, engine: ServerEngine) -> None:
+        self._engine = engine
+
+    def wait(self) -> Engine:
+        self._engine.wait_started()
+        return self._engine
+
+    def cancel(self) -> None:
+        self._engine.close()
+
+
+def port_was_taken(log_path: Path) -> bool:
+    return any(text in log_tail(log_path) for text in PORT_IN_USE)
 
 
 def dev_route_ok(base_url: str, method: str, route: str, timeout_s: float = 30.0) -> bool:

@@ -9,8 +9,10 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 POLL_S = 0.1
 
@@ -21,6 +23,8 @@ class EngineStopError(RuntimeError):
 
 def session_members(sid: int) -> list[int]:
     """Live (non-zombie) processes of session `sid`, found by session id, never by name."""
+    import psutil
+
     members = []
     for proc in psutil.process_iter(["status"]):
         try:
@@ -48,6 +52,8 @@ def kill(pids: Iterable[int], sig: signal.Signals = signal.SIGKILL) -> None:
 
 
 def describe(pids: Iterable[int]) -> str:
+    import psutil
+
     shown = []
     for pid in pids:
         try:
@@ -119,6 +125,8 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 def stop_children(children: list[psutil.Process], grace_s: float = 20.0, kill_wait_s: float = 30.0) -> None:
     """Wait for processes this one started (an engine's workers) to exit after their engine shut down;
     SIGKILL those that do not, and raise EngineStopError if any is still alive after that."""
+    import psutil
+
     _, alive = psutil.wait_procs(children, timeout=grace_s)
     kill(proc.pid for proc in alive)
     _, alive = psutil.wait_procs(alive, timeout=kill_wait_s)

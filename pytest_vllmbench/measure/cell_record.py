@@ -73,6 +73,9 @@ class CellRecord:
     project_to: int | None = _figure("requests", None, "the job size projected_hours is for")
     # time and throughput
     load_s: float | None = _figure("s", "lower", "engine start (load) time")
+    load_overlapped: bool | None = _figure(
+        "", None, "--start-ahead: the engine loaded beside another one, so load_s is longer than alone", sometimes=True
+    )
     wall_s: float | None = _figure("s", "lower", "timed part: first request sent to last response")
     requests_per_s: float | None = _figure("req/s", "higher", "completed requests per second")
     output_tokens_per_s: float | None = _figure("tok/s", "higher", "generated tokens per second")

@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 ROLES = ("client", "api-server", "engine-core")
 FIGURE = {"client": "cpu_client_pct", "api-server": "cpu_api_server_pct", "engine-core": "cpu_engine_core_pct"}
@@ -23,6 +25,8 @@ HOST_BOUND_PCT = 80.0  # else a process at or above this share of one core is th
 def role_of(process: psutil.Process, server_pids: frozenset[int]) -> str:
     """The role of one process of the cell: an owned server's main process and vLLM's API server processes
     are the API server; every other vLLM child (engine core, workers) is the engine core."""
+    import psutil
+
     if process.pid in server_pids:
         return "api-server"
     try:
@@ -33,6 +37,8 @@ def role_of(process: psutil.Process, server_pids: frozenset[int]) -> str:
 
 
 def _cpu_seconds(process: psutil.Process) -> float | None:
+    import psutil
+
     try:
         times = process.cpu_times()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -51,6 +57,8 @@ class HostLoad:
     _t0: float | None = None
 
     def _processes(self) -> Iterable[tuple[str, psutil.Process]]:
+        import psutil
+
         me = psutil.Process()
         yield "client", me
         for child in me.children(recursive=True):
@@ -65,6 +73,8 @@ class HostLoad:
         self._t0 = time.perf_counter()
 
     def stop(self) -> None:
+        import psutil
+
         if self._t0 is None:
             return
         self._wall_s += time.perf_counter() - self._t0

@@ -6,12 +6,11 @@ tqdm draws it (vLLM already depends on tqdm): in place on a terminal, one plain 
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
-
-from tqdm import tqdm
 
 TextStream = TextIO | io.TextIOBase  # sys.stderr, or the plugin's stream through pytest's terminal writer
 
@@ -23,18 +22,26 @@ TTY_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{po
 LOG_FORMAT = "{desc}: {n_fmt}/{total_fmt} requests [{elapsed}<{remaining}, {rate_fmt}]{postfix}"
 
 
-class _Bar(tqdm):  # type: ignore[type-arg]
-    monitor_interval = 0  # no tqdm monitor thread: refreshes happen only when a request finishes
+@functools.cache
+def _bar_class() -> Any:
+    """tqdm's bar with the cell's figures after it, made on first use: the plugin's import (every pytest session's)
+    leaves tqdm out."""
+    from tqdm import tqdm
 
-    def __init__(self, *args: Any, describe: Callable[[], str], **kwargs: Any) -> None:
-        self._describe = describe
-        super().__init__(*args, **kwargs)
+    class _Bar(tqdm):  # type: ignore[type-arg]
+        monitor_interval = 0  # no tqdm monitor thread: refreshes happen only when a request finishes
 
-    @property
-    def format_dict(self) -> dict[str, Any]:
-        figures = dict(super().format_dict)
-        figures["postfix"] = self._describe()  # computed only when a line is drawn, not per request
-        return figures
+        def __init__(self, *args: Any, describe: Callable[[], str], **kwargs: Any) -> None:
+            self._describe = describe
+            super().__init__(*args, **kwargs)
+
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            figures = dict(super().format_dict)
+            figures["postfix"] = self._describe()  # computed only when a line is drawn, not per request
+            return figures
+
+    return _Bar
 
 
 class CellProgress:
@@ -58,7 +65,7 @@ class CellProgress:
         self._started = time.monotonic()
         self._closing = False
         self._stream = stream
-        self._bar = _Bar(
+        self._bar = _bar_class()(
             total=total,
             desc=label,
             unit="req",

@@ -85,6 +85,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(InterruptedCells(config), "vllmbench-interrupted-cells")
     if configured and xdist_workers.is_controller(config):
         _no_worker_restarts(config)
+        if settings.start_ahead:
+            raise pytest.UsageError(
+                "--start-ahead starts the next engine of one process's session; under pytest-xdist another worker "
+                "may run it: drop -n or --start-ahead"
+            )
         if settings.interleave and config.getoption("dist") not in GROUPING_DISTS:
             raise pytest.UsageError(
                 f"--interleave runs a model's rounds on one worker, which --dist {config.getoption('dist')} does not "
@@ -128,6 +133,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             cells = []
         params = [pytest.param(test.cell_id, id=test.test_id) for test in _cell_tests(cells, session.settings)]
         metafunc.parametrize(CELL_FIXTURE, params, indirect=True, scope="function")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The cells this session runs, as selected (-k, -m) and in order: --start-ahead starts the next one's engine."""
+    vllmbench = session.config.stash.get(SESSION_KEY, None)
+    if vllmbench is not None:
+        params = (getattr(getattr(item, "callspec", None), "params", {}) for item in session.items)
+        vllmbench.bench.run_order = [str(given[CELL_FIXTURE]) for given in params if CELL_FIXTURE in given]
 
 
 class CellTest(NamedTuple):

@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tabulate import tabulate
-
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.measure.cell_record import FIGURES
 from pytest_vllmbench.measure.rounds import central
@@ -121,6 +119,8 @@ def _overlap_text(overlap: bool | None) -> str:
 
 
 def render(run_a: SavedRun, run_b: SavedRun, output: str = "table") -> str:
+    from tabulate import tabulate
+
     rows, only_a, only_b = compare(run_a, run_b)
     if output == "json":
         return json.dumps(

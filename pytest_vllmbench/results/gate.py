@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tabulate import tabulate
-
 from pytest_vllmbench.config.gate_rules import Rule, higher_is_better
 from pytest_vllmbench.results.labels import fmt
 from pytest_vllmbench.results.saved_run import is_ok
@@ -189,6 +187,8 @@ def _broken_interval(cell: Mapping[str, Any], metric: str) -> bool:
 
 
 def table(checks: Sequence[Check]) -> str:
+    from tabulate import tabulate
+
     rows = [
         [
             c.cell,

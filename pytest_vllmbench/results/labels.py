@@ -123,6 +123,24 @@ def legend(cells: Iterable[SavedCell]) -> str:
     return "Marks: " + "; ".join(f"[{mark}] {text}" for mark, text in explained.items()) + "." if explained else ""
 
 
+OVERLAPPED = "(overlapped)"
+
+
+def load_text(cell: SavedCell, digits: int) -> str:
+    """load_s, marked where the engine loaded beside another one (--start-ahead): longer than alone."""
+    return fmt(cell.load_s, digits) + (f" {OVERLAPPED}" if cell.load_overlapped and finite(cell.load_s) else "")
+
+
+def overlap_note(cells: Iterable[SavedCell]) -> str:
+    """The note that explains an overlapped load time, where one is shown, or ''."""
+    if not any(cell.load_overlapped and finite(cell.load_s) for cell in cells):
+        return ""
+    return (
+        f"Load s {OVERLAPPED}: the engine started beside another one's load (`--start-ahead`), so its start took "
+        "longer than alone; the timed figures ran beside an idle engine."
+    )
+
+
 def budget_key(cell: SavedCell) -> str:
     """Cells run under a memory budget are kept apart from the same cell on the whole GPU."""
     budget = cell.gpu_memory_budget_gib

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tabulate import tabulate
-
 from pytest_vllmbench.results import answer, report_engine
 from pytest_vllmbench.results.labels import cell_label, dataset_label, fmt, legend, money
 from pytest_vllmbench.results.latest import Latest
@@ -114,6 +112,8 @@ def engine_part(latest: Latest) -> list[str]:
 
 
 def ranking_section(latest: Latest, rank: Ranker) -> str:
+    from tabulate import tabulate
+
     parts = [
         f"Weights: {weights_line(rank.weights)} (re-normalised over the rest, and said so under the group, where a"
         " group has no quality figure). Flexibility per mode: "

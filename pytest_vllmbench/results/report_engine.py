@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from tabulate import tabulate
-
 from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.labels import fmt
@@ -33,6 +31,8 @@ def _bound(cell: Cell) -> str:
 
 def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable[[Any], str]) -> str | None:
     """One table per group (title, cells) holding cells with any of the newer fields; None when no cell has any."""
+    from tabulate import tabulate
+
     parts = []
     for title, cells in groups:
         shown = [cell for cell in cells if any(cell.get(name) is not None for name in FIELDS)]

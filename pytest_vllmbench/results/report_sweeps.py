@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tabulate import tabulate
-
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results import plots as plotting
 from pytest_vllmbench.results.labels import MISSING, fmt, latency_pair, load_point, rate
@@ -64,6 +62,8 @@ def _slo_text(cell: SavedCell, best: SavedCell | None) -> str:
 
 
 def _table(points: list[SavedCell], best: SavedCell | None) -> str:
+    from tabulate import tabulate
+
     rows = [
         [
             load_point(cell) or MISSING,

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tabulate import tabulate
-
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results import plots
@@ -21,9 +19,11 @@ from pytest_vllmbench.results.labels import (
     gpus_text,
     latency_pair,
     legend,
+    load_text,
     mode_text,
     model_label,
     money,
+    overlap_note,
     quality_text,
     rate,
     short_label,
@@ -97,6 +97,8 @@ HISTORY_HEADERS = [
 
 
 def _github(rows: list[list[object]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
@@ -131,7 +133,7 @@ def fit_table(latest: Latest) -> str:
 
 
 def _with_legend(table: str, cells: Sequence[SavedCell], workloads: Sequence[str] = ()) -> str:
-    notes = [note for note in (legend(cells), workload_legend(workloads)) if note]
+    notes = [note for note in (legend(cells), workload_legend(workloads), overlap_note(cells)) if note]
     return "\n\n".join([table, *notes])
 
 
@@ -169,7 +171,7 @@ def machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
                 latency_pair(cell, "ttft"),
                 latency_pair(cell, "tpot"),
                 latency_pair(cell, "e2el"),
-                fmt(cell.load_s, 1),
+                load_text(cell, 1),
                 run_number(run),
             ]
             for row, (_, run, cell) in zip(rows, here, strict=True)
@@ -221,7 +223,7 @@ def history_table(runs: list[SavedRun], latest: Latest) -> str:
                     status_text(cell),
                     fmt(cell.get("n_requests")),
                     fmt(cell.wall_s, 2),
-                    fmt(cell.load_s, 2),
+                    load_text(cell, 2),
                     engine_text(cell),
                     "current" if newer is None else f"superseded by {run_number(newer)}",
                 ]

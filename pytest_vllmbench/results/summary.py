@@ -6,13 +6,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tabulate import tabulate
-
 from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.measure.host_load import FIGURE
 from pytest_vllmbench.results.gate import Check, missing_data, regressions
 from pytest_vllmbench.results.gate import summary as gate_summary
-from pytest_vllmbench.results.labels import MISSING, finite, fmt, latency_pair, mode_text, quality_text, rate
+from pytest_vllmbench.results.labels import (
+    MISSING,
+    finite,
+    fmt,
+    latency_pair,
+    load_text,
+    mode_text,
+    overlap_note,
+    quality_text,
+    rate,
+)
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 
 __all__ = ["MISSING", "bound_text", "cells_table", "gate_lines", "latency_pair", "settings_lines", "summary_block"]
@@ -25,6 +33,8 @@ def _cost(cell: SavedCell) -> str:
 
 def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
     """One row per cell; the cost column only when some cell knows its cost."""
+    from tabulate import tabulate
+
     typed = [SavedCell.of(cell) for cell in cells]
     with_cost = any(cell.projected_cost is not None for cell in typed)
     headers = ["Model", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "Load s", "Projected h"]
@@ -39,13 +49,14 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
             fmt(cell.output_tokens_per_s, 1),
             latency_pair(cell, "ttft"),
             latency_pair(cell, "tpot"),
-            fmt(cell.load_s, 1),
+            load_text(cell, 1),
             fmt(cell.projected_hours, 1),
         ]
         row += [_cost(cell)] if with_cost else []
         row += [quality_text(cell), fmt(cell.score, 3), bound_text(cell)]
         rows.append(row)
-    return tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+    table = tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+    return "\n".join(part for part in (table, overlap_note(typed)) if part)
 
 
 BOUND_SHARE = {"gpu": "gpu_util_mean_pct", **FIGURE}

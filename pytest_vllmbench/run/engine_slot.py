@@ -1,45 +1,90 @@
 """Session state: the live engines. One at a time, started on first use and stopped before the next; under
---interleave, the engines of one model live together (their cells' rounds alternate) until another model's starts."""
+--interleave, the engines of one model live together (their cells' rounds alternate) until another model's starts.
+Under --start-ahead, the next engine of the session starts beside the one loading now, and the slot hands the
+current one over only once that one serves too (idle: a timed cell never runs beside an engine that loads)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from pytest_vllmbench.engines.base import Engine, EngineStartError
+from pytest_vllmbench.engines.base import Engine, EngineStartError, PendingEngine
 from pytest_vllmbench.engines.cell_plan import CellPlan
 
 EngineKey = tuple[str, str]  # (model source, mode): Cell.engine_key
 
 
 class EngineSlot:
-    def __init__(self, start: Callable[[CellPlan], Engine], keep_model_engines: bool = False) -> None:
+    def __init__(
+        self,
+        start: Callable[[CellPlan], Engine],
+        keep_model_engines: bool = False,
+        start_ahead: Callable[[CellPlan], PendingEngine | None] | None = None,
+    ) -> None:
         self._start = start
+        self._start_ahead = start_ahead
         self._keep_model_engines = keep_model_engines
         self._engines: dict[EngineKey, Engine] = {}  # in the order they started
+        self._ahead: dict[EngineKey, PendingEngine] = {}  # started ahead, not yet serving
         self._failed: dict[EngineKey, str] = {}
+        self.overlapped: set[EngineKey] = set()  # engines whose start ran beside another's (load_s longer)
 
-    def get(self, plan: CellPlan) -> Engine:
-        """The cell's engine; a start that failed once is not retried for the same engine."""
+    def get(self, plan: CellPlan, ahead: CellPlan | None = None) -> Engine:
+        """The cell's engine; a start that failed once is not retried for the same engine. `ahead`: the session's
+        next engine, started beside this one when this one has to start (and its mode can start ahead)."""
         key = plan.cell.engine_key
         if key in self._failed:
             raise EngineStartError(self._failed[key])
+        self.close(keep_model=key[0] if self._keep_model_engines else None, keep=key)
+        if key in self._ahead:
+            self._serving_ahead(key)
         if key in self._engines:
             return self._engines[key]
-        self.close(keep_model=key[0] if self._keep_model_engines else None)
+        if ahead is not None and self._start_ahead is not None and ahead.cell.engine_key not in self._failed:
+            self._begin_ahead(ahead, beside=key)
         try:
             engine = self._start(plan)
         except EngineStartError as exc:
             self._failed[key] = str(exc)
             raise
         self._engines[key] = engine
+        for other in list(self._ahead):  # handed over only once the other serves: it idles while this cell runs
+            self._serving_ahead(other)
         return engine
 
-    def close(self, keep_model: str | None = None) -> None:
-        """Stop the live engines (but those of `keep_model`), last started first; every one is stopped even when
-        one of them fails to, and the first failure is raised after."""
-        stopping = [key for key in reversed(self._engines) if key[0] != keep_model]
+    def _begin_ahead(self, plan: CellPlan, beside: EngineKey) -> None:
+        assert self._start_ahead is not None
+        key = plan.cell.engine_key
+        if key in self._engines or key in self._ahead:
+            return
+        try:
+            pending = self._start_ahead(plan)
+        except Exception:  # its cell starts it in its turn, and says then what is wrong
+            return
+        if pending is not None:
+            self._ahead[key] = pending
+            self.overlapped |= {key, beside}
+
+    def _serving_ahead(self, key: EngineKey) -> None:
+        """Wait until the engine started ahead serves; one that failed to start is started again in its turn."""
+        try:
+            engine = self._ahead[key].wait()
+        except EngineStartError:
+            del self._ahead[key]  # its processes are stopped
+            self.overlapped.discard(key)  # its cell starts it again, alone
+            return
+        del self._ahead[key]  # only now: a Ctrl-C while waiting leaves it here for close() to cancel
+        self._engines[key] = engine
+
+    def close(self, keep_model: str | None = None, keep: EngineKey | None = None) -> None:
+        """Stop the live engines and those starting ahead (but `keep` and those of `keep_model`), last started
+        first; every one is stopped even when one of them fails to, and the first failure is raised after."""
         errors: list[BaseException] = []
-        for key in stopping:
+        for key in [key for key in reversed(self._ahead) if key != keep and key[0] != keep_model]:
+            try:
+                self._ahead.pop(key).cancel()
+            except BaseException as exc:  # the others must still stop; an error is raised below
+                errors.append(exc)
+        for key in [key for key in reversed(self._engines) if key != keep and key[0] != keep_model]:
             engine = self._engines.pop(key)
             try:
                 engine.close()
@@ -49,5 +94,5 @@ class EngineSlot:
             raise next((exc for exc in errors if not isinstance(exc, Exception)), errors[0])
 
     def alive(self) -> int:
-        """How many engines are up."""
+        """How many engines are up (those still starting ahead not counted)."""
         return len(self._engines)

@@ -39,10 +39,17 @@ def bench_throughput_command(
 
 
 def vllm_bench_requests_per_s(
-    model: str, engine_args: dict[str, Any], input_len: int, output_len: int, num_prompts: int, timeout_s: float = 900.0
+    model: str,
+    engine_args: dict[str, Any],
+    input_len: int,
+    output_len: int,
+    num_prompts: int,
+    timeout_s: float = 900.0,
+    stop_grace_s: float = 20.0,
 ) -> float:
     """Runs vLLM's own benchmark in a child process session (the cell's engine must be closed first: one GPU);
-    whatever it started is stopped before this returns, also when it runs past `timeout_s`."""
+    whatever it started is stopped before this returns, also when it runs past `timeout_s` (SIGTERM, then SIGKILL
+    after `stop_grace_s`)."""
     with tempfile.TemporaryDirectory() as folder:
         out, log = Path(folder) / "throughput.json", Path(folder) / "bench.log"
         process = SessionProcess(
@@ -53,7 +60,7 @@ def vllm_bench_requests_per_s(
         except subprocess.TimeoutExpired:
             code = None
         finally:
-            process.stop()
+            process.stop(stop_grace_s)
         if code is None:
             raise RuntimeError(f"vllm bench throughput did not finish in {timeout_s:.0f} s:\n{log_tail(log, 15)}")
         if code != 0 or not out.is_file():

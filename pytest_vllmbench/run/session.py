@@ -26,7 +26,7 @@ from pytest_vllmbench.measure.roofline import load_bandwidths
 from pytest_vllmbench.run.batch_output import write_batch_output
 from pytest_vllmbench.run.cell_run import CellOutcome, Timed, run_cell
 from pytest_vllmbench.run.engine_slot import EngineSlot
-from pytest_vllmbench.run.engine_start import start_engine
+from pytest_vllmbench.run.engine_start import start_engine, start_engine_ahead
 from pytest_vllmbench.run.interleave import group_ids
 from pytest_vllmbench.run.parity import vllm_bench_requests_per_s
 from pytest_vllmbench.run.trace import trace_path, write_trace
@@ -61,7 +61,12 @@ class BenchSession:
         self.settings = settings
         self.registry = registry
         self.rootdir = rootdir
-        self.engine_slot = EngineSlot(lambda plan: start_engine(plan), keep_model_engines=settings.interleave)
+        self.engine_slot = EngineSlot(
+            lambda plan: start_engine(plan),
+            keep_model_engines=settings.interleave,
+            start_ahead=(lambda plan: start_engine_ahead(plan)) if settings.start_ahead else None,
+        )
+        self.run_order: list[str] | None = None  # the cell ids this session runs, in order (None: every cell)
         self.dummies = DummySources()  # each model's dummy-weight config and tokenizer, looked for once
         self.sampling = SamplingOverrides(settings.max_tokens, settings.ignore_eos)
         self.unrun: list[CellResult] = []
@@ -157,7 +162,7 @@ class BenchSession:
             raise DoesNotFit(plan.over_budget)  # the weights alone are over the budget: no engine need start
         if plan.cannot_run_here is not None:
             raise CellSkip(plan.cannot_run_here)  # before any engine import or model-hub lookup
-        engine = self.engine_slot.get(plan)
+        engine = self.engine_slot.get(plan, self.ahead_of(plan))
         warmup = 0 if cell.engine_key in self.warmed else self.warmup_rounds(plan)
         interleaved = group_ids(self.cells, cell) if self.settings.interleave else None
         earlier = list(self.rounds_so_far.get(cell.id, []))  # as they were before this call's round
@@ -178,6 +183,8 @@ class BenchSession:
         )
         self.warmed.setdefault(cell.engine_key, warmup)
         outcome.result = outcome.result.with_figures({"warmup_rounds": self.warmed[cell.engine_key]})
+        if cell.engine_key in self.engine_slot.overlapped:
+            outcome.result = outcome.result.with_figures({"load_overlapped": True})
         if self.settings.interleave:  # one test per round: its cell's rounds so far count, alone or alternating
             self.rounds_so_far.setdefault(cell.id, []).extend(outcome.rounds)
             this_call = [row | {"round": row["round"] + len(earlier)} for row in outcome.trace]  # numbered from 1
@@ -208,6 +215,22 @@ class BenchSession:
         if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
             outcome.result = outcome.result.with_figures(self._parity(plan, outcome.result.requests_per_s))
         return outcome
+
+    def ahead_of(self, plan: CellPlan) -> CellPlan | None:
+        """--start-ahead: the plan of the next engine this session runs, if it may load beside this cell's. CPU
+        engines only: on a GPU the two would share its memory, which would change what each cell measures."""
+        if not self.settings.start_ahead or not plan.mode.owns_engine or plan.on_gpu:
+            return None
+        by_id = {cell.id: cell for cell in self.cells}
+        order = [by_id[cell_id] for cell_id in self.run_order or by_id if cell_id in by_id]
+        later = order[next((i for i, cell in enumerate(order) if cell.id == plan.cell.id), len(order)) :]
+        following = next((cell for cell in later if cell.engine_key != plan.cell.engine_key), None)
+        if following is None or mode_spec(following.mode).start_ahead is None:
+            return None
+        ahead = self.plan(following)
+        if ahead.on_gpu or ahead.over_budget is not None or ahead.cannot_run_here is not None:
+            return None
+        return ahead
 
     def warmup_rounds(self, plan: CellPlan) -> int:
         """--warmup, or by default one round where the cell runs on a GPU (first-run kernel compilation)."""
