@@ -1,8 +1,7 @@
 """A cell that cannot run on this machine is a skipped cell with the reason, before any engine starts (issue 24)."""
 
 import pytest
-
-from tests.test_fake_pipeline import REPO
+from bench_project import bench_project
 
 NO_ENGINE_CONFTEST = """
 from pytest_vllmbench.engines import cell_plan
@@ -17,11 +16,7 @@ cell_plan.vllm_platform = lambda: "cpu"
 
 
 def test_a_gpu_only_model_on_the_cpu_build_is_skipped_naming_the_way_out(pytester):
-    (pytester.path / "benchmarks").mkdir()
-    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    pytester.makeconftest(NO_ENGINE_CONFTEST)
-    (pytester.path / "data").mkdir()
-    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    bench_project(pytester, NO_ENGINE_CONFTEST)
     result = pytester.runpytest_subprocess(
         "benchmarks", "-p", "no:cacheprovider", "--model=gemma-12b-4bit", "--mode=offline", "--limit=2", "-rs"
     )
@@ -45,11 +40,7 @@ offline.OfflineEngine = _NoEngine
 
 
 def test_weights_neither_local_nor_cached_with_no_hub_are_a_skipped_cell_before_any_engine(pytester, monkeypatch):
-    (pytester.path / "benchmarks").mkdir()
-    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    pytester.makeconftest(NO_VLLM_ENGINE_CONFTEST)
-    (pytester.path / "data").mkdir()
-    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    bench_project(pytester, NO_VLLM_ENGINE_CONFTEST)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(pytester.path / "empty-hf-home"))  # nothing cached
     result = pytester.runpytest_subprocess(

@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
+from bench_project import bench_project
 
 from pytest_vllmbench.config.modes import FLEXIBILITY, mode_names
 from pytest_vllmbench.results.scoring import score_cells
 from tests.fake_mode import FAKE_MODE
 
-REPO = Path(__file__).resolve().parents[1]
 REGISTER_FAKE_MODE = f"""
 import sys
 
@@ -25,10 +25,7 @@ register(FAKE_MODE)
 def fake_mode_project(pytester, conftest_extra: str = "") -> None:
     """The batch test, the 5K sample and a local model folder (nothing to download, nothing to load), with the fake
     mode registered by the project's conftest (plus `conftest_extra`)."""
-    (pytester.path / "benchmarks").mkdir()
-    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    (pytester.path / "data").mkdir()
-    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    bench_project(pytester)
     (pytester.path / "my-model").mkdir()
     pytester.makeconftest(REGISTER_FAKE_MODE + conftest_extra)
 

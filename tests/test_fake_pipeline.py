@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench_project import bench_project
+
 REPO = Path(__file__).resolve().parents[1]
 # A FAKE engine behind the real session: each request takes FAKE_E2EL_S seconds, 4 tokens, first after 10 ms.
 FAKE_ENGINE_CONFTEST = """
@@ -58,11 +60,7 @@ ARGS = [
 
 @pytest.fixture
 def fake_engine(pytester):
-    (pytester.path / "benchmarks").mkdir()
-    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    pytester.makeconftest(FAKE_ENGINE_CONFTEST)
-    (pytester.path / "data").mkdir()
-    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    bench_project(pytester, FAKE_ENGINE_CONFTEST)
     return pytester
 
 

@@ -1,8 +1,9 @@
 """Ctrl-C or SIGTERM during a cell's rounds: exit 2, no traceback, nothing half-made saved (issue 24)."""
 
 import pytest
+from bench_project import bench_project
 
-from tests.test_fake_pipeline import FAKE_ENGINE_CONFTEST, REPO
+from tests.test_fake_pipeline import FAKE_ENGINE_CONFTEST
 
 # The fake engine signals its own process on the STOP_AT-th call of run() (warm-up rounds included). A
 # background job starts with SIGINT ignored, so the default handler is put back first.
@@ -30,11 +31,7 @@ FakeEngine.run = _signalling_run
 
 @pytest.fixture
 def signalling_engine(pytester):
-    (pytester.path / "benchmarks").mkdir()
-    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    pytester.makeconftest(SIGNALLING_CONFTEST)
-    (pytester.path / "data").mkdir()
-    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    bench_project(pytester, SIGNALLING_CONFTEST)
     return pytester
 
 

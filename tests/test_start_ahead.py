@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import psutil
 import pytest
+from bench_project import REPO, bench_project
 from procs import session_members
 
 from pytest_vllmbench.common.errors import UsageError
@@ -23,7 +24,6 @@ from pytest_vllmbench.results.labels import load_text, overlap_note
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.engine_slot import EngineSlot
 from pytest_vllmbench.run.session import BenchSession
-from tests.test_fake_pipeline import REPO
 from tests.test_supervisor import FAKE_SERVER
 
 # OFFLINE_START: how the fake offline engine's start ends (ok, fails, interrupted); AHEAD_LOG: the fake server's
@@ -33,12 +33,7 @@ import json, os, signal, sys, time
 from pathlib import Path
 
 from pytest_vllmbench.engines import server
-from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.config.registry import load_registry
-from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines.base import EngineStartError
-from pytest_vllmbench.results.labels import load_text, overlap_note
-from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.engines.openai_client import ClientConfig
 from pytest_vllmbench.engines.supervisor import session_members
 from pytest_vllmbench.run import session
@@ -92,11 +87,7 @@ def pytest_unconfigure(config):
 
 @pytest.fixture
 def ahead_session(pytester, monkeypatch):
-    (pytester.path / "benchmarks").mkdir()
-    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    pytester.makeconftest(CONFTEST)
-    (pytester.path / "data").mkdir()
-    (pytester.path / "data" / "batch_5k.jsonl").symlink_to(REPO / "data" / "batch_5k.jsonl")
+    bench_project(pytester, CONFTEST)
     monkeypatch.setenv("FAKE_E2EL_S", "0.01")
     monkeypatch.setenv("AHEAD_LOG", str(pytester.path / "ahead.log"))
     monkeypatch.setenv("PYTHONPATH", str(REPO))

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench_project import bench_project
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.pytest_plugin.xdist_workers import gpus_for_worker
@@ -124,9 +125,7 @@ session.start_engine = start
 def test_a_session_inside_an_xdist_worker_is_no_worker_itself(pytester, monkeypatch):
     """This suite runs under xdist: a session it starts inherits the worker's PYTEST_XDIST_* variables, yet is a
     plain session (progress on its terminal, the whole machine, a saved run), not a worker of some controller."""
-    (pytester.path / "benchmarks").mkdir()
-    (pytester.path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
-    pytester.makeconftest(NOTING_ENGINE_CONFTEST)
+    bench_project(pytester, NOTING_ENGINE_CONFTEST, dataset=False)
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
     result = pytester.runpytest_subprocess(
