@@ -146,7 +146,9 @@ def test_no_server_started_ahead_outlives_the_session(ahead_session, monkeypatch
     assert result.ret == exit_code, result.stdout.str()[-3000:]
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert log[-1] == "alive at unconfigure []", log  # stopped by the session's teardown, not only at exit
-    assert all(session_members(pid) == [] for pid in server_pids(log))
+    [pid] = server_pids(log)  # one server was started ahead: there was something to stop
+    assert log[0] == f"server {pid} ahead", log
+    assert session_members(pid) == []
 
 
 class Pending:
@@ -191,9 +193,23 @@ def test_the_slot_hands_an_engine_over_only_once_the_one_started_ahead_serves():
     slot = EngineSlot(start, start_ahead=lambda p: Pending(log, p.cell.engine_key[1]))
     offline = slot.get(plan("offline"), ahead=plan("server"))
     assert log == ["start offline", "wait server"] and offline.name == "offline"
+    assert slot.overlapped == {("model", "offline"), ("model", "server")}
     server = slot.get(plan("server"))
     assert server.name == "server" and log[-1] == "close offline" and slot.alive() == 1
-    assert slot.overlapped == {("model", "offline"), ("model", "server")}
+    assert slot.overlapped == {("model", "server")}  # closed, the offline engine would load alone if started again
+
+
+def test_the_current_engines_next_cell_keeps_the_engine_started_ahead_for_its_own_cells():
+    """A sweep's second cell of the offline engine must not stop the server that was started ahead for later."""
+    log: list[str] = []
+    slot = EngineSlot(lambda p: Engine(log, p.cell.engine_key[1]), start_ahead=lambda p: Pending(log, "server"))
+    slot.get(plan("offline"), ahead=plan("server"))
+    slot.get(plan("offline"))
+    assert "close server" not in log and slot.alive() == 2
+    assert slot.get(plan("server")).name == "server" and log[-1] == "close offline"
+    assert slot.overlapped == {("model", "server")}  # the offline engine is gone; the server's load was overlapped
+    slot.close()
+    assert log[-1] == "close server" and slot.overlapped == set()
 
 
 def test_an_engine_that_failed_to_start_ahead_starts_again_in_its_turn_unmarked():
@@ -202,8 +218,9 @@ def test_an_engine_that_failed_to_start_ahead_starts_again_in_its_turn_unmarked(
         lambda p: Engine(log, p.cell.engine_key[1]), start_ahead=lambda p: Pending(log, "server", fails=True)
     )
     slot.get(plan("offline"), ahead=plan("server"))
-    assert slot.get(plan("server")).name == "server"
     assert slot.overlapped == {("model", "offline")}
+    assert slot.get(plan("server")).name == "server"
+    assert slot.overlapped == set()
 
 
 def test_closing_the_slot_cancels_a_start_still_under_way():
@@ -223,6 +240,9 @@ def test_start_ahead_refuses_interleave_and_xdist_whose_engines_it_cannot_order(
     raw = {"model": ["gemma-270m"], "rounds": "2", "interleave": True, "start_ahead": True}
     with pytest.raises(UsageError, match="--start-ahead starts the next engine beside the live ones"):
         resolve(merge_sources(raw, {}, {}), REPO)
+    parity = {"model": ["gemma-270m"], "start_ahead": True, "vllm_bench_parity": True}
+    with pytest.raises(UsageError, match="--vllm-bench-parity stops every engine to run vLLM's own benchmark alone"):
+        resolve(merge_sources(parity, {}, {}), REPO)
     monkeypatch.setenv("OFFLINE_START", "ok")
     result, log = run(ahead_session, "-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -239,6 +259,8 @@ def test_an_offline_engine_owns_the_children_it_started_not_those_of_a_server_st
     earlier = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(0.5); {spawn_child}"])
     before = {earlier.pid}
     later = subprocess.Popen([sys.executable, "-c", spawn_child])
+    # a server (re)spawned meanwhile by a start-ahead thread: a child of this process, in a session of its own
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -247,8 +269,9 @@ def test_an_offline_engine_owns_the_children_it_started_not_those_of_a_server_st
                 break
             time.sleep(0.1)
         assert set(found.values()) == {os.getpid(), later.pid}  # the later child and its child, nothing of earlier's
+        assert server.pid not in found
     finally:
-        for proc in (earlier, later):
+        for proc in (earlier, later, server):
             for child in psutil.Process(proc.pid).children(recursive=True):
                 child.kill()
             proc.kill()

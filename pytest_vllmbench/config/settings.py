@@ -217,6 +217,11 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
             "--start-ahead starts the next engine beside the live ones, which --interleave keeps alive together with "
             "a share of the memory each: use one of them"
         )
+    if raw["start_ahead"] and raw["vllm_bench_parity"]:
+        raise UsageError(
+            "--vllm-bench-parity stops every engine to run vLLM's own benchmark alone, and its ratio compares it with a "
+            "cell that ran beside a --start-ahead engine: run them in separate sessions"
+        )
     report = raw["report"]
     points = load_points(parse_concurrencies(raw["concurrency"]), parse_request_rates(raw["request_rate"]))
     models = tuple(dict.fromkeys(str(name) for name in raw["model"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
@@ -152,8 +153,17 @@ def started_since(before: set[int]) -> list[psutil.Process]:
     from multiprocessing import resource_tracker
 
     tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
-    new = [proc for proc in psutil.Process().children() if proc.pid not in before | {tracker}]
+    ours = [proc for proc in psutil.Process().children() if proc.pid not in before | {tracker}]
+    # a server is started in a session of its own, even one (re)spawned by a start-ahead thread meanwhile
+    new = [proc for proc in ours if _session_of(proc.pid) == os.getsid(0)]
     return new + [child for proc in new for child in _children(proc)]
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:  # gone already
+        return None
 
 
 def _children(process: psutil.Process) -> list[psutil.Process]:

@@ -25,6 +25,7 @@ class EngineSlot:
         self._keep_model_engines = keep_model_engines
         self._engines: dict[EngineKey, Engine] = {}  # in the order they started
         self._ahead: dict[EngineKey, PendingEngine] = {}  # started ahead, not yet serving
+        self._handed: set[EngineKey] = set()  # started ahead and serving, their cells yet to come: kept
         self._failed: dict[EngineKey, str] = {}
         self.overlapped: set[EngineKey] = set()  # engines whose start ran beside another's (load_s longer)
 
@@ -34,7 +35,8 @@ class EngineSlot:
         key = plan.cell.engine_key
         if key in self._failed:
             raise EngineStartError(self._failed[key])
-        self.close(keep_model=key[0] if self._keep_model_engines else None, keep=key)
+        self._handed.discard(key)
+        self.close(keep_model=key[0] if self._keep_model_engines else None, keep={key} | self._handed)
         if key in self._ahead:
             self._serving_ahead(key)
         if key in self._engines:
@@ -74,17 +76,23 @@ class EngineSlot:
             return
         del self._ahead[key]  # only now: a Ctrl-C while waiting leaves it here for close() to cancel
         self._engines[key] = engine
+        self._handed.add(key)
 
-    def close(self, keep_model: str | None = None, keep: EngineKey | None = None) -> None:
-        """Stop the live engines and those starting ahead (but `keep` and those of `keep_model`), last started
-        first; every one is stopped even when one of them fails to, and the first failure is raised after."""
+    def close(self, keep_model: str | None = None, keep: set[EngineKey] | None = None) -> None:
+        """Stop the live engines and those starting ahead (but those in `keep` and of `keep_model`), last started
+        first; every one is stopped even when one of them fails to, and the first failure is raised after. An
+        engine started again later loads alone: it is no longer marked overlapped."""
+        kept = keep or set()
         errors: list[BaseException] = []
-        for key in [key for key in reversed(self._ahead) if key != keep and key[0] != keep_model]:
+        for key in [key for key in reversed(self._ahead) if key not in kept and key[0] != keep_model]:
+            self.overlapped.discard(key)
             try:
                 self._ahead.pop(key).cancel()
             except BaseException as exc:  # the others must still stop; an error is raised below
                 errors.append(exc)
-        for key in [key for key in reversed(self._engines) if key != keep and key[0] != keep_model]:
+        for key in [key for key in reversed(self._engines) if key not in kept and key[0] != keep_model]:
+            self.overlapped.discard(key)
+            self._handed.discard(key)
             engine = self._engines.pop(key)
             try:
                 engine.close()
