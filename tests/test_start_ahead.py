@@ -298,3 +298,29 @@ def test_an_overlapped_load_is_marked_and_explained_where_load_times_are_shown()
     assert (load_text(alone, 1), load_text(beside, 1)) == ("70.5", "130.2 (overlapped)")
     assert overlap_note([alone]) == "" and "beside another one's load" in overlap_note([alone, beside])
     assert load_text(SavedCell.of({"load_s": None, "load_overlapped": True}), 1) == "-"
+
+
+def test_a_background_start_that_dies_of_any_error_hands_over_no_server(tmp_path, monkeypatch):
+    """An error in the start-ahead thread other than the start's own (an OSError, say) would be lost with the
+    thread: it is kept, the spawned server is stopped, and the wait says so instead of handing over a dead server."""
+    from pytest_vllmbench.engines import server
+    from pytest_vllmbench.engines.openai_client import ClientConfig
+    from tests.test_supervisor import fake_command
+
+    def broken(self, port, timeout_s):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(server.ServerEngine, "_wait_healthy", broken)
+    engine = server.ServerEngine(
+        "fake",
+        "m",
+        {},
+        ClientConfig("", "m"),
+        log_dir=tmp_path,
+        command=fake_command(),
+        stop_grace_s=1.0,
+        in_background=True,
+    )
+    with pytest.raises(EngineStartError, match=r"the vLLM server's start failed: OSError: .*Too many open files"):
+        engine.wait_started()
+    assert not engine.process.alive() and session_members(engine.process.pid) == []

@@ -153,6 +153,9 @@ class ServerEngine(EngineDefaults):
             self._become_healthy(self._start_timeout_s)
         except EngineStartError as exc:
             self._start_error = exc
+        except Exception as exc:  # a thread's error is lost unless kept: never hand over a server that is not up
+            self.process.stop(self._stop_grace_s)
+            self._start_error = EngineStartError(f"the vLLM server's start failed: {type(exc).__name__}: {exc}")
 
     def wait_started(self) -> None:
         """A background start's end: raises what made it fail (its processes are stopped then)."""
