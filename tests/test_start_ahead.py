@@ -291,6 +291,11 @@ def test_the_engine_started_ahead_is_the_next_one_the_session_runs_if_its_mode_c
     assert both.ahead_of(offline) is None
     reversed_modes = session("server", "offline")
     assert [reversed_modes.ahead_of(reversed_modes.plan(cell)) for cell in reversed_modes.cells] == [None, None]
+    # on the CPU each engine's share is of RAM: two that together would reserve more than 0.9 of it start in turn
+    greedy = session("offline", "server", engine_arg=["gpu_memory_utilization=0.6"])
+    assert greedy.ahead_of(greedy.plan(greedy.cells[0])) is None
+    modest = session("offline", "server", engine_arg=["gpu_memory_utilization=0.4"])
+    assert modest.ahead_of(modest.plan(modest.cells[0])).cell.id == "gemma-270m-server"
 
 
 def test_an_overlapped_load_is_marked_and_explained_where_load_times_are_shown():
