@@ -242,3 +242,22 @@ def test_latest_baseline_is_the_newest_run_whose_cells_ran(tmp_path):
     found = find_baseline(runs, "latest", machine)
     assert found is not None and found.name == "0001_good"
     assert find_baseline(runs, "2", machine).name == "0002_failed"  # named on purpose: still used
+
+
+def test_a_cell_run_beside_a_start_ahead_engine_in_one_run_only_is_noted_by_gate_and_compare(tmp_path, capsys):
+    """--start-ahead costs the timed cell (~7 % of req/s on 2 CPU cores): set against a run without it, neither the
+    gate nor compare may pass the difference off as the code's."""
+    base = save_run(tmp_path, 1, "base", [cell(requests_per_s=2.0), cell("gemma-270m-server", requests_per_s=2.0)])
+    ahead = save_run(
+        tmp_path,
+        2,
+        "ahead",
+        [cell(requests_per_s=1.9, load_overlapped=True), cell("gemma-270m-server", requests_per_s=2.0)],
+    )
+    assert main(["gate", str(base), str(ahead), "--rule", "requests_per_s:-10%"]) == 0  # a note never fails
+    out = capsys.readouterr().out
+    assert "ran beside a --start-ahead engine in one run only" in out
+    [noted] = [line for line in out.splitlines() if "--start-ahead" in line]
+    assert "gemma-270m-offline" in noted
+    assert main(["compare", "0002_ahead", "0001_base", "--storage", str(tmp_path)]) == 0
+    assert "Note: gemma-270m-offline ran beside a --start-ahead engine in one run only" in capsys.readouterr().out
