@@ -289,3 +289,27 @@ def test_a_cell_alone_under_interleave_keeps_every_round_in_one_entry(pytester, 
     [bench] = json.loads(path.read_text())["benchmarks"]
     assert bench["param"] == f"my-model-{SECOND}" and bench["stats"]["rounds"] == 3
     assert len(bench["extra_info"]["rounds"]) == 3 and "interleaved" not in bench["extra_info"]
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_two_test_functions_of_cells_are_refused_under_interleave_whose_rounds_they_would_mix(
+    pytester, monkeypatch, workers
+):
+    """Rounds are counted per cell across the session: a second test function's rounds of the same cell would be
+    counted as the first's."""
+    fake_project(pytester, monkeypatch)
+    with (pytester.path / "benchmarks" / "test_batch.py").open("a") as tests:
+        tests.write("\n\ndef test_again(vllmbench_cell, benchmark):\n    vllmbench_cell.run(benchmark)\n")
+    result = run_session(pytester, "--rounds=2", "--interleave", "--limit=2", *workers)
+    output = result.stdout.str() + result.stderr.str()
+    # a usage error where the session collects; under xdist the workers collect, and every cell errs saying why
+    assert result.ret == (pytest.ExitCode.TESTS_FAILED if workers else pytest.ExitCode.USAGE_ERROR), output[-3000:]
+    assert (
+        "one test function per session may use vllmbench_cell; found 2: benchmarks/test_batch.py::test_batch, "
+        "benchmarks/test_batch.py::test_again (select one with -k or a path)"
+    ) in output
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+    if workers:
+        result.assert_outcomes(errors=8)
+    result = run_session(pytester, "--rounds=2", "--interleave", "--limit=2", "-k", "test_again", *workers)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]

@@ -135,12 +135,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(CELL_FIXTURE, params, indirect=True, scope="function")
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    vllmbench = config.stash.get(SESSION_KEY, None)
+    if vllmbench is not None and vllmbench.settings.interleave and len(functions := _cell_functions(items)) > 1:
+        vllmbench.refused = (
+            f"--interleave counts each cell's rounds across its tests, so one test function per session may use "
+            f"{CELL_FIXTURE}; found {len(functions)}: {', '.join(functions)} (select one with -k or a path)"
+        )
+        if not xdist_workers.is_worker(config):  # a worker's usage error crashes xdist's controller: its cells fail
+            raise pytest.UsageError(vllmbench.refused)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The cells this session runs, as selected (-k, -m) and in order: --start-ahead starts the next one's engine."""
     vllmbench = session.config.stash.get(SESSION_KEY, None)
     if vllmbench is not None:
         params = (getattr(getattr(item, "callspec", None), "params", {}) for item in session.items)
         vllmbench.bench.run_order = [str(given[CELL_FIXTURE]) for given in params if CELL_FIXTURE in given]
+
+
+def _cell_functions(items: list[pytest.Item]) -> list[str]:
+    """The test functions (node ids without the parameters) that use the cell fixture, in collection order."""
+    found = (item.nodeid.split("[", 1)[0] for item in items if CELL_FIXTURE in getattr(item, "fixturenames", ()))
+    return list(dict.fromkeys(found))
 
 
 class CellTest(NamedTuple):
@@ -249,5 +267,7 @@ def vllmbench_session(request: pytest.FixtureRequest) -> Iterator[BenchSession]:
 
 @pytest.fixture
 def vllmbench_cell(request: pytest.FixtureRequest, vllmbench_session: BenchSession) -> CellRun:
+    if (refused := request.config.stash[SESSION_KEY].refused) is not None:
+        pytest.fail(refused, pytrace=False)
     cell = {cell.id: cell for cell in vllmbench_session.cells}[request.param]
     return CellRun(cell, vllmbench_session, request.config)

@@ -38,6 +38,7 @@ class VllmbenchSession:
         self.configured = configured  # vllmbench options, ini keys or [tool.vllmbench] are set here
         self.in_use = False  # this session collects vLLM benchmark cells: the plugin may act
         self.collection_error: str | None = None  # a workload or matrix error found while parametrizing
+        self.refused: str | None = None  # why this session's cells may not run (told at collection where it can be)
         self.controller: xdist_workers.XdistController | None = None
         self.end = SessionEnd(settings, bench.unrun, self._project_score, self._warn)
         self._sigterm: SigtermAsInterrupt | None = None
