@@ -24,6 +24,7 @@ from pytest_vllmbench.results.labels import load_text, overlap_note
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.engine_slot import EngineSlot
 from pytest_vllmbench.run.session import BenchSession
+from tests.test_fake_pipeline import ARGS
 from tests.test_supervisor import FAKE_SERVER
 
 # OFFLINE_START: how the fake offline engine's start ends (ok, fails, interrupted); AHEAD_LOG: the fake server's
@@ -95,18 +96,7 @@ def ahead_session(pytester, monkeypatch):
 
 
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, list[str]]:
-    result = pytester.runpytest_subprocess(
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
-        "--model=gemma-270m",
-        "--mode=offline",
-        "--mode=server",
-        "--limit=2",
-        "--max-tokens=4",
-        "--start-ahead",
-        *args,
-    )
+    result = pytester.runpytest_subprocess(*ARGS, "--start-ahead", *args)
     log = pytester.path / "ahead.log"
     return result, log.read_text().splitlines() if log.exists() else []
 

@@ -81,7 +81,8 @@ OPTIONS = (
         "start-ahead",
         "start the session's next engine (a CPU server) while the current one loads, handing the current one over "
         "once both serve: a timed cell runs beside an idle engine (on 2 cores the offline cell measured ~7% fewer "
-        "req/s so) and each overlapped load_s is longer (marked load_overlapped); not with --interleave or xdist",
+        "req/s so) and each overlapped load_s is longer (marked load_overlapped); not with --interleave, "
+        "--vllm-bench-parity or xdist",
         False,
         flag=True,
     ),

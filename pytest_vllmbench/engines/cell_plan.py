@@ -3,6 +3,7 @@ the GPUs it runs on and the memory-budget verdict. Every later question about th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -64,10 +65,14 @@ class CellPlan:
 
     def fit_status(self, start_error: str) -> str | None:
         """'does not fit ...' when the engine failed to start for lack of memory, else None."""
-        utilization = float(self.engine_args.get("gpu_memory_utilization", VLLM_DEFAULT_UTILIZATION))
         return dummy_weights.does_not_fit(
-            start_error, self.cell.model, self.gpu_memory_mib, utilization, self.budget_gib, self.engine_gpus
+            start_error, self.cell.model, self.gpu_memory_mib, self.memory_share, self.budget_gib, self.engine_gpus
         )
+
+    @property
+    def memory_share(self) -> float:
+        """The share of each GPU's memory vLLM may reserve (on the CPU build, of RAM for the KV cache)."""
+        return memory_share(self.engine_args)
 
     def client(self, base_url: str, served_model: str) -> ClientConfig:
         """The OpenAI client's settings for this cell's requests."""
@@ -99,6 +104,10 @@ class DummySources:
         return self._found[key]
 
 
+def memory_share(engine_args: Mapping[str, Any]) -> float:
+    return float(engine_args.get("gpu_memory_utilization", VLLM_DEFAULT_UTILIZATION))
+
+
 def plan_cell(
     cell: Cell, settings: Settings, registry: Registry, dummies: DummySources, engines_alive: int = 1
 ) -> CellPlan:
@@ -110,8 +119,7 @@ def plan_cell(
     requested = requested_args(cell, mode, settings, registry, platform)
     user_set = {"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(settings.engine_args)
     if mode.owns_engine and engines_alive > 1 and not user_set and settings.gpu_memory is None:
-        share = float(requested.get("gpu_memory_utilization", VLLM_DEFAULT_UTILIZATION))
-        requested["gpu_memory_utilization"] = round(share / engines_alive, 4)
+        requested["gpu_memory_utilization"] = round(memory_share(requested) / engines_alive, 4)
     engine_gpus = engine_gpu_count(requested)  # dummy-weight sizing below never changes it
     if settings.gpu_memory is not None and mode.owns_engine:
         requested["gpu_memory_utilization"] = budget_utilization(settings.gpu_memory, engine_gpus, gpus)

@@ -16,7 +16,7 @@ from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.measure.cell_record import FIGURES
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
-from pytest_vllmbench.results.gate import START_AHEAD_NOTE
+from pytest_vllmbench.results.gate import START_AHEAD_NOTE, start_ahead_differs
 from pytest_vllmbench.results.labels import fmt
 from pytest_vllmbench.results.saved_run import is_ok
 from pytest_vllmbench.results.storage import SavedRun
@@ -72,14 +72,10 @@ def _cells(run: SavedRun) -> dict[str, Mapping[str, Any]]:
     return keyed
 
 
-def start_ahead_differs(run_a: SavedRun, run_b: SavedRun) -> list[str]:
+def unlike_cells(run_a: SavedRun, run_b: SavedRun) -> list[str]:
     """The cells in both runs that ran beside a --start-ahead engine in one of them only."""
     cells_a, cells_b = _cells(run_a), _cells(run_b)
-    return [
-        key
-        for key in sorted(set(cells_a) & set(cells_b))
-        if bool(cells_a[key].get("load_overlapped")) != bool(cells_b[key].get("load_overlapped"))
-    ]
+    return [key for key in sorted(set(cells_a) & set(cells_b)) if start_ahead_differs(cells_a[key], cells_b[key])]
 
 
 def _change(a: float | None, b: float | None) -> float | None:
@@ -141,7 +137,7 @@ def render(run_a: SavedRun, run_b: SavedRun, output: str = "table") -> str:
                 "rows": [asdict(row) for row in rows],
                 "only_in_a": only_a,
                 "only_in_b": only_b,
-                "start_ahead_in_one_run_only": start_ahead_differs(run_a, run_b),
+                "start_ahead_in_one_run_only": unlike_cells(run_a, run_b),
             },
             indent=2,
         )
@@ -175,6 +171,6 @@ def render(run_a: SavedRun, run_b: SavedRun, output: str = "table") -> str:
         lines += ["", "Only in B: " + ", ".join(only_b)]
     if run_a.machine != run_b.machine:
         lines += ["", "Note: the runs come from different machines."]
-    if unlike := start_ahead_differs(run_a, run_b):
+    if unlike := unlike_cells(run_a, run_b):
         lines += ["", f"Note: {', '.join(unlike)} {START_AHEAD_NOTE}."]
     return "\n".join(lines)

@@ -46,6 +46,11 @@ def figure(cell: Mapping[str, Any], metric: str) -> float | None:
     return float(value)
 
 
+def start_ahead_differs(cell: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """One of the two ran beside a --start-ahead engine and the other did not."""
+    return bool(cell.get("load_overlapped")) != bool(other.get("load_overlapped"))
+
+
 def _change_pct(baseline: float, current: float) -> float:
     if baseline == 0:
         return 0.0 if current == 0 else math.copysign(math.inf, current)
@@ -97,7 +102,7 @@ def check(
                     MISSING_DATA,
                 )
             )
-        if before is not None and bool(now.get("load_overlapped")) != bool(before.get("load_overlapped")):
+        if before is not None and start_ahead_differs(now, before):
             checks.append(Check(cell_id, "load_overlapped", None, None, None, None, START_AHEAD_NOTE, NOTE))
         for rule in rules:
             checks.append(_check_rule(cell_id, now, before, rule))

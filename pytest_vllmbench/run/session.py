@@ -17,7 +17,7 @@ from pytest_vllmbench.config.modes import mode_spec
 from pytest_vllmbench.config.registry import Registry
 from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.engines.base import CellSkip, DoesNotFit, SamplingOverrides
-from pytest_vllmbench.engines.cell_plan import VLLM_DEFAULT_UTILIZATION, CellPlan, DummySources, plan_cell
+from pytest_vllmbench.engines.cell_plan import CellPlan, DummySources, plan_cell
 from pytest_vllmbench.measure.cell_record import SCHEMA, CellResult
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import ProgressFactory
@@ -230,7 +230,7 @@ class BenchSession:
         ahead = self.plan(following)
         if ahead.on_gpu or ahead.over_budget is not None or ahead.cannot_run_here is not None:
             return None
-        if _memory_share(plan) + _memory_share(ahead) > MAX_SHARE_TOGETHER:  # on the CPU a share of RAM each
+        if plan.memory_share + ahead.memory_share > MAX_SHARE_TOGETHER:  # on the CPU a share of RAM each
             return None
         return ahead
 
@@ -297,7 +297,3 @@ class BenchSession:
 
 # --start-ahead: two engines that together may reserve more of the machine than this are not started side by side
 MAX_SHARE_TOGETHER = 0.9
-
-
-def _memory_share(plan: CellPlan) -> float:
-    return float(plan.engine_args.get("gpu_memory_utilization", VLLM_DEFAULT_UTILIZATION))
