@@ -61,7 +61,7 @@ log="$OUT/ray-vs-offline${NAME_SUFFIX:-}.log"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 interleave=(); [ -n "${INTERLEAVE:-}" ] && interleave=(--interleave)
 left=$(( ${GUARD_S:-0} - SECONDS )); [ "$left" -ge 1 ] || left=1  # timeout 0 would mean no limit
-guard=(); [ -n "${GUARD_S:-}" ] && guard=(timeout -s TERM -k 90 "$left")
+guard=(); [ -n "${GUARD_S:-}" ] && guard=(timeout --foreground -s TERM -k 90 "$left")
 start=$SECONDS
 # shellcheck disable=SC2086  # ENGINE_ARGS is a list of options
 "${guard[@]}" python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none \
