@@ -64,6 +64,36 @@ def test_host_load_measures_each_role_in_share_of_one_core():
     assert spinning > 5.0 and sleeping < 2.0 and spinning > 4 * sleeping
 
 
+def test_an_engine_idle_beside_the_cell_is_not_its_host_load():
+    """Another engine's process tree (--interleave, --start-ahead) is left out, its children too: here that
+    engine's child spins (a busy neighbour would say engine-core-bound), the cell's own engine core sleeps."""
+    neighbour = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BUSY.format(seconds=30)!r}])",
+        ]
+    )
+    own_core = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while not psutil.Process(neighbour.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        host = HostLoad(beside_pids=frozenset({neighbour.pid}))
+        host.start()
+        time.sleep(2.0)
+        host.stop()
+        figures = host.figures(has_api_server=False, has_engine_core=True)
+    finally:
+        for child in psutil.Process(neighbour.pid).children(recursive=True):
+            child.kill()
+        for child in (neighbour, own_core):
+            child.kill()
+            child.wait()
+    assert figures["cpu_engine_core_pct"] is not None and figures["cpu_engine_core_pct"] < 2.0
+
+
 def test_a_mode_without_the_process_saves_none_for_it():
     host = HostLoad()
     host.start()

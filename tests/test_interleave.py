@@ -119,6 +119,25 @@ def test_an_interrupt_while_engines_stop_wins_over_an_engines_own_error():
     assert slot.alive() == 0
 
 
+def test_a_cell_is_told_the_processes_of_the_engines_idle_beside_it():
+    class Engine:
+        def __init__(self, pids: set[int]) -> None:
+            self.pids = frozenset(pids)
+
+        def process_pids(self) -> frozenset[int]:
+            return self.pids
+
+        def close(self) -> None: ...
+
+    engines = iter([Engine({11, 12}), Engine({21})])
+    slot = EngineSlot(lambda plan: next(engines), keep_model_engines=True)
+    a0, a1 = (Plan(cell) for cell in cells_of({"a": 2}))
+    slot.get(a0)
+    assert slot.beside(a0.cell.engine_key) == frozenset()
+    slot.get(a1)
+    assert slot.beside(a0.cell.engine_key) == {21} and slot.beside(a1.cell.engine_key) == {11, 12}
+
+
 def test_without_interleave_one_engine_lives_at_a_time():
     recorder = Recorder()
     slot = EngineSlot(recorder.start)

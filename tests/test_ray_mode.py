@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psutil
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -180,6 +181,9 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
     try:
         assert engine.cluster["nodes"] == 1 and engine.cluster["replicas"] == 1 and engine.cluster["cpus"] >= 1
         assert engine.cluster["address"] == "local"
+        # the local instance's processes (GCS, raylet, ...) are the engine's: left out of another cell's host load
+        local = engine.process_pids()
+        assert local and local <= {child.pid for child in psutil.Process().children()}
         given = []
 
         def fake_processor(dataset):

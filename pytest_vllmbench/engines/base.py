@@ -122,6 +122,11 @@ class Engine(Protocol):
         """Its API server processes (their CPU is measured apart from the engine core's)."""
         ...
 
+    def process_pids(self) -> frozenset[int]:
+        """The processes it started (each with its children): an engine idle beside a timed cell is not the
+        cell's host load."""
+        ...
+
     def cell_figures(self) -> dict[str, Any]:
         """Figures only this engine knows, each declared in its ModeSpec's `figures`."""
         ...
@@ -154,6 +159,9 @@ class EngineDefaults:
         return None
 
     def api_server_pids(self) -> frozenset[int]:
+        return frozenset()
+
+    def process_pids(self) -> frozenset[int]:
         return frozenset()
 
     def cell_figures(self) -> dict[str, Any]:

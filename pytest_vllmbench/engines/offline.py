@@ -125,6 +125,9 @@ class OfflineEngine(EngineDefaults):
     def fault(self) -> str | None:
         return None  # in-process: a dead engine raises inside run()
 
+    def process_pids(self) -> frozenset[int]:
+        return frozenset(proc.pid for proc in self._workers)
+
     def close(self) -> None:
         llm = getattr(self, "_llm", None)
         if llm is None:

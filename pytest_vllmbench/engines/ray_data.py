@@ -88,12 +88,14 @@ class RayDataEngine(EngineDefaults):
         where = {"address": address} if address else {"address": "local", "include_dashboard": False}
         self.address = address_without_credentials(address) if address else "local"
         started = time.perf_counter()
+        before = _child_pids()
         try:
             ray.init(**where, ignore_reinit_error=True, log_to_driver=False)
         except Exception as exc:  # ConnectionError, RuntimeError, ...: Ray's own message says what failed
             detail = f"{type(exc).__name__}: {exc}".replace(address or "local", self.address)
             raise EngineStartError(f"ray.init({self.address}) failed: {redact_text(detail)}") from None
         self.ray_init_s = time.perf_counter() - started
+        self._local_pids = frozenset() if address else _child_pids() - before  # the local instance's GCS, raylet...
         self.cluster = self._cluster_shape(ray)
         self.rows_per_node: dict[str, int] | None = None
         self.load_s: float | None = None
@@ -243,8 +245,17 @@ class RayDataEngine(EngineDefaults):
     def fault(self) -> str | None:
         return self._fault
 
+    def process_pids(self) -> frozenset[int]:
+        return self._local_pids
+
     def close(self) -> None:
         import ray
 
         if ray.is_initialized():
             ray.shutdown()
+
+
+def _child_pids() -> frozenset[int]:
+    import psutil
+
+    return frozenset(child.pid for child in psutil.Process().children())

@@ -208,6 +208,9 @@ class ServerEngine(EngineDefaults):
     def api_server_pids(self) -> frozenset[int]:
         return frozenset({self.process.pid})
 
+    def process_pids(self) -> frozenset[int]:
+        return frozenset({self.process.pid})
+
     def reset_prefix_cache(self) -> bool:
         """Empty the server's prefix cache, so that a round does not hit the blocks of the one before."""
         return dev_route_ok(self.base_url, "POST", "/reset_prefix_cache")

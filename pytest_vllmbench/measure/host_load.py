@@ -48,9 +48,11 @@ def _cpu_seconds(process: psutil.Process) -> float | None:
 
 @dataclass
 class HostLoad:
-    """CPU seconds per process over the timed rounds; `start()`/`stop()` around each round."""
+    """CPU seconds per process over the timed rounds; `start()`/`stop()` around each round. The processes of
+    `beside_pids` (other engines', each with its children) are left out."""
 
     server_pids: frozenset[int] = frozenset()
+    beside_pids: frozenset[int] = frozenset()
     _started: dict[int, tuple[str, float]] = field(default_factory=dict)
     _busy_s: dict[int, tuple[str, float]] = field(default_factory=dict)
     _wall_s: float = 0.0
@@ -61,8 +63,15 @@ class HostLoad:
 
         me = psutil.Process()
         yield "client", me
+        beside = set(self.beside_pids)
+        for pid in self.beside_pids:
+            try:
+                beside.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+            except psutil.NoSuchProcess:
+                continue
         for child in me.children(recursive=True):
-            yield role_of(child, self.server_pids), child
+            if child.pid not in beside:
+                yield role_of(child, self.server_pids), child
 
     def start(self) -> None:
         self._started = {}

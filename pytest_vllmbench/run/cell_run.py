@@ -68,13 +68,15 @@ def run_cell(
     trace: bool = False,
     earlier_rounds: Sequence[Mapping[str, float | None]] = (),
     interleaved: list[str] | None = None,
+    beside_pids: frozenset[int] = frozenset(),
 ) -> CellOutcome:
     """The cell its plan names, on its GPUs, with its settings' --project-to and --slo. `planned` holds what the
     caller knows before the run (engine args, dataset: BenchSession.planned); the last round's records and energy count,
     and with several rounds each round's key figures are kept with their statistics. `pricing` is one GPU's
     hourly price and its currency label. `warmup` untimed rounds run first; `trace` keeps each request's timing for
     --trace (CellOutcome.trace). Under --interleave a call runs one of the cell's rounds: `earlier_rounds` are the
-    key figures of its rounds so far, counted in its statistics, and `interleaved` the cells it alternates with."""
+    key figures of its rounds so far, counted in its statistics, and `interleaved` the cells it alternates with.
+    `beside_pids`: the processes of other engines idle beside this one, left out of its host load."""
     cell, mode = plan.cell, plan.mode
     project_to, slo_ms = plan.settings.project_to, plan.settings.slo_ms
     timed_rounds: list[TimedRound] = []
@@ -85,7 +87,7 @@ def run_cell(
         return engine.run(batch, sampling, bar, cell_load, sent)
 
     cache_resets: list[bool | None] = []
-    host = HostLoad(engine.api_server_pids())
+    host = HostLoad(engine.api_server_pids(), beside_pids)
 
     def one_round() -> None:
         cache_resets.append(engine.reset_prefix_cache())  # untimed: no round may hit the last round's cached blocks

@@ -101,6 +101,13 @@ class EngineSlot:
         if errors:  # Ctrl-C or SIGTERM before an engine's own error: the session must end
             raise next((exc for exc in errors if not isinstance(exc, Exception)), errors[0])
 
+    def beside(self, key: EngineKey) -> frozenset[int]:
+        """The processes of the live engines other than `key`'s: idle while its cell runs (--interleave,
+        --start-ahead), they are not that cell's host load."""
+        return frozenset(
+            pid for other, engine in self._engines.items() if other != key for pid in engine.process_pids()
+        )
+
     def alive(self) -> int:
         """How many engines are up (those still starting ahead not counted)."""
         return len(self._engines)

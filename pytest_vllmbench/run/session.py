@@ -180,6 +180,7 @@ class BenchSession:
             trace=self.settings.trace_dir is not None,
             earlier_rounds=earlier,
             interleaved=interleaved,
+            beside_pids=self.engine_slot.beside(cell.engine_key),
         )
         self.warmed.setdefault(cell.engine_key, warmup)
         outcome.result = outcome.result.with_figures({"warmup_rounds": self.warmed[cell.engine_key]})
