@@ -19,7 +19,7 @@ from procs import session_members
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
-from pytest_vllmbench.engines.base import EngineStartError
+from pytest_vllmbench.engines.base import EngineStartError, EngineStartTimeout
 from pytest_vllmbench.results.labels import load_text, overlap_note
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.engine_slot import EngineSlot
@@ -211,6 +211,25 @@ def test_an_engine_that_failed_to_start_ahead_starts_again_in_its_turn_unmarked(
     assert slot.overlapped == {("model", "offline")}
     assert slot.get(plan("server")).name == "server"
     assert slot.overlapped == set()
+
+
+def test_an_engine_that_ran_out_of_its_start_timeout_ahead_is_not_started_again():
+    """A second start would cost the whole --server-timeout again: its cell fails saying why and what to do."""
+    started: list[str] = []
+
+    class TimesOut(Pending):
+        def wait(self) -> object:
+            raise EngineStartTimeout("vLLM server not healthy after 600 s")
+
+    def start(p):
+        started.append(p.cell.engine_key[1])
+        return Engine([], p.cell.engine_key[1])
+
+    slot = EngineSlot(start, start_ahead=lambda p: TimesOut([], "server"))
+    slot.get(plan("offline"), ahead=plan("server"))
+    with pytest.raises(EngineStartError, match=r"(?s)not healthy after 600 s.*started ahead.*--server-timeout"):
+        slot.get(plan("server"))
+    assert started == ["offline"]
 
 
 def test_closing_the_slot_cancels_a_start_still_under_way():

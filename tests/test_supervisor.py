@@ -17,7 +17,7 @@ import pytest
 from procs import kill_all, session_members
 
 from pytest_vllmbench.engines import server, supervisor
-from pytest_vllmbench.engines.base import EngineStartError
+from pytest_vllmbench.engines.base import EngineStartError, EngineStartTimeout
 from pytest_vllmbench.engines.openai_client import ClientConfig
 from pytest_vllmbench.engines.supervisor import EngineStopError
 
@@ -124,7 +124,7 @@ def test_a_server_never_healthy_is_a_timeout_with_the_log_tail_and_leaves_nothin
             started.append(self.pid)
 
     monkeypatch.setattr(server, "SessionProcess", Recording)
-    with pytest.raises(EngineStartError) as info:
+    with pytest.raises(EngineStartTimeout) as info:  # a start ahead that timed out is not started again
         start(tmp_path, "--never-healthy", start_timeout_s=2)
     message = str(info.value)
     assert "not healthy after 2 s" in message and str(tmp_path) in message and "fake vLLM server on port" in message

@@ -172,6 +172,10 @@ class EngineStartError(RuntimeError):
     """The engine could not start; the message is what the user needs to know."""
 
 
+class EngineStartTimeout(EngineStartError):
+    """The engine was still not serving when its start timeout ran out."""
+
+
 class CellSkip(Exception):
     """The cell cannot be measured honestly here (no weights, no Ray, a GPU-only model on the CPU); the message
     says why. Any engine, and the cell's plan, may raise it."""

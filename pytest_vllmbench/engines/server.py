@@ -19,7 +19,14 @@ import httpx
 
 from pytest_vllmbench.common.notices import notice
 from pytest_vllmbench.config.loads import LoadPoint, with_load
-from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, PendingEngine, SamplingOverrides
+from pytest_vllmbench.engines.base import (
+    Engine,
+    EngineDefaults,
+    EngineStartError,
+    EngineStartTimeout,
+    PendingEngine,
+    SamplingOverrides,
+)
 from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.engines.openai_client import ClientConfig, preflight, stream_batch
 from pytest_vllmbench.engines.supervisor import SessionProcess
@@ -185,7 +192,7 @@ class ServerEngine(EngineDefaults):
                 self._progress(f"waiting for the vLLM server on port {port} (pid {self.process.pid}) to be healthy")
                 next_note += 15.0
             time.sleep(0.5)
-        raise EngineStartError(
+        raise EngineStartTimeout(
             f"vLLM server not healthy after {timeout_s:.0f} s; log {self.process.log_path}, last lines:\n"
             f"{log_tail(self.process.log_path)}"
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pytest_vllmbench.engines.base import Engine, EngineStartError, PendingEngine
+from pytest_vllmbench.engines.base import Engine, EngineStartError, EngineStartTimeout, PendingEngine
 from pytest_vllmbench.engines.cell_plan import CellPlan
 
 EngineKey = tuple[str, str]  # (model source, mode): Cell.engine_key
@@ -67,9 +67,16 @@ class EngineSlot:
             self.overlapped |= {key, beside}
 
     def _serving_ahead(self, key: EngineKey) -> None:
-        """Wait until the engine started ahead serves; one that failed to start is started again in its turn."""
+        """Wait until the engine started ahead serves; one that failed to start is started again in its turn (alone,
+        it may have the memory it lacked), but not one that ran out of its start timeout: that would cost it twice."""
         try:
             engine = self._ahead[key].wait()
+        except EngineStartTimeout as exc:
+            del self._ahead[key]
+            self._failed[key] = f"{exc}\n(it was started ahead, beside another engine: not started again; without " + (
+                "--start-ahead it loads alone, or give it a longer --server-timeout)"
+            )
+            return
         except EngineStartError:
             del self._ahead[key]  # its processes are stopped
             self.overlapped.discard(key)  # its cell starts it again, alone
