@@ -17,7 +17,7 @@ import pytest
 from procs import kill_all, session_members
 
 from pytest_vllmbench.engines import server, supervisor
-from pytest_vllmbench.engines.base import EngineStartError, EngineStartTimeout
+from pytest_vllmbench.engines.base import EngineStartTimeout
 from pytest_vllmbench.engines.openai_client import ClientConfig
 from pytest_vllmbench.engines.supervisor import EngineStopError
 
