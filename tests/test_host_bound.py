@@ -41,6 +41,13 @@ def test_no_saturated_process_and_a_half_busy_gpu_is_unclear():
     assert bound_by(None, {}) == "unclear"
 
 
+def two_seconds_of(host: HostLoad, has_api_server: bool) -> dict[str, float | None]:
+    host.start()
+    time.sleep(2.0)
+    host.stop()
+    return host.figures(has_api_server=has_api_server, has_engine_core=True)
+
+
 def test_host_load_measures_each_role_in_share_of_one_core():
     """Two real children: one spins for the whole round (an engine core), one is a server's main process that
     sleeps; the pytest process itself mostly waits."""
@@ -48,11 +55,7 @@ def test_host_load_measures_each_role_in_share_of_one_core():
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         time.sleep(0.3)  # both interpreters started
-        host = HostLoad(server_pids=frozenset({sleeper.pid}))
-        host.start()
-        time.sleep(2.0)
-        host.stop()
-        figures = host.figures(has_api_server=True, has_engine_core=True)
+        figures = two_seconds_of(HostLoad(server_pids=frozenset({sleeper.pid})), has_api_server=True)
     finally:
         for child in (spinner, sleeper):
             child.kill()
@@ -80,11 +83,7 @@ def test_an_engine_idle_beside_the_cell_is_not_its_host_load():
         while not psutil.Process(neighbour.pid).children() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.3)
-        host = HostLoad(beside_pids=frozenset({neighbour.pid}))
-        host.start()
-        time.sleep(2.0)
-        host.stop()
-        figures = host.figures(has_api_server=False, has_engine_core=True)
+        figures = two_seconds_of(HostLoad(beside_pids=frozenset({neighbour.pid})), has_api_server=False)
     finally:
         for child in psutil.Process(neighbour.pid).children(recursive=True):
             child.kill()
