@@ -7,6 +7,9 @@ engine appends its starts, runs and stops to that file ("start fake-echo"), so a
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -76,3 +79,42 @@ class FakeEchoEngine(EngineDefaults):
 
     def close(self) -> None:
         log_event("close", self.mode)
+
+
+def start_slow(plan: CellPlan) -> Engine:
+    """A FAKE engine whose rounds take a second: long enough for their CPU shares to be read."""
+    log_event("start", plan.cell.mode)
+    return SlowEngine(plan.cell.mode)
+
+
+def start_with_busy_core(plan: CellPlan) -> Engine:
+    """A slow FAKE engine with a child process that spins as long as the engine lives (its engine core at work)."""
+    log_event("start", plan.cell.mode)
+    return BusyCoreEngine(plan.cell.mode)
+
+
+class SlowEngine(FakeEchoEngine):
+    def run(
+        self,
+        requests: Sequence[BatchRequest],
+        sampling: SamplingOverrides,
+        progress: CellProgress | None = None,
+        load: LoadPoint | None = None,
+        on_sent: Callable[[str, float], None] | None = None,
+    ) -> list[RequestRecord]:
+        time.sleep(1.0)
+        return super().run(requests, sampling, progress, load, on_sent)
+
+
+class BusyCoreEngine(SlowEngine):
+    def __init__(self, mode: str) -> None:
+        super().__init__(mode)
+        self.core = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+    def process_pids(self) -> frozenset[int]:
+        return frozenset({self.core.pid})
+
+    def close(self) -> None:
+        self.core.kill()
+        self.core.wait()
+        super().close()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_vllmbench.config.modes import mode_spec
 from pytest_vllmbench.engines.base import EngineDefaults, SamplingOverrides
 from pytest_vllmbench.measure import engine_settings
 from pytest_vllmbench.measure.cell_record import CellResult
@@ -18,7 +19,7 @@ from pytest_vllmbench.measure.host_load import HostLoad, bound_by, role_of
 from pytest_vllmbench.measure.metrics import RequestRecord, projected_hours, steady_rate, summarize
 from pytest_vllmbench.results.mode_verdicts import compare_modes, mode_verdicts
 from pytest_vllmbench.results.summary import bound_text, settings_lines
-from pytest_vllmbench.run.cell_run import run_cell
+from pytest_vllmbench.run.cell_run import host_figures, run_cell
 from tests.plans import plan_for
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
@@ -99,6 +100,18 @@ def test_a_mode_without_the_process_saves_none_for_it():
     host.stop()
     figures = host.figures(has_api_server=False, has_engine_core=False)
     assert figures["cpu_api_server_pct"] is None and figures["cpu_engine_core_pct"] is None
+
+
+@pytest.mark.parametrize("mode", ["ray", "run-batch"])
+def test_an_engine_started_inside_the_round_is_not_measured_rather_than_measured_idle(mode):
+    """Its processes are not there when the round's CPU times are first read: 0 % would be a figure of nothing."""
+    host = HostLoad()
+    host.start()
+    time.sleep(0.05)
+    host.stop()
+    figures = host_figures(mode_spec(mode), host, None)
+    assert figures["cpu_engine_core_pct"] is None and figures["cpu_client_pct"] is not None
+    assert host_figures(mode_spec("offline"), host, None)["cpu_engine_core_pct"] is not None
 
 
 def test_vllms_api_server_processes_are_told_apart_by_their_title():

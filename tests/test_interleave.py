@@ -263,6 +263,25 @@ def test_interleaved_rounds_run_a_b_b_a_a_b_on_live_engines_and_save_one_entry_p
     assert f"my-model-{b}" in (pytester.path / "BENCHMARKS.md").read_text()
 
 
+def test_an_interleaved_cell_is_not_charged_with_the_busy_engine_idle_beside_it(pytester, monkeypatch):
+    """Under --interleave the other engine lives on while this cell runs: its processes are not this cell's."""
+    fake_project(pytester, monkeypatch)
+    (pytester.path / "conftest.py").write_text(
+        (pytester.path / "conftest.py").read_text()
+        + "\nregister(FAKE_MODE.__class__('fake-busy', flexibility=0.5, start='fake_mode:start_with_busy_core', figures=('timing',)))"
+        + "\nregister(FAKE_MODE.__class__('fake-slow', flexibility=0.5, start='fake_mode:start_slow', figures=('timing',)))\n"
+    )
+    result = run_session(
+        pytester, "--rounds=2", "--interleave", "--limit=2", "--benchmark-save=busy", modes=("fake-busy", "fake-slow")
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    [path] = (pytester.path / ".benchmarks").glob("*/*_busy.json")
+    cells = {bench["extra_info"]["mode"]: bench["extra_info"] for bench in json.loads(path.read_text())["benchmarks"]}
+    # its own spinning child is the busy engine's engine core; beside it, the slow engine's cell has none at work
+    assert cells["fake-busy"]["cpu_engine_core_pct"] > 5.0
+    assert cells["fake-slow"]["cpu_engine_core_pct"] < 2.0
+
+
 def test_a_start_that_fails_beside_live_engines_is_a_failure_not_a_does_not_fit_answer(pytester, monkeypatch):
     """With its model's other engines up, an out-of-memory start says nothing about whether the cell fits alone:
     it was saved as 'does not fit', which the report shows as an answer."""

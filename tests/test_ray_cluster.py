@@ -6,6 +6,7 @@ which stops every Ray instance on the machine)."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -33,11 +34,15 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start_node(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    """`ray start ... --block` in a session of its own: it stays in the foreground and, stopped, stops its node."""
+def _start_node(args: list[str], log: Path, cpu: int) -> subprocess.Popen[bytes]:
+    """`ray start ... --block` in a session of its own: it stays in the foreground and, stopped, stops its node.
+    The node and all it starts run on CPU `cpu` only (taskset), as if it were a machine of one core: vLLM's CPU
+    build binds its threads to the cores a process may use, and two nodes that may use every core bind both
+    engines to the same one."""
     with log.open("wb") as out:
         node = subprocess.Popen(
-            [str(RAY), "start", *args, "--num-gpus=0", "--object-store-memory=100000000", "--block"],
+            ["taskset", "--cpu-list", str(cpu), str(RAY), "start", *args, "--num-gpus=0", "--block"]
+            + ["--object-store-memory=100000000"],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -72,6 +77,9 @@ def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
     authentication on, with a token of the test's own, so the cell must join with it and may never save it."""
     if not RAY.is_file():
         pytest.skip(f"ray is not installed ({RAY} missing): pip install 'pytest-vllmbench[ray]'")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        pytest.skip("two Ray nodes of one core each need two cores and taskset (util-linux)")
     token = secrets.token_hex(32)
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_AUTH_TOKEN", token)
@@ -92,6 +100,7 @@ def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
             f"--dashboard-agent-listen-port={_free_port()}",
         ],
         temp / "head.log",
+        cpu=cpus[0],
     )
     second = None
     try:
@@ -104,6 +113,7 @@ def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
                 f"--dashboard-agent-listen-port={_free_port()}",
             ],
             temp / "second.log",
+            cpu=cpus[1],
         )
         yield f"127.0.0.1:{port}", token
     finally:
@@ -122,7 +132,7 @@ def _nodes(address: str) -> dict[str, dict[str, float]]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_ray_cell_joins_a_two_node_cluster_works_on_both_and_leaves_it_running(two_nodes, tmp_path):
+def test_a_ray_cell_joins_a_two_node_cluster_works_on_both_and_leaves_it_running(two_nodes, tmp_path, monkeypatch):
     address, token = two_nodes
     nodes = _nodes(address)
     [second_id] = [node for node, resources in nodes.items() if resources.get("second_node")]
@@ -137,12 +147,15 @@ def test_a_ray_cell_joins_a_two_node_cluster_works_on_both_and_leaves_it_running
         "--mode=ray",
         f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
         f"--limit={REQUESTS}",
-        # long enough that a replica is still busy with its row when the next rows come
-        "--max-tokens=24",
+        # rows long enough (3-5 s each here) that a replica is still busy with one when the next comes: they reach
+        # the engine stage a few at a time, 1-4 s apart
+        "--max-tokens=48",
+        "--ignore-eos",
         f"--ray-address={address}",
         # one replica a node (each node has one CPU, a replica takes one). One row a batch and one batch at a time
         # a replica: Ray Data hands a row to a replica on the node that holds the row while that replica has room
-        # (twice its concurrent batches), so with room for few rows the others go to the other node's replica
+        # (its concurrent batches times the factor set below), so with room for few rows the others go to the other
+        # node's replica
         "--engine-arg=ray_replicas=2",
         "--engine-arg=ray_batch_size=1",
         "--engine-arg=ray_max_concurrent_batches=1",
@@ -150,6 +163,9 @@ def test_a_ray_cell_joins_a_two_node_cluster_works_on_both_and_leaves_it_running
         "--engine-arg=gpu_memory_utilization=0.1",
         "--benchmark-save=two-nodes",
     ]
+    # room for one task a replica (Ray's default factor is 2): a row that comes while the head's replica is busy
+    # goes to the other node's, though the row is the head's
+    monkeypatch.setenv("RAY_DATA_ACTOR_DEFAULT_MAX_TASKS_IN_FLIGHT_TO_MAX_CONCURRENCY_FACTOR", "1")
     result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:]
     assert leftovers == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import psutil
 import pytest
 from hypothesis import given
@@ -39,26 +42,41 @@ def test_bad_ray_settings_say_which_and_why(args, message):
 
 def test_cpu_replicas_sharing_a_node_get_its_cores_between_them_not_vllms_one_bound_core():
     """vLLM's CPU build binds every engine of a 2-core host to core 0: two local replicas would share it."""
-    local = {"nodes": 1, "cpus": 2, "replicas": 2}
-    assert ray_data.cpu_threads_env(local, {}) == {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
-    assert ray_data.cpu_threads_env(local | {"cpus": 16, "replicas": 3}, {}) == {
-        "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-        "OMP_NUM_THREADS": "5",
-    }
-    assert ray_data.cpu_threads_env(local | {"replicas": 1}, {}) == {}  # one engine a node: vLLM's own binding
-    assert ray_data.cpu_threads_env(local | {"nodes": 2}, {}) == {}
-    assert ray_data.cpu_threads_env(local, {"VLLM_CPU_OMP_THREADS_BIND": "0|1"}) == {}  # the user's binding is kept
+    threads = ray_data.cpu_threads_env
+    assert threads(1, 2, 2, 1, {}) == {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
+    assert threads(1, 16, 3, 1, {}) == {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "5"}
+    assert threads(1, 16, 2, 2, {})["OMP_NUM_THREADS"] == "4"  # two workers a replica (tensor parallel 2)
+    assert threads(1, 2, 1, 1, {}) == {}  # one engine a node: vLLM's own binding
+    assert threads(2, 2, 2, 1, {}) == {}
+    assert threads(1, 2, 2, 1, {"VLLM_CPU_OMP_THREADS_BIND": "0|1"}) == {}  # what the user set is kept
+    assert threads(1, 2, 2, 1, {"OMP_NUM_THREADS": "2"}) == {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
 
 
-@given(nodes=st.integers(1, 8), cpus=st.integers(0, 256), replicas=st.integers(1, 64))
-def test_replicas_of_a_node_never_get_more_threads_than_its_cores(nodes, cpus, replicas):
-    env = ray_data.cpu_threads_env({"nodes": nodes, "cpus": cpus, "replicas": replicas}, {})
-    per_node = -(-replicas // nodes)
-    if per_node < 2:
+@given(nodes=st.integers(1, 8), cpus=st.integers(0, 256), replicas=st.integers(1, 64), workers=st.integers(1, 8))
+def test_the_workers_of_a_node_never_get_more_threads_than_its_cores(nodes, cpus, replicas, workers):
+    env = ray_data.cpu_threads_env(nodes, cpus, replicas, workers, {})
+    engines_a_node = -(-replicas // nodes)
+    if engines_a_node < 2:
         assert env == {}
     else:
         threads = int(env["OMP_NUM_THREADS"])
-        assert threads >= 1 and (threads * per_node <= cpus // nodes or threads == 1)
+        assert threads >= 1 and (threads * engines_a_node * workers <= cpus // nodes or threads == 1)
+
+
+def test_the_replicas_thread_settings_reach_the_engine_stage(monkeypatch):
+    """The processor's runtime_env carries them to every stage's workers (and vLLM's processes inherit them)."""
+    llm = pytest.importorskip("ray.data.llm", reason="the ray extra is not installed")
+    configs = []
+    monkeypatch.setattr(llm, "vLLMEngineProcessorConfig", lambda **kwargs: configs.append(kwargs) or kwargs)
+    monkeypatch.setattr(llm, "build_processor", lambda config, **kwargs: config)
+    engine = object.__new__(ray_data.RayDataEngine)
+    engine.settings, engine._vllm_args = ray_data.split_settings({"ray_replicas": 2})
+    engine._model, engine._platform = "model-dir", "cpu"
+    shared = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
+    for env in (shared, {}):
+        engine.cluster = {"engine_env": env}
+        engine._processor()
+    assert [config["runtime_env"] for config in configs] == [{"env_vars": shared}, None]
 
 
 def test_ray_settings_reach_ray_cells_only():
@@ -201,13 +219,14 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
             "error": "boom" if failed else "",
         }
 
+    earlier = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # another engine's, say
     engine = ray_data.RayDataEngine("model-dir", {"ray_replicas": 1, "max_model_len": 64}, "cpu")
     try:
         assert engine.cluster["nodes"] == 1 and engine.cluster["replicas"] == 1 and engine.cluster["cpus"] >= 1
         assert engine.cluster["address"] == "local"
         # the local instance's processes (GCS, raylet, ...) are the engine's: left out of another cell's host load
         local = engine.process_pids()
-        assert local and local <= {child.pid for child in psutil.Process().children()}
+        assert local and local <= {child.pid for child in psutil.Process().children()} and earlier.pid not in local
         given = []
 
         def fake_processor(dataset):
@@ -240,6 +259,8 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
         assert dataset.context.wait_for_min_actors_s == int(engine.start_timeout_s)
     finally:
         engine.close()
+        earlier.kill()
+        earlier.wait()
     assert not ray.is_initialized()
 
 

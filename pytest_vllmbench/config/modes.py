@@ -21,6 +21,8 @@ class ModeSpec:
     sweeps: bool = False  # a client sends the requests: one cell per load point, whose load and /metrics are saved
     owns_engine: bool = True  # False: someone else's server (no engine args, weights, memory budget or GPUs of ours)
     api_servers: bool = False  # vLLM's API server processes front it: one cell per --api-server-count
+    # its engine's processes start inside each timed round (run-batch, ray): their CPU share is not measured
+    engine_in_round: bool = False
     own_args_prefix: str | None = None  # engine args so named shape this mode's cells only (e.g. ray_replicas)
     replicas_arg: str | None = None  # the engine arg counting its engines side by side, each on its own GPUs
     figures: tuple[str, ...] = ()  # what its engine's cell_figures() adds to the cell (declared on CellRecord)
@@ -121,6 +123,7 @@ register(
         "run-batch",
         flexibility=0.33,
         start="pytest_vllmbench.engines.run_batch:start",
+        engine_in_round=True,
         figures=("run_batch_end_to_end_s", "run_batch_exit_s", "not_measured", "timing"),
     )
 )
@@ -131,6 +134,7 @@ register(
         start="pytest_vllmbench.engines.ray_data:start",
         own_args_prefix="ray_",
         replicas_arg="ray_replicas",
+        engine_in_round=True,
         figures=("ray_cluster", "ray_rows_per_node", "ray_init_s", "ray_end_to_end_s", "not_measured", "timing"),
     )
 )

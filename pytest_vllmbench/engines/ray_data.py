@@ -53,17 +53,19 @@ def split_settings(engine_args: dict[str, Any]) -> tuple[dict[str, int], dict[st
     return settings, vllm_args
 
 
-def cpu_threads_env(cluster: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+def cpu_threads_env(nodes: int, cpus: int, replicas: int, workers: int, environ: Mapping[str, str]) -> dict[str, str]:
     """What the CPU build's replicas need when several share a node. vLLM binds an engine's threads to the cores of
     the first NUMA node less those it reserves (on a 2-core host: core 0 only), so N replicas of one host would all
-    compute on the same cores. They are left to the OS instead, each with its share of the node's cores. A binding
-    the user set is kept."""
-    nodes = max(cluster["nodes"], 1)
-    per_node = -(-cluster["replicas"] // nodes)
+    compute on the same cores. They are left to the OS instead, each engine worker with its share of the node's
+    cores (replicas spread evenly over like nodes, as Ray places them here). What the user set is kept."""
+    nodes = max(nodes, 1)
+    per_node = -(-replicas // nodes)
     if per_node < 2 or "VLLM_CPU_OMP_THREADS_BIND" in environ:
         return {}
-    threads = max(cluster["cpus"] // nodes // per_node, 1)
-    return {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(threads)}
+    env = {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    if "OMP_NUM_THREADS" not in environ:
+        env["OMP_NUM_THREADS"] = str(max(cpus // nodes // (per_node * max(workers, 1)), 1))
+    return env
 
 
 def ray_available() -> str | None:
@@ -110,7 +112,12 @@ class RayDataEngine(EngineDefaults):
         self.ray_init_s = time.perf_counter() - started
         self._local_pids = frozenset() if address else _child_pids() - before  # the local instance's GCS, raylet...
         self.cluster = self._cluster_shape(ray)
-        self.cluster["engine_env"] = cpu_threads_env(self.cluster, os.environ) if platform == "cpu" else {}
+        shape, workers = self.cluster, engine_gpu_count(self._vllm_args)
+        self.cluster["engine_env"] = (
+            cpu_threads_env(shape["nodes"], shape["cpus"], shape["replicas"], workers, os.environ)
+            if platform == "cpu"
+            else {}
+        )
         self.rows_per_node: dict[str, int] | None = None
         self.load_s: float | None = None
         self.batch_wall_s: float | None = None

@@ -120,7 +120,7 @@ class CellRecord:
         "% of a core", None, "CPU time of the owned server's busiest API server process (server mode)"
     )
     cpu_engine_core_pct: float | None = _figure(
-        "% of a core", None, "CPU time of the busiest engine-core or worker process (not for endpoints)"
+        "% of a core", None, "CPU time of the busiest engine-core or worker process (not for endpoints, run-batch, ray)"
     )
     bound_by: str | None = _figure(
         "",

@@ -195,8 +195,10 @@ def mode_figures(mode: ModeSpec, engine: Engine) -> dict[str, Any]:
 
 
 def host_figures(mode: ModeSpec, host: HostLoad, gpu_busy_pct: float | None) -> dict[str, Any]:
-    """CPU share per role and what bounds the cell; a server not ours is not ours to measure."""
-    figures: dict[str, Any] = host.figures(has_api_server=mode.api_servers, has_engine_core=mode.owns_engine)
+    """CPU share per role and what bounds the cell; a server not ours is not ours to measure, nor an engine that
+    starts inside the round (its processes are not there when the round's CPU times are first read)."""
+    measured = mode.owns_engine and not mode.engine_in_round
+    figures: dict[str, Any] = host.figures(has_api_server=mode.api_servers, has_engine_core=measured)
     figures["bound_by"] = bound_by(gpu_busy_pct, figures)
     return figures
 

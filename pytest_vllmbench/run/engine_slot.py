@@ -73,8 +73,9 @@ class EngineSlot:
             engine = self._ahead[key].wait()
         except EngineStartTimeout as exc:
             del self._ahead[key]
-            self._failed[key] = f"{exc}\n(it was started ahead, beside another engine: not started again; without " + (
-                "--start-ahead it loads alone, or give it a longer --server-timeout)"
+            self._failed[key] = (
+                f"{exc}\n(it was started ahead, beside another engine: not started again; without --start-ahead it "
+                "loads alone, or give it a longer --server-timeout)"
             )
             return
         except EngineStartError:
