@@ -61,6 +61,7 @@ log="$OUT/ray-vs-offline${NAME_SUFFIX:-}.log"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 interleave=(); [ -n "${INTERLEAVE:-}" ] && interleave=(--interleave)
 left=$(( ${GUARD_S:-0} - SECONDS )); [ "$left" -ge 1 ] || left=1  # timeout 0 would mean no limit
+# --foreground: the signal goes to pytest only, which stops its engines and Ray itself (h200_seed_cells.sh says more)
 guard=(); [ -n "${GUARD_S:-}" ] && guard=(timeout --foreground -s TERM -k 90 "$left")
 start=$SECONDS
 # shellcheck disable=SC2086  # ENGINE_ARGS is a list of options

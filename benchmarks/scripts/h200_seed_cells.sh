@@ -68,7 +68,8 @@ done
 # GUARD_S=N: stop the session (SIGTERM: the plugin ends it as an interrupt) N s after this script started, so a call
 # that would overrun the device's 600 s still brings back its log and the cells (under --interleave, the rounds) done
 # (--foreground: only pytest gets the signal; it stops its engines itself, in order, instead of vLLM's workers
-# being signalled with it and the last round failing instead of being cut)
+# being signalled with it and the last round failing instead of being cut. A pytest still there 90 s after it is
+# killed alone: what it started then outlives it until the lent machine is handed back)
 left=$(( ${GUARD_S:-0} - SECONDS )); [ "$left" -ge 1 ] || left=1  # timeout 0 would mean no limit
 guard=(); [ -n "${GUARD_S:-}" ] && guard=(timeout --foreground -s TERM -k 90 "$left")
 "${guard[@]}" python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none \
