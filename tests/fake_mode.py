@@ -43,6 +43,7 @@ def log_event(event: str, mode: str) -> None:
 
 class FakeEchoEngine(EngineDefaults):
     load_s = 0.5
+    answer_after_s = 0.0  # how long a round takes before its answers
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -58,6 +59,7 @@ class FakeEchoEngine(EngineDefaults):
     ) -> list[RequestRecord]:
         self.last_load = load
         log_event("run", self.mode)
+        time.sleep(self.answer_after_s)
         records = []
         for request in requests:
             records.append(
@@ -94,16 +96,7 @@ def start_with_busy_core(plan: CellPlan) -> Engine:
 
 
 class SlowEngine(FakeEchoEngine):
-    def run(
-        self,
-        requests: Sequence[BatchRequest],
-        sampling: SamplingOverrides,
-        progress: CellProgress | None = None,
-        load: LoadPoint | None = None,
-        on_sent: Callable[[str, float], None] | None = None,
-    ) -> list[RequestRecord]:
-        time.sleep(1.0)
-        return super().run(requests, sampling, progress, load, on_sent)
+    answer_after_s = 1.0
 
 
 class BusyCoreEngine(SlowEngine):
