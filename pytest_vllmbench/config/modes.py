@@ -33,7 +33,9 @@ class ModeSpec:
     def __post_init__(self) -> None:
         if not self.name or not math.isfinite(self.flexibility) or not 0 <= self.flexibility <= 1:
             raise ValueError(f"mode {self.name!r}: flexibility must be a number in [0, 1], got {self.flexibility!r}")
-        for name, target in (("start", self.start), ("start_ahead", self.start_ahead or "-:-")):
+        for name, target in (("start", self.start), ("start_ahead", self.start_ahead)):
+            if target is None:
+                continue
             module, sep, function = target.partition(":")
             if not (module and sep and function):
                 raise ValueError(f"mode {self.name!r}: {name} must read 'module:function', got {target!r}")
