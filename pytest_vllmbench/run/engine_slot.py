@@ -71,16 +71,15 @@ class EngineSlot:
         it may have the memory it lacked), but not one that ran out of its start timeout: that would cost it twice."""
         try:
             engine = self._ahead[key].wait()
-        except EngineStartTimeout as exc:
-            del self._ahead[key]
-            self._failed[key] = (
-                f"{exc}\n(it was started ahead, beside another engine: not started again; without --start-ahead it "
-                "loads alone, or give it a longer --server-timeout)"
-            )
-            return
-        except EngineStartError:
+        except EngineStartError as exc:
             del self._ahead[key]  # its processes are stopped
-            self.overlapped.discard(key)  # its cell starts it again, alone
+            if isinstance(exc, EngineStartTimeout):
+                self._failed[key] = (
+                    f"{exc}\n(it was started ahead, beside another engine: not started again; without --start-ahead "
+                    "it loads alone, or give it a longer --server-timeout)"
+                )
+            else:
+                self.overlapped.discard(key)  # its cell starts it again, alone
             return
         del self._ahead[key]  # only now: a Ctrl-C while waiting leaves it here for close() to cancel
         self._engines[key] = engine
