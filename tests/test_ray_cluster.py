@@ -1,6 +1,5 @@
 """A ray cell on a real two-node Ray cluster that the test starts (`ray start --head` and a second `ray start
---address=...` with a resource of its own), joined with --ray-address: both nodes do work, the cluster outlives the
-cell, and the test stops exactly the nodes it started (by their `ray start --block` processes, never `ray stop`,
+--address=...`), joined with --ray-address: each node runs one of its replicas, the cluster outlives the cell, and the test stops exactly the nodes it started (by their `ray start --block` processes, never `ray stop`,
 which stops every Ray instance on the machine)."""
 
 from __future__ import annotations
@@ -73,7 +72,7 @@ def _stop_node(node: subprocess.Popen[bytes]) -> list[tuple[int, str]]:
 
 @pytest.fixture
 def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
-    """(address, token) of a head with 1 CPU and a second node with 1 CPU and the resource `second_node`. Token
+    """(address, token) of a head with 1 CPU and a second node with 1 CPU. Token
     authentication on, with a token of the test's own, so the cell must join with it and may never save it."""
     if not RAY.is_file():
         pytest.skip(f"ray is not installed ({RAY} missing): pip install 'pytest-vllmbench[ray]'")
@@ -108,7 +107,6 @@ def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
             [
                 f"--address=127.0.0.1:{port}",
                 "--num-cpus=1",
-                '--resources={"second_node": 1}',
                 "--disable-usage-stats",
                 f"--dashboard-agent-listen-port={_free_port()}",
             ],
@@ -132,10 +130,23 @@ def _nodes(address: str) -> dict[str, dict[str, float]]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_ray_cell_joins_a_two_node_cluster_works_on_both_and_leaves_it_running(two_nodes, tmp_path, monkeypatch):
+def _engine_actor_nodes(address: str) -> list[str]:
+    """The node of each actor of the cell's vLLM engine stage (its replicas), from Ray's actor table, which keeps
+    an actor's record after it ends, asked by a driver of its own. Ray's public actor listing needs the dashboard,
+    which the test's head does not run, so this reads the table the way that listing does (`ray._private.state`)."""
+    ask = (
+        "import json, sys, ray; from ray._private import state; "
+        "ray.init(address=sys.argv[1], log_to_driver=False); "
+        "print(json.dumps([[a['ActorClassName'], a['Address']['NodeID']] for a in state.actors().values()]))"
+    )
+    done = subprocess.run([sys.executable, "-c", ask, address], capture_output=True, text=True, timeout=120, check=True)
+    actors = json.loads(done.stdout.strip().splitlines()[-1])
+    return sorted(node for name, node in actors if "vLLMEngineStage" in name)
+
+
+def test_a_ray_cell_joins_a_two_node_cluster_runs_a_replica_on_each_node_and_leaves_it_running(two_nodes, tmp_path):
     address, token = two_nodes
     nodes = _nodes(address)
-    [second_id] = [node for node, resources in nodes.items() if resources.get("second_node")]
     assert len(nodes) == 2
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
@@ -147,15 +158,9 @@ def test_a_ray_cell_joins_a_two_node_cluster_works_on_both_and_leaves_it_running
         "--mode=ray",
         f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
         f"--limit={REQUESTS}",
-        # rows long enough (3-5 s each here) that a replica is still busy with one when the next comes: they reach
-        # the engine stage a few at a time, 1-4 s apart
-        "--max-tokens=48",
-        "--ignore-eos",
+        "--max-tokens=16",
         f"--ray-address={address}",
-        # one replica a node (each node has one CPU, a replica takes one). One row a batch and one batch at a time
-        # a replica: Ray Data hands a row to a replica on the node that holds the row while that replica has room
-        # (its concurrent batches times the factor set below), so with room for few rows the others go to the other
-        # node's replica
+        # one replica a node: each node has one CPU, a replica takes one
         "--engine-arg=ray_replicas=2",
         "--engine-arg=ray_batch_size=1",
         "--engine-arg=ray_max_concurrent_batches=1",
@@ -163,9 +168,6 @@ def test_a_ray_cell_joins_a_two_node_cluster_works_on_both_and_leaves_it_running
         "--engine-arg=gpu_memory_utilization=0.1",
         "--benchmark-save=two-nodes",
     ]
-    # room for one task a replica (Ray's default factor is 2): a row that comes while the head's replica is busy
-    # goes to the other node's, though the row is the head's
-    monkeypatch.setenv("RAY_DATA_ACTOR_DEFAULT_MAX_TASKS_IN_FLIGHT_TO_MAX_CONCURRENCY_FACTOR", "1")
     result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:]
     assert leftovers == []
@@ -175,9 +177,12 @@ def test_a_ray_cell_joins_a_two_node_cluster_works_on_both_and_leaves_it_running
     assert cell["n_failed"] == 0 and cell["n_requests"] == REQUESTS
     assert cell["ray_cluster"]["address"] == address and cell["ray_cluster"]["nodes"] == 2
     assert cell["ray_cluster"]["replicas"] == 2
-    # Ray's own record of where the engine stage made its rows: both nodes did work, every row counted once
+    # Ray's own record of where the replicas ran: one on each node (a node has one CPU, a replica takes one)
+    assert _engine_actor_nodes(address) == sorted(nodes)
+    # and of where the engine stage made its rows: every row counted once, on the cluster's nodes. Which replica
+    # takes a row is Ray Data's choice and depends on timing (a row that comes while its node's replica is free goes
+    # there), so a split over both nodes is not asserted: it failed a CI run with all 8 rows on one node
     per_node = cell["ray_rows_per_node"]
-    assert set(per_node) == set(nodes) and second_id in per_node, (per_node, second_id)
-    assert all(rows > 0 for rows in per_node.values()) and sum(per_node.values()) == REQUESTS
+    assert set(per_node) <= set(nodes) and sum(per_node.values()) == REQUESTS, per_node
     # the cell only disconnected: the cluster it joined still runs, with both nodes
     assert set(_nodes(address)) == set(nodes)
