@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +24,22 @@ def refuse_non_regular(path: Path) -> None:
     if not stat.S_ISREG(mode):
         kind = "a symlink" if stat.S_ISLNK(mode) else "not a regular file"
         raise OSError(f"{path} is {kind}; not overwritten")
+
+
+def refuse_foreign(path: Path, written_here: Callable[[Path], bool]) -> None:
+    """OSError unless `path` is absent or a plain file that `written_here` recognises as this tool's own."""
+    refuse_non_regular(path)
+    if path.exists() and not written_here(path):
+        raise OSError(f"{path} exists and was not written by pytest-vllmbench; not overwritten")
+
+
+def first_line_json(path: Path) -> object:
+    """The first line of a plain file, parsed; None where it cannot be read or parsed."""
+    try:
+        with open(open_regular_file(path), encoding="utf-8") as handle:
+            return json.loads(handle.readline() or "null")
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
 
 
 def open_regular_file(path: Path) -> int:

@@ -156,7 +156,12 @@ OPTIONS = (
     ),
     Option("slo", "goodput SLO, e.g. ttft:500,tpot:50 (milliseconds)", None, metavar="SPEC"),
     Option("server-timeout", "seconds to wait for a started server to become healthy", 600.0, metavar="S"),
-    Option("write-outputs", "write OpenAI batch output JSONL per cell into DIR", None, metavar="DIR"),
+    Option(
+        "write-outputs",
+        "write OpenAI batch output JSONL per cell into DIR (a file there this tool did not write is left alone)",
+        None,
+        metavar="DIR",
+    ),
     Option(
         "vllm-bench-parity",
         "after an offline cell on a random:IN:OUT:N workload, run `vllm bench throughput` "

@@ -8,14 +8,34 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pytest_vllmbench.common.files import atomic_writer
+from pytest_vllmbench.common.files import atomic_writer, first_line_json, refuse_foreign
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.quality import paired
 from pytest_vllmbench.workload.batch import BatchRequest
 
+_LINE_KEYS = {"id", "custom_id", "response", "error"}
+
+
+def _line_id(index: int) -> str:
+    return f"batch_req_{index:06d}"
+
+
+def ours(path: Path) -> bool:
+    """Whether an existing output file was written by this tool. The format has no room for a header, so its first
+    line is recognised: our numbering of ids, and a response whose request id is the one we make from the custom_id
+    (OpenAI's and other tools' ids are random)."""
+    first = first_line_json(path)
+    if not isinstance(first, dict) or first.get("id") != _line_id(0) or set(first) != _LINE_KEYS:
+        return False
+    response, custom_id = first["response"], first["custom_id"]
+    if response is None:
+        return first["error"] is not None
+    made_ids = {f"chatcmpl-{custom_id}", f"cmpl-{custom_id}"}
+    return isinstance(response, dict) and response.get("request_id") in made_ids
+
 
 def output_line(index: int, request: BatchRequest, record: RequestRecord, model: str, created: int) -> dict[str, Any]:
-    line: dict[str, Any] = {"id": f"batch_req_{index:06d}", "custom_id": request.custom_id}
+    line: dict[str, Any] = {"id": _line_id(index), "custom_id": request.custom_id}
     if not record.ok:
         return line | {"response": None, "error": {"code": record.error, "message": f"request failed: {record.error}"}}
     usage = {
@@ -40,7 +60,9 @@ def output_line(index: int, request: BatchRequest, record: RequestRecord, model:
 def write_batch_output(
     path: Path, requests: Iterable[BatchRequest], records: Iterable[RequestRecord], model: str
 ) -> Path:
-    """Written as the requests and records stream by, each line dropped once written."""
+    """Written as the requests and records stream by, each line dropped once written. An existing file this tool
+    did not write is left alone (OSError says so)."""
+    refuse_foreign(path, ours)
     created = int(time.time())
     with atomic_writer(path) as handle:
         for index, (request, found) in enumerate(paired(requests, records)):

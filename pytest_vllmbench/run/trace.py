@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.common.files import open_regular_file, refuse_non_regular, write_text_atomic
+from pytest_vllmbench.common.files import first_line_json, refuse_foreign, write_text_atomic
 from pytest_vllmbench.measure.metrics import RequestRecord
 
 HEADER_KEY = "vllmbench_trace"  # the first line of every trace file: only files carrying it are ever overwritten
@@ -74,18 +74,13 @@ def check_trace_folder(folder: Path) -> None:
 
 def ours(path: Path) -> bool:
     """Whether an existing file was written by this tool (its first line is our header)."""
-    try:
-        with open(open_regular_file(path), encoding="utf-8") as handle:
-            return HEADER_KEY in json.loads(handle.readline() or "{}")
-    except (OSError, ValueError, UnicodeDecodeError, TypeError):
-        return False
+    first = first_line_json(path)
+    return isinstance(first, dict) and HEADER_KEY in first
 
 
 def write_trace(path: Path, cell_id: str, rows: Sequence[dict[str, Any]]) -> None:
     """Atomically; an existing file this tool did not write is left alone (OSError says so)."""
-    refuse_non_regular(path)
-    if path.exists() and not ours(path):
-        raise OSError(f"{path} exists and was not written by pytest-vllmbench; not overwritten")
+    refuse_foreign(path, ours)
     header = {HEADER_KEY: 1, "cell": cell_id, "fields": list(FIELDS), "times": "send_s from the round's start"}
     lines = [json.dumps(header)] + [json.dumps(row, allow_nan=False) for row in rows]
     write_text_atomic(path, "\n".join(lines) + "\n")
