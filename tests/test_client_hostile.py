@@ -234,3 +234,23 @@ def test_key_like_query_values_userinfo_and_fragments_never_reach_a_saved_url_or
     for secret in ("k3y-value", "s1g-value", "frag-key", "dTpwdw==", "sk-abcdef", "u:pw"):
         assert secret not in text
     assert {"k3y-value", "s1g-value", "frag-key", "pw"} <= set(secret_values(url, {}, None))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n",  # a status that is not a number
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",  # a header over aiohttp's 8,190-byte line
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n1234567",
+        b'data: {"choices": []}\n\n',  # no status line at all (HTTP/0.9)
+    ],
+    ids=["status", "long-header", "chunk-size", "two-lengths", "no-status-line"],
+)
+def test_an_answer_that_is_not_valid_http_fails_that_request_as_bad_http(raw):
+    def answer(handler):
+        handler.wfile.write(raw)
+
+    with HostileServer(answer) as server:
+        records = batch(server.url, chats(3))
+    assert [r.error for r in records] == ["bad_http"] * 3

@@ -264,6 +264,7 @@ async def _one(
 
 
 async def _stream(client: httpx.AsyncClient, request: BatchRequest, payload: bytes, timeout_s: float) -> RequestRecord:
+    import aiohttp
     import httpx
 
     path = "/chat/completions" if request.is_chat else "/completions"
@@ -294,6 +295,8 @@ async def _stream(client: httpx.AsyncClient, request: BatchRequest, payload: byt
         return RequestRecord(request.custom_id, error="bad_encoding")
     except httpx.HTTPError as exc:
         return RequestRecord(request.custom_id, error=type(exc).__name__)
+    except aiohttp.ClientResponseError:  # aiohttp's parser refused the answer; httpx-aiohttp passes it on unmapped
+        return RequestRecord(request.custom_id, error="bad_http")
     except (ValueError, TypeError, OSError) as exc:  # the transport refused this request: it alone fails
         return RequestRecord(request.custom_id, error=f"invalid_request:{type(exc).__name__}")
     return record_from_stream(request, sent, stamps, events)
