@@ -58,6 +58,7 @@ GOOD = sse({"choices": [{"index": 0, "delta": {"content": "hi"}}]}, {"choices": 
         (CHAT, json.dumps({"choices": [], "usage": {"completion_tokens": "3"}})),
         (CHAT, json.dumps({"choices": [], "usage": {"prompt_tokens": -1}})),
         (CHAT, json.dumps({"choices": [], "usage": {"completion_tokens": True}})),
+        (CHAT, json.dumps({"choices": [], "usage": {"completion_tokens": 2**62}})),  # three of them wrapped a sum
         (TEXT, json.dumps({"choices": [{"text": 5}]})),
         (CHAT, "[" * 100_000),
     ],

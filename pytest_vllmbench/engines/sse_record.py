@@ -55,8 +55,12 @@ async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
         yield b"\n".join(data).decode("utf-8", errors="replace")
 
 
+# no request comes near 2**31 tokens; a larger count is a lie, and a few of them would overflow a cell's 64-bit sums
+MAX_COUNT = 2**31
+
+
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT
 
 
 def _valid_choice(choice: Any, is_chat: bool) -> bool:
