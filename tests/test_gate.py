@@ -261,3 +261,22 @@ def test_a_cell_run_beside_a_start_ahead_engine_in_one_run_only_is_noted_by_gate
     assert "gemma-270m-offline" in noted
     assert main(["compare", "0002_ahead", "0001_base", "--storage", str(tmp_path)]) == 0
     assert "Note: gemma-270m-offline ran beside a --start-ahead engine in one run only" in capsys.readouterr().out
+
+
+def test_a_cell_measured_twice_in_one_run_is_gated_and_compared_twice_never_hidden(tmp_path, capsys):
+    """Two tests of one cell save it twice in one run: the slower copy must not hide behind the faster one."""
+    base = save_run(tmp_path, 1, "base", [cell(requests_per_s=10.0)])
+    twice = save_run(tmp_path, 2, "twice", [cell(requests_per_s=1.0), cell(requests_per_s=10.0)])
+    assert main(["gate", str(base), str(twice), "--rule", "requests_per_s:-5%"]) == 1
+    out = capsys.readouterr().out
+    assert "-90.0%" in out and "gemma-270m-offline #2" in out
+    assert main(["compare", "0001_base", "0002_twice", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Only in B: gemma-270m-offline #2" in out and "-90.0 %" in out
+
+
+def test_a_cell_at_two_memory_budgets_is_gated_per_budget(tmp_path, capsys):
+    base = save_run(tmp_path, 1, "base", [cell(requests_per_s=5.0, gpu_memory_budget_gib=16), cell(requests_per_s=9.0)])
+    now = save_run(tmp_path, 2, "now", [cell(requests_per_s=9.0), cell(requests_per_s=4.0, gpu_memory_budget_gib=16)])
+    assert main(["gate", str(base), str(now), "--rule", "requests_per_s:-5%"]) == 1
+    assert "gemma-270m-offline (16 GiB budget)" in capsys.readouterr().out

@@ -8,17 +8,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.measure.cell_record import FIGURES
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
-from pytest_vllmbench.results.gate import START_AHEAD_NOTE, start_ahead_differs
+from pytest_vllmbench.results.gate import START_AHEAD_NOTE, by_cell, start_ahead_differs
 from pytest_vllmbench.results.labels import fmt
-from pytest_vllmbench.results.saved_run import is_ok
 from pytest_vllmbench.results.storage import SavedRun
 
 GATEABLE = tuple(name for name, figure in FIGURES.items() if figure.better is not None)
@@ -59,22 +57,9 @@ def resolve(runs: Sequence[SavedRun], spec: str) -> SavedRun:
     return found[0]
 
 
-def cell_key(cell: Mapping[str, Any]) -> str:
-    budget = cell.get("gpu_memory_budget_gib")
-    return str(cell["cell"]) if budget is None else f"{cell['cell']} ({budget:g} GiB budget)"
-
-
-def _cells(run: SavedRun) -> dict[str, Mapping[str, Any]]:
-    keyed: dict[str, Mapping[str, Any]] = {}
-    for cell in run.cells:  # a measured cell wins over an unrun entry of the same id
-        if cell_key(cell) not in keyed or is_ok(cell):
-            keyed[cell_key(cell)] = cell
-    return keyed
-
-
 def unlike_cells(run_a: SavedRun, run_b: SavedRun) -> list[str]:
     """The cells in both runs that ran beside a --start-ahead engine in one of them only."""
-    cells_a, cells_b = _cells(run_a), _cells(run_b)
+    cells_a, cells_b = by_cell(run_a.cells), by_cell(run_b.cells)
     return [key for key in sorted(set(cells_a) & set(cells_b)) if start_ahead_differs(cells_a[key], cells_b[key])]
 
 
@@ -96,7 +81,7 @@ def _verdict(change: float | None, overlap: bool | None, better: str) -> str:
 
 def compare(run_a: SavedRun, run_b: SavedRun) -> tuple[list[Row], list[str], list[str]]:
     """Rows for every cell in both runs (figures either side has), then the cells only in A and only in B."""
-    cells_a, cells_b = _cells(run_a), _cells(run_b)
+    cells_a, cells_b = by_cell(run_a.cells), by_cell(run_b.cells)
     rows = []
     for key in sorted(set(cells_a) & set(cells_b)):
         first, second = cells_a[key], cells_b[key]

@@ -238,10 +238,23 @@ def exit_code(checks: Sequence[Check]) -> int:
     return EXIT_MISSING_DATA if missing_data(checks) else EXIT_OK
 
 
+def cell_key(cell: Mapping[str, Any]) -> str:
+    """What matches a cell across two runs: its id, and its memory budget where it had one."""
+    budget = cell.get("gpu_memory_budget_gib")
+    return str(cell["cell"]) if budget is None else f"{cell['cell']} ({budget:g} GiB budget)"
+
+
 def by_cell(cells: Iterable[CellT]) -> dict[str, CellT]:
-    """Cells keyed by id; a measured cell wins over an unrun entry of the same id."""
+    """Cells by `cell_key`; a measured cell wins over an unrun entry of the same key. A key measured more than once
+    in one run (two tests of one cell) keeps every measurement, the later ones numbered in run order (`id #2`):
+    none is hidden behind another, and each is matched with the same one of the other run."""
     keyed: dict[str, CellT] = {}
+    measured: dict[str, int] = {}
     for cell in cells:
-        if cell["cell"] not in keyed or is_ok(cell):
-            keyed[cell["cell"]] = cell
+        key = cell_key(cell)
+        if not is_ok(cell):
+            keyed.setdefault(key, cell)
+            continue
+        measured[key] = times = measured.get(key, 0) + 1
+        keyed[key if times == 1 else f"{key} #{times}"] = cell
     return keyed
