@@ -108,3 +108,37 @@ def test_clean_cell_keeps_a_well_formed_cell_as_it_is():
     good = cell(round_stats={"requests_per_s": stats})
     cleaned = clean_cell(good, "here")
     assert cleaned.figures == good and cleaned.warnings == ()
+
+
+MARKER_LINES = "\n<!-- vllmbench:hand-written pwn -->\nINJECTED\n<!-- /vllmbench:hand-written pwn -->\n"
+
+
+@pytest.mark.parametrize("where", ["cell", "machine", "datetime"])
+def test_line_breaks_in_a_saved_run_stay_on_their_line_and_the_report_can_be_made_again(tmp_path, where):
+    """A line break read from a run once put a marker line of its own into BENCHMARKS.md: the next report then
+    refused its own file."""
+    storage = tmp_path / "s"
+    odd = cell()
+    if where == "cell":
+        odd["cell"] = "x" + MARKER_LINES + "-offline"
+    path = save_run(storage, 1, "a", [odd], when="2026-11-29T10:00:00" + (MARKER_LINES if where == "datetime" else ""))
+    if where == "machine":
+        data = json.loads(path.read_text())
+        data["machine_info"]["vllmbench"]["cpu_name"] = "CPU" + MARKER_LINES
+        path.write_text(json.dumps(data))
+    out = tmp_path / "R.md"
+    for _ in range(2):
+        assert main(["report", "--storage", str(storage), "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert "INJECTED" not in lines and not any(line.startswith("<!-- vllmbench:hand-written pwn") for line in lines)
+    if where != "datetime":  # the report shows the cell and the machine, on the line they belong to
+        assert any("INJECTED" in line for line in lines)
+
+
+def test_a_run_file_whose_name_holds_a_line_break_is_skipped_naming_it(tmp_path):
+    storage = tmp_path / "s"
+    save_run(storage, 1, "a", [cell()])
+    save_run(storage, 2, "b\nINJECTED", [cell("gemma-270m-server")])
+    runs, skipped = scan_runs(storage)
+    assert [run.name for run in runs] == ["0001_a"]
+    assert len(skipped) == 1 and "0002_b INJECTED.json: skipped" in skipped[0] and "\n" not in skipped[0]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 SHOWN_CHARS = 60
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def cut(text: str, limit: int = SHOWN_CHARS) -> str:
@@ -19,3 +21,9 @@ def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
     if isinstance(value, (list, dict)) and len(value) > limit:
         return f"a {type(value).__name__} of {len(value)} items"
     return cut(repr(value), limit)
+
+
+def one_line(text: str) -> str:
+    """Control characters and line separators as spaces: text read from a file stays on the line it is shown on (a
+    line break in a saved name would start a line of its own in a report, a heading or a marker)."""
+    return _CONTROL.sub(" ", text)

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pytest_vllmbench.common.cut import one_line
 from pytest_vllmbench.measure.cell_record import CellRecord
 
 IDENTITY = ("cell", "model", "mode")
@@ -94,7 +95,7 @@ def _text(value: Any) -> Any:
         value.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: cannot be printed or written
         return _NO_VALUE
-    return value
+    return one_line(value)
 
 
 def _number(value: Any, *, integer: bool = False) -> Any:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_vllmbench.common.cut import one_line
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 
 
@@ -32,6 +33,11 @@ def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def describe_machine(machine_info: dict[str, Any]) -> str:
+    """How a reader names the machine, on one line whatever the file says."""
+    return one_line(_machine(machine_info))
+
+
+def _machine(machine_info: dict[str, Any]) -> str:
     extra, cpu_info = _table(machine_info, "vllmbench"), _table(machine_info, "cpu")
     listed = extra.get("gpus")
     gpus = [str(name) for name in listed if name] if isinstance(listed, list) else []
@@ -95,7 +101,7 @@ def read_run(path: Path, root: Path) -> SavedRun | None:
     return SavedRun(
         path=relative,
         machine_id=relative.parts[0] if len(relative.parts) > 1 else "",
-        datetime=str(data.get("datetime", "")),
+        datetime=one_line(str(data.get("datetime", ""))),
         machine=describe_machine(machine_info),
         cells=cells,
         warnings=tuple(warnings),
@@ -108,6 +114,9 @@ def scan_runs(root: Path) -> tuple[list[SavedRun], list[str]]:
         return [], []
     runs, skipped = [], []
     for path in sorted(root.glob("*/*.json")):
+        if one_line(str(path)) != str(path):  # the name would break the lines it is shown on
+            skipped.append(f"{one_line(str(path))}: skipped: its name holds a control character or line break")
+            continue
         try:
             run = read_run(path, root)
         except RunFileError as exc:
