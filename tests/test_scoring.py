@@ -1,3 +1,5 @@
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -77,7 +79,17 @@ def test_without_any_quality_its_weight_is_shared_out():
     assert scored[0]["score"] == pytest.approx((0.4 + 0.3) / 0.8)
 
 
-@pytest.mark.parametrize("weights", [{"speed": 1}, {"throughput": -1}, dict.fromkeys(DEFAULT_WEIGHTS, 0)])
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {"speed": 1},
+        {"throughput": -1},
+        dict.fromkeys(DEFAULT_WEIGHTS, 0),
+        {"throughput": math.nan},  # the report said "score nan"
+        {"throughput": math.inf},
+        {"throughput": 1e308, "total_time": 1e308},  # each finite, their sum not
+    ],
+)
 def test_bad_weights_are_usage_errors(weights):
     with pytest.raises(UsageError):
         check_weights(weights)

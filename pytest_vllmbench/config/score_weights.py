@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,8 +19,9 @@ def check_weights(weights: Mapping[str, Any]) -> dict[str, float]:
     if unknown:
         raise UsageError(f"unknown score weight(s) {sorted(unknown)}; known: {', '.join(DEFAULT_WEIGHTS)}")
     merged = {**DEFAULT_WEIGHTS, **weights}
-    if any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 for v in merged.values()):
-        raise UsageError(f"score weights must be non-negative numbers, got {merged}")
-    if sum(merged.values()) <= 0:
-        raise UsageError("score weights must not all be zero")
+    for key, value in merged.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+            raise UsageError(f"score weight {key!r} must be a finite non-negative number, got {value!r}")
+    if not 0 < sum(merged.values()) < math.inf:
+        raise UsageError(f"score weights must not all be zero, nor add up past a float's range: {merged}")
     return {key: float(value) for key, value in merged.items()}
