@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.common.sigterm import SigtermAsInterrupt
 from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import read_tool_table
@@ -304,7 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    status: int = args.func(args)
+    try:
+        with SigtermAsInterrupt():  # a file being written is then dropped whole, as on Ctrl-C
+            status: int = args.func(args)
+    except KeyboardInterrupt:
+        print(f"vllmbench {args.command}: interrupted; each file is as it was or written whole", file=sys.stderr)
+        return 130
     return status
 
 

@@ -65,3 +65,42 @@ def test_an_interrupted_cell_exits_2_without_a_traceback_and_saves_nothing(
     assert result.ret == pytest.ExitCode.INTERRUPTED, output[-3000:]
     assert "Traceback" not in output and "ValueError" not in output, output[-3000:]
     assert not list((signalling_engine.path / ".benchmarks").glob("*/*.json"))
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_vllmbench_report_stopped_mid_way_exits_130_without_a_traceback_and_leaves_the_old_report(
+    tmp_path, monkeypatch, capsys, stop
+):
+    import os
+    import signal
+    import time
+
+    from saved_runs import cell, save_run
+
+    from pytest_vllmbench.cli import main
+    from pytest_vllmbench.results import report
+
+    save_run(tmp_path / "s", 1, "a", [cell()])
+    out = tmp_path / "R.md"
+    assert main(["report", "--storage", str(tmp_path / "s"), "--out", str(out)]) == 0
+    before = out.read_bytes()
+    save_run(tmp_path / "s", 2, "b", [cell("gemma-270m-server")])
+
+    def stopped_while_rendering(*args, **kwargs):
+        os.kill(os.getpid(), getattr(signal, stop))
+        time.sleep(5)  # the handler raises here
+        raise AssertionError("the signal did not stop the report")
+
+    monkeypatch.setattr(report, "render", stopped_while_rendering)
+    # as in a shell: Ctrl-C raises, SIGTERM has no handler of anyone else's
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+    previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        assert main(["report", "--storage", str(tmp_path / "s"), "--out", str(out)]) == 130
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the command's handler went with it
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    assert out.read_bytes() == before and not list(tmp_path.glob(".R.md.*"))

@@ -11,6 +11,7 @@ from typing import Any, Literal, NamedTuple
 import pytest
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.common.sigterm import SigtermAsInterrupt
 from pytest_vllmbench.config import memory_budget
 from pytest_vllmbench.config.matrix import Cell, build_matrix
 from pytest_vllmbench.config.registry import load_registry
@@ -21,7 +22,6 @@ from pytest_vllmbench.measure.cell_record import CellResult, UndeclaredFigure, u
 from pytest_vllmbench.measure.gpu import list_gpus
 from pytest_vllmbench.pytest_plugin import hookspec, xdist_workers
 from pytest_vllmbench.pytest_plugin.session_plugin import CELL_FIXTURE, InterruptedCells, VllmbenchSession
-from pytest_vllmbench.pytest_plugin.sigterm import SigtermAsInterrupt
 from pytest_vllmbench.run.interleave import interleaved_rounds
 from pytest_vllmbench.run.session import BenchSession
 from pytest_vllmbench.run.verdict import measure_cell

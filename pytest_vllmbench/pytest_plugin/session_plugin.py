@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.common.sigterm import SigtermAsInterrupt
 from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.measure import machine
 from pytest_vllmbench.pytest_plugin import benchmark_compat, xdist_workers
@@ -20,7 +21,6 @@ from pytest_vllmbench.pytest_plugin.session_end import (
     has_answer_to_save,
     this_machine,
 )
-from pytest_vllmbench.pytest_plugin.sigterm import SigtermAsInterrupt
 from pytest_vllmbench.results import gate
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.session import BenchSession

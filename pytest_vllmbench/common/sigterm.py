@@ -1,4 +1,4 @@
-"""SIGTERM as Ctrl-C while cells run, so fixtures stop the servers they started before pytest exits."""
+"""SIGTERM as Ctrl-C: a pytest session stops the servers its fixtures started, a command cleans up what it was writing."""
 
 from __future__ import annotations
 
