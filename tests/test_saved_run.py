@@ -142,3 +142,26 @@ def test_a_run_file_whose_name_holds_a_line_break_is_skipped_naming_it(tmp_path)
     runs, skipped = scan_runs(storage)
     assert [run.name for run in runs] == ["0001_a"]
     assert len(skipped) == 1 and "0002_b INJECTED.json: skipped" in skipped[0] and "\n" not in skipped[0]
+
+
+@pytest.mark.parametrize("odd", ["deep", "fifo", "device"])
+def test_a_file_named_like_a_run_that_cannot_be_a_run_is_skipped_naming_it_never_a_hang_or_traceback(
+    tmp_path, capsys, odd
+):
+    import os
+
+    storage = tmp_path / "s"
+    good = save_run(storage, 1, "a", [cell()])
+    bad = good.with_name("0002_odd.json")
+    if odd == "deep":  # Python's JSON reader recurses: a RecursionError, not a ValueError
+        bad.write_text('{"benchmarks": [' + "[" * 200_000 + "]" * 200_000 + "]}")
+    elif odd == "fifo":  # opening it to read would wait for a writer for ever
+        os.mkfifo(bad)
+    else:
+        bad.symlink_to("/dev/zero")  # never ends
+    runs, skipped = scan_runs(storage)
+    assert [run.name for run in runs] == ["0001_a"]
+    assert len(skipped) == 1 and skipped[0].startswith(f"{bad}: skipped")
+    assert main(["report", "--storage", str(storage), "--out", str(tmp_path / "R.md")]) == 0
+    assert main(["gate", str(good), str(bad), "--rule", "requests_per_s:-5%"]) != 0
+    assert "0002_odd.json" in capsys.readouterr().err

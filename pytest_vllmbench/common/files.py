@@ -42,6 +42,19 @@ def first_line_json(path: Path) -> object:
         return None
 
 
+def read_plain_text(path: Path, max_bytes: int) -> str:
+    """A regular file's text (through a symlink too), or OSError: a FIFO would block the read forever, a device such
+    as /dev/zero never ends, and a file over `max_bytes` is not one this tool wrote."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            raise OSError("not a regular file")
+        if found.st_size > max_bytes:
+            raise OSError(f"{found.st_size:,} bytes, over the {max_bytes:,} this tool reads")
+        return handle.read(max_bytes + 1).decode("utf-8")
+
+
 def open_regular_file(path: Path) -> int:
     """A read-only descriptor of `path`, never through a symlink and never blocking on a FIFO."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)

@@ -242,7 +242,7 @@ def server_parity(folder: Path) -> list[ExtraSection]:
         source = str(path.relative_to(folder.parent.parent))
         try:
             summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             lines += ["", f"`{source}` could not be read: {exc}"]
             continue
         lines += [""] + (

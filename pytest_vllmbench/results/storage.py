@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.common.cut import one_line
+from pytest_vllmbench.common.files import read_plain_text
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
+
+MAX_RUN_BYTES = 256 * 2**20  # a saved run holds figures, never requests: a few MB at most
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,15 @@ def finite_only(cell: Mapping[str, Any]) -> dict[str, Any]:
 def read_run(path: Path, root: Path) -> SavedRun | None:
     """None for a pytest-benchmark run holding no vllmbench cell; RunFileError for unreadable or wrong-shaped files."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_plain_text(path, MAX_RUN_BYTES))
     except OSError as exc:
         raise RunFileError(f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RunFileError(f"not UTF-8 text: {exc}") from None
     except ValueError as exc:
         raise RunFileError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise RunFileError("not a saved run: JSON nested deeper than Python can read") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise RunFileError("not a pytest-benchmark run (no 'benchmarks' list)")
     cells: list[SavedCell] = []
