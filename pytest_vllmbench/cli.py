@@ -95,7 +95,12 @@ def _counts(counter: Counter[str]) -> str:
 
 
 def _make_dataset(args: argparse.Namespace) -> int:
-    gold = synthetic.write_dataset(Path(args.out), args.n, args.seed, args.model)
+    try:
+        synthetic.check_room(Path(args.out), args.n, args.seed, args.model)
+        gold = synthetic.write_dataset(Path(args.out), args.n, args.seed, args.model)
+    except (ValueError, OSError) as exc:
+        print(f"vllmbench make-dataset: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out} ({args.n} requests) and {gold}")
     return 0
 

@@ -39,3 +39,34 @@ def test_committed_sample_is_what_the_generator_writes(tmp_path):
     write_dataset(fresh, 5000, seed=0)
     assert fresh.read_bytes() == committed.read_bytes()
     assert gold_path_for(fresh).read_bytes() == gold_path_for(committed).read_bytes()
+
+
+def test_make_dataset_never_overwrites_a_file_it_did_not_write_and_rewrites_its_own(tmp_path, monkeypatch, capsys):
+    from pytest_vllmbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("PRECIOUS\n")
+    assert main(["make-dataset", "--n", "2", "--out", "README.md"]) == 2
+    assert "not written by pytest-vllmbench" in capsys.readouterr().err
+    assert (tmp_path / "README.md").read_text() == "PRECIOUS\n" and not (tmp_path / "README.gold.jsonl").exists()
+    (tmp_path / "b.gold.jsonl").write_text("PRECIOUS\n")  # its gold side file is someone else's
+    assert main(["make-dataset", "--n", "2", "--out", "b.jsonl"]) == 2
+    assert (tmp_path / "b.gold.jsonl").read_text() == "PRECIOUS\n" and not (tmp_path / "b.jsonl").exists()
+    for seed in ("0", "1"):  # its own files are written again, for another n or seed
+        assert main(["make-dataset", "--n", "3", "--seed", seed, "--out", "c.jsonl"]) == 0
+    assert len(read_batch(tmp_path / "c.jsonl")) == 3
+
+
+def test_make_dataset_refuses_a_count_out_of_range_or_beyond_the_free_disk(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from pytest_vllmbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for n in ("0", "-1", "100000001"):
+        assert main(["make-dataset", "--n", n, "--out", "x.jsonl"]) == 2
+        assert "--n must be from 1 to 100,000,000" in capsys.readouterr().err
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
+    assert main(["make-dataset", "--n", "5000", "--out", "x.jsonl"]) == 2
+    assert "GB is free" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

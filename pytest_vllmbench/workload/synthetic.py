@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pytest_vllmbench.common.files import atomic_writer
+from pytest_vllmbench.common.files import atomic_writer, first_line_json, refuse_foreign
 from pytest_vllmbench.workload.gold import gold_path_for
 
 DEFAULT_MODEL = "gemma3:12b"  # the seed's batch file names the Ollama tag
@@ -109,9 +110,48 @@ def generate(n: int, seed: int, model: str = DEFAULT_MODEL) -> Iterator[tuple[di
         yield line, {"custom_id": custom_id, "decision": label}
 
 
+MAX_REQUESTS = 100_000_000
+
+
+def _our_batch(path: Path) -> bool:
+    """Whether a batch file is one this generator wrote: its first line is the first it writes, for any n and seed."""
+    first = first_line_json(path)
+    body = first.get("body") if isinstance(first, dict) else None
+    messages = body.get("messages") if isinstance(body, dict) else None
+    return (
+        isinstance(first, dict)
+        and first.get("custom_id") == "candidate-000000"
+        and isinstance(messages, list)
+        and messages[:1] == [{"role": "system", "content": RUBRIC}]
+    )
+
+
+def _our_gold(path: Path) -> bool:
+    first = first_line_json(path)
+    return (
+        isinstance(first, dict) and set(first) == {"custom_id", "decision"} and first["custom_id"] == "candidate-000000"
+    )
+
+
+def check_room(out: Path, n: int, seed: int, model: str) -> None:
+    """ValueError unless 1 <= n <= MAX_REQUESTS and the files fit in the free space of `out`'s folder."""
+    if not 1 <= n <= MAX_REQUESTS:
+        raise ValueError(f"--n must be from 1 to {MAX_REQUESTS:,}, got {n}")
+    sample = list(generate(min(n, 200), seed, model))
+    per_request = sum(len(json.dumps(line)) + len(json.dumps(label)) + 2 for line, label in sample) / len(sample)
+    needed = 2 * per_request * n  # the files and, until each is renamed, their temporary copies
+    folder = out.parent if out.parent.exists() else Path(".")
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise ValueError(f"{n:,} requests need ~{needed / 1e9:,.1f} GB while written; {free / 1e9:,.1f} GB is free")
+
+
 def write_dataset(out: Path, n: int, seed: int, model: str = DEFAULT_MODEL) -> Path:
-    """Write the batch file and its gold side file atomically; returns the gold file's path."""
+    """Write the batch file and its gold side file atomically; returns the gold file's path. OSError when either
+    exists and was not written by this generator (it is never overwritten)."""
     gold = gold_path_for(out)
+    refuse_foreign(out, _our_batch)
+    refuse_foreign(gold, _our_gold)
     with atomic_writer(out) as batch_file, atomic_writer(gold) as gold_file:
         for line, label in generate(n, seed, model):
             batch_file.write(json.dumps(line, ensure_ascii=False) + "\n")
