@@ -32,7 +32,7 @@ from pytest_vllmbench.workload.batch import BatchRequest
 CHAT = BatchRequest("a", "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}]}, 1)
 TEXT = BatchRequest("c", "/v1/completions", {"model": "m", "prompt": "x"}, 1)
 # every kind a streamed request can end with (besides ok); the docs' table lists the same
-STREAM_KINDS = {"bad_chunk", "stream_error", "empty_stream"}
+STREAM_KINDS = {"bad_chunk", "stream_error", "empty_stream", "cut_stream"}
 
 
 def sse(*events: object) -> bytes:
@@ -255,3 +255,31 @@ def test_an_answer_that_is_not_valid_http_fails_that_request_as_bad_http(raw):
     with HostileServer(answer) as server:
         records = batch(server.url, chats(3))
     assert [r.error for r in records] == ["bad_http"] * 3
+
+
+def test_a_stream_closed_before_its_end_is_cut_stream_not_a_short_success():
+    """Two tokens, then the server hangs up: no finish_reason, usage or [DONE]. It was counted ok with 2 tokens."""
+    content = sse({"choices": [{"index": 0, "delta": {"content": "hi"}}]}, {"choices": [{"delta": {"content": "!"}}]})
+
+    def answer(handler):
+        head(handler, "text/event-stream")
+        handler.wfile.write(content)
+
+    with HostileServer(answer) as server:
+        assert [r.error for r in batch(server.url, chats(2))] == ["cut_stream"] * 2
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        [{"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}],
+        [{"choices": [], "usage": {"completion_tokens": 1}}],
+        ["[DONE]"],
+    ],
+    ids=["finish_reason", "usage", "done"],
+)
+def test_any_one_of_a_streams_ends_makes_it_whole(end):
+    events = [json.dumps({"choices": [{"index": 0, "delta": {"content": "a"}}]})]
+    events += [e if isinstance(e, str) else json.dumps(e) for e in end]
+    record = record_from_stream(CHAT, 0.0, [1.0, 2.0], events)
+    assert record.ok and record.text == "a"

@@ -102,7 +102,8 @@ def _carries_token(choice: dict[str, Any], is_chat: bool) -> bool:
 
 def record_from_stream(request: BatchRequest, sent: float, stamps: list[float], events: list[str]) -> RequestRecord:
     """Parse the stream once it is over: which chunks carried tokens, their text, and the server's usage.
-    Any chunk that is not JSON or not shaped as OpenAI's format makes the request `bad_chunk`."""
+    Any chunk that is not JSON or not shaped as OpenAI's format makes the request `bad_chunk`; a stream that ends
+    without any of a stream's ends (a finish_reason, the usage chunk, [DONE]) is `cut_stream`."""
     content_stamps: list[float] = []
     parts: list[str] = []
     usage: dict[str, Any] | None = None
@@ -129,6 +130,8 @@ def record_from_stream(request: BatchRequest, sent: float, stamps: list[float], 
                     )
     if not stamps:
         return RequestRecord(request.custom_id, error="empty_stream")
+    if usage is None and finish_reason is None and "[DONE]" not in events:  # the answer was cut: not a success
+        return RequestRecord(request.custom_id, error="cut_stream")
     end = content_stamps[-1] if content_stamps else stamps[-1]  # vLLM's E2EL: not the trailing usage/[DONE]
     output_tokens = (usage or {}).get("completion_tokens", len(content_stamps))
     return RequestRecord(
