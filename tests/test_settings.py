@@ -121,7 +121,9 @@ def test_endpoint_without_endpoint_mode_is_a_usage_error_that_hides_credentials(
     assert "hunter22" not in str(info.value) and "bob" not in str(info.value)
 
 
-@pytest.mark.parametrize("url", ["localhost:8000", "ftp://h/v1", "http://", "http://h:99999999/v1"])
+@pytest.mark.parametrize(
+    "url", ["localhost:8000", "ftp://h/v1", "http://", "http://h:99999999/v1", "http://xn--zz.com/v1"]
+)
 def test_endpoint_url_must_be_http_with_a_host(url):
     with pytest.raises(UsageError, match="--endpoint expects an http"):
         settings_from(mode=["endpoint"], endpoint=url)

@@ -145,10 +145,13 @@ def _positive(what: str, value: Any) -> float:
 
 
 def _check_endpoint_url(url: str) -> None:
+    import httpx  # here, not at the top: most sessions have no endpoint
+
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
+        httpx.URL(url)  # the client's own parse: a host that is not valid IDNA (`xn--zz`) raises here, not mid-cell
+    except (ValueError, httpx.InvalidURL):
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--endpoint expects an http:// or https:// URL with a host, got {redact_url(url)!r}")
