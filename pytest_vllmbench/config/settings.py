@@ -150,7 +150,7 @@ def _check_endpoint_url(url: str) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a malformed port
-        httpx.URL(url)  # the client's own parse: a host that is not valid IDNA (`xn--zz`) raises here, not mid-cell
+        httpx.URL(url).host  # noqa: B018 - the client's own parse: a host not valid IDNA (`xn--zz`) raises here
     except (ValueError, httpx.InvalidURL):
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
