@@ -39,6 +39,13 @@ def test_one_scrape_sums_engines_and_reads_counters_without_their_created_stamp(
     }
 
 
+def test_nan_and_infinities_are_left_out_so_the_saved_run_stays_strict_json():
+    text = scrape(kv="NaN", running="+Inf", waiting=1e308, preempted=1)
+    text += 'vllm:num_requests_waiting{engine="1",model_name="m"} 1e308\n'  # two finite values, an infinite sum
+    found = parse(text)
+    assert found == {"preemptions": 1.0, "prefix_cache_queries": 0.0, "prefix_cache_hits": 0.0}
+
+
 def test_older_vllm_names_are_read_too():
     older = '# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{model_name="m"} 0.125\n'
     assert parse(older) == {"kv_cache_usage_pct": 12.5}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ def parse(text: str) -> Sample:
                 break
     if "kv_cache_usage_pct" in found:
         found["kv_cache_usage_pct"] *= 100.0  # vLLM reports a fraction
-    return found
+    # NaN or an infinity (said, or summed past a float's range) measures nothing, and would not be strict JSON saved
+    return {figure: value for figure, value in found.items() if math.isfinite(value)}
 
 
 def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
