@@ -18,10 +18,14 @@ REPO_DATA = Path(__file__).resolve().parents[1] / "data" / "batch_5k.jsonl"
 def test_rules_know_which_way_is_worse():
     assert Rule.parse("output_tokens_per_s:-5%") == Rule("output_tokens_per_s", 5.0)
     assert Rule.parse("ttft_ms_p99:+10%") == Rule("ttft_ms_p99", 10.0)
+    assert Rule.parse("ttft_ms_p99:+300%") == Rule("ttft_ms_p99", 300.0)  # a rise has no ceiling
+    assert Rule.parse("requests_per_s:-99.9%") == Rule("requests_per_s", 99.9)
     for bad, message in [
         ("ttft_ms_p99:-10%", "a rise"),
         ("requests_per_s:+5%", "a drop"),
         ("requests_per_s", "METRIC:CHANGE%"),
+        ("requests_per_s:-100%", "could never fail"),  # 100 -> 0.001 req/s passed it
+        ("requests_per_s:-1000%", "could never fail"),
     ]:
         with pytest.raises(UsageError, match=message):
             Rule.parse(bad)

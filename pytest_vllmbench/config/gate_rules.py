@@ -41,4 +41,9 @@ class Rule:
                 f"gate rule {text!r}: for {metric} a regression is {worse}; write "
                 f"{metric}:{'-' if better_up else '+'}{abs(change):g}%"
             )
+        if better_up and abs(change) >= 100:  # a figure that only drops to zero cannot fall by 100 % or more
+            raise UsageError(
+                f"gate rule {text!r}: {metric} cannot drop by {abs(change):g}% or more, so the rule could never fail; "
+                "give a drop under 100%"
+            )
         return cls(metric, abs(change), bool(match["noise"]))
