@@ -46,6 +46,8 @@ def test_a_single_value_is_no_sweep_and_keeps_the_plain_settings():
         ("request_rate", "2,-inf", "--request-rate expects a finite"),
         ("request_rate", "0,2", "above 0"),
         ("request_rate", "1e999", "--request-rate expects a finite"),
+        ("request_rate", "5e-324", "at least 1.16e-05 req/s"),  # sent all at once: 1 / rate overflowed
+        ("request_rate", "1e-300", "at least 1.16e-05 req/s"),  # waited for ever
     ],
 )
 def test_bad_lists_are_usage_errors_naming_the_option(option, value, message):

@@ -62,6 +62,9 @@ def parse_concurrencies(value: Any) -> tuple[int | None, ...]:
     return _unique(values, "--concurrency")
 
 
+MIN_REQUEST_RATE = 1 / 86_400
+
+
 def parse_request_rates(value: Any) -> tuple[float | None, ...]:
     """'2,8,inf' -> (2.0, 8.0, None); `inf` is no rate limit (all at once), as in `vllm bench serve`."""
     items = _items(value)
@@ -82,6 +85,10 @@ def parse_request_rates(value: Any) -> tuple[float | None, ...]:
             raise UsageError(f"--request-rate expects a finite number (or inf for no limit), got {item!r}")
         if number <= 0:
             raise UsageError(f"--request-rate must be a number above 0, got {item!r}")
+        if number < MIN_REQUEST_RATE:  # the waits between sends would be days, or overflow to infinity
+            raise UsageError(
+                f"--request-rate must be at least {MIN_REQUEST_RATE:.3g} req/s (one request a day), got {item!r}"
+            )
         values.append(number)
     rates = _unique(values, "--request-rate")
     labels = [LoadPoint(request_rate=rate).label for rate in rates]
