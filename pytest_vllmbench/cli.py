@@ -223,6 +223,14 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count_from_zero(text: str) -> int:
+    """argparse type: an integer >= 0 (argparse turns the ValueError into a usage error naming the option)."""
+    number = int(text)
+    if number < 0:
+        raise ValueError(text)
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vllmbench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -247,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check OpenAI Batch JSONL files")
     validate.add_argument("files", nargs="+")
-    validate.add_argument("--max-errors", type=int, default=50, help="errors printed per file")
+    validate.add_argument("--max-errors", type=_count_from_zero, default=50, help="errors printed per file")
     validate.set_defaults(func=_validate)
 
     make = commands.add_parser("make-dataset", help="write a synthetic candidate-screening batch")

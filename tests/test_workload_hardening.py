@@ -119,6 +119,17 @@ def test_one_broken_file_does_not_stop_the_check_of_the_next(tmp_path, capsys):
     assert f"{bad}:1: " in err and f"{bad}:2: " in err and f"{good}: 1 valid request(s), 0 invalid" in out
 
 
+def test_validate_takes_max_errors_from_zero_and_counts_what_it_left_out(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(line() + "\n" + " \n" + "x\n" + "y\n")
+    with pytest.raises(SystemExit) as exit_info:  # argparse: exit 2 and a usage line, as for any bad option
+        cli.main(["validate", "--max-errors", "-1", str(bad)])
+    assert exit_info.value.code == 2 and "--max-errors" in capsys.readouterr().err
+    assert cli.main(["validate", "--max-errors", "1", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: ... 2 more invalid line(s)" in err and "3 invalid" in err
+
+
 # --- properties: any line, generated or mutated, gives a request or a FILE:LINE message, never an exception ---
 
 json_values = st.recursive(
