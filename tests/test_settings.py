@@ -115,6 +115,15 @@ def test_concurrency_and_slo_refuse_nonsense(option, value):
         settings_from(**{option: value})
 
 
+def test_an_api_key_with_a_line_break_is_refused_without_showing_any_of_it(monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-part1\npart2-SECRETHALF")  # a key file of two lines
+    with pytest.raises(UsageError, match=r"\$MY_KEY holds a line break") as info:
+        settings_from(mode=["endpoint"], endpoint="https://h/v1", api_key_env="MY_KEY")
+    assert "part1" not in str(info.value) and "SECRETHALF" not in str(info.value)
+    monkeypatch.setenv("MY_KEY", "sk-one-line")
+    assert settings_from(mode=["endpoint"], endpoint="https://h/v1", api_key_env="MY_KEY").api_key == "sk-one-line"
+
+
 def test_endpoint_without_endpoint_mode_is_a_usage_error_that_hides_credentials():
     with pytest.raises(UsageError, match="only used by endpoint mode: add --mode=endpoint") as info:
         settings_from(endpoint="http://bob:hunter22@h:1/v1")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pytest_vllmbench.common.cut import one_line
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.redaction import address_without_credentials, redact_url
 from pytest_vllmbench.config.gate_rules import Rule
@@ -157,6 +158,14 @@ def _check_endpoint_url(url: str) -> None:
         raise UsageError(f"--endpoint expects an http:// or https:// URL with a host, got {redact_url(url)!r}")
 
 
+def _check_api_key(variable: str) -> None:
+    """The key must fit in an HTTP header: a line break (a key read from a file of two lines) would be refused by
+    the client, whose message quotes the header and so the key's tail. The key itself is never shown."""
+    key = os.environ.get(variable) or ""
+    if one_line(key) != key:
+        raise UsageError(f"${variable} holds a line break or control character: an API key cannot (it is not shown)")
+
+
 def _ray_address(value: Any, modes: tuple[str, ...]) -> str | None:
     """--ray-address as given (Ray parses it when the cell joins); only ray cells use it."""
     if value in (None, ""):
@@ -197,6 +206,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         )
     if raw["endpoint"]:
         _check_endpoint_url(str(raw["endpoint"]))
+        _check_api_key(str(raw["api_key_env"]))
     ray_address = _ray_address(raw.get("ray_address"), modes)
     if raw["limit"] not in (None, "") and raw["sample"] not in (None, ""):
         raise UsageError("use either --limit or --sample, not both")
