@@ -283,3 +283,22 @@ def test_any_one_of_a_streams_ends_makes_it_whole(end):
     events += [e if isinstance(e, str) else json.dumps(e) for e in end]
     record = record_from_stream(CHAT, 0.0, [1.0, 2.0], events)
     assert record.ok and record.text == "a"
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (502, b"<html>\x1b[2J\x1b]0;owned\x07 bad gateway\r\nFAKE: line</html>"),  # clear screen, window title
+        (200, json.dumps({"data": [{"id": "other\r\n\x1b[31mFAKE"}]}).encode()),
+    ],
+    ids=["error-body", "model-ids"],
+)
+def test_what_a_server_says_reaches_the_terminal_without_control_characters(status, body):
+    def answer(handler):
+        head(handler, "text/html" if status != 200 else "application/json", status=status)
+        handler.wfile.write(body)
+
+    with HostileServer(answer) as server, pytest.raises(EndpointUnreachable) as info:
+        preflight(ClientConfig(base_url=f"{server.url}/v1", served_model="m", timeout_s=5))
+    message = str(info.value)
+    assert "FAKE" in message and not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in message)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pytest_vllmbench.common.bounded_http import DeadlineExceeded, ResponseTooLarge, bounded_get
-from pytest_vllmbench.common.cut import cut
+from pytest_vllmbench.common.cut import cut, one_line
 from pytest_vllmbench.common.redaction import redact_text, redact_url, secret_values
 from pytest_vllmbench.engines.arrivals import arrival_offsets, wait_until
 from pytest_vllmbench.engines.base import SamplingOverrides
@@ -77,22 +77,22 @@ def preflight(config: ClientConfig) -> None:
     except (httpx.HTTPError, DeadlineExceeded, ResponseTooLarge) as exc:
         raise EndpointUnreachable(
             f"cannot reach {shown} (model {cut(config.served_model)!r}): "
-            f"{type(exc).__name__}: {cut(redact_text(str(exc), secrets), 200)}"
+            f"{type(exc).__name__}: {one_line(cut(redact_text(str(exc), secrets), 200))}"
         ) from None
     if response.status_code != 200:
         raise EndpointUnreachable(
-            f"{shown} answered HTTP {response.status_code}: {redact_text(response.text[:200], secrets)}"
+            f"{shown} answered HTTP {response.status_code}: {one_line(redact_text(response.text[:200], secrets))}"
         )
     try:
         served = [str(model["id"]) for model in json.loads(response.content)["data"]]
     except (ValueError, KeyError, TypeError, IndexError, RecursionError):
         raise EndpointUnreachable(f"{shown} did not answer with an OpenAI model list") from None
     if config.served_model not in served:
-        listed = ", ".join(cut(name) for name in served[:20]) + (
+        listed = ", ".join(one_line(cut(name)) for name in served[:20]) + (
             f" and {len(served) - 20} more" if len(served) > 20 else ""
         )
         raise EndpointUnreachable(
-            f"model {cut(config.served_model)!r} is not served at {redact_url(config.base_url)} "
+            f"model {one_line(cut(config.served_model))!r} is not served at {redact_url(config.base_url)} "
             f"(served: {listed or 'none'})"
         )
 
