@@ -165,3 +165,15 @@ def test_a_file_named_like_a_run_that_cannot_be_a_run_is_skipped_naming_it_never
     assert main(["report", "--storage", str(storage), "--out", str(tmp_path / "R.md")]) == 0
     assert main(["gate", str(good), str(bad), "--rule", "requests_per_s:-5%"]) != 0
     assert "0002_odd.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("schema", [99, 0, "1", True])
+def test_a_cell_of_a_layout_this_version_does_not_read_is_skipped_naming_the_field(tmp_path, capsys, schema):
+    """A run of a newer layout (or no layout) was gated and reported as if it were this one, without a word."""
+    storage = tmp_path / "s"
+    a = save_run(storage, 1, "a", [cell(vllmbench_schema=schema)])
+    b = save_run(storage, 2, "b", [cell(vllmbench_schema=schema)])
+    runs, skipped = scan_runs(storage)
+    assert runs == [] and all("vllmbench_schema" in line and "reads layouts 1 to 1" in line for line in skipped)
+    assert main(["gate", str(a), str(b), "--rule", "requests_per_s:-5%"]) != 0
+    assert "vllmbench_schema" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pytest_vllmbench.common.cut import one_line
-from pytest_vllmbench.measure.cell_record import CellRecord
+from pytest_vllmbench.measure.cell_record import SCHEMA, CellRecord
 
 IDENTITY = ("cell", "model", "mode")
 MAX_TEXT = 4096  # characters; longer text in a saved run is not ours
@@ -193,6 +193,10 @@ def clean_cell(raw: Any, where: str) -> CleanCell:
     """The cell's fields that fit their declared types; `where` names the file and the entry in the warnings."""
     if not isinstance(raw, Mapping):
         return CleanCell(None, (f"{where}: skipped: not an object",))
+    schema = raw.get("vllmbench_schema")
+    if isinstance(schema, bool) or not isinstance(schema, int) or not 1 <= schema <= SCHEMA:
+        why = f"field 'vllmbench_schema' is {_short(schema)}; this pytest-vllmbench reads layouts 1 to {SCHEMA}"
+        return CleanCell(None, (f"{where}: skipped: {why}",))
     for key in IDENTITY:
         value = raw.get(key)
         if _text(value) is _NO_VALUE or not value:
