@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.measure.cell_record import FIGURES, SCHEMA, CellRecord, CellResult
+from pytest_vllmbench.measure.cell_record import (
+    FIGURES,
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
+    SCHEMA,
+    CellRecord,
+    CellResult,
+)
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.cell_run import run_cell
 from tests.plans import plan_for
@@ -98,12 +105,17 @@ def _value(declared: str) -> st.SearchStrategy[object]:
 _TYPES = {item.name: str(item.type) for item in fields(CellRecord)}
 _IDENTITY = {"cell": st.just("m-offline"), "model": st.just("m"), "mode": st.sampled_from(["offline", "server"])}
 _IDENTITY["vllmbench_schema"] = st.just(SCHEMA)  # a record always carries this version's layout
+GATEABLE = HIGHER_IS_BETTER | LOWER_IS_BETTER  # rates, times, counts: never negative in a record
 
 
 @given(
     st.fixed_dictionaries(
         _IDENTITY,
-        optional={name: _value(declared) for name, declared in _TYPES.items() if name not in _IDENTITY},
+        optional={
+            name: _value(declared).map(lambda v, gated=name in GATEABLE: abs(v) if gated and v is not None else v)
+            for name, declared in _TYPES.items()
+            if name not in _IDENTITY
+        },
     )
 )
 def test_a_cells_result_saves_what_the_record_rule_says_and_reads_back_as_the_same_record(figures):

@@ -177,3 +177,15 @@ def test_a_cell_of_a_layout_this_version_does_not_read_is_skipped_naming_the_fie
     assert runs == [] and all("vllmbench_schema" in line and "reads layouts 1 to 1" in line for line in skipped)
     assert main(["gate", str(a), str(b), "--rule", "requests_per_s:-5%"]) != 0
     assert "vllmbench_schema" in capsys.readouterr().err
+
+
+def test_a_negative_rate_or_time_is_dropped_with_a_warning_not_gated_as_minus_infinity(tmp_path, capsys):
+    storage = tmp_path / "s"
+    a = save_run(storage, 1, "a", [cell(requests_per_s=2.0)])
+    b = save_run(storage, 2, "b", [cell(requests_per_s=-5.0, wall_s=-1.0)])
+    [_, run], skipped = scan_runs(storage)
+    assert run.cells[0].get("requests_per_s") is None
+    assert any("'requests_per_s' dropped: a rate, time or count is never negative" in line for line in skipped)
+    assert main(["gate", str(a), str(b), "--rule", "requests_per_s:-5%"]) == 2  # it said -inf % and passed
+    out, err = capsys.readouterr()
+    assert "inf" not in out and "never negative (-5.0)" in err and "not gated" in err

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pytest_vllmbench.common.cut import one_line
-from pytest_vllmbench.measure.cell_record import SCHEMA, CellRecord
+from pytest_vllmbench.measure.cell_record import HIGHER_IS_BETTER, LOWER_IS_BETTER, SCHEMA, CellRecord
 
 IDENTITY = ("cell", "model", "mode")
 MAX_TEXT = 4096  # characters; longer text in a saved run is not ours
 _NO_VALUE = object()
+_NEVER_NEGATIVE = HIGHER_IS_BETTER | LOWER_IS_BETTER  # every gateable figure: rates, shares, times, counts, costs
 _DECLARED: dict[str, str] = {item.name: str(item.type) for item in fields(CellRecord)}
 _EXTRA: dict[str, str] = {"benchmark_mean_s": "float | None"}  # pytest-benchmark's mean time, beside the record
 
@@ -211,6 +212,9 @@ def clean_cell(raw: Any, where: str) -> CleanCell:
         found = _plain(value) if declared is None else _typed(value, declared)
         if found is _NO_VALUE:
             warnings.append(f"{where}: field {key!r} dropped: it is not {_kind(declared or '')} ({_short(value)})")
+            continue
+        if key in _NEVER_NEGATIVE and isinstance(found, int | float) and found < 0:
+            warnings.append(f"{where}: field {key!r} dropped: a rate, time or count is never negative ({found})")
             continue
         figures[key] = found
     if isinstance(figures.get("round_stats"), dict):
