@@ -224,10 +224,13 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _count_from_zero(text: str) -> int:
-    """argparse type: an integer >= 0 (argparse turns the ValueError into a usage error naming the option)."""
-    number = int(text)
+    """argparse type: an integer >= 0; argparse prints the error after the option's name and exits 2."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
     if number < 0:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return number
 
 

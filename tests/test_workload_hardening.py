@@ -124,7 +124,7 @@ def test_validate_takes_max_errors_from_zero_and_counts_what_it_left_out(tmp_pat
     bad.write_text(line() + "\n" + " \n" + "x\n" + "y\n")
     with pytest.raises(SystemExit) as exit_info:  # argparse: exit 2 and a usage line, as for any bad option
         cli.main(["validate", "--max-errors", "-1", str(bad)])
-    assert exit_info.value.code == 2 and "--max-errors" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--max-errors: expected an integer >= 0, got '-1'" in capsys.readouterr().err
     assert cli.main(["validate", "--max-errors", "1", str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}: ... 2 more invalid line(s)" in err and "3 invalid" in err

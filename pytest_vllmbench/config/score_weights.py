@@ -22,6 +22,9 @@ def check_weights(weights: Mapping[str, Any]) -> dict[str, float]:
     for key, value in merged.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
             raise UsageError(f"score weight {key!r} must be a finite non-negative number, got {value!r}")
-    if not 0 < sum(merged.values()) < math.inf:
-        raise UsageError(f"score weights must not all be zero, nor add up past a float's range: {merged}")
+    total = sum(merged.values())
+    if total == 0:
+        raise UsageError("score weights must not all be zero")
+    if total == math.inf:
+        raise UsageError(f"score weights add up past a float's range: {merged}")
     return {key: float(value) for key, value in merged.items()}
