@@ -19,6 +19,7 @@ from pytest_vllmbench.pytest_plugin.session_end import (
     has_answer_to_save,
 )
 from pytest_vllmbench.results.storage import describe_machine
+from pytest_vllmbench.run.interleave import ROUND_SUFFIX
 
 REPO = Path(__file__).resolve().parents[1]
 MACHINE = describe_machine({"cpu": {"brand_raw": "Test CPU", "count": 2}, "vllmbench": {"gpus": []}})
@@ -144,3 +145,27 @@ def test_paths_are_tried_before_any_engine_and_storage_only_when_saving(tmp_path
     outputs, _ = _end(write_outputs=str(blocker / "out"))
     with pytest.raises(UsageError, match="--write-outputs"):
         check_paths(outputs.settings, None, saving=False)
+
+
+def test_a_cell_measured_in_two_tests_is_gated_copy_by_copy_against_a_baseline_that_has_both(tmp_path):
+    """The saved baseline keeps both copies (`id #2`): this run's must too, or its second copy goes missing."""
+    save_run(tmp_path, 1, "base", [cell(requests_per_s=2.0), cell(requests_per_s=8.0)])
+    end, _ = _end(vllmbench_gate=["requests_per_s:-5%"])
+    end.pick_baseline(tmp_path, MACHINE)
+    current = end.current_cells([cell(requests_per_s=2.0), cell(requests_per_s=8.0)], ["gemma-270m-offline"] * 2)
+    assert [c.requests_per_s for c in current.values()] == [2.0, 8.0]
+    verdict = end.run_gates(current)
+    assert not verdict.failed and {check.cell for check in verdict.checks} == {
+        "gemma-270m-offline",
+        "gemma-270m-offline #2",
+    }
+
+
+def test_a_cells_interleaved_round_tests_count_as_the_one_with_every_round():
+    end, _ = _end()
+    rounds = [{"requests_per_s": 1.0}, {"requests_per_s": 1.2}]
+    tests = [cell(rounds=rounds[:1]), cell("gemma-270m-server"), cell(rounds=rounds, requests_per_s=1.1)]
+    ids = [f"gemma-270m-offline{ROUND_SUFFIX}1", "gemma-270m-server", f"gemma-270m-offline{ROUND_SUFFIX}2"]
+    current = end.current_cells(tests, ids)
+    assert list(current) == ["gemma-270m-offline", "gemma-270m-server"]
+    assert current["gemma-270m-offline"].requests_per_s == 1.1

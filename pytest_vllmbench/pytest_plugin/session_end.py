@@ -23,6 +23,7 @@ from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
 from pytest_vllmbench.results.sweeps import knee_lines
 from pytest_vllmbench.run import trace
+from pytest_vllmbench.run.interleave import is_round_of
 
 ProjectScorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]  # None: the built-in scoring
 Warn = Callable[[str], None]
@@ -126,11 +127,27 @@ class SessionEnd:
                 f"machine under {storage_root}"
             )
 
-    def current_cells(self, measured: Iterable[Mapping[str, Any]]) -> dict[str, SavedCell]:
-        """This run's cells by id: the measured ones (pytest-benchmark's `extra_info`), scored, and the ones that
-        could not run."""
-        cells = [SavedCell.of(info) for info in measured if "vllmbench_schema" in info]
-        cells = list({cell.cell: cell for cell in cells}.values())
+    def current_cells(
+        self, measured: Iterable[Mapping[str, Any]], test_ids: Iterable[str] | None = None
+    ) -> dict[str, SavedCell]:
+        """This run's cells by key (gate.by_cell): the measured ones (pytest-benchmark's `extra_info`, with their
+        test ids when known), scored, and the ones that could not run. A cell's --interleave round tests count as
+        the one that counts every round, as in the saved run; two tests of one cell stay two."""
+        ids = list(test_ids) if test_ids is not None else None
+        infos = list(measured)
+        cells: list[SavedCell] = []
+        last_round: dict[str, int] = {}  # cell id -> its round test's place in `cells`
+        for number, info in enumerate(infos):
+            if "vllmbench_schema" not in info:
+                continue
+            cell = SavedCell.of(info)
+            if ids is None or not is_round_of(ids[number], cell.cell):
+                cells.append(cell)
+            elif (place := last_round.get(cell.cell)) is None:
+                last_round[cell.cell] = len(cells)
+                cells.append(cell)
+            elif len(cell.rounds or ()) >= len(cells[place].rounds or ()):
+                cells[place] = cell
         if cells:
             scores = self.score(cells)
             cells = [cell.with_figures({"score": scored["score"]}) for cell, scored in zip(cells, scores, strict=True)]

@@ -160,7 +160,10 @@ class VllmbenchSession:
         fixtures = benchmark_compat.measured_benchmarks(self.config) + (
             self.controller.merged if self.controller else []
         )
-        return self.end.current_cells(fixture.extra_info for fixture in fixtures if not fixture.has_error)
+        measured = [fixture for fixture in fixtures if not fixture.has_error]
+        return self.end.current_cells(
+            [fixture.extra_info for fixture in measured], [str(fixture.param or "") for fixture in measured]
+        )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

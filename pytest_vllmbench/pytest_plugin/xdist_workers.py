@@ -142,6 +142,12 @@ class SavedBenchmark:
         extra: dict[str, Any] = self._data.get("extra_info", {})
         return extra
 
+    @property
+    def param(self) -> str | None:
+        """The test's parametrize id, as pytest-benchmark saved it (an --interleave round test's names its round)."""
+        param = self._data.get("param")
+        return None if param is None else str(param)
+
 
 class XdistController:
     """Registered on the controller of an xdist run: hands out the partial dir, merges and saves the run."""
