@@ -189,3 +189,14 @@ def test_a_negative_rate_or_time_is_dropped_with_a_warning_not_gated_as_minus_in
     assert main(["gate", str(a), str(b), "--rule", "requests_per_s:-5%"]) == 2  # it said -inf % and passed
     out, err = capsys.readouterr()
     assert "inf" not in out and "never negative (-5.0)" in err and "not gated" in err
+
+
+def test_a_negative_rounds_mean_is_dropped_but_a_negative_score_or_interval_end_is_kept(tmp_path):
+    stats = {"n": 3, "mean": -10.0, "stddev": 1.0, "ci95_low": -12.0, "ci95_high": -8.0, "ci95_half": 2.0}
+    wide = {"n": 3, "mean": 1.2, "stddev": 1.0, "ci95_low": -1.4, "ci95_high": 3.8, "ci95_half": 2.6}
+    save_run(tmp_path, 1, "a", [cell(score=-0.5, round_stats={"requests_per_s": stats, "wall_s": wide})])
+    [run], skipped = scan_runs(tmp_path)
+    [read] = run.cells
+    assert read.score == -0.5  # a project's scoring hook may give any number
+    assert set(read.round_stats or {}) == {"wall_s"}  # the noise-aware gate passed a mean of -10 as +110 %
+    assert len(skipped) == 1 and "round_stats of 'requests_per_s' dropped: a negative mean (-10.0)" in skipped[0]

@@ -20,7 +20,8 @@ from pytest_vllmbench.measure.cell_record import HIGHER_IS_BETTER, LOWER_IS_BETT
 IDENTITY = ("cell", "model", "mode")
 MAX_TEXT = 4096  # characters; longer text in a saved run is not ours
 _NO_VALUE = object()
-_NEVER_NEGATIVE = HIGHER_IS_BETTER | LOWER_IS_BETTER  # every gateable figure: rates, shares, times, counts, costs
+# every gateable figure but the score, which a project's scoring hook may make negative: rates, times, counts, costs
+_NEVER_NEGATIVE = (HIGHER_IS_BETTER | LOWER_IS_BETTER) - {"score"}
 _DECLARED: dict[str, str] = {item.name: str(item.type) for item in fields(CellRecord)}
 _EXTRA: dict[str, str] = {"benchmark_mean_s": "float | None"}  # pytest-benchmark's mean time, beside the record
 
@@ -218,7 +219,14 @@ def clean_cell(raw: Any, where: str) -> CleanCell:
             continue
         figures[key] = found
     if isinstance(figures.get("round_stats"), dict):
-        figures["round_stats"] = {name: _coherent(stats) for name, stats in figures["round_stats"].items()}
+        kept = {}
+        for name, stats in figures["round_stats"].items():
+            mean = stats.get("mean") if isinstance(stats, dict) else None
+            if name in _NEVER_NEGATIVE and isinstance(mean, int | float) and mean < 0:  # an interval's low end may be
+                warnings.append(f"{where}: round_stats of {name!r} dropped: a negative mean ({mean})")
+                continue
+            kept[name] = _coherent(stats)
+        figures["round_stats"] = kept
     return CleanCell(figures, tuple(warnings))
 
 
