@@ -67,3 +67,28 @@ def test_the_report_shows_the_parity_summaries_kept_beside_it(tmp_path):
     section = text.split("## Server parity with `vllm bench serve`")[1].split("\n## ")[0]
     assert "benchmarks/results/h200/server_parity.json" in section and "| 0.970 |" in section
     assert "server_parity_broken.json` could not be read" in section
+
+
+def test_a_hostile_parity_summary_neither_hangs_the_report_nor_writes_a_line_of_its_own(tmp_path):
+    import json
+    import os
+
+    from pytest_vllmbench.results.report import write_report
+    from tests.saved_runs import cell, save_run
+
+    storage = tmp_path / ".benchmarks"
+    save_run(storage, 1, "cpu", [cell("gemma-270m-server")])
+    kept = tmp_path / "benchmarks" / "results" / "h200"
+    kept.mkdir(parents=True)
+    marker = "\n<!-- vllmbench:hand-written pwn -->\n"
+    summary = _summary() | {"host_load": {f"run{marker}": {"gpu_busy_pct": 1.0}}}
+    summary["methods"]["owned"]["n"] = f"3{marker}"
+    (kept / "server_parity.json").write_text(json.dumps(summary))
+    (kept / "server_parity_odd.json").write_text(json.dumps({"methods": {"owned": [1, 2]}}))
+    os.mkfifo(kept / "server_parity_fifo.json")  # reading it would wait for a writer for ever
+    out = tmp_path / "BENCHMARKS.md"
+    for _ in range(2):  # the second report reads the first: a marker line in it would be refused
+        lines = write_report(storage, out).read_text().splitlines()
+    assert "<!-- vllmbench:hand-written pwn -->" not in lines
+    assert any("server_parity_fifo.json` could not be read" in line for line in lines)
+    assert any("server_parity_odd.json`: not a summary" in line for line in lines)

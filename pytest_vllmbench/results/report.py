@@ -7,8 +7,9 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pytest_vllmbench.common.cut import one_line
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.common.files import write_text_atomic
+from pytest_vllmbench.common.files import read_plain_text, write_text_atomic
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.results import markers
 from pytest_vllmbench.results import plots as plotting
@@ -226,6 +227,9 @@ def write_report(
     return out
 
 
+MAX_SUMMARY_BYTES = 16 * 2**20  # a parity summary holds a few figures per run
+
+
 def server_parity(folder: Path) -> list[ExtraSection]:
     """The server-parity procedure's summaries (benchmarks/scripts/server_parity.sh) kept under `folder`."""
     found = sorted(folder.glob("*/server_parity*.json"))
@@ -241,13 +245,13 @@ def server_parity(folder: Path) -> list[ExtraSection]:
     for path in found:
         source = str(path.relative_to(folder.parent.parent))
         try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
+            summary = json.loads(read_plain_text(path, MAX_SUMMARY_BYTES))
+            section = parity_section(summary, source) if isinstance(summary, dict) else [f"`{source}`: not a summary"]
         except (OSError, ValueError, RecursionError) as exc:
-            lines += ["", f"`{source}` could not be read: {exc}"]
-            continue
-        lines += [""] + (
-            parity_section(summary, source) if isinstance(summary, dict) else [f"`{source}`: not a summary"]
-        )
+            section = [f"`{source}` could not be read: {exc}"]
+        except (AttributeError, TypeError):  # an entry that is not the object the procedure writes
+            section = [f"`{source}`: not a summary"]
+        lines += [""] + [one_line(line) for line in section]  # text from the file stays on its table row
     text = "\n".join(lines)
     return [lambda runs: text]
 
