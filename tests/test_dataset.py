@@ -70,3 +70,30 @@ def test_make_dataset_refuses_a_count_out_of_range_or_beyond_the_free_disk(tmp_p
     assert main(["make-dataset", "--n", "5000", "--out", "x.jsonl"]) == 2
     assert "GB is free" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_make_dataset_writes_into_an_empty_file_such_as_mktemp_makes(tmp_path, monkeypatch):
+    from pytest_vllmbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out.jsonl").touch()  # OUT=$(mktemp --suffix .jsonl): nothing in it to lose
+    assert main(["make-dataset", "--n", "2", "--out", "out.jsonl"]) == 0
+    assert len(read_batch(tmp_path / "out.jsonl")) == 2
+
+
+def test_a_huge_file_without_line_breaks_is_refused_without_being_read_whole(tmp_path, monkeypatch):
+    from pytest_vllmbench.common import files
+
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b"x" * (3 * files.FIRST_LINE_BYTES))
+    read: list[int] = []
+    real_open = open
+
+    def counting_open(*args, **kwargs):
+        handle = real_open(*args, **kwargs)
+        real_readline = handle.readline
+        handle.readline = lambda size=-1: read.append(size) or real_readline(size)
+        return handle
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    assert files.first_line_json(big) is None and read == [files.FIRST_LINE_BYTES]

@@ -88,6 +88,7 @@ def test_without_any_quality_its_weight_is_shared_out():
         {"throughput": math.nan},  # the report said "score nan"
         {"throughput": math.inf},
         {"throughput": 1e308, "total_time": 1e308},  # each finite, their sum not
+        {"throughput": 10**400},  # a TOML integer: float() of it overflowed, a traceback
     ],
 )
 def test_bad_weights_are_usage_errors(weights):

@@ -46,6 +46,13 @@ def test_nan_and_infinities_are_left_out_so_the_saved_run_stays_strict_json():
     assert found == {"preemptions": 1.0, "prefix_cache_queries": 0.0, "prefix_cache_hits": 0.0}
 
 
+def test_finite_samples_that_add_up_past_a_floats_range_are_saved_as_unknown():
+    samples = [{"requests_running": 1e308, "preemptions": -1e308}, {"requests_running": 1e308, "preemptions": 1e308}]
+    figures = summarize(samples)
+    assert figures["requests_running_mean"] is None and figures["preemptions"] is None
+    assert figures["requests_running_peak"] == 1e308
+
+
 def test_older_vllm_names_are_read_too():
     older = '# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{model_name="m"} 0.125\n'
     assert parse(older) == {"kv_cache_usage_pct": 12.5}

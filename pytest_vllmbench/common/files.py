@@ -26,10 +26,13 @@ def refuse_non_regular(path: Path) -> None:
         raise OSError(f"{path} is {kind}; not overwritten")
 
 
+FIRST_LINE_BYTES = 2**20  # more than any first line this tool writes; a file without line breaks is not read whole
+
+
 def refuse_foreign(path: Path, written_here: Callable[[Path], bool]) -> None:
     """OSError unless `path` is absent or a plain file that `written_here` recognises as this tool's own."""
     refuse_non_regular(path)
-    if path.exists() and not written_here(path):
+    if path.exists() and path.stat().st_size > 0 and not written_here(path):  # an empty file has nothing to lose
         raise OSError(f"{path} exists and was not written by pytest-vllmbench; not overwritten")
 
 
@@ -37,7 +40,7 @@ def first_line_json(path: Path) -> object:
     """The first line of a plain file, parsed; None where it cannot be read or parsed."""
     try:
         with open(open_regular_file(path), encoding="utf-8") as handle:
-            return json.loads(handle.readline() or "null")
+            return json.loads(handle.readline(FIRST_LINE_BYTES) or "null")
     except (OSError, ValueError, UnicodeDecodeError):
         return None
 

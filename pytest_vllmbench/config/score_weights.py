@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_vllmbench.common.cut import cut
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.modes import FLEXIBILITY
 
@@ -20,11 +21,19 @@ def check_weights(weights: Mapping[str, Any]) -> dict[str, float]:
         raise UsageError(f"unknown score weight(s) {sorted(unknown)}; known: {', '.join(DEFAULT_WEIGHTS)}")
     merged = {**DEFAULT_WEIGHTS, **weights}
     for key, value in merged.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
-            raise UsageError(f"score weight {key!r} must be a finite non-negative number, got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= _as_float(value) < math.inf:
+            raise UsageError(f"score weight {key!r} must be a finite non-negative number, got {cut(repr(value))}")
     total = sum(merged.values())
     if total == 0:
         raise UsageError("score weights must not all be zero")
     if total == math.inf:
         raise UsageError(f"score weights add up past a float's range: {merged}")
     return {key: float(value) for key, value in merged.items()}
+
+
+def _as_float(number: float) -> float:
+    """A TOML integer may have hundreds of digits, past a float's range: that is infinite here, not an error."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf

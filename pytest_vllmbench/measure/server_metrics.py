@@ -62,7 +62,8 @@ def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
     figures["preemptions"] = grown["preemptions"]
     hits, queries = grown["prefix_cache_hits"], grown["prefix_cache_queries"]
     figures["prefix_cache_hit_rate"] = round(hits / queries, 4) if hits is not None and queries else None
-    return figures
+    # finite samples can still sum or subtract past a float's range; a saved run stays strict JSON
+    return {key: None if isinstance(v, float) and not math.isfinite(v) else v for key, v in figures.items()}
 
 
 def _growth(values: Sequence[float]) -> float | None:
