@@ -113,7 +113,7 @@ def test_clean_cell_keeps_a_well_formed_cell_as_it_is():
 MARKER_LINES = "\n<!-- vllmbench:hand-written pwn -->\nINJECTED\n<!-- /vllmbench:hand-written pwn -->\n"
 
 
-@pytest.mark.parametrize("where", ["cell", "machine", "datetime"])
+@pytest.mark.parametrize("where", ["cell", "machine", "engine_settings key"])
 def test_line_breaks_in_a_saved_run_stay_on_their_line_and_the_report_can_be_made_again(tmp_path, where):
     """A line break read from a run once put a marker line of its own into BENCHMARKS.md: the next report then
     refused its own file."""
@@ -121,7 +121,11 @@ def test_line_breaks_in_a_saved_run_stay_on_their_line_and_the_report_can_be_mad
     odd = cell()
     if where == "cell":
         odd["cell"] = "x" + MARKER_LINES + "-offline"
-    path = save_run(storage, 1, "a", [odd], when="2026-11-29T10:00:00" + (MARKER_LINES if where == "datetime" else ""))
+    cells = [odd]
+    if where == "engine_settings key":  # keys are shown too: the engine table's header, where two cells differ
+        odd["engine_settings"] = {"x" + MARKER_LINES: 1}
+        cells.append(cell("gemma-270m-server", engine_settings={"x" + MARKER_LINES: 2}))
+    path = save_run(storage, 1, "a", cells)
     if where == "machine":
         data = json.loads(path.read_text())
         data["machine_info"]["vllmbench"]["cpu_name"] = "CPU" + MARKER_LINES
@@ -131,8 +135,8 @@ def test_line_breaks_in_a_saved_run_stay_on_their_line_and_the_report_can_be_mad
         assert main(["report", "--storage", str(storage), "--out", str(out)]) == 0
     lines = out.read_text().splitlines()
     assert "INJECTED" not in lines and not any(line.startswith("<!-- vllmbench:hand-written pwn") for line in lines)
-    if where != "datetime":  # the report shows the cell and the machine, on the line they belong to
-        assert any("INJECTED" in line for line in lines)
+    shown = [line for line in lines if "INJECTED" in line]
+    assert shown and all("hand-written pwn" in line for line in shown)  # shown whole, on the line it belongs to
 
 
 def test_a_run_file_whose_name_holds_a_line_break_is_skipped_naming_it(tmp_path):

@@ -128,7 +128,7 @@ def _plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list):
         return [_plain(item, depth + 1) for item in value]
     if isinstance(value, dict):
-        return {key: _plain(item, depth + 1) for key, item in value.items() if _text(key) is not _NO_VALUE}
+        return {_text(key): _plain(item, depth + 1) for key, item in value.items() if _text(key) is not _NO_VALUE}
     return None
 
 
@@ -167,7 +167,7 @@ def _typed_dict(value: Any, base: str) -> Any:
         found = _typed(item, inner)
         if _text(key) is _NO_VALUE or found is _NO_VALUE:
             return _NO_VALUE
-        cleaned[key] = found
+        cleaned[_text(key)] = found  # a key is shown as text is: on one line
     return cleaned
 
 
