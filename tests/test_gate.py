@@ -284,3 +284,6 @@ def test_a_cell_at_two_memory_budgets_is_gated_per_budget(tmp_path, capsys):
     now = save_run(tmp_path, 2, "now", [cell(requests_per_s=9.0), cell(requests_per_s=4.0, gpu_memory_budget_gib=16)])
     assert main(["gate", str(base), str(now), "--rule", "requests_per_s:-5%"]) == 1
     assert "gemma-270m-offline (16 GiB budget)" in capsys.readouterr().out
+    unbudgeted = save_run(tmp_path, 3, "plain", [cell(requests_per_s=9.0)])
+    assert main(["gate", str(base), str(unbudgeted), "--rule", "requests_per_s:-5%"]) == 3
+    assert "not in this run (this run has it at another memory budget)" in capsys.readouterr().out

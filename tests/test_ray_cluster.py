@@ -1,5 +1,7 @@
 """A ray cell on a real two-node Ray cluster that the test starts (`ray start --head` and a second `ray start
---address=...`), joined with --ray-address: each node runs one of its replicas, the cluster outlives the cell, and the test stops exactly the nodes it started (by their `ray start --block` processes, never `ray stop`,
+--address=...`), joined with --ray-address: each node runs one of its replicas (Ray's actor table; with one CPU a
+node and a replica, this checks the cell's replica count and resources, not that both replicas took rows, which is
+Ray Data's timing-dependent choice), every row is counted once on the cluster's nodes, the cluster outlives the cell, and the test stops exactly the nodes it started (by their `ray start --block` processes, never `ray stop`,
 which stops every Ray instance on the machine)."""
 
 from __future__ import annotations

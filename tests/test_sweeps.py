@@ -105,16 +105,19 @@ def test_an_endpoint_without_metrics_is_not_sampled_and_the_report_says_so(pytes
     assert "not sampled" in (pytester.path / "report.md").read_text()
 
 
-def test_a_trace_file_this_tool_did_not_write_is_left_alone_and_the_cell_fails_saying_so(pytester):
-    (pytester.path / "traces").mkdir()
-    theirs = pytester.path / "traces" / "served-model-endpoint.jsonl"
+@pytest.mark.parametrize("option", ["--trace-dir", "--write-outputs"])
+def test_a_file_this_tool_did_not_write_is_left_alone_and_refused_before_any_request(pytester, option):
+    """Found after the measurement, it cost the run its outputs; it is a usage error before any cell now."""
+    (pytester.path / "out").mkdir()
+    theirs = pytester.path / "out" / "served-model-endpoint.jsonl"
     theirs.write_text("someone's notes\n")
     with StubServer(["served-model"]) as stub:
-        result = run(pytester, stub, "--trace-dir=traces")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
+        result = run(pytester, stub, f"{option}=out")
+        assert not [seen for seen in stub.seen if seen["path"].endswith("completions")]
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert theirs.read_text() == "someone's notes\n"
-    result.stdout.fnmatch_lines(["*--trace-dir *served-model-endpoint.jsonl*not written by pytest-vllmbench*"])
-    assert "Traceback" not in result.stdout.str()
+    result.stderr.fnmatch_lines([f"*{option} *served-model-endpoint.jsonl*not written by pytest-vllmbench*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
 def test_an_unwritable_trace_folder_is_a_usage_error_before_any_request(pytester):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.common.files import refuse_foreign
 from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.measure import machine
 from pytest_vllmbench.measure.cell_record import CellRecord, CellResult
@@ -22,7 +23,7 @@ from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.scoring import score_cells
 from pytest_vllmbench.results.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
 from pytest_vllmbench.results.sweeps import knee_lines
-from pytest_vllmbench.run import trace
+from pytest_vllmbench.run import batch_output, trace
 from pytest_vllmbench.run.interleave import is_round_of
 
 ProjectScorer = Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]  # None: the built-in scoring
@@ -45,15 +46,24 @@ class GateVerdict:
         return self.baseline is not None and gate.exit_code(self.checks) != gate.EXIT_OK
 
 
+def _refuse_foreign_files(option: str, paths: Iterable[Path], written_here: Callable[[Path], bool]) -> None:
+    for path in paths:
+        try:
+            refuse_foreign(path, written_here)
+        except OSError as exc:
+            raise UsageError(f"{option} {exc}") from None
+
+
 def has_answer_to_save(unrun: Iterable[CellRecord]) -> bool:
     """Cells that did not fit or were skipped are this run's answer; a session whose cells only failed is not one
     (saved, it would become the gates' latest baseline)."""
     return any(not (cell.status or "").startswith("failed") for cell in unrun)
 
 
-def check_paths(settings: Settings, storage_root: Path | None, saving: bool) -> None:
+def check_paths(settings: Settings, storage_root: Path | None, saving: bool, cell_ids: Sequence[str] = ()) -> None:
     """Every path the session will write, tried before any engine starts: a UsageError now, not after the run.
-    `saving`: this process saves the run (and so regenerates the report)."""
+    `saving`: this process saves the run (and so regenerates the report); `cell_ids`: the cells whose outputs and
+    traces it writes, whose files must not be someone else's."""
     if settings.write_outputs is not None:
         try:
             settings.write_outputs.mkdir(parents=True, exist_ok=True)
@@ -61,8 +71,12 @@ def check_paths(settings: Settings, storage_root: Path | None, saving: bool) -> 
             raise UsageError(f"--write-outputs {settings.write_outputs}: {exc.strerror or exc}") from None
         if not os.access(settings.write_outputs, os.W_OK):
             raise UsageError(f"--write-outputs {settings.write_outputs}: the folder is not writable")
+        paths = [settings.write_outputs / f"{cell_id}.jsonl" for cell_id in cell_ids]
+        _refuse_foreign_files("--write-outputs", paths, batch_output.ours)
     if settings.trace_dir is not None:
         trace.check_trace_folder(settings.trace_dir)
+        paths = [trace.trace_path(settings.trace_dir, cell_id) for cell_id in cell_ids]
+        _refuse_foreign_files("--trace-dir", paths, trace.ours)
     if not saving:
         return
     if storage_root is not None:

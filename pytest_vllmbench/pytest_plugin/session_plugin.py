@@ -61,7 +61,8 @@ class VllmbenchSession:
 
     def _check_paths(self, on_worker: bool) -> None:
         root = benchmark_compat.storage_root(self.config)
-        check_paths(self.settings, root, saving=not on_worker and self._saving())
+        cell_ids = [cell.id for cell in self.bench.cells]
+        check_paths(self.settings, root, saving=not on_worker and self._saving(), cell_ids=cell_ids)
 
     def _register_xdist_roles(self) -> None:
         config = self.config

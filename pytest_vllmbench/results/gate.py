@@ -65,14 +65,17 @@ def _all_failed(cell: Mapping[str, Any]) -> bool:
 def check(
     current: Mapping[str, Mapping[str, Any]], baseline: Mapping[str, Mapping[str, Any]], rules: Sequence[Rule]
 ) -> list[Check]:
-    """Cells are matched by id; entries with a `status` other than 'ok' are cells that did not run."""
+    """Cells are matched by key (by_cell); entries with a `status` other than 'ok' are cells that did not run."""
     checks: list[Check] = []
+    ids_now = {str(cell.get("cell", key)) for key, cell in current.items()}
     for cell_id in sorted(set(current) | {c for c, cell in baseline.items() if is_ok(cell)}):
         now, before = current.get(cell_id), baseline.get(cell_id)
         if now is None:
-            checks.append(
-                Check(cell_id, "-", None, None, None, None, "FAILED: in the baseline, not in this run", MISSING_DATA)
+            elsewhere = before is not None and str(before.get("cell", cell_id)) in ids_now
+            verdict = "FAILED: in the baseline, not in this run" + (
+                " (this run has it at another memory budget)" if elsewhere else ""
             )
+            checks.append(Check(cell_id, "-", None, None, None, None, verdict, MISSING_DATA))
             continue
         if not is_ok(now):
             kind = MISSING_DATA if before is not None and is_ok(before) else NOTE
