@@ -24,6 +24,7 @@ from pytest_vllmbench.pytest_plugin.session_end import (
 from pytest_vllmbench.results import gate
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.session import BenchSession
+from pytest_vllmbench.workload.batch import BatchFileError
 
 CELL_FIXTURE = "vllmbench_cell"
 
@@ -61,8 +62,17 @@ class VllmbenchSession:
 
     def _check_paths(self, on_worker: bool) -> None:
         root = benchmark_compat.storage_root(self.config)
-        cell_ids = [cell.id for cell in self.bench.cells]
-        check_paths(self.settings, root, saving=not on_worker and self._saving(), cell_ids=cell_ids)
+        check_paths(self.settings, root, saving=not on_worker and self._saving(), cell_ids=self._cells_writing_files())
+
+    def _cells_writing_files(self) -> list[str]:
+        """The ids of the cells whose outputs or traces this session writes. Only then is the matrix built this early
+        (it reads the batch file); a batch file or model that cannot give one is reported where it always is."""
+        if self.settings.write_outputs is None and self.settings.trace_dir is None:
+            return []
+        try:
+            return [cell.id for cell in self.bench.cells]
+        except (BatchFileError, UsageError):
+            return []
 
     def _register_xdist_roles(self) -> None:
         config = self.config
