@@ -71,7 +71,7 @@ def check_paths(settings: Settings, storage_root: Path | None, saving: bool, cel
             raise UsageError(f"--write-outputs {settings.write_outputs}: {exc.strerror or exc}") from None
         if not os.access(settings.write_outputs, os.W_OK):
             raise UsageError(f"--write-outputs {settings.write_outputs}: the folder is not writable")
-        paths = [settings.write_outputs / f"{cell_id}.jsonl" for cell_id in cell_ids]
+        paths = [batch_output.outputs_path(settings.write_outputs, cell_id) for cell_id in cell_ids]
         _refuse_foreign_files("--write-outputs", paths, batch_output.ours)
     if settings.trace_dir is not None:
         trace.check_trace_folder(settings.trace_dir)

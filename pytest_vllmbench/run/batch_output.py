@@ -16,6 +16,11 @@ from pytest_vllmbench.workload.batch import BatchRequest
 _LINE_KEYS = {"id", "custom_id", "response", "error"}
 
 
+def outputs_path(folder: Path, cell_id: str) -> Path:
+    """Where --write-outputs puts a cell's batch output file."""
+    return folder / f"{cell_id}.jsonl"
+
+
 def _line_id(index: int) -> str:
     return f"batch_req_{index:06d}"
 

@@ -23,7 +23,7 @@ from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import ProgressFactory
 from pytest_vllmbench.measure.quality import score_quality
 from pytest_vllmbench.measure.roofline import load_bandwidths
-from pytest_vllmbench.run.batch_output import write_batch_output
+from pytest_vllmbench.run.batch_output import outputs_path, write_batch_output
 from pytest_vllmbench.run.cell_run import CellOutcome, Timed, run_cell
 from pytest_vllmbench.run.engine_slot import EngineSlot
 from pytest_vllmbench.run.engine_start import start_engine, start_engine_ahead
@@ -206,7 +206,7 @@ class BenchSession:
                 quality if quality is not None else score_quality(requests, outcome.records, self.gold)
             )
             if self.settings.write_outputs:
-                path = self.settings.write_outputs / f"{cell.id}.jsonl"
+                path = outputs_path(self.settings.write_outputs, cell.id)
                 try:
                     write_batch_output(path, requests, outcome.records, cell.requested)
                 except OSError as exc:  # the measurement is kept; the cell carries the error and fails
