@@ -147,15 +147,15 @@ class SessionEnd:
         """This run's cells by key (gate.by_cell): the measured ones (pytest-benchmark's `extra_info`, with their
         test ids when known), scored, and the ones that could not run. A cell's --interleave round tests count as
         the one that counts every round, as in the saved run; two tests of one cell stay two."""
-        ids = list(test_ids) if test_ids is not None else None
         infos = list(measured)
+        ids = list(test_ids) if test_ids is not None else [""] * len(infos)  # no id: no round test
         cells: list[SavedCell] = []
         last_round: dict[str, int] = {}  # cell id -> its round test's place in `cells`
-        for number, info in enumerate(infos):
+        for info, test_id in zip(infos, ids, strict=True):
             if "vllmbench_schema" not in info:
                 continue
             cell = SavedCell.of(info)
-            if ids is None or not is_round_of(ids[number], cell.cell):
+            if not is_round_of(test_id, cell.cell):
                 cells.append(cell)
             elif (place := last_round.get(cell.cell)) is None:
                 last_round[cell.cell] = len(cells)
