@@ -1,5 +1,7 @@
 """Ctrl-C or SIGTERM during a cell's rounds: exit 2, no traceback, nothing half-made saved (issue 24)."""
 
+import json
+
 import pytest
 from bench_project import bench_project
 
@@ -104,3 +106,39 @@ def test_vllmbench_report_stopped_mid_way_exits_130_without_a_traceback_and_leav
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
     assert out.read_bytes() == before and not list(tmp_path.glob(".R.md.*"))
+
+
+EXITING_CONFTEST = (
+    FAKE_ENGINE_CONFTEST
+    + """
+import sys
+
+_run = FakeEngine.run
+
+
+def _exiting_run(self, requests, sampling, progress=None, load=None, on_sent=None):
+    if self.mode == os.environ["EXIT_IN"]:
+        sys.exit(15)  # what Ray's driver makes of SIGTERM: pytest reports one failed test and goes on
+    return _run(self, requests, sampling, progress)
+
+
+FakeEngine.run = _exiting_run
+"""
+)
+
+
+def test_a_cell_ended_by_system_exit_in_its_first_round_fails_alone_and_the_others_are_saved(pytester, monkeypatch):
+    bench_project(pytester, EXITING_CONFTEST)
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    monkeypatch.setenv("EXIT_IN", "offline")
+    result = pytester.runpytest_subprocess(
+        "benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=offline", "--mode=server",
+        "--limit=2", "--max-tokens=4", "--warmup=0", "--benchmark-save=cut", "--report=none",
+    )  # fmt: skip
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    assert "INTERNALERROR" not in output and "ValueError" not in output, output[
+        -3000:
+    ]  # pytest-benchmark's empty stats
+    [run] = (pytester.path / ".benchmarks").glob("*/*_cut.json")
+    assert [bench["param"] for bench in json.loads(run.read_text())["benchmarks"]] == ["gemma-270m-server"]

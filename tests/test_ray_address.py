@@ -113,3 +113,16 @@ def test_a_failed_join_names_host_and_port_and_never_the_token(monkeypatch):
         ray_data.RayDataEngine("m", {}, "cpu", address)
     assert "ray.init(head:10001) failed" in str(info.value)
     assert "s3cr3t-token" not in str(info.value) and "bob" not in str(info.value)
+
+
+def test_a_model_with_only_mistral_tokenizer_files_is_skipped_before_ray_starts(monkeypatch):
+    from pytest_vllmbench.engines.base import CellSkip
+
+    monkeypatch.setattr(ray_data, "ray_available", lambda: None)
+    monkeypatch.setattr(ray_data, "RayDataEngine", lambda *args: pytest.fail("ray must not start for it"))
+    settings = SimpleNamespace(ray_address=None, server_timeout=600.0)
+    plan = SimpleNamespace(
+        model_source="m", engine_args={"tokenizer_mode": "mistral"}, platform="cuda", settings=settings
+    )
+    with pytest.raises(CellSkip, match=r"AutoProcessor.*tokenizer_mode=mistral.*offline or as a server"):
+        ray_data.start(plan)

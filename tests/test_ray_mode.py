@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -220,8 +221,15 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
         }
 
     earlier = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # another engine's, say
+
+    def sessions_handler(signum, frame):
+        raise KeyboardInterrupt  # what the plugin installs: SIGTERM ends the session, which saves the rounds done
+
+    previous = signal.signal(signal.SIGTERM, sessions_handler)
     engine = ray_data.RayDataEngine("model-dir", {"ray_replicas": 1, "max_model_len": 64}, "cpu")
     try:
+        # ray.init installs a driver handler that makes SIGTERM a SystemExit: one failed test, the session going on
+        assert signal.getsignal(signal.SIGTERM) is sessions_handler
         assert engine.cluster["nodes"] == 1 and engine.cluster["replicas"] == 1 and engine.cluster["cpus"] >= 1
         assert engine.cluster["address"] == "local"
         # the local instance's processes (GCS, raylet, ...) are the engine's: left out of another cell's host load
@@ -259,6 +267,7 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
         assert dataset.context.wait_for_min_actors_s == int(engine.start_timeout_s)
     finally:
         engine.close()
+        signal.signal(signal.SIGTERM, previous)
         earlier.kill()
         earlier.wait()
     assert not ray.is_initialized()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class SigtermAsInterrupt:
@@ -25,3 +27,19 @@ class SigtermAsInterrupt:
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_handler_kept() -> Iterator[None]:
+    """Put back the SIGTERM handler that was there before the block: a library that installs its own (Ray's driver
+    makes SIGTERM a SystemExit, which pytest reports as one failed test and goes on) must not take over the
+    session's, which stops the engines and saves the rounds done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if handler is not None and signal.getsignal(signal.SIGTERM) is not handler:
+            signal.signal(signal.SIGTERM, handler)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pytest_vllmbench.common.redaction import address_without_credentials, redact_text
+from pytest_vllmbench.common.sigterm import sigterm_handler_kept
 from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.config.modes import engine_gpu_count
 from pytest_vllmbench.engines import ray_rows
@@ -68,6 +69,14 @@ def cpu_threads_env(nodes: int, cpus: int, replicas: int, workers: int, environ:
     return env
 
 
+# seen on an H200 (Ray 2.60, vLLM 0.26): the replicas started, then every row failed in the chat-template stage
+MISTRAL_TOKENIZER = (
+    "ray mode cannot read this model's tokenizer: Ray Data applies the chat template with transformers' "
+    "AutoProcessor, and the model has only Mistral's own tokenizer files (tokenizer_mode=mistral); "
+    "measure it offline or as a server"
+)
+
+
 def ray_available() -> str | None:
     """None when Ray Data's LLM API can be imported, else why not."""
     try:
@@ -81,6 +90,8 @@ def ray_available() -> str | None:
 def start(plan: CellPlan) -> Engine:
     if (why := ray_available()) is not None:  # before the model is prepared: nothing is gained by it
         raise CellSkip(why)
+    if plan.engine_args.get("tokenizer_mode") == "mistral":
+        raise CellSkip(MISTRAL_TOKENIZER)
     address = plan.settings.ray_address or os.environ.get("RAY_ADDRESS") or None
     engine = RayDataEngine(plan.model_source, plan.engine_args, plan.platform, address)
     engine.start_timeout_s = plan.settings.server_timeout
@@ -105,7 +116,8 @@ class RayDataEngine(EngineDefaults):
         started = time.perf_counter()
         before = _child_pids()
         try:
-            ray.init(**where, ignore_reinit_error=True, log_to_driver=False)
+            with sigterm_handler_kept():
+                ray.init(**where, ignore_reinit_error=True, log_to_driver=False)
         except Exception as exc:  # ConnectionError, RuntimeError, ...: Ray's own message says what failed
             detail = f"{type(exc).__name__}: {exc}".replace(address or "local", self.address)
             raise EngineStartError(f"ray.init({self.address}) failed: {redact_text(detail)}") from None

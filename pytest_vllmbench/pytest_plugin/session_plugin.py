@@ -249,7 +249,9 @@ class VllmbenchSession:
 
 class InterruptedCells:
     """Ctrl-C or SIGTERM inside a cell leaves pytest-benchmark a fixture with no rounds or no vllmbench figures:
-    it is dropped before pytest-benchmark's own sessionfinish would save it (or fail on its empty stats). Its own
+    it is dropped before pytest-benchmark's own sessionfinish would save it (or fail on its empty stats). A
+    fixture with no rounds is dropped after any session: a SystemExit in its first round (what Ray's driver makes
+    of SIGTERM) fails that test alone, and pytest-benchmark would fail on it and save none of the others. Its own
     plugin: the session's pytest_sessionfinish runs last, this one first (pytest reads only `pytest_*` names)."""
 
     def __init__(self, config: pytest.Config) -> None:
@@ -257,13 +259,16 @@ class InterruptedCells:
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Iterator[None]:
-        if exitstatus == pytest.ExitCode.INTERRUPTED:
-            benchmark_compat.drop_unfinished(self.config, _finished)
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        benchmark_compat.drop_unfinished(self.config, _finished if interrupted else _has_rounds)
         yield
+
+
+def _has_rounds(bench: Any) -> bool:
+    return bool(getattr(getattr(bench, "stats", None), "data", None))
 
 
 def _finished(bench: Any) -> bool:
     """A cell whose timed rounds all ran and whose figures were recorded (a plain benchmark: its rounds ran)."""
-    rounds = getattr(getattr(bench, "stats", None), "data", None)
     is_cell = CELL_FIXTURE in (getattr(bench, "params", None) or {})
-    return bool(rounds) and (not is_cell or "vllmbench_schema" in (getattr(bench, "extra_info", None) or {}))
+    return _has_rounds(bench) and (not is_cell or "vllmbench_schema" in (getattr(bench, "extra_info", None) or {}))
