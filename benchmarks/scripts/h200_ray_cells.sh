@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The ray cell beside the offline cell on a lent H200: Mistral 7B with dummy weights, one session, the same engine
-# args and requests (LIMIT, default 1000, of data/batch_5k.jsonl, response_format dropped, exactly 128 tokens out),
+# The ray cell beside the offline cell on a lent H200: MODEL (default qwen-14b) with dummy weights, one session, the
+# same engine args and requests (LIMIT, default 1000, of data/batch_5k.jsonl, response_format dropped, exactly 128 tokens out),
 # ROUNDS (default 3) timed rounds each; prints ray / offline req/s per round and its spread. Results and log: $OUT.
 #
 # Here, once:  benchmarks/scripts/pack_ray.sh             -> .gpu/ray/p1 .. p5 (ray[data] wheels, 30 MB chunks)
@@ -15,6 +15,8 @@
 # ray_* ones reach the ray cell only). INTERLEAVE=1 alternates the cells round by round (--interleave: O R, R O, O R;
 # the offline engine stays up at 0.45 of the GPU, each ray round's replica gets the other 0.45). GUARD_S=N stops
 # the session (SIGTERM) N s after this script started, so a call that would overrun 600 s still saves the rounds done.
+# MODES="ray" runs the ray cell alone. mistral-7b cannot be a ray cell here: its dummy folder has only Mistral's own
+# tokenizer files, which Ray Data's chat-template stage cannot read (the cell is skipped).
 set -uo pipefail
 [ -d /tmp/site/vllm ] || { echo "fresh machine: carry vLLM again"; exit 3; }
 if compgen -G ".gpu/extra/whl/*.whl" >/dev/null; then  # the plugin's own small dependencies the image lacks
@@ -56,17 +58,19 @@ with open("data/batch_5k.jsonl") as src, open("/tmp/batch_5k_plain.jsonl", "w") 
 PY
 limit=${LIMIT:-1000}
 rounds=${ROUNDS:-3}
-name="h200-ray-vs-offline-mistral-7b-batch$limit-rounds$rounds-dummy${NAME_SUFFIX:-}"
+model=${MODEL:-qwen-14b}
+name="h200-ray-vs-offline-$model-batch$limit-rounds$rounds-dummy${NAME_SUFFIX:-}"
 log="$OUT/ray-vs-offline${NAME_SUFFIX:-}.log"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 interleave=(); [ -n "${INTERLEAVE:-}" ] && interleave=(--interleave)
+modes=(); for mode in ${MODES:-offline ray}; do modes+=(--mode="$mode"); done
 left=$(( ${GUARD_S:-0} - SECONDS )); [ "$left" -ge 1 ] || left=1  # timeout 0 would mean no limit
 # --foreground: the signal goes to pytest only, which stops its engines and Ray itself (h200_seed_cells.sh says more)
 guard=(); [ -n "${GUARD_S:-}" ] && guard=(timeout --foreground -s TERM -k 90 "$left")
 start=$SECONDS
 # shellcheck disable=SC2086  # ENGINE_ARGS is a list of options
 "${guard[@]}" python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none \
-    --load-format=dummy --model=mistral-7b --mode=offline --mode=ray --dataset=/tmp/batch_5k_plain.jsonl \
+    --load-format=dummy --model="$model" "${modes[@]}" --dataset=/tmp/batch_5k_plain.jsonl \
     "--dataset-transform=response_format removed" --limit="$limit" --max-tokens=128 --ignore-eos \
     --rounds="$rounds" "${interleave[@]}" --warmup=0 ${ENGINE_ARGS:-} --benchmark-save="$name" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
