@@ -192,3 +192,29 @@ def test_does_not_fit_counts_only_the_cells_gpus(monkeypatch, visible, args, exp
     assert memory == expected
     text = does_not_fit("CUDA out of memory", load_registry().models["qwen-14b"], memory, 0.9)
     assert f"of {sum(expected) / 1024:.0f} GiB on its {len(expected)} GPU" in text
+
+
+class BusyOnlyInTheBatch(FakeNvml):
+    """The FAKE NVML above, idle for 3 samples (a ray round's replicas starting), then busy for 3 (its batch)."""
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        self.util_reads = getattr(self, "util_reads", 0) + 1
+        if self.util_reads >= 8:
+            self.sampled.set()
+        return types.SimpleNamespace(gpu=100 if 4 <= self.util_reads <= 6 else 0)
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        return 300_000 if 4 <= getattr(self, "util_reads", 0) <= 6 else 100_000
+
+
+def test_busy_share_and_power_are_read_over_the_batch_when_the_engine_names_it(monkeypatch):
+    fake = BusyOnlyInTheBatch()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    ticks = iter(range(1, 10_000))
+    with gpu.GpuSampler([1], interval_s=0.001, clock=lambda: float(next(ticks))) as sampler:
+        assert fake.sampled.wait(30.0), "the sampler never read the GPU"
+    whole, batch = sampler.figures(), sampler.figures([(4.0, 6.0)])
+    assert whole["gpu_util_mean_pct"] < 50 and batch["gpu_util_mean_pct"] == 100.0
+    assert whole["gpu_power_mean_w"] < 200 and batch["gpu_power_mean_w"] == 300.0
+    assert batch["peak_vram_mib"] == whole["peak_vram_mib"]  # memory is the whole run's peak
+    assert sampler.figures([(10**6, 10**6 + 1)])["gpu_util_mean_pct"] == whole["gpu_util_mean_pct"]  # none inside

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -256,6 +257,9 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
         assert [r.error for r in records] == [None, "unsupported_endpoint", "engine_error", None]
         assert records[0].output_tokens == 5 and records[0].e2el_s == 0.2
         assert 0.2 <= engine.batch_wall_s <= engine.end_to_end_s and engine.load_s >= 0
+        # the batch on the wall clock, the window the GPU's busy share is read over (the replicas' start left out)
+        first_in, last_done = engine.batch_span
+        assert last_done - first_in == pytest.approx(engine.batch_wall_s) and first_in <= time.time()
         figures = engine.cell_figures()
         assert figures["ray_cluster"] == engine.cluster and figures["not_measured"] == ["ttft", "tpot", "itl"]
         # Ray Data's record of where the stage made its rows: this one node, every chat row once

@@ -81,6 +81,9 @@ class Engine(Protocol):
     mode: str
     load_s: float | None
     batch_wall_s: float | None  # the last run's batch time as the engine itself saw it; None: the runner times it
+    # the last run's batch as wall-clock times (epoch s), where the run holds more than the batch (ray: the replicas
+    # start inside it): the GPU's busy share is read over it, as the rate is; None: the whole run
+    batch_span: tuple[float, float] | None
 
     def run(
         self,
@@ -148,6 +151,7 @@ class EngineDefaults:
     """What an engine answers for the parts it does not offer."""
 
     batch_wall_s: float | None = None
+    batch_span: tuple[float, float] | None = None
 
     def reset_prefix_cache(self) -> bool | None:
         return None

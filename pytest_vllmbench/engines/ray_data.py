@@ -133,6 +133,7 @@ class RayDataEngine(EngineDefaults):
         self.rows_per_node: dict[str, int] | None = None
         self.load_s: float | None = None
         self.batch_wall_s: float | None = None
+        self.batch_span: tuple[float, float] | None = None
         self.end_to_end_s: float | None = None
         self._fault: str | None = None
 
@@ -199,7 +200,7 @@ class RayDataEngine(EngineDefaults):
     ) -> Iterator[RequestRecord]:
         """The round's records in request order, handed on as Ray hands the rows back: only rows that came back
         ahead of an earlier one still in an engine are held, never the whole round's records."""
-        self.load_s = self.batch_wall_s = self.end_to_end_s = None
+        self.load_s = self.batch_wall_s = self.end_to_end_s = self.batch_span = None
         self.rows_per_node = None
         self._fault = None
         return self._records(requests, sampling, progress)
@@ -252,6 +253,7 @@ class RayDataEngine(EngineDefaults):
         if first_in is not None and last_done is not None:
             self.load_s = max(first_in - started_wall, 0.0)
             self.batch_wall_s = max(last_done - first_in, 1e-6)
+            self.batch_span = (first_in, last_done)
         in_order.finish(
             len(requests), lambda position: RequestRecord(requests[position].custom_id, error="missing_output")
         )

@@ -111,7 +111,12 @@ class CellRecord:
     # GPUs
     gpus: list[str] | None = _figure("", None, "the cell's GPUs by name (empty without a GPU)")
     peak_vram_mib: int | None = _figure("MiB", "lower", "peak GPU memory in use over the cell's GPUs")
-    gpu_util_mean_pct: float | None = _figure("%", None, "mean GPU utilisation")
+    gpu_util_mean_pct: float | None = _figure(
+        "%",
+        None,
+        "mean GPU utilisation (ray: over each round's batch, first request in an engine -> last done; the "
+        "replicas' start left out)",
+    )
     gpu_util_max_pct: float | None = _figure("%", None, "highest GPU utilisation")
     cpu_client_pct: float | None = _figure(
         "% of a core", None, "CPU time of the client (the pytest process; offline: also vLLM's front end)"
@@ -135,7 +140,9 @@ class CellRecord:
     )
     warmup_rounds: int | None = _figure("", None, "untimed rounds the engine ran before its first timed round")
     prefix_cache: str | None = _figure("", None, "whether vLLM's prefix cache was emptied before each timed round")
-    gpu_power_mean_w: float | None = _figure("W", None, "mean GPU power draw")
+    gpu_power_mean_w: float | None = _figure(
+        "W", None, "mean GPU power draw (ray: over each round's batch, as `gpu_util_mean_pct`)"
+    )
     gpu_power_max_w: float | None = _figure("W", None, "highest GPU power draw")
     decode_bound_tokens_per_s: float | None = _figure(
         "tok/s", None, "decode roofline: bandwidth / weight bytes x batch"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,21 +75,26 @@ class GpuSampler:
     """Samples the given GPUs in a thread while a cell runs: memory used (whole device, any process,
     so servers in other processes count), utilisation and power. Figures are None without a GPU."""
 
-    def __init__(self, indices: list[int] | None = None, interval_s: float = 0.1) -> None:
+    def __init__(
+        self, indices: list[int] | None = None, interval_s: float = 0.1, clock: Callable[[], float] = time.time
+    ) -> None:
         import threading
 
         self._indices = indices
         self._interval_s = interval_s
+        self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._memory: list[int] = []
         self._util: list[float] = []
         self._power: list[float] = []
+        self._times: list[float] = []  # epoch s of each utilisation sample
         self.names: list[str] = []
         self._handles: list[Any] = []
 
     def _sample(self, nvml: Any, handles: list[Any]) -> None:
         while True:
+            self._times.append(self._clock())
             self._memory.append(sum(nvml.nvmlDeviceGetMemoryInfo(h).used for h in handles) // (1024 * 1024))
             self._util.append(sum(nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in handles) / len(handles))
             try:
@@ -131,16 +138,25 @@ class GpuSampler:
         except Exception:  # NVMLError_NotSupported, or a library too old to have the call
             return None
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self, spans: Sequence[tuple[float, float]] = ()) -> dict[str, Any]:
+        """Peak memory over the whole run; busy share and power over `spans` (epoch s) when given and sampled,
+        else over the whole run too."""
+
         def mean(values: list[float]) -> float | None:
             return round(sum(values) / len(values), 1) if values else None
 
+        util, power = self._util, self._power
+        inside = [any(start <= at <= end for start, end in spans) for at in self._times]
+        if any(inside):
+            util = [value for value, kept in zip(self._util, inside, strict=False) if kept]
+            if len(power) == len(inside):  # a board that reports power at every sample
+                power = [value for value, kept in zip(self._power, inside, strict=False) if kept]
         return {
             "peak_vram_mib": max(self._memory) if self._memory else None,
-            "gpu_util_mean_pct": mean(self._util),
-            "gpu_util_max_pct": max(self._util) if self._util else None,
-            "gpu_power_mean_w": mean(self._power),
-            "gpu_power_max_w": round(max(self._power), 1) if self._power else None,
+            "gpu_util_mean_pct": mean(util),
+            "gpu_util_max_pct": max(util) if util else None,
+            "gpu_power_mean_w": mean(power),
+            "gpu_power_max_w": round(max(power), 1) if power else None,
             "gpus": self.names,
         }
 

@@ -87,6 +87,7 @@ def run_cell(
         return engine.run(batch, sampling, bar, cell_load, sent)
 
     cache_resets: list[bool | None] = []
+    batch_spans: list[tuple[float, float]] = []
     host = HostLoad(engine.api_server_pids(), beside_pids)
 
     def one_round() -> None:
@@ -106,6 +107,8 @@ def run_cell(
             # times the batch itself, without start-up
             ended = returned if isinstance(produced, Sequence) else time.perf_counter()
             wall_s = engine.batch_wall_s or ended - started
+            if engine.batch_span is not None:
+                batch_spans.append(engine.batch_span)
             host.stop()
             energy_after = telemetry.energy_mj()
         except BaseException:
@@ -157,7 +160,7 @@ def run_cell(
             **mode_figures(mode, engine),
             **rounds_info(every_round),
             **({"interleaved": interleaved} if interleaved else {}),
-            **telemetry.figures(),
+            **telemetry.figures(batch_spans),
             "warmup_rounds": warmup,
             "prefix_cache": prefix_cache_note(cache_resets),
         }
