@@ -154,3 +154,26 @@ def test_the_group_nearest_the_job_comes_first_and_budget_lines_name_their_machi
     assert answer.index("3,000 requests measured") < answer.index("1,000 requests measured")
     budget_line = next(line for line in answer.splitlines() if "gemma-4b-server" in line)
     assert " on 1 x NVIDIA H200: " in budget_line
+
+
+def test_a_budget_cell_run_interleaved_is_not_called_over_budget_on_the_peak_every_engine_made(tmp_path):
+    interleaved = {"gpu_memory_budget_gib": 16, "peak_vram_mib": 38_000, "params_b": 4.3, "dtype": "bfloat16"}
+    save_run(
+        tmp_path,
+        1,
+        "h200",
+        [
+            _gpu_cell("gemma-4b-offline", interleaved=["gemma-4b-offline", "gemma-4b-server"], **interleaved),
+            _gpu_cell("gemma-4b-server", interleaved=["gemma-4b-offline", "gemma-4b-server"], **interleaved),
+            _gpu_cell("gemma-1b-server", gpu_memory_budget_gib=16, peak_vram_mib=12_000, interleaved=["x", "y"]),
+        ],
+        gpus=GPU,
+        machine_id="gpu-box",
+    )
+    text = render(load_runs(tmp_path))
+    lines = {name: next(line for line in _answer(text).splitlines() if name in line) for name in ("4b-off", "1b-")}
+    assert "over budget" not in lines["4b-off"] and "**ran, peak shared**" in lines["4b-off"]
+    assert "37.1 GiB counts every engine --interleave kept on the GPU" in lines["4b-off"]
+    assert "**fits**" in lines["1b-"]  # all of them together stayed within the budget: so did this one
+    table_rows = [line for line in text.splitlines() if line.startswith("| gemma-4b") and "16G" in line]
+    assert table_rows and all("over budget" not in row for row in table_rows)

@@ -137,11 +137,14 @@ def budget_limit_gib(cell: SavedCell) -> float:
 
 def budget_verdict(cell: SavedCell) -> str:
     """The one verdict of a cell run under --gpu-memory: does not fit, fits, or ran but over budget (its measured
-    peak above the budget: the GPU that ran it had more)."""
+    peak above the budget: the GPU that ran it had more). Under --interleave the peak is every live engine's
+    together (NVML reads the whole device): above the budget it says nothing of this cell alone."""
     if not cell.ok:
         return "does not fit"
     peak = peak_gib(cell)
-    return "fits" if peak is None or peak <= budget_limit_gib(cell) else "ran, but over budget"
+    if peak is None or peak <= budget_limit_gib(cell):
+        return "fits"
+    return "ran, peak shared" if cell.interleaved else "ran, but over budget"
 
 
 def budget_verdicts(cells: Sequence[SavedCell], label: Label) -> list[str]:
@@ -158,6 +161,8 @@ def budget_verdicts(cells: Sequence[SavedCell], label: Label) -> list[str]:
             continue
         if peak is None:
             seen = "peak not measured"
+        elif peak > limit and cell.interleaved:
+            seen = f"measured peak {peak:.1f} GiB counts every engine --interleave kept on the GPU, not this cell's"
         elif peak > limit:
             seen = f"measured peak {peak:.1f} GiB is above the budget (the GPU that ran it had more)"
         else:

@@ -173,8 +173,9 @@ def render(
         "## Memory budgets\n\nCells run with `--gpu-memory=SIZE`: vLLM may reserve only that much of each GPU"
         " (weights, activations and KV cache). The verdict puts vLLM's own accounting beside the peak NVML measured"
         " on the card: *fits* when the engine started and the peak stayed within the budget, *ran, but over budget*"
-        " when it started but the card held more (so a card of that size is not shown to hold it), *does not fit*"
-        " when it could not start. The speed is the GPU's that ran it, not the smaller card's. Weights are params x"
+        " when it started but the card held more (so a card of that size is not shown to hold it), *ran, peak"
+        " shared* when it ran under `--interleave` and the card held more than the budget with every engine on it"
+        " (its own peak is not known), *does not fit* when it could not start. The speed is the GPU's that ran it, not the smaller card's. Weights are params x"
         " bytes per param; what is left for the KV cache is the budget minus the weights, before activations and"
         " CUDA graphs take their share.\n\n" + fit_table(latest),
         "## Ranking\n\n" + ranking_section(latest, rank) + priced,
