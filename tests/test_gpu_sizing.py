@@ -218,3 +218,20 @@ def test_busy_share_and_power_are_read_over_the_batch_when_the_engine_names_it(m
     assert whole["gpu_power_mean_w"] < 200 and batch["gpu_power_mean_w"] == 300.0
     assert batch["peak_vram_mib"] == whole["peak_vram_mib"]  # memory is the whole run's peak
     assert sampler.figures([(10**6, 10**6 + 1)])["gpu_util_mean_pct"] == whole["gpu_util_mean_pct"]  # none inside
+
+
+class OnePowerReadFails(BusyOnlyInTheBatch):
+    def nvmlDeviceGetPowerUsage(self, handle):
+        if getattr(self, "util_reads", 0) == 5:
+            raise RuntimeError("NVMLError_Unknown (a transient read)")
+        return super().nvmlDeviceGetPowerUsage(handle)
+
+
+def test_a_failed_power_read_leaves_the_batch_power_read_over_the_batch(monkeypatch):
+    fake = OnePowerReadFails()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    ticks = iter(range(1, 10_000))
+    with gpu.GpuSampler([1], interval_s=0.001, clock=lambda: float(next(ticks))) as sampler:
+        assert fake.sampled.wait(30.0), "the sampler never read the GPU"
+    batch = sampler.figures([(4.0, 6.0)])
+    assert batch["gpu_power_mean_w"] == 300.0 and batch["gpu_util_mean_pct"] == 100.0

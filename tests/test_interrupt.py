@@ -142,3 +142,85 @@ def test_a_cell_ended_by_system_exit_in_its_first_round_fails_alone_and_the_othe
     ]  # pytest-benchmark's empty stats
     [run] = (pytester.path / ".benchmarks").glob("*/*_cut.json")
     assert [bench["param"] for bench in json.loads(run.read_text())["benchmarks"]] == ["gemma-270m-server"]
+
+
+def _run_cells(project, *extra):
+    return project.runpytest_subprocess(
+        "benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=offline", "--mode=server",
+        "--limit=2", "--max-tokens=4", "--warmup=0", *extra,
+    )  # fmt: skip
+
+
+def test_an_interrupted_session_is_not_gated_on_the_cells_it_did_not_reach(signalling_engine, monkeypatch):
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    monkeypatch.setenv("STOP_AT", "1000")  # the baseline runs whole
+    monkeypatch.setenv("STOP_SIGNAL", "SIGTERM")
+    assert _run_cells(signalling_engine, "--benchmark-save=base").ret == pytest.ExitCode.OK
+    monkeypatch.setenv("STOP_AT", "2")  # the server cell's round
+    result = _run_cells(signalling_engine, "--benchmark-save=gated", "--vllmbench-gate=requests_per_s:-99%")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert "gate: not run: the session was interrupted" in output and "gate failed" not in output
+
+
+CUT_SAVE_CONFTEST = (
+    FAKE_ENGINE_CONFTEST
+    + """
+import signal, time
+from pytest_benchmark.storage.file import FileStorage
+
+_save = FileStorage.save
+
+
+def _cut_save(self, output_json, save):
+    _save(self, output_json, save)
+    newest = max(self.path.rglob("*.json"), key=lambda path: path.stat().st_mtime_ns)
+    newest.write_text(newest.read_text()[:10])  # as if the write had been cut here
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+
+
+FileStorage.save = _cut_save
+"""
+)
+
+
+def test_sigterm_while_the_run_is_saved_leaves_no_cut_file_and_no_traceback(pytester, monkeypatch):
+    bench_project(pytester, CUT_SAVE_CONFTEST)
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    result = _run_cells(pytester, "--benchmark-save=cut")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert "interrupted while the session ended" in output and "Traceback" not in output, output[-3000:]
+    assert not list((pytester.path / ".benchmarks").rglob("*.json"))
+    assert not list(pytester.path.rglob("*.tmp"))
+
+
+def test_under_xdist_a_cell_ended_by_system_exit_in_its_first_round_fails_alone(pytester, monkeypatch):
+    """A worker hands each fixture to the controller at the test's teardown, before any session end."""
+    bench_project(pytester, EXITING_CONFTEST)
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    monkeypatch.setenv("EXIT_IN", "offline")
+    result = _run_cells(pytester, "-n", "2", "--benchmark-save=cut", "--report=none")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    assert "ValueError" not in output and "INTERNALERROR" not in output, output[-3000:]
+    [run] = (pytester.path / ".benchmarks").glob("*/*_cut.json")
+    assert [bench["param"] for bench in json.loads(run.read_text())["benchmarks"]] == ["gemma-270m-server"]
+
+
+def test_a_sigterm_inside_a_library_that_made_it_a_system_exit_is_an_interrupt_and_the_handler_comes_back():
+    import os
+    import signal
+    import sys
+    import time
+
+    from pytest_vllmbench.common.sigterm import SigtermAsInterrupt, sigterm_handler_kept
+
+    with SigtermAsInterrupt():
+        ours = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt), sigterm_handler_kept():
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # as ray.init does for a driver
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        assert signal.getsignal(signal.SIGTERM) is ours

@@ -250,6 +250,7 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
             for n, text in enumerate(["a", "fail me", "b"])
         ]
         requests.insert(1, BatchRequest("c", "/v1/completions", {"model": "m", "prompt": "x"}, 4))
+        before = time.time()
         produced = engine.run(requests, SamplingOverrides(max_tokens=5))
         assert not isinstance(produced, list)  # handed on as the rows come back, never the round's whole list
         records = list(produced)
@@ -259,7 +260,7 @@ def test_a_round_on_a_local_ray_instance_times_the_batch_and_shuts_ray_down(monk
         assert 0.2 <= engine.batch_wall_s <= engine.end_to_end_s and engine.load_s >= 0
         # the batch on the wall clock, the window the GPU's busy share is read over (the replicas' start left out)
         first_in, last_done = engine.batch_span
-        assert last_done - first_in == pytest.approx(engine.batch_wall_s) and first_in <= time.time()
+        assert before <= first_in <= last_done <= time.time()
         figures = engine.cell_figures()
         assert figures["ray_cluster"] == engine.cluster and figures["not_measured"] == ["ttft", "tpot", "itl"]
         # Ray Data's record of where the stage made its rows: this one node, every chat row once

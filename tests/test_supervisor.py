@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -249,3 +250,29 @@ def test_a_server_killed_mid_cell_fails_only_its_cell_keeps_its_figures_and_leav
     assert killed["n_failed"] > 0 and killed["errors"] == {"connection": killed["n_failed"]}
     assert cells["gemma-1b-server"]["n_failed"] == 0 and cells["gemma-1b-server"]["output_tokens"] == 8 * 2
     assert set(SERVER_KEYS) <= set(killed) and "goodput_requests_per_s" in killed
+
+
+def test_a_second_interrupt_while_the_server_stops_still_leaves_nothing(tmp_path):
+    """Ctrl-C (or SIGTERM, made one by the session) again during the grace period: no more waiting, nothing left."""
+    ready = tmp_path / "worker.pid"
+    process = supervisor.SessionProcess(
+        [sys.executable, str(FAKE_SERVER), "--port", "0", "--served-model-name", "fake", "--worker-ignores-sigterm",
+         "--ready-file", str(ready)],
+        tmp_path / "server.log",
+    )  # fmt: skip
+    worker = wait_for_file(ready)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    again = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    again.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            process.stop(grace_s=60.0)  # the worker ignores SIGTERM: without the second interrupt, 60 s of grace
+    finally:
+        again.cancel()
+        signal.signal(signal.SIGINT, previous)
+    deadline = time.monotonic() + 10
+    while session_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = session_members(process.pid)
+    kill_all([(p, "") for p in left])
+    assert left == [] and worker not in left

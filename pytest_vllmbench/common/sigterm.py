@@ -40,6 +40,10 @@ def sigterm_handler_kept() -> Iterator[None]:
     handler = signal.getsignal(signal.SIGTERM)
     try:
         yield
+    except SystemExit as exc:  # a SIGTERM that came inside the block, to the library's handler
+        if exc.code == signal.SIGTERM and signal.getsignal(signal.SIGTERM) is not handler:
+            raise KeyboardInterrupt(f"signal {signal.SIGTERM.value}") from None
+        raise
     finally:
         if handler is not None and signal.getsignal(signal.SIGTERM) is not handler:
             signal.signal(signal.SIGTERM, handler)

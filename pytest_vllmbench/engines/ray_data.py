@@ -69,7 +69,7 @@ def cpu_threads_env(nodes: int, cpus: int, replicas: int, workers: int, environ:
     return env
 
 
-# seen on an H200 (Ray 2.60, vLLM 0.26): the replicas started, then every row failed in the chat-template stage
+# seen on an H200 (Ray 2.60, vLLM 0.26): the chat-template stage's actors died as they were created, before any row
 MISTRAL_TOKENIZER = (
     "ray mode cannot read this model's tokenizer: Ray Data applies the chat template with transformers' "
     "AutoProcessor, and the model has only Mistral's own tokenizer files (tokenizer_mode=mistral); "

@@ -97,7 +97,12 @@ class SessionProcess:
         try:
             if self.members():
                 _signal_group(self.pid, signal.SIGTERM)
-                wait_until_gone(self.members, grace_s)
+                try:
+                    wait_until_gone(self.members, grace_s)
+                except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: no more grace, but nothing left running
+                    _signal_group(self.pid, signal.SIGKILL)
+                    kill(self.members())
+                    raise
             if self.members():
                 _signal_group(self.pid, signal.SIGKILL)
                 kill(self.members())  # members that moved to a process group of their own
@@ -127,7 +132,11 @@ def stop_children(children: list[psutil.Process], grace_s: float = 20.0, kill_wa
     SIGKILL those that do not, and raise EngineStopError if any is still alive after that."""
     import psutil
 
-    _, alive = psutil.wait_procs(children, timeout=grace_s)
+    try:
+        _, alive = psutil.wait_procs(children, timeout=grace_s)
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: no more grace, but nothing left running
+        kill(proc.pid for proc in children)
+        raise
     kill(proc.pid for proc in alive)
     _, alive = psutil.wait_procs(alive, timeout=kill_wait_s)
     if alive:

@@ -86,21 +86,21 @@ class GpuSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._memory: list[int] = []
-        self._util: list[float] = []
-        self._power: list[float] = []
-        self._times: list[float] = []  # epoch s of each utilisation sample
+        self._busy: list[tuple[float, float, float | None]] = []  # (epoch s, utilisation %, power W or None)
         self.names: list[str] = []
         self._handles: list[Any] = []
 
     def _sample(self, nvml: Any, handles: list[Any]) -> None:
         while True:
-            self._times.append(self._clock())
+            at = self._clock()
             self._memory.append(sum(nvml.nvmlDeviceGetMemoryInfo(h).used for h in handles) // (1024 * 1024))
-            self._util.append(sum(nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in handles) / len(handles))
+            util = sum(nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in handles) / len(handles)
+            power: float | None = None
             try:
-                self._power.append(sum(nvml.nvmlDeviceGetPowerUsage(h) for h in handles) / 1000.0)
+                power = sum(nvml.nvmlDeviceGetPowerUsage(h) for h in handles) / 1000.0
             except Exception:  # not every board reports power
                 pass
+            self._busy.append((at, util, power))  # one sample, whole: its time, busy share and power together
             if self._stop.wait(self._interval_s):
                 return
 
@@ -145,12 +145,10 @@ class GpuSampler:
         def mean(values: list[float]) -> float | None:
             return round(sum(values) / len(values), 1) if values else None
 
-        util, power = self._util, self._power
-        inside = [any(start <= at <= end for start, end in spans) for at in self._times]
-        if any(inside):
-            util = [value for value, kept in zip(self._util, inside, strict=False) if kept]
-            if len(power) == len(inside):  # a board that reports power at every sample
-                power = [value for value, kept in zip(self._power, inside, strict=False) if kept]
+        samples = [sample for sample in self._busy if any(start <= sample[0] <= end for start, end in spans)]
+        samples = samples or self._busy  # no span, or none long enough to hold a sample
+        util = [busy for _, busy, _ in samples]
+        power = [watts for _, _, watts in samples if watts is not None]
         return {
             "peak_vram_mib": max(self._memory) if self._memory else None,
             "gpu_util_mean_pct": mean(util),

@@ -49,6 +49,11 @@ def measured_benchmarks(config: Any) -> list[Any]:
     return list(getattr(_session(config), "benchmarks", None) or [])
 
 
+def has_rounds(bench: Any) -> bool:
+    """A benchmark fixture with at least one timed round: pytest-benchmark can summarize it (it fails on none)."""
+    return bool(getattr(getattr(bench, "stats", None), "data", None))
+
+
 def drop_unfinished(config: Any, finished: Any) -> int:
     """Forget the benchmark fixtures `finished` refuses (an interrupted cell's), before pytest-benchmark saves
     or tabulates them; how many were dropped."""
@@ -109,7 +114,12 @@ def watch_saves(config: Any, on_saved: Callable[[Path], None]) -> bool:
 
     def save_and_report(output_json: Any, name: Any) -> None:
         before = run_files()
-        save(output_json, name)
+        try:
+            save(output_json, name)
+        except BaseException:  # pytest-benchmark writes in place: an interrupted save leaves a cut file
+            for cut in run_files() - before:
+                cut.unlink(missing_ok=True)
+            raise
         written = run_files() - before
         if len(written) == 1:
             on_saved(written.pop())

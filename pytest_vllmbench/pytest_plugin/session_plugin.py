@@ -92,8 +92,7 @@ class VllmbenchSession:
                 raise UsageError(f"benchmark storage {root}: {exc.strerror or exc}") from None
             self.controller = xdist_workers.XdistController(config, partial_dir, self.bench.unrun)
             config.pluginmanager.register(self.controller)
-            self._use()
-            self._sigterm = SigtermAsInterrupt().__enter__()  # xdist then stops its workers cleanly
+            self._use()  # SIGTERM as Ctrl-C from here: xdist then stops its workers cleanly
 
     def _prepare_gates(self) -> None:
         """In a session that runs cells: refuse gates that would compare nothing, and pick the baseline before this
@@ -129,6 +128,9 @@ class VllmbenchSession:
         if not self.in_use:
             self.in_use = True
             benchmark_compat.watch_saves(self.config, self._saved)
+            # to the end of the session, not of its cells: a SIGTERM while the run is saved or the report written
+            # stops them as Ctrl-C does (no half-written file), instead of killing the process mid-write
+            self._sigterm = SigtermAsInterrupt().__enter__()
 
     def _saved(self, path: Path) -> None:
         self.end.saved_run = path
@@ -188,7 +190,12 @@ class VllmbenchSession:
             )
         if xdist_workers.is_worker(config) or not self.in_use or self._collect_only:
             return
-        if self.settings.gate_rules:
+        if self.settings.gate_rules and exitstatus == pytest.ExitCode.INTERRUPTED:
+            config.get_terminal_writer().line(
+                "vllmbench gate: not run: the session was interrupted, so cells it did not reach are not regressions",
+                yellow=True,
+            )
+        elif self.settings.gate_rules:
             self._run_gates(session)
         ran_none = self.controller is None and not benchmark_compat.measured_benchmarks(config)
         saving_here = self._saving() and benchmark_compat.measures(config)
@@ -257,18 +264,24 @@ class InterruptedCells:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
 
-    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Iterator[None]:
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        benchmark_compat.drop_unfinished(self.config, _finished if interrupted else _has_rounds)
-        yield
-
-
-def _has_rounds(bench: Any) -> bool:
-    return bool(getattr(getattr(bench, "stats", None), "data", None))
+        benchmark_compat.drop_unfinished(self.config, _finished if interrupted else benchmark_compat.has_rounds)
+        try:
+            yield
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while engines stop, the run is saved or the report written
+            self.config.get_terminal_writer().line(
+                f"vllmbench: interrupted while the session ended ({exc or 'Ctrl-C'}): each file is as it was or "
+                "written whole",
+                red=True,
+            )
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
 def _finished(bench: Any) -> bool:
     """A cell whose timed rounds all ran and whose figures were recorded (a plain benchmark: its rounds ran)."""
     is_cell = CELL_FIXTURE in (getattr(bench, "params", None) or {})
-    return _has_rounds(bench) and (not is_cell or "vllmbench_schema" in (getattr(bench, "extra_info", None) or {}))
+    return benchmark_compat.has_rounds(bench) and (
+        not is_cell or "vllmbench_schema" in (getattr(bench, "extra_info", None) or {})
+    )

@@ -197,7 +197,8 @@ class XdistWorker:
             return
         benchmarks = benchmark_compat.measured_benchmarks(self.config)
         for fixture in benchmarks[self._written :]:
-            if not fixture.has_error:
+            # no rounds: a SystemExit in its first round (not an Exception, so not marked as an error)
+            if not fixture.has_error and benchmark_compat.has_rounds(fixture):
                 fixture.extra_info["xdist_worker"] = self.worker
                 data = fixture.as_dict(include_data=False)
                 write_partial(self.partial_dir, self.worker, self._written, "benchmark", data)
