@@ -423,3 +423,37 @@ def test_pyproject_keys_set_budget_price_and_currency(tmp_path):
     assert (settings.gpu_memory, settings.gpu_hourly_cost, settings.cost_currency) == (24 * 10**9, 2.5, "EUR")
     overridden = resolve(merge_sources({"gpu_hourly_cost": "1.25"}, table, {}), tmp_path)
     assert overridden.gpu_hourly_cost == 1.25  # the command line wins
+
+
+class BusyWhileFlagged(FakeEnergyNvml):
+    """The FAKE NVML above, busy only while `busy` is set (by the engine below, around its batch)."""
+
+    busy = False
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return types.SimpleNamespace(gpu=100 if self.busy else 0)
+
+
+class StartsInsideItsRun(FakeEngine):
+    """A FAKE of a ray-like engine: each run idles 1 s (its replicas starting), then does its batch for 1 s."""
+
+    def __init__(self, nvml):
+        self.nvml = nvml
+
+    def run(self, requests, sampling, progress=None, load=None, on_sent=None):
+        import time
+
+        time.sleep(1.0)
+        self.nvml.busy = True
+        started = time.time()
+        time.sleep(1.0)
+        self.batch_span = (started, time.time())
+        self.nvml.busy = False
+        return super().run(requests, sampling, progress)
+
+
+def test_the_gpu_busy_share_is_the_batchs_where_the_engine_names_its_span(monkeypatch):
+    nvml = BusyWhileFlagged()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    outcome = run_cell(plan_for(), StartsInsideItsRun(nvml), [], SamplingOverrides(), CellResult(), lambda fn: fn())
+    assert outcome.result.gpu_util_mean_pct >= 80  # over the whole run it is below 50: the idle second is left out

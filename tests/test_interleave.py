@@ -351,3 +351,9 @@ def test_two_test_functions_of_cells_are_refused_under_interleave_whose_rounds_t
         result.assert_outcomes(errors=8)
     result = run_session(pytester, "--rounds=2", "--interleave", "--limit=2", "-k", "test_again", *workers)
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+
+
+def test_a_cell_whose_only_saved_round_is_its_first_gets_no_warning_of_rounds_elsewhere():
+    saved = [entry("x", "x-round1", 2.0, 1)]  # the session stopped before x's second round
+    assert fold_interleaved_rounds(saved) == []
+    assert [bench["param"] for bench in saved] == ["x"]

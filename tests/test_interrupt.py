@@ -224,3 +224,58 @@ def test_a_sigterm_inside_a_library_that_made_it_a_system_exit_is_an_interrupt_a
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
         assert signal.getsignal(signal.SIGTERM) is ours
+
+
+FAILING_QUALITY_CONFTEST = (
+    FAKE_ENGINE_CONFTEST
+    + """
+
+def pytest_vllmbench_quality(cell_id, requests, records, gold):
+    if cell_id.endswith("offline"):
+        raise RuntimeError("the project's scorer broke")
+    return None
+"""
+)
+
+
+def test_a_cell_that_errs_after_its_timing_is_saved_as_failed_not_as_figures_of_nothing(pytester, monkeypatch):
+    bench_project(pytester, FAILING_QUALITY_CONFTEST)
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    result = _run_cells(pytester, "--benchmark-save=q", "--report=none")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    [run] = (pytester.path / ".benchmarks").glob("*/*_q.json")
+    saved = json.loads(run.read_text())
+    assert [bench["param"] for bench in saved["benchmarks"]] == ["gemma-270m-server"]  # no entry without figures
+    [failed] = saved["vllmbench"]["unrun"]
+    assert failed["cell"] == "gemma-270m-offline"
+    assert failed["status"] == "failed: RuntimeError: the project's scorer broke"
+
+
+SECOND_SERVER_ROUND_FAILS_CONFTEST = (
+    FAKE_ENGINE_CONFTEST
+    + """
+_graded = []
+
+
+def pytest_vllmbench_quality(cell_id, requests, records, gold):
+    _graded.append(cell_id)
+    if cell_id.endswith("server") and _graded.count(cell_id) == 2:
+        raise RuntimeError("the project's scorer broke once")
+    return None
+"""
+)
+
+
+def test_an_interleaved_round_that_errs_after_its_timing_counts_in_no_figure_of_its_cell(pytester, monkeypatch):
+    bench_project(pytester, SECOND_SERVER_ROUND_FAILS_CONFTEST)
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    result = _run_cells(pytester, "--rounds=3", "--interleave", "--benchmark-save=q", "--report=none")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    assert "rounds on other workers" not in output
+    [run] = (pytester.path / ".benchmarks").glob("*/*_q.json")
+    saved = {bench["param"]: bench for bench in json.loads(run.read_text())["benchmarks"]}
+    assert sorted(saved) == ["gemma-270m-offline", "gemma-270m-server"]  # no round entry without figures
+    server = saved["gemma-270m-server"]
+    assert len(server["extra_info"]["rounds"]) == server["stats"]["rounds"] == 2  # the figures and the times agree

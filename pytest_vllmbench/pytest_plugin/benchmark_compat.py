@@ -158,7 +158,7 @@ def fold_interleaved_rounds(benchmarks: list[dict[str, Any]]) -> list[str]:
                 kept[key] = kept[key][: kept[key].rindex("[")] + f"[{cell}]"
         kept["param"] = cell
         folded_away.update(id(bench) for bench in entries if bench is not kept)
-        if len(kept["extra_info"].get("rounds") or ()) < len(entries):
+        if (len(kept["extra_info"].get("rounds") or ()) or 1) < len(entries):  # one round saves no list
             warnings.append(f"{cell}: {len(entries)} rounds ran, but its figures count fewer (rounds on other workers)")
     benchmarks[:] = [bench for bench in benchmarks if id(bench) not in folded_away]
     return warnings

@@ -255,19 +255,19 @@ class VllmbenchSession:
 
 
 class InterruptedCells:
-    """Ctrl-C or SIGTERM inside a cell leaves pytest-benchmark a fixture with no rounds or no vllmbench figures:
-    it is dropped before pytest-benchmark's own sessionfinish would save it (or fail on its empty stats). A
-    fixture with no rounds is dropped after any session: a SystemExit in its first round (what Ray's driver makes
-    of SIGTERM) fails that test alone, and pytest-benchmark would fail on it and save none of the others. Its own
-    plugin: the session's pytest_sessionfinish runs last, this one first (pytest reads only `pytest_*` names)."""
+    """A cell cut short leaves pytest-benchmark a fixture with no rounds (Ctrl-C, SIGTERM, or a SystemExit in its
+    first round) or with rounds but no vllmbench figures (an error after the timing: the run records the cell as
+    failed instead). Such a fixture is dropped before pytest-benchmark's own sessionfinish would save it (or fail
+    on its empty stats and save none of the others). And an interrupt while the session ends is one line, not a
+    traceback. Its own plugin: the session's pytest_sessionfinish runs last, this one first (pytest reads only
+    `pytest_*` names)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Iterator[None]:
-        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        benchmark_compat.drop_unfinished(self.config, _finished if interrupted else benchmark_compat.has_rounds)
+        benchmark_compat.drop_unfinished(self.config, _finished)
         try:
             yield
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while engines stop, the run is saved or the report written

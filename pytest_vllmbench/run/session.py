@@ -186,20 +186,6 @@ class BenchSession:
         outcome.result = outcome.result.with_figures({"warmup_rounds": self.warmed[cell.engine_key]})
         if cell.engine_key in self.engine_slot.overlapped:
             outcome.result = outcome.result.with_figures({"load_overlapped": True})
-        if self.settings.interleave:  # one test per round: its cell's rounds so far count, alone or alternating
-            self.rounds_so_far.setdefault(cell.id, []).extend(outcome.rounds)
-            this_call = [row | {"round": row["round"] + len(earlier)} for row in outcome.trace]  # numbered from 1
-            outcome.trace = self.traces_so_far.setdefault(cell.id, [])
-            outcome.trace.extend(this_call)
-        if self.settings.trace_dir is not None:
-            path = trace_path(self.settings.trace_dir, cell.id)
-            try:
-                write_trace(path, cell.id, outcome.trace)
-                outcome.result = outcome.result.with_figures({"trace_file": path.name})
-            except OSError as exc:  # like --write-outputs: the figures are kept, the cell fails saying why
-                outcome.result = outcome.result.with_figures(
-                    {"outputs_error": f"--trace-dir {path}: {exc.strerror or exc}"}
-                )
         try:
             quality = quality_hook(cell.id, requests, outcome.records, self.gold) if quality_hook else None
             outcome.result = outcome.result.with_figures(
@@ -213,6 +199,20 @@ class BenchSession:
                     outcome.result = outcome.result.with_figures({"outputs_error": f"{path}: {exc.strerror or exc}"})
         finally:
             outcome.release()  # the texts were graded and written: their spill goes
+        if self.settings.interleave:  # one test per round: its cell's rounds so far count (those that ended whole)
+            self.rounds_so_far.setdefault(cell.id, []).extend(outcome.rounds)
+            this_call = [row | {"round": row["round"] + len(earlier)} for row in outcome.trace]  # numbered from 1
+            outcome.trace = self.traces_so_far.setdefault(cell.id, [])
+            outcome.trace.extend(this_call)
+        if self.settings.trace_dir is not None:
+            path = trace_path(self.settings.trace_dir, cell.id)
+            try:
+                write_trace(path, cell.id, outcome.trace)
+                outcome.result = outcome.result.with_figures({"trace_file": path.name})
+            except OSError as exc:  # like --write-outputs: the figures are kept, the cell fails saying why
+                outcome.result = outcome.result.with_figures(
+                    {"outputs_error": f"--trace-dir {path}: {exc.strerror or exc}"}
+                )
         if self.settings.vllm_bench_parity and self.settings.random_dataset and cell.mode == "offline":
             outcome.result = outcome.result.with_figures(self._parity(plan, outcome.result.requests_per_s))
         return outcome
