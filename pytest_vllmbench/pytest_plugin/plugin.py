@@ -21,7 +21,7 @@ from pytest_vllmbench.measure import progress
 from pytest_vllmbench.measure.cell_record import CellResult, UndeclaredFigure, undeclared
 from pytest_vllmbench.measure.gpu import list_gpus
 from pytest_vllmbench.pytest_plugin import hookspec, xdist_workers
-from pytest_vllmbench.pytest_plugin.session_plugin import CELL_FIXTURE, InterruptedCells, VllmbenchSession
+from pytest_vllmbench.pytest_plugin.session_plugin import CELL_FIXTURE, CutShortCells, VllmbenchSession
 from pytest_vllmbench.run.interleave import interleaved_rounds
 from pytest_vllmbench.run.session import BenchSession
 from pytest_vllmbench.run.verdict import measure_cell
@@ -82,7 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = VllmbenchSession(config, settings, BenchSession(settings, registry, config.rootpath), configured)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "vllmbench-session")
-    config.pluginmanager.register(InterruptedCells(config), "vllmbench-interrupted-cells")
+    config.pluginmanager.register(CutShortCells(config), "vllmbench-cut-short-cells")
     if configured and xdist_workers.is_controller(config):
         _no_worker_restarts(config)
         if settings.start_ahead:

@@ -254,7 +254,7 @@ class VllmbenchSession:
             self._sigterm.__exit__(None, None, None)
 
 
-class InterruptedCells:
+class CutShortCells:
     """A cell cut short leaves pytest-benchmark a fixture with no rounds (Ctrl-C, SIGTERM, or a SystemExit in its
     first round) or with rounds but no vllmbench figures (an error after the timing: the run records the cell as
     failed instead). Such a fixture is dropped before pytest-benchmark's own sessionfinish would save it (or fail
