@@ -275,7 +275,22 @@ def test_an_interleaved_round_that_errs_after_its_timing_counts_in_no_figure_of_
     assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     assert "rounds on other workers" not in output
     [run] = (pytester.path / ".benchmarks").glob("*/*_q.json")
-    saved = {bench["param"]: bench for bench in json.loads(run.read_text())["benchmarks"]}
+    saved_run = json.loads(run.read_text())
+    assert saved_run["vllmbench"]["unrun"] == []  # measured in its other rounds: not also listed as failed
+    saved = {bench["param"]: bench for bench in saved_run["benchmarks"]}
     assert sorted(saved) == ["gemma-270m-offline", "gemma-270m-server"]  # no round entry without figures
     server = saved["gemma-270m-server"]
     assert len(server["extra_info"]["rounds"]) == server["stats"]["rounds"] == 2  # the figures and the times agree
+
+
+def test_under_xdist_a_cell_that_errs_after_its_timing_is_saved_as_failed_not_as_figures_of_nothing(
+    pytester, monkeypatch
+):
+    bench_project(pytester, FAILING_QUALITY_CONFTEST)
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    result = _run_cells(pytester, "-n", "2", "--benchmark-save=q", "--report=none")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, (result.stdout.str() + result.stderr.str())[-3000:]
+    [run] = (pytester.path / ".benchmarks").glob("*/*_q.json")
+    saved = json.loads(run.read_text())
+    assert [bench["param"] for bench in saved["benchmarks"]] == ["gemma-270m-server"]
+    assert [cell["cell"] for cell in saved["vllmbench"]["unrun"]] == ["gemma-270m-offline"]

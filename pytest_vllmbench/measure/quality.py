@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from pytest_vllmbench.measure.cell_record import UndeclaredFigure, undeclared
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.workload.batch import BatchRequest
 from pytest_vllmbench.workload.gold import Gold
@@ -80,3 +82,24 @@ def score_quality(
         "quality_checked": checked,
         "quality_graded": graded,
     }
+
+
+def project_figures(figures: object) -> dict[str, Any] | None:
+    """A project's quality hook's answer, checked: None (the built-in scorer), or declared `quality_*` figures whose
+    values are numbers or None. Anything else would overwrite what the cell measured or break its scoring."""
+    if figures is None:
+        return None
+    hook = "the pytest_vllmbench_quality hook"
+    if not isinstance(figures, Mapping):
+        raise UndeclaredFigure(f"{hook} returned a {type(figures).__name__}, not a dict of quality_* figures or None")
+    if others := sorted(str(name) for name in figures if not str(name).startswith("quality_")):
+        raise UndeclaredFigure(f"{hook} may return only quality_* figures, not {others}")
+    if unknown := undeclared(figures):
+        raise UndeclaredFigure(
+            f"{hook} returned figure(s) {unknown} that CellRecord does not declare (measure/cell_record.py)"
+        )
+    for name, value in figures.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and not (number and math.isfinite(value)):
+            raise UndeclaredFigure(f"{hook}: {name} must be a finite number or None, not {value!r:.40}")
+    return dict(figures)

@@ -4,7 +4,7 @@ the session's state and implements the hooks that act on it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Literal, NamedTuple
 
@@ -18,8 +18,9 @@ from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import OPTIONS, Option, Settings, merge_sources, read_tool_table, resolve
 from pytest_vllmbench.engines.supervisor import EngineStopError
 from pytest_vllmbench.measure import progress
-from pytest_vllmbench.measure.cell_record import CellResult, UndeclaredFigure, undeclared
+from pytest_vllmbench.measure.cell_record import CellResult
 from pytest_vllmbench.measure.gpu import list_gpus
+from pytest_vllmbench.measure.quality import project_figures
 from pytest_vllmbench.pytest_plugin import hookspec, xdist_workers
 from pytest_vllmbench.pytest_plugin.session_plugin import CELL_FIXTURE, CutShortCells, VllmbenchSession
 from pytest_vllmbench.run.interleave import interleaved_rounds
@@ -210,15 +211,11 @@ class CellRun:
             benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
 
         def quality_hook(cell_id: str, requests: Any, records: Any, gold: Any) -> Any:
-            figures = self._config.hook.pytest_vllmbench_quality(
-                cell_id=cell_id, requests=requests, records=records, gold=gold
-            )
-            if isinstance(figures, Mapping) and (unknown := undeclared(figures)):
-                raise UndeclaredFigure(
-                    f"the pytest_vllmbench_quality hook returned figure(s) {unknown} that CellRecord does not "
-                    "declare (measure/cell_record.py)"
+            return project_figures(
+                self._config.hook.pytest_vllmbench_quality(
+                    cell_id=cell_id, requests=requests, records=records, gold=gold
                 )
-            return figures
+            )
 
         verdict = measure_cell(self._session, self.cell, timed, quality_hook, _terminal_progress(self._config))
         if verdict.outcome is not None:

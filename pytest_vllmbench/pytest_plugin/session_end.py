@@ -20,7 +20,7 @@ from pytest_vllmbench.measure.cell_record import CellRecord, CellResult
 from pytest_vllmbench.results import gate, report, summary
 from pytest_vllmbench.results.report_price import ReportPrice
 from pytest_vllmbench.results.saved_run import SavedCell
-from pytest_vllmbench.results.scoring import score_cells
+from pytest_vllmbench.results.scoring import score_cells, scores_problem
 from pytest_vllmbench.results.storage import SavedRun, describe_machine, find_baseline, finite_only, scan_runs
 from pytest_vllmbench.results.sweeps import knee_lines
 from pytest_vllmbench.run import batch_output, trace
@@ -108,7 +108,14 @@ class SessionEnd:
     def score(self, cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """One dict per cell ({score, components, ...}), the project's hook first; NaN/inf figures are missing."""
         shown = [finite_only(cell) for cell in cells]  # plain dicts: the project's hook is handed extra_info's shape
-        custom = self._project_scorer(shown)
+        try:
+            custom = self._project_scorer(shown)
+            problem = None if custom is None else scores_problem(custom, len(shown))
+        except (Exception, SystemExit) as exc:  # the run is measured already: a broken scorer must not lose it
+            custom, problem = None, f"it raised {type(exc).__name__}: {exc}"
+        if problem is not None:
+            self._warn(f"the pytest_vllmbench_score hook's answer was not used ({problem:.200}): the built-in score is")
+            custom = None
         return custom if custom is not None else score_cells(shown, self.settings.weights, self.settings.flexibility)
 
     def score_saved_json(self, output_json: dict[str, Any]) -> None:
@@ -126,7 +133,9 @@ class SessionEnd:
         output_json["vllmbench"] = {
             "weights": self.settings.weights,
             "scores": {cell.cell: scored for cell, scored in zip(cells, scores, strict=True)},
-            "unrun": [cell.extra_info() for cell in self.unrun],  # does not fit / failed / skipped, for the report
+            # does not fit / failed / skipped, for the report; a cell measured here (an --interleave round of it
+            # failed, others did not) is not also unrun
+            "unrun": [cell.extra_info() for cell in self.unrun if cell.cell not in {c.cell for c in cells}],
         }
 
     def pick_baseline(self, storage_root: Path, machine_description: str) -> None:

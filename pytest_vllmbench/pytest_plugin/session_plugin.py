@@ -83,7 +83,8 @@ class VllmbenchSession:
         root = benchmark_compat.storage_root(config)
         if worker is not None and xdist_workers.PARTIAL_KEY in handed:
             partial_dir = Path(handed[xdist_workers.PARTIAL_KEY])
-            config.pluginmanager.register(xdist_workers.XdistWorker(config, partial_dir, worker, self.bench.unrun))
+            worker_plugin = xdist_workers.XdistWorker(config, partial_dir, worker, self.bench.unrun, _finished)
+            config.pluginmanager.register(worker_plugin)
         elif xdist_workers.is_controller(config) and self.configured and root is not None:
             self._check_paths(on_worker=False)
             try:
@@ -272,7 +273,7 @@ class CutShortCells:
             yield
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while engines stop, the run is saved or the report written
             self.config.get_terminal_writer().line(
-                f"vllmbench: interrupted while the session ended ({exc or 'Ctrl-C'}): each file is as it was or "
+                f"vllmbench: interrupted while the session ended ({str(exc) or 'Ctrl-C'}): each file is as it was or "
                 "written whole",
                 red=True,
             )

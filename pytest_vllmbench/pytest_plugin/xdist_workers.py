@@ -183,11 +183,14 @@ def worker_gpus(benchmarks: list[dict[str, Any]]) -> dict[str, list[str]]:
 class XdistWorker:
     """Registered on each worker: measure despite pytest-benchmark's xdist switch-off, hand results over."""
 
-    def __init__(self, config: Any, partial_dir: Path, worker: str, unrun: list[CellResult]) -> None:
+    def __init__(
+        self, config: Any, partial_dir: Path, worker: str, unrun: list[CellResult], whole: Callable[[Any], bool]
+    ) -> None:
         self.config = config
         self.partial_dir = partial_dir
         self.worker = worker
         self.unrun = unrun
+        self.whole = whole  # a fixture worth handing over: the session end's test, applied here at each teardown
         self._written = 0
         self._unrun_written = 0
         benchmark_compat.measure_without_saving(config)  # the controller saves
@@ -197,8 +200,7 @@ class XdistWorker:
             return
         benchmarks = benchmark_compat.measured_benchmarks(self.config)
         for fixture in benchmarks[self._written :]:
-            # no rounds: a SystemExit in its first round (not an Exception, so not marked as an error)
-            if not fixture.has_error and benchmark_compat.has_rounds(fixture):
+            if not fixture.has_error and self.whole(fixture):
                 fixture.extra_info["xdist_worker"] = self.worker
                 data = fixture.as_dict(include_data=False)
                 write_partial(self.partial_dir, self.worker, self._written, "benchmark", data)

@@ -50,11 +50,12 @@ def measure_cell(
     except EndpointUnreachable as exc:
         return Verdict(failed=f"{cell.id}: {session.scrub(str(exc))}")
     except UndeclaredFigure as exc:  # an engine or a project's quality hook gave a figure that cannot be saved
+        session.record_unrun(plan, f"failed: {exc}"[:300])
         return Verdict(failed=f"{cell.id}: {exc}")
     except EngineStopError as exc:  # the previous engine would not stop: its memory is not free for this one
         session.record_unrun(plan, "failed: " + str(exc)[:300])
         return Verdict(failed=f"{cell.id}: the previous engine did not stop: {session.scrub(str(exc))}")
-    except (Exception, SystemExit) as exc:  # a bug, or a project's hook: the test shows the traceback, the run the cell
+    except (Exception, SystemExit, GeneratorExit) as exc:  # a bug or a project's hook: the test shows it, the run too
         session.record_unrun(plan, f"failed: {type(exc).__name__}: {exc}".splitlines()[0][:300])
         raise
     if outcome.result.outputs_error:
