@@ -207,12 +207,17 @@ class BusyOnlyInTheBatch(FakeNvml):
         return 300_000 if 4 <= getattr(self, "util_reads", 0) <= 6 else 100_000
 
 
-def test_busy_share_and_power_are_read_over_the_batch_when_the_engine_names_it(monkeypatch):
-    fake = BusyOnlyInTheBatch()
+def _sampled_on_a_counting_clock(monkeypatch, fake: BusyOnlyInTheBatch) -> gpu.GpuSampler:
+    """Sample n is taken at time n (its util read is the n-th): the batch below is samples 4 to 6."""
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     ticks = iter(range(1, 10_000))
     with gpu.GpuSampler([1], interval_s=0.001, clock=lambda: float(next(ticks))) as sampler:
         assert fake.sampled.wait(30.0), "the sampler never read the GPU"
+    return sampler
+
+
+def test_busy_share_and_power_are_read_over_the_batch_when_the_engine_names_it(monkeypatch):
+    sampler = _sampled_on_a_counting_clock(monkeypatch, BusyOnlyInTheBatch())
     whole, batch = sampler.figures(), sampler.figures([(4.0, 6.0)])
     assert whole["gpu_util_mean_pct"] < 50 and batch["gpu_util_mean_pct"] == 100.0
     assert whole["gpu_power_mean_w"] < 200 and batch["gpu_power_mean_w"] == 300.0
@@ -228,10 +233,5 @@ class OnePowerReadFails(BusyOnlyInTheBatch):
 
 
 def test_a_failed_power_read_leaves_the_batch_power_read_over_the_batch(monkeypatch):
-    fake = OnePowerReadFails()
-    monkeypatch.setitem(sys.modules, "pynvml", fake)
-    ticks = iter(range(1, 10_000))
-    with gpu.GpuSampler([1], interval_s=0.001, clock=lambda: float(next(ticks))) as sampler:
-        assert fake.sampled.wait(30.0), "the sampler never read the GPU"
-    batch = sampler.figures([(4.0, 6.0)])
+    batch = _sampled_on_a_counting_clock(monkeypatch, OnePowerReadFails()).figures([(4.0, 6.0)])
     assert batch["gpu_power_mean_w"] == 300.0 and batch["gpu_util_mean_pct"] == 100.0
