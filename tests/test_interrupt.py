@@ -294,3 +294,55 @@ def test_under_xdist_a_cell_that_errs_after_its_timing_is_saved_as_failed_not_as
     saved = json.loads(run.read_text())
     assert [bench["param"] for bench in saved["benchmarks"]] == ["gemma-270m-server"]
     assert [cell["cell"] for cell in saved["vllmbench"]["unrun"]] == ["gemma-270m-offline"]
+
+
+SLOW_SERVER_CONFTEST = (
+    FAKE_ENGINE_CONFTEST
+    + """
+import time
+from pathlib import Path
+
+_run = FakeEngine.run
+
+
+def _slow_server_run(self, requests, sampling, progress=None, load=None, on_sent=None):
+    if self.mode == "server":
+        Path("server-started").write_text("")
+        time.sleep(60)  # a long cell: the SIGTERM comes during it
+    return _run(self, requests, sampling, progress)
+
+
+FakeEngine.run = _slow_server_run
+FakeEngine.close = lambda self: Path(f"closed-{self.mode}").write_text("")
+"""
+)
+
+
+def test_under_xdist_a_sigterm_to_the_controller_alone_stops_the_workers_and_keeps_finished_cells(
+    pytester, monkeypatch
+):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bench_project(pytester, SLOW_SERVER_CONFTEST)
+    args = ["benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=offline", "--mode=server",
+            "--limit=2", "--max-tokens=4", "--warmup=0", "-n", "2", "--benchmark-save=cut", "--report=none"]  # fmt: skip
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    process = pytester.popen([sys.executable, "-m", "pytest", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (pytester.path / "server-started").exists():
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()[0].decode()[-3000:]
+        time.sleep(0.1)
+    time.sleep(2)  # the offline cell, on the other worker, is done by now
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)  # as a CI runner's cancel or `docker stop`: the controller's pid only
+    output = process.communicate(timeout=120)[0].decode()
+    assert time.monotonic() - signalled < 30, output[-3000:]  # the server cell's 60 s were not waited for
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    runs = list((pytester.path / ".benchmarks").glob("*/*_cut.json"))
+    assert len(runs) == 1, output[-3000:]
+    assert [bench["param"] for bench in json.loads(runs[0].read_text())["benchmarks"]] == ["gemma-270m-offline"]
+    assert (pytester.path / "closed-server").exists()  # the worker stopped its engine itself: none left running

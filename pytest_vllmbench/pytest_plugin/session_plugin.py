@@ -93,9 +93,7 @@ class VllmbenchSession:
                 raise UsageError(f"benchmark storage {root}: {exc.strerror or exc}") from None
             self.controller = xdist_workers.XdistController(config, partial_dir, self.bench.unrun)
             config.pluginmanager.register(self.controller)
-            # SIGTERM as Ctrl-C from here. Known limit: a SIGTERM to this process alone reaches no worker, which
-            # finishes its cells first (Ctrl-C in a terminal, or a signal to the process group, reaches them all)
-            self._use()
+            self._use()  # SIGTERM as Ctrl-C from here: xdist then shuts its workers down, each stopping its engine
 
     def _prepare_gates(self) -> None:
         """In a session that runs cells: refuse gates that would compare nothing, and pick the baseline before this
