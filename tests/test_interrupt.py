@@ -346,3 +346,29 @@ def test_under_xdist_a_sigterm_to_the_controller_alone_stops_the_workers_and_kee
     assert len(runs) == 1, output[-3000:]
     assert [bench["param"] for bench in json.loads(runs[0].read_text())["benchmarks"]] == ["gemma-270m-offline"]
     assert (pytester.path / "closed-server").exists()  # the worker stopped its engine itself: none left running
+
+
+FULL_DISK_CONFTEST = (
+    FAKE_ENGINE_CONFTEST
+    + """
+import errno
+from pytest_benchmark.storage.file import FileStorage
+
+
+def _full_disk(self, output_json, save):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+FileStorage.save = _full_disk
+"""
+)
+
+
+def test_a_run_that_cannot_be_saved_is_one_line_and_a_failed_session_not_an_internal_error(pytester, monkeypatch):
+    bench_project(pytester, FULL_DISK_CONFTEST)
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    result = _run_cells(pytester, "--benchmark-save=full")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    assert "a file it writes could not be written: [Errno 28] No space left on device" in output
+    assert "INTERNALERROR" not in output and "Traceback" not in output, output[-3000:]

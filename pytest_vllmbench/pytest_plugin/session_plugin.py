@@ -259,8 +259,8 @@ class CutShortCells:
     """A cell cut short leaves pytest-benchmark a fixture with no rounds (Ctrl-C, SIGTERM, or a SystemExit in its
     first round) or with rounds but no vllmbench figures (an error after the timing: the run records the cell as
     failed instead). Such a fixture is dropped before pytest-benchmark's own sessionfinish would save it (or fail
-    on its empty stats and save none of the others). And an interrupt while the session ends is one line, not a
-    traceback. Its own plugin: the session's pytest_sessionfinish runs last, this one first (pytest reads only
+    on its empty stats and save none of the others). And an interrupt or a file that cannot be written while the
+    session ends is one line, not a traceback. Its own plugin: the session's pytest_sessionfinish runs last, this one first (pytest reads only
     `pytest_*` names)."""
 
     def __init__(self, config: pytest.Config) -> None:
@@ -278,6 +278,11 @@ class CutShortCells:
                 red=True,
             )
             session.exitstatus = pytest.ExitCode.INTERRUPTED
+        except OSError as exc:  # pytest-benchmark's own save (a full disk): what was measured cannot be kept
+            self.config.get_terminal_writer().line(
+                f"vllmbench: the session ended, but a file it writes could not be written: {exc}", red=True, bold=True
+            )
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _finished(bench: Any) -> bool:
