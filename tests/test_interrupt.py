@@ -128,20 +128,21 @@ FakeEngine.run = _exiting_run
 
 
 def test_a_cell_ended_by_system_exit_in_its_first_round_fails_alone_and_the_others_are_saved(pytester, monkeypatch):
-    bench_project(pytester, EXITING_CONFTEST)
-    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
     monkeypatch.setenv("EXIT_IN", "offline")
-    result = pytester.runpytest_subprocess(
-        "benchmarks", "-p", "no:cacheprovider", "--model=gemma-270m", "--mode=offline", "--mode=server",
-        "--limit=2", "--max-tokens=4", "--warmup=0", "--benchmark-save=cut", "--report=none",
-    )  # fmt: skip
-    output = result.stdout.str() + result.stderr.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
-    assert "INTERNALERROR" not in output and "ValueError" not in output, output[
-        -3000:
-    ]  # pytest-benchmark's empty stats
+    ret, output = _run_project(pytester, monkeypatch, EXITING_CONFTEST, "--benchmark-save=cut", "--report=none")
+    assert ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    # pytest-benchmark's error on the empty stats of the cut cell
+    assert "INTERNALERROR" not in output and "ValueError" not in output, output[-3000:]
     [run] = (pytester.path / ".benchmarks").glob("*/*_cut.json")
     assert [bench["param"] for bench in json.loads(run.read_text())["benchmarks"]] == ["gemma-270m-server"]
+
+
+def _run_project(pytester, monkeypatch, conftest: str, *extra):
+    """A fake-engine project with `conftest`, its offline and server cells run: (exit code, all output)."""
+    bench_project(pytester, conftest)
+    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
+    result = _run_cells(pytester, *extra)
+    return result.ret, result.stdout.str() + result.stderr.str()
 
 
 def _run_cells(project, *extra):
@@ -186,11 +187,8 @@ FileStorage.save = _cut_save
 
 
 def test_sigterm_while_the_run_is_saved_leaves_no_cut_file_and_no_traceback(pytester, monkeypatch):
-    bench_project(pytester, CUT_SAVE_CONFTEST)
-    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
-    result = _run_cells(pytester, "--benchmark-save=cut")
-    output = result.stdout.str() + result.stderr.str()
-    assert result.ret == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    ret, output = _run_project(pytester, monkeypatch, CUT_SAVE_CONFTEST, "--benchmark-save=cut")
+    assert ret == pytest.ExitCode.INTERRUPTED, output[-3000:]
     assert "interrupted while the session ended" in output and "Traceback" not in output, output[-3000:]
     assert not list((pytester.path / ".benchmarks").rglob("*.json"))
     assert not list(pytester.path.rglob("*.tmp"))
@@ -198,12 +196,11 @@ def test_sigterm_while_the_run_is_saved_leaves_no_cut_file_and_no_traceback(pyte
 
 def test_under_xdist_a_cell_ended_by_system_exit_in_its_first_round_fails_alone(pytester, monkeypatch):
     """A worker hands each fixture to the controller at the test's teardown, before any session end."""
-    bench_project(pytester, EXITING_CONFTEST)
-    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
     monkeypatch.setenv("EXIT_IN", "offline")
-    result = _run_cells(pytester, "-n", "2", "--benchmark-save=cut", "--report=none")
-    output = result.stdout.str() + result.stderr.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    ret, output = _run_project(
+        pytester, monkeypatch, EXITING_CONFTEST, "-n", "2", "--benchmark-save=cut", "--report=none"
+    )
+    assert ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     assert "ValueError" not in output and "INTERNALERROR" not in output, output[-3000:]
     [run] = (pytester.path / ".benchmarks").glob("*/*_cut.json")
     assert [bench["param"] for bench in json.loads(run.read_text())["benchmarks"]] == ["gemma-270m-server"]
@@ -239,11 +236,8 @@ def pytest_vllmbench_quality(cell_id, requests, records, gold):
 
 
 def test_a_cell_that_errs_after_its_timing_is_saved_as_failed_not_as_figures_of_nothing(pytester, monkeypatch):
-    bench_project(pytester, FAILING_QUALITY_CONFTEST)
-    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
-    result = _run_cells(pytester, "--benchmark-save=q", "--report=none")
-    output = result.stdout.str() + result.stderr.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    ret, output = _run_project(pytester, monkeypatch, FAILING_QUALITY_CONFTEST, "--benchmark-save=q", "--report=none")
+    assert ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     [run] = (pytester.path / ".benchmarks").glob("*/*_q.json")
     saved = json.loads(run.read_text())
     assert [bench["param"] for bench in saved["benchmarks"]] == ["gemma-270m-server"]  # no entry without figures
@@ -268,11 +262,9 @@ def pytest_vllmbench_quality(cell_id, requests, records, gold):
 
 
 def test_an_interleaved_round_that_errs_after_its_timing_counts_in_no_figure_of_its_cell(pytester, monkeypatch):
-    bench_project(pytester, SECOND_SERVER_ROUND_FAILS_CONFTEST)
-    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
-    result = _run_cells(pytester, "--rounds=3", "--interleave", "--benchmark-save=q", "--report=none")
-    output = result.stdout.str() + result.stderr.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    extra = ["--rounds=3", "--interleave", "--benchmark-save=q", "--report=none"]
+    ret, output = _run_project(pytester, monkeypatch, SECOND_SERVER_ROUND_FAILS_CONFTEST, *extra)
+    assert ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     assert "rounds on other workers" not in output
     [run] = (pytester.path / ".benchmarks").glob("*/*_q.json")
     saved_run = json.loads(run.read_text())
@@ -286,10 +278,9 @@ def test_an_interleaved_round_that_errs_after_its_timing_counts_in_no_figure_of_
 def test_under_xdist_a_cell_that_errs_after_its_timing_is_saved_as_failed_not_as_figures_of_nothing(
     pytester, monkeypatch
 ):
-    bench_project(pytester, FAILING_QUALITY_CONFTEST)
-    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
-    result = _run_cells(pytester, "-n", "2", "--benchmark-save=q", "--report=none")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, (result.stdout.str() + result.stderr.str())[-3000:]
+    extra = ["-n", "2", "--benchmark-save=q", "--report=none"]
+    ret, output = _run_project(pytester, monkeypatch, FAILING_QUALITY_CONFTEST, *extra)
+    assert ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     [run] = (pytester.path / ".benchmarks").glob("*/*_q.json")
     saved = json.loads(run.read_text())
     assert [bench["param"] for bench in saved["benchmarks"]] == ["gemma-270m-server"]
@@ -365,10 +356,7 @@ FileStorage.save = _full_disk
 
 
 def test_a_run_that_cannot_be_saved_is_one_line_and_a_failed_session_not_an_internal_error(pytester, monkeypatch):
-    bench_project(pytester, FULL_DISK_CONFTEST)
-    monkeypatch.setenv("FAKE_E2EL_S", "0.01")
-    result = _run_cells(pytester, "--benchmark-save=full")
-    output = result.stdout.str() + result.stderr.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    ret, output = _run_project(pytester, monkeypatch, FULL_DISK_CONFTEST, "--benchmark-save=full")
+    assert ret == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     assert "a file it writes could not be written: [Errno 28] No space left on device" in output
     assert "INTERNALERROR" not in output and "Traceback" not in output, output[-3000:]
