@@ -66,7 +66,10 @@ def test_a_stalled_client_catches_up_instead_of_sending_everything_later():
         config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", request_rate=RATE, seed=1)
         records = send_requests(chat_requests(COUNT), SamplingOverrides(), config, progress)
     assert progress.done == COUNT and all(r.ok for r in records)
-    assert achieved_rate(stub) == pytest.approx(RATE, rel=TOLERANCE)
+    # what the stall must not do is push the later sends back (the rate would fall to ~77/s). Catching up may send
+    # a few at once, and a loaded machine that sent the first ones late shortens the span: not checked here (the
+    # two-sided check without a stall is the test above). Seen: 127.9/s with other test runs on the two cores
+    assert achieved_rate(stub) >= RATE * (1 - TOLERANCE)
 
 
 def test_e2el_ends_at_the_last_content_chunk_not_at_the_late_usage_chunk():
