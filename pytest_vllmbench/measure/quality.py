@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from pytest_vllmbench.common.cut import shown
+from pytest_vllmbench.common.numbers import is_finite_number
 from pytest_vllmbench.measure.cell_record import UndeclaredFigure, undeclared
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.workload.batch import BatchRequest
@@ -99,7 +100,6 @@ def project_figures(figures: object) -> dict[str, Any] | None:
             f"{hook} returned figure(s) {unknown} that CellRecord does not declare (measure/cell_record.py)"
         )
     for name, value in figures.items():
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if value is not None and not (number and math.isfinite(value)):
-            raise UndeclaredFigure(f"{hook}: {name} must be a finite number or None, not {value!r:.40}")
+        if value is not None and not is_finite_number(value):
+            raise UndeclaredFigure(f"{hook}: {name} must be a finite number or None, not {shown(value)}")
     return dict(figures)

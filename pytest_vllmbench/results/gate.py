@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pytest_vllmbench.common.numbers import is_finite_number
 from pytest_vllmbench.config.gate_rules import Rule, higher_is_better
 from pytest_vllmbench.results.labels import fmt
 from pytest_vllmbench.results.saved_run import is_ok
@@ -41,9 +42,7 @@ class Check:
 def figure(cell: Mapping[str, Any], metric: str) -> float | None:
     """The metric as a finite number, else None (absent, null, NaN, inf or not a number)."""
     value = cell.get(metric)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+    return float(value) if is_finite_number(value) else None
 
 
 def start_ahead_differs(cell: Mapping[str, Any], other: Mapping[str, Any]) -> bool:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_vllmbench.common.cut import shown
+from pytest_vllmbench.common.numbers import is_finite_number
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 
 
@@ -56,18 +57,16 @@ def score_cells(
 def scores_problem(scored: object, n_cells: int) -> str | None:
     """Why a project's scorer's answer cannot be used (None: it can): one {score, components} per cell, the score
     a finite number, the components numbers or None."""
-
-    def number(value: object) -> bool:
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
     if not isinstance(scored, list | tuple) or len(scored) != n_cells:
         return f"it returned {type(scored).__name__}, not a list of {n_cells} score(s), one per cell"
     for entry in scored:
-        if not isinstance(entry, Mapping) or not number(entry.get("score")):
-            return f"an entry is not a dict with a finite number as its score: {entry!r:.60}"
+        if not isinstance(entry, Mapping) or not is_finite_number(entry.get("score")):
+            return f"an entry is not a dict with a finite number as its score: {shown(entry)}"
         components = entry.get("components")
-        if not isinstance(components, Mapping) or not all(v is None or number(v) for v in components.values()):
-            return f"an entry's components are not a dict of numbers: {components!r:.60}"
+        if not isinstance(components, Mapping) or not all(
+            v is None or is_finite_number(v) for v in components.values()
+        ):
+            return f"an entry's components are not a dict of numbers: {shown(components)}"
         if not isinstance(entry.get("weights", {}), Mapping):
-            return f"an entry's weights are not a dict: {entry.get('weights')!r:.60}"
+            return f"an entry's weights are not a dict: {shown(entry.get('weights'))}"
     return None
