@@ -55,7 +55,7 @@ def has_rounds(bench: Any) -> bool:
 
 
 def drop_unfinished(config: Any, finished: Any) -> int:
-    """Forget the benchmark fixtures `finished` refuses (an interrupted cell's), before pytest-benchmark saves
+    """Forget the benchmark fixtures `finished` refuses (a cell cut short), before pytest-benchmark saves
     or tabulates them; how many were dropped."""
     session = _session(config)
     benchmarks = getattr(session, "benchmarks", None)

@@ -130,12 +130,13 @@ class SessionEnd:
         scores = self.score(cells)
         for bench, scored in zip(saved, scores, strict=True):
             bench["extra_info"]["score"] = scored["score"]
+        measured_here = {cell.cell for cell in cells}
         output_json["vllmbench"] = {
             "weights": self.settings.weights,
             "scores": {cell.cell: scored for cell, scored in zip(cells, scores, strict=True)},
             # does not fit / failed / skipped, for the report; a cell measured here (an --interleave round of it
             # failed, others did not) is not also unrun
-            "unrun": [cell.extra_info() for cell in self.unrun if cell.cell not in {c.cell for c in cells}],
+            "unrun": [cell.extra_info() for cell in self.unrun if cell.cell not in measured_here],
         }
 
     def pick_baseline(self, storage_root: Path, machine_description: str) -> None:

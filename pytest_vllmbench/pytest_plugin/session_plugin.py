@@ -260,8 +260,8 @@ class CutShortCells:
     first round) or with rounds but no vllmbench figures (an error after the timing: the run records the cell as
     failed instead). Such a fixture is dropped before pytest-benchmark's own sessionfinish would save it (or fail
     on its empty stats and save none of the others). And an interrupt or a file that cannot be written while the
-    session ends is one line, not a traceback. Its own plugin: the session's pytest_sessionfinish runs last, this one first (pytest reads only
-    `pytest_*` names)."""
+    session ends is one line, not a traceback. Its own plugin: the session's pytest_sessionfinish runs last, this
+    one first (pytest reads only `pytest_*` names)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
