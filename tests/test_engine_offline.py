@@ -56,3 +56,34 @@ def test_two_xdist_workers_run_offline_and_server_side_by_side_and_generate_the_
     # n, penalties and stop: the same work offline and on the server
     assert cells["offline"]["n_failed"] == cells["server"]["n_failed"] == 0
     assert cells["offline"]["output_tokens"] == cells["server"]["output_tokens"] == N * MAX_TOKENS
+
+
+def test_a_kv_cache_too_small_for_the_batch_makes_vllm_preempt_and_the_cell_says_kv_cache(tmp_path):
+    """Real vLLM offline with ~24 MB of KV cache: 8 requests of ~210 prompt tokens each growing 96 more do not fit at
+    once, so vLLM evicts running requests to recompute them; its in-process metrics count it."""
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    args = [
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--model=gemma-270m",
+        "--mode=offline",
+        f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
+        "--limit=8",
+        "--max-tokens=96",
+        "--ignore-eos",
+        "--engine-arg=kv_cache_memory_bytes=24000000",
+        "--engine-arg=max_model_len=1024",
+        "--benchmark-save=kv",
+    ]
+    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert leftovers == []
+    [run] = (tmp_path / ".benchmarks").glob("*/0001_kv.json")
+    [cell] = [b["extra_info"] for b in json.loads(run.read_text())["benchmarks"]]
+    assert cell["n_failed"] == 0 and cell["output_tokens"] == 8 * 96
+    assert cell["server_metrics"]["preemptions"] >= 1
+    assert cell["preempted_pct"] == 100.0 * cell["server_metrics"]["preemptions"] / 8
+    assert cell["bound_by"] == "kv-cache"
+    assert "kv-cache" in result.stdout  # the end-of-session summary says so

@@ -117,6 +117,10 @@ def test_each_cell_saves_the_contract_without_prompts_or_outputs(smoke):
         assert extra["engine"]["platform"] == "cpu" and extra["peak_vram_mib"] is None
         assert extra["dataset"]["sha256"] and "messages" not in json.dumps(extra)  # no prompt text saved
         assert len(extra["ttft_ms_cdf"]) == 101 and extra["e2el_ms_cdf"][50] == pytest.approx(extra["e2el_ms_p50"])
+        # vLLM's metrics, read in this process: six short requests never fill the KV cache
+        metrics = extra["server_metrics"]
+        assert metrics["samples"] >= 2 and metrics["preemptions"] == 0
+        assert extra["preempted_pct"] == 0 and extra["bound_by"] != "kv-cache"
     assert not any(k in saved.read_text() for k in ("Candidate profile", '"content"'))  # nor outputs
 
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
-from pytest_vllmbench.measure.server_metrics import MetricsSource
+from pytest_vllmbench.measure.server_metrics import MetricsReader
 from pytest_vllmbench.workload.batch import BatchRequest
 
 DEFAULT_MAX_TOKENS = 256
@@ -117,8 +117,9 @@ class Engine(Protocol):
         """The scheduler settings vLLM runs with, once started; None when it does not say."""
         ...
 
-    def metrics_source(self) -> MetricsSource | None:
-        """Where its server's /metrics are read while a cell runs; None: no server of its own."""
+    def metrics_source(self) -> MetricsReader | None:
+        """Where vLLM's metrics are read while a cell runs (a server's /metrics, the offline engine's registry);
+        None: none to read."""
         ...
 
     def api_server_pids(self) -> frozenset[int]:
@@ -159,7 +160,7 @@ class EngineDefaults:
     def effective_settings(self) -> dict[str, Any] | None:
         return None
 
-    def metrics_source(self) -> MetricsSource | None:
+    def metrics_source(self) -> MetricsReader | None:
         return None
 
     def api_server_pids(self) -> frozenset[int]:

@@ -19,6 +19,7 @@ from pytest_vllmbench.engines.supervisor import stop_children
 from pytest_vllmbench.measure import engine_settings
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
+from pytest_vllmbench.measure.server_metrics import InProcessMetrics
 from pytest_vllmbench.workload.batch import BatchRequest
 
 # Requests handed to vLLM at once: far above any max_num_seqs, so the engine stays full for all but the last steps
@@ -102,6 +103,11 @@ class OfflineEngine(EngineDefaults):
             return dict(self._llm.llm_engine.model_config.get_diff_sampling_param())
         except AttributeError:
             return {}
+
+    def metrics_source(self) -> InProcessMetrics | None:
+        """vLLM's own metrics in this process (stats logging is on): preemptions and the KV cache's use."""
+        read = getattr(self._llm, "get_metrics", None)
+        return None if read is None else InProcessMetrics(read)
 
     def reset_prefix_cache(self) -> bool:
         """Empty the prefix cache, so that a round does not hit the blocks of the one before."""

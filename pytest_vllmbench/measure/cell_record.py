@@ -127,10 +127,16 @@ class CellRecord:
     cpu_engine_core_pct: float | None = _figure(
         "% of a core", None, "CPU time of the busiest engine-core or worker process (not for endpoints, run-batch, ray)"
     )
+    preempted_pct: float | None = _figure(
+        "per 100 requests",
+        "lower",
+        "vLLM's preemptions per 100 requests of the timed rounds: a full KV cache evicted running requests to recompute",
+    )
     bound_by: str | None = _figure(
         "",
         None,
-        "what limits the cell: gpu (busy >= 90 %), else client, api-server or engine-core (>= 80 % of a core), else unclear",
+        "what limits the cell: kv-cache (preempted_pct >= 1), else gpu (busy >= 90 %), else client, api-server or"
+        " engine-core (>= 80 % of a core), else unclear",
     )
     engine_settings: dict[str, Any] | None = _figure(
         "",
@@ -190,7 +196,8 @@ class CellRecord:
     server_metrics: dict[str, Any] | None = _figure(
         "",
         None,
-        "vLLM's /metrics while the cell ran: KV cache, running/waiting, preemptions, prefix hits",
+        "vLLM's metrics while the cell ran (a server's /metrics; offline, its in-process registry): KV cache,"
+        " running/waiting, preemptions, prefix hits",
         sometimes=True,
     )
     trace_file: str | None = _figure("", None, "the --trace-dir file of the cell's per-request timings", sometimes=True)

@@ -1,4 +1,5 @@
-"""What bounds a cell: CPU time of the client, the API server and the engine core beside the GPU's busy share.
+"""What bounds a cell: vLLM's preemptions (a full KV cache), then CPU time of the client, the API server and the
+engine core beside the GPU's busy share.
 
 A Python process does its work on about one core (the GIL), so a process near 100 % of a core is the limit
 whenever the GPU is not busy. Roles are told apart by the process titles vLLM sets (`VLLM::APIServer_N`,
@@ -20,6 +21,7 @@ ROLES = ("client", "api-server", "engine-core")
 FIGURE = {"client": "cpu_client_pct", "api-server": "cpu_api_server_pct", "engine-core": "cpu_engine_core_pct"}
 GPU_BOUND_PCT = 90.0  # mean GPU busy at or above this: the GPU is the limit
 HOST_BOUND_PCT = 80.0  # else a process at or above this share of one core is the limit
+KV_BOUND_PCT = 1.0  # preemptions per 100 requests at or above this: the KV cache is the limit, before all else
 
 
 def role_of(process: psutil.Process, server_pids: frozenset[int]) -> str:
@@ -114,10 +116,22 @@ class HostLoad:
         return out
 
 
-def bound_by(gpu_busy_pct: float | None, cpu_pct: Mapping[str, float | None]) -> str:
-    """`gpu` when the GPU was busy at least GPU_BOUND_PCT of the time; else the role whose busiest process used
-    the most of one core, if at least HOST_BOUND_PCT; else `unclear` (e.g. waiting on the network, or a GPU
-    half busy with no process saturated)."""
+def preempted_pct(preemptions: float | None, requests_sent: int) -> float | None:
+    """vLLM's preemptions per 100 requests sent while its metrics were read (over 100 when requests were preempted
+    more than once); None without a count."""
+    if preemptions is None or requests_sent <= 0:
+        return None
+    return round(100.0 * preemptions / requests_sent, 2)
+
+
+def bound_by(gpu_busy_pct: float | None, cpu_pct: Mapping[str, float | None], preempted: float | None = None) -> str:
+    """`kv-cache` when vLLM preempted at least KV_BOUND_PCT per 100 requests (`preempted`): its KV cache ran full,
+    so it evicted running requests to recompute them later, and a busy GPU or CPU then partly redoes work. Else
+    `gpu` when the GPU was busy at least GPU_BOUND_PCT of the time; else the role whose busiest process used the
+    most of one core, if at least HOST_BOUND_PCT; else `unclear` (e.g. waiting on the network, or a GPU half busy
+    with no process saturated)."""
+    if preempted is not None and preempted >= KV_BOUND_PCT:
+        return "kv-cache"
     if gpu_busy_pct is not None and gpu_busy_pct >= GPU_BOUND_PCT:
         return "gpu"
     measured = [(value, role) for role in ROLES if (value := cpu_pct.get(FIGURE[role])) is not None]

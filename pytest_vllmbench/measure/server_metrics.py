@@ -1,12 +1,13 @@
-"""Sampling a vLLM server's Prometheus /metrics while a cell runs: KV cache, queue, preemptions, prefix cache."""
+"""Sampling vLLM's Prometheus metrics while a cell runs (KV cache, queue, preemptions, prefix cache): a server's
+/metrics, or the offline engine's own registry in this process."""
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_vllmbench.common.bounded_http import DeadlineExceeded, ResponseTooLarge, bounded_get
 
@@ -36,6 +37,21 @@ def parse(text: str) -> Sample:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
+    return _figures(totals)
+
+
+def from_snapshot(metrics: Iterable[Any]) -> Sample:
+    """vLLM's in-process snapshot (`LLM.get_metrics()`: objects with `name` and, for counters and gauges, a
+    numeric `value`) -> {figure: value}, summed over label sets as `parse` does."""
+    totals: dict[str, float] = {}
+    for metric in metrics:
+        name, value = getattr(metric, "name", None), getattr(metric, "value", None)
+        if isinstance(name, str) and isinstance(value, int | float) and not isinstance(value, bool):
+            totals[name] = totals.get(name, 0.0) + float(value)
+    return _figures(totals)
+
+
+def _figures(totals: Mapping[str, float]) -> Sample:
     found: Sample = {}
     for figure, names in {**GAUGES, **COUNTERS}.items():
         for name in names:
@@ -70,20 +86,52 @@ def _growth(values: Sequence[float]) -> float | None:
     return None if len(values) < 2 else max(values[-1] - values[0], 0.0)
 
 
+class MetricsReader(Protocol):
+    def scrape(self) -> Sample | None:
+        """One reading; None when there is nothing to read now."""
+        ...
+
+
 @dataclass(frozen=True)
 class MetricsSource:
+    """A server's /metrics, read over HTTP."""
+
     url: str  # http://host:port/metrics
     headers: Mapping[str, str]
     params: tuple[
         tuple[str, str | int | float | bool | None], ...
     ] = ()  # the endpoint URL's query string goes with every request
 
+    def scrape(self) -> Sample | None:
+        import httpx  # only a sampled cell needs it
+
+        try:
+            response = bounded_get(self.url, self.headers, self.params, SCRAPE_TIMEOUT_S, MAX_SCRAPE_BYTES)
+            if response.status_code != 200:
+                return None
+            return parse(response.text)
+        except (httpx.HTTPError, DeadlineExceeded, ResponseTooLarge, ValueError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class InProcessMetrics:
+    """The offline engine's metrics, read from this process's registry (`LLM.get_metrics`)."""
+
+    read: Callable[[], Iterable[Any]]
+
+    def scrape(self) -> Sample | None:
+        try:
+            return from_snapshot(self.read())
+        except Exception:  # vLLM's reader raised (an older or a stopped engine): nothing to read now
+            return None
+
 
 class MetricsSampler:
-    """Scrapes `source` every INTERVAL_S on a thread from enter to exit (once at each end too). A server that does
-    not answer /metrics with Prometheus text at the start is not sampled: `figures()` is then None."""
+    """Reads `source` every INTERVAL_S on a thread from enter to exit (once at each end too). A source that gives
+    none of vLLM's metrics at the start is not sampled: `figures()` is then None."""
 
-    def __init__(self, source: MetricsSource | None, interval_s: float = INTERVAL_S) -> None:
+    def __init__(self, source: MetricsReader | None, interval_s: float = INTERVAL_S) -> None:
         self._source = source
         self._interval_s = interval_s
         self._samples: list[Sample] = []
@@ -92,18 +140,8 @@ class MetricsSampler:
         self.available = False
 
     def _scrape(self) -> Sample | None:
-        import httpx  # only a sampled cell needs it
-
         assert self._source is not None
-        try:
-            response = bounded_get(
-                self._source.url, self._source.headers, self._source.params, SCRAPE_TIMEOUT_S, MAX_SCRAPE_BYTES
-            )
-            if response.status_code != 200:
-                return None
-            return parse(response.text)
-        except (httpx.HTTPError, DeadlineExceeded, ResponseTooLarge, ValueError, TypeError):
-            return None
+        return self._source.scrape()
 
     def __enter__(self) -> MetricsSampler:
         if self._source is None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
-from pytest_vllmbench.results.labels import rate
+from pytest_vllmbench.results.bottleneck import bound, preempted
+from pytest_vllmbench.results.labels import fmt, rate
 from pytest_vllmbench.results.saved_run import is_ok
 
 Cell = Mapping[str, Any]
@@ -46,7 +47,7 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
         steady_text = "" if steady is None else f"; steady rate: {steady}"
         lines.append(
             f"- {model} on {machine} ({workload}): offline {rate(offline)} vs server {rate(server)} req/s"
-            f"{order_note(offline, server)}: {verdict}{steady_text}."
+            f"{order_note(offline, server)}: {verdict}{steady_text}{kv_note(offline, server)}."
         )
     return "\n".join(lines) if lines else "No model has both an offline and a server cell on one machine and workload."
 
@@ -57,3 +58,17 @@ def order_note(first: Cell, second: Cell) -> str:
         second.get("interleaved") or ()
     )
     return " (rounds interleaved)" if together else ""
+
+
+def kv_note(*cells: Cell) -> str:
+    """'; KV cache full: server preempted 24 per 100 requests (0.45 of the GPU each, --interleave)' for the cells
+    the KV cache bounded: their rates say as much about the memory each engine had as about the mode."""
+    full = [cell for cell in cells if bound(cell) == "kv-cache"]
+    if not full:
+        return ""
+    parts = [f"{cell.get('mode')} preempted {fmt(preempted(cell), 1)} per 100 requests" for cell in full]
+    shares = {(cell.get("engine_args") or {}).get("gpu_memory_utilization") for cell in full if cell.get("interleaved")}
+    where = f" ({fmt(shares.pop())} of the GPU each, --interleave)" if len(shares) == 1 and None not in shares else ""
+    unread = [str(cell.get("mode")) for cell in cells if preempted(cell) is None]
+    unknown = f"; {' and '.join(unread)} preemptions not saved" if unread else ""
+    return f"; KV cache full: {' and '.join(parts)}{where}{unknown}"

@@ -1,7 +1,8 @@
 """The report's 'Engine settings and bottleneck' section: what bound each cell and the settings that differ.
 
 Renders the fields newer runs save (bound_by with its CPU shares, engine_settings, steady_requests_per_s,
-warmup_rounds, prefix_cache); older runs have none of them and are left out.
+warmup_rounds, prefix_cache); older runs have none of them and are left out, unless their preemption count says
+the KV cache bounded them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.measure.rounds import central
+from pytest_vllmbench.results.bottleneck import bound, preempted
 from pytest_vllmbench.results.labels import fmt
 
 Cell = Mapping[str, Any]
@@ -24,9 +26,12 @@ CPU_SHARES = (
 
 
 def _bound(cell: Cell) -> str:
-    shares = ", ".join(f"{name} {fmt(cell.get(key), 0)} %" for name, key in CPU_SHARES if cell.get(key) is not None)
-    bound = cell.get("bound_by")
-    return "-" if bound is None else f"{bound} ({shares})" if shares else str(bound)
+    shares = [f"{name} {fmt(cell.get(key), 0)} %" for name, key in CPU_SHARES if cell.get(key) is not None]
+    share = preempted(cell)
+    if share:
+        shares.insert(0, f"preempted {fmt(share, 1)} per 100 requests")
+    found = bound(cell)
+    return "-" if found is None else f"{found} ({', '.join(shares)})" if shares else found
 
 
 def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable[[Any], str]) -> str | None:
@@ -35,7 +40,7 @@ def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable
 
     parts = []
     for title, cells in groups:
-        shown = [cell for cell in cells if any(cell.get(name) is not None for name in FIELDS)]
+        shown = [cell for cell in cells if bound(cell) or any(cell.get(name) is not None for name in FIELDS)]
         if not shown:
             continue
         differ = differing(shown)
@@ -55,7 +60,7 @@ def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable
     if not parts:
         return None
     return (
-        "## Engine settings and bottleneck\n\nWhat limited each cell (GPU, the benchmark client, vLLM's API server or"
-        " its engine core, from their CPU shares) and, per group, only the engine settings that differ between"
-        " its cells.\n\n" + "\n\n".join(parts)
+        "## Engine settings and bottleneck\n\nWhat limited each cell (vLLM's KV cache when it preempted requests; else"
+        " the GPU, the benchmark client, vLLM's API server or its engine core, from their CPU shares) and, per group,"
+        " only the engine settings that differ between its cells.\n\n" + "\n\n".join(parts)
     )

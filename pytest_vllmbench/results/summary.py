@@ -8,6 +8,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.measure.host_load import FIGURE
+from pytest_vllmbench.results.bottleneck import bound, preempted
 from pytest_vllmbench.results.gate import Check, missing_data, regressions
 from pytest_vllmbench.results.gate import summary as gate_summary
 from pytest_vllmbench.results.labels import (
@@ -23,7 +24,16 @@ from pytest_vllmbench.results.labels import (
 )
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 
-__all__ = ["MISSING", "bound_text", "cells_table", "gate_lines", "latency_pair", "settings_lines", "summary_block"]
+__all__ = [
+    "MISSING",
+    "bound_text",
+    "cells_table",
+    "gate_lines",
+    "latency_pair",
+    "settings_lines",
+    "shared_memory_lines",
+    "summary_block",
+]
 
 
 def _cost(cell: SavedCell) -> str:
@@ -64,11 +74,13 @@ BOUND_SHARE = {"gpu": "gpu_util_mean_pct", **FIGURE}
 
 def bound_text(cell: Mapping[str, Any]) -> str:
     """What limited the cell, with the share that says so: 'gpu 97%', 'api-server 99%' (of one core)."""
-    bound = cell.get("bound_by")
-    if not isinstance(bound, str):
+    found = bound(cell)
+    if found is None:
         return MISSING
-    share = cell.get(BOUND_SHARE.get(bound, ""))
-    return f"{bound} {share:.0f}%" if finite(share) else bound
+    if found == "kv-cache":
+        return f"kv-cache {preempted(cell) or 0:.0f}/100 preempted"
+    share = cell.get(BOUND_SHARE.get(found, ""))
+    return f"{found} {share:.0f}%" if finite(share) else found
 
 
 def settings_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -81,6 +93,21 @@ def settings_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
             if isinstance(cell.get("engine_settings"), Mapping)
         )
         lines.append(f"engine setting {key} differs: {values}")
+    return lines
+
+
+def shared_memory_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Under --interleave, each cell whose KV cache ran full in its share of the GPU: a lone engine would have more
+    cache, so its rates here understate one (the modes still share alike)."""
+    lines = []
+    for cell in cells:
+        share = (cell.get("engine_args") or {}).get("gpu_memory_utilization")
+        if cell.get("interleaved") and bound(cell) == "kv-cache" and finite(share):
+            lines.append(
+                f"{cell.get('cell', MISSING)}: KV cache full with {share:g} of the GPU beside the other --interleave"
+                f" engines ({preempted(cell) or 0:.1f} preemptions per 100 requests): a lone engine has more cache,"
+                " so these rates understate one; compare its modes in sessions of their own for the job's rate"
+            )
     return lines
 
 
@@ -112,6 +139,7 @@ def summary_block(
         return ""
     lines = [cells_table(ran), ""]
     lines += settings_lines(ran)
+    lines += shared_memory_lines(ran)
     lines += [f"not run: {cell.get('cell', MISSING)}: {cell['status']}" for cell in cells if not is_ok(cell)]
     lines += gates
     if saved_run is not None:

@@ -14,7 +14,7 @@ from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.measure.cell_record import CellResult, UndeclaredFigure
 from pytest_vllmbench.measure.costs import cost_figures, energy_figures
 from pytest_vllmbench.measure.gpu import GpuSampler
-from pytest_vllmbench.measure.host_load import HostLoad, bound_by
+from pytest_vllmbench.measure.host_load import HostLoad, bound_by, preempted_pct
 from pytest_vllmbench.measure.metrics import RequestRecord, summarize_spill
 from pytest_vllmbench.measure.progress import ProgressFactory
 from pytest_vllmbench.measure.record_spill import RecordSpill, SpilledRecords
@@ -123,7 +123,7 @@ def run_cell(
     for _ in range(warmup):
         for _record in call(None, None, requests[:WARMUP_REQUESTS]):
             pass
-    source = engine.metrics_source() if client_side else None
+    source = engine.metrics_source()
     try:
         with GpuSampler(plan.gpu_indices) as telemetry, MetricsSampler(source) as server_metrics:
             timed(one_round)
@@ -155,6 +155,7 @@ def run_cell(
             "sampling": sampling.describe(),
             **planned.extra_info(),
             **(client_figures(plan, server_metrics.figures()) if client_side else {}),
+            **({"server_metrics": server_metrics.figures()} if server_metrics.available and not client_side else {}),
             **({"slo_ms": dict(slo_ms)} if slo_ms else {}),
             **summaries[-1],  # the last round's
             **mode_figures(mode, engine),
@@ -168,7 +169,8 @@ def run_cell(
     settings = engine.effective_settings()
     if settings is not None:
         measured = measured.with_figures({"engine_settings": settings})
-    measured = measured.with_figures(host_figures(mode, host, measured.gpu_util_mean_pct))
+    preempted = preempted_pct((measured.server_metrics or {}).get("preemptions"), measured.n_requests * len(rounds))
+    measured = measured.with_figures(host_figures(mode, host, measured.gpu_util_mean_pct, preempted))
     gpus = measured.gpus or []
     measured = measured.with_figures(roofline(measured, gpus, bandwidths or {}))
     completed = measured.n_requests - measured.n_failed
@@ -197,12 +199,16 @@ def mode_figures(mode: ModeSpec, engine: Engine) -> dict[str, Any]:
     return figures
 
 
-def host_figures(mode: ModeSpec, host: HostLoad, gpu_busy_pct: float | None) -> dict[str, Any]:
-    """CPU share per role and what bounds the cell; a server not ours is not ours to measure, nor an engine that
-    starts inside the round (its processes are not there when the round's CPU times are first read)."""
+def host_figures(
+    mode: ModeSpec, host: HostLoad, gpu_busy_pct: float | None, preempted: float | None = None
+) -> dict[str, Any]:
+    """CPU share per role, vLLM's preemptions per 100 requests and what bounds the cell; a server not ours is not
+    ours to measure, nor an engine that starts inside the round (its processes are not there when the round's CPU
+    times are first read)."""
     measured = mode.owns_engine and not mode.engine_in_round
     figures: dict[str, Any] = host.figures(has_api_server=mode.api_servers, has_engine_core=measured)
-    figures["bound_by"] = bound_by(gpu_busy_pct, figures)
+    figures["preempted_pct"] = preempted
+    figures["bound_by"] = bound_by(gpu_busy_pct, figures, preempted)
     return figures
 
 
