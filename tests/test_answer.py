@@ -177,3 +177,29 @@ def test_a_budget_cell_run_interleaved_is_not_called_over_budget_on_the_peak_eve
     assert "**fits**" in lines["1b-"]  # all of them together stayed within the budget: so did this one
     table_rows = [line for line in text.splitlines() if line.startswith("| gemma-4b") and "16G" in line]
     assert table_rows and all("over budget" not in row for row in table_rows)
+
+
+def test_the_answer_says_when_its_cells_kv_cache_ran_full_in_a_shared_gpu_and_under_a_budget(tmp_path):
+    together = ["qwen-14b-offline", "qwen-14b-server"]
+    shared = {"interleaved": together, "n_requests": 3000, "engine_args": {"gpu_memory_utilization": 0.45}}
+    save_run(
+        tmp_path,
+        1,
+        "h200",
+        [
+            _gpu_cell("qwen-14b-offline", **_rounds(62.3, 2.3), **shared, preempted_pct=0.0),
+            _gpu_cell("qwen-14b-server", **_rounds(53.6, 6.2), **shared, server_metrics={"preemptions": 716.0}),
+            _gpu_cell("gemma-4b-server", gpu_memory_budget_gib=16, peak_vram_mib=15_000, preempted_pct=36.5),
+        ],
+        gpus=GPU,
+    )
+    answer = _answer(render(load_runs(tmp_path)))
+    assert (
+        "  KV cache full under --interleave (qwen-14b-server [d] preempted 23.9 per 100 requests): these rates and"
+        " hours are for engines sharing the GPU and understate one alone."
+    ) in answer
+    budget_line = next(line for line in answer.splitlines() if "gemma-4b-server" in line)
+    assert budget_line.endswith(
+        "**fits** in 16 GiB; measured peak 14.6 GiB; weights - GiB (est.); KV cache full (36.5 preemptions per 100"
+        " requests)."
+    )

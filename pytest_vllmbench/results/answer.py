@@ -11,6 +11,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import stat
+from pytest_vllmbench.results.bottleneck import bound, preempted
 from pytest_vllmbench.results.labels import fmt, is_dummy, legend
 from pytest_vllmbench.results.saved_run import SavedCell
 
@@ -120,10 +121,26 @@ def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], l
         lines.append(
             f"  Runner-up: {label(runner)} (score {runner_score['score']:.3f}, margin {margin:.3f}; {verdict})."
         )
+    compared = [best] + [runner for _, runner in rest[:1]]
+    if shared := kv_shared_note(compared, label):
+        lines.append(f"  {shared}")
     note = renormalised_note(weights, best_score.get("weights") or {}, why_unmeasured(cells))
     if note:
         lines.append(f"  {note[0].upper()}{note[1:]}.")
     return lines
+
+
+def kv_shared_note(cells: Sequence[SavedCell], label: Label) -> str:
+    """'' unless a compared cell's KV cache ran full in its --interleave share of the GPU: then its rate and job
+    hours understate what one engine alone would do."""
+    full = [cell for cell in cells if cell.interleaved and bound(cell) == "kv-cache"]
+    if not full:
+        return ""
+    each = "; ".join(f"{label(cell)} preempted {fmt(preempted(cell), 1)} per 100 requests" for cell in full)
+    return (
+        f"KV cache full under --interleave ({each}): these rates and hours are for engines sharing the GPU and"
+        " understate one alone."
+    )
 
 
 def peak_gib(cell: SavedCell) -> float | None:
@@ -168,7 +185,14 @@ def budget_verdicts(cells: Sequence[SavedCell], label: Label) -> list[str]:
         else:
             seen = f"measured peak {peak:.1f} GiB"
         weights = weights_gib(cell.params_b, cell.dtype)
-        lines.append(f"- {label(cell)}: **{verdict}** in {limit:g} GiB; {seen}; weights {fmt(weights, 1)} GiB (est.).")
+        kv = (
+            f"; KV cache full ({fmt(preempted(cell), 1)} preemptions per 100 requests)"
+            if bound(cell) == "kv-cache"
+            else ""
+        )
+        lines.append(
+            f"- {label(cell)}: **{verdict}** in {limit:g} GiB; {seen}; weights {fmt(weights, 1)} GiB (est.){kv}."
+        )
     return lines
 
 
