@@ -164,6 +164,6 @@ def test_the_offline_vs_server_verdict_says_the_kv_cache_was_full_and_what_was_n
 def test_the_session_summary_warns_when_interleaving_left_a_cell_short_of_kv_cache():
     [line] = shared_memory_lines([OLD_OFFLINE, OLD_INTERLEAVED_SERVER])
     assert line.startswith("qwen-14b-server: KV cache full with 0.45 of the GPU beside the other --interleave engines")
-    assert "(23.9 preemptions per 100 requests)" in line and "sessions of their own" in line
+    assert "(23.9 preemptions per 100 requests)" in line and "without --interleave (one engine at a time)" in line
     alone = SavedCell.of({**OLD_INTERLEAVED_SERVER.saved, "interleaved": None})
     assert shared_memory_lines([alone]) == []  # a lone engine's full cache is its own: the bound column says so

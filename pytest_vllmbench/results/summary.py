@@ -106,7 +106,7 @@ def shared_memory_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
             lines.append(
                 f"{cell.get('cell', MISSING)}: KV cache full with {share:g} of the GPU beside the other --interleave"
                 f" engines ({preempted(cell) or 0:.1f} preemptions per 100 requests): a lone engine has more cache,"
-                " so these rates understate one; compare its modes in sessions of their own for the job's rate"
+                " so these rates understate one; run its modes without --interleave (one engine at a time) for the job's rate"
             )
     return lines
 
