@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def session_members(sid: int) -> list[int]:
     members = []
@@ -68,3 +70,13 @@ def run_pytest_isolated(
             proc.kill()
             proc.wait()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, None), leftovers
+
+
+def run_bench_isolated(
+    root: Path, options: list[str], timeout: float
+) -> tuple[subprocess.CompletedProcess, list[tuple[int, str]]]:
+    """`pytest benchmarks -p no:cacheprovider OPTIONS` in `root`, made a project holding the repository's
+    benchmarks/test_batch.py, in a process session of its own (see run_pytest_isolated)."""
+    (root / "benchmarks").mkdir(exist_ok=True)
+    (root / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
+    return run_pytest_isolated(["benchmarks", "-p", "no:cacheprovider", *options], root, timeout)

@@ -177,15 +177,10 @@ def test_random_checkpoint_has_the_models_names_and_shapes(tmp_path):
 
 @pytest.mark.engine
 def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
-    from procs import run_pytest_isolated
+    from procs import run_bench_isolated
 
     folder = tiny_model_folder(tmp_path / "my-model")
-    (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     args = [
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
         f"--model={folder}",
         "--mode=offline",
         "--load-format=dummy",
@@ -195,7 +190,7 @@ def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
         "--ignore-eos",
         "--benchmark-save=dummy",
     ]
-    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=600)
+    result, leftovers = run_bench_isolated(tmp_path, args, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     assert leftovers == []
     [saved] = (tmp_path / ".benchmarks").glob("*/0001_dummy.json")

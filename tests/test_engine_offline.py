@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from procs import run_pytest_isolated
+from procs import run_bench_isolated
 
 pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
@@ -26,15 +26,10 @@ PARITY_LINE = {
 
 
 def test_two_xdist_workers_run_offline_and_server_side_by_side_and_generate_the_same_tokens(tmp_path):
-    (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     (tmp_path / "one.jsonl").write_text(
         json.dumps({"custom_id": "p", "method": "POST", "url": "/v1/chat/completions", "body": PARITY_LINE}) + "\n"
     )
     args = [
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
         "-n",
         "2",
         "--model=gemma-270m",
@@ -43,7 +38,7 @@ def test_two_xdist_workers_run_offline_and_server_side_by_side_and_generate_the_
         "--dataset=one.jsonl",
         "--benchmark-save=parallel",
     ]
-    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
+    result, leftovers = run_bench_isolated(tmp_path, args, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
     assert leftovers == []
     [run] = (tmp_path / ".benchmarks").glob("*/0001_parallel.json")
@@ -61,12 +56,7 @@ def test_two_xdist_workers_run_offline_and_server_side_by_side_and_generate_the_
 def test_a_kv_cache_too_small_for_the_batch_makes_vllm_preempt_and_the_cell_says_kv_cache(tmp_path):
     """Real vLLM offline with ~24 MB of KV cache: 8 requests of ~210 prompt tokens each growing 96 more do not fit at
     once, so vLLM evicts running requests to recompute them; its in-process metrics count it."""
-    (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     args = [
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
         "--model=gemma-270m",
         "--mode=offline",
         f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
@@ -77,7 +67,7 @@ def test_a_kv_cache_too_small_for_the_batch_makes_vllm_preempt_and_the_cell_says
         "--engine-arg=max_model_len=1024",
         "--benchmark-save=kv",
     ]
-    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=600)
+    result, leftovers = run_bench_isolated(tmp_path, args, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     assert leftovers == []
     [run] = (tmp_path / ".benchmarks").glob("*/0001_kv.json")

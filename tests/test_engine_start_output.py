@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-from procs import run_pytest_isolated
+from procs import run_bench_isolated
 
 pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
@@ -14,12 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_offline_engine_without_room_for_its_kv_cache_is_recorded_as_does_not_fit(tmp_path):
     """vLLM states the KV-cache shortfall only in its engine-core process's output, not in the exception the
     parent gets ('Engine core initialization failed'): the cell must still say 'does not fit', with vLLM's figures."""
-    (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     args = [
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
         "--model=gemma-270m",
         "--mode=offline",
         "-rs",
@@ -29,7 +24,7 @@ def test_offline_engine_without_room_for_its_kv_cache_is_recorded_as_does_not_fi
         "--benchmark-save=run1",
         "--engine-arg=kv_cache_memory_bytes=1048576",  # 1 MiB: far less than one 2,048-token sequence needs
     ]
-    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=600)
+    result, leftovers = run_bench_isolated(tmp_path, args, timeout=600)
     assert leftovers == [], "the engine left processes running"
     assert result.returncode == 0, result.stdout[-3000:]  # a cell that does not fit is skipped, not failed
     out = result.stdout

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from procs import run_pytest_isolated
+from procs import run_bench_isolated
 
 pytestmark = pytest.mark.engine
 REPO = Path(__file__).resolve().parents[1]
@@ -30,13 +30,8 @@ server.ServerEngine.__init__ = counted
 
 
 def test_a_three_point_sweep_starts_the_server_once_and_saves_three_cells(tmp_path):
-    (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     (tmp_path / "conftest.py").write_text(COUNTING_CONFTEST)
     args = [
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
         "--model=gemma-270m",
         "--mode=server",
         f"--dataset={DATASET}",
@@ -50,7 +45,7 @@ def test_a_three_point_sweep_starts_the_server_once_and_saves_three_cells(tmp_pa
         "--benchmark-save=sweep",
         "--report=report.md",
     ]
-    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
+    result, leftovers = run_bench_isolated(tmp_path, args, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:]
     assert leftovers == []
     assert (tmp_path / "server-starts.txt").read_text() == "start\n"

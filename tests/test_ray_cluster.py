@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from procs import alive_after, kill_all, run_pytest_isolated
+from procs import alive_after, kill_all, run_bench_isolated
 
 pytestmark = [pytest.mark.engine, pytest.mark.ray_cluster]
 REPO = Path(__file__).resolve().parents[1]
@@ -150,12 +150,7 @@ def test_a_ray_cell_joins_a_two_node_cluster_runs_a_replica_on_each_node_and_lea
     address, token = two_nodes
     nodes = _nodes(address)
     assert len(nodes) == 2
-    (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "test_batch.py").write_text((REPO / "benchmarks" / "test_batch.py").read_text())
     args = [
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
         "--model=gemma-270m",
         "--mode=ray",
         f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
@@ -170,7 +165,7 @@ def test_a_ray_cell_joins_a_two_node_cluster_runs_a_replica_on_each_node_and_lea
         "--engine-arg=gpu_memory_utilization=0.1",
         "--benchmark-save=two-nodes",
     ]
-    result, leftovers = run_pytest_isolated(args, tmp_path, timeout=900)
+    result, leftovers = run_bench_isolated(tmp_path, args, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:]
     assert leftovers == []
     [run] = (tmp_path / ".benchmarks").glob("*/0001_two-nodes.json")
