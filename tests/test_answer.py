@@ -195,7 +195,7 @@ def test_the_answer_says_when_its_cells_kv_cache_ran_full_in_a_shared_gpu_and_un
     )
     answer = _answer(render(load_runs(tmp_path)))
     assert (
-        "  KV cache full under --interleave (qwen-14b-server [d] preempted 23.9 per 100 requests): these rates and"
+        "  KV cache full under --interleave (qwen-14b-server [d]: 23.9 preemptions per 100 requests): these rates and"
         " hours are for engines sharing the GPU and understate one alone."
     ) in answer
     budget_line = next(line for line in answer.splitlines() if "gemma-4b-server" in line)

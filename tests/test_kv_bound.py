@@ -1,6 +1,7 @@
 """A cell bounded by its KV cache: vLLM's preemptions read offline (in-process) and from a server, saved as
 preempted_pct, called `kv-cache` before any CPU or GPU share, and read again from runs saved before the figure."""
 
+import re
 import threading
 
 from hypothesis import given
@@ -12,7 +13,7 @@ from pytest_vllmbench.measure.cell_record import CellResult
 from pytest_vllmbench.measure.host_load import KV_BOUND_PCT, bound_by, preempted_pct
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.server_metrics import InProcessMetrics, MetricsSampler, from_snapshot
-from pytest_vllmbench.results.bottleneck import bound, preempted
+from pytest_vllmbench.results.bottleneck import preemptions_per_100, saved_bound
 from pytest_vllmbench.results.labels import cell_label
 from pytest_vllmbench.results.mode_verdicts import mode_verdicts
 from pytest_vllmbench.results.report_engine import engine_section
@@ -40,6 +41,7 @@ def test_preemptions_count_per_100_requests_sent():
     assert preempted_pct(716.0, 3000) == 23.87
     assert preempted_pct(0.0, 3000) == 0.0
     assert preempted_pct(None, 3000) is None and preempted_pct(5.0, 0) is None
+    assert preempted_pct(1e308, 64) is None  # a counter past a float's range: not saved as non-strict JSON
 
 
 def test_vllms_in_process_snapshot_gives_the_figures_a_scrape_gives():
@@ -103,17 +105,48 @@ class PreemptingEngine(EngineDefaults):
         return None
 
 
-def test_an_offline_cell_saves_vllms_metrics_and_is_called_kv_bound_when_it_preempted():
-    def three_rounds(fn):
-        for _ in range(3):
+def _rounds_of(count):
+    def timed(fn):
+        for _ in range(count):
             fn()
 
+    return timed
+
+
+def test_an_offline_cell_saves_vllms_metrics_and_is_called_kv_bound_when_it_preempted():
     info = run_cell(
-        plan_for(project_to=1000), PreemptingEngine(), [], SamplingOverrides(), CellResult(), three_rounds
+        plan_for(project_to=1000), PreemptingEngine(), [], SamplingOverrides(), CellResult(), _rounds_of(3)
     ).result.extra_info()
     assert info["server_metrics"]["preemptions"] == 30.0 and info["server_metrics"]["kv_cache_usage_pct_peak"] == 100
     assert info["preempted_pct"] == 50.0  # 30 preemptions over 3 rounds of 20 requests
     assert info["bound_by"] == "kv-cache"
+
+
+def test_an_interleave_round_counts_its_own_requests_not_its_earlier_rounds():
+    earlier = [{"requests_per_s": 10.0}, {"requests_per_s": 11.0}]
+    outcome = run_cell(
+        plan_for(project_to=1000),
+        PreemptingEngine(),
+        [],
+        SamplingOverrides(),
+        CellResult(),
+        _rounds_of(1),
+        earlier_rounds=earlier,
+        interleaved=["gemma-270m-offline", "gemma-270m-server"],
+    )
+    info = outcome.result.extra_info()
+    assert len(info["rounds"]) == 3
+    assert info["preempted_pct"] == 50.0  # 10 preemptions over this call's one round of 20, as its metrics were read
+
+
+def test_a_server_cell_counts_its_preemptions_from_the_metrics_its_client_side_reads():
+    engine = PreemptingEngine()
+    engine.mode = "server"
+    info = run_cell(
+        plan_for(mode="server", project_to=1000), engine, [], SamplingOverrides(), CellResult(), _rounds_of(2)
+    ).result.extra_info()
+    assert info["load"] and info["server_metrics"]["preemptions"] == 20.0
+    assert info["preempted_pct"] == 50.0 and info["bound_by"] == "kv-cache"
 
 
 def _saved(mode, **figures):
@@ -136,25 +169,26 @@ OLD_OFFLINE = _saved("offline", bound_by="engine-core", interleaved=["qwen-14b-o
 
 def test_a_run_saved_before_preempted_pct_is_read_again_from_its_preemption_count():
     # an --interleave round's metrics cover that round alone; a session's rounds, all of them
-    assert preempted(OLD_INTERLEAVED_SERVER) == 23.87 and bound(OLD_INTERLEAVED_SERVER) == "kv-cache"
+    assert preemptions_per_100(OLD_INTERLEAVED_SERVER) == 23.87 and saved_bound(OLD_INTERLEAVED_SERVER) == "kv-cache"
     alone = _saved("server", bound_by="api-server", server_metrics={"preemptions": 716.0}, rounds=[{}, {}, {}])
-    assert preempted(alone) == 7.96
-    assert bound(_saved("server", bound_by="api-server", server_metrics={"preemptions": 0.0})) == "api-server"
-    assert preempted(OLD_OFFLINE) is None and bound(OLD_OFFLINE) == "engine-core"
-    assert preempted(_saved("server", preempted_pct=0.5, server_metrics={"preemptions": 716.0})) == 0.5
+    assert preemptions_per_100(alone) == 7.96
+    assert saved_bound(_saved("server", bound_by="api-server", server_metrics={"preemptions": 0.0})) == "api-server"
+    assert preemptions_per_100(OLD_OFFLINE) is None and saved_bound(OLD_OFFLINE) == "engine-core"
+    assert preemptions_per_100(_saved("server", preempted_pct=0.5, server_metrics={"preemptions": 716.0})) == 0.5
+    assert preemptions_per_100(_saved("server", bound_by="gpu", server_metrics={"preemptions": -50.0})) is None
 
 
 def test_the_report_and_the_summary_call_the_kv_bound_cell_so():
     section = engine_section([("1 x H200", [OLD_OFFLINE, OLD_INTERLEAVED_SERVER])], cell_label) or ""
-    assert "| kv-cache (preempted 23.9 per 100 requests, API server 81 %) |" in section
-    assert "| engine-core  " in section  # padded to the column
-    assert bound_text(OLD_INTERLEAVED_SERVER) == "kv-cache 24/100 preempted"
+    assert "| kv-cache (23.9 preemptions per 100 requests, API server 81 %) |" in section
+    assert re.search(r"\| qwen-14b-offline\s+\| engine-core\s+\|", section)
+    assert bound_text(OLD_INTERLEAVED_SERVER) == "kv-cache 24 preemptions/100 req"
 
 
 def test_the_offline_vs_server_verdict_says_the_kv_cache_was_full_and_what_was_not_read():
     text = mode_verdicts([("1 x H200", "w", OLD_OFFLINE), ("1 x H200", "w", OLD_INTERLEAVED_SERVER)])
     assert text.endswith(
-        "; KV cache full: server preempted 23.9 per 100 requests (0.45 of the GPU each, --interleave);"
+        "; KV cache full: server 23.9 preemptions per 100 requests (0.45 of the GPU each, --interleave);"
         " offline preemptions not saved."
     )
     neither = _saved("server", bound_by="api-server", server_metrics={"preemptions": 0.0})

@@ -9,6 +9,7 @@ offline mode, the in-process front end); an owned server's own process is its AP
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -121,7 +122,8 @@ def preempted_pct(preemptions: float | None, requests_sent: int) -> float | None
     more than once); None without a count."""
     if preemptions is None or requests_sent <= 0:
         return None
-    return round(100.0 * preemptions / requests_sent, 2)
+    share = 100.0 * preemptions / requests_sent
+    return round(share, 2) if math.isfinite(share) and share >= 0 else None  # a saved run stays strict JSON
 
 
 def bound_by(gpu_busy_pct: float | None, cpu_pct: Mapping[str, float | None], preempted: float | None = None) -> str:

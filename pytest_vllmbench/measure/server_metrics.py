@@ -123,8 +123,8 @@ class InProcessMetrics:
     def scrape(self) -> Sample | None:
         try:
             return from_snapshot(self.read())
-        except Exception:  # vLLM's reader raised (an older or a stopped engine): nothing to read now
-            return None
+        except (AssertionError, AttributeError, RuntimeError, TypeError, ValueError):
+            return None  # vLLM's reader refused (stats logging off, an older or a stopped engine): nothing to read
 
 
 class MetricsSampler:

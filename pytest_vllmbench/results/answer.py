@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import stat
-from pytest_vllmbench.results.bottleneck import bound, preempted
+from pytest_vllmbench.results.bottleneck import preemptions_per_100, saved_bound
 from pytest_vllmbench.results.labels import fmt, is_dummy, legend
 from pytest_vllmbench.results.saved_run import SavedCell
 
@@ -133,10 +133,12 @@ def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], l
 def kv_shared_note(cells: Sequence[SavedCell], label: Label) -> str:
     """'' unless a compared cell's KV cache ran full in its --interleave share of the GPU: then its rate and job
     hours understate what one engine alone would do."""
-    full = [cell for cell in cells if cell.interleaved and bound(cell) == "kv-cache"]
+    full = [cell for cell in cells if cell.interleaved and saved_bound(cell) == "kv-cache"]
     if not full:
         return ""
-    each = "; ".join(f"{label(cell)} preempted {fmt(preempted(cell), 1)} per 100 requests" for cell in full)
+    each = "; ".join(
+        f"{label(cell)}: {fmt(preemptions_per_100(cell), 1)} preemptions per 100 requests" for cell in full
+    )
     return (
         f"KV cache full under --interleave ({each}): these rates and hours are for engines sharing the GPU and"
         " understate one alone."
@@ -186,8 +188,8 @@ def budget_verdicts(cells: Sequence[SavedCell], label: Label) -> list[str]:
             seen = f"measured peak {peak:.1f} GiB"
         weights = weights_gib(cell.params_b, cell.dtype)
         kv = (
-            f"; KV cache full ({fmt(preempted(cell), 1)} preemptions per 100 requests)"
-            if bound(cell) == "kv-cache"
+            f"; KV cache full ({fmt(preemptions_per_100(cell), 1)} preemptions per 100 requests)"
+            if saved_bound(cell) == "kv-cache"
             else ""
         )
         lines.append(

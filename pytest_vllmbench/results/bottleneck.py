@@ -10,7 +10,7 @@ from pytest_vllmbench.common.numbers import is_finite_number
 from pytest_vllmbench.measure.host_load import KV_BOUND_PCT, preempted_pct
 
 
-def preempted(cell: Mapping[str, Any]) -> float | None:
+def preemptions_per_100(cell: Mapping[str, Any]) -> float | None:
     """Preemptions per 100 requests: as saved, or from the saved count over the requests of the rounds it was read
     over (an --interleave round's metrics are that round's alone; else every timed round of the cell's session)."""
     saved = cell.get("preempted_pct")
@@ -19,16 +19,16 @@ def preempted(cell: Mapping[str, Any]) -> float | None:
     metrics = cell.get("server_metrics")
     count = metrics.get("preemptions") if isinstance(metrics, Mapping) else None
     requests = cell.get("n_requests")
-    if not is_finite_number(count) or not isinstance(requests, int) or isinstance(requests, bool):
+    if not is_finite_number(count) or count < 0 or not isinstance(requests, int) or isinstance(requests, bool):
         return None
     rounds = cell.get("rounds")
     sampled = 1 if cell.get("interleaved") or not isinstance(rounds, list) else max(len(rounds), 1)
     return preempted_pct(float(count), requests * sampled)
 
 
-def bound(cell: Mapping[str, Any]) -> str | None:
+def saved_bound(cell: Mapping[str, Any]) -> str | None:
     """The saved `bound_by`, or `kv-cache` where the preemptions say so (see measure/host_load.bound_by)."""
-    share = preempted(cell)
+    share = preemptions_per_100(cell)
     if share is not None and share >= KV_BOUND_PCT:
         return "kv-cache"
     saved = cell.get("bound_by")

@@ -8,7 +8,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
-from pytest_vllmbench.results.bottleneck import bound, preempted
+from pytest_vllmbench.results.bottleneck import preemptions_per_100, saved_bound
 from pytest_vllmbench.results.labels import fmt, rate
 from pytest_vllmbench.results.saved_run import is_ok
 
@@ -61,14 +61,14 @@ def order_note(first: Cell, second: Cell) -> str:
 
 
 def kv_note(*cells: Cell) -> str:
-    """'; KV cache full: server preempted 24 per 100 requests (0.45 of the GPU each, --interleave)' for the cells
+    """'; KV cache full: server 23.9 preemptions per 100 requests (0.45 of the GPU each, --interleave)' for the cells
     the KV cache bounded: their rates say as much about the memory each engine had as about the mode."""
-    full = [cell for cell in cells if bound(cell) == "kv-cache"]
+    full = [cell for cell in cells if saved_bound(cell) == "kv-cache"]
     if not full:
         return ""
-    parts = [f"{cell.get('mode')} preempted {fmt(preempted(cell), 1)} per 100 requests" for cell in full]
+    parts = [f"{cell.get('mode')} {fmt(preemptions_per_100(cell), 1)} preemptions per 100 requests" for cell in full]
     shares = {(cell.get("engine_args") or {}).get("gpu_memory_utilization") for cell in full if cell.get("interleaved")}
     where = f" ({fmt(shares.pop())} of the GPU each, --interleave)" if len(shares) == 1 and None not in shares else ""
-    unread = [str(cell.get("mode")) for cell in cells if preempted(cell) is None]
+    unread = [str(cell.get("mode")) for cell in cells if preemptions_per_100(cell) is None]
     unknown = f"; {' and '.join(unread)} preemptions not saved" if unread else ""
     return f"; KV cache full: {' and '.join(parts)}{where}{unknown}"

@@ -12,7 +12,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.measure.rounds import central
-from pytest_vllmbench.results.bottleneck import bound, preempted
+from pytest_vllmbench.results.bottleneck import preemptions_per_100, saved_bound
 from pytest_vllmbench.results.labels import fmt
 
 Cell = Mapping[str, Any]
@@ -27,10 +27,10 @@ CPU_SHARES = (
 
 def _bound(cell: Cell) -> str:
     shares = [f"{name} {fmt(cell.get(key), 0)} %" for name, key in CPU_SHARES if cell.get(key) is not None]
-    share = preempted(cell)
-    if share:
-        shares.insert(0, f"preempted {fmt(share, 1)} per 100 requests")
-    found = bound(cell)
+    share = preemptions_per_100(cell)
+    if share is not None and share > 0:
+        shares.insert(0, f"{fmt(share, 1)} preemptions per 100 requests")
+    found = saved_bound(cell)
     return "-" if found is None else f"{found} ({', '.join(shares)})" if shares else found
 
 
@@ -40,7 +40,7 @@ def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable
 
     parts = []
     for title, cells in groups:
-        shown = [cell for cell in cells if bound(cell) or any(cell.get(name) is not None for name in FIELDS)]
+        shown = [cell for cell in cells if saved_bound(cell) or any(cell.get(name) is not None for name in FIELDS)]
         if not shown:
             continue
         differ = differing(shown)

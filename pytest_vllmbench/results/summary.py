@@ -8,7 +8,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.measure.host_load import FIGURE
-from pytest_vllmbench.results.bottleneck import bound, preempted
+from pytest_vllmbench.results.bottleneck import preemptions_per_100, saved_bound
 from pytest_vllmbench.results.gate import Check, missing_data, regressions
 from pytest_vllmbench.results.gate import summary as gate_summary
 from pytest_vllmbench.results.labels import (
@@ -74,11 +74,11 @@ BOUND_SHARE = {"gpu": "gpu_util_mean_pct", **FIGURE}
 
 def bound_text(cell: Mapping[str, Any]) -> str:
     """What limited the cell, with the share that says so: 'gpu 97%', 'api-server 99%' (of one core)."""
-    found = bound(cell)
+    found = saved_bound(cell)
     if found is None:
         return MISSING
     if found == "kv-cache":
-        return f"kv-cache {preempted(cell) or 0:.0f}/100 preempted"
+        return f"kv-cache {preemptions_per_100(cell) or 0:.0f} preemptions/100 req"
     share = cell.get(BOUND_SHARE.get(found, ""))
     return f"{found} {share:.0f}%" if finite(share) else found
 
@@ -102,10 +102,10 @@ def shared_memory_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     for cell in cells:
         share = (cell.get("engine_args") or {}).get("gpu_memory_utilization")
-        if cell.get("interleaved") and bound(cell) == "kv-cache" and finite(share):
+        if cell.get("interleaved") and saved_bound(cell) == "kv-cache" and finite(share):
             lines.append(
                 f"{cell.get('cell', MISSING)}: KV cache full with {share:g} of the GPU beside the other --interleave"
-                f" engines ({preempted(cell) or 0:.1f} preemptions per 100 requests): a lone engine has more cache,"
+                f" engines ({preemptions_per_100(cell) or 0:.1f} preemptions per 100 requests): a lone engine has more cache,"
                 " so these rates understate one; run its modes without --interleave (one engine at a time) for the job's rate"
             )
     return lines
