@@ -6,6 +6,7 @@ import threading
 
 from hypothesis import given
 from hypothesis import strategies as st
+from saved_runs import cell, save_run
 from vllm.v1.metrics.reader import Counter, Gauge, Histogram, Vector
 
 from pytest_vllmbench.engines.base import EngineDefaults, SamplingOverrides
@@ -14,10 +15,12 @@ from pytest_vllmbench.measure.host_load import KV_BOUND_PCT, bound_by, preempted
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.server_metrics import InProcessMetrics, MetricsSampler, from_snapshot
 from pytest_vllmbench.results.bottleneck import preemptions_per_100, saved_bound
+from pytest_vllmbench.results.compare import compare
 from pytest_vllmbench.results.labels import cell_label
 from pytest_vllmbench.results.mode_verdicts import mode_verdicts
 from pytest_vllmbench.results.report_engine import engine_section
 from pytest_vllmbench.results.saved_run import SavedCell
+from pytest_vllmbench.results.storage import load_runs
 from pytest_vllmbench.results.summary import bound_text, shared_memory_lines
 from pytest_vllmbench.run.cell_run import run_cell
 from tests.plans import plan_for
@@ -201,3 +204,20 @@ def test_the_session_summary_warns_when_interleaving_left_a_cell_short_of_kv_cac
     assert "(23.9 preemptions per 100 requests)" in line and "without --interleave (one engine at a time)" in line
     alone = SavedCell.of({**OLD_INTERLEAVED_SERVER.saved, "interleaved": None})
     assert shared_memory_lines([alone]) == []  # a lone engine's full cache is its own: the bound column says so
+
+
+def test_compare_shows_the_preemptions_of_a_run_saved_before_the_figure(tmp_path):
+    alone = cell("qwen-14b-server", n_requests=3000, server_metrics={"preemptions": 0.0}, rounds=[{}, {}, {}])
+    shared = cell(
+        "qwen-14b-server",
+        n_requests=3000,
+        server_metrics={"preemptions": 716.0},
+        rounds=[{}, {}],
+        interleaved=["qwen-14b-offline", "qwen-14b-server"],
+    )
+    save_run(tmp_path, 1, "alone", [alone])
+    save_run(tmp_path, 2, "interleaved", [shared])
+    runs = load_runs(tmp_path)
+    rows, _, _ = compare(runs[0], runs[1])
+    [row] = [row for row in rows if row.figure == "preempted_pct"]
+    assert (row.a, row.b) == (0.0, 23.87)  # no change in % from 0

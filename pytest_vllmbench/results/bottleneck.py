@@ -1,5 +1,6 @@
 """What bounded a saved cell, read again from its figures: runs saved before `preempted_pct` existed still saved
-vLLM's preemption count (server cells), so a cell whose KV cache ran full is called `kv-cache` in every report."""
+vLLM's preemption count (server cells), so a cell whose KV cache ran full is called `kv-cache` in every report, and
+the reader (saved_run.clean_cell) gives such a cell its `preempted_pct` for compare and the gates."""
 
 from __future__ import annotations
 
