@@ -59,7 +59,10 @@ PY
 limit=${LIMIT:-1000}
 rounds=${ROUNDS:-3}
 model=${MODEL:-qwen-14b}
-name="h200-ray-vs-offline-$model-batch$limit-rounds$rounds-dummy${NAME_SUFFIX:-}"
+# the run is named for the card that ran it (h100, h200, ...): a lease may give an H100 where an H200 was asked
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -oiE '[a-z][0-9]{2,3}[a-z]*' | head -1)
+gpu=$(echo "${gpu:-gpu}" | tr '[:upper:]' '[:lower:]')
+name="$gpu-ray-vs-offline-$model-batch$limit-rounds$rounds-dummy${NAME_SUFFIX:-}"
 log="$OUT/ray-vs-offline${NAME_SUFFIX:-}.log"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 interleave=(); [ -n "${INTERLEAVE:-}" ] && interleave=(--interleave)

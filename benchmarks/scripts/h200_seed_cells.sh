@@ -55,7 +55,10 @@ modes=(--mode="$mode")
 models=(); for model in "$@"; do models+=(--model="$model"); done
 xdist=(); [ "${WORKERS:-1}" -gt 1 ] && xdist=(-n "$WORKERS")
 limit=${LIMIT:-1000}
-name="h200-seed-$mode-$(IFS=_; echo "$*")-batch$limit-dummy${NAME_SUFFIX:-}"
+# the run is named for the card that ran it (h100, h200, ...): a lease may give an H100 where an H200 was asked
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -oiE '[a-z][0-9]{2,3}[a-z]*' | head -1)
+gpu=$(echo "${gpu:-gpu}" | tr '[:upper:]' '[:lower:]')
+name="$gpu-seed-$mode-$(IFS=_; echo "$*")-batch$limit-dummy${NAME_SUFFIX:-}"
 log="$OUT/seed-$mode-$(IFS=_; echo "$*")${NAME_SUFFIX:-}.log"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 for model in "$@"; do  # the random checkpoint is written once, before any engine, and timed on its own
