@@ -25,6 +25,7 @@ BAD_TABLES = [
     ("[tool.vllmbench.extra]\nx = 1", "extra: unknown key"),
     ("[tool.vllmbench.flexibility]\nendpoint = 7", "flexibility.endpoint expects a number in"),
     ("[tool.vllmbench.weights]\nspeed = 1", "unknown score weight"),
+    ('"\\u001e" = 1', "\\[tool.vllmbench\\] '\\\\x1e': unknown key"),  # quoted: a control character reaches no terminal
 ]
 
 

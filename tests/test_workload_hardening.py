@@ -215,3 +215,20 @@ def test_the_benchmark_stops_with_exit_4_and_file_line_never_a_traceback(pyteste
     output = result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR, output
     assert f"{path}:2: " in output and "Traceback" not in output
+
+
+def test_a_key_with_a_control_character_is_quoted_in_the_message_that_names_it(tmp_path, capsys):
+    """Found by the property above on a CI run: a JSON key holding U+001E (a line boundary to str.splitlines) went
+    into the message as it was, so the message for one line broke in two."""
+    path = tmp_path / "k.jsonl"
+    envelope = '"custom_id": "a", "method": "POST", "url": "/v1/chat/completions"'
+    path.write_text(
+        f'{{{envelope}, "body": [{{"\\u001e": "\\ud800"}}]}}\n'
+        f'{{{envelope}, "body": {{"model": "m", "messages": [], "\\u001e": 1}}}}\n'
+    )
+    assert cli.main(["validate", str(path)]) == 1
+    first, second = capsys.readouterr().err.splitlines()[:2]
+    assert first == (
+        f"{path}:1: body[0]['\\x1e'] holds a lone UTF-16 surrogate (\\ud800-\\udfff): it cannot be sent as UTF-8"
+    )
+    assert second.startswith(f"{path}:2: body['\\x1e'] is not supported: every mode must do the same work")

@@ -23,6 +23,12 @@ def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
     return cut(repr(value), limit)
 
 
+def key_text(key: str, limit: int = SHOWN_CHARS) -> str:
+    """A key read from a file as a message names it: as it is when printable, else quoted with its escapes (a
+    control character would break the message's line or reach the terminal, a lone surrogate cannot be printed)."""
+    return cut(key, limit) if key.isprintable() and key else shown(key, limit)
+
+
 def one_line(text: str) -> str:
     """Control characters and line separators as spaces: text read from a file stays on the line it is shown on (a
     line break in a saved name would start a line of its own in a report, a heading or a marker)."""

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from pytest_vllmbench.common.cut import key_text
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.modes import mode_names
 from pytest_vllmbench.config.score_weights import check_weights
@@ -70,7 +71,7 @@ def check_tool_table(table: object, options: Iterable[OptionLike], source: str) 
     checked: dict[str, Any] = {}
     for raw_key, value in table.items():
         key = str(raw_key).replace("-", "_")
-        where = f"{source}: [tool.vllmbench] {raw_key}"
+        where = f"{source}: [tool.vllmbench] {key_text(str(raw_key))}"
         if key in TABLES:
             checked[key] = _check_table(key, value, where)
         elif key in kinds:

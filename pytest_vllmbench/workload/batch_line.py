@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from pytest_vllmbench.common.cut import cut, shown
+from pytest_vllmbench.common.cut import cut, key_text, shown
 
 CHAT_URL = "/v1/chat/completions"
 COMPLETIONS_URL = "/v1/completions"
@@ -121,10 +121,18 @@ def _lone_surrogate(root: Any) -> str | None:
         elif isinstance(node, dict):
             for key, value in node.items():
                 stack.append((key, f"a key of {where}"))
-                stack.append((value, f"{where}.{cut(key)}" if where != "line" else cut(key)))
+                stack.append((value, _member(where, key)))
         elif isinstance(node, list):
             stack.extend((item, f"{where}[{index}]") for index, item in enumerate(node))
     return None
+
+
+def _member(where: str, key: str) -> str:
+    """`where.key`, or `where['\\x1e']` for a key a message cannot show as it is (common/cut.key_text)."""
+    text = key_text(key)
+    if text != cut(key):
+        return f"{where}[{text}]"
+    return f"{where}.{text}" if where != "line" else text
 
 
 def _check_envelope(obj: dict[str, Any]) -> None:
@@ -146,7 +154,7 @@ def _check_envelope(obj: dict[str, Any]) -> None:
     if unsupported:
         supported = ", ".join(sorted(CHAT_FIELDS if is_chat else COMPLETION_FIELDS))
         raise ValueError(
-            f"body.{cut(unsupported[0])} is not supported: every mode must do the same work, and offline "
+            f"{_member('body', unsupported[0])} is not supported: every mode must do the same work, and offline "
             f"vLLM cannot honour it (supported: {supported})"
         )
     if is_chat:
