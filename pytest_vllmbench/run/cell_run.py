@@ -154,8 +154,9 @@ def run_cell(
             "engine": engine.describe(),
             "sampling": sampling.describe(),
             **planned.extra_info(),
-            **(client_figures(plan, server_metrics.figures()) if client_side else {}),
-            **({"server_metrics": server_metrics.figures()} if server_metrics.available and not client_side else {}),
+            **(client_figures(plan) if client_side else {}),
+            # a client-side cell saves null where its server has no /metrics; an offline engine without them, nothing
+            **({"server_metrics": server_metrics.figures()} if client_side or server_metrics.available else {}),
             **({"slo_ms": dict(slo_ms)} if slo_ms else {}),
             **summaries[-1],  # the last round's
             **mode_figures(mode, engine),
@@ -181,11 +182,10 @@ def run_cell(
     return CellOutcome(measured, SpilledRecords(last.records), engine.fault(), traced, last.records, rounds)
 
 
-def client_figures(plan: CellPlan, server_metrics: dict[str, Any] | None) -> dict[str, Any]:
-    """What a cell whose requests a client sends saves: its load point, its sweep, the server's /metrics (None: the
-    server has no /metrics to read)."""
+def client_figures(plan: CellPlan) -> dict[str, Any]:
+    """What a cell whose requests a client sends saves: its load point and its sweep."""
     load = plan.cell.load or LoadPoint(plan.settings.concurrency, plan.settings.request_rate)
-    figures = {"load": load.describe(), "server_metrics": server_metrics}
+    figures: dict[str, Any] = {"load": load.describe()}
     return figures | ({"sweep": plan.cell.sweep} if plan.cell.load is not None else {})
 
 
