@@ -153,8 +153,10 @@ def test_a_server_cell_counts_its_preemptions_from_the_metrics_its_client_side_r
 
 
 def _saved(mode, **figures):
+    """A cell as the reader gives it from a saved run (saved_run.clean_cell)."""
     base = {"cell": f"qwen-14b-{mode}", "model": "qwen-14b", "mode": mode, "n_requests": 3000, "requests_per_s": 60.0}
-    return SavedCell.of(base | figures)
+    cell, _ = SavedCell.from_saved({"vllmbench_schema": 1} | base | figures, "test")
+    return cell
 
 
 # as runs saved before preempted_pct existed: the server's count, the old verdict from CPU shares alone

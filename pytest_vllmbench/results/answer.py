@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import stat
-from pytest_vllmbench.results.bottleneck import preemptions_per_100, saved_bound
+from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.labels import fmt, is_dummy, legend
 from pytest_vllmbench.results.saved_run import SavedCell
 
@@ -133,7 +133,7 @@ def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], l
 def kv_shared_note(cells: Sequence[SavedCell], label: Label) -> str:
     """'' unless a compared cell's KV cache ran full in its --interleave share of the GPU: then its rate and job
     hours understate what one engine alone would do."""
-    full = [cell for cell in cells if cell.interleaved and saved_bound(cell) == "kv-cache"]
+    full = [cell for cell in cells if full_in_shared_gpu(cell)]
     if not full:
         return ""
     each = "; ".join(

@@ -8,7 +8,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
-from pytest_vllmbench.results.bottleneck import preemptions_per_100, saved_bound
+from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.labels import fmt, rate
 from pytest_vllmbench.results.saved_run import is_ok
 
@@ -67,7 +67,9 @@ def kv_note(*cells: Cell) -> str:
     if not full:
         return ""
     parts = [f"{cell.get('mode')} {fmt(preemptions_per_100(cell), 1)} preemptions per 100 requests" for cell in full]
-    shares = {(cell.get("engine_args") or {}).get("gpu_memory_utilization") for cell in full if cell.get("interleaved")}
+    shares = {
+        (cell.get("engine_args") or {}).get("gpu_memory_utilization") for cell in full if full_in_shared_gpu(cell)
+    }
     where = f" ({fmt(shares.pop())} of the GPU each, --interleave)" if len(shares) == 1 and None not in shares else ""
     unread = [str(cell.get("mode")) for cell in cells if preemptions_per_100(cell) is None]
     unknown = f"; {' and '.join(unread)} preemptions not saved" if unread else ""

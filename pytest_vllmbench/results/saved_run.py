@@ -16,7 +16,7 @@ from typing import Any
 
 from pytest_vllmbench.common.cut import one_line
 from pytest_vllmbench.measure.cell_record import HIGHER_IS_BETTER, LOWER_IS_BETTER, SCHEMA, CellRecord
-from pytest_vllmbench.results.bottleneck import preemptions_per_100
+from pytest_vllmbench.results.bottleneck import derived_preemptions
 
 IDENTITY = ("cell", "model", "mode")
 MAX_TEXT = 4096  # characters; longer text in a saved run is not ours
@@ -228,7 +228,7 @@ def clean_cell(raw: Any, where: str) -> CleanCell:
                 continue
             kept[name] = _coherent(stats)
         figures["round_stats"] = kept
-    if "preempted_pct" not in figures and (share := preemptions_per_100(figures)) is not None:
+    if "preempted_pct" not in figures and (share := derived_preemptions(figures)) is not None:
         figures["preempted_pct"] = share  # a run saved before the figure: read again from vLLM's own count
     return CleanCell(figures, tuple(warnings))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.measure.host_load import FIGURE
-from pytest_vllmbench.results.bottleneck import preemptions_per_100, saved_bound
+from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.gate import Check, missing_data, regressions
 from pytest_vllmbench.results.gate import summary as gate_summary
 from pytest_vllmbench.results.labels import (
@@ -102,7 +102,7 @@ def shared_memory_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     for cell in cells:
         share = (cell.get("engine_args") or {}).get("gpu_memory_utilization")
-        if cell.get("interleaved") and saved_bound(cell) == "kv-cache" and finite(share):
+        if full_in_shared_gpu(cell) and finite(share):
             lines.append(
                 f"{cell.get('cell', MISSING)}: KV cache full with {share:g} of the GPU beside the other --interleave"
                 f" engines ({preemptions_per_100(cell) or 0:.1f} preemptions per 100 requests): a lone engine has more cache,"
