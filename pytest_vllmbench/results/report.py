@@ -176,8 +176,8 @@ def render(
         " when it started but the card held more (so a card of that size is not shown to hold it), *ran, peak"
         " shared* when it ran under `--interleave` and the card held more than the budget with every engine on it"
         " (its own peak is not known), *does not fit* when it could not start. The speed is the GPU's that ran it,"
-        " not the smaller card's. Weights are params x bytes per param; what is left for the KV cache is the budget minus the weights, before activations and"
-        " CUDA graphs take their share.\n\n" + fit_table(latest),
+        " not the smaller card's. Weights are params x bytes per param; what is left for the KV cache is the budget"
+        " minus the weights, before activations and CUDA graphs take their share.\n\n" + fit_table(latest),
         "## Ranking\n\n" + ranking_section(latest, rank) + priced,
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + parity_table(runs),

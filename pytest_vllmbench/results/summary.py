@@ -105,8 +105,9 @@ def shared_memory_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
         if full_in_shared_gpu(cell) and finite(share):
             lines.append(
                 f"{cell.get('cell', MISSING)}: KV cache full with {share:g} of the GPU beside the other --interleave"
-                f" engines ({preemptions_per_100(cell) or 0:.1f} preemptions per 100 requests): a lone engine has more cache,"
-                " so these rates understate one; run its modes without --interleave (one engine at a time) for the job's rate"
+                f" engines ({preemptions_per_100(cell) or 0:.1f} preemptions per 100 requests): a lone engine has"
+                " more cache, so these rates understate one; run its modes without --interleave (one engine at a"
+                " time) for the job's rate"
             )
     return lines
 
