@@ -28,6 +28,10 @@ if [ "${1:-}" = pack ]; then
     tar -C "$cache" -cf - dummy/gemma-12b-4bit dummy/mistral-7b dummy/qwen-14b dummy/gemma-12b dummy/gemma-1b dummy/gemma-4b \
         | xz -9 -T2 > .gpu/extra/seed-dummy.tar.xz
     PATH=$(dirname "$py"):$PATH "$here/pack_bitsandbytes.sh" .gpu/extra
+    # the plugin's small pure-Python dependencies, installed there only where the image lacks them
+    # (one image had platformdirs, a later one did not)
+    rm -rf .gpu/extra/whl && "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+        -d .gpu/extra/whl platformdirs httpx-sse httpx-aiohttp pytest-timeout tabulate
     ls -l .gpu/extra
     exit 0
 fi
@@ -35,13 +39,19 @@ mode=${1:?usage: h200_seed_cells.sh pack | offline|server|both|both-server-first
 shift
 [ $# -gt 0 ] || { echo "name the models (gemma-12b-4bit mistral-7b qwen-14b)"; exit 2; }
 [ -d /tmp/site/vllm ] || { echo "fresh machine: carry vLLM again"; exit 3; }
-if compgen -G ".gpu/extra/whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/extra/whl/*.whl || exit 4
-fi
+for wheel in .gpu/extra/whl/*.whl; do  # a wheel's file name starts with its module's name
+    [ -e "$wheel" ] || continue
+    module=$(basename "$wheel"); module=${module%%-*}
+    PYTHONPATH=/tmp/site python3 -c "import $module" 2>/dev/null && continue
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$wheel" || exit 4
+done
 mkdir -p /tmp/bnb && xz -dc .gpu/extra/bitsandbytes.tar.xz | tar -C /tmp/bnb -xf - || exit 4
 export PYTHONPATH=/tmp/bnb:/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
        VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID \
        NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+# every module the plugin imports, before any engine or checkpoint costs device time
+python3 -c "import pytest_vllmbench.pytest_plugin.plugin, platformdirs, httpx_sse, httpx_aiohttp, pytest_timeout, \
+tabulate, numpy, scipy, psutil, tqdm, prometheus_client, pynvml" || { echo "the image lacks a module above: pack it"; exit 4; }
 mkdir -p "$VLLMBENCH_CACHE/models" && xz -dc .gpu/extra/seed-dummy.tar.xz | tar -C "$VLLMBENCH_CACHE/models" -xf - || exit 4
 python3 - <<'PY'
 import json
