@@ -18,13 +18,9 @@
 # MODES="ray" runs the ray cell alone. mistral-7b cannot be a ray cell here: its dummy folder has only Mistral's own
 # tokenizer files, which Ray Data's chat-template stage cannot read (the cell is skipped).
 set -uo pipefail
-[ -d /tmp/site/vllm ] || { echo "fresh machine: carry vLLM again"; exit 3; }
-if compgen -G ".gpu/extra/whl/*.whl" >/dev/null; then  # the plugin's own small dependencies the image lacks
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/extra/whl/*.whl || exit 4
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
-       VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID \
-       NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 RAY_USAGE_STATS_ENABLED=0
+source "$(dirname "$0")/device_env.sh"
+device_env || exit $?
+export RAY_USAGE_STATS_ENABLED=0
 if ! python3 -c 'import ray.data.llm' 2>/dev/null; then
     compgen -G "/root/rayparts/part*" >/dev/null || { echo "no ray chunks in /root/rayparts: carry .gpu/ray/pN"; exit 3; }
     mkdir -p /tmp/raywhl

@@ -38,20 +38,9 @@ fi
 mode=${1:?usage: h200_seed_cells.sh pack | offline|server|both|both-server-first MODEL...}
 shift
 [ $# -gt 0 ] || { echo "name the models (gemma-12b-4bit mistral-7b qwen-14b)"; exit 2; }
-[ -d /tmp/site/vllm ] || { echo "fresh machine: carry vLLM again"; exit 3; }
-for wheel in .gpu/extra/whl/*.whl; do  # a wheel's file name starts with its module's name
-    [ -e "$wheel" ] || continue
-    module=$(basename "$wheel"); module=${module%%-*}
-    PYTHONPATH=/tmp/site python3 -c "import $module" 2>/dev/null && continue
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$wheel" || exit 4
-done
+source "$here/device_env.sh"
+device_env /tmp/bnb || exit $?
 mkdir -p /tmp/bnb && xz -dc .gpu/extra/bitsandbytes.tar.xz | tar -C /tmp/bnb -xf - || exit 4
-export PYTHONPATH=/tmp/bnb:/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
-       VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID \
-       NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-# every module the plugin imports, before any engine or checkpoint costs device time
-python3 -c "import pytest_vllmbench.pytest_plugin.plugin, platformdirs, httpx_sse, httpx_aiohttp, pytest_timeout, \
-tabulate, numpy, scipy, psutil, tqdm, prometheus_client, pynvml" || { echo "the image lacks a module above: pack it"; exit 4; }
 mkdir -p "$VLLMBENCH_CACHE/models" && xz -dc .gpu/extra/seed-dummy.tar.xz | tar -C "$VLLMBENCH_CACHE/models" -xf - || exit 4
 python3 - <<'PY'
 import json

@@ -7,11 +7,8 @@
 set -uo pipefail
 # Dummy weights cannot write meaningful JSON, so the batch sample drops response_format and every request
 # generates exactly 128 tokens (ignore_eos): throughput as with real weights, quality not measured.
-[ -d /tmp/site/vllm ] || { echo "fresh machine: carry vLLM again"; exit 3; }
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/extra/whl/*.whl || exit 4
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
-       VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID \
-       NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+source "$(dirname "$0")/device_env.sh"
+device_env || exit $?
 mkdir -p "$VLLMBENCH_CACHE" && xz -dc .gpu/extra/dummy.tar.xz | tar -C "$VLLMBENCH_CACHE" -xf -
 common=(-p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none --load-format=dummy)
 plain_sample() {

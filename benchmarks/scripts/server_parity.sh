@@ -30,12 +30,8 @@ snapshot() {  # what is done so far, in one file: a run cut short by a time limi
 }
 py=${PYTHON:-python3}
 if [ "$where" = gpu ]; then
-    [ -d /tmp/site/vllm ] || { echo "fresh machine: carry vLLM again"; exit 3; }
-    if compgen -G ".gpu/extra/whl/*.whl" >/dev/null; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/extra/whl/*.whl || exit 4
-    fi
-    export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
-           VLLM_USE_FLASHINFER_SAMPLER=0 VLLMBENCH_CACHE=/tmp/vllmbench-cache CUDA_DEVICE_ORDER=PCI_BUS_ID
+    source "$here/device_env.sh"
+    device_env || exit $?
     mkdir -p "$VLLMBENCH_CACHE/models" && xz -dc .gpu/extra/seed-dummy.tar.xz | tar -C "$VLLMBENCH_CACHE/models" -xf -
     n=${N:-3000}
     weights=$VLLMBENCH_CACHE/models/dummy/$model
