@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from procs import kill_all, session_members
@@ -130,6 +131,42 @@ def test_a_server_never_healthy_is_a_timeout_with_the_log_tail_and_leaves_nothin
     message = str(info.value)
     assert "not healthy after 2 s" in message and str(tmp_path) in message and "fake vLLM server on port" in message
     assert [session_members(pid) for pid in started] == [[]]
+
+
+def test_a_stranger_healthy_on_the_probed_port_is_not_taken_for_the_server(tmp_path, monkeypatch):
+    """The port probed free is taken by another server before ours binds (seen once in CI, two xdist workers
+    starting fake servers): its /health answering 200 must not count as ours being up."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Healthy(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    stranger = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=stranger.serve_forever, daemon=True).start()
+    taken = stranger.server_address[1]
+    ports = iter([taken])
+    monkeypatch.setattr(server, "free_port", lambda: next(ports, None) or _probe_port())
+    try:
+        engine = start(tmp_path)
+        try:
+            assert engine.base_url != f"http://127.0.0.1:{taken}/v1"
+            assert httpx.get(engine.base_url + "/models", timeout=5).json()["data"][0]["id"] == "fake"
+        finally:
+            engine.close()
+    finally:
+        stranger.shutdown()
+        stranger.server_close()
+
+
+def _probe_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_a_dead_server_is_a_fault_naming_its_exit(tmp_path):

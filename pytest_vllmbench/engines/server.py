@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from pytest_vllmbench.common.notices import notice
 from pytest_vllmbench.config.loads import LoadPoint, with_load
@@ -184,7 +185,8 @@ class ServerEngine(EngineDefaults):
                     f"log {self.process.log_path}, last lines:\n{log_tail(self.process.log_path)}"
                 )
             try:
-                if httpx.get(url, timeout=2.0).status_code == 200:
+                # a 200 counts only from our own listener: the probed port may go to another server before ours binds
+                if httpx.get(url, timeout=2.0).status_code == 200 and listens_on(self.process.members(), port):
                     return
             except httpx.HTTPError:
                 pass
@@ -281,6 +283,21 @@ class PendingServer:
 
     def cancel(self) -> None:
         self._engine.close()
+
+
+def listens_on(pids: Sequence[int], port: int) -> bool:
+    """One of `pids` holds a TCP socket listening on `port`, or their sockets cannot be read here (some systems
+    show them to root only): then a healthy answer is taken as theirs, as before this check."""
+    for pid in pids:
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.AccessDenied:
+            return True
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections):
+            return True
+    return False
 
 
 def port_was_taken(log_path: Path) -> bool:
