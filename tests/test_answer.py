@@ -203,3 +203,41 @@ def test_the_answer_says_when_its_cells_kv_cache_ran_full_in_a_shared_gpu_and_un
         "**fits** in 16 GiB; measured peak 14.6 GiB; weights - GiB (est.); KV cache full (36.5 preemptions per 100"
         " requests)."
     )
+
+
+def test_the_answer_says_when_a_cell_that_shared_the_gpu_is_ranked_against_one_that_had_it_alone(tmp_path):
+    together = ["qwen-14b-offline", "qwen-14b-server"]
+    shared = {"interleaved": together, "n_requests": 3000, "engine_args": {"gpu_memory_utilization": 0.45}}
+    alone = {"n_requests": 3000, "engine_args": {"gpu_memory_utilization": 0.92}}
+    save_run(
+        tmp_path,
+        1,
+        "h200",
+        [
+            _gpu_cell("qwen-14b-server", **_rounds(53.6, 6.2), **shared),
+            _gpu_cell("qwen-14b-offline", **_rounds(40.0, 2.0), **shared),
+            _gpu_cell("gemma-12b-4bit-server", **_rounds(49.7, 4.7), **alone),
+        ],
+        gpus=GPU,
+    )
+    answer = _answer(render(load_runs(tmp_path)))
+    assert (
+        "  Not like for like: qwen-14b-server [d] shared the GPU under --interleave, gemma-12b-4bit-server [d] had it"
+        " alone; the margin is partly the share of the GPU each had."
+    ) in answer
+
+
+def test_cells_that_all_had_the_gpu_alone_get_no_sharing_note(tmp_path):
+    alone = {"n_requests": 3000}
+    save_run(
+        tmp_path,
+        1,
+        "h200",
+        [
+            _gpu_cell("gemma-12b-4bit-offline", **_rounds(53.2, 7.0), **alone),
+            _gpu_cell("gemma-12b-4bit-server", **_rounds(49.7, 4.7), **alone),
+        ],
+        gpus=GPU,
+    )
+    answer = _answer(render(load_runs(tmp_path)))
+    assert "Runner-up: gemma-12b-4bit-offline [d]" in answer and "Not like for like" not in answer

@@ -124,6 +124,8 @@ def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], l
     compared = [best] + [runner for _, runner in rest[:1]]
     if shared := kv_shared_note(compared, label):
         lines.append(f"  {shared}")
+    if unlike := sharing_note(compared, label):
+        lines.append(f"  {unlike}")
     note = renormalised_note(weights, best_score.get("weights") or {}, why_unmeasured(cells))
     if note:
         lines.append(f"  {note[0].upper()}{note[1:]}.")
@@ -142,6 +144,19 @@ def kv_shared_note(cells: Sequence[SavedCell], label: Label) -> str:
     return (
         f"KV cache full under --interleave ({each}): these rates and hours are for engines sharing the GPU and"
         " understate one alone."
+    )
+
+
+def sharing_note(cells: Sequence[SavedCell], label: Label) -> str:
+    """'' unless some compared cells shared the GPU under --interleave and others had it alone: their rates were
+    measured with different memory and compute, so the margin between them is not the modes' or models' alone."""
+    shared = [label(cell) for cell in cells if cell.interleaved]
+    alone = [label(cell) for cell in cells if not cell.interleaved]
+    if not shared or not alone:
+        return ""
+    return (
+        f"Not like for like: {_join(shared)} shared the GPU under --interleave, {_join(alone)} had it alone;"
+        " the margin is partly the share of the GPU each had."
     )
 
 
