@@ -10,6 +10,7 @@ set -uo pipefail
 source "$(dirname "$0")/device_env.sh"
 device_env || exit $?
 mkdir -p "$VLLMBENCH_CACHE" && xz -dc .gpu/extra/dummy.tar.xz | tar -C "$VLLMBENCH_CACHE" -xf -
+started=$(mktemp)  # the runs saved after this are this call's
 common=(-p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none --load-format=dummy)
 plain_sample() {
     python3 - <<'PY'
@@ -49,6 +50,7 @@ case "${1:-offline}" in
       | tee "$OUT/parity.log" ;;
 esac
 status=${PIPESTATUS[0]}
-mkdir -p "$OUT/runs" && cp .benchmarks/*/*.json "$OUT/runs/" 2>/dev/null
+# only this call's saved runs: the committed ones would pass the limit on how many files come back from $OUT
+mkdir -p "$OUT/runs" && find .benchmarks -name '*.json' -newer "$started" -exec cp {} "$OUT/runs/" \;
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 exit "$status"
