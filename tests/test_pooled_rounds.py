@@ -1,0 +1,62 @@
+"""Rounds pooled over a cell's runs on one boot of one machine (results/pooled_rounds.py), and the boot id saved."""
+
+from __future__ import annotations
+
+import hashlib
+
+from saved_runs import cell, save_run
+
+from pytest_vllmbench.measure.machine import boot_id
+from pytest_vllmbench.measure.rounds import interval
+from pytest_vllmbench.results.report import render
+from pytest_vllmbench.results.storage import load_runs
+
+GPU = ["NVIDIA H200"]
+BOOT, OTHER_BOOT = "a1b2c3d4e5f6", "0f0f0f0f0f0f"
+
+
+def _cell(mode: str, rates: list[float]) -> dict[str, object]:
+    stats = interval(rates)
+    return cell(
+        f"m-{mode}",
+        mode=mode,
+        gpus=GPU,
+        weights="dummy weights",
+        requests_per_s=stats["mean"],
+        rounds=[{"requests_per_s": rate} for rate in rates],
+        round_stats={"requests_per_s": stats},
+    )
+
+
+def _verdict(text: str) -> str:
+    return next(line for line in text.split("## Offline vs server")[1].splitlines() if line.startswith("- m "))
+
+
+def test_alternating_runs_on_one_boot_are_judged_on_all_their_rounds(tmp_path):
+    save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 3, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    line = _verdict(render(load_runs(tmp_path)))
+    pooled = interval([60.0, 61.0, 62.0, 55.0, 60.0, 65.0])
+    assert f"offline {pooled['mean']:.2f} ± {pooled['ci95_half']:.2f} vs server 50.00 ± 4.97 req/s" in line
+    assert "(rounds pooled over runs on one boot of the machine: offline 0001, 0003; server 0002)" in line
+    # the newest offline run alone (60.00 ± 12.42) would overlap the server; all six rounds do not
+    assert line.endswith(": offline faster.")
+
+
+def test_runs_from_another_boot_or_an_unknown_one_are_not_pooled(tmp_path):
+    save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0])], gpus=GPU, boot=OTHER_BOOT)
+    save_run(tmp_path, 2, "o", [_cell("offline", [40.0, 41.0, 42.0])], gpus=GPU)
+    save_run(tmp_path, 3, "o", [_cell("offline", [30.0, 31.0, 32.0])], gpus=GPU, boot="../../not-a-boot")
+    save_run(tmp_path, 4, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 5, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    line = _verdict(render(load_runs(tmp_path)))
+    assert "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s: no difference shown" in line
+    assert "pooled" not in line
+
+
+def test_the_boot_id_is_a_short_hash_of_the_kernels_and_none_where_unreadable(tmp_path):
+    source = tmp_path / "boot_id"
+    source.write_text("6c1f4e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f\n")
+    assert boot_id(source) == hashlib.sha256(b"6c1f4e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f").hexdigest()[:12]
+    assert boot_id(tmp_path / "missing") is None
