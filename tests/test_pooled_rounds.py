@@ -60,3 +60,13 @@ def test_the_boot_id_is_a_short_hash_of_the_kernels_and_none_where_unreadable(tm
     source.write_text("6c1f4e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f\n")
     assert boot_id(source) == hashlib.sha256(b"6c1f4e0a-1d2b-4c3d-9e8f-0a1b2c3d4e5f").hexdigest()[:12]
     assert boot_id(tmp_path / "missing") is None
+
+
+def test_runs_of_one_boot_under_other_conditions_are_not_pooled(tmp_path):
+    shared = {"interleaved": ["m-offline", "m-server"], "engine_args": {"gpu_memory_utilization": 0.45}}
+    save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0]) | shared], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "o", [_cell("offline", [70.0, 71.0, 72.0]) | {"n_requests": 1000}], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 3, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 4, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    line = _verdict(render(load_runs(tmp_path)))
+    assert "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s: no difference shown" in line

@@ -17,17 +17,34 @@ def run_number(run: SavedRun) -> str:
     return run.name.split("_", 1)[0]
 
 
+def conditions(cell: SavedCell) -> tuple[object, ...]:
+    """What a run of a cell must share with another for their rounds to be one sample: the workload with its
+    request count, the engine and its args, sampling, warm-up, the prefix-cache policy, and whether the GPU was
+    shared (--interleave)."""
+    return (
+        repr(cell.dataset),
+        cell.n_requests,
+        repr(cell.engine),
+        repr(cell.engine_args),
+        repr(cell.sampling),
+        cell.warmup_rounds,
+        cell.prefix_cache,
+        bool(cell.interleaved),
+    )
+
+
 def same_boot(runs: list[SavedRun], run: SavedRun, cell: SavedCell) -> list[tuple[SavedRun, SavedCell]]:
-    """This cell's results with rounds from every run on the boot that ran `run`, oldest first."""
+    """This cell's results with rounds from every run on the boot that ran `run`, under the same conditions,
+    oldest first."""
     if run.boot is None or not cell.rounds:
         return []
-    key = cell_key(run, cell)
+    key, alike = cell_key(run, cell), conditions(cell)
     return [
         (other, saved)
         for other in runs
         if other.boot == run.boot
         for saved in other.cells
-        if cell_key(other, saved) == key and is_ok(saved) and saved.rounds
+        if cell_key(other, saved) == key and conditions(saved) == alike and is_ok(saved) and saved.rounds
     ]
 
 
