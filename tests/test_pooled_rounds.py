@@ -39,19 +39,44 @@ def test_alternating_runs_on_one_boot_are_judged_on_all_their_rounds(tmp_path):
     line = _verdict(render(load_runs(tmp_path)))
     pooled = interval([60.0, 61.0, 62.0, 55.0, 60.0, 65.0])
     assert f"offline {pooled['mean']:.2f} ± {pooled['ci95_half']:.2f} vs server 50.00 ± 4.97 req/s" in line
-    assert "(rounds pooled over runs on one boot of the machine: offline 0001, 0003; server 0002)" in line
+    assert (
+        "(rounds pooled over runs both ways round on one boot of the machine: offline 0001, 0003; server 0002)" in line
+    )
     # the newest offline run alone (60.00 ± 12.42) would overlap the server; all six rounds do not
     assert line.endswith(": offline faster.")
 
 
-def test_runs_from_another_boot_or_an_unknown_one_are_not_pooled(tmp_path):
-    save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0])], gpus=GPU, boot=OTHER_BOOT)
-    save_run(tmp_path, 2, "o", [_cell("offline", [40.0, 41.0, 42.0])], gpus=GPU)
-    save_run(tmp_path, 3, "o", [_cell("offline", [30.0, 31.0, 32.0])], gpus=GPU, boot="../../not-a-boot")
-    save_run(tmp_path, 4, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
-    save_run(tmp_path, 5, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
-    line = _verdict(render(load_runs(tmp_path)))
-    assert "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s: no difference shown" in line
+def _saved(tmp_path, modes_and_boots: list[tuple[str, str | None]]) -> str:
+    rates = {"offline": [[60.0, 61.0, 62.0], [55.0, 60.0, 65.0]], "server": [[48.0, 50.0, 52.0], [48.0, 50.0, 52.0]]}
+    for number, (mode, boot) in enumerate(modes_and_boots, start=1):
+        previous = sum(1 for earlier, _ in modes_and_boots[: number - 1] if earlier == mode)
+        save_run(tmp_path, number, mode[0], [_cell(mode, rates[mode][min(previous, 1)])], gpus=GPU, boot=boot)
+    return _verdict(render(load_runs(tmp_path)))
+
+
+NOT_POOLED = "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s: no difference shown"
+
+
+def test_runs_from_another_boot_are_not_pooled(tmp_path):
+    line = _saved(tmp_path, [("offline", OTHER_BOOT), ("server", BOOT), ("offline", BOOT)])
+    assert NOT_POOLED in line and "pooled" not in line
+
+
+def test_runs_with_no_boot_or_a_malformed_one_are_not_pooled(tmp_path):
+    assert NOT_POOLED in _saved(tmp_path / "none", [("offline", None), ("server", None), ("offline", None)])
+    malformed = "../../not-a-boot"
+    assert NOT_POOLED in _saved(
+        tmp_path / "bad", [("offline", malformed), ("server", malformed), ("offline", malformed)]
+    )
+
+
+def test_runs_repeated_in_one_order_only_are_not_pooled(tmp_path):
+    line = _saved(tmp_path, [("offline", BOOT), ("offline", BOOT), ("server", BOOT)])
+    assert NOT_POOLED in line and "pooled" not in line
+
+
+def test_the_pair_is_not_pooled_when_the_modes_newest_runs_are_on_different_boots(tmp_path):
+    line = _saved(tmp_path, [("offline", BOOT), ("server", OTHER_BOOT), ("offline", BOOT), ("server", OTHER_BOOT)])
     assert "pooled" not in line
 
 
@@ -66,7 +91,10 @@ def test_runs_of_one_boot_under_other_conditions_are_not_pooled(tmp_path):
     shared = {"interleaved": ["m-offline", "m-server"], "engine_args": {"gpu_memory_utilization": 0.45}}
     save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0]) | shared], gpus=GPU, boot=BOOT)
     save_run(tmp_path, 2, "o", [_cell("offline", [70.0, 71.0, 72.0]) | {"n_requests": 1000}], gpus=GPU, boot=BOOT)
-    save_run(tmp_path, 3, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
-    save_run(tmp_path, 4, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    save_run(
+        tmp_path, 3, "o", [_cell("offline", [80.0, 81.0, 82.0]) | {"load": {"concurrency": 64}}], gpus=GPU, boot=BOOT
+    )
+    save_run(tmp_path, 4, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 5, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
     line = _verdict(render(load_runs(tmp_path)))
-    assert "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s: no difference shown" in line
+    assert NOT_POOLED in line

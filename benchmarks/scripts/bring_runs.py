@@ -3,7 +3,8 @@
 FILES_AT is the folder a `device` call's $OUT came back in: runs/*.json (pytest-benchmark saves) and *.log.
 The lent machine keeps no untracked file between calls, so every call numbers its run after the committed ones
 and two calls' runs can share a number: each run gets the next free number here instead. A run already here
-(the same name after the number) is skipped; a log is copied into benchmarks/results/CARD/ and never overwrites.
+(the same bytes) is skipped, whatever its number; another run of the same name is brought under a new number; a log
+is copied into benchmarks/results/CARD/ and never overwrites.
 """
 
 from __future__ import annotations
@@ -13,41 +14,36 @@ import shutil
 import sys
 from pathlib import Path
 
-STORAGE = Path(".benchmarks/Linux-CPython-3.12-64bit")
+REPO = Path(__file__).resolve().parents[2]
+STORAGE = REPO / ".benchmarks" / "Linux-CPython-3.12-64bit"  # the device image's Python; its runs' folder
 NUMBERED = re.compile(r"^(\d{4})_(.+\.json)$")
 
 
-def numbered_runs(folder: Path) -> dict[str, int]:
-    """name after the number -> number, for the runs saved in `folder`."""
-    runs = {}
-    for path in folder.glob("*.json"):
-        if match := NUMBERED.match(path.name):
-            runs[match.group(2)] = int(match.group(1))
-    return runs
+def numbers_in(folder: Path) -> list[int]:
+    return [int(match.group(1)) for path in folder.glob("*.json") if (match := NUMBERED.match(path.name))]
 
 
 def bring_runs(files_at: Path, storage: Path = STORAGE) -> list[str]:
     storage.mkdir(parents=True, exist_ok=True)
-    here = numbered_runs(storage)
     brought = []
     for path in sorted((files_at / "runs").glob("*.json")):
         match = NUMBERED.match(path.name)
         if not match:
             print(f"skipped {path.name}: not a numbered pytest-benchmark save", file=sys.stderr)
             continue
-        name = match.group(2)
-        if name in here:
-            print(f"already here as {here[name]:04d}_{name}", file=sys.stderr)
+        name, content = match.group(2), path.read_bytes()
+        same = [here.name for here in storage.glob(f"*_{name}") if here.read_bytes() == content]
+        if same:
+            print(f"already here as {same[0]}", file=sys.stderr)
             continue
-        number = max(here.values(), default=0) + 1
-        shutil.copyfile(path, storage / f"{number:04d}_{name}")
-        here[name] = number
-        brought.append(f"{number:04d}_{name}")
+        target = storage / f"{max(numbers_in(storage), default=0) + 1:04d}_{name}"
+        shutil.copyfile(path, target)
+        brought.append(target.name)
     return brought
 
 
-def bring_logs(files_at: Path, card: str) -> list[str]:
-    target = Path("benchmarks/results") / card
+def bring_logs(files_at: Path, card: str, results: Path = REPO / "benchmarks" / "results") -> list[str]:
+    target = results / card
     target.mkdir(parents=True, exist_ok=True)
     brought = []
     for path in sorted([*files_at.glob("*.log"), *files_at.glob("*.csv")]):

@@ -60,6 +60,8 @@ gpu=$(echo "${gpu:-gpu}" | tr '[:upper:]' '[:lower:]')
 name="$gpu-seed-$mode-$(IFS=_; echo "$*")-batch$limit-dummy${NAME_SUFFIX:-}"
 log="$OUT/seed-$mode-$(IFS=_; echo "$*")${NAME_SUFFIX:-}.log"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
+# the boot hash every saved run carries: the report pools one boot's runs; none printed means none saved
+python3 -c 'from pytest_vllmbench.measure.machine import boot_id; print("boot", boot_id())' | tee -a "$log"
 for model in "$@"; do  # the random checkpoint is written once, before any engine, and timed on its own
     if [ "$model" = gemma-12b-4bit ]; then
         start=$SECONDS

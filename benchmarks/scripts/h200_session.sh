@@ -52,5 +52,6 @@ esac
 status=${PIPESTATUS[0]}
 # only this call's saved runs: the committed ones would pass the limit on how many files come back from $OUT
 mkdir -p "$OUT/runs" && find .benchmarks -name '*.json' -newer "$started" -exec cp {} "$OUT/runs/" \;
+rm -f "$started"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 exit "$status"

@@ -54,18 +54,14 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
 
 def order_note(first: Cell, second: Cell) -> str:
     """' (rounds interleaved)' when the two cells' rounds alternated (--interleave); which runs' rounds were pooled
-    (results.pooled_rounds) where either side's came from several runs on one boot; else ''."""
+    where results.pooled_rounds pooled the pair; else ''."""
     together = str(second.get("cell")) in (first.get("interleaved") or ()) and str(first.get("cell")) in (
         second.get("interleaved") or ()
     )
     notes = ["rounds interleaved"] if together else []
-    pooled = [cell.get("pooled_from") or [] for cell in (first, second)]
-    if any(len(numbers) > 1 for numbers in pooled):
-        runs = "; ".join(
-            f"{cell.get('mode')} {', '.join(numbers) or 'its newest run'}"
-            for cell, numbers in zip((first, second), pooled, strict=True)
-        )
-        notes.append(f"rounds pooled over runs on one boot of the machine: {runs}")
+    if first.get("pooled_from") and second.get("pooled_from"):
+        runs = "; ".join(f"{cell.get('mode')} {', '.join(cell['pooled_from'])}" for cell in (first, second))
+        notes.append(f"rounds pooled over runs both ways round on one boot of the machine: {runs}")
     return f" ({'; '.join(notes)})" if notes else ""
 
 

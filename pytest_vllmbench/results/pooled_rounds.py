@@ -1,42 +1,50 @@
-"""A cell's rounds pooled over its runs on one boot of one machine.
+"""Offline and server rounds pooled over runs repeated in alternating order on one boot of one machine.
 
-Runs of one cell repeated on one lent machine, in alternating order (offline, server, offline, ...), are one
-comparison: their rounds together give the interval the "Offline vs server" verdicts use. Runs from different
-boots (other leases) are never pooled: machines and minutes differ more than rounds do.
+Runs of a model's two modes repeated on one lent machine, one engine at a time, in alternating order (offline,
+server, offline, ...) are one comparison: their rounds together give the intervals the "Offline vs server"
+verdicts use. Nothing is pooled unless both modes' newest runs are on one boot, each mode's runs share its
+conditions, and the runs went both ways round (an offline run before a server run and one after): repeats in one
+order would keep the order's drift on one side. Runs from other boots (other leases) are never pooled.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from pytest_vllmbench.measure.rounds import round_statistics
-from pytest_vllmbench.results.latest import cell_key
+from pytest_vllmbench.results.latest import CellKey, Latest, cell_key
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 from pytest_vllmbench.results.storage import SavedRun
 
+Placed = tuple[str, str, SavedCell]  # (machine, workload label, cell), as the verdicts take them
+Found = list[tuple[SavedRun, SavedCell]]
 
-def run_number(run: SavedRun) -> str:
-    return run.name.split("_", 1)[0]
 
-
-def conditions(cell: SavedCell) -> tuple[object, ...]:
-    """What a run of a cell must share with another for their rounds to be one sample: the workload with its
-    request count, the engine and its args, sampling, warm-up, the prefix-cache policy, and whether the GPU was
-    shared (--interleave)."""
-    return (
-        repr(cell.dataset),
-        cell.n_requests,
-        repr(cell.engine),
-        repr(cell.engine_args),
-        repr(cell.sampling),
-        cell.warmup_rounds,
-        cell.prefix_cache,
-        bool(cell.interleaved),
+def conditions(cell: SavedCell) -> str:
+    """What two runs of a cell must share for their rounds to be one sample: the workload and its request count,
+    the load point, the engine and its args, sampling, warm-up and prefix-cache policy."""
+    return json.dumps(
+        [
+            cell.dataset,
+            cell.n_requests,
+            cell.load,
+            cell.engine,
+            cell.engine_args,
+            cell.sampling,
+            cell.warmup_rounds,
+            cell.prefix_cache,
+        ],
+        sort_keys=True,
+        default=str,
     )
 
 
-def same_boot(runs: list[SavedRun], run: SavedRun, cell: SavedCell) -> list[tuple[SavedRun, SavedCell]]:
-    """This cell's results with rounds from every run on the boot that ran `run`, under the same conditions,
-    oldest first."""
-    if run.boot is None or not cell.rounds:
+def same_boot(runs: Sequence[SavedRun], run: SavedRun, cell: SavedCell) -> Found:
+    """This cell's results with rounds from every run on the boot that ran `run`, under its conditions, oldest
+    first; none when the boot is unknown, the cell ran no rounds, or its engine shared the GPU (--interleave, whose
+    rounds alternate already)."""
+    if run.boot is None or not cell.rounds or cell.interleaved:
         return []
     key, alike = cell_key(run, cell), conditions(cell)
     return [
@@ -48,14 +56,37 @@ def same_boot(runs: list[SavedRun], run: SavedRun, cell: SavedCell) -> list[tupl
     ]
 
 
-def pooled_cell(runs: list[SavedRun], run: SavedRun, cell: SavedCell) -> SavedCell:
-    """`cell` with its round statistics over every same-boot run of it and 'pooled_from', those runs' numbers
-    (only its own when it is the one run); `cell` itself when its boot is unknown or it ran no rounds."""
-    found = same_boot(runs, run, cell)
-    if not found:
-        return cell
-    pooled_from = {"pooled_from": [run_number(other) for other, _ in found]}
-    if len(found) == 1:
-        return cell.with_figures(pooled_from)
+def both_ways_round(first: Found, second: Found) -> bool:
+    """Whether a run of `first` came before a run of `second` and another after one."""
+    first_times = [(run.datetime, run.name) for run, _ in first]  # runs saved in one second: by number
+    second_times = [(run.datetime, run.name) for run, _ in second]
+    return min(first_times) < max(second_times) and min(second_times) < max(first_times)
+
+
+def pooled(cell: SavedCell, found: Found) -> SavedCell:
     rounds = [figures for _, saved in found for figures in saved.rounds or []]
-    return cell.with_figures({"round_stats": round_statistics(rounds), **pooled_from})
+    return cell.with_figures({"round_stats": round_statistics(rounds), "pooled_from": [run.number for run, _ in found]})
+
+
+def pooled_pairs(runs: Sequence[SavedRun], latest: Latest) -> list[Placed]:
+    """The newest cells as the verdicts take them, each offline and server pair of one model, machine and workload
+    pooled over its alternating same-boot runs where there are any."""
+    replaced: dict[CellKey, SavedCell] = {}
+    for key, (run, cell) in latest.items():
+        partner_key = _server_key(key, cell)
+        if partner_key is None or partner_key not in latest:
+            continue
+        partner_run, partner = latest[partner_key]
+        offline_runs, server_runs = same_boot(runs, run, cell), same_boot(runs, partner_run, partner)
+        if partner_run.boot == run.boot and offline_runs and server_runs and both_ways_round(offline_runs, server_runs):
+            replaced[key], replaced[partner_key] = pooled(cell, offline_runs), pooled(partner, server_runs)
+    return [(key[0], key[2], replaced.get(key, cell)) for key, (_, cell) in latest.items()]
+
+
+def _server_key(key: CellKey, cell: SavedCell) -> CellKey | None:
+    """The key of the server cell beside an offline cell (same model, GPU split, budget, machine, workload)."""
+    offline = f"{cell.model}-offline"
+    machine, cell_id, workload = key
+    if cell.cell != offline or not cell_id.startswith(offline):
+        return None
+    return (machine, f"{cell.model}-server{cell_id.removeprefix(offline)}", workload)

@@ -16,7 +16,7 @@ from pytest_vllmbench.results import plots as plotting
 from pytest_vllmbench.results.latest import latest_cells
 from pytest_vllmbench.results.mode_verdicts import mode_verdicts
 from pytest_vllmbench.results.parity_section import parity_section
-from pytest_vllmbench.results.pooled_rounds import pooled_cell
+from pytest_vllmbench.results.pooled_rounds import pooled_pairs
 from pytest_vllmbench.results.ranking import Ranker, Scorer, answer_part, engine_part, group_scores, ranking_section
 from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs
 from pytest_vllmbench.results.report_sweeps import sweep_plots, sweeps_section
@@ -184,14 +184,9 @@ def render(
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + parity_table(runs),
         *engine_part(latest),
         "## Offline vs server\n\nA mode is called faster only when the 95 % intervals of the two cells' rounds"
-        " separate; cells of one model, machine and workload. Where a cell ran several times on one boot of one"
-        " machine (runs repeated in alternating order), its rounds are pooled over those runs.\n\n"
-        + mode_verdicts(
-            [
-                (machine, workload, pooled_cell(runs, run, cell))
-                for (machine, _, workload), (run, cell) in latest.items()
-            ]
-        ),
+        " separate; cells of one model, machine and workload. Where the two modes ran several times on one boot of"
+        " one machine under the same conditions, both ways round (runs repeated in alternating order), each mode's"
+        " rounds are pooled over those runs.\n\n" + mode_verdicts(pooled_pairs(runs, latest)),
         *(section(runs) for section in extra_sections),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
         "## Glossary\n\n" + GLOSSARY + (PRICED_TERM if priced else ""),

@@ -172,7 +172,7 @@ def machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
                 latency_pair(cell, "tpot"),
                 latency_pair(cell, "e2el"),
                 load_text(cell, 1),
-                run_number(run),
+                run.number,
             ]
             for row, (_, run, cell) in zip(rows, here, strict=True)
         ]
@@ -200,11 +200,6 @@ def _machine_row(cell: SavedCell, place: str | None) -> list[object]:
     return [model_label(cell), mode_text(cell) + (f" [{short_workload(place)}]" if place else "")]
 
 
-def run_number(run: SavedRun) -> str:
-    """The run's number in its storage folder ('0015'); History lists each number's file."""
-    return run.name.partition("_")[0]
-
-
 def history_table(runs: list[SavedRun], latest: Latest) -> str:
     """Every saved cell, newest run first, each marked current or superseded by a newer run of the same cell."""
     rows: list[list[object]] = []
@@ -225,7 +220,7 @@ def history_table(runs: list[SavedRun], latest: Latest) -> str:
                     fmt(cell.wall_s, 2),
                     load_text(cell, 2),
                     engine_text(cell),
-                    "current" if newer is None else f"superseded by {run_number(newer)}",
+                    "current" if newer is None else f"superseded by {newer.number}",
                 ]
             )
     return _with_legend(_github(rows, HISTORY_HEADERS), shown, [workload(cell) for cell in shown])

@@ -31,6 +31,11 @@ class SavedRun:
     def name(self) -> str:
         return self.path.stem
 
+    @property
+    def number(self) -> str:
+        """The run's number in its storage folder ('0015'); History lists each number's file."""
+        return self.name.partition("_")[0]
+
 
 def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
     value = data.get(key)
