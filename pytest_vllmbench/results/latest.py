@@ -15,6 +15,16 @@ def cell_key(run: SavedRun, cell: SavedCell) -> CellKey:
     return (run.machine, f"{cell.cell} {split(cell)}{budget_key(cell)}", workload(cell))
 
 
+def other_mode_key(key: CellKey, cell: SavedCell, mode: str) -> CellKey | None:
+    """The key the same model's `mode` cell has beside this plain model-mode cell (same GPU split, budget, machine
+    and workload); None for a cell with more in its id (a sweep point, a Ray replica count)."""
+    own = f"{cell.model}-{cell.mode}"
+    machine, cell_id, workload = key
+    if cell.cell != own or not cell_id.startswith(f"{own} "):
+        return None
+    return (machine, f"{cell.model}-{mode}{cell_id.removeprefix(own)}", workload)
+
+
 def latest_cells(runs: list[SavedRun]) -> Latest:
     """The newest saved result of each (machine, cell and its GPU split, workload)."""
     latest: Latest = {}

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 
 from pytest_vllmbench.measure.rounds import round_statistics
-from pytest_vllmbench.results.latest import CellKey, Latest, cell_key
+from pytest_vllmbench.results.latest import CellKey, Latest, cell_key, other_mode_key
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 from pytest_vllmbench.results.storage import SavedRun
 
@@ -58,9 +58,12 @@ def same_boot(runs: Sequence[SavedRun], run: SavedRun, cell: SavedCell) -> Found
 
 def both_ways_round(first: Found, second: Found) -> bool:
     """Whether a run of `first` came before a run of `second` and another after one."""
-    first_times = [(run.datetime, run.name) for run, _ in first]  # runs saved in one second: by number
-    second_times = [(run.datetime, run.name) for run, _ in second]
+    first_times, second_times = _saved_order(first), _saved_order(second)
     return min(first_times) < max(second_times) and min(second_times) < max(first_times)
+
+
+def _saved_order(found: Found) -> list[tuple[str, str]]:
+    return [(run.datetime, run.name) for run, _ in found]  # runs saved within one second: by name (number)
 
 
 def pooled(cell: SavedCell, found: Found) -> SavedCell:
@@ -73,7 +76,7 @@ def pooled_pairs(runs: Sequence[SavedRun], latest: Latest) -> list[Placed]:
     pooled over its alternating same-boot runs where there are any."""
     replaced: dict[CellKey, SavedCell] = {}
     for key, (run, cell) in latest.items():
-        partner_key = _server_key(key, cell)
+        partner_key = other_mode_key(key, cell, "server") if cell.mode == "offline" else None
         if partner_key is None or partner_key not in latest:
             continue
         partner_run, partner = latest[partner_key]
@@ -81,12 +84,3 @@ def pooled_pairs(runs: Sequence[SavedRun], latest: Latest) -> list[Placed]:
         if partner_run.boot == run.boot and offline_runs and server_runs and both_ways_round(offline_runs, server_runs):
             replaced[key], replaced[partner_key] = pooled(cell, offline_runs), pooled(partner, server_runs)
     return [(key[0], key[2], replaced.get(key, cell)) for key, (_, cell) in latest.items()]
-
-
-def _server_key(key: CellKey, cell: SavedCell) -> CellKey | None:
-    """The key of the server cell beside an offline cell (same model, GPU split, budget, machine, workload)."""
-    offline = f"{cell.model}-offline"
-    machine, cell_id, workload = key
-    if cell.cell != offline or not cell_id.startswith(offline):
-        return None
-    return (machine, f"{cell.model}-server{cell_id.removeprefix(offline)}", workload)
