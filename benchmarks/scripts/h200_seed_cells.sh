@@ -11,7 +11,8 @@
 #   WORKERS=2 ... on nvidia-h200-x2 runs the cells on two GPUs at once (pytest-xdist -n 2).
 #   LIMIT=N (default 1000) requests, EXTRA_ARGS="..." more options (e.g. --gpu-memory=16GiB, --concurrency=16,64,
 #   "--rounds=3 --interleave" to alternate offline and server round by round, both engines up at 0.45 of the GPU),
-#   NAME_SUFFIX=-x appended to the saved run's and the log's names.
+#   NAME_SUFFIX=-x appended to the saved run's and the log's names; DATASET_N=20000 a longer job than the 5K sample
+#   (`vllmbench make-dataset --n N --seed 0`, whose first 5,000 are data/batch_5k.jsonl; response_format removed too).
 # One engine start is ~2.5 min on a fresh machine: keep each call to <= 3 engines (600 s per call).
 # gemma-12b-4bit first writes a random bf16 checkpoint of the 12B's shape (~22 GiB, on the GPU) into the cache,
 # which vLLM quantizes in flight (bitsandbytes 4-bit); the folder is kept for later calls of a warm lease.
@@ -42,9 +43,14 @@ source "$here/device_env.sh"
 device_env /tmp/bnb || exit $?
 mkdir -p /tmp/bnb && xz -dc .gpu/extra/bitsandbytes.tar.xz | tar -C /tmp/bnb -xf - || exit 4
 mkdir -p "$VLLMBENCH_CACHE/models" && xz -dc .gpu/extra/seed-dummy.tar.xz | tar -C "$VLLMBENCH_CACHE/models" -xf - || exit 4
-python3 - <<'PY'
-import json
-with open("data/batch_5k.jsonl") as src, open("/tmp/batch_5k_plain.jsonl", "w") as out:
+batch=data/batch_5k.jsonl plain=/tmp/batch_5k_plain.jsonl
+if [ -n "${DATASET_N:-}" ]; then  # a longer job than the 5K sample: the same generator and seed, more candidates
+    batch=/tmp/batch_${DATASET_N}.jsonl plain=/tmp/batch_${DATASET_N}_plain.jsonl
+    python3 -m pytest_vllmbench.cli make-dataset --n "$DATASET_N" --seed 0 --out "$batch" >/dev/null || exit 4
+fi
+python3 - "$batch" "$plain" <<'PY'
+import json, sys
+with open(sys.argv[1]) as src, open(sys.argv[2], "w") as out:
     for line in src:
         row = json.loads(line); row["body"].pop("response_format", None); out.write(json.dumps(row) + "\n")
 PY
@@ -77,7 +83,7 @@ done
 left=$(( ${GUARD_S:-0} - SECONDS )); [ "$left" -ge 1 ] || left=1  # timeout 0 would mean no limit
 guard=(); [ -n "${GUARD_S:-}" ] && guard=(timeout --foreground -s TERM -k 90 "$left")
 "${guard[@]}" python3 -m pytest benchmarks/test_batch.py -p pytest_vllmbench.pytest_plugin.plugin -p no:cacheprovider -rs --report=none \
-    --load-format=dummy "${models[@]}" "${modes[@]}" "${xdist[@]}" --dataset=/tmp/batch_5k_plain.jsonl \
+    --load-format=dummy "${models[@]}" "${modes[@]}" "${xdist[@]}" --dataset="$plain" \
     "--dataset-transform=response_format removed" \
     --limit="$limit" --max-tokens=128 --ignore-eos ${EXTRA_ARGS:-} --benchmark-save="$name" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
