@@ -7,6 +7,7 @@ import hashlib
 from saved_runs import cell, save_run
 
 from pytest_vllmbench.measure.machine import boot_id
+from pytest_vllmbench.measure.metrics import projected_hours
 from pytest_vllmbench.measure.rounds import interval
 from pytest_vllmbench.results.report import render
 from pytest_vllmbench.results.storage import load_runs
@@ -15,10 +16,11 @@ GPU = ["NVIDIA H200"]
 BOOT, OTHER_BOOT = "a1b2c3d4e5f6", "0f0f0f0f0f0f"
 
 
-def _cell(mode: str, rates: list[float]) -> dict[str, object]:
+def _cell(mode: str, rates: list[float], load_s: float = 70.0) -> dict[str, object]:
     stats = interval(rates)
     return cell(
         f"m-{mode}",
+        load_s=load_s,
         mode=mode,
         gpus=GPU,
         weights="dummy weights",
@@ -35,7 +37,7 @@ def _verdict(text: str) -> str:
 def test_alternating_runs_on_one_boot_are_judged_on_all_their_rounds(tmp_path):
     save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0])], gpus=GPU, boot=BOOT)
     save_run(tmp_path, 2, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
-    save_run(tmp_path, 3, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 3, "o", [_cell("offline", [55.0, 60.0, 65.0], load_s=130.0)], gpus=GPU, boot=BOOT)
     line = _verdict(render(load_runs(tmp_path)))
     pooled = interval([60.0, 61.0, 62.0, 55.0, 60.0, 65.0])
     assert f"offline {pooled['mean']:.2f} ± {pooled['ci95_half']:.2f} vs server 50.00 ± 4.97 req/s" in line
@@ -44,6 +46,9 @@ def test_alternating_runs_on_one_boot_are_judged_on_all_their_rounds(tmp_path):
     )
     # the newest offline run alone (60.00 ± 12.42) would overlap the server; all six rounds do not
     assert ": offline faster" in line and "no difference" not in line
+    # the job hours too: every pooled round, at the pooled runs' mean loading (70 s and 130 s)
+    hours = interval([projected_hours(rate, 170000, 100.0) for rate in [60.0, 61.0, 62.0, 55.0, 60.0, 65.0]])
+    assert f"170,000 requests: offline {hours['mean']:.2f} ± {hours['ci95_half']:.2f} h, server " in line
 
 
 def _saved(tmp_path, modes_and_boots: list[tuple[str, str | None]]) -> str:

@@ -63,8 +63,8 @@ limit=${LIMIT:-1000}
 # the run is named for the card that ran it (h100, h200, ...): a lease may give an H100 where an H200 was asked
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -oiE '[a-z][0-9]{2,3}[a-z]*' | head -1)
 gpu=$(echo "${gpu:-gpu}" | tr '[:upper:]' '[:lower:]')
-name="$gpu-seed-$mode-$(IFS=_; echo "$*")-batch$limit-dummy${NAME_SUFFIX:-}"
-log="$OUT/seed-$mode-$(IFS=_; echo "$*")${NAME_SUFFIX:-}.log"
+name="$gpu-seed-$mode-$(IFS=_; echo "$*")-batch$limit${DATASET_N:+-of$DATASET_N}-dummy${NAME_SUFFIX:-}"
+log="$OUT/seed-$mode-$(IFS=_; echo "$*")${DATASET_N:+-of$DATASET_N}${NAME_SUFFIX:-}.log"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 # the boot hash every saved run carries: the report pools one boot's runs; none printed means none saved
 python3 -c 'from pytest_vllmbench.measure.machine import boot_id; print("boot", boot_id())' | tee -a "$log"

@@ -6,10 +6,10 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_vllmbench.measure.metrics import projected_hours
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
+from pytest_vllmbench.results.job_hours import job_note
 from pytest_vllmbench.results.labels import fmt, rate
 from pytest_vllmbench.results.saved_run import is_ok
 
@@ -65,27 +65,6 @@ def order_note(first: Cell, second: Cell) -> str:
         runs = "; ".join(f"{cell.get('mode')} {', '.join(cell['pooled_from'])}" for cell in (first, second))
         notes.append(f"rounds pooled over runs both ways round on one boot of the machine: {runs}")
     return f" ({'; '.join(notes)})" if notes else ""
-
-
-def job_note(offline: Cell, server: Cell) -> str:
-    """'; 170,000 requests: offline 0.55 h, server 0.58 h', where both cells project the same job: each from its
-    rounds' mean rates (pooled where they were), as a cell projects its own (the steady rate, one ramp-up and tail,
-    loading), so the two rates' gap is weighed as the whole job would pay it."""
-    size = offline.get("project_to")
-    if not isinstance(size, int) or size != server.get("project_to"):
-        return ""
-    hours = [_job_hours(cell, size) for cell in (offline, server)]
-    if None in hours:
-        return ""
-    return f"; {fmt(size)} requests: offline {fmt(hours[0])} h, server {fmt(hours[1])} h"
-
-
-def _job_hours(cell: Cell, size: int) -> float | None:
-    whole = central(cell, "requests_per_s")
-    if not whole:
-        return None
-    done = int(cell.get("n_requests") or 0) - int(cell.get("n_failed") or 0)
-    return projected_hours(whole, size, cell.get("load_s"), central(cell, "steady_requests_per_s"), done)
 
 
 def kv_note(*cells: Cell) -> str:

@@ -67,8 +67,18 @@ def _saved_order(found: Found) -> list[tuple[str, str]]:
 
 
 def pooled(cell: SavedCell, found: Found) -> SavedCell:
+    """The cell with every run's rounds, their statistics and the runs' mean loading time (what the job hours
+    project with)."""
     rounds = [figures for _, saved in found for figures in saved.rounds or []]
-    return cell.with_figures({"round_stats": round_statistics(rounds), "pooled_from": [run.number for run, _ in found]})
+    loads = [saved.load_s for _, saved in found if saved.load_s is not None]
+    return cell.with_figures(
+        {
+            "rounds": rounds,
+            "round_stats": round_statistics(rounds),
+            "load_s": sum(loads) / len(loads) if loads else cell.load_s,
+            "pooled_from": [run.number for run, _ in found],
+        }
+    )
 
 
 def pooled_pairs(runs: Sequence[SavedRun], latest: Latest) -> list[Placed]:

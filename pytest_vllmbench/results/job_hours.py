@@ -1,0 +1,73 @@
+"""What a gap between offline and server costs the whole job: each mode's projected hours, round by round.
+
+A whole-run rate on a few thousand requests counts the ramp to the first completions once per round; a job of
+170,000 pays it once. So each timed round (pooled rounds too) is projected to the job as a cell projects itself
+(`measure.metrics.projected_hours`: loading, one ramp-up and tail, the rest at the steady rate), and the two modes'
+projections are compared by their 95 % intervals, like the rates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_vllmbench.measure.metrics import projected_hours
+from pytest_vllmbench.measure.rounds import interval
+from pytest_vllmbench.results.labels import finite, fmt
+
+Cell = Mapping[str, Any]
+
+
+def job_note(offline: Cell, server: Cell) -> str:
+    """'; 170,000 requests: offline 0.55 ± 0.01 h, server 0.57 ± 0.03 h, no difference shown', where both cells
+    project the same job; '' where they do not or a rate is missing."""
+    size = offline.get("project_to")
+    if not isinstance(size, int) or isinstance(size, bool) or size != server.get("project_to"):
+        return ""
+    # one formula for both modes: with the steady rate only where every round of both measured one
+    with_steady = _steady_known(offline) and _steady_known(server)
+    hours = [_round_hours(cell, size, with_steady) for cell in (offline, server)]
+    if not hours[0] or not hours[1]:
+        return ""
+    first, second = interval(hours[0]), interval(hours[1])
+    return f"; {fmt(size)} requests: offline {_hours(first)}, server {_hours(second)}{_verdict(first, second)}"
+
+
+def _rounds(cell: Cell) -> list[Mapping[str, Any]]:
+    rounds = cell.get("rounds") or []
+    return list(rounds) if len(rounds) >= 2 else [cell]  # one timed round: the cell's own figures
+
+
+def _done(cell: Cell) -> int:
+    requests, failed = cell.get("n_requests"), cell.get("n_failed") or 0
+    return requests - failed if isinstance(requests, int) and isinstance(failed, int) else 0
+
+
+def _steady_known(cell: Cell) -> bool:
+    return _done(cell) > 0 and all(finite(r.get("steady_requests_per_s")) for r in _rounds(cell))
+
+
+def _round_hours(cell: Cell, size: int, with_steady: bool) -> list[float]:
+    load_s = cell.get("load_s") if finite(cell.get("load_s")) else None
+    hours = []
+    for figures in _rounds(cell):
+        rate = float(figures["requests_per_s"]) if finite(figures.get("requests_per_s")) else 0.0
+        steady = figures.get("steady_requests_per_s") if with_steady else None
+        projected = projected_hours(rate, size, load_s, steady, _done(cell))
+        if projected is None:  # no rate
+            return []
+        hours.append(projected)
+    return hours
+
+
+def _hours(stats: Mapping[str, Any]) -> str:
+    half = stats.get("ci95_half")
+    return f"{fmt(stats['mean'])} h" if half is None else f"{fmt(stats['mean'])} ± {fmt(half)} h"
+
+
+def _verdict(first: Mapping[str, Any], second: Mapping[str, Any]) -> str:
+    if first.get("ci95_half") is None or second.get("ci95_half") is None:
+        return ""
+    if first["ci95_low"] <= second["ci95_high"] and second["ci95_low"] <= first["ci95_high"]:
+        return ", no difference shown"
+    return ", offline sooner" if first["mean"] < second["mean"] else ", server sooner"
