@@ -57,6 +57,11 @@ def test_both_modes_are_projected_by_one_formula():
     server = JOB | {"requests_per_s": 58.0}
     hours = projected_hours(70.0, 170000, 100.0), projected_hours(58.0, 170000, 100.0)
     assert job_note(offline, server) == f"; 170,000 requests: offline {hours[0]:.2f} h, server {hours[1]:.2f} h"
+    zero_steady = _cell("server", _rounds((58.0, 0.0), (58.0, 86.0)))
+    mixed = job_note(_cell("offline", _rounds((70.0, 88.0), (70.0, 88.0))), zero_steady)
+    assert (
+        mixed == f"; 170,000 requests: offline {hours[0]:.2f} ± 0.00 h, server {hours[1]:.2f} ± 0.00 h, offline sooner"
+    )
     unknown_count = offline | {"n_requests": None}
     both = job_note(unknown_count, server | {"steady_requests_per_s": 86.0})
     assert both == f"; 170,000 requests: offline {hours[0]:.2f} h, server {projected_hours(58.0, 170000, 100.0):.2f} h"
