@@ -45,7 +45,7 @@ def _done(cell: Cell) -> int:
 
 def _steady_known(cell: Cell) -> bool:
     steady = [r.get("steady_requests_per_s") for r in _rounds(cell)]
-    return _done(cell) > 0 and all(finite(value) and float(value) > 0 for value in steady)
+    return _done(cell) > 0 and all(isinstance(value, (int, float)) and finite(value) and value > 0 for value in steady)
 
 
 def _round_hours(cell: Cell, size: int, with_steady: bool) -> list[float]:
