@@ -73,12 +73,22 @@ def stat(cell: Mapping[str, Any], metric: str) -> Mapping[str, Any] | None:
     return found if found and found.get("ci95_half") is not None else None
 
 
+def overlap(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
+    """Whether two statistics' 95 % intervals (`interval`'s figures) overlap."""
+    return bool(first["ci95_low"] <= second["ci95_high"] and second["ci95_low"] <= first["ci95_high"])
+
+
 def plus_minus(cell: Mapping[str, Any], metric: str, digits: int = 2) -> str | None:
     """'1.71 ± 0.05' (mean ± the 95 % half-width), or None without an interval."""
     found = stat(cell, metric)
-    if found is None:
-        return None
-    return f"{found['mean']:,.{digits}f} ± {found['ci95_half']:,.{digits}f}"
+    return None if found is None else mean_plus_minus(found, digits)
+
+
+def mean_plus_minus(stats: Mapping[str, Any], digits: int = 2) -> str:
+    """'1.71 ± 0.05' from `interval`'s figures, or the mean alone where there was no interval (one value)."""
+    if stats.get("ci95_half") is None:
+        return f"{stats['mean']:,.{digits}f}"
+    return f"{stats['mean']:,.{digits}f} ± {stats['ci95_half']:,.{digits}f}"
 
 
 def central(cell: Mapping[str, Any], metric: str) -> float | None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_vllmbench.measure.roofline import weights_gib
-from pytest_vllmbench.measure.rounds import stat
+from pytest_vllmbench.measure.rounds import overlap, stat
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.labels import fmt, is_dummy, legend
 from pytest_vllmbench.results.saved_run import SavedCell
@@ -31,7 +31,7 @@ def intervals_overlap(first: Cell, second: Cell, metric: str = "requests_per_s")
     a, b = stat(first, metric), stat(second, metric)
     if a is None or b is None:
         return None
-    return bool(a["ci95_low"] <= b["ci95_high"] and b["ci95_low"] <= a["ci95_high"])
+    return overlap(a, b)
 
 
 def is_tie(first: Cell, second: Cell, metric: str = "requests_per_s") -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_vllmbench.measure.metrics import projected_hours
-from pytest_vllmbench.measure.rounds import interval
+from pytest_vllmbench.measure.rounds import interval, mean_plus_minus, overlap
 from pytest_vllmbench.results.labels import finite, fmt
 
 Cell = Mapping[str, Any]
@@ -30,7 +30,8 @@ def job_note(offline: Cell, server: Cell) -> str:
     if not hours[0] or not hours[1]:
         return ""
     first, second = interval(hours[0]), interval(hours[1])
-    return f"; {fmt(size)} requests: offline {_hours(first)}, server {_hours(second)}{_verdict(first, second)}"
+    hours_text = f"offline {mean_plus_minus(first)} h, server {mean_plus_minus(second)} h"
+    return f"; {fmt(size)} requests: {hours_text}{_verdict(first, second)}"
 
 
 def _rounds(cell: Cell) -> list[Mapping[str, Any]]:
@@ -61,14 +62,9 @@ def _round_hours(cell: Cell, size: int, with_steady: bool) -> list[float]:
     return hours
 
 
-def _hours(stats: Mapping[str, Any]) -> str:
-    half = stats.get("ci95_half")
-    return f"{fmt(stats['mean'])} h" if half is None else f"{fmt(stats['mean'])} ± {fmt(half)} h"
-
-
 def _verdict(first: Mapping[str, Any], second: Mapping[str, Any]) -> str:
     if first.get("ci95_half") is None or second.get("ci95_half") is None:
         return ""
-    if first["ci95_low"] <= second["ci95_high"] and second["ci95_low"] <= first["ci95_high"]:
+    if overlap(first, second):
         return ", no difference shown"
     return ", offline sooner" if first["mean"] < second["mean"] else ", server sooner"
