@@ -266,7 +266,7 @@ def test_the_verdict_line_gives_both_intervals_and_the_steady_rate_verdict():
             ("H200", "w", _with_rounds("server", 63.0, 4.2, steady=89.9)),
         ]
     )
-    assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s: offline faster" in text
+    assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s (one run each, order not saved): offline faster" in text
     assert "steady rate: no difference shown (intervals overlap)" in text
     assert mode_verdicts([("H200", "w", _with_rounds("offline", 1, 0.1))]).startswith("No model has both")
 
@@ -286,3 +286,48 @@ def test_the_verdict_line_says_when_the_rounds_were_interleaved():
         [("H200", "w", offline | {"interleaved": together}), ("H200", "w", server | {"interleaved": together})]
     )
     assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s (rounds interleaved): offline faster" in text
+
+
+def _saved_at(run: str, place: int, when: str = "2026-12-05T10:46:06+00:00") -> dict[str, object]:
+    return {"saved_at": [when, f"Linux/{run}.json", place]}
+
+
+def _pair_note(offline: dict[str, object], server: dict[str, object]) -> str:
+    text = mode_verdicts([("H100", "w", offline), ("H100", "w", server)])
+    return text.split(" req/s", 1)[1].rsplit("): ", 1)[0] + ")" if " req/s (" in text else ""
+
+
+def test_a_verdict_on_one_run_of_each_mode_says_which_ran_first():
+    offline, server = _with_rounds("offline", 100, 5), _with_rounds("server", 50, 3)
+    one_run = _pair_note(offline | _saved_at("0022", 0), server | _saved_at("0022", 1))
+    assert one_run == " (one run each, one order: offline first)"
+    server_first = _pair_note(offline | _saved_at("0022", 1), server | _saved_at("0022", 0))
+    assert server_first == " (one run each, one order: server first)"
+    # two runs: by the time each was saved, whatever their numbers
+    later = _saved_at("0001", 0, when="2026-12-05T12:00:00+00:00")
+    assert _pair_note(offline | later, server | _saved_at("0002", 0)) == " (one run each, one order: server first)"
+
+
+def test_a_verdict_on_one_run_of_each_mode_says_when_the_order_cannot_be_told():
+    offline, server = _with_rounds("offline", 100, 5), _with_rounds("server", 50, 3)
+    assert _pair_note(offline, server) == " (one run each, order not saved)"
+    # pytest-xdist workers ran the two cells side by side: their place in the merged run is no order
+    side_by_side = offline | _saved_at("0005", 0) | {"xdist_worker": "gw0"}
+    assert _pair_note(side_by_side, server | _saved_at("0005", 1) | {"xdist_worker": "gw1"}) == (
+        " (one run each, order not saved)"
+    )
+    # two runs, one without its save time
+    unsaved = _saved_at("0001", 0, when="")
+    assert _pair_note(offline | unsaved, server | _saved_at("0002", 0)) == " (one run each, order not saved)"
+
+
+def test_only_a_called_verdict_on_one_run_of_each_mode_gets_the_one_order_note():
+    offline, server = _with_rounds("offline", 100, 5), _with_rounds("server", 50, 3)
+    unrounded = {"cell": "m-server", "model": "m", "mode": "server", "requests_per_s": 50.0}
+    assert _pair_note(offline | _saved_at("0022", 0), unrounded | _saved_at("0022", 1)) == ""
+    assert _pair_note(offline | _saved_at("0022", 0), server | _saved_at("0022", 1)).startswith(" (one run each")
+    together = {"interleaved": ["m-offline", "m-server"]}
+    interleaved = _pair_note(offline | together | _saved_at("0020", 0), server | together | _saved_at("0020", 1))
+    assert interleaved == " (rounds interleaved)"
+    note = _pair_note(offline | {"pooled_from": ["0026", "0028"]}, server | {"pooled_from": ["0027"]})
+    assert note.startswith(" (rounds pooled over runs both ways round") and "one run each" not in note

@@ -59,7 +59,11 @@ def _saved(tmp_path, modes_and_boots: list[tuple[str, str | None]]) -> str:
     return _verdict(render(load_runs(tmp_path)))
 
 
-NOT_POOLED = "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s: no difference shown"
+def _not_pooled(first: str = "server") -> str:
+    return f"offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s (one run each, one order: {first} first): no difference"
+
+
+NOT_POOLED = _not_pooled()
 
 
 def test_runs_from_another_boot_are_not_pooled(tmp_path):
@@ -77,7 +81,7 @@ def test_runs_with_no_boot_or_a_malformed_one_are_not_pooled(tmp_path):
 
 def test_runs_repeated_in_one_order_only_are_not_pooled(tmp_path):
     line = _saved(tmp_path, [("offline", BOOT), ("offline", BOOT), ("server", BOOT)])
-    assert NOT_POOLED in line and "pooled" not in line
+    assert _not_pooled("offline") in line and "pooled" not in line
 
 
 def test_the_pair_is_not_pooled_when_the_modes_newest_runs_are_on_different_boots(tmp_path):
@@ -103,3 +107,27 @@ def test_runs_of_one_boot_under_other_conditions_are_not_pooled(tmp_path):
     save_run(tmp_path, 5, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
     line = _verdict(render(load_runs(tmp_path)))
     assert NOT_POOLED in line
+
+
+def test_a_pair_from_one_run_says_which_mode_ran_first(tmp_path):
+    offline, server = _cell("offline", [60.0, 61.0, 62.0]), _cell("server", [48.0, 50.0, 52.0])
+    save_run(tmp_path / "o", 1, "both", [offline, server], gpus=GPU)
+    assert "req/s (one run each, one order: offline first): offline faster" in _verdict(
+        render(load_runs(tmp_path / "o"))
+    )
+    save_run(tmp_path / "s", 1, "both", [server, offline], gpus=GPU)
+    assert "req/s (one run each, one order: server first): offline faster" in _verdict(
+        render(load_runs(tmp_path / "s"))
+    )
+
+
+def test_a_pair_from_two_runs_is_ordered_by_when_each_run_was_saved(tmp_path):
+    save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0])], when="2026-12-05T12:00:00+00:00", gpus=GPU)
+    save_run(tmp_path, 2, "s", [_cell("server", [48.0, 50.0, 52.0])], when="2026-12-05T11:00:00+00:00", gpus=GPU)
+    assert "(one run each, one order: server first)" in _verdict(render(load_runs(tmp_path)))
+
+
+def test_a_pair_that_pytest_xdist_workers_ran_side_by_side_has_no_order(tmp_path):
+    offline = _cell("offline", [60.0, 61.0, 62.0]) | {"xdist_worker": "gw0"}
+    save_run(tmp_path, 1, "both", [offline, _cell("server", [48.0, 50.0, 52.0]) | {"xdist_worker": "gw1"}], gpus=GPU)
+    assert "req/s (one run each, order not saved): offline faster" in _verdict(render(load_runs(tmp_path)))

@@ -116,7 +116,11 @@ def test_one_req_per_s_in_tables_verdicts_and_plots(tmp_path):
     before_history = text.split("## History")[0]
     assert "23.456" not in before_history and "23.46" not in before_history and "12.35" not in before_history
     verdict = section(text, "## Offline vs server")
-    assert "offline 20.00 ± 0.50 vs server 10.00 ± 0.50 req/s: offline faster" in verdict and "None" not in verdict
+    assert (
+        "offline 20.00 ± 0.50 vs server 10.00 ± 0.50 req/s (one run each, one order: offline first): offline faster"
+        in verdict
+    )
+    assert "None" not in verdict
     plotted = {label: figures for label, figures in plot_cells(runs)["1 x NVIDIA H200"]}
     assert {round(float(figures["requests_per_s"]), 2) for figures in plotted.values()} == {20.0, 10.0}
     assert all(central(figures, "requests_per_s") == figures["requests_per_s"] for figures in plotted.values())

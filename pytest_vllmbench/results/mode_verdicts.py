@@ -56,7 +56,8 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
 
 def order_note(first: Cell, second: Cell) -> str:
     """' (rounds interleaved)' when the two cells' rounds alternated (--interleave); which runs' rounds were pooled
-    where results.pooled_rounds pooled the pair; else ''."""
+    where results.pooled_rounds pooled the pair; else, where a verdict is called on one run of each mode, which mode
+    ran first (that order's drift is in the verdict); else ''."""
     together = str(second.get("cell")) in (first.get("interleaved") or ()) and str(first.get("cell")) in (
         second.get("interleaved") or ()
     )
@@ -64,7 +65,25 @@ def order_note(first: Cell, second: Cell) -> str:
     if first.get("pooled_from") and second.get("pooled_from"):
         runs = "; ".join(f"{cell.get('mode')} {', '.join(cell['pooled_from'])}" for cell in (first, second))
         notes.append(f"rounds pooled over runs both ways round on one boot of the machine: {runs}")
+    if not notes and compare_modes(first, second) is not None:
+        mode = ran_first(first, second)
+        notes.append("one run each, " + ("order not saved" if mode is None else f"one order: {mode} first"))
     return f" ({'; '.join(notes)})" if notes else ""
+
+
+def ran_first(first: Cell, second: Cell) -> str | None:
+    """The mode of the cell that ran first, by `saved_at` (results.pooled_rounds): in one run by their places in it,
+    else by their runs' save times (then files, as the runs are read oldest first); None when either was not saved
+    with it, a run has no save time, or pytest-xdist workers ran the two side by side (their places in the merged
+    run are no order)."""
+    one, other = first.get("saved_at"), second.get("saved_at")
+    if not one or not other or one == other:
+        return None
+    if one[1] == other[1] and first.get("xdist_worker") != second.get("xdist_worker"):
+        return None
+    if one[1] != other[1] and not (one[0] and other[0]):
+        return None
+    return str((first if list(one) < list(other) else second).get("mode"))
 
 
 def kv_note(*cells: Cell) -> str:

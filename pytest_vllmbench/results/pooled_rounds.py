@@ -81,9 +81,16 @@ def pooled(cell: SavedCell, found: Found) -> SavedCell:
     )
 
 
+def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
+    """The cell with where it was saved, to tell which of two cells ran first: its run's save time and file, and its
+    place in the run (pytest-benchmark saves a session's cells in the order they were measured)."""
+    place = next(place for place, saved in enumerate(run.cells) if saved is cell)  # a cell saved twice: this copy
+    return cell.with_figures({"saved_at": [run.datetime, str(run.path), place]})
+
+
 def pooled_pairs(runs: Sequence[SavedRun], latest: Latest) -> list[Placed]:
     """The newest cells as the verdicts take them, each offline and server pair of one model, machine and workload
-    pooled over its alternating same-boot runs where there are any."""
+    pooled over its alternating same-boot runs where there are any; the others with where they were saved."""
     replaced: dict[CellKey, SavedCell] = {}
     for key, (run, cell) in latest.items():
         partner_key = other_mode_key(key, cell, "server") if cell.mode == "offline" else None
@@ -93,4 +100,7 @@ def pooled_pairs(runs: Sequence[SavedRun], latest: Latest) -> list[Placed]:
         offline_runs, server_runs = same_boot(runs, run, cell), same_boot(runs, partner_run, partner)
         if partner_run.boot == run.boot and offline_runs and server_runs and both_ways_round(offline_runs, server_runs):
             replaced[key], replaced[partner_key] = pooled(cell, offline_runs), pooled(partner, server_runs)
-    return [(key[0], key[2], replaced.get(key, cell)) for key, (_, cell) in latest.items()]
+    return [
+        (key[0], key[2], replaced[key] if key in replaced else saved_at(run, cell))
+        for key, (run, cell) in latest.items()
+    ]
