@@ -63,6 +63,11 @@ class CellPlan:
         source = None if self.dummy is None or isinstance(self.dummy, CellSkip) else strip_paths(self.dummy.source)
         return {"weights": self.weights, "dummy_source": source}
 
+    def user_args(self) -> dict[str, Any]:
+        """The engine args the user set (--engine-arg) that this cell's engine got: part of what the cell is, so the
+        report keeps it apart from the same cell under vLLM's and the registry's settings."""
+        return {key: value for key, value in self.settings.engine_args.items() if key in self.engine_args}
+
     def fit_status(self, start_error: str) -> str | None:
         """'does not fit ...' when the engine failed to start for lack of memory, else None."""
         return dummy_weights.does_not_fit(

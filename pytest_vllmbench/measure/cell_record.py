@@ -56,6 +56,12 @@ class CellRecord:
     )
     engine: dict[str, Any] | None = _figure("", None, "engine name, version, platform (and URL for endpoints)")
     engine_args: dict[str, Any] | None = _figure("", None, "engine args the cell ran with, secrets redacted")
+    engine_args_set: dict[str, Any] | None = _figure(
+        "",
+        None,
+        "the engine args of engine_args that --engine-arg set: the report keeps such a cell apart",
+        sometimes=True,
+    )
     sampling: dict[str, Any] | None = _figure("", None, "sampling overrides of the session")
     dataset: dict[str, Any] | None = _figure("", None, "workload path (relative), sha256 and transform")
     weights: str | None = _figure("", None, "stand-in weights: dummy, or 4-bit in flight from random", sometimes=True)

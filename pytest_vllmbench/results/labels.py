@@ -75,6 +75,21 @@ def split(cell: SavedCell) -> str:
     )
 
 
+SPLIT_ARGS = ("tensor_parallel_size", "pipeline_parallel_size", "ray_replicas")  # `split` shows them
+
+
+def user_args_text(cell: SavedCell) -> str:
+    """The engine args the user set for the cell (--engine-arg), split args aside: 'max_num_batched_tokens=16384'."""
+    args = cell.engine_args_set or {}
+    return ", ".join(f"{key}={args[key]}" for key in sorted(args) if key not in SPLIT_ARGS)
+
+
+def variant(cell: SavedCell) -> str:
+    """What sets this cell apart from the same model and mode as configured: its GPU split and the user's engine
+    args, e.g. 'TP 2, max_num_seqs=64'; '' for neither."""
+    return ", ".join(part for part in (split(cell), user_args_text(cell)) if part)
+
+
 def is_dummy(cell: SavedCell) -> bool:
     """Whether the figures come from vLLM's dummy (random) weights: every label says so."""
     return bool(cell.weights) or (cell.engine_args or {}).get("load_format") == "dummy"
@@ -96,7 +111,7 @@ def marks(cell: SavedCell) -> list[str]:
 
 
 def _suffix(cell: SavedCell) -> str:
-    parts = [f" ({split(cell)})"] if split(cell) else []
+    parts = [f" ({variant(cell)})"] if variant(cell) else []
     parts += [f" [{','.join(marks(cell))}]"] if marks(cell) else []
     return "".join(parts)
 
@@ -154,7 +169,7 @@ def cell_label(cell: SavedCell) -> str:
 
 def short_label(cell: SavedCell) -> str:
     """The cell as a plot's axis can hold it: id, then short tags for the split, the weights and a memory budget."""
-    tags = [split(cell)] if split(cell) else []
+    tags = [variant(cell)] if variant(cell) else []
     if is_dummy(cell):
         tags.append("bnb 4-bit, random" if "bitsandbytes" in weights_text(cell) else "dummy")
     if cell.gpu_memory_budget_gib is not None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from pytest_vllmbench.results.labels import budget_key, split, workload
+from pytest_vllmbench.results.labels import budget_key, variant, workload
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.storage import SavedRun
 
-CellKey = tuple[str, str, str]  # (machine, cell with its GPU split and memory budget, workload label)
+CellKey = tuple[str, str, str]  # (machine, cell with its variant and memory budget, workload label)
 Latest = dict[CellKey, tuple[SavedRun, SavedCell]]
 
 
 def cell_key(run: SavedRun, cell: SavedCell) -> CellKey:
-    """What makes two saved cells the same cell: machine, id with GPU split and memory budget, workload."""
-    return (run.machine, f"{cell.cell} {split(cell)}{budget_key(cell)}", workload(cell))
+    """What makes two saved cells the same cell: machine, id with GPU split, the user's engine args and memory budget,
+    workload."""
+    return (run.machine, f"{cell.cell} {variant(cell)}{budget_key(cell)}", workload(cell))
 
 
 def other_mode_key(key: CellKey, cell: SavedCell, mode: str) -> CellKey | None:

@@ -10,8 +10,8 @@ from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.job_hours import job_note
-from pytest_vllmbench.results.labels import fmt, rate
-from pytest_vllmbench.results.saved_run import is_ok
+from pytest_vllmbench.results.labels import fmt, rate, variant
+from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 
 Cell = Mapping[str, Any]
 Group = tuple[str, str, str]  # (machine, model, workload)
@@ -32,8 +32,9 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
     """`latest`: (machine, workload label, cell) of the newest cells."""
     groups: dict[Group, dict[str, Cell]] = defaultdict(dict)
     for machine, workload, cell in latest:
-        budget = cell.get("gpu_memory_budget_gib")
-        model = str(cell.get("model", "-")) + ("" if budget is None else f" ({budget:g} GiB budget)")
+        budget, kind = cell.get("gpu_memory_budget_gib"), variant(SavedCell.of(cell))
+        model = str(cell.get("model", "-")) + (f" ({kind})" if kind else "")
+        model += "" if budget is None else f" ({budget:g} GiB budget)"
         if cell.get("mode") in ("offline", "server") and not cell.get("sweep") and is_ok(cell):
             groups[(machine, model, workload)][str(cell["mode"])] = cell
     lines = []

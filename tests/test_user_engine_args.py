@@ -1,0 +1,102 @@
+"""A cell run with --engine-arg is its own cell: the report kept it apart from the same model and mode as configured.
+
+Before, a server run at `--engine-arg=max_num_batched_tokens=16384` superseded the plain server cell of the same model
+and machine: the Answer, the tables and the "Offline vs server" verdict then compared the plain offline cell with it.
+"""
+
+import json
+from pathlib import Path
+
+from saved_runs import cell, save_run
+
+from pytest_vllmbench.config.matrix import build_matrix
+from pytest_vllmbench.config.registry import load_registry
+from pytest_vllmbench.config.settings import merge_sources, resolve
+from pytest_vllmbench.results.mode_verdicts import mode_verdicts
+from pytest_vllmbench.results.report import render
+from pytest_vllmbench.results.storage import load_runs
+from pytest_vllmbench.run.session import BenchSession
+from tests.plans import plan_for
+
+REPO = Path(__file__).resolve().parents[1]
+GPU = ["NVIDIA H100 80GB HBM3"]
+TUNED = {"max_num_batched_tokens": 16384}
+
+
+def _rounds(mean: float) -> dict[str, object]:
+    stats = {"n": 3, "mean": mean, "stddev": 1.0, "ci95_low": mean - 2.5, "ci95_high": mean + 2.5, "ci95_half": 2.5}
+    return {"requests_per_s": mean, "round_stats": {"requests_per_s": stats}}
+
+
+def _three_runs(root: Path) -> None:
+    """Plain offline, plain server, then the server again with one engine arg set, newest last."""
+    save_run(
+        root, 1, "offline", [cell("mistral-7b-offline", gpus=GPU, **_rounds(100.0))], gpus=GPU, when="2026-12-05T10:00"
+    )
+    save_run(
+        root, 2, "server", [cell("mistral-7b-server", gpus=GPU, **_rounds(60.0))], gpus=GPU, when="2026-12-05T10:10"
+    )
+    tuned = cell("mistral-7b-server", gpus=GPU, engine_args_set=TUNED, **_rounds(30.0))
+    save_run(root, 3, "tuned", [tuned], gpus=GPU, when="2026-12-05T10:20")
+
+
+def test_a_run_with_engine_args_set_does_not_supersede_the_plain_cell(tmp_path):
+    _three_runs(tmp_path)
+    text = render(load_runs(tmp_path))
+    history = text.split("## History\n")[1]
+    plain = next(line for line in history.splitlines() if "0002_server" in line)
+    assert plain.rstrip(" |").endswith("current")
+    matrix = text.split("## Test matrix\n")[1].split("\n## ")[0]
+    assert "mistral-7b (max_num_batched_tokens=16384)" in matrix and "| 60.00 ± 2.50 " in matrix
+
+
+def test_the_verdict_pairs_the_plain_cells_and_names_none_for_the_tuned_one(tmp_path):
+    _three_runs(tmp_path)
+    verdicts = render(load_runs(tmp_path)).split("## Offline vs server\n")[1].split("\n## ")[0]
+    line = next(line for line in verdicts.splitlines() if line.startswith("- mistral-7b"))
+    assert "offline 100.00 ± 2.50 vs server 60.00 ± 2.50 req/s" in line
+    assert "max_num_batched_tokens" not in verdicts  # the tuned server has no offline partner at its settings
+
+
+def test_a_tuned_pair_is_compared_on_its_own_line():
+    def placed(mode: str, mean: float, tuned: dict | None = None):
+        return ("H100", "w", cell(f"mistral-7b-{mode}", engine_args_set=tuned, **_rounds(mean)))
+
+    text = mode_verdicts(
+        [
+            placed("offline", 100.0),
+            placed("server", 60.0),
+            placed("offline", 90.0, TUNED),
+            placed("server", 80.0, TUNED),
+        ]
+    )
+    lines = text.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("- mistral-7b on H100 (w): offline 100.00")
+    assert lines[1].startswith("- mistral-7b (max_num_batched_tokens=16384) on H100 (w): offline 90.00")
+
+
+def test_the_plan_knows_which_engine_args_the_user_set_for_its_mode():
+    offline = plan_for(mode="offline", engine_arg=["max_num_seqs=64", "ray_replicas=2"])
+    assert offline.user_args() == {"max_num_seqs": 64}  # ray_replicas shapes ray cells only
+    assert plan_for(mode="offline").user_args() == {}
+    assert (
+        plan_for(
+            "some-model", mode="endpoint", endpoint="http://127.0.0.1:1/v1", engine_arg=["max_num_seqs=64"]
+        ).user_args()
+        == {}
+    )  # not our server
+
+
+def test_the_cell_saves_the_engine_args_the_user_set_redacted():
+    settings = resolve(
+        merge_sources({"mode": ["offline"], "engine_arg": ["max_num_seqs=64", "hf_token=hf_abcdefgh12345678"]}, {}, {}),
+        REPO,
+    )
+    session = BenchSession(settings, load_registry(), REPO)
+    [matrix_cell] = build_matrix(("gemma-270m",), ("offline",), session.registry)
+    saved = session.planned(session.plan(matrix_cell)).extra_info()
+    assert saved["engine_args_set"] == {"max_num_seqs": 64, "hf_token": "<redacted>"}
+    assert "hf_abcdefgh12345678" not in json.dumps(saved)
+    plain = BenchSession(resolve(merge_sources({"mode": ["offline"]}, {}, {}), REPO), load_registry(), REPO)
+    assert "engine_args_set" not in plain.planned(plain.plan(matrix_cell)).extra_info()
