@@ -288,8 +288,10 @@ def test_the_verdict_line_says_when_the_rounds_were_interleaved():
     assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s (rounds interleaved): offline faster" in text
 
 
-def _saved_at(run: str, place: int, when: str = "2026-12-05T10:46:06+00:00") -> dict[str, object]:
-    return {"saved_at": [when, f"Linux/{run}.json", place]}
+def _saved_at(
+    run: str, place: int, when: str = "2026-12-05T10:46:06+00:00", boot: str | None = None
+) -> dict[str, object]:
+    return {"saved_at": [when, f"Linux/{run}.json", place, boot]}
 
 
 def _pair_note(offline: dict[str, object], server: dict[str, object]) -> str:
@@ -306,6 +308,16 @@ def test_a_verdict_on_one_run_of_each_mode_says_which_ran_first():
     # two runs: by the time each was saved, whatever their numbers
     later = _saved_at("0001", 0, when="2026-12-05T12:00:00+00:00")
     assert _pair_note(offline | later, server | _saved_at("0002", 0)) == " (one run each, one order: server first)"
+
+
+def test_a_verdict_on_one_run_of_each_mode_from_two_boots_says_so_rather_than_an_order():
+    offline, server = _with_rounds("offline", 100, 5), _with_rounds("server", 50, 3)
+    two_leases = _pair_note(offline | _saved_at("0022", 0, boot="aaa"), server | _saved_at("0030", 0, boot="bbb"))
+    assert two_leases == " (one run each, on two boots of the machine)"
+    one_lease = _pair_note(offline | _saved_at("0031", 0, boot="bbb"), server | _saved_at("0030", 0, boot="bbb"))
+    assert one_lease == " (one run each, one order: server first)"
+    unknown = _pair_note(offline | _saved_at("0022", 0), server | _saved_at("0030", 0, boot="bbb"))
+    assert unknown == " (one run each, one order: offline first)"  # 0022 saved no boot: by the save times
 
 
 def test_a_verdict_on_one_run_of_each_mode_says_when_the_order_cannot_be_told():

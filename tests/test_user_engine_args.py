@@ -9,11 +9,14 @@ from pathlib import Path
 
 from saved_runs import cell, save_run
 
-from pytest_vllmbench.config.matrix import build_matrix
+from pytest_vllmbench.config.matrix import Cell, build_matrix
 from pytest_vllmbench.config.registry import load_registry
 from pytest_vllmbench.config.settings import merge_sources, resolve
+from pytest_vllmbench.engines.cell_plan import DummySources, plan_cell
+from pytest_vllmbench.results.labels import cell_label
 from pytest_vllmbench.results.mode_verdicts import mode_verdicts
 from pytest_vllmbench.results.report import render
+from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.storage import load_runs
 from pytest_vllmbench.run.session import BenchSession
 from tests.plans import plan_for
@@ -76,16 +79,37 @@ def test_a_tuned_pair_is_compared_on_its_own_line():
     assert lines[1].startswith("- mistral-7b (max_num_batched_tokens=16384) on H100 (w): offline 90.00")
 
 
-def test_the_plan_knows_which_engine_args_the_user_set_for_its_mode():
+def test_the_plan_knows_which_engine_args_the_user_changed_for_its_mode():
     offline = plan_for(mode="offline", engine_arg=["max_num_seqs=64", "ray_replicas=2"])
-    assert offline.user_args() == {"max_num_seqs": 64}  # ray_replicas shapes ray cells only
-    assert plan_for(mode="offline").user_args() == {}
-    assert (
-        plan_for(
-            "some-model", mode="endpoint", endpoint="http://127.0.0.1:1/v1", engine_arg=["max_num_seqs=64"]
-        ).user_args()
-        == {}
-    )  # not our server
+    assert offline.user_args == {"max_num_seqs": 64}  # ray_replicas shapes ray cells only
+    assert plan_for(mode="offline").user_args == {}
+    endpoint = plan_for("some-model", mode="endpoint", endpoint="http://127.0.0.1:1/v1", engine_arg=["max_num_seqs=9"])
+    assert endpoint.user_args == {}  # not our server
+
+
+def test_args_that_change_nothing_the_cell_runs_with_do_not_set_it_apart():
+    registry_value = plan_for(mode="offline").engine_args["max_model_len"]
+    same = plan_for(mode="offline", engine_arg=[f"max_model_len={registry_value}", "enforce_eager=true"])
+    assert same.user_args == {}  # the registry gives both already
+    assert plan_for(mode="offline", engine_arg=["load_format=dummy"]).user_args == {}  # the [d] mark shows it
+    registry = load_registry()
+    settings = resolve(merge_sources({"mode": ["server"], "engine_arg": ["api_server_count=2"]}, {}, {}), REPO)
+    api4 = Cell(registry.resolve("gemma-270m"), "server", "gemma-270m", api_servers=4)
+    overridden = plan_cell(api4, settings, registry, DummySources())
+    assert overridden.engine_args["api_server_count"] == 4 and overridden.user_args == {}  # the -api4 id shows it
+
+
+def test_labels_write_each_value_once_as_json_writes_it():
+    def label(args: dict) -> str:
+        saved = cell("m-server", engine_args_set=args)
+        return cell_label(SavedCell.of(saved))
+
+    assert label({"enforce_eager": True, "b": {"y": 1, "x": 2}}) == 'm-server (b={"x": 2, "y": 1}, enforce_eager=true)'
+    assert label({"b": {"x": 2, "y": 1}, "enforce_eager": True}) == label(
+        {"enforce_eager": True, "b": {"y": 1, "x": 2}}
+    )
+    assert label({"tokenizer_mode": "a|b"}) == "m-server (tokenizer_mode=a\\|b)"  # a table cell holds it
+    assert label({"tensor_parallel_size": 2}) == "m-server"  # the GPU split shows it, from engine_args
 
 
 def test_the_cell_saves_the_engine_args_the_user_set_redacted():
@@ -96,7 +120,8 @@ def test_the_cell_saves_the_engine_args_the_user_set_redacted():
     session = BenchSession(settings, load_registry(), REPO)
     [matrix_cell] = build_matrix(("gemma-270m",), ("offline",), session.registry)
     saved = session.planned(session.plan(matrix_cell)).extra_info()
-    assert saved["engine_args_set"] == {"max_num_seqs": 64, "hf_token": "<redacted>"}
+    assert saved["engine_args_set"] == {"max_num_seqs": 64}  # a secret is in engine_args, redacted, and no label
+    assert saved["engine_args"]["hf_token"] == "<redacted>"
     assert "hf_abcdefgh12345678" not in json.dumps(saved)
     plain = BenchSession(resolve(merge_sources({"mode": ["offline"]}, {}, {}), REPO), load_registry(), REPO)
     assert "engine_args_set" not in plain.planned(plain.plan(matrix_cell)).extra_info()

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.common.redaction import strip_paths
+from pytest_vllmbench.common.redaction import is_secret_name, strip_paths
 from pytest_vllmbench.config import memory_budget
 from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.config.modes import ModeSpec, engine_gpu_count, mode_spec, mode_specs
@@ -32,6 +32,7 @@ class CellPlan:
     settings: Settings
     platform: str  # "cuda" or "cpu": which vLLM build is installed
     engine_args: dict[str, Any]  # what vLLM gets (and the cell records, redacted); {} for a server not ours
+    user_args: dict[str, Any]  # what --engine-arg changed in engine_args (see `changed_by_user`)
     weights: str | None  # the label of weights that are not the real ones (dummy, random 4-bit), else None
     dummy: (
         dummy_weights.DummyModel | CellSkip | None
@@ -62,11 +63,6 @@ class CellPlan:
             return {}
         source = None if self.dummy is None or isinstance(self.dummy, CellSkip) else strip_paths(self.dummy.source)
         return {"weights": self.weights, "dummy_source": source}
-
-    def user_args(self) -> dict[str, Any]:
-        """The engine args the user set (--engine-arg) that this cell's engine got: part of what the cell is, so the
-        report keeps it apart from the same cell under vLLM's and the registry's settings."""
-        return {key: value for key, value in self.settings.engine_args.items() if key in self.engine_args}
 
     def fit_status(self, start_error: str) -> str | None:
         """'does not fit ...' when the engine failed to start for lack of memory, else None."""
@@ -121,7 +117,8 @@ def plan_cell(
     mode = mode_spec(cell.mode)
     platform = vllm_platform()
     gpus = list_gpus()
-    requested = requested_args(cell, mode, settings, registry, platform)
+    configured = registry.engine_args_for(cell.model, platform) if mode.owns_engine else {}
+    requested = requested_args(cell, mode, settings, configured, platform)
     user_set = {"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(settings.engine_args)
     if mode.owns_engine and engines_alive > 1 and not user_set and settings.gpu_memory is None:
         requested["gpu_memory_utilization"] = round(memory_share(requested) / engines_alive, 4)
@@ -153,6 +150,7 @@ def plan_cell(
         settings=settings,
         platform=platform,
         engine_args=args,
+        user_args=changed_by_user(settings.engine_args, configured, args),
         weights=weights,
         dummy=dummy,
         engine_gpus=engine_gpus,
@@ -165,11 +163,14 @@ def plan_cell(
     )
 
 
-def requested_args(cell: Cell, mode: ModeSpec, settings: Settings, registry: Registry, platform: str) -> dict[str, Any]:
-    """The registry's, the platform's and the user's engine args, before --gpu-memory and dummy-weight dummy_weights."""
+def requested_args(
+    cell: Cell, mode: ModeSpec, settings: Settings, configured: Mapping[str, Any], platform: str
+) -> dict[str, Any]:
+    """The registry's and the platform's engine args (`configured`) and the user's, before --gpu-memory and
+    the dummy-weight adjustments."""
     if not mode.owns_engine:
         return {}  # the server's owner chose them
-    args = registry.engine_args_for(cell.model, platform)
+    args = dict(configured)
     if platform == "cpu" and settings.workers > 1 and "gpu_memory_utilization" in args:
         # on the CPU this is the share of RAM for the KV cache: engines of parallel workers split it
         args["gpu_memory_utilization"] = round(args["gpu_memory_utilization"] / settings.workers, 4)
@@ -202,3 +203,21 @@ def cannot_run_here(cell: Cell, mode: ModeSpec, args: dict[str, Any], platform: 
             "the CPU build; measure it on a GPU machine (--load-format=dummy sizes it there without its weights)"
         )
     return None
+
+
+def changed_by_user(
+    user_set: Mapping[str, Any], configured: Mapping[str, Any], engine_args: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The engine args --engine-arg changed for this cell: the engine got the user's value, and the registry or the
+    platform do not give it anyway. Part of what the cell is, so the report keeps it apart from the same cell as
+    configured. Left out: load_format (the dummy-weight mark shows it) and secret-named args (engine_args holds them,
+    redacted)."""
+    return {
+        key: value
+        for key, value in user_set.items()
+        if key in engine_args
+        and engine_args[key] == value
+        and (key not in configured or configured[key] != value)
+        and key != "load_format"
+        and not is_secret_name(key)
+    }

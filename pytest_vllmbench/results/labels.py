@@ -3,6 +3,7 @@ the labels (model, cell, workload, mode, status, req/s) every table uses."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -60,28 +61,26 @@ def workload_legend(fulls: Iterable[str]) -> str:
     return "Workloads: " + "; ".join(f"{short} = {full}" for short, full in shortened) + "." if shortened else ""
 
 
+SPLIT_ARGS = (("tensor_parallel_size", "TP"), ("pipeline_parallel_size", "PP"), ("ray_replicas", "replicas"))
+
+
 def split(cell: SavedCell) -> str:
     """How the cell's engine spans GPUs, and how many engines ran side by side: 'TP 2, PP 2', 'replicas 2' (Ray
     Data's engine replicas), or '' for one engine on a single device."""
     args = cell.engine_args or {}
-    return ", ".join(
-        f"{name} {args[key]}"
-        for key, name in (
-            ("tensor_parallel_size", "TP"),
-            ("pipeline_parallel_size", "PP"),
-            ("ray_replicas", "replicas"),
-        )
-        if int(args.get(key, 1)) > 1
-    )
-
-
-SPLIT_ARGS = ("tensor_parallel_size", "pipeline_parallel_size", "ray_replicas")  # `split` shows them
+    return ", ".join(f"{name} {args[key]}" for key, name in SPLIT_ARGS if int(args.get(key, 1)) > 1)
 
 
 def user_args_text(cell: SavedCell) -> str:
-    """The engine args the user set for the cell (--engine-arg), split args aside: 'max_num_batched_tokens=16384'."""
-    args = cell.engine_args_set or {}
-    return ", ".join(f"{key}={args[key]}" for key in sorted(args) if key not in SPLIT_ARGS)
+    """The engine args the user changed for the cell (--engine-arg), split args aside, each value as JSON writes it
+    (strings bare): 'enforce_eager=true, max_num_batched_tokens=16384'."""
+    args, shown_by_split = cell.engine_args_set or {}, {key for key, _ in SPLIT_ARGS}
+    return ", ".join(f"{key}={_arg_text(args[key])}" for key in sorted(args) if key not in shown_by_split)
+
+
+def _arg_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text.replace("|", "\\|")  # a table cell holds it
 
 
 def variant(cell: SavedCell) -> str:

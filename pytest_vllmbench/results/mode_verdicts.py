@@ -32,8 +32,9 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
     """`latest`: (machine, workload label, cell) of the newest cells."""
     groups: dict[Group, dict[str, Cell]] = defaultdict(dict)
     for machine, workload, cell in latest:
-        budget, kind = cell.get("gpu_memory_budget_gib"), variant(SavedCell.of(cell))
-        model = str(cell.get("model", "-")) + (f" ({kind})" if kind else "")
+        budget = cell.get("gpu_memory_budget_gib")
+        variant_text = variant(SavedCell.of(cell))
+        model = str(cell.get("model", "-")) + (f" ({variant_text})" if variant_text else "")
         model += "" if budget is None else f" ({budget:g} GiB budget)"
         if cell.get("mode") in ("offline", "server") and not cell.get("sweep") and is_ok(cell):
             groups[(machine, model, workload)][str(cell["mode"])] = cell
@@ -67,9 +68,23 @@ def order_note(first: Cell, second: Cell) -> str:
         runs = "; ".join(f"{cell.get('mode')} {', '.join(cell['pooled_from'])}" for cell in (first, second))
         notes.append(f"rounds pooled over runs both ways round on one boot of the machine: {runs}")
     if not notes and compare_modes(first, second) is not None:
-        mode = ran_first(first, second)
-        notes.append("one run each, " + ("order not saved" if mode is None else f"one order: {mode} first"))
+        notes.append(one_run_note(first, second))
     return f" ({'; '.join(notes)})" if notes else ""
+
+
+def one_run_note(first: Cell, second: Cell) -> str:
+    """How a verdict on one run of each mode was taken: on two boots (two leases: their drift is in the verdict, and
+    it can exceed any order's), else in which order; from `saved_at` (results.pooled_rounds)."""
+    boots = {_boot(cell) for cell in (first, second)}
+    if None not in boots and len(boots) == 2:
+        return "one run each, on two boots of the machine"
+    mode = ran_first(first, second)
+    return "one run each, " + ("order not saved" if mode is None else f"one order: {mode} first")
+
+
+def _boot(cell: Cell) -> str | None:
+    at: Sequence[Any] = cell.get("saved_at") or []
+    return at[3] if len(at) > 3 else None
 
 
 def ran_first(first: Cell, second: Cell) -> str | None:

@@ -186,7 +186,9 @@ def render(
         "## Offline vs server\n\nA mode is called faster only when the 95 % intervals of the two cells' rounds"
         " separate; cells of one model, machine and workload. Where the two modes ran several times on one boot of"
         " one machine under the same conditions, both ways round (runs repeated in alternating order), each mode's"
-        " rounds are pooled over those runs. Each line also says what the gap costs the whole job: each round"
+        " rounds are pooled over those runs; a verdict on one run of each mode says so, and in which order they ran"
+        " or that they ran on two boots (the drift between them is in the verdict)."
+        " Each line also says what the gap costs the whole job: each round"
         " projected to it (loading, one ramp-up and tail, the rest at the steady rate), the modes compared by"
         " those projections' intervals.\n\n" + mode_verdicts(pooled_pairs(runs, latest)),
         *(section(runs) for section in extra_sections),

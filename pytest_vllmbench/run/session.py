@@ -275,7 +275,7 @@ class BenchSession:
                 "dtype": cell.model.dtype,
                 "mode": cell.mode,
                 "engine_args": redact_args(plan.engine_args),
-                **({"engine_args_set": redact_args(plan.user_args())} if plan.user_args() else {}),
+                **({"engine_args_set": redact_args(plan.user_args)} if plan.user_args else {}),
                 "dataset": self.dataset_info,
                 **plan.weights_info(),
                 **({"gpu_memory_budget_gib": plan.budget_gib} if plan.budget_gib is not None else {}),
