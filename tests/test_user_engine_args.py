@@ -125,3 +125,37 @@ def test_the_cell_saves_the_engine_args_the_user_set_redacted():
     assert "hf_abcdefgh12345678" not in json.dumps(saved)
     plain = BenchSession(resolve(merge_sources({"mode": ["offline"]}, {}, {}), REPO), load_registry(), REPO)
     assert "engine_args_set" not in plain.planned(plain.plan(matrix_cell)).extra_info()
+
+
+def test_a_tuned_pair_repeated_both_ways_round_is_pooled_apart_from_the_plain_pair(tmp_path):
+    def run(number: int, mode: str, mean: float, tuned: dict | None = None) -> None:
+        figures = cell(f"mistral-7b-{mode}", gpus=GPU, **_rounds(mean), **({"engine_args_set": tuned} if tuned else {}))
+        figures["rounds"] = [{"requests_per_s": mean - 1.0}, {"requests_per_s": mean}, {"requests_per_s": mean + 1.0}]
+        save_run(
+            tmp_path,
+            number,
+            f"{mode}{number}",
+            [figures],
+            gpus=GPU,
+            when=f"2026-12-05T10:{number:02d}",
+            boot="a1b2c3d4e5f6",
+        )
+
+    run(1, "offline", 100.0)
+    run(2, "server", 60.0)
+    run(3, "offline", 90.0, TUNED)
+    run(4, "server", 80.0, TUNED)
+    run(5, "offline", 92.0, TUNED)
+    verdicts = render(load_runs(tmp_path)).split("## Offline vs server\n")[1].split("\n## ")[0]
+    tuned = next(line for line in verdicts.splitlines() if line.startswith("- mistral-7b (max_num_batched_tokens"))
+    assert (
+        "rounds pooled over runs both ways round on one boot of the machine: offline 0003, 0005; server 0004" in tuned
+    )
+    plain = next(line for line in verdicts.splitlines() if line.startswith("- mistral-7b on "))
+    assert "offline 100.00 ± 2.50 vs server 60.00 ± 2.50 req/s (one run each, one order: offline first)" in plain
+
+
+def test_a_tensor_parallel_cell_is_not_paired_with_a_single_gpu_cell():
+    split_offline = cell("m-offline", engine_args={"tensor_parallel_size": 2}, **_rounds(100.0))
+    text = mode_verdicts([("H200", "w", split_offline), ("H200", "w", cell("m-server", **_rounds(60.0)))])
+    assert text.startswith("No model has both")  # before, the two were compared as one model's modes
