@@ -291,7 +291,7 @@ def test_the_verdict_line_says_when_the_rounds_were_interleaved():
 def _saved_at(
     run: str, place: int, when: str = "2026-12-05T10:46:06+00:00", boot: str | None = None
 ) -> dict[str, object]:
-    return {"saved_at": [when, f"Linux/{run}.json", place, boot]}
+    return {"saved_at": {"time": when, "run": f"Linux/{run}.json", "place": place, "boot": boot}}
 
 
 def _pair_note(offline: dict[str, object], server: dict[str, object]) -> str:

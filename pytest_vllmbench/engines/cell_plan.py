@@ -23,6 +23,7 @@ from pytest_vllmbench.measure.gpu import GpuInfo, first_visible, list_gpus
 
 GPU_ONLY_QUANTIZATIONS = ("bitsandbytes",)  # vLLM's CPU build has no kernels for these
 VLLM_DEFAULT_UTILIZATION = 0.9  # vLLM's gpu_memory_utilization when none is given
+_UNSET = object()  # an arg the registry and the platform do not give
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def changed_by_user(
         for key, value in user_set.items()
         if key in engine_args
         and engine_args[key] == value
-        and (key not in configured or configured[key] != value)
+        and configured.get(key, _UNSET) != value
         and key != "load_format"
         and not is_secret_name(key)
     }

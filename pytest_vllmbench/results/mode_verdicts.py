@@ -75,16 +75,11 @@ def order_note(first: Cell, second: Cell) -> str:
 def one_run_note(first: Cell, second: Cell) -> str:
     """How a verdict on one run of each mode was taken: on two boots (two leases: their drift is in the verdict, and
     it can exceed any order's), else in which order; from `saved_at` (results.pooled_rounds)."""
-    boots = {_boot(cell) for cell in (first, second)}
+    boots = {(cell.get("saved_at") or {}).get("boot") for cell in (first, second)}
     if None not in boots and len(boots) == 2:
         return "one run each, on two boots of the machine"
     mode = ran_first(first, second)
     return "one run each, " + ("order not saved" if mode is None else f"one order: {mode} first")
-
-
-def _boot(cell: Cell) -> str | None:
-    at: Sequence[Any] = cell.get("saved_at") or []
-    return at[3] if len(at) > 3 else None
 
 
 def ran_first(first: Cell, second: Cell) -> str | None:
@@ -95,11 +90,12 @@ def ran_first(first: Cell, second: Cell) -> str | None:
     one, other = first.get("saved_at"), second.get("saved_at")
     if not one or not other or one == other:
         return None
-    if one[1] == other[1] and first.get("xdist_worker") != second.get("xdist_worker"):
+    if one["run"] == other["run"] and first.get("xdist_worker") != second.get("xdist_worker"):
         return None
-    if one[1] != other[1] and not (one[0] and other[0]):
+    if one["run"] != other["run"] and not (one["time"] and other["time"]):
         return None
-    return str((first if list(one) < list(other) else second).get("mode"))
+    order = ("time", "run", "place")
+    return str((first if [one[k] for k in order] < [other[k] for k in order] else second).get("mode"))
 
 
 def kv_note(*cells: Cell) -> str:

@@ -85,7 +85,9 @@ def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
     """The cell with where it was saved, to tell which of two cells ran first: its run's save time and file, its
     place in the run (pytest-benchmark saves a session's cells in the order they were measured) and the run's boot."""
     place = next(place for place, saved in enumerate(run.cells) if saved is cell)  # a cell saved twice: this copy
-    return cell.with_figures({"saved_at": [run.datetime, str(run.path), place, run.boot]})
+    return cell.with_figures(
+        {"saved_at": {"time": run.datetime, "run": str(run.path), "place": place, "boot": run.boot}}
+    )
 
 
 def pooled_pairs(runs: Sequence[SavedRun], latest: Latest) -> list[Placed]:
