@@ -73,7 +73,9 @@ def why_unmeasured(cells: Sequence[SavedCell]) -> str:
 def _rate(cell: SavedCell) -> str:
     found = stat(cell, "requests_per_s")
     if found is not None:
-        return f"{fmt(found['mean'])} ± {fmt(found['ci95_half'])} req/s ({found['n']} rounds)"
+        runs = cell.get("pooled_from")
+        pooled = f" of runs {', '.join(runs)}, pooled" if runs else ""
+        return f"{fmt(found['mean'])} ± {fmt(found['ci95_half'])} req/s ({found['n']} rounds{pooled})"
     return f"{fmt(cell.requests_per_s)} req/s (1 round)"
 
 

@@ -18,9 +18,9 @@ from pytest_vllmbench.results.labels import finite, fmt
 Cell = Mapping[str, Any]
 
 
-def job_note(offline: Cell, server: Cell) -> str:
+def job_note(offline: Cell, server: Cell, names: tuple[str, str] = ("offline", "server")) -> str:
     """'; 170,000 requests: offline 0.55 ± 0.01 h, server 0.57 ± 0.03 h, no difference shown', where both cells
-    project the same job; '' where they do not or a rate is missing."""
+    project the same job; '' where they do not or a rate is missing. `names` label the two cells in that order."""
     size = offline.get("project_to")
     if not isinstance(size, int) or isinstance(size, bool) or size != server.get("project_to"):
         return ""
@@ -30,8 +30,8 @@ def job_note(offline: Cell, server: Cell) -> str:
     if not hours[0] or not hours[1]:
         return ""
     first, second = interval(hours[0]), interval(hours[1])
-    hours_text = f"offline {mean_plus_minus(first)} h, server {mean_plus_minus(second)} h"
-    return f"; {fmt(size)} requests: {hours_text}{_verdict(first, second)}"
+    hours_text = f"{names[0]} {mean_plus_minus(first)} h, {names[1]} {mean_plus_minus(second)} h"
+    return f"; {fmt(size)} requests: {hours_text}{_verdict(first, second, names)}"
 
 
 def _rounds(cell: Cell) -> list[Mapping[str, Any]]:
@@ -62,9 +62,9 @@ def _round_hours(cell: Cell, size: int, with_steady: bool) -> list[float]:
     return hours
 
 
-def _verdict(first: Mapping[str, Any], second: Mapping[str, Any]) -> str:
+def _verdict(first: Mapping[str, Any], second: Mapping[str, Any], names: tuple[str, str]) -> str:
     if first.get("ci95_half") is None or second.get("ci95_half") is None:
         return ""
     if overlap(first, second):
         return ", no difference shown"
-    return ", offline sooner" if first["mean"] < second["mean"] else ", server sooner"
+    return f", {names[0] if first['mean'] < second['mean'] else names[1]} sooner"

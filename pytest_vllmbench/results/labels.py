@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,20 @@ def load_point(cell: Mapping[str, Any]) -> str | None:
 
 
 def mode_text(cell: Mapping[str, Any]) -> str:
-    """The mode, with the load point of a sweep's cell ('server c16')."""
-    mode = str(cell.get("mode", MISSING))
+    """The mode, with its API server count and the load point of a sweep's cell ('server (4 API servers) c16')."""
+    mode = side_label(cell) if "mode" in cell else MISSING
     point = load_point(cell)
     return f"{mode} {point}" if cell.get("sweep") and point else mode
+
+
+def api_servers(cell: Mapping[str, Any]) -> int | None:
+    """The API server count a server cell was run with (`--api-server-count`, which its id carries: 'm-server-api4'
+    is 4, so is a sweep's 'm-server-api4-c16'); None for any other cell."""
+    found = re.fullmatch(rf"{re.escape(str(cell.get('model')))}-server-api(\d+)(-.+)?", str(cell.get("cell")))
+    return int(found[1]) if found else None
+
+
+def side_label(cell: Mapping[str, Any]) -> str:
+    """The mode as the verdicts name one side: 'offline', 'server', 'server (4 API servers)'."""
+    count = api_servers(cell)
+    return str(cell.get("mode")) + ("" if count is None else f" ({count} API server{'s' if count != 1 else ''})")

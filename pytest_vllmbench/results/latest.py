@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_vllmbench.results.labels import budget_key, variant, workload
+from pytest_vllmbench.results.labels import api_servers, budget_key, variant, workload
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.storage import SavedRun
 
@@ -16,14 +16,16 @@ def cell_key(run: SavedRun, cell: SavedCell) -> CellKey:
     return (run.machine, f"{cell.cell} {variant(cell)}{budget_key(cell)}", workload(cell))
 
 
-def other_mode_key(key: CellKey, cell: SavedCell, mode: str) -> CellKey | None:
-    """The key the same model's `mode` cell has beside this plain model-mode cell (same GPU split, budget, machine
-    and workload); None for a cell with more in its id (a sweep point, a Ray replica count)."""
-    own = f"{cell.model}-{cell.mode}"
+def sibling_key(key: CellKey, cell: SavedCell, sibling_id: str) -> CellKey | None:
+    """The key the model's cell `sibling_id` ('m-offline', 'm-server', 'm-server-api4') has beside this model-mode
+    cell (same GPU split, budget, machine and workload); None for a cell with more in its id than its mode and API
+    server count (a sweep point, a Ray replica count)."""
+    count = api_servers(cell)
+    own = f"{cell.model}-{cell.mode}" + ("" if count is None else f"-api{count}")
     machine, cell_id, workload = key
     if cell.cell != own or not cell_id.startswith(f"{own} "):
         return None
-    return (machine, f"{cell.model}-{mode}{cell_id.removeprefix(own)}", workload)
+    return (machine, sibling_id + cell_id.removeprefix(own), workload)
 
 
 def latest_cells(runs: list[SavedRun]) -> Latest:

@@ -10,7 +10,7 @@ from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.job_hours import job_note
-from pytest_vllmbench.results.labels import fmt, rate, variant
+from pytest_vllmbench.results.labels import api_servers, fmt, rate, side_label, variant
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 
 Cell = Mapping[str, Any]
@@ -18,18 +18,20 @@ Group = tuple[str, str, str]  # (machine, model, workload)
 
 
 def compare_modes(first: Cell, second: Cell, metric: str = "requests_per_s") -> str | None:
-    """'offline faster', 'server faster' or 'no difference shown (intervals overlap)'; None without rounds."""
+    """'offline faster', 'server (4 API servers) faster' or 'no difference shown (intervals overlap)'; None without
+    rounds."""
     overlap = intervals_overlap(first, second, metric)  # the report's one tie rule
     if overlap is None:
         return None
     if overlap:
         return "no difference shown (intervals overlap)"
     faster = first if (central(first, metric) or 0.0) > (central(second, metric) or 0.0) else second
-    return f"{faster.get('mode')} faster"
+    return f"{side_label(faster)} faster"
 
 
 def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
-    """`latest`: (machine, workload label, cell) of the newest cells."""
+    """`latest`: (machine, workload label, cell) of the newest cells. Offline is compared with each server cell of
+    the model (plain, and at each `--api-server-count`), and the plain server with each API server count."""
     groups: dict[Group, dict[str, Cell]] = defaultdict(dict)
     for machine, workload, cell in latest:
         budget = cell.get("gpu_memory_budget_gib")
@@ -37,36 +39,53 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
         model = str(cell.get("model", "-")) + (f" ({variant_text})" if variant_text else "")
         model += "" if budget is None else f" ({budget:g} GiB budget)"
         if cell.get("mode") in ("offline", "server") and not cell.get("sweep") and is_ok(cell):
-            groups[(machine, model, workload)][str(cell["mode"])] = cell
-    lines = []
-    for (machine, model, workload), modes in groups.items():
-        if len(modes) < 2:
-            continue
-        offline, server = modes["offline"], modes["server"]
-        verdict = compare_modes(offline, server)
-        if verdict is None:
-            verdict = "not called: no rounds on both sides"
-        steady = compare_modes(offline, server, "steady_requests_per_s")
-        steady_text = "" if steady is None else f"; steady rate: {steady}"
-        lines.append(
-            f"- {model} on {machine} ({workload}): offline {rate(offline)} vs server {rate(server)} req/s"
-            f"{order_note(offline, server)}: {verdict}{steady_text}{job_note(offline, server)}"
-            f"{kv_note(offline, server)}."
-        )
+            groups[(machine, model, workload)][side_label(cell)] = cell
+    lines = [
+        verdict_line(first, second, f"{model} on {machine} ({workload})")
+        for (machine, model, workload), sides in groups.items()
+        for first, second in _pairs(sides)
+    ]
     return "\n".join(lines) if lines else "No model has both an offline and a server cell on one machine and workload."
+
+
+def _pairs(sides: Mapping[str, Cell]) -> list[tuple[Cell, Cell]]:
+    servers = sorted(
+        (cell for cell in sides.values() if cell.get("mode") == "server"), key=lambda c: api_servers(c) or 0
+    )
+    pairs = [(sides["offline"], server) for server in servers] if "offline" in sides else []
+    plain = sides.get("server")
+    return pairs + [(plain, server) for server in servers if plain is not None and server is not plain]
+
+
+def verdict_line(first: Cell, second: Cell, where: str) -> str:
+    verdict = compare_modes(first, second)
+    if verdict is None:
+        verdict = "not called: no rounds on both sides"
+    steady = compare_modes(first, second, "steady_requests_per_s")
+    steady_text = "" if steady is None else f"; steady rate: {steady}"
+    names = (side_label(first), side_label(second))
+    return (
+        f"- {where}: {names[0]} {rate(first)} vs {names[1]} {rate(second)} req/s"
+        f"{order_note(first, second)}: {verdict}{steady_text}{job_note(first, second, names)}"
+        f"{kv_note(first, second)}."
+    )
 
 
 def order_note(first: Cell, second: Cell) -> str:
     """' (rounds interleaved)' when the two cells' rounds alternated (--interleave); which runs' rounds were pooled
-    where results.pooled_rounds pooled the pair; else, where a verdict is called on one run of each mode, which mode
-    ran first (that order's drift is in the verdict); else ''."""
+    where results.pooled_rounds pooled the pair (or one side of it, for its pair with another cell); else, where a
+    verdict is called on one run of each mode, which mode ran first (that order's drift is in the verdict); else ''."""
     together = str(second.get("cell")) in (first.get("interleaved") or ()) and str(first.get("cell")) in (
         second.get("interleaved") or ()
     )
     notes = ["rounds interleaved"] if together else []
-    if first.get("pooled_from") and second.get("pooled_from"):
-        runs = "; ".join(f"{cell.get('mode')} {', '.join(cell['pooled_from'])}" for cell in (first, second))
+    pooled = [cell for cell in (first, second) if cell.get("pooled_from")]
+    runs = "; ".join(f"{side_label(cell)} {', '.join(cell['pooled_from'])}" for cell in pooled)
+    if len(pooled) == 2:
         notes.append(f"rounds pooled over runs both ways round on one boot of the machine: {runs}")
+    elif pooled:  # pooled beside another cell of the model; this one was not repeated both ways round with it
+        alone = second if pooled[0] is first else first
+        notes.append(f"rounds pooled over runs on one boot: {runs}; {side_label(alone)} from its newest run only")
     if not notes and compare_modes(first, second) is not None:
         notes.append(one_run_note(first, second))
     return f" ({'; '.join(notes)})" if notes else ""
@@ -95,7 +114,7 @@ def ran_first(first: Cell, second: Cell) -> str | None:
     if one["run"] != other["run"] and not (one["time"] and other["time"]):
         return None
     order = ("time", "run", "place")
-    return str((first if [one[k] for k in order] < [other[k] for k in order] else second).get("mode"))
+    return side_label(first if [one[k] for k in order] < [other[k] for k in order] else second)
 
 
 def kv_note(*cells: Cell) -> str:
@@ -104,11 +123,11 @@ def kv_note(*cells: Cell) -> str:
     full = [cell for cell in cells if saved_bound(cell) == "kv-cache"]
     if not full:
         return ""
-    parts = [f"{cell.get('mode')} {fmt(preemptions_per_100(cell), 1)} preemptions per 100 requests" for cell in full]
+    parts = [f"{side_label(cell)} {fmt(preemptions_per_100(cell), 1)} preemptions per 100 requests" for cell in full]
     shares = {
         (cell.get("engine_args") or {}).get("gpu_memory_utilization") for cell in full if full_in_shared_gpu(cell)
     }
     where = f" ({fmt(shares.pop())} of the GPU each, --interleave)" if len(shares) == 1 and None not in shares else ""
-    unread = [str(cell.get("mode")) for cell in cells if preemptions_per_100(cell) is None]
+    unread = [side_label(cell) for cell in cells if preemptions_per_100(cell) is None]
     unknown = f"; {' and '.join(unread)} preemptions not saved" if unread else ""
     return f"; KV cache full: {' and '.join(parts)}{where}{unknown}"

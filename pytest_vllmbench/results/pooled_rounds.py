@@ -1,10 +1,10 @@
 """Offline and server rounds pooled over runs repeated in alternating order on one boot of one machine.
 
-Runs of a model's two modes repeated on one lent machine, one engine at a time, in alternating order (offline,
-server, offline, ...) are one comparison: their rounds together give the intervals the "Offline vs server"
-verdicts use. Nothing is pooled unless both modes' newest runs are on one boot, each mode's runs share its
-conditions, and the runs went both ways round (an offline run before a server run and one after): repeats in one
-order would keep the order's drift on one side. Runs from other boots (other leases) are never pooled.
+Runs of a model's two modes (or of its server at two API server counts) repeated on one lent machine, one engine at
+a time, in alternating order (offline, server, offline, ...) are one comparison: their rounds together give the
+intervals the "Offline vs server" verdicts and the Answer use. Nothing is pooled unless both modes' newest runs are on
+one boot, each mode's runs share its conditions, and the runs went both ways round (an offline run before a server run
+and one after): repeats in one order would keep the order's drift on one side. Runs from other boots (other leases) are never pooled.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import json
 from collections.abc import Sequence
 
 from pytest_vllmbench.measure.rounds import round_statistics
-from pytest_vllmbench.results.latest import CellKey, Latest, cell_key, other_mode_key
+from pytest_vllmbench.results.labels import api_servers
+from pytest_vllmbench.results.latest import CellKey, Latest, cell_key, sibling_key
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 from pytest_vllmbench.results.storage import SavedRun
 
@@ -67,14 +68,16 @@ def _saved_order(found: Found) -> list[tuple[str, str]]:
 
 
 def pooled(cell: SavedCell, found: Found) -> SavedCell:
-    """The cell with every run's rounds, their statistics and the runs' mean loading time (what the job hours
-    project with)."""
+    """The cell with every run's rounds, their statistics, their mean rate (what the Answer scores) and the runs'
+    mean loading time (what the job hours project with)."""
     rounds = [figures for _, saved in found for figures in saved.rounds or []]
     loads = [saved.load_s for _, saved in found if saved.load_s is not None]
+    stats = round_statistics(rounds)
     return cell.with_figures(
         {
             "rounds": rounds,
-            "round_stats": round_statistics(rounds),
+            "round_stats": stats,
+            "requests_per_s": stats.get("requests_per_s", {}).get("mean", cell.requests_per_s),
             "load_s": sum(loads) / len(loads) if loads else cell.load_s,
             "pooled_from": [run.number for run, _ in found],
         }
@@ -90,19 +93,36 @@ def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
     )
 
 
-def pooled_pairs(runs: Sequence[SavedRun], latest: Latest) -> list[Placed]:
-    """The newest cells as the verdicts take them, each offline and server pair of one model, machine and workload
-    pooled over its alternating same-boot runs where there are any; the others with where they were saved."""
+def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
+    """`latest` with each cell pooled over its same-boot runs where they went both ways round with those of a cell it
+    is compared with (offline with each server cell of the model, the plain server with each API server count)."""
     replaced: dict[CellKey, SavedCell] = {}
-    for key, (run, cell) in latest.items():
-        partner_key = other_mode_key(key, cell, "server") if cell.mode == "offline" else None
-        if partner_key is None or partner_key not in latest:
+    for key, (_, cell) in latest.items():
+        if cell.mode != "server":
             continue
-        partner_run, partner = latest[partner_key]
-        offline_runs, server_runs = same_boot(runs, run, cell), same_boot(runs, partner_run, partner)
-        if partner_run.boot == run.boot and offline_runs and server_runs and both_ways_round(offline_runs, server_runs):
-            replaced[key], replaced[partner_key] = pooled(cell, offline_runs), pooled(partner, server_runs)
+        partners = [sibling_key(key, cell, f"{cell.model}-offline")]
+        if api_servers(cell) is not None:
+            partners.append(sibling_key(key, cell, f"{cell.model}-server"))
+        for partner_key in partners:
+            if partner_key is not None and partner_key in latest:
+                _pool(runs, latest, (partner_key, key), replaced)
+    return {key: (run, replaced.get(key, cell)) for key, (run, cell) in latest.items()}
+
+
+def pooled_pairs(runs: Sequence[SavedRun], latest: Latest) -> list[Placed]:
+    """The newest cells as the verdicts take them: pooled (`pooled_latest`), or with where they were saved."""
     return [
-        (key[0], key[2], replaced[key] if key in replaced else saved_at(run, cell))
-        for key, (run, cell) in latest.items()
+        (key[0], key[2], cell if cell.get("pooled_from") else saved_at(run, cell))
+        for key, (run, cell) in pooled_latest(runs, latest).items()
     ]
+
+
+def _pool(
+    runs: Sequence[SavedRun], latest: Latest, keys: tuple[CellKey, CellKey], into: dict[CellKey, SavedCell]
+) -> None:
+    """Both cells of `keys` pooled into `into` when their newest runs share a boot and their runs there went both
+    ways round."""
+    (run, cell), (other_run, other) = latest[keys[0]], latest[keys[1]]
+    found, other_found = same_boot(runs, run, cell), same_boot(runs, other_run, other)
+    if other_run.boot == run.boot and found and other_found and both_ways_round(found, other_found):
+        into[keys[0]], into[keys[1]] = pooled(cell, found), pooled(other, other_found)

@@ -1,0 +1,117 @@
+"""A server cell run at `--api-server-count` beside the plain one: its own side in the verdicts, its own mode in the
+tables, and rounds pooled over alternating runs in the verdicts and the Answer (results/mode_verdicts.py,
+results/pooled_rounds.py, results/labels.py)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from saved_runs import cell, save_run
+
+from pytest_vllmbench.measure.rounds import interval
+from pytest_vllmbench.results.labels import api_servers, mode_text, side_label
+from pytest_vllmbench.results.mode_verdicts import mode_verdicts
+from pytest_vllmbench.results.report import render
+from pytest_vllmbench.results.storage import load_runs
+
+GPU = ["NVIDIA H100 80GB HBM3"]
+BOOT = "a1b2c3d4e5f6"
+RATES = {"offline": [120.0, 124.0, 128.0], "server": [60.0, 62.0, 64.0], "server-api4": [96.0, 98.0, 100.0]}
+
+
+def _cell(side: str, rates: list[float] | None = None) -> dict[str, object]:
+    rates = rates or RATES[side]
+    stats = interval(rates)
+    return cell(
+        f"m-{side}",
+        model="m",
+        mode=side.split("-")[0],
+        gpus=GPU,
+        weights="dummy weights",
+        engine_args={"api_server_count": 4} if side.endswith("api4") else {},
+        requests_per_s=rates[-1],  # a run's own figure is its last round's
+        projected_hours=170000 / rates[-1] / 3600,
+        rounds=[{"requests_per_s": rate} for rate in rates],
+        round_stats={"requests_per_s": stats},
+    )
+
+
+def _alternating(tmp_path) -> str:
+    order = ["server-api4", "server", "server-api4", "offline", "server-api4", "server", "offline"]
+    for number, side in enumerate(order, start=1):
+        when = f"2026-12-05T18:{10 + number:02d}:00"
+        save_run(tmp_path, number, side, [_cell(side)], when=when, gpus=GPU, boot=BOOT)
+    return render(load_runs(tmp_path))
+
+
+def _verdicts(text: str) -> list[str]:
+    section = text.split("## Offline vs server\n")[1].split("\n## ")[0]
+    return [line for line in section.splitlines() if line.startswith("- m ")]
+
+
+def test_each_server_side_gets_its_own_verdict_pooled_over_the_alternating_runs(tmp_path):
+    lines = _verdicts(_alternating(tmp_path))
+    runs = {"offline": 2, "server": 2, "server-api4": 3}
+    pooled = {side: interval(RATES[side] * count) for side, count in runs.items()}
+    rate = {side: f"{found['mean']:.2f} ± {found['ci95_half']:.2f}" for side, found in pooled.items()}
+    assert len(lines) == 3  # before, the API server cell took the plain server's place: one line
+    assert f"offline {rate['offline']} vs server {rate['server']} req/s" in lines[0]
+    assert "offline 0004, 0007; server 0002, 0006)" in lines[0]
+    assert f"offline {rate['offline']} vs server (4 API servers) {rate['server-api4']} req/s" in lines[1]
+    assert "server (4 API servers) 0001, 0003, 0005)" in lines[1]
+    assert f"server {rate['server']} vs server (4 API servers) {rate['server-api4']} req/s" in lines[2]
+    assert ": server (4 API servers) faster; " in lines[2]
+    assert ", server (4 API servers) sooner." in lines[2]
+
+
+def test_the_tables_name_the_api_server_count_in_the_mode(tmp_path):
+    matrix = _alternating(tmp_path).split("## Test matrix")[1].split("\n## ")[0]
+    rows = [row for row in matrix.splitlines() if row.startswith("| m ")]
+    modes = sorted(row.split("|")[2].strip() for row in rows)
+    assert modes == ["offline", "server", "server (4 API servers)"]  # before: two rows read "server"
+
+
+def test_the_answer_ranks_on_the_pooled_rounds_and_says_which_runs(tmp_path):
+    answer = _alternating(tmp_path).split("## Answer")[1].split("\n## ")[0]
+    offline = interval(RATES["offline"] * 2)
+    assert "use **m-offline [d]**" in answer
+    assert f"{offline['mean']:.2f} ± {offline['ci95_half']:.2f} req/s (6 rounds of runs 0004, 0007, pooled)" in answer
+    assert "Runner-up: m-server-api4 [d]" in answer and "their req/s intervals do not overlap" in answer
+
+
+def test_a_pair_that_did_not_alternate_keeps_its_newest_run_and_says_which_side_was_pooled(tmp_path):
+    order = ["server", "offline", "server", "offline", "server-api4"]  # the API server cell only after the rest
+    for number, side in enumerate(order, start=1):
+        when = f"2026-12-05T18:{10 + number:02d}:00"
+        save_run(tmp_path, number, side, [_cell(side)], when=when, gpus=GPU, boot=BOOT)
+    lines = _verdicts(render(load_runs(tmp_path)))
+    assert (
+        "(rounds pooled over runs both ways round on one boot of the machine: offline 0002, 0004; server 0001, 0003)"
+        in (lines[0])
+    )
+    assert (
+        "(rounds pooled over runs on one boot: offline 0002, 0004; server (4 API servers) from its newest run only)"
+        in lines[1]
+    )
+
+
+def test_without_an_offline_cell_the_two_server_sides_are_still_compared():
+    def placed(side: str) -> tuple[str, str, dict[str, object]]:
+        return ("H100", "w", _cell(side))
+
+    text = mode_verdicts([placed("server"), placed("server-api4")])
+    assert text.startswith("- m on H100 (w): server 62.00 ± 4.97 vs server (4 API servers) 98.00 ± 4.97 req/s")
+
+
+@given(
+    model=st.from_regex(r"[a-z][a-z0-9.-]{0,20}[a-z0-9]", fullmatch=True),
+    count=st.integers(1, 64),
+    point=st.sampled_from(["", "-c16", "-r8.5"]),
+)
+def test_the_api_server_count_is_read_from_the_cell_id_alone(model, count, point):
+    server = {"model": model, "mode": "server", "cell": f"{model}-server-api{count}{point}"}
+    assert api_servers(server) == count
+    assert side_label(server) == f"server ({count} API server{'s' if count > 1 else ''})"
+    assert api_servers({"model": model, "mode": "server", "cell": f"{model}-server{point}"}) is None
+    assert api_servers({"model": model, "mode": "offline", "cell": f"{model}-offline"}) is None
+    assert mode_text({"model": model, "mode": "offline", "cell": f"{model}-offline"}) == "offline"
