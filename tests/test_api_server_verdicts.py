@@ -79,20 +79,48 @@ def test_the_answer_ranks_on_the_pooled_rounds_and_says_which_runs(tmp_path):
     assert "Runner-up: m-server-api4 [d]" in answer and "their req/s intervals do not overlap" in answer
 
 
-def test_a_pair_that_did_not_alternate_keeps_its_newest_run_and_says_which_side_was_pooled(tmp_path):
-    order = ["server", "offline", "server", "offline", "server-api4"]  # the API server cell only after the rest
+def _saved_in_order(tmp_path, order: list[str], rates: dict[int, list[float]] | None = None) -> str:
     for number, side in enumerate(order, start=1):
         when = f"2026-12-05T18:{10 + number:02d}:00"
-        save_run(tmp_path, number, side, [_cell(side)], when=when, gpus=GPU, boot=BOOT)
-    lines = _verdicts(render(load_runs(tmp_path)))
-    assert (
+        cells = [_cell(side, (rates or {}).get(number))]
+        save_run(tmp_path, number, side, cells, when=when, gpus=GPU, boot=BOOT)
+    return render(load_runs(tmp_path))
+
+
+def test_a_pair_that_did_not_alternate_is_judged_on_each_sides_newest_run(tmp_path):
+    lines = _verdicts(_saved_in_order(tmp_path, ["server", "offline", "server", "offline", "server-api4"]))
+    pooled = (
         "(rounds pooled over runs both ways round on one boot of the machine: offline 0002, 0004; server 0001, 0003)"
-        in (lines[0])
+    )
+    assert pooled in lines[0]
+    # offline was pooled for its pair with the plain server, not for this one: both sides as their newest run saved them
+    assert (
+        "offline 124.00 ± 9.94 vs server (4 API servers) 98.00 ± 4.97 req/s (one run each, one order: offline first)"
+        in (lines[1])
     )
     assert (
-        "(rounds pooled over runs on one boot: offline 0002, 0004; server (4 API servers) from its newest run only)"
-        in lines[1]
+        "server 62.00 ± 4.97 vs server (4 API servers) 98.00 ± 4.97 req/s (one run each, one order: server first)"
+        in (lines[2])
     )
+
+
+def test_a_cell_pooled_with_one_side_is_not_called_pooled_against_the_other(tmp_path):
+    lines = _verdicts(_saved_in_order(tmp_path, ["server-api4", "offline", "server-api4", "server", "server-api4"]))
+    offline_vs_plain = next(line for line in lines if ": offline " in line and " vs server " in line)
+    assert "(one run each, one order: offline first)" in offline_vs_plain
+    assert "pooled" not in offline_vs_plain  # before: "rounds pooled over runs both ways round ...: offline 0002; ..."
+
+
+def test_the_answer_scores_the_pooled_rounds_not_the_newest_runs_last_round(tmp_path):
+    # the newest offline run ends on a slow round: scored on it (as a run saves its rate), the server would win
+    slow_end = {4: [130.0, 128.0, 90.0]}
+    text = _saved_in_order(tmp_path, ["offline", "server", "server-api4", "offline"], slow_end)
+    answer = text.split("## Answer")[1].split("\n## ")[0]
+    pooled = interval(RATES["offline"] + slow_end[4])
+    assert "use **m-offline [d]**" in answer
+    assert f"{pooled['mean']:.2f} ± {pooled['ci95_half']:.2f} req/s (6 rounds of runs 0001, 0004, pooled)" in answer
+    ranking = text.split("## Ranking")[1].split("\n## ")[0]
+    assert [row.split("|")[2].strip() for row in ranking.splitlines() if row.startswith("| 1 ")] == ["m-offline [d]"]
 
 
 def test_without_an_offline_cell_the_two_server_sides_are_still_compared():

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from pytest_vllmbench.measure.metrics import projected_hours
 from pytest_vllmbench.measure.rounds import interval
-from pytest_vllmbench.results.job_hours import job_note
+from pytest_vllmbench.results.job_hours import job_note, on_round_means
+from pytest_vllmbench.results.saved_run import SavedCell
 
 JOB = {"project_to": 170000, "n_requests": 3000, "n_failed": 0, "load_s": 100.0}
 
@@ -97,3 +98,16 @@ def test_swapping_the_two_cells_swaps_their_hours_and_the_verdict(first, second)
     assert found and back
     assert (back[1], back[2]) == (found[2], found[1])
     assert back[3] == FLIPPED.get(found[3], found[3])
+
+
+def test_a_cell_with_rounds_is_scored_at_their_mean_rate_and_mean_projected_hours():
+    rounds = _rounds((100.0, 120.0), (60.0, 80.0))  # a run saves its last round's figures: 60 req/s
+    saved = {"requests_per_s": 60.0, "projected_hours": 2.0, "projected_cost": 10.0, "cell": "m-offline", "model": "m"}
+    cell = SavedCell.of(_cell("offline", rounds, round_stats={"requests_per_s": interval([100.0, 60.0])}) | saved)
+    scored = on_round_means(cell)
+    hours = [projected_hours(rate, 170000, 100.0, steady, 3000) for rate, steady in ((100.0, 120.0), (60.0, 80.0))]
+    assert scored.requests_per_s == 80.0
+    assert scored.projected_hours == pytest.approx(sum(hours) / 2, abs=1e-3)
+    assert scored.projected_cost == pytest.approx(10.0 * scored.projected_hours / 2.0, abs=0.01)  # cost is per hour
+    one_round = SavedCell.of(JOB | saved | {"mode": "offline"})
+    assert on_round_means(one_round) is one_round

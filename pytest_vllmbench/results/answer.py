@@ -13,6 +13,7 @@ from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import overlap, stat
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.labels import fmt, is_dummy, legend
+from pytest_vllmbench.results.pooled_rounds import compared
 from pytest_vllmbench.results.saved_run import SavedCell
 
 Cell = Mapping[str, Any]
@@ -112,21 +113,21 @@ def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], l
     if rest:
         runner_score, runner = rest[0]
         margin = float(best_score["score"]) - float(runner_score["score"])
-        tie = is_tie(best, runner)
+        pair = compared(best, runner)
         verdict = (
             "a **tie**: their req/s intervals overlap"
-            if tie
+            if is_tie(*pair)
             else "no rounds on both sides, so the margin is one run's"
-            if intervals_overlap(best, runner) is None
+            if intervals_overlap(*pair) is None
             else "their req/s intervals do not overlap"
         )
         lines.append(
             f"  Runner-up: {label(runner)} (score {runner_score['score']:.3f}, margin {margin:.3f}; {verdict})."
         )
-    compared = [best] + [runner for _, runner in rest[:1]]
-    if shared := kv_shared_note(compared, label):
+    shown = [best] + [runner for _, runner in rest[:1]]
+    if shared := kv_shared_note(shown, label):
         lines.append(f"  {shared}")
-    if unlike := sharing_note(compared, label):
+    if unlike := sharing_note(shown, label):
         lines.append(f"  {unlike}")
     note = renormalised_note(weights, best_score.get("weights") or {}, why_unmeasured(cells))
     if note:

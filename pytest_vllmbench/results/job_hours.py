@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_vllmbench.measure.metrics import projected_hours
-from pytest_vllmbench.measure.rounds import interval, mean_plus_minus, overlap
+from pytest_vllmbench.measure.rounds import central, interval, mean_plus_minus, overlap
 from pytest_vllmbench.results.labels import finite, fmt
+from pytest_vllmbench.results.saved_run import SavedCell
 
 Cell = Mapping[str, Any]
 
@@ -32,6 +33,24 @@ def job_note(offline: Cell, server: Cell, names: tuple[str, str] = ("offline", "
     first, second = interval(hours[0]), interval(hours[1])
     hours_text = f"{names[0]} {mean_plus_minus(first)} h, {names[1]} {mean_plus_minus(second)} h"
     return f"; {fmt(size)} requests: {hours_text}{_verdict(first, second, names)}"
+
+
+def on_round_means(cell: SavedCell) -> SavedCell:
+    """A cell with rounds as the Answer and the Ranking score it: at its rounds' mean rate and the mean of their
+    projected job hours (each projected as the cell projects itself), its cost at those hours; a run saves its last
+    round's. Other cells as they are."""
+    size, rate = cell.project_to, central(cell, "requests_per_s")
+    if size is None or len(cell.rounds or []) < 2 or rate is None:
+        return cell
+    hours = _round_hours(cell, size, _steady_known(cell))
+    if not hours:
+        return cell
+    mean_hours = sum(hours) / len(hours)
+    saved_hours, cost = cell.projected_hours, cell.projected_cost
+    scaled = round(cost * mean_hours / saved_hours, 2) if cost is not None and saved_hours else cost
+    return cell.with_figures(
+        {"requests_per_s": rate, "projected_hours": round(mean_hours, 3), "projected_cost": scaled}
+    )
 
 
 def _rounds(cell: Cell) -> list[Mapping[str, Any]]:

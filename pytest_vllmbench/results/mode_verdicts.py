@@ -11,6 +11,7 @@ from pytest_vllmbench.results.answer import intervals_overlap
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.job_hours import job_note
 from pytest_vllmbench.results.labels import api_servers, fmt, rate, side_label, variant
+from pytest_vllmbench.results.pooled_rounds import compared
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 
 Cell = Mapping[str, Any]
@@ -58,6 +59,7 @@ def _pairs(sides: Mapping[str, Cell]) -> list[tuple[Cell, Cell]]:
 
 
 def verdict_line(first: Cell, second: Cell, where: str) -> str:
+    first, second = compared(first, second)
     verdict = compare_modes(first, second)
     if verdict is None:
         verdict = "not called: no rounds on both sides"
@@ -73,19 +75,15 @@ def verdict_line(first: Cell, second: Cell, where: str) -> str:
 
 def order_note(first: Cell, second: Cell) -> str:
     """' (rounds interleaved)' when the two cells' rounds alternated (--interleave); which runs' rounds were pooled
-    where results.pooled_rounds pooled the pair (or one side of it, for its pair with another cell); else, where a
-    verdict is called on one run of each mode, which mode ran first (that order's drift is in the verdict); else ''."""
+    where results.pooled_rounds pooled the pair; else, where a verdict is called on one run of each mode, which mode
+    ran first (that order's drift is in the verdict); else ''."""
     together = str(second.get("cell")) in (first.get("interleaved") or ()) and str(first.get("cell")) in (
         second.get("interleaved") or ()
     )
     notes = ["rounds interleaved"] if together else []
-    pooled = [cell for cell in (first, second) if cell.get("pooled_from")]
-    runs = "; ".join(f"{side_label(cell)} {', '.join(cell['pooled_from'])}" for cell in pooled)
-    if len(pooled) == 2:
+    if first.get("pooled_from") and second.get("pooled_from"):
+        runs = "; ".join(f"{side_label(cell)} {', '.join(cell['pooled_from'])}" for cell in (first, second))
         notes.append(f"rounds pooled over runs both ways round on one boot of the machine: {runs}")
-    elif pooled:  # pooled beside another cell of the model; this one was not repeated both ways round with it
-        alone = second if pooled[0] is first else first
-        notes.append(f"rounds pooled over runs on one boot: {runs}; {side_label(alone)} from its newest run only")
     if not notes and compare_modes(first, second) is not None:
         notes.append(one_run_note(first, second))
     return f" ({'; '.join(notes)})" if notes else ""

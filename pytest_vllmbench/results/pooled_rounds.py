@@ -10,14 +10,17 @@ and one after): repeats in one order would keep the order's drift on one side. R
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pytest_vllmbench.measure.rounds import round_statistics
+from pytest_vllmbench.results.job_hours import on_round_means
 from pytest_vllmbench.results.labels import api_servers
 from pytest_vllmbench.results.latest import CellKey, Latest, cell_key, sibling_key
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 from pytest_vllmbench.results.storage import SavedRun
 
+Cell = Mapping[str, Any]
 Placed = tuple[str, str, SavedCell]  # (machine, workload label, cell), as the verdicts take them
 Found = list[tuple[SavedRun, SavedCell]]
 
@@ -67,21 +70,31 @@ def _saved_order(found: Found) -> list[tuple[str, str]]:
     return [(run.datetime, run.name) for run, _ in found]  # runs saved within one second: by name (number)
 
 
-def pooled(cell: SavedCell, found: Found) -> SavedCell:
-    """The cell with every run's rounds, their statistics, their mean rate (what the Answer scores) and the runs'
-    mean loading time (what the job hours project with)."""
+def pooled(run: SavedRun, cell: SavedCell, found: Found) -> SavedCell:
+    """The cell with every run's rounds, their statistics, the runs' mean loading time (what the job hours project
+    with) and projected energy, and its newest run's own figures (`newest`) for a comparison it was not pooled for."""
     rounds = [figures for _, saved in found for figures in saved.rounds or []]
     loads = [saved.load_s for _, saved in found if saved.load_s is not None]
-    stats = round_statistics(rounds)
+    energy = [saved.projected_kwh for _, saved in found if saved.projected_kwh is not None]
     return cell.with_figures(
         {
             "rounds": rounds,
-            "round_stats": stats,
-            "requests_per_s": stats.get("requests_per_s", {}).get("mean", cell.requests_per_s),
+            "round_stats": round_statistics(rounds),
             "load_s": sum(loads) / len(loads) if loads else cell.load_s,
+            "projected_kwh": round(sum(energy) / len(energy), 4) if energy else cell.projected_kwh,
             "pooled_from": [run.number for run, _ in found],
+            "newest": saved_at(run, cell),
         }
     )
+
+
+def compared(first: Cell, second: Cell) -> tuple[Cell, Cell]:
+    """Two cells as a comparison of the two takes them: pooled where each was pooled with the other (their runs went
+    both ways round together), else each as its newest run saved it."""
+    mutual = str(second.get("cell")) in (first.get("pooled_with") or ()) and str(first.get("cell")) in (
+        second.get("pooled_with") or ()
+    )
+    return (first, second) if mutual else (first.get("newest", first), second.get("newest", second))
 
 
 def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
@@ -95,7 +108,9 @@ def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
 
 def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
     """`latest` with each cell pooled over its same-boot runs where they went both ways round with those of a cell it
-    is compared with (offline with each server cell of the model, the plain server with each API server count)."""
+    is compared with (offline with each server cell of the model, the plain server with each API server count;
+    `pooled_with` names those cells), the others with where they were saved (`saved_at`), and every cell with
+    rounds at their means (`job_hours.on_round_means`)."""
     replaced: dict[CellKey, SavedCell] = {}
     for key, (_, cell) in latest.items():
         if cell.mode != "server":
@@ -106,23 +121,26 @@ def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
         for partner_key in partners:
             if partner_key is not None and partner_key in latest:
                 _pool(runs, latest, (partner_key, key), replaced)
-    return {key: (run, replaced.get(key, cell)) for key, (run, cell) in latest.items()}
+    return {key: (run, on_round_means(replaced.get(key) or saved_at(run, cell))) for key, (run, cell) in latest.items()}
 
 
-def pooled_pairs(runs: Sequence[SavedRun], latest: Latest) -> list[Placed]:
-    """The newest cells as the verdicts take them: pooled (`pooled_latest`), or with where they were saved."""
-    return [
-        (key[0], key[2], cell if cell.get("pooled_from") else saved_at(run, cell))
-        for key, (run, cell) in pooled_latest(runs, latest).items()
-    ]
+def placed(pooled: Latest) -> list[Placed]:
+    """The cells of `pooled_latest` as the verdicts take them."""
+    return [(key[0], key[2], cell) for key, (_, cell) in pooled.items()]
 
 
 def _pool(
     runs: Sequence[SavedRun], latest: Latest, keys: tuple[CellKey, CellKey], into: dict[CellKey, SavedCell]
 ) -> None:
-    """Both cells of `keys` pooled into `into` when their newest runs share a boot and their runs there went both
-    ways round."""
+    """Both cells of `keys` pooled into `into`, each naming the other in `pooled_with`, when their newest runs share a
+    boot and their runs there went both ways round."""
     (run, cell), (other_run, other) = latest[keys[0]], latest[keys[1]]
     found, other_found = same_boot(runs, run, cell), same_boot(runs, other_run, other)
-    if other_run.boot == run.boot and found and other_found and both_ways_round(found, other_found):
-        into[keys[0]], into[keys[1]] = pooled(cell, found), pooled(other, other_found)
+    if other_run.boot != run.boot or not found or not other_found or not both_ways_round(found, other_found):
+        return
+    for key, own_run, own, own_found, partner in (
+        (keys[0], run, cell, found, other),
+        (keys[1], other_run, other, other_found, cell),
+    ):
+        done = into.get(key) or pooled(own_run, own, own_found)
+        into[key] = done.with_figures({"pooled_with": [*(done.get("pooled_with") or []), partner.cell]})

@@ -121,7 +121,9 @@ def ranking_section(latest: Latest, rank: Ranker) -> str:
         + ". Throughput and total time are relative to the best cell of the same machine and workload. Job h,"
         " kWh and cost are the full job (each cell's project_to requests): hours include loading, kWh is the"
         " measured energy per request times the job (loading left out), cost is hours x the GPU hourly price x"
-        " the cell's GPUs. Outputs cut at a token cap are not graded: their quality is left out."
+        " the cell's GPUs. A cell with rounds is scored at their mean rate and the mean of their projected hours,"
+        ' over the runs the "Offline vs server" verdicts pool. Outputs cut at a token cap are not graded: their'
+        " quality is left out."
     ]
     for (machine, path, _, n_requests, budget), cells in ranking_groups(latest).items():
         results = rank(cells)

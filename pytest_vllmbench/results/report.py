@@ -16,7 +16,7 @@ from pytest_vllmbench.results import plots as plotting
 from pytest_vllmbench.results.latest import latest_cells
 from pytest_vllmbench.results.mode_verdicts import mode_verdicts
 from pytest_vllmbench.results.parity_section import parity_section
-from pytest_vllmbench.results.pooled_rounds import pooled_latest, pooled_pairs
+from pytest_vllmbench.results.pooled_rounds import placed, pooled_latest
 from pytest_vllmbench.results.ranking import Ranker, Scorer, answer_part, engine_part, group_scores, ranking_section
 from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs
 from pytest_vllmbench.results.report_sweeps import sweep_plots, sweeps_section
@@ -180,7 +180,7 @@ def render(
         " (its own peak is not known), *does not fit* when it could not start. The speed is the GPU's that ran it,"
         " not the smaller card's. Weights are params x bytes per param; what is left for the KV cache is the budget"
         " minus the weights, before activations and CUDA graphs take their share.\n\n" + fit_table(latest),
-        "## Ranking\n\n" + ranking_section(latest, rank) + priced,
+        "## Ranking\n\n" + ranking_section(pooled, rank) + priced,
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + parity_table(runs),
         *engine_part(latest),
@@ -193,7 +193,7 @@ def render(
         " or that they ran on two boots (the drift between them is in the verdict)."
         " Each line also says what the gap costs the whole job: each round"
         " projected to it (loading, one ramp-up and tail, the rest at the steady rate), the modes compared by"
-        " those projections' intervals.\n\n" + mode_verdicts(pooled_pairs(runs, latest)),
+        " those projections' intervals.\n\n" + mode_verdicts(placed(pooled)),
         *(section(runs) for section in extra_sections),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
         "## Glossary\n\n" + GLOSSARY + (PRICED_TERM if priced else ""),
