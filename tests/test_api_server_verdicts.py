@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from saved_runs import cell, save_run
 
 from pytest_vllmbench.measure.rounds import interval
-from pytest_vllmbench.results.labels import api_servers, mode_text, side_label
+from pytest_vllmbench.results.labels import api_servers, mode_text, side_label, variant
+from pytest_vllmbench.results.latest import latest_cells
 from pytest_vllmbench.results.mode_verdicts import mode_verdicts
+from pytest_vllmbench.results.pooled_rounds import compared, pooled_latest
 from pytest_vllmbench.results.report import render
 from pytest_vllmbench.results.storage import load_runs
 
@@ -143,3 +145,43 @@ def test_the_api_server_count_is_read_from_the_cell_id_alone(model, count, point
     assert api_servers({"model": model, "mode": "server", "cell": f"{model}-server{point}"}) is None
     assert api_servers({"model": model, "mode": "offline", "cell": f"{model}-offline"}) is None
     assert mode_text({"model": model, "mode": "offline", "cell": f"{model}-offline"}) == "offline"
+
+
+def test_a_pooled_pair_is_told_apart_from_a_cell_of_the_same_id_at_another_gpu_split(tmp_path):
+    split = {"tensor_parallel_size": 2}
+    order = [
+        ("offline", {}),
+        ("server", {}),
+        ("offline", {}),
+        ("offline", split),
+        ("server", split),
+        ("offline", split),
+    ]
+    for number, (side, args) in enumerate(order, start=1):
+        saved = _cell(side) | {"engine_args": args}
+        save_run(tmp_path, number, side, [saved], when=f"2026-12-05T18:{10 + number:02d}:00", gpus=GPU, boot=BOOT)
+    runs = load_runs(tmp_path)
+    cells = {(c.cell, variant(c)): c for _, c in pooled_latest(runs, latest_cells(runs)).values()}
+    plain_offline, plain_server = cells[("m-offline", "")], cells[("m-server", "")]
+    split_offline = cells[("m-offline", "TP 2")]
+    assert all(cell.get("pooled_from") for cell in compared(plain_offline, plain_server))
+    # both were pooled, each with a partner of the same id; they never ran both ways round together
+    first, second = compared(split_offline, plain_server)
+    assert first.get("pooled_from") is None and second.get("pooled_from") is None
+    assert (first["saved_at"]["run"], second["saved_at"]["run"]) == (
+        split_offline["newest"]["saved_at"]["run"],
+        plain_server["newest"]["saved_at"]["run"],
+    )
+
+
+def test_the_tables_of_newest_cells_show_the_score_the_ranking_gives(tmp_path):
+    text = _saved_in_order(tmp_path, ["offline", "server", "server-api4", "offline"], {4: [130.0, 128.0, 90.0]})
+    ranking = text.split("## Ranking")[1].split("\n## ")[0]
+    ranked = {row.split("|")[2].strip(): row.split("|")[3].strip() for row in ranking.splitlines() if "| m-" in row}
+    by_machine = text.split("## Results by machine")[1].split("\n## ")[0]
+    second_table = by_machine.split("| Score")[1]  # the table of what each cell used and costs, with its score
+    scores = {
+        row.split("|")[2].strip(): row.split("|")[-2].strip() for row in second_table.splitlines() if "| m " in row
+    }
+    assert scores["offline"] == ranked["m-offline [d]"]  # before: this table scored the newest runs' own figures
+    assert scores["server (4 API servers)"] == ranked["m-server-api4 [d]"]

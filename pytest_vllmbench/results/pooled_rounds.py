@@ -91,7 +91,7 @@ def pooled(run: SavedRun, cell: SavedCell, found: Found) -> SavedCell:
 def compared(first: Cell, second: Cell) -> tuple[Cell, Cell]:
     """Two cells as a comparison of the two takes them: pooled where each was pooled with the other (their runs went
     both ways round together), else each as its newest run saved it."""
-    mutual = str(second.get("cell")) in (first.get("pooled_with") or ()) and str(first.get("cell")) in (
+    mutual = second.get("pooled_as") in (first.get("pooled_with") or ()) and first.get("pooled_as") in (
         second.get("pooled_with") or ()
     )
     return (first, second) if mutual else (first.get("newest", first), second.get("newest", second))
@@ -109,7 +109,7 @@ def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
 def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
     """`latest` with each cell pooled over its same-boot runs where they went both ways round with those of a cell it
     is compared with (offline with each server cell of the model, the plain server with each API server count;
-    `pooled_with` names those cells), the others with where they were saved (`saved_at`), and every cell with
+    `pooled_with` names those cells by `pooled_as`, the cell id with its variant and budget), the others with where they were saved (`saved_at`), and every cell with
     rounds at their means (`job_hours.on_round_means`)."""
     replaced: dict[CellKey, SavedCell] = {}
     for key, (_, cell) in latest.items():
@@ -138,9 +138,9 @@ def _pool(
     found, other_found = same_boot(runs, run, cell), same_boot(runs, other_run, other)
     if other_run.boot != run.boot or not found or not other_found or not both_ways_round(found, other_found):
         return
-    for key, own_run, own, own_found, partner in (
-        (keys[0], run, cell, found, other),
-        (keys[1], other_run, other, other_found, cell),
+    for key, own_run, own, own_found, partner_key in (
+        (keys[0], run, cell, found, keys[1]),
+        (keys[1], other_run, other, other_found, keys[0]),
     ):
-        done = into.get(key) or pooled(own_run, own, own_found)
-        into[key] = done.with_figures({"pooled_with": [*(done.get("pooled_with") or []), partner.cell]})
+        done = into.get(key) or pooled(own_run, own, own_found).with_figures({"pooled_as": key[1]})
+        into[key] = done.with_figures({"pooled_with": [*(done.get("pooled_with") or []), partner_key[1]]})

@@ -77,6 +77,13 @@ def group_scores(latest: Latest, rank: Ranker) -> dict[int, float]:
     return scores
 
 
+def newest_cells_scores(latest: Latest, pooled: Latest, rank: Ranker) -> dict[int, float]:
+    """`group_scores` of the pooled view (results.pooled_rounds.pooled_latest), keyed by the id of the newest cell each
+    pooled cell stands for: the tables of newest cells show the score the Ranking gives."""
+    scores = group_scores(pooled, rank)
+    return {id(latest[key][1]): scores[id(cell)] for key, (_, cell) in pooled.items() if id(cell) in scores}
+
+
 def answer_part(latest: Latest, rank: Ranker) -> str:
     ranked = sorted(ranking_groups(latest).items(), key=lambda item: (item[0][0], item[0][1], -(item[0][3] or 0)))
     groups = [  # per machine and workload, the group that measured the most requests (nearest the job) first

@@ -17,7 +17,14 @@ from pytest_vllmbench.results.latest import latest_cells
 from pytest_vllmbench.results.mode_verdicts import mode_verdicts
 from pytest_vllmbench.results.parity_section import parity_section
 from pytest_vllmbench.results.pooled_rounds import placed, pooled_latest
-from pytest_vllmbench.results.ranking import Ranker, Scorer, answer_part, engine_part, group_scores, ranking_section
+from pytest_vllmbench.results.ranking import (
+    Ranker,
+    Scorer,
+    answer_part,
+    engine_part,
+    newest_cells_scores,
+    ranking_section,
+)
 from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs
 from pytest_vllmbench.results.report_sweeps import sweep_plots, sweeps_section
 from pytest_vllmbench.results.report_tables import (
@@ -161,7 +168,7 @@ def render(
         " wall time of the full job: load once, then every request at the measured rate.\n\n" + matrix(latest),
         "## Results by machine\n\nPer machine, the speed of each current cell, then what it used and costs. Score:"
         " the cell's score in its ranking group (see Ranking). Run: the saved run's number (History names its file).\n\n"
-        + machine_tables(latest, group_scores(latest, rank))
+        + machine_tables(latest, newest_cells_scores(latest, pooled, rank))
         + priced,
         *(
             [
