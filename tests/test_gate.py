@@ -287,3 +287,16 @@ def test_a_cell_at_two_memory_budgets_is_gated_per_budget(tmp_path, capsys):
     unbudgeted = save_run(tmp_path, 3, "plain", [cell(requests_per_s=9.0)])
     assert main(["gate", str(base), str(unbudgeted), "--rule", "requests_per_s:-5%"]) == 3
     assert "not in this run (this run has it at another memory budget)" in capsys.readouterr().out
+
+
+def test_the_plain_rule_compares_the_rounds_means_not_the_last_rounds():
+    def rounds(*rates):  # a run saves its last round's rate as its own
+        return {
+            "requests_per_s": rates[-1],
+            "round_stats": {"requests_per_s": {"n": len(rates), "mean": sum(rates) / 3}},
+        }
+
+    baseline = {"a": rounds(100.0, 100.0, 100.0), "b": rounds(100.0, 100.0, 100.0)}
+    current = {"a": rounds(80.0, 80.0, 100.0), "b": rounds(100.0, 100.0, 90.0)}
+    verdicts = {c.cell: c.verdict for c in check(current, baseline, [Rule.parse("requests_per_s:-5%")])}
+    assert verdicts == {"a": "REGRESSION", "b": "ok"}  # before: a passed on its last round, b failed on it

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from pytest_vllmbench.common.numbers import is_finite_number
 from pytest_vllmbench.config.gate_rules import Rule, higher_is_better
+from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.labels import fmt
 from pytest_vllmbench.results.saved_run import is_ok
 
@@ -43,6 +44,13 @@ def figure(cell: Mapping[str, Any], metric: str) -> float | None:
     """The metric as a finite number, else None (absent, null, NaN, inf or not a number)."""
     value = cell.get(metric)
     return float(value) if is_finite_number(value) else None
+
+
+def _typical(cell: Mapping[str, Any], metric: str, saved: float) -> float:
+    """The rounds' mean of the metric where the cell ran rounds (a run's own figure is its last round's), else the
+    saved figure."""
+    mean = central(cell, metric)
+    return mean if mean is not None and math.isfinite(mean) else saved
 
 
 def start_ahead_differs(cell: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
@@ -125,6 +133,7 @@ def _check_rule(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any] 
         return Check(cell_id, rule.metric, None, current, None, rule.tolerance_pct, "no baseline figure", NOTE)
     if rule.noise_aware:
         return _noise_check(cell_id, now, before, rule)
+    base, current = _typical(before, rule.metric, base), _typical(now, rule.metric, current)
     change = _change_pct(base, current)
     worse_by = -change if higher_is_better(rule.metric) else change
     if worse_by > rule.tolerance_pct:
