@@ -40,6 +40,22 @@ def test_the_built_in_score_ranks_faster_cells_higher_and_never_sees_nan():
     assert [c["ttft_ms_p99"] for c in seen] == [200.0, None]  # what the project's hook was shown
 
 
+def test_the_built_in_score_takes_a_rounds_cell_at_its_rounds_mean_as_the_report_does():
+    def rounds(name, *rates):  # a run saves its last round's rate as its own
+        stats = {"n": len(rates), "mean": sum(rates) / len(rates), "ci95_half": 1.0}
+        return cell(
+            name,
+            requests_per_s=rates[-1],
+            rounds=[{"requests_per_s": r} for r in rates],
+            round_stats={"requests_per_s": stats},
+        )
+
+    end, _ = _end()
+    steady, slow_end = rounds("a-offline", 3.0, 3.0, 3.0), rounds("b-offline", 4.0, 4.0, 2.5)
+    scores = end.score([steady, slow_end])
+    assert scores[1]["score"] > scores[0]["score"]  # 3.5 against 3.0 on the means; before, 2.5 against 3.0
+
+
 def test_the_projects_scorer_wins_over_the_built_in_one():
     end, _ = _end(project_scorer=lambda cells: [{"score": 0.5, "components": {}} for _ in cells])
     assert [s["score"] for s in end.score([cell(), cell("gemma-270m-server")])] == [0.5, 0.5]

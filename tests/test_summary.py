@@ -79,3 +79,13 @@ def test_non_finite_latencies_show_as_missing_in_summary_and_report():
     assert latency_pair({"ttft_ms_p50": 1234.4, "ttft_ms_p99": float("inf")}, "ttft") == "1,234 / -"
     assert latency_pair({"ttft_ms_p50": 1234.4, "ttft_ms_p99": 2000.6}, "ttft") == "1,234 / 2,001"
     assert "nan" not in cells_table([cell(requests_per_s=float("nan"), ttft_ms_p50=float("nan"))]).lower()
+
+
+def test_a_rounds_cell_shows_its_rounds_means_not_its_last_rounds_figures():
+    rates, tokens = [4.0, 4.0, 1.0], [400.0, 400.0, 100.0]  # a run saves its last round's figures as its own
+    rounds = [{"requests_per_s": r, "output_tokens_per_s": t} for r, t in zip(rates, tokens, strict=True)]
+    stats = {"requests_per_s": {"n": 3, "mean": 3.0, "ci95_half": 0.5}, "output_tokens_per_s": {"n": 3, "mean": 300.0}}
+    saved = cell(requests_per_s=1.0, output_tokens_per_s=100.0, projected_hours=47.3, rounds=rounds, round_stats=stats)
+    row = cells_table([saved]).splitlines()[2]
+    assert "3.00 ± 0.50" in row and "300.0" in row and "100.0" not in row
+    assert "47.3" not in row  # the mean of the rounds' projected hours, not the last round's

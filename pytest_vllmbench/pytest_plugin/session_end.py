@@ -18,6 +18,7 @@ from pytest_vllmbench.config.settings import Settings
 from pytest_vllmbench.measure import machine
 from pytest_vllmbench.measure.cell_record import CellRecord, CellResult
 from pytest_vllmbench.results import gate, report, summary
+from pytest_vllmbench.results.job_hours import on_round_means
 from pytest_vllmbench.results.report_price import ReportPrice
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.scoring import score_cells, scores_problem
@@ -116,7 +117,10 @@ class SessionEnd:
         if problem is not None:
             self._warn(f"the pytest_vllmbench_score hook's answer was not used ({problem:.200}): the built-in score is")
             custom = None
-        return custom if custom is not None else score_cells(shown, self.settings.weights, self.settings.flexibility)
+        if custom is not None:
+            return custom
+        at_means = [finite_only(on_round_means(SavedCell.of(cell))) for cell in cells]  # as the report's Ranking
+        return score_cells(at_means, self.settings.weights, self.settings.flexibility)
 
     def score_saved_json(self, output_json: dict[str, Any]) -> None:
         """Score the run's cells against each other in the JSON pytest-benchmark is about to write; it may be

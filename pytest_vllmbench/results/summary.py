@@ -8,9 +8,11 @@ from typing import Any
 
 from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.measure.host_load import FIGURE
+from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.gate import Check, missing_data, regressions
 from pytest_vllmbench.results.gate import summary as gate_summary
+from pytest_vllmbench.results.job_hours import on_round_means
 from pytest_vllmbench.results.labels import (
     MISSING,
     finite,
@@ -45,7 +47,7 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
     """One row per cell; the cost column only when some cell knows its cost."""
     from tabulate import tabulate
 
-    typed = [SavedCell.of(cell) for cell in cells]
+    typed = [on_round_means(SavedCell.of(cell)) for cell in cells]  # a run saves its last round's figures
     with_cost = any(cell.projected_cost is not None for cell in typed)
     headers = ["Model", "Mode", "req/s", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "Load s", "Projected h"]
     headers += ["Projected cost"] if with_cost else []
@@ -56,7 +58,7 @@ def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
             cell.model or MISSING,
             mode_text(cell),
             rate(cell),
-            fmt(cell.output_tokens_per_s, 1),
+            fmt(central(cell, "output_tokens_per_s"), 1),
             latency_pair(cell, "ttft"),
             latency_pair(cell, "tpot"),
             load_text(cell, 1),
