@@ -11,6 +11,7 @@ from typing import Any
 
 import psutil
 
+from pytest_vllmbench.common.sigterm import interrupts_kept
 from pytest_vllmbench.config.loads import LoadPoint
 from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
@@ -41,12 +42,15 @@ class OfflineEngine(EngineDefaults):
         try:
             from vllm import LLM
 
-            with output:  # the engine core's own output is where vLLM says why it did not start
+            with output, interrupts_kept():  # the engine core's own output says why vLLM did not start
                 # Stats logging stays on: it is what gives each RequestOutput its timestamps.
                 self._llm = LLM(model=model, disable_log_stats=False, **engine_args)
         except Exception as exc:  # vLLM raises many kinds; the cell reports the message
             stop_children(started_since(before), grace_s=5.0)
             raise EngineStartError(_start_error(model, exc, output.lines())) from exc
+        except BaseException:  # Ctrl-C or SIGTERM while it started: nothing it started outlives the session
+            stop_children(started_since(before), grace_s=5.0)
+            raise
         self._workers = started_since(before)  # the engine core and its helpers: gone when close() returns
         self.load_s: float | None = time.perf_counter() - started
 
