@@ -52,7 +52,15 @@ def test_a_start_that_swallowed_the_signal_and_then_returned_raises_it_at_the_en
         _swallowing_start(then_wait_s=0.0)  # the engine came up anyway: the session must still stop
 
 
-def test_ctrl_c_is_kept_too_and_the_handlers_come_back():
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler, also where pytest was started in the background (SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_is_kept_too_and_the_handlers_come_back(python_sigint):
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(KeyboardInterrupt), interrupts_kept(resend_s=0.2):
         try:
@@ -64,8 +72,20 @@ def test_ctrl_c_is_kept_too_and_the_handlers_come_back():
     assert {sig: signal.getsignal(sig) for sig in before} == before
 
 
-def test_an_ignored_signal_stays_ignored(monkeypatch):
-    monkeypatch.setattr(signal, "getsignal", lambda sig: signal.SIG_IGN)  # as in a background job
+def test_a_start_that_swallowed_the_signal_and_then_failed_is_an_interrupt_not_a_failed_start():
+    with pytest.raises(KeyboardInterrupt) as raised, interrupts_kept(resend_s=60.0):
+        _swallowing_start(then_wait_s=0.0)
+        raise RuntimeError("Engine core initialization failed")  # what the stopped engine core leaves vLLM to say
+    assert isinstance(raised.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize(
+    "found",
+    [signal.SIG_IGN, None, lambda signum, frame: None],
+    ids=["ignored, as in a background job", "installed outside Python", "someone else's handler"],
+)
+def test_a_handler_that_is_not_pythons_or_the_sessions_is_left_as_it_is(monkeypatch, found):
+    monkeypatch.setattr(signal, "getsignal", lambda sig: found)
     installed = []
     monkeypatch.setattr(signal, "signal", lambda sig, handler: installed.append(sig))
     with interrupts_kept():

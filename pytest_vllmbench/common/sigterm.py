@@ -55,37 +55,54 @@ def interrupts_kept(resend_s: float = 1.0) -> Iterator[None]:
     """Ctrl-C and SIGTERM inside the block reach the caller even where a library swallows the KeyboardInterrupt they
     raise. vLLM 0.26's engine start does: it catches KeyboardInterrupt while it waits for its engine core's
     handshake, then waits up to VLLM_ENGINE_READY_TIMEOUT_S (10 min) for an engine the signal may have stopped. So
-    the first such signal is sent again every `resend_s` until the block ends, and a block that ends normally after
-    one raises KeyboardInterrupt. Signals the process ignores stay ignored."""
+    the first such signal is sent again every `resend_s` until the block ends, and a block that ends after one,
+    normally or with an error, raises KeyboardInterrupt. Only Python's own handlers and the session's are taken over
+    for the block: an ignored signal, or a handler someone else installed, is left as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     seen: list[int] = []
-    ended, sending = threading.Event(), threading.Lock()
+    ended = threading.Event()
+    resenders: list[threading.Thread] = []
 
     def resend(signum: int) -> None:
         while not ended.wait(resend_s):
-            with sending:
-                if not ended.is_set():
-                    os.kill(os.getpid(), signum)
+            os.kill(os.getpid(), signum)
 
     def interrupted(signum: int, frame: object) -> None:
+        if ended.is_set():
+            return  # a resend that crossed the end of the block
         if not seen:
-            threading.Thread(target=resend, args=(signum,), name="vllmbench-resend", daemon=True).start()
+            resenders.append(threading.Thread(target=resend, args=(signum,), name="vllmbench-resend", daemon=True))
+            resenders[0].start()
         seen.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig, handler in previous.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, interrupted)
+    ours = (signal.SIG_DFL, signal.default_int_handler, _raise_keyboard_interrupt)
+    taken = [sig for sig, handler in previous.items() if any(handler is known for known in ours)]
+    for sig in taken:
+        signal.signal(sig, interrupted)
     try:
         yield
+    except Exception as exc:
+        if seen:  # the library swallowed the interrupt, then failed for want of what the signal stopped
+            raise KeyboardInterrupt(f"signal {seen[0]}") from exc
+        raise
     finally:
-        with sending:
-            ended.set()
-        for sig, handler in previous.items():
-            if handler is not None and handler is not signal.SIG_IGN:
-                signal.signal(sig, handler)
+        _stop_resending(ended, resenders)
+        for sig in taken:
+            signal.signal(sig, previous[sig])  # runs any pending resend first, through `interrupted`: a no-op now
     if seen:  # the library swallowed every one and carried on
         raise KeyboardInterrupt(f"signal {seen[0]}")
+
+
+def _stop_resending(ended: threading.Event, resenders: list[threading.Thread]) -> None:
+    while True:
+        try:
+            ended.set()
+            for thread in resenders:
+                thread.join()
+            return
+        except KeyboardInterrupt:  # a resend handled before `ended` was set: finish stopping all the same
+            continue

@@ -48,8 +48,11 @@ class OfflineEngine(EngineDefaults):
         except Exception as exc:  # vLLM raises many kinds; the cell reports the message
             stop_children(started_since(before), grace_s=5.0)
             raise EngineStartError(_start_error(model, exc, output.lines())) from exc
-        except BaseException:  # Ctrl-C or SIGTERM while it started: nothing it started outlives the session
-            stop_children(started_since(before), grace_s=5.0)
+        except BaseException as interrupt:  # Ctrl-C or SIGTERM while it started: nothing it started outlives it
+            try:
+                stop_children(started_since(before), grace_s=5.0)
+            except Exception as exc:  # a process that would not die: said, but the interrupt stays the outcome
+                interrupt.add_note(str(exc))
             raise
         self._workers = started_since(before)  # the engine core and its helpers: gone when close() returns
         self.load_s: float | None = time.perf_counter() - started

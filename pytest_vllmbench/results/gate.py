@@ -131,6 +131,18 @@ def _check_rule(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any] 
         return Check(cell_id, rule.metric, None, current, None, rule.tolerance_pct, "new cell (no baseline)", NOTE)
     if base is None:
         return Check(cell_id, rule.metric, None, current, None, rule.tolerance_pct, "no baseline figure", NOTE)
+    for side, cell in (("current", now), ("baseline", before)):
+        if _broken_interval(cell, rule.metric, rule.noise_aware):  # both rules read the rounds where there are any
+            return Check(
+                cell_id,
+                rule.metric,
+                None,
+                None,
+                None,
+                rule.tolerance_pct,
+                f"FAILED: {side} round_stats mean or interval is not a finite number",
+                MISSING_DATA,
+            )
     if rule.noise_aware:
         return _noise_check(cell_id, now, before, rule)
     base, current = _typical(before, rule.metric, base), _typical(now, rule.metric, current)
@@ -147,18 +159,6 @@ def _noise_check(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any]
     the worse side). Without intervals on both sides (--rounds 1) the plain rule applies, and the verdict says so."""
     from pytest_vllmbench.measure.rounds import stat
 
-    for side, cell in (("current", now), ("baseline", before)):
-        if _broken_interval(cell, rule.metric):
-            return Check(
-                cell_id,
-                rule.metric,
-                None,
-                None,
-                None,
-                rule.tolerance_pct,
-                f"FAILED: {side} round_stats mean or interval is not a finite number",
-                MISSING_DATA,
-            )
     now_stat, base_stat = stat(now, rule.metric), stat(before, rule.metric)
     if now_stat is None or base_stat is None:
         plain = _check_rule(cell_id, now, before, Rule(rule.metric, rule.tolerance_pct))
@@ -196,13 +196,14 @@ def _noise_check(cell_id: str, now: Mapping[str, Any], before: Mapping[str, Any]
     return Check(cell_id, rule.metric, base_mean, now_mean, change, rule.tolerance_pct, verdict, OK)
 
 
-def _broken_interval(cell: Mapping[str, Any], metric: str) -> bool:
-    """Rounds statistics saved for the metric whose mean, or whose interval over 2+ rounds, is not a finite number."""
+def _broken_interval(cell: Mapping[str, Any], metric: str, with_interval: bool = True) -> bool:
+    """Rounds statistics saved for the metric whose mean, or (`with_interval`) whose interval over 2+ rounds, is not
+    a finite number."""
     saved = cell.get("round_stats")
     found = saved.get(metric) if isinstance(saved, Mapping) else None
     if not isinstance(found, Mapping):
         return False
-    keys = ("mean", "ci95_low", "ci95_high") if (figure(found, "n") or 0) >= 2 else ("mean",)
+    keys = ("mean", "ci95_low", "ci95_high") if with_interval and (figure(found, "n") or 0) >= 2 else ("mean",)
     return any(figure(found, key) is None for key in keys)
 
 
