@@ -47,10 +47,10 @@ def figure(cell: Mapping[str, Any], metric: str) -> float | None:
 
 
 def _typical(cell: Mapping[str, Any], metric: str, saved: float) -> float:
-    """The rounds' mean of the metric where the cell ran rounds (a run's own figure is its last round's), else the
-    saved figure."""
+    """The rounds' mean of the metric where the cell ran rounds (a run's own figure is its last round's; a broken mean
+    is missing data before this), else the saved figure."""
     mean = central(cell, metric)
-    return mean if mean is not None and math.isfinite(mean) else saved
+    return saved if mean is None else mean
 
 
 def start_ahead_differs(cell: Mapping[str, Any], other: Mapping[str, Any]) -> bool:

@@ -3,7 +3,8 @@
 A whole-run rate on a few thousand requests counts the ramp to the first completions once per round; a job of
 170,000 pays it once. So each timed round (pooled rounds too) is projected to the job as a cell projects itself
 (`measure.metrics.projected_hours`: loading, one ramp-up and tail, the rest at the steady rate), and the two modes'
-projections are compared by their 95 % intervals, like the rates.
+projections are compared by their 95 % intervals, like the rates. The same projections give a cell with rounds the
+job hours the Answer and the Ranking score it on (`on_round_means`).
 """
 
 from __future__ import annotations

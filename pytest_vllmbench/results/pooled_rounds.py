@@ -4,7 +4,8 @@ Runs of a model's two modes (or of its server at two API server counts) repeated
 a time, in alternating order (offline, server, offline, ...) are one comparison: their rounds together give the
 intervals the "Offline vs server" verdicts and the Answer use. Nothing is pooled unless both modes' newest runs are on
 one boot, each mode's runs share its conditions, and the runs went both ways round (an offline run before a server run
-and one after): repeats in one order would keep the order's drift on one side. Runs from other boots (other leases) are never pooled.
+and one after): repeats in one order would keep the order's drift on one side. Runs from other boots (other leases)
+are never pooled.
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
 def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
     """`latest` with each cell pooled over its same-boot runs where they went both ways round with those of a cell it
     is compared with (offline with each server cell of the model, the plain server with each API server count;
-    `pooled_with` names those cells by `pooled_as`, the cell id with its variant and budget), the others with where they were saved (`saved_at`), and every cell with
-    rounds at their means (`job_hours.on_round_means`)."""
+    `pooled_with` names those cells by `pooled_as`, the cell id with its variant and budget), the others with where
+    they were saved (`saved_at`), and every cell with rounds at their means (`job_hours.on_round_means`)."""
     replaced: dict[CellKey, SavedCell] = {}
     for key, (_, cell) in latest.items():
         if cell.mode != "server":

@@ -196,10 +196,8 @@ def render(
         " own, compared with offline and with the plain server. Where the two modes ran several times on one boot of"
         " one machine under the same conditions, both ways round (runs repeated in alternating order), each mode's"
         " rounds are pooled over those runs (the Answer ranks on them too); a verdict on one run of each mode says so,"
-        " and in which order they ran"
-        " or that they ran on two boots (the drift between them is in the verdict)."
-        " Each line also says what the gap costs the whole job: each round"
-        " projected to it (loading, one ramp-up and tail, the rest at the steady rate), the modes compared by"
+        " and in which order they ran or that they ran on two boots (the drift between them is in the verdict). Each"
+        " line also says what the gap costs the whole job: each round projected to it (loading, one ramp-up and tail, the rest at the steady rate), the modes compared by"
         " those projections' intervals.\n\n" + mode_verdicts(placed(pooled)),
         *(section(runs) for section in extra_sections),
         "## Decisions and learnings\n\n" + _section("decisions", kept),
