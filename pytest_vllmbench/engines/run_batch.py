@@ -242,6 +242,7 @@ class RunBatchEngine(EngineDefaults):
                 self._command(self._model, self._served_name, input_path, output_path, self._engine_args),
                 log_path,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                grace_s=self._stop_grace_s,
             )
             self.pid = process.pid
             try:

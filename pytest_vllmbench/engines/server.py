@@ -141,6 +141,7 @@ class ServerEngine(EngineDefaults):
             command(model, served_name, self._port, engine_args),
             self._log_dir / f"{served_name}-{self._port}.log",
             env={**os.environ, **DEV_MODE},
+            grace_s=self._stop_grace_s,
         )
 
     def _become_healthy(self, timeout_s: float) -> None:

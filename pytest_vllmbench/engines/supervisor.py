@@ -6,6 +6,7 @@ import atexit
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -63,11 +64,31 @@ def describe(pids: Iterable[int]) -> str:
     return ", ".join(shown)
 
 
+def stop_session(sid: int, grace_s: float, kill_wait_s: float) -> list[int]:
+    """SIGTERM to the group, a grace period for the whole session to exit, then SIGKILL to every member left;
+    returns the members still alive `kill_wait_s` after that."""
+    if session_members(sid):
+        _signal_group(sid, signal.SIGTERM)
+        try:
+            wait_until_gone(lambda: session_members(sid), grace_s)
+        except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: no more grace, but nothing left running
+            _signal_group(sid, signal.SIGKILL)
+            kill(session_members(sid))
+            raise
+    if session_members(sid):
+        _signal_group(sid, signal.SIGKILL)
+        kill(session_members(sid))  # members that moved to a process group of their own
+    return wait_until_gone(lambda: session_members(sid), kill_wait_s)
+
+
 class SessionProcess:
     """One child in a session of its own; stopping it stops the whole session (its workers too, even those
-    that left its process group), and returns only when none of them is left."""
+    that left its process group), and returns only when none of them is left. A watch process
+    (`engines/reaper.py`) stops the session if this process dies first; `atexit` covers a Python exit."""
 
-    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, command: list[str], log_path: Path, env: dict[str, str] | None = None, grace_s: float = 20.0
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.popen = subprocess.Popen(
@@ -78,7 +99,8 @@ class SessionProcess:
             start_new_session=True,
             env=env,
         )
-        atexit.register(self.stop)  # the last line of defence if pytest itself dies
+        self._reaper = _watch_session(self.popen.pid, grace_s)
+        atexit.register(self.stop)
 
     @property
     def pid(self) -> int:
@@ -95,29 +117,48 @@ class SessionProcess:
         Raises EngineStopError naming the processes still alive after `kill_wait_s`."""
         atexit.unregister(self.stop)
         try:
-            if self.members():
-                _signal_group(self.pid, signal.SIGTERM)
-                try:
-                    wait_until_gone(self.members, grace_s)
-                except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: no more grace, but nothing left running
-                    _signal_group(self.pid, signal.SIGKILL)
-                    kill(self.members())
-                    raise
-            if self.members():
-                _signal_group(self.pid, signal.SIGKILL)
-                kill(self.members())  # members that moved to a process group of their own
-            survivors = wait_until_gone(self.members, kill_wait_s)
+            survivors = stop_session(self.pid, grace_s, kill_wait_s)
         finally:
             self._log.close()
             try:
                 self.popen.wait(0 if self.popen.returncode is not None else kill_wait_s)
             except subprocess.TimeoutExpired:
                 pass
+        _dismiss(self._reaper)  # not before: a starter killed while it stops the session leaves it to the watch
         if survivors:
             raise EngineStopError(
                 f"{len(survivors)} process(es) of pid {self.pid}'s session still alive {kill_wait_s:.0f} s after "
                 f"SIGKILL: {describe(survivors)}"
             )
+
+
+def _watch_session(sid: int, grace_s: float) -> subprocess.Popen[bytes]:
+    """The watch holds the read end of a pipe whose only write end is this process's (not inheritable, so no
+    other child keeps it open): this process's death, however it comes, is end of file there."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest_vllmbench.engines.reaper", str(sid), str(grace_s)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,  # a signal to this process's group (Ctrl-C) must not end the watch with it
+    )
+
+
+def _dismiss(reaper: subprocess.Popen[bytes]) -> None:
+    from pytest_vllmbench.engines.reaper import DISMISS
+
+    assert reaper.stdin is not None
+    if reaper.stdin.closed:  # dismissed before
+        return
+    try:
+        reaper.stdin.write(DISMISS)
+        reaper.stdin.close()
+    except OSError:  # the watch is gone already
+        pass
+    try:
+        reaper.wait(10)
+    except subprocess.TimeoutExpired:
+        reaper.kill()
+        reaper.wait()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -53,7 +53,9 @@ def vllm_bench_requests_per_s(
     with tempfile.TemporaryDirectory() as folder:
         out, log = Path(folder) / "throughput.json", Path(folder) / "bench.log"
         process = SessionProcess(
-            bench_throughput_command(model, engine_args, input_len, output_len, num_prompts, out), log
+            bench_throughput_command(model, engine_args, input_len, output_len, num_prompts, out),
+            log,
+            grace_s=stop_grace_s,
         )
         try:
             code = process.popen.wait(timeout_s)
