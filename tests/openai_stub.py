@@ -13,11 +13,26 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # a burst of connects (a client catching up) must not hit a full listen backlog
 
 
+def _sender_pid(peer_port: int, port: int) -> int | None:
+    import psutil
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.laddr and conn.laddr.port == peer_port and conn.raddr and conn.raddr.port == port:
+            return conn.pid
+    return None
+
+
 class StubServer:
     def __init__(
-        self, served: list[str], words: int = 3, usage_delay_s: float = 0.0, metrics: str | None = None
+        self,
+        served: list[str],
+        words: int = 3,
+        usage_delay_s: float = 0.0,
+        metrics: str | None = None,
+        peer_pids: bool = False,
     ) -> None:
         self.served = served
+        self.peer_pids = peer_pids  # note which process sent each request (a look through every TCP socket)
         self.words = words
         self.usage_delay_s = usage_delay_s  # a server slow to send the trailing usage chunk after the last token
         self.metrics = metrics  # Prometheus text served at /metrics; None: no /metrics (404)
@@ -39,6 +54,8 @@ class StubServer:
                     "authorization": self.headers.get("Authorization"),
                     "at": time.perf_counter(),
                 }
+                if stub.peer_pids:
+                    seen["peer_pid"] = _sender_pid(self.client_address[1], stub.port)
                 stub.seen.append(seen)
                 return seen
 

@@ -8,6 +8,7 @@ from typing import Any
 from pytest_vllmbench.config.modes import mode_names
 
 DEFAULT_DATASET = "data/batch_5k.jsonl"
+MAX_CLIENT_PROCESSES = 64
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,13 @@ OPTIONS = (
         "counts and error kind (never prompt or output text)",
         None,
         metavar="DIR",
+    ),
+    Option(
+        "client-processes",
+        f"processes sending a server or endpoint cell's requests (default 1, at most {MAX_CLIENT_PROCESSES}), started "
+        "with its engine: for a server that streams faster than one Python process reads",
+        1,
+        metavar="N",
     ),
     Option("request-timeout", "seconds before one HTTP request counts as failed", 600.0, metavar="S"),
     Option("api-key-env", "environment variable holding the API key (never saved)", "OPENAI_API_KEY", metavar="VAR"),

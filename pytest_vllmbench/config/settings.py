@@ -19,6 +19,7 @@ from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.config.loads import LoadPoint, load_points, parse_concurrencies, parse_request_rates
 from pytest_vllmbench.config.memory_budget import parse_size
 from pytest_vllmbench.config.modes import mode_names, mode_spec
+from pytest_vllmbench.config.options import MAX_CLIENT_PROCESSES
 from pytest_vllmbench.config.options import OPTIONS as OPTIONS
 from pytest_vllmbench.config.options import Option as Option
 from pytest_vllmbench.config.schema import check_tool_table
@@ -51,6 +52,7 @@ class Settings:
     concurrency: int | None = None
     request_rate: float | None = None
     request_timeout: float = 600.0
+    client_processes: int = 1  # processes sending a server or endpoint cell's requests
     api_key_env: str = "OPENAI_API_KEY"
     api_key_over_http: bool = False
     slo_ms: dict[str, float] = field(default_factory=dict)
@@ -268,6 +270,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         trace_dir=_path(raw["trace_dir"], rootdir) if raw["trace_dir"] else None,
         ray_address=ray_address,
         request_timeout=_positive("--request-timeout", raw["request_timeout"]),
+        client_processes=_client_processes(raw["client_processes"]),
         api_key_env=str(raw["api_key_env"]),
         api_key_over_http=bool(raw["api_key_over_http"]),
         slo_ms=parse_slo(raw["slo"]),
@@ -285,6 +288,13 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
             for name, value in tables.get("gpu_bandwidth_gbps", {}).items()
         },
     )
+
+
+def _client_processes(value: Any) -> int:
+    count: int = _number("--client-processes", value, int, 1)
+    if count > MAX_CLIENT_PROCESSES:
+        raise UsageError(f"--client-processes is at most {MAX_CLIENT_PROCESSES}, got {count}")
+    return count
 
 
 def _flexibility(table: Mapping[str, Any]) -> dict[str, float]:

@@ -76,6 +76,11 @@ class CellPlan:
         """The share of each GPU's memory vLLM may reserve (on the CPU build, of RAM for the KV cache)."""
         return memory_share(self.engine_args)
 
+    @property
+    def client_processes(self) -> int:
+        """The processes sending this cell's requests: --client-processes where a client sends them, else 1."""
+        return self.settings.client_processes if self.mode.sweeps else 1
+
     def client(self, base_url: str, served_model: str) -> ClientConfig:
         """The OpenAI client's settings for this cell's requests."""
         settings = self.settings
@@ -87,6 +92,7 @@ class CellPlan:
             timeout_s=settings.request_timeout,
             api_key=settings.api_key,
             seed=settings.seed,
+            processes=self.client_processes,
         )
 
 

@@ -13,13 +13,13 @@ from pytest_vllmbench.common.redaction import redact_url
 from pytest_vllmbench.config.loads import LoadPoint, with_load
 from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
+from pytest_vllmbench.engines.client_processes import ClientProcessError, Sender
 from pytest_vllmbench.engines.openai_client import (
     ClientConfig,
     EndpointUnreachable,
     preflight,
     request_headers,
     split_url,
-    stream_batch,
 )
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -72,6 +72,12 @@ class EndpointEngine(EngineDefaults):
             preflight(client)
         except EndpointUnreachable as exc:
             raise EngineStartError(str(exc)) from None
+        self._sender = Sender(client.processes)
+        try:
+            self._sender.wait_ready()
+        except ClientProcessError as exc:
+            self._sender.close()
+            raise EngineStartError(str(exc)) from None
 
     def run(
         self,
@@ -81,7 +87,7 @@ class EndpointEngine(EngineDefaults):
         load: LoadPoint | None = None,
         on_sent: Callable[[str, float], None] | None = None,
     ) -> Iterator[RequestRecord]:
-        return stream_batch(requests, sampling, with_load(self._client, load, on_sent), progress)
+        return self._sender.send(requests, sampling, with_load(self._client, load, on_sent), progress)
 
     def metrics_source(self) -> MetricsSource:
         """/metrics beside /v1, with the same credentials the client sends (none where they are withheld)."""
@@ -96,8 +102,11 @@ class EndpointEngine(EngineDefaults):
             "url": redact_url(self._client.base_url),
         }
 
+    def process_pids(self) -> frozenset[int]:
+        return self._sender.pids()
+
     def fault(self) -> str | None:
         return None
 
     def close(self) -> None:
-        pass
+        self._sender.close()

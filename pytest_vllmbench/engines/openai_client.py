@@ -18,7 +18,7 @@ from pytest_vllmbench.common.cut import cut, one_line
 from pytest_vllmbench.common.redaction import redact_text, redact_url, secret_values
 from pytest_vllmbench.engines.arrivals import arrival_offsets, wait_until
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.record_stream import Emit, InOrder, records_from_thread
+from pytest_vllmbench.engines.record_stream import InOrder, records_from_thread
 from pytest_vllmbench.engines.sse_record import StreamRefused, record_from_stream, sse_data
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -41,6 +41,7 @@ class ClientConfig:
     api_key: str | None = None
     seed: int = 0
     on_sent: Callable[[str, float], None] | None = None  # (custom_id, perf_counter) as each request is sent: traces
+    processes: int = 1  # client processes sending the requests (--client-processes); more than 1: client_processes.py
 
 
 SSE = "text/event-stream"
@@ -142,11 +143,11 @@ def stream_batch(
     """Each record in request order as soon as it and those before it are done; the requests are read from
     `requests` as slots free up, so memory holds the requests in flight, not the batch."""
     return records_from_thread(
-        lambda emit: _send_requests(requests, sampling, config, progress, emit), _fast_loop_factory()
+        lambda emit: send_all(requests, sampling, config, progress, InOrder(emit).put), fast_loop_factory()
     )
 
 
-def _fast_loop_factory() -> Any:
+def fast_loop_factory() -> Any:
     """uvloop when it is installed (vLLM depends on it): a faster transport for many concurrent streams."""
     try:
         import uvloop
@@ -155,13 +156,25 @@ def _fast_loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
-async def _send_requests(
+@dataclass(frozen=True)
+class Schedule:
+    """When each request is due: `due[i]` seconds after `start` (time.perf_counter(), one clock for every
+    process of the machine), so that client processes sharing a batch keep one Poisson schedule."""
+
+    due: Sequence[float]
+    start: float
+
+
+async def send_all(
     requests: Sequence[BatchRequest],
     sampling: SamplingOverrides,
     config: ClientConfig,
     progress: CellProgress | None,
-    emit: Emit,
+    put: Callable[[int, RequestRecord], None],
+    schedule: Schedule | None = None,
 ) -> None:
+    """Send every request and `put(position, record)` each as it finishes. Rate-limited requests follow
+    `schedule`, or, without one, Poisson arrivals at `config.request_rate` from now."""
     import httpx
     from httpx_aiohttp import HttpxAiohttpClient
 
@@ -171,8 +184,6 @@ async def _send_requests(
     timeout = httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 30.0))
     concurrency_limit = asyncio.Semaphore(in_flight) if config.concurrency or total > in_flight else None
     started_slots = asyncio.Semaphore(in_flight + LOOKAHEAD)  # tasks started and not yet finished
-    rng = random.Random(config.seed)
-    order = InOrder(emit)
     failures: list[BaseException] = []
 
     def finished(position: int, task: asyncio.Task[RequestRecord]) -> None:
@@ -182,7 +193,7 @@ async def _send_requests(
         if (error := task.exception()) is not None:
             failures.append(error)
             return
-        order.put(position, task.result())
+        put(position, task.result())
 
     # httpx's API over aiohttp's connection pool and C HTTP parser: httpcore's pool scans every
     # connection per request, which made the client the bottleneck at a few hundred streams.
@@ -191,19 +202,20 @@ async def _send_requests(
         base_url=base, params=params, headers=request_headers(config), limits=limits, timeout=timeout
     ) as client:
         running: set[asyncio.Task[RequestRecord]] = set()
-        due = arrival_offsets(total, config.request_rate, rng) if config.request_rate else None
-        start = time.perf_counter()
+        if schedule is None and config.request_rate:
+            due = arrival_offsets(total, config.request_rate, random.Random(config.seed))
+            schedule = Schedule(due, time.perf_counter())
         try:
             for index, request in enumerate(requests):
                 if failures:
                     break
                 await started_slots.acquire()
-                if due is not None:  # Poisson arrivals, each due at a fixed time after the start
-                    await wait_until(start + due[index])
+                if schedule is not None:  # Poisson arrivals, each due at a fixed time after the start
+                    await wait_until(schedule.start + schedule.due[index])
                 content = encode_payload(build_payload(request, config.served_model, sampling))
                 if content is None:  # one request that cannot be sent is one failed request, not a failed batch
                     started_slots.release()
-                    order.put(index, RequestRecord(request.custom_id, error="invalid_request"))
+                    put(index, RequestRecord(request.custom_id, error="invalid_request"))
                     if progress is not None:
                         progress.finished(False, 0)
                     continue

@@ -29,7 +29,8 @@ from pytest_vllmbench.engines.base import (
     SamplingOverrides,
 )
 from pytest_vllmbench.engines.cell_plan import CellPlan
-from pytest_vllmbench.engines.openai_client import ClientConfig, preflight, stream_batch
+from pytest_vllmbench.engines.client_processes import ClientProcessError, Sender
+from pytest_vllmbench.engines.openai_client import ClientConfig, preflight
 from pytest_vllmbench.engines.supervisor import SessionProcess
 from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail, vllm_platform
 from pytest_vllmbench.measure import engine_settings
@@ -123,13 +124,20 @@ class ServerEngine(EngineDefaults):
         self._cancelled = threading.Event()
         self._start_error: EngineStartError | None = None
         self._start_timeout_s = start_timeout_s
-        self._spawn()
+        self._sender = Sender(client.processes)
         self._starter: threading.Thread | None = None
-        if in_background:
-            self._starter = threading.Thread(target=self._start_in_background, name="vllm-server-start", daemon=True)
-            self._starter.start()
-        else:
-            self._become_healthy(start_timeout_s)
+        try:
+            self._spawn()
+            if in_background:
+                self._starter = threading.Thread(
+                    target=self._start_in_background, name="vllm-server-start", daemon=True
+                )
+                self._starter.start()
+            else:
+                self._become_healthy(start_timeout_s)
+        except BaseException:
+            self._sender.close()
+            raise
 
     def _spawn(self) -> None:
         model, served_name, engine_args, command = self._spawn_args
@@ -156,6 +164,11 @@ class ServerEngine(EngineDefaults):
                     continue
                 raise
         self.load_s = time.perf_counter() - self._spawned
+        try:
+            self._sender.wait_ready()
+        except ClientProcessError as exc:
+            self.process.stop(self._stop_grace_s)
+            raise EngineStartError(str(exc)) from None
 
     def _start_in_background(self) -> None:
         try:
@@ -210,7 +223,7 @@ class ServerEngine(EngineDefaults):
     ) -> Iterator[RequestRecord]:
         """`load` overrides the session's concurrency and rate (a sweep's point); `on_sent` sees each send."""
         preflight(self._client)
-        return stream_batch(requests, sampling, with_load(self._client, load, on_sent), progress)
+        return self._sender.send(requests, sampling, with_load(self._client, load, on_sent), progress)
 
     def metrics_source(self) -> MetricsSource:
         return MetricsSource(self.base_url.removesuffix("/v1") + "/metrics", {})
@@ -219,7 +232,7 @@ class ServerEngine(EngineDefaults):
         return frozenset({self.process.pid})
 
     def process_pids(self) -> frozenset[int]:
-        return frozenset({self.process.pid})
+        return frozenset({self.process.pid}) | self._sender.pids()
 
     def reset_prefix_cache(self) -> bool:
         """Empty the server's prefix cache, so that a round does not hit the blocks of the one before."""
@@ -266,6 +279,7 @@ class ServerEngine(EngineDefaults):
         self._cancelled.set()
         if self._starter is not None:
             self._starter.join()
+        self._sender.close()
         faulty = self.fault() is not None
         self.process.stop(self._stop_grace_s)
         if self._own_log_dir and not faulty:  # a crashed server's log (or one that would not stop) stays

@@ -69,6 +69,9 @@ class CellRecord:
         "", None, "where a dummy-weight model's config and tokenizer came from", sometimes=True
     )
     gpu_memory_budget_gib: float | None = _figure("GiB", None, "--gpu-memory budget per GPU", sometimes=True)
+    client_processes: int | None = _figure(
+        "", None, "processes that sent the requests (--client-processes), where more than one", sometimes=True
+    )
     xdist_worker: str | None = _figure("", None, "the pytest-xdist worker that ran the cell", sometimes=True)
     # volume
     n_requests: int = _figure("", None, "requests sent", default=0)

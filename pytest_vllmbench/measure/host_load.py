@@ -4,7 +4,8 @@ engine core beside the GPU's busy share.
 A Python process does its work on about one core (the GIL), so a process near 100 % of a core is the limit
 whenever the GPU is not busy. Roles are told apart by the process titles vLLM sets (`VLLM::APIServer_N`,
 `VLLM::EngineCore...`, `VLLM::Worker...`) and by who started whom: the pytest process is the client (and, in
-offline mode, the in-process front end); an owned server's own process is its API server.
+offline mode, the in-process front end), with its client processes (`--client-processes`); an owned server's own
+process is its API server.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ ROLES = ("client", "api-server", "engine-core")
 FIGURE = {"client": "cpu_client_pct", "api-server": "cpu_api_server_pct", "engine-core": "cpu_engine_core_pct"}
 GPU_BOUND_PCT = 90.0  # mean GPU busy at or above this: the GPU is the limit
 HOST_BOUND_PCT = 80.0  # else a process at or above this share of one core is the limit
+CLIENT_PROCESS = "pytest_vllmbench.engines.client_worker"  # --client-processes: the client's other processes
 KV_BOUND_PCT = 1.0  # preemptions per 100 requests at or above this: the KV cache is the limit, before all else
 
 
 def role_of(process: psutil.Process, server_pids: frozenset[int]) -> str:
     """The role of one process of the cell: an owned server's main process and vLLM's API server processes
-    are the API server; every other vLLM child (engine core, workers) is the engine core."""
+    are the API server; a client process is the client; every other child (engine core, workers) is the engine
+    core."""
     import psutil
 
     if process.pid in server_pids:
@@ -36,6 +39,8 @@ def role_of(process: psutil.Process, server_pids: frozenset[int]) -> str:
         title = " ".join(process.cmdline()) or process.name()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return "engine-core"
+    if CLIENT_PROCESS in title:
+        return "client"
     return "api-server" if "APIServer" in title else "engine-core"
 
 

@@ -85,9 +85,10 @@ def _arg_text(value: Any) -> str:
 
 
 def variant(cell: SavedCell) -> str:
-    """What sets this cell apart from the same model and mode as configured: its GPU split and the user's engine
-    args, e.g. 'TP 2, max_num_seqs=64'; '' for neither."""
-    return ", ".join(part for part in (split(cell), user_args_text(cell)) if part)
+    """What sets this cell apart from the same model and mode as configured: its GPU split, the user's engine
+    args and its client processes, e.g. 'TP 2, max_num_seqs=64, client processes 2'; '' for none of them."""
+    clients = f"client processes {cell.client_processes}" if (cell.client_processes or 1) > 1 else ""
+    return ", ".join(part for part in (split(cell), user_args_text(cell), clients) if part)
 
 
 def is_dummy(cell: SavedCell) -> bool:

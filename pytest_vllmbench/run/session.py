@@ -279,6 +279,7 @@ class BenchSession:
                 "dataset": self.dataset_info,
                 **plan.weights_info(),
                 **({"gpu_memory_budget_gib": plan.budget_gib} if plan.budget_gib is not None else {}),
+                **({"client_processes": plan.client_processes} if plan.client_processes > 1 else {}),
             }
         )
 

@@ -1,0 +1,229 @@
+"""A cell's requests sent from several client processes (`--client-processes N`), for a server faster than one
+Python process can read: one event loop streams about 250 answers of 128 tokens a second on one core
+(docs/measurements.md, Client ceiling), and a server streaming token by token costs it one read per token.
+
+The processes start with the engine, before any timed round, and end with it. A batch is dealt round-robin:
+process k sends requests k, k + N, k + 2N, ...; the concurrency is split between them and a request rate keeps
+one Poisson schedule for the whole batch. Records come back as they finish and are handed on in request order,
+as from one process. The processes count as the cell's client in what bounds it (measure/host_load.py).
+"""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from itertools import islice
+from typing import IO, Any
+
+from pytest_vllmbench.engines.arrivals import arrival_offsets
+from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.engines.client_worker import Job
+from pytest_vllmbench.engines.openai_client import ClientConfig, Schedule, stream_batch
+from pytest_vllmbench.engines.record_stream import InOrder
+from pytest_vllmbench.measure.progress import CellProgress
+from pytest_vllmbench.measure.request_record import RequestRecord
+from pytest_vllmbench.workload.batch import BatchRequest
+
+MODULE = "pytest_vllmbench.engines.client_worker"
+READY_TIMEOUT_S = 120.0
+STOP_WAIT_S = 5.0
+
+
+class ClientProcessError(RuntimeError):
+    """A client process could not start, or ended in the middle of a batch."""
+
+
+class Sender:
+    """How an engine's requests go out: from this process, or from its client processes."""
+
+    def __init__(self, processes: int) -> None:
+        self._pool = ClientPool(processes) if processes > 1 else None
+
+    def send(
+        self,
+        requests: Sequence[BatchRequest],
+        sampling: SamplingOverrides,
+        config: ClientConfig,
+        progress: CellProgress | None,
+    ) -> Iterator[RequestRecord]:
+        if self._pool is None:
+            return stream_batch(requests, sampling, config, progress)
+        return self._pool.stream(requests, sampling, config, progress)
+
+    def wait_ready(self) -> None:
+        """Returns once every client process can send (before a timed round: their start is not timed)."""
+        if self._pool is not None:
+            self._pool.wait_ready()
+
+    def pids(self) -> frozenset[int]:
+        return frozenset(self._pool.pids()) if self._pool is not None else frozenset()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+
+def share(requests: Sequence[BatchRequest], k: int, count: int) -> Sequence[BatchRequest]:
+    """Requests k, k + count, k + 2 count, ...: a view of a batch file (`pick`), so no process holds the batch."""
+    pick = getattr(requests, "pick", None)
+    if pick is not None:
+        return pick(range(k, len(requests), count))  # type: ignore[no-any-return]
+    return list(islice(requests, k, None, count))
+
+
+def concurrency_share(concurrency: int | None, k: int, count: int) -> int | None:
+    if concurrency is None:
+        return None
+    return concurrency // count + (1 if k < concurrency % count else 0)
+
+
+class ClientPool:
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._inbox: queue.SimpleQueue[tuple[int, tuple[str, Any]]] = queue.SimpleQueue()
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._ready = False
+        self._closed = False
+        try:
+            for k in range(count):
+                process = subprocess.Popen(
+                    [sys.executable, "-m", MODULE],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    start_new_session=True,  # a Ctrl-C is this process's to act on; it stops them
+                )
+                self._processes.append(process)
+                assert process.stdout is not None
+                threading.Thread(target=self._read, args=(k, process.stdout), daemon=True).start()
+        except BaseException:
+            self.close(at_once=True)
+            raise
+
+    def _read(self, k: int, pipe: IO[bytes]) -> None:
+        try:
+            while True:
+                self._inbox.put((k, pickle.load(pipe)))
+        except (EOFError, OSError, pickle.UnpicklingError):
+            self._inbox.put((k, ("gone", None)))
+
+    def pids(self) -> list[int]:
+        return [process.pid for process in self._processes]
+
+    def wait_ready(self) -> None:
+        if self._ready:
+            return
+        waiting = set(range(self.count))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while waiting:
+            try:
+                k, (kind, _) = self._inbox.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                raise ClientProcessError(f"client process(es) not ready after {READY_TIMEOUT_S:.0f} s") from None
+            if kind != "ready":
+                raise ClientProcessError(f"client process {self._processes[k].pid} ended before it was ready")
+            waiting.discard(k)
+        self._ready = True
+
+    def stream(
+        self,
+        requests: Sequence[BatchRequest],
+        sampling: SamplingOverrides,
+        config: ClientConfig,
+        progress: CellProgress | None,
+    ) -> Iterator[RequestRecord]:
+        if self._closed:
+            raise ClientProcessError("the client processes were stopped after an earlier batch was cut short")
+        self.wait_ready()
+        total = len(requests)
+        used = min(self.count, total, config.concurrency or total)
+        if used == 0:
+            return iter(())
+        schedule = None
+        if config.request_rate:
+            due = arrival_offsets(total, config.request_rate, random.Random(config.seed))
+            schedule = Schedule(due, time.perf_counter())
+        for k in range(used):
+            part = replace(
+                config,
+                concurrency=concurrency_share(config.concurrency, k, used),
+                request_rate=None,
+                on_sent=None,
+                processes=1,
+            )
+            own = Schedule(schedule.due[k::used], schedule.start) if schedule is not None else None
+            job = Job(share(requests, k, used), sampling, part, own, trace=config.on_sent is not None)
+            self._send(k, job)
+        return self._records(used, total, config, progress)
+
+    def _send(self, k: int, job: Job) -> None:
+        stdin = self._processes[k].stdin
+        assert stdin is not None
+        try:
+            stdin.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+            stdin.flush()
+        except OSError:
+            self.close(at_once=True)
+            raise ClientProcessError(f"client process {self._processes[k].pid} is gone") from None
+
+    def _records(
+        self, used: int, total: int, config: ClientConfig, progress: CellProgress | None
+    ) -> Iterator[RequestRecord]:
+        ready: list[RequestRecord] = []
+        order = InOrder(ready.append)
+        ended, finished = 0, False
+        try:
+            while ended < used:
+                k, (kind, payload) = self._inbox.get()
+                if kind == "batch":
+                    records, sent = payload
+                    if config.on_sent is not None:
+                        for custom_id, at in sent:
+                            config.on_sent(custom_id, at)
+                    for position, record in records:
+                        if progress is not None:
+                            progress.finished(record.ok, record.output_tokens)
+                        order.put(k + position * used, record)
+                    yield from ready
+                    ready.clear()
+                elif kind == "end":
+                    ended += 1
+                elif kind == "raised":
+                    raise payload
+                else:
+                    raise ClientProcessError(
+                        f"client process {self._processes[k].pid} ended in the middle of a batch "
+                        f"(exit code {self._processes[k].wait()})"
+                    )
+            if order.next != total:
+                raise ClientProcessError(f"the client processes handed back {order.next} of {total} records")
+            finished = True
+        finally:
+            if not finished:  # cut short (the cell failed, or an interrupt): nothing may go on sending
+                self.close(at_once=True)
+
+    def close(self, at_once: bool = False) -> None:
+        """End every process: end of file ends an idle one; SIGKILL (by pid) one still sending after STOP_WAIT_S,
+        or `at_once`."""
+        self._closed = True
+        for process in self._processes:
+            if process.stdin is not None and not process.stdin.closed:
+                try:
+                    process.stdin.close()
+                except OSError:
+                    pass
+        deadline = time.monotonic() + STOP_WAIT_S
+        for process in self._processes:
+            try:
+                process.wait(0.0 if at_once or not self._ready else max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                pass
+            if process.poll() is None:
+                process.kill()
+                process.wait()
