@@ -71,7 +71,8 @@ def test_records_come_back_in_request_order_each_answering_its_own_request_from_
     assert [r.output_tokens for r in records] == [3 * (i % 3 + 1) for i in range(40)]
     assert len(progress.calls) == 40 and all(ok for ok, _ in progress.calls)
     assert len(posts) == 40
-    assert {seen["peer_pid"] for seen in posts} == workers  # every request came from a client process, and each of them sent some
+    # every request came from a client process, and each of them sent some
+    assert {seen["peer_pid"] for seen in posts} == workers
     assert all(gone(pid) for pid in workers)
 
 

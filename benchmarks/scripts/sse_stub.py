@@ -1,13 +1,17 @@
-"""A zero-work OpenAI-style streaming server: canned chat-completion SSE chunks, as fast as it can.
+"""A zero-work OpenAI-style streaming server: canned chat-completion SSE chunks, as fast as it can, or paced.
 
-Usage: python sse_stub.py PORT CHUNKS_PER_RESPONSE [MODEL]   (prints "ready" once listening; MODEL defaults to stub)
+Usage: python sse_stub.py PORT CHUNKS_PER_RESPONSE [MODEL] [--running N --step-ms T]
+(prints "ready" once listening; MODEL defaults to stub). Unpaced, each answer goes out in one write, so a client
+reads many events at a time. Paced, the stub stands in for an engine's decode loop (it is not vLLM's behaviour,
+only its shape): at most N answers stream at once, and each is sent one content chunk per step of T ms, in a write
+of its own, as a server streaming token by token does; a client then reads about one event per read.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
-import sys
 
 
 def canned_stream(chunks: int) -> list[bytes]:
@@ -33,8 +37,36 @@ def model_list(model: str) -> bytes:
     return json.dumps({"object": "list", "data": [{"id": model, "object": "model", "root": model}]}).encode()
 
 
+class DecodeSteps:
+    """At most `running` answers at once, each allowed one chunk per step of `step_s`."""
+
+    def __init__(self, running: int, step_s: float) -> None:
+        self.slots = asyncio.Semaphore(running)
+        self.step_s = step_s
+        self.tick = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.step_s)
+            tick, self.tick = self.tick, asyncio.Event()
+            tick.set()
+
+    async def send(self, writer: asyncio.StreamWriter, stream: list[bytes]) -> None:
+        async with self.slots:
+            writer.write(HEADERS + stream[0])  # the role chunk: a prefill's answer
+            for piece in stream[1:-3]:
+                await self.tick.wait()
+                writer.write(piece)
+                await writer.drain()
+            writer.write(b"".join(stream[-3:]))  # usage, [DONE] and the end of the body
+
+
 async def handle(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: list[bytes], models: bytes
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    stream: list[bytes],
+    models: bytes,
+    steps: DecodeSteps | None,
 ) -> None:
     try:
         while True:
@@ -52,6 +84,8 @@ async def handle(
                     + b"\r\n\r\n"
                     + models
                 )
+            elif steps is not None:
+                await steps.send(writer, stream)
             else:
                 writer.write(HEADERS)
                 for piece in stream:
@@ -63,12 +97,28 @@ async def handle(
         writer.close()
 
 
-async def main(port: int, chunks: int, model: str = "stub") -> None:
+async def main(port: int, chunks: int, model: str, running: int | None, step_ms: float) -> None:
     stream, models = canned_stream(chunks), model_list(model)
-    server = await asyncio.start_server(lambda r, w: handle(r, w, stream, models), "127.0.0.1", port, backlog=4096)
+    steps = DecodeSteps(running, step_ms / 1000) if running else None
+    server = await asyncio.start_server(
+        lambda r, w: handle(r, w, stream, models, steps), "127.0.0.1", port, backlog=4096
+    )
+    ticker = asyncio.create_task(steps.run()) if steps is not None else None
     print("ready", flush=True)
     async with server:
         await server.serve_forever()
+    if ticker is not None:
+        ticker.cancel()
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("port", type=int)
+    parser.add_argument("chunks", type=int, help="content chunks in each answer")
+    parser.add_argument("model", nargs="?", default="stub")
+    parser.add_argument("--running", type=int, help="pace the answers: at most this many stream at once")
+    parser.add_argument("--step-ms", type=float, default=20.0, help="paced: one content chunk per answer per step")
+    return parser.parse_args()
 
 
 if __name__ == "__main__":
@@ -78,4 +128,5 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:4]))
+    args = arguments()
+    asyncio.run(main(args.port, args.chunks, args.model, args.running, args.step_ms))
