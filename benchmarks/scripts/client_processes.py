@@ -23,19 +23,12 @@ import time
 from pathlib import Path
 
 import psutil
+from client_ceiling import STUB, requests_for
 
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.client_processes import Sender
 from pytest_vllmbench.engines.openai_client import ClientConfig
 from pytest_vllmbench.engines.server import free_port
-from pytest_vllmbench.workload.batch import BatchRequest
-
-STUB = Path(__file__).with_name("sse_stub.py")
-
-
-def requests_for(n: int) -> list[BatchRequest]:
-    body = {"model": "stub", "messages": [{"role": "user", "content": "Rate this candidate."}]}
-    return [BatchRequest(f"r{i}", "/v1/chat/completions", body, i + 1) for i in range(n)]
 
 
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
