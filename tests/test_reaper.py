@@ -13,40 +13,66 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from procs import REPO, alive_after, kill_all
 
 from pytest_vllmbench.engines.supervisor import SessionProcess
 
 STARTER = """
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 from pytest_vllmbench.engines.supervisor import SessionProcess
-process = SessionProcess(json.loads(sys.argv[1]), Path(sys.argv[2]), **json.loads(sys.argv[3]))
-print(process.pid, flush=True)
+process = SessionProcess(json.loads(sys.argv[1]), Path(sys.argv[2]), **json.loads(sys.argv[4]))
+forked = 0
+if sys.argv[3] == "fork" and (forked := os.fork()) == 0:  # as multiprocessing's fork: every fd comes along
+    time.sleep(300)
+    os._exit(0)
+print(process.pid, forked, flush=True)
 time.sleep(300)
 """
 
 
-def start_and_kill_the_starter(tmp_path: Path, command: list[str], **kwargs: float) -> int:
-    """A starter process starts `command` as a SessionProcess and is then SIGKILLed: returns the child's pid."""
+def start_and_kill_the_starter(tmp_path: Path, command: list[str], fork: bool = False, **kwargs: float) -> int:
+    """A starter process starts `command` as a SessionProcess and is then SIGKILLed: returns the child's pid.
+    `fork`: the starter forks a process first that outlives it (and is killed here after the check)."""
     starter = subprocess.Popen(
-        [sys.executable, "-c", STARTER, json.dumps(command), str(tmp_path / "child.log"), json.dumps(kwargs)],
+        [sys.executable, "-c", STARTER, json.dumps(command), str(tmp_path / "child.log"), "fork" if fork else "-",
+         json.dumps(kwargs)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
-    )
+    )  # fmt: skip
     try:
         assert starter.stdout is not None
-        child = int(starter.stdout.readline())
+        child, forked = map(int, starter.stdout.readline().split())
         assert psutil.pid_exists(child)
     finally:
         starter.kill()  # no atexit, no finally: the death a worker ended by xdist or the OOM killer dies
         starter.wait()
+    if forked:
+        request_kill_after_test.append(forked)
     return child
+
+
+request_kill_after_test: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _forked_processes_killed():
+    yield
+    kill_all([(pid, "") for pid in request_kill_after_test])
+    request_kill_after_test.clear()
 
 
 def test_a_starter_killed_outright_leaves_nothing_of_its_child_running(tmp_path):
     child = start_and_kill_the_starter(tmp_path, ["sleep", "300"])
+    left = alive_after(child, 15.0)
+    kill_all(left)
+    assert left == []
+
+
+def test_a_process_the_starter_forked_holding_the_watchs_pipe_does_not_keep_the_child_running(tmp_path):
+    child = start_and_kill_the_starter(tmp_path, ["sleep", "300"], fork=True)
     left = alive_after(child, 15.0)
     kill_all(left)
     assert left == []

@@ -136,7 +136,7 @@ def _watch_session(sid: int, grace_s: float) -> subprocess.Popen[bytes]:
     """The watch holds the read end of a pipe whose only write end is this process's (not inheritable, so no
     other child keeps it open): this process's death, however it comes, is end of file there."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest_vllmbench.engines.reaper", str(sid), str(grace_s)],
+        [sys.executable, "-m", "pytest_vllmbench.engines.reaper", str(sid), str(grace_s), str(os.getpid())],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         start_new_session=True,  # a signal to this process's group (Ctrl-C) must not end the watch with it
