@@ -192,3 +192,40 @@ def test_an_endpoint_cell_at_two_client_processes_sends_from_them_and_saves_how_
     senders = {seen["peer_pid"] for seen in stub.seen if seen["body"] is not None}
     assert len(senders) == 2 and os.getpid() not in senders  # the batch went out from the two processes
     assert "served-model-endpoint (client processes 2)" in (pytester.path / "report.md").read_text()
+
+
+STARTER = """
+import os, sys, time
+from pytest_vllmbench.engines.client_processes import Sender
+sender = Sender(2)
+sender.wait_ready()
+forked = os.fork()
+if forked == 0:  # as multiprocessing's fork: the pipes to the client processes come along
+    time.sleep(300)
+    os._exit(0)
+print(forked, *sorted(sender.pids()), flush=True)
+time.sleep(300)
+"""
+
+
+def test_client_processes_end_when_their_starter_is_killed_even_while_a_fork_holds_their_pipes():
+    import subprocess
+    import sys
+
+    starter = subprocess.Popen([sys.executable, "-c", STARTER], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert starter.stdout is not None
+    forked, *workers = map(int, starter.stdout.readline().split())
+    try:
+        starter.kill()
+        starter.wait()
+        deadline = time.monotonic() + 10
+        while not all(gone(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in workers if not gone(pid)]
+    finally:
+        for pid in [forked, *workers]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert left == []

@@ -10,6 +10,7 @@ as from one process. The processes count as the cell's client in what bounds it 
 
 from __future__ import annotations
 
+import os
 import pickle
 import queue
 import random
@@ -94,7 +95,7 @@ class ClientPool:
         try:
             for k in range(count):
                 process = subprocess.Popen(
-                    [sys.executable, "-m", MODULE],
+                    [sys.executable, "-m", MODULE, str(os.getpid())],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     start_new_session=True,  # a Ctrl-C is this process's to act on; it stops them

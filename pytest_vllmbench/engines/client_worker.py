@@ -1,9 +1,9 @@
 """One client process of a cell's requests (`--client-processes N`, started by client_processes.py).
 
-`python -m pytest_vllmbench.engines.client_worker`: says it is ready, then takes jobs from its stdin, each a share
+`python -m pytest_vllmbench.engines.client_worker STARTER_PID`: says it is ready, then takes jobs from its stdin, each a share
 of a batch, and sends back on its stdout each turn of its event loop's finished records (with their places in its
 share) and, for traces, when each request went. Messages are pickles both ways: the pipes are its starter's alone.
-It ends at end of file on its stdin, or within a second of its starter's death.
+It ends at end of file on its stdin, or within a second of its starter's death (checked by its parent's pid).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import select
 import signal
 import sys
 from collections.abc import Sequence
@@ -65,10 +66,10 @@ def write(out: IO[bytes], message: tuple[str, Any]) -> None:
     out.flush()
 
 
-async def run_job(job: Job, out: IO[bytes]) -> None:
+async def run_job(job: Job, out: IO[bytes], starter: int) -> None:
     outbox = Outbox(out, asyncio.get_running_loop())
     config = replace(job.config, on_sent=outbox.on_sent) if job.trace else job.config
-    watch = asyncio.create_task(_starter_watch(os.getppid()))
+    watch = asyncio.create_task(_starter_watch(starter))
     try:
         await send_all(job.requests, job.sampling, config, None, outbox.put, job.schedule)
     finally:
@@ -84,7 +85,21 @@ async def _starter_watch(starter: int) -> None:
     os._exit(1)
 
 
-def main() -> None:
+def next_job(inbox: IO[bytes], starter: int) -> Job | None:
+    """The next job, or None once the starter is gone: end of file, or no longer this process's parent (a process
+    it forked may hold the pipe's write end, and keep end of file from coming)."""
+    while os.getppid() == starter:
+        readable, _, _ = select.select([inbox], [], [], STARTER_CHECK_S)
+        if readable:
+            try:
+                job: Job = pickle.load(inbox)
+            except EOFError:
+                return None
+            return job
+    return None
+
+
+def main(starter: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # its starter decides when it ends
     inbox, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the pipe
@@ -93,14 +108,10 @@ def main() -> None:
     import httpx_aiohttp  # noqa: F401
 
     write(out, ("ready", os.getpid()))
-    while True:
-        try:
-            job = pickle.load(inbox)
-        except EOFError:
-            return
+    while (job := next_job(inbox, starter)) is not None:
         try:
             with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
-                runner.run(run_job(job, out))
+                runner.run(run_job(job, out, starter))
         except BrokenPipeError:  # its starter is gone
             return
         except Exception as exc:  # handed to the starter, which raises it in the cell
@@ -118,4 +129,4 @@ def _picklable(exc: Exception) -> Exception:
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]))
