@@ -21,7 +21,13 @@ from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.settings import merge_sources, resolve
 from pytest_vllmbench.engines.arrivals import arrival_offsets
 from pytest_vllmbench.engines.base import SamplingOverrides
-from pytest_vllmbench.engines.client_processes import ClientProcessError, Sender, concurrency_share, share
+from pytest_vllmbench.engines.client_processes import (
+    ClientProcessError,
+    Sender,
+    concurrency_share,
+    processes_used,
+    share,
+)
 from pytest_vllmbench.engines.openai_client import ClientConfig
 from pytest_vllmbench.measure.host_load import role_of
 from pytest_vllmbench.results.labels import variant
@@ -105,9 +111,38 @@ def test_a_batch_cut_short_stops_every_client_process():
         next(iter(records))
         records.close()  # type: ignore[attr-defined]  (the cell failed: the generator is closed)
         assert all(gone(pid) for pid in workers)
-        with pytest.raises(ClientProcessError, match="stopped after an earlier batch was cut short"):
-            list(sender.send(chat(2), SamplingOverrides(), config, None))
+        again = list(sender.send(chat(4), SamplingOverrides(), config, None))  # from new processes
+        assert [r.custom_id for r in again] == ["r0", "r1", "r2", "r3"] and sender.pids().isdisjoint(workers)
         sender.close()
+        with pytest.raises(ClientProcessError, match="were stopped"):
+            list(sender.send(chat(2), SamplingOverrides(), config, None))
+
+
+def test_a_batch_whose_caller_failed_and_kept_it_cannot_hand_its_records_to_the_next():
+    """The caller failed after its first record and a traceback keeps the generator alive (never closed)."""
+    with StubServer(["m"], usage_delay_s=0.05) as stub:
+        config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", concurrency=2, processes=2)
+        sender = Sender(2)
+        try:
+            old_batch = [
+                BatchRequest(f"old{i}", "/v1/chat/completions", {"model": "m", "messages": []}, i + 1)
+                for i in range(30)
+            ]
+            kept = sender.send(old_batch, SamplingOverrides(), config, None)
+            next(iter(kept))
+            new = list(sender.send(chat(6), SamplingOverrides(), config, None))
+            assert [r.custom_id for r in new] == [f"r{i}" for i in range(6)]
+            del kept  # its end now must not touch the processes of the batch after it
+            assert [r.custom_id for r in sender.send(chat(2), SamplingOverrides(), config, None)] == ["r0", "r1"]
+        finally:
+            sender.close()
+
+
+@pytest.mark.parametrize(
+    ("count", "total", "concurrency", "used"), [(2, 120, 3, 1), (3, 100, 64, 2), (4, 100, None, 4), (4, 2, None, 2)]
+)
+def test_only_as_many_processes_send_as_split_the_concurrency_evenly(count, total, concurrency, used):
+    assert processes_used(count, total, concurrency) == used
 
 
 def test_a_client_process_that_dies_mid_batch_fails_the_batch_and_stops_the_others():
@@ -229,3 +264,22 @@ def test_client_processes_end_when_their_starter_is_killed_even_while_a_fork_hol
             except ProcessLookupError:
                 pass
     assert left == []
+
+
+def test_a_server_started_ahead_that_fails_leaves_no_client_process(tmp_path):
+    import sys
+
+    from pytest_vllmbench.engines.base import EngineStartError
+    from pytest_vllmbench.engines.server import ServerEngine
+
+    def exits(model: str, served: str, port: int, args: dict) -> list[str]:  # a server that dies as it starts
+        return [sys.executable, "-c", "raise SystemExit(3)"]
+
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    engine = ServerEngine(
+        "m", "m", {}, ClientConfig("", "m", processes=2), log_dir=tmp_path, command=exits, in_background=True
+    )
+    with pytest.raises(EngineStartError, match="exited with code 3"):
+        engine.wait_started()
+    left = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
+    assert [child for child in left if child.status() != psutil.STATUS_ZOMBIE] == []

@@ -1,10 +1,11 @@
 """A cell's requests sent from several client processes (`--client-processes N`), for a server faster than one
-Python process can read: one event loop streams about 250 answers of 128 tokens a second on one core
-(docs/measurements.md, Client ceiling), and a server streaming token by token costs it one read per token.
+Python process can read: one event loop streams about 230 answers of 128 tokens a second on one core
+(docs/measurements.md, Client ceiling: 4.3 ms of a core per answer in a full cell), and a server streaming token by
+token costs it one read per token.
 
 The processes start with the engine, before any timed round, and end with it. A batch is dealt round-robin:
-process k sends requests k, k + N, k + 2N, ...; the concurrency is split between them and a request rate keeps
-one Poisson schedule for the whole batch. Records come back as they finish and are handed on in request order,
+process k sends requests k, k + N, k + 2N, ...; the concurrency is split evenly between them (only as many
+processes send as divide it) and a request rate keeps one Poisson schedule for the whole batch. Records come back as they finish and are handed on in request order,
 as from one process. The processes count as the cell's client in what bounds it (measure/host_load.py).
 """
 
@@ -26,7 +27,7 @@ from typing import IO, Any
 from pytest_vllmbench.engines.arrivals import arrival_offsets
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.client_worker import Job
-from pytest_vllmbench.engines.openai_client import ClientConfig, Schedule, stream_batch
+from pytest_vllmbench.engines.openai_client import MAX_IN_FLIGHT, ClientConfig, Schedule, stream_batch
 from pytest_vllmbench.engines.record_stream import InOrder
 from pytest_vllmbench.measure.progress import CellProgress
 from pytest_vllmbench.measure.request_record import RequestRecord
@@ -79,6 +80,26 @@ def share(requests: Sequence[BatchRequest], k: int, count: int) -> Sequence[Batc
     return list(islice(requests, k, None, count))
 
 
+def processes_used(count: int, total: int, concurrency: int | None) -> int:
+    """How many of `count` processes send a batch: no more than its requests, and, under a concurrency, the most
+    that split it evenly, so that every process runs its equal share of the batch at an equal share of the slots
+    (--concurrency=3 over 2 processes would leave one of them twice as long at one slot)."""
+    used = min(count, total, concurrency or total)
+    while concurrency is not None and used > 1 and concurrency % used:
+        used -= 1
+    return used
+
+
+def _read(k: int, pipe: IO[bytes], inbox: queue.SimpleQueue[tuple[int, tuple[str, Any]]]) -> None:
+    try:
+        while True:
+            inbox.put((k, pickle.load(pipe)))
+    except EOFError:
+        inbox.put((k, ("gone", "its output ended")))
+    except BaseException as exc:  # whatever ends the reading, the batch must hear of it, not wait forever
+        inbox.put((k, ("gone", f"its output could not be read: {type(exc).__name__}")))
+
+
 def concurrency_share(concurrency: int | None, k: int, count: int) -> int | None:
     if concurrency is None:
         return None
@@ -92,8 +113,16 @@ class ClientPool:
         self._processes: list[subprocess.Popen[bytes]] = []
         self._ready = False
         self._closed = False
+        self._busy = False  # a batch is being sent
+        self._batch = 0  # the batches begun
+        self._start()
+
+    def _start(self) -> None:
+        """A fresh set of processes, reporting into a fresh inbox (nothing of an earlier set can reach a batch)."""
+        inbox: queue.SimpleQueue[tuple[int, tuple[str, Any]]] = queue.SimpleQueue()
+        self._inbox, self._processes, self._ready = inbox, [], False
         try:
-            for k in range(count):
+            for k in range(self.count):
                 process = subprocess.Popen(
                     [sys.executable, "-m", MODULE, str(os.getpid())],
                     stdin=subprocess.PIPE,
@@ -102,17 +131,10 @@ class ClientPool:
                 )
                 self._processes.append(process)
                 assert process.stdout is not None
-                threading.Thread(target=self._read, args=(k, process.stdout), daemon=True).start()
+                threading.Thread(target=_read, args=(k, process.stdout, inbox), daemon=True).start()
         except BaseException:
             self.close(at_once=True)
             raise
-
-    def _read(self, k: int, pipe: IO[bytes]) -> None:
-        try:
-            while True:
-                self._inbox.put((k, pickle.load(pipe)))
-        except (EOFError, OSError, pickle.UnpicklingError):
-            self._inbox.put((k, ("gone", None)))
 
     def pids(self) -> list[int]:
         return [process.pid for process in self._processes]
@@ -139,38 +161,50 @@ class ClientPool:
         config: ClientConfig,
         progress: CellProgress | None,
     ) -> Iterator[RequestRecord]:
+        """A generator: nothing is sent before its first record is asked for, and a batch left unfinished (the
+        caller failed, an interrupt, a process died) stops every process, so no later batch can get its records."""
         if self._closed:
-            raise ClientProcessError("the client processes were stopped after an earlier batch was cut short")
-        self.wait_ready()
-        total = len(requests)
-        used = min(self.count, total, config.concurrency or total)
-        if used == 0:
-            return iter(())
-        schedule = None
-        if config.request_rate:
-            due = arrival_offsets(total, config.request_rate, random.Random(config.seed))
-            schedule = Schedule(due, time.perf_counter())
-        for k in range(used):
-            part = replace(
-                config,
-                concurrency=concurrency_share(config.concurrency, k, used),
-                request_rate=None,
-                on_sent=None,
-                processes=1,
+            raise ClientProcessError("the client processes were stopped")
+        if self._busy:  # an earlier batch's caller failed and kept its generator: its processes start afresh
+            self._restart()
+        self._busy = True
+        self._batch += 1
+        mine = self._batch
+        finished = False
+        try:
+            self.wait_ready()
+            total = len(requests)
+            cap = (
+                config.concurrency
+                if config.concurrency is not None
+                else (MAX_IN_FLIGHT if total > MAX_IN_FLIGHT else None)
             )
-            own = Schedule(schedule.due[k::used], schedule.start) if schedule is not None else None
-            job = Job(share(requests, k, used), sampling, part, own, trace=config.on_sent is not None)
-            self._send(k, job)
-        return self._records(used, total, config, progress)
+            used = processes_used(self.count, total, config.concurrency)
+            schedule = None
+            if config.request_rate:
+                due = arrival_offsets(total, config.request_rate, random.Random(config.seed))
+                schedule = Schedule(due, time.perf_counter())
+            for k in range(used):
+                part = replace(
+                    config, concurrency=concurrency_share(cap, k, used), request_rate=None, on_sent=None, processes=1
+                )
+                own = Schedule(schedule.due[k::used], schedule.start) if schedule is not None else None
+                self._send(k, Job(share(requests, k, used), sampling, part, own, trace=config.on_sent is not None))
+            yield from self._records(used, total, config, progress)
+            finished = True
+        finally:
+            if self._batch == mine:  # not a later batch's processes
+                if not finished and not self._closed:  # cut short: nothing may go on sending
+                    self._restart()  # the next batch gets new processes
+                self._busy = False
 
     def _send(self, k: int, job: Job) -> None:
         stdin = self._processes[k].stdin
         assert stdin is not None
         try:
-            stdin.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+            pickle.dump(job, stdin, protocol=pickle.HIGHEST_PROTOCOL)
             stdin.flush()
         except OSError:
-            self.close(at_once=True)
             raise ClientProcessError(f"client process {self._processes[k].pid} is gone") from None
 
     def _records(
@@ -178,41 +212,42 @@ class ClientPool:
     ) -> Iterator[RequestRecord]:
         ready: list[RequestRecord] = []
         order = InOrder(ready.append)
-        ended, finished = 0, False
-        try:
-            while ended < used:
-                k, (kind, payload) = self._inbox.get()
-                if kind == "batch":
-                    records, sent = payload
-                    if config.on_sent is not None:
-                        for custom_id, at in sent:
-                            config.on_sent(custom_id, at)
-                    for position, record in records:
-                        if progress is not None:
-                            progress.finished(record.ok, record.output_tokens)
-                        order.put(k + position * used, record)
-                    yield from ready
-                    ready.clear()
-                elif kind == "end":
-                    ended += 1
-                elif kind == "raised":
-                    raise payload
-                else:
-                    raise ClientProcessError(
-                        f"client process {self._processes[k].pid} ended in the middle of a batch "
-                        f"(exit code {self._processes[k].wait()})"
-                    )
-            if order.next != total:
-                raise ClientProcessError(f"the client processes handed back {order.next} of {total} records")
-            finished = True
-        finally:
-            if not finished:  # cut short (the cell failed, or an interrupt): nothing may go on sending
-                self.close(at_once=True)
+        ended = 0
+        while ended < used:
+            k, (kind, payload) = self._inbox.get()
+            if kind == "batch":
+                records, sent = payload
+                if config.on_sent is not None:
+                    for custom_id, at in sent:
+                        config.on_sent(custom_id, at)
+                for position, record in records:
+                    if progress is not None:
+                        progress.finished(record.ok, record.output_tokens)
+                    order.put(k + position * used, record)
+                yield from ready
+                ready.clear()
+            elif kind == "end":
+                ended += 1
+            elif kind == "raised":
+                raise payload
+            else:
+                raise ClientProcessError(
+                    f"client process {self._processes[k].pid} ended in the middle of a batch ({payload})"
+                )
+        if order.next != total:
+            raise ClientProcessError(f"the client processes handed back {order.next} of {total} records")
+
+    def _restart(self) -> None:
+        self._stop(at_once=True)
+        self._start()  # they load while the caller handles what cut the batch short
 
     def close(self, at_once: bool = False) -> None:
+        self._closed = True
+        self._stop(at_once)
+
+    def _stop(self, at_once: bool = False) -> None:
         """End every process: end of file ends an idle one; SIGKILL (by pid) one still sending after STOP_WAIT_S,
         or `at_once`."""
-        self._closed = True
         for process in self._processes:
             if process.stdin is not None and not process.stdin.closed:
                 try:
@@ -227,4 +262,4 @@ class ClientPool:
                 pass
             if process.poll() is None:
                 process.kill()
-                process.wait()
+                process.wait(STOP_WAIT_S)

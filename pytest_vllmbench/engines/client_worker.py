@@ -101,8 +101,10 @@ def next_job(inbox: IO[bytes], starter: int) -> Job | None:
 
 def main(starter: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # its starter decides when it ends
-    inbox, out = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing else may write into the pipe
+    inbox = sys.stdin.buffer
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # nothing else may write into the pipe: a stray print goes to stderr
+    sys.stdout = sys.stderr
     import aiohttp  # noqa: F401  (imported before "ready": not inside a timed round)
     import httpx  # noqa: F401
     import httpx_aiohttp  # noqa: F401

@@ -153,6 +153,20 @@ class ServerEngine(EngineDefaults):
         )
 
     def _become_healthy(self, timeout_s: float) -> None:
+        """A start that fails stops what it started: the server and the client processes (a server started ahead
+        that fails is dropped without close())."""
+        try:
+            self._healthy_server(timeout_s)
+            self._sender.wait_ready()
+        except ClientProcessError as exc:
+            self.process.stop(self._stop_grace_s)
+            self._sender.close()
+            raise EngineStartError(str(exc)) from None
+        except BaseException:
+            self._sender.close()
+            raise
+
+    def _healthy_server(self, timeout_s: float) -> None:
         for attempt in range(3):  # a port taken between probe and bind: try another
             try:
                 self._wait_healthy(self._port, timeout_s)
@@ -164,11 +178,6 @@ class ServerEngine(EngineDefaults):
                     continue
                 raise
         self.load_s = time.perf_counter() - self._spawned
-        try:
-            self._sender.wait_ready()
-        except ClientProcessError as exc:
-            self.process.stop(self._stop_grace_s)
-            raise EngineStartError(str(exc)) from None
 
     def _start_in_background(self) -> None:
         try:

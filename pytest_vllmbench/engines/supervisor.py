@@ -99,7 +99,12 @@ class SessionProcess:
             start_new_session=True,
             env=env,
         )
-        self._reaper = _watch_session(self.popen.pid, grace_s)
+        try:
+            self._reaper = _watch_session(self.popen.pid, grace_s)
+        except BaseException:  # no watch (out of processes or file descriptors, an interrupt): no child either
+            stop_session(self.popen.pid, grace_s, kill_wait_s=30.0)
+            self._log.close()
+            raise
         atexit.register(self.stop)
 
     @property
@@ -133,8 +138,9 @@ class SessionProcess:
 
 
 def _watch_session(sid: int, grace_s: float) -> subprocess.Popen[bytes]:
-    """The watch holds the read end of a pipe whose only write end is this process's (not inheritable, so no
-    other child keeps it open): this process's death, however it comes, is end of file there."""
+    """The watch holds the read end of a pipe whose write end is this process's (not inheritable by a program it
+    starts, but a process it forks keeps it open): this process's death is end of file there, or, where a fork still
+    holds it, the watch's parent changing."""
     return subprocess.Popen(
         [sys.executable, "-m", "pytest_vllmbench.engines.reaper", str(sid), str(grace_s), str(os.getpid())],
         stdin=subprocess.PIPE,

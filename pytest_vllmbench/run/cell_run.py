@@ -95,6 +95,7 @@ def run_cell(
         bar = progress(cell.id, len(requests)) if progress is not None else None
         sent = SendTimes() if trace and client_side else None
         spill = RecordSpill()
+        produced: Iterable[RequestRecord] = ()
         try:
             energy_before = telemetry.energy_mj()
             host.start()
@@ -113,6 +114,9 @@ def run_cell(
             energy_after = telemetry.energy_mj()
         except BaseException:
             spill.close()
+            close = getattr(produced, "close", None)  # a streaming engine stops sending now, not when collected
+            if close is not None:
+                close()
             raise
         finally:
             if bar is not None:
