@@ -83,7 +83,7 @@ def test_records_come_back_in_request_order_each_answering_its_own_request_from_
 
 
 def test_a_rate_limited_batch_keeps_one_poisson_schedule_across_the_processes():
-    rate, n = 40.0, 24
+    rate, n = 10.0, 24  # 2.4 s: two schedules of their own would drift apart by ~1 s over it
     sent: dict[str, float] = {}
     with StubServer(["m"]) as stub:
         config = ClientConfig(
@@ -98,7 +98,7 @@ def test_a_rate_limited_batch_keeps_one_poisson_schedule_across_the_processes():
     assert all(r.ok for r in records) and sorted(sent) == sorted(f"r{i}" for i in range(n))
     due = arrival_offsets(n, rate, random.Random(3))
     offsets = [sent[f"r{i}"] - due[i] for i in range(n)]  # each send's start of the schedule, as it saw it
-    assert max(offsets) - min(offsets) < 0.1, offsets  # one schedule: the processes agree on its start
+    assert max(offsets) - min(offsets) < 0.3, offsets  # one schedule: the processes agree on its start
 
 
 def test_a_batch_cut_short_stops_every_client_process():
