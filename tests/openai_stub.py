@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -30,8 +31,10 @@ class StubServer:
         usage_delay_s: float = 0.0,
         metrics: str | None = None,
         peer_pids: bool = False,
+        delay: Callable[[dict], float] | None = None,
     ) -> None:
         self.served = served
+        self.delay = delay  # seconds a request's answer waits, from its body
         self.peer_pids = peer_pids  # note which process sent each request (a look through every TCP socket)
         self.words = words
         self.usage_delay_s = usage_delay_s  # a server slow to send the trailing usage chunk after the last token
@@ -77,6 +80,8 @@ class StubServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 seen = self._note(body)
+                if stub.delay is not None:
+                    time.sleep(stub.delay(body))
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()

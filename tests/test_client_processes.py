@@ -19,6 +19,7 @@ from openai_stub import StubServer
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.settings import merge_sources, resolve
+from pytest_vllmbench.engines import client_processes
 from pytest_vllmbench.engines.arrivals import arrival_offsets
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.client_processes import (
@@ -283,3 +284,29 @@ def test_a_server_started_ahead_that_fails_leaves_no_client_process(tmp_path):
         engine.wait_started()
     left = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
     assert [child for child in left if child.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_a_process_that_runs_ahead_of_the_others_waits_so_records_do_not_pile_up(monkeypatch):
+    """Process 0's requests are answered at once, process 1's each after 50 ms: with a window of 4, request p goes
+    out only once the records up to p - 4 were handed on (without it process 0 sent all its half at once)."""
+    window = 4
+    monkeypatch.setattr(client_processes, "window_size", lambda in_flight, count: window)
+    batch = [
+        BatchRequest(f"r{i}", "/v1/chat/completions", {"model": "m", "messages": [], "metadata": {"i": i}}, i + 1)
+        for i in range(40)
+    ]
+    sent: dict[str, float] = {}
+    handed: list[float] = []
+    with StubServer(["m"], delay=lambda body: 0.05 * (body["metadata"]["i"] % 2)) as stub:
+        config = ClientConfig(
+            f"http://127.0.0.1:{stub.port}/v1", "m", concurrency=2, processes=2, on_sent=sent.__setitem__
+        )
+        sender = Sender(2)
+        try:
+            for record in sender.send(batch, SamplingOverrides(), config, None):
+                handed.append(time.perf_counter())
+                assert record.custom_id == f"r{len(handed) - 1}"
+        finally:
+            sender.close()
+    early = [p for p in range(window, 40) if sent[f"r{p}"] < handed[p - window]]
+    assert early == []

@@ -5,8 +5,10 @@ token costs it one read per token.
 
 The processes start with the engine, before any timed round, and end with it. A batch is dealt round-robin:
 process k sends requests k, k + N, k + 2N, ...; the concurrency is split evenly between them (only as many
-processes send as divide it) and a request rate keeps one Poisson schedule for the whole batch. Records come back as they finish and are handed on in request order,
-as from one process. The processes count as the cell's client in what bounds it (measure/host_load.py).
+processes send as divide it) and a request rate keeps one Poisson schedule for the whole batch. Records come back
+as they finish and are handed on in request order, as from one process; a process that runs far ahead of the
+others waits (`window_size`), so what waits here for the slower ones stays bounded. The processes count as the
+cell's client in what bounds it (measure/host_load.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import IO, Any
 from pytest_vllmbench.engines.arrivals import arrival_offsets
 from pytest_vllmbench.engines.base import SamplingOverrides
 from pytest_vllmbench.engines.client_worker import Job
-from pytest_vllmbench.engines.openai_client import MAX_IN_FLIGHT, ClientConfig, Schedule, stream_batch
+from pytest_vllmbench.engines.openai_client import LOOKAHEAD, MAX_IN_FLIGHT, ClientConfig, Schedule, stream_batch
 from pytest_vllmbench.engines.record_stream import InOrder
 from pytest_vllmbench.measure.progress import CellProgress
 from pytest_vllmbench.measure.request_record import RequestRecord
@@ -98,6 +100,13 @@ def _read(k: int, pipe: IO[bytes], inbox: queue.SimpleQueue[tuple[int, tuple[str
         inbox.put((k, ("gone", "its output ended")))
     except BaseException as exc:  # whatever ends the reading, the batch must hear of it, not wait forever
         inbox.put((k, ("gone", f"its output could not be read: {type(exc).__name__}")))
+
+
+def window_size(in_flight: int, count: int) -> int:
+    """How far past the last record handed on the processes may send: room for every request in flight and each
+    process's look-ahead, twice over, so the window only holds back a process that has run far ahead of the others
+    (whose records would otherwise wait here, in memory, for the slower ones')."""
+    return 2 * (min(in_flight, MAX_IN_FLIGHT) + count * LOOKAHEAD)
 
 
 def concurrency_share(concurrency: int | None, k: int, count: int) -> int | None:
@@ -184,13 +193,15 @@ class ClientPool:
             if config.request_rate:
                 due = arrival_offsets(total, config.request_rate, random.Random(config.seed))
                 schedule = Schedule(due, time.perf_counter())
+            window = window_size(cap or total, used)
             for k in range(used):
                 part = replace(
                     config, concurrency=concurrency_share(cap, k, used), request_rate=None, on_sent=None, processes=1
                 )
                 own = Schedule(schedule.due[k::used], schedule.start) if schedule is not None else None
-                self._send(k, Job(share(requests, k, used), sampling, part, own, trace=config.on_sent is not None))
-            yield from self._records(used, total, config, progress)
+                trace = config.on_sent is not None
+                self._send(k, ("job", Job(share(requests, k, used), sampling, part, own, trace, (k, used), window)))
+            yield from self._records(used, total, config, progress, window)
             finished = True
         finally:
             if self._batch == mine:  # not a later batch's processes
@@ -198,21 +209,21 @@ class ClientPool:
                     self._restart()  # the next batch gets new processes
                 self._busy = False
 
-    def _send(self, k: int, job: Job) -> None:
+    def _send(self, k: int, message: tuple[str, Any]) -> None:
         stdin = self._processes[k].stdin
         assert stdin is not None
         try:
-            pickle.dump(job, stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(message, stdin, protocol=pickle.HIGHEST_PROTOCOL)
             stdin.flush()
         except OSError:
             raise ClientProcessError(f"client process {self._processes[k].pid} is gone") from None
 
     def _records(
-        self, used: int, total: int, config: ClientConfig, progress: CellProgress | None
+        self, used: int, total: int, config: ClientConfig, progress: CellProgress | None, window: int
     ) -> Iterator[RequestRecord]:
         ready: list[RequestRecord] = []
         order = InOrder(ready.append)
-        ended = 0
+        ended = moved_at = 0
         while ended < used:
             k, (kind, payload) = self._inbox.get()
             if kind == "batch":
@@ -226,6 +237,10 @@ class ClientPool:
                     order.put(k + position * used, record)
                 yield from ready
                 ready.clear()
+                if order.next - moved_at >= max(window // 4, 1) and order.next < total:
+                    moved_at = order.next  # every process may now send up to `window` past what was handed on
+                    for other in range(used):
+                        self._send(other, ("window", order.next + window))
             elif kind == "end":
                 ended += 1
             elif kind == "raised":

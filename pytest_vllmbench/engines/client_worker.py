@@ -2,8 +2,9 @@
 
 `python -m pytest_vllmbench.engines.client_worker STARTER_PID`: says it is ready, then takes jobs from its stdin, each a share
 of a batch, and sends back on its stdout each turn of its event loop's finished records (with their places in its
-share) and, for traces, when each request went. Messages are pickles both ways: the pipes are its starter's alone.
-It ends at end of file on its stdin, or within a second of its starter's death (checked by its parent's pid).
+share) and, for traces, when each request went. While a job runs, its starter moves on how far into the batch it
+may send (`Window`). Messages are pickles both ways: the pipes are its starter's alone. It ends at end of file on its
+stdin, or within a second of its starter's death (checked by its parent's pid).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
-import select
+import queue
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import IO, Any
@@ -33,6 +35,77 @@ class Job:
     config: ClientConfig  # its concurrency is this process's part; no rate (the schedule has it), no callback
     schedule: Schedule | None
     trace: bool  # send back when each request went
+    place: tuple[int, int]  # (k, count): request i of the share is the batch's k + i * count
+    window_end: int  # the batch's requests before this may be sent; the starter moves it on
+
+
+class Window:
+    """How far into the batch this process may send. The starter hands records on in request order and moves the
+    end on as it does, so a process that runs ahead of the others waits instead of piling records up there."""
+
+    def __init__(self, end: int, place: tuple[int, int]) -> None:
+        self.end, (self.k, self.count) = end, place
+        self.moved = asyncio.Event()
+
+    def move(self, end: int) -> None:
+        if end > self.end:
+            self.end = end
+            self.moved.set()
+
+    async def wait(self, index: int) -> None:
+        """Until request `index` of the share is inside the window (send_all asks for one request at a time)."""
+        while self.k + index * self.count >= self.end:
+            self.moved.clear()
+            await self.moved.wait()
+
+
+class Inbox:
+    """Reads the starter's messages in a thread of its own: jobs to a queue, window ends to the running job's
+    loop. None in the queue: the starter is gone."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._end = 0  # the newest window end of the newest job
+        self._window: tuple[Window, asyncio.AbstractEventLoop] | None = None
+        threading.Thread(target=self._read, args=(pipe,), daemon=True).start()
+
+    def _read(self, pipe: IO[bytes]) -> None:
+        try:
+            while True:
+                kind, payload = pickle.load(pipe)
+                with self._lock:
+                    if kind == "job":
+                        self._end = payload.window_end
+                        self.jobs.put(payload)
+                        continue
+                    self._end = max(self._end, payload)
+                    target = self._window
+                if target is not None:
+                    target[1].call_soon_threadsafe(target[0].move, payload)
+        except BaseException:  # end of file or a broken pipe: the starter is gone
+            self.jobs.put(None)
+
+    def window(self, job: Job, loop: asyncio.AbstractEventLoop) -> Window:
+        """The running job's window, from the newest end the starter sent for it (it may have sent one already)."""
+        with self._lock:
+            window = Window(self._end, job.place)
+            self._window = (window, loop)
+        return window
+
+    def job_over(self) -> None:
+        with self._lock:
+            self._window = None
+
+    def next_job(self, starter: int) -> Job | None:
+        """The next job, or None once the starter is gone: end of file, or no longer this process's parent (a
+        process it forked may hold the pipe's write end, and keep end of file from coming)."""
+        while os.getppid() == starter:
+            try:
+                return self.jobs.get(timeout=STARTER_CHECK_S)
+            except queue.Empty:
+                continue
+        return None
 
 
 class Outbox:
@@ -66,12 +139,12 @@ def write(out: IO[bytes], message: tuple[str, Any]) -> None:
     out.flush()
 
 
-async def run_job(job: Job, out: IO[bytes], starter: int) -> None:
+async def run_job(job: Job, out: IO[bytes], starter: int, window: Window) -> None:
     outbox = Outbox(out, asyncio.get_running_loop())
     config = replace(job.config, on_sent=outbox.on_sent) if job.trace else job.config
     watch = asyncio.create_task(_starter_watch(starter))
     try:
-        await send_all(job.requests, job.sampling, config, None, outbox.put, job.schedule)
+        await send_all(job.requests, job.sampling, config, None, outbox.put, job.schedule, window.wait)
     finally:
         watch.cancel()
         outbox.flush()
@@ -85,23 +158,8 @@ async def _starter_watch(starter: int) -> None:
     os._exit(1)
 
 
-def next_job(inbox: IO[bytes], starter: int) -> Job | None:
-    """The next job, or None once the starter is gone: end of file, or no longer this process's parent (a process
-    it forked may hold the pipe's write end, and keep end of file from coming)."""
-    while os.getppid() == starter:
-        readable, _, _ = select.select([inbox], [], [], STARTER_CHECK_S)
-        if readable:
-            try:
-                job: Job = pickle.load(inbox)
-            except EOFError:
-                return None
-            return job
-    return None
-
-
 def main(starter: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # its starter decides when it ends
-    inbox = sys.stdin.buffer
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # nothing else may write into the pipe: a stray print goes to stderr
     sys.stdout = sys.stderr
@@ -109,16 +167,20 @@ def main(starter: int) -> None:
     import httpx  # noqa: F401
     import httpx_aiohttp  # noqa: F401
 
+    inbox = Inbox(sys.stdin.buffer)
     write(out, ("ready", os.getpid()))
-    while (job := next_job(inbox, starter)) is not None:
+    while (job := inbox.next_job(starter)) is not None:
         try:
             with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
-                runner.run(run_job(job, out, starter))
+                window = inbox.window(job, runner.get_loop())
+                runner.run(run_job(job, out, starter, window))
         except BrokenPipeError:  # its starter is gone
             return
         except Exception as exc:  # handed to the starter, which raises it in the cell
             write(out, ("raised", _picklable(exc)))
             continue
+        finally:
+            inbox.job_over()
         write(out, ("end", None))
 
 

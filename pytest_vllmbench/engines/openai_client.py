@@ -7,7 +7,7 @@ import base64
 import json
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -172,9 +172,11 @@ async def send_all(
     progress: CellProgress | None,
     put: Callable[[int, RequestRecord], None],
     schedule: Schedule | None = None,
+    gate: Callable[[int], Awaitable[None]] | None = None,
 ) -> None:
     """Send every request and `put(position, record)` each as it finishes. Rate-limited requests follow
-    `schedule`, or, without one, Poisson arrivals at `config.request_rate` from now."""
+    `schedule`, or, without one, Poisson arrivals at `config.request_rate` from now. `gate(position)` is awaited
+    before a request is taken up (a client process's window into the batch)."""
     import httpx
     from httpx_aiohttp import HttpxAiohttpClient
 
@@ -209,6 +211,8 @@ async def send_all(
             for index, request in enumerate(requests):
                 if failures:
                     break
+                if gate is not None:
+                    await gate(index)
                 await started_slots.acquire()
                 if schedule is not None:  # Poisson arrivals, each due at a fixed time after the start
                     await wait_until(schedule.start + schedule.due[index])
