@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import psutil
@@ -286,27 +287,87 @@ def test_a_server_started_ahead_that_fails_leaves_no_client_process(tmp_path):
     assert [child for child in left if child.status() != psutil.STATUS_ZOMBIE] == []
 
 
-def test_a_process_that_runs_ahead_of_the_others_waits_so_records_do_not_pile_up(monkeypatch):
-    """Process 0's requests are answered at once, process 1's each after 50 ms: with a window of 4, request p goes
-    out only once the records up to p - 4 were handed on (without it process 0 sent all its half at once)."""
-    window = 4
-    monkeypatch.setattr(client_processes, "window_size", lambda in_flight, count: window)
+def test_a_process_that_runs_ahead_of_the_slowest_waits_so_records_do_not_pile_up(monkeypatch):
+    """Process 1's answers each take 2 ms, process 0's none: with a window of 4, process 0 may not take up more
+    than 4 positions past the one process 1 is taking up, so the records waiting here for process 1's stay few
+    (without the window, process 0 ran through its whole half and ~1,000 records waited)."""
+    monkeypatch.setattr(client_processes, "window_size", lambda in_flight, count: 4)
+    waiting: list[int] = []
+
+    class Counted(client_processes.InOrder):
+        def put(self, position, record):
+            super().put(position, record)
+            waiting.append(len(self._waiting))
+
+    monkeypatch.setattr(client_processes, "InOrder", Counted)
     batch = [
         BatchRequest(f"r{i}", "/v1/chat/completions", {"model": "m", "messages": [], "metadata": {"i": i}}, i + 1)
-        for i in range(40)
+        for i in range(3000)
     ]
-    sent: dict[str, float] = {}
-    handed: list[float] = []
-    with StubServer(["m"], delay=lambda body: 0.05 * (body["metadata"]["i"] % 2)) as stub:
-        config = ClientConfig(
-            f"http://127.0.0.1:{stub.port}/v1", "m", concurrency=2, processes=2, on_sent=sent.__setitem__
-        )
+    with StubServer(["m"], delay=lambda body: 0.002 * (body["metadata"]["i"] % 2)) as stub:
+        config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", concurrency=2, processes=2)
         sender = Sender(2)
         try:
-            for record in sender.send(batch, SamplingOverrides(), config, None):
-                handed.append(time.perf_counter())
-                assert record.custom_id == f"r{len(handed) - 1}"
+            records = list(sender.send(batch, SamplingOverrides(), config, None))
         finally:
             sender.close()
-    early = [p for p in range(window, 40) if sent[f"r{p}"] < handed[p - window]]
-    assert early == []
+    assert [r.custom_id for r in records] == [f"r{i}" for i in range(3000)]
+    # process 1 takes up to its 257 slots at once (one in flight, 256 looked ahead): that, the window and a
+    # flush's worth of records are what may wait
+    assert max(waiting) < 700, max(waiting)
+
+
+def test_one_slow_request_does_not_stop_the_other_processes_sending():
+    """r10 takes 3 s; the others none. Its process's other slot and the other process go on sending."""
+    sent: dict[str, float] = {}
+    with StubServer(["m"], delay=lambda body: 3.0 if body["metadata"]["i"] == 10 else 0.0) as stub:
+        config = ClientConfig(
+            f"http://127.0.0.1:{stub.port}/v1", "m", concurrency=4, processes=2, on_sent=sent.__setitem__
+        )
+        sender = Sender(2)
+        batch = [
+            BatchRequest(f"r{i}", "/v1/chat/completions", {"model": "m", "messages": [], "metadata": {"i": i}}, i + 1)
+            for i in range(3000)
+        ]
+        try:
+            records = list(sender.send(batch, SamplingOverrides(), config, None))
+        finally:
+            sender.close()
+    assert all(r.ok for r in records)
+    times = sorted(sent.values())
+    assert max(b - a for a, b in pairwise(times)) < 1.5  # no pause while r10 is answered
+
+
+def test_a_request_that_fails_while_others_wait_at_the_gate_ends_the_batch_instead_of_hanging():
+    """A gate that holds every request after the first two until it is opened; the first request's task fails
+    (its progress callback raises): the batch must end with that error, not wait at the gate for ever."""
+    import asyncio
+
+    from pytest_vllmbench.engines.openai_client import send_all
+
+    class HoldingGate:
+        def __init__(self) -> None:
+            self.opened = asyncio.Event()
+
+        async def wait(self, index: int) -> None:
+            if index >= 2:
+                await self.opened.wait()
+
+        def open(self) -> None:
+            self.opened.set()
+
+    class Broken:
+        def finished(self, ok: bool, output_tokens: int) -> None:
+            raise RuntimeError("the progress bar broke")
+
+    with StubServer(["m"]) as stub:
+        config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", concurrency=1)
+
+        async def go() -> None:
+            gate = HoldingGate()
+            await asyncio.wait_for(
+                send_all(chat(10), SamplingOverrides(), config, Broken(), lambda p, r: None, None, gate), 10
+            )
+
+        with pytest.raises(RuntimeError, match="the progress bar broke"):
+            asyncio.run(go())

@@ -90,6 +90,9 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
 def test_a_session_stopped_by_its_starter_dismisses_the_watch(tmp_path):
     process = SessionProcess(["sleep", "300"], tmp_path / "child.log")
     watch = psutil.Process(process._reaper.pid)
+    deadline = time.monotonic() + 10
+    while not watch.cmdline() and time.monotonic() < deadline:  # just forked: not yet the watch's program
+        time.sleep(0.05)
     assert "pytest_vllmbench.engines.reaper" in " ".join(watch.cmdline())
     process.stop(grace_s=5.0)
     assert process._reaper.returncode == 0

@@ -7,7 +7,7 @@ The processes start with the engine, before any timed round, and end with it. A 
 process k sends requests k, k + N, k + 2N, ...; the concurrency is split evenly between them (only as many
 processes send as divide it) and a request rate keeps one Poisson schedule for the whole batch. Records come back
 as they finish and are handed on in request order, as from one process; a process that runs far ahead of the
-others waits (`window_size`), so what waits here for the slower ones stays bounded. The processes count as the
+slowest one waits (`window_size`), so what waits here for the slower ones stays bounded. The processes count as the
 cell's client in what bounds it (measure/host_load.py).
 """
 
@@ -103,9 +103,9 @@ def _read(k: int, pipe: IO[bytes], inbox: queue.SimpleQueue[tuple[int, tuple[str
 
 
 def window_size(in_flight: int, count: int) -> int:
-    """How far past the last record handed on the processes may send: room for every request in flight and each
-    process's look-ahead, twice over, so the window only holds back a process that has run far ahead of the others
-    (whose records would otherwise wait here, in memory, for the slower ones')."""
+    """How far past the request the slowest process is taking up the others may send: room for every request in
+    flight and each process's look-ahead, twice over, so the window only holds back a process that has run far
+    ahead of the others (whose records would otherwise wait here, in memory, for the slower ones')."""
     return 2 * (min(in_flight, MAX_IN_FLIGHT) + count * LOOKAHEAD)
 
 
@@ -194,63 +194,21 @@ class ClientPool:
                 due = arrival_offsets(total, config.request_rate, random.Random(config.seed))
                 schedule = Schedule(due, time.perf_counter())
             window = window_size(cap or total, used)
-            for k in range(used):
+            processes, inbox = self._processes[:used], self._inbox  # this batch's, whatever happens to the pool
+            for k, process in enumerate(processes):
                 part = replace(
                     config, concurrency=concurrency_share(cap, k, used), request_rate=None, on_sent=None, processes=1
                 )
                 own = Schedule(schedule.due[k::used], schedule.start) if schedule is not None else None
                 trace = config.on_sent is not None
-                self._send(k, ("job", Job(share(requests, k, used), sampling, part, own, trace, (k, used), window)))
-            yield from self._records(used, total, config, progress, window)
+                _send(process, ("job", Job(share(requests, k, used), sampling, part, own, trace, (k, used), window)))
+            yield from _records(processes, inbox, total, config, progress, window)
             finished = True
         finally:
             if self._batch == mine:  # not a later batch's processes
                 if not finished and not self._closed:  # cut short: nothing may go on sending
                     self._restart()  # the next batch gets new processes
                 self._busy = False
-
-    def _send(self, k: int, message: tuple[str, Any]) -> None:
-        stdin = self._processes[k].stdin
-        assert stdin is not None
-        try:
-            pickle.dump(message, stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            stdin.flush()
-        except OSError:
-            raise ClientProcessError(f"client process {self._processes[k].pid} is gone") from None
-
-    def _records(
-        self, used: int, total: int, config: ClientConfig, progress: CellProgress | None, window: int
-    ) -> Iterator[RequestRecord]:
-        ready: list[RequestRecord] = []
-        order = InOrder(ready.append)
-        ended = moved_at = 0
-        while ended < used:
-            k, (kind, payload) = self._inbox.get()
-            if kind == "batch":
-                records, sent = payload
-                if config.on_sent is not None:
-                    for custom_id, at in sent:
-                        config.on_sent(custom_id, at)
-                for position, record in records:
-                    if progress is not None:
-                        progress.finished(record.ok, record.output_tokens)
-                    order.put(k + position * used, record)
-                yield from ready
-                ready.clear()
-                if order.next - moved_at >= max(window // 4, 1) and order.next < total:
-                    moved_at = order.next  # every process may now send up to `window` past what was handed on
-                    for other in range(used):
-                        self._send(other, ("window", order.next + window))
-            elif kind == "end":
-                ended += 1
-            elif kind == "raised":
-                raise payload
-            else:
-                raise ClientProcessError(
-                    f"client process {self._processes[k].pid} ended in the middle of a batch ({payload})"
-                )
-        if order.next != total:
-            raise ClientProcessError(f"the client processes handed back {order.next} of {total} records")
 
     def _restart(self) -> None:
         self._stop(at_once=True)
@@ -278,3 +236,57 @@ class ClientPool:
             if process.poll() is None:
                 process.kill()
                 process.wait(STOP_WAIT_S)
+
+
+def _send(process: subprocess.Popen[bytes], message: tuple[str, Any]) -> None:
+    assert process.stdin is not None
+    try:
+        pickle.dump(message, process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        process.stdin.flush()
+    except OSError:
+        raise ClientProcessError(f"client process {process.pid} is gone") from None
+
+
+def _records(
+    processes: list[subprocess.Popen[bytes]],
+    inbox: queue.SimpleQueue[tuple[int, tuple[str, Any]]],
+    total: int,
+    config: ClientConfig,
+    progress: CellProgress | None,
+    window: int,
+) -> Iterator[RequestRecord]:
+    """The batch's records in request order. Each process's window ends `window` past the request the slowest
+    process still sending is taking up (each says which with its records)."""
+    used = len(processes)
+    ready: list[RequestRecord] = []
+    order = InOrder(ready.append)
+    taking = list(range(used))  # the batch position each process is taking up
+    running = set(range(used))
+    sent_end = window
+    while running:
+        k, (kind, payload) = inbox.get()
+        if kind == "batch":
+            records, sent, next_index = payload
+            if config.on_sent is not None:
+                for custom_id, at in sent:
+                    config.on_sent(custom_id, at)
+            for position, record in records:
+                if progress is not None:
+                    progress.finished(record.ok, record.output_tokens)
+                order.put(k + position * used, record)
+            yield from ready
+            ready.clear()
+            taking[k] = k + next_index * used
+            end = min(taking[j] for j in running) + window
+            if end - sent_end >= max(window // 4, 1):
+                sent_end = end
+                for j in running:
+                    _send(processes[j], ("window", end))
+        elif kind == "end":
+            running.discard(k)
+        elif kind == "raised":
+            raise payload
+        else:
+            raise ClientProcessError(f"client process {processes[k].pid} ended in the middle of a batch ({payload})")
+    if order.next != total:
+        raise ClientProcessError(f"the client processes handed back {order.next} of {total} records")

@@ -10,12 +10,14 @@ stdin, or within a second of its starter's death (checked by its parent's pid).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import pickle
 import queue
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import IO, Any
@@ -40,20 +42,27 @@ class Job:
 
 
 class Window:
-    """How far into the batch this process may send. The starter hands records on in request order and moves the
-    end on as it does, so a process that runs ahead of the others waits instead of piling records up there."""
+    """How far into the batch this process may send: the starter keeps the end a window past the request the
+    slowest process is taking up, so a process that runs ahead of the others waits instead of piling records up
+    there, and a slow request holds back no more than it would in one process."""
 
     def __init__(self, end: int, place: tuple[int, int]) -> None:
-        self.end, (self.k, self.count) = end, place
+        self.end: float = end
+        self.k, self.count = place
+        self.next = 0  # the share's request being taken up (all before it are): reported with every record
         self.moved = asyncio.Event()
 
-    def move(self, end: int) -> None:
+    def move(self, end: float) -> None:
         if end > self.end:
             self.end = end
             self.moved.set()
 
+    def open(self) -> None:
+        self.move(math.inf)
+
     async def wait(self, index: int) -> None:
         """Until request `index` of the share is inside the window (send_all asks for one request at a time)."""
+        self.next = index
         while self.k + index * self.count >= self.end:
             self.moved.clear()
             await self.moved.wait()
@@ -74,16 +83,22 @@ class Inbox:
         try:
             while True:
                 kind, payload = pickle.load(pipe)
-                with self._lock:
+                with self._lock:  # held while the window is handed the end: the job cannot end in between
                     if kind == "job":
                         self._end = payload.window_end
                         self.jobs.put(payload)
                         continue
                     self._end = max(self._end, payload)
-                    target = self._window
-                if target is not None:
-                    target[1].call_soon_threadsafe(target[0].move, payload)
-        except BaseException:  # end of file or a broken pipe: the starter is gone
+                    if self._window is not None:
+                        window, loop = self._window
+                        try:
+                            loop.call_soon_threadsafe(window.move, payload)
+                        except RuntimeError:  # the job's loop has just closed: the end is for no one
+                            pass
+        except (EOFError, OSError):  # the starter is gone
+            self.jobs.put(None)
+        except BaseException:  # a bug: said, then this process ends, and its starter hears so
+            traceback.print_exc()
             self.jobs.put(None)
 
     def window(self, job: Job, loop: asyncio.AbstractEventLoop) -> Window:
@@ -109,10 +124,11 @@ class Inbox:
 
 
 class Outbox:
-    """What finished in one turn of the loop goes to the starter together, at the turn's end."""
+    """What finished in one turn of the loop goes to the starter together, at the turn's end, with the request
+    the process is taking up."""
 
-    def __init__(self, out: IO[bytes], loop: asyncio.AbstractEventLoop) -> None:
-        self.out, self.loop = out, loop
+    def __init__(self, out: IO[bytes], loop: asyncio.AbstractEventLoop, window: Window) -> None:
+        self.out, self.loop, self.window = out, loop, window
         self.records: list[tuple[int, RequestRecord]] = []
         self.sent: list[tuple[str, float]] = []
 
@@ -130,7 +146,7 @@ class Outbox:
 
     def flush(self) -> None:
         if self.records or self.sent:
-            write(self.out, ("batch", (self.records, self.sent)))
+            write(self.out, ("batch", (self.records, self.sent, self.window.next)))
             self.records, self.sent = [], []
 
 
@@ -140,11 +156,11 @@ def write(out: IO[bytes], message: tuple[str, Any]) -> None:
 
 
 async def run_job(job: Job, out: IO[bytes], starter: int, window: Window) -> None:
-    outbox = Outbox(out, asyncio.get_running_loop())
+    outbox = Outbox(out, asyncio.get_running_loop(), window)
     config = replace(job.config, on_sent=outbox.on_sent) if job.trace else job.config
     watch = asyncio.create_task(_starter_watch(starter))
     try:
-        await send_all(job.requests, job.sampling, config, None, outbox.put, job.schedule, window.wait)
+        await send_all(job.requests, job.sampling, config, None, outbox.put, job.schedule, window)
     finally:
         watch.cancel()
         outbox.flush()
@@ -173,14 +189,15 @@ def main(starter: int) -> None:
         try:
             with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
                 window = inbox.window(job, runner.get_loop())
-                runner.run(run_job(job, out, starter, window))
+                try:
+                    runner.run(run_job(job, out, starter, window))
+                finally:
+                    inbox.job_over()  # before the loop closes: no window end may reach a closed loop
         except BrokenPipeError:  # its starter is gone
             return
         except Exception as exc:  # handed to the starter, which raises it in the cell
             write(out, ("raised", _picklable(exc)))
             continue
-        finally:
-            inbox.job_over()
         write(out, ("end", None))
 
 

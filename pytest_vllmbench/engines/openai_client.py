@@ -7,10 +7,10 @@ import base64
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pytest_vllmbench.common.bounded_http import DeadlineExceeded, ResponseTooLarge, bounded_get
@@ -156,6 +156,16 @@ def fast_loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
+class Gate(Protocol):
+    """What a request waits for before it is taken up: a client process's window into the batch."""
+
+    async def wait(self, index: int) -> None: ...
+
+    def open(self) -> None:
+        """Let every request through: the batch has failed and ends."""
+        ...
+
+
 @dataclass(frozen=True)
 class Schedule:
     """When each request is due: `due[i]` seconds after `start` (time.perf_counter(), one clock for every
@@ -172,11 +182,11 @@ async def send_all(
     progress: CellProgress | None,
     put: Callable[[int, RequestRecord], None],
     schedule: Schedule | None = None,
-    gate: Callable[[int], Awaitable[None]] | None = None,
+    gate: Gate | None = None,
 ) -> None:
     """Send every request and `put(position, record)` each as it finishes. Rate-limited requests follow
-    `schedule`, or, without one, Poisson arrivals at `config.request_rate` from now. `gate(position)` is awaited
-    before a request is taken up (a client process's window into the batch)."""
+    `schedule`, or, without one, Poisson arrivals at `config.request_rate` from now. `gate.wait(position)` is
+    awaited before a request is taken up (a client process's window into the batch)."""
     import httpx
     from httpx_aiohttp import HttpxAiohttpClient
 
@@ -194,6 +204,8 @@ async def send_all(
             return
         if (error := task.exception()) is not None:
             failures.append(error)
+            if gate is not None:
+                gate.open()  # the batch has failed: a request waiting at the gate must see it
             return
         put(position, task.result())
 
@@ -212,7 +224,9 @@ async def send_all(
                 if failures:
                     break
                 if gate is not None:
-                    await gate(index)
+                    await gate.wait(index)
+                    if failures:
+                        break
                 await started_slots.acquire()
                 if schedule is not None:  # Poisson arrivals, each due at a fixed time after the start
                     await wait_until(schedule.start + schedule.due[index])
