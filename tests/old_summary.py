@@ -53,6 +53,10 @@ def old_summarize(
     summary |= distribution("ttft", [r.ttft_s for r in done if r.ttft_s is not None])
     summary |= distribution("tpot", [t for r in done if (t := r.tpot_s) is not None])
     summary |= distribution("itl", [gap for r in done for gap in r.itl_s])
+    streamed = [r for r in done if r.itl_s]  # tokens per streamed chunk, over the requests with ITL gaps
+    if streamed:
+        chunks = sum(len(r.itl_s) + 1 for r in streamed)
+        summary["tokens_per_chunk"] = round(sum(r.output_tokens for r in streamed) / chunks, 2)
     summary |= cdf("ttft", [r.ttft_s for r in done if r.ttft_s is not None])
     summary |= cdf("e2el", [r.e2el_s for r in done if r.e2el_s is not None])
     if slo_ms:

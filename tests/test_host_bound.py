@@ -343,3 +343,16 @@ def test_only_a_called_verdict_on_one_run_of_each_mode_gets_the_one_order_note()
     assert interleaved == " (rounds interleaved)"
     note = _pair_note(offline | {"pooled_from": ["0026", "0028"]}, server | {"pooled_from": ["0027"]})
     assert note.startswith(" (rounds pooled over runs both ways round") and "one run each" not in note
+
+
+def test_a_setting_a_run_saved_before_it_was_read_is_unknown_there_not_different():
+    newer = {"engine_settings": {"max_num_seqs": 256, "stream_interval": 8}}
+    older = {"engine_settings": {"max_num_seqs": 256}}
+    same = {"engine_settings": {"max_num_seqs": 256, "stream_interval": 8}}
+    assert engine_settings.differing([newer, older, same]) == []
+    assert engine_settings.differing([newer, older, {"engine_settings": {"stream_interval": 1}}]) == ["stream_interval"]
+
+
+def test_the_stream_interval_a_server_ran_with_is_read_from_its_config():
+    config = {"scheduler_config": {"max_num_seqs": 64, "stream_interval": 8}}
+    assert engine_settings.from_config_json(config)["stream_interval"] == 8

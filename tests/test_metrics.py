@@ -71,3 +71,17 @@ def test_saved_cdf_is_101_ordered_percentiles_spanning_the_data(values_s):
 def test_no_latency_measured_saves_no_cdf():
     summary = summarize([RequestRecord("a", error="timeout")], wall_s=1.0, load_s=None, project_to=10)
     assert summary["ttft_ms_cdf"] is None and summary["e2el_ms_cdf"] is None
+
+
+def test_tokens_per_chunk_says_when_a_server_streamed_several_tokens_at_a_time():
+    """vLLM's --stream-interval 8: 16 tokens in 2 chunks; the other request one token a chunk. A request without
+    gaps (one chunk) and a failed one are left out; a cell with no streamed gaps saves no such figure."""
+    records = [
+        RequestRecord("a", output_tokens=16, e2el_s=1.0, ttft_s=0.1, itl_s=[0.8]),
+        RequestRecord("b", output_tokens=4, e2el_s=1.0, ttft_s=0.1, itl_s=[0.1, 0.1, 0.1]),
+        RequestRecord("c", output_tokens=1, e2el_s=0.2, ttft_s=0.2),
+        RequestRecord("d", output_tokens=9, itl_s=[0.1], error="cut_stream"),
+    ]
+    assert summarize(records, wall_s=2.0, load_s=None, project_to=10)["tokens_per_chunk"] == round(20 / 6, 2)
+    offline = [RequestRecord("a", output_tokens=16, e2el_s=1.0, ttft_s=0.1)]
+    assert "tokens_per_chunk" not in summarize(offline, wall_s=2.0, load_s=None, project_to=10)

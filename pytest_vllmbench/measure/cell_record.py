@@ -111,6 +111,13 @@ class CellRecord:
     itl_ms_p50: float | None = _latency("itl", "p50")
     itl_ms_p90: float | None = _latency("itl", "p90")
     itl_ms_p99: float | None = _latency("itl", "p99")
+    tokens_per_chunk: float | None = _figure(
+        "tokens",
+        None,
+        "output tokens per streamed chunk: above 1 the server sent several at a time (vLLM's --stream-interval) "
+        "and ITL is per chunk, not per token (TTFT and TPOT are not affected)",
+        sometimes=True,
+    )
     e2el_ms_mean: float | None = _latency("e2el", "mean")
     e2el_ms_p50: float | None = _latency("e2el", "p50")
     e2el_ms_p90: float | None = _latency("e2el", "p90")

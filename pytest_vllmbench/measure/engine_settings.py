@@ -16,6 +16,7 @@ FIELDS = {
     "cudagraph_mode": ("compilation_config", "cudagraph_mode"),
     "max_model_len": ("model_config", "max_model_len"),
     "gpu_memory_utilization": ("cache_config", "gpu_memory_utilization"),
+    "stream_interval": ("scheduler_config", "stream_interval"),  # tokens a server sends a request at a time
 }
 PLAIN = (bool, int, float, str)
 # vLLM's CUDAGraphMode values, as its JSON config writes them (the live config has the enum and its name)
@@ -67,4 +68,5 @@ def differing(cells: list[Mapping[str, Any]]) -> list[str]:
     if len(saved) < 2:
         return []
     keys = sorted({key for one in saved for key in one if key != "source"})
-    return [key for key in keys if len({repr(one.get(key)) for one in saved}) > 1]
+    # a run saved before a key was read has no value for it: unknown there, not different
+    return [key for key in keys if len({repr(one[key]) for one in saved if key in one}) > 1]

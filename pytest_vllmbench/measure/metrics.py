@@ -123,6 +123,8 @@ def summarize_spill(
     for name in ("e2el", "ttft", "tpot"):
         summary |= distribution(name, _measured(spill, name, ok))
     summary |= itl_distribution(spill.itl)
+    if spill.chunks:
+        summary["tokens_per_chunk"] = round(spill.chunked_tokens / spill.chunks, 2)
     for name in ("ttft", "e2el"):
         summary |= cdf(name, _measured(spill, name, ok))
     if slo_ms:

@@ -38,6 +38,7 @@ class RecordSpill:
         self.count = 0
         self.errors: Counter[str] = Counter()
         self.itl = ItlSketch()
+        self.chunks = self.chunked_tokens = 0  # streamed content chunks, and the tokens of those requests
         for record in records:
             self.append(record)
 
@@ -56,6 +57,8 @@ class RecordSpill:
             self.errors[record.error] += 1
         elif record.itl_s:
             self.itl.add(record.itl_s)
+            self.chunks += len(record.itl_s) + 1
+            self.chunked_tokens += record.output_tokens
         self._texts.write(json.dumps([record.custom_id, record.text, record.finish_reason, record.error]) + "\n")
         self.count += 1
         if len(buffers["ok"]) >= FLUSH_ROWS:
