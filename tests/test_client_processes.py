@@ -48,6 +48,14 @@ def chat(n: int) -> list[BatchRequest]:
     ]
 
 
+def tagged(n: int) -> list[BatchRequest]:
+    """Requests whose body names their index (`metadata.i`), for a server that answers some of them slowly."""
+    return [
+        BatchRequest(f"r{i}", "/v1/chat/completions", {"model": "m", "messages": [], "metadata": {"i": i}}, i + 1)
+        for i in range(n)
+    ]
+
+
 class Finished:
     def __init__(self) -> None:
         self.calls: list[tuple[bool, int]] = []
@@ -300,10 +308,7 @@ def test_a_process_that_runs_ahead_of_the_slowest_waits_so_records_do_not_pile_u
             waiting.append(len(self._waiting))
 
     monkeypatch.setattr(client_processes, "InOrder", Counted)
-    batch = [
-        BatchRequest(f"r{i}", "/v1/chat/completions", {"model": "m", "messages": [], "metadata": {"i": i}}, i + 1)
-        for i in range(3000)
-    ]
+    batch = tagged(3000)
     with StubServer(["m"], delay=lambda body: 0.002 * (body["metadata"]["i"] % 2)) as stub:
         config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", concurrency=2, processes=2)
         sender = Sender(2)
@@ -325,10 +330,7 @@ def test_one_slow_request_does_not_stop_the_other_processes_sending():
             f"http://127.0.0.1:{stub.port}/v1", "m", concurrency=4, processes=2, on_sent=sent.__setitem__
         )
         sender = Sender(2)
-        batch = [
-            BatchRequest(f"r{i}", "/v1/chat/completions", {"model": "m", "messages": [], "metadata": {"i": i}}, i + 1)
-            for i in range(3000)
-        ]
+        batch = tagged(3000)
         try:
             records = list(sender.send(batch, SamplingOverrides(), config, None))
         finally:
