@@ -27,13 +27,14 @@ from itertools import islice
 from typing import IO, Any
 
 from pytest_vllmbench.engines.arrivals import arrival_offsets
-from pytest_vllmbench.engines.base import SamplingOverrides
+from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.client_worker import Job
 from pytest_vllmbench.engines.openai_client import LOOKAHEAD, MAX_IN_FLIGHT, ClientConfig, Schedule, stream_batch
 from pytest_vllmbench.engines.record_stream import InOrder
 from pytest_vllmbench.measure.progress import CellProgress
 from pytest_vllmbench.measure.request_record import RequestRecord
 from pytest_vllmbench.workload.batch import BatchRequest
+from pytest_vllmbench.workload.batch_file import BatchFile
 
 MODULE = "pytest_vllmbench.engines.client_worker"
 READY_TIMEOUT_S = 120.0
@@ -42,6 +43,10 @@ STOP_WAIT_S = 5.0
 
 class ClientProcessError(RuntimeError):
     """A client process could not start, or ended in the middle of a batch."""
+
+
+class ClientsNotReady(ClientProcessError, EngineStartError):
+    """The client processes could not start: the engine's start fails."""
 
 
 class Sender:
@@ -75,10 +80,9 @@ class Sender:
 
 
 def share(requests: Sequence[BatchRequest], k: int, count: int) -> Sequence[BatchRequest]:
-    """Requests k, k + count, k + 2 count, ...: a view of a batch file (`pick`), so no process holds the batch."""
-    pick = getattr(requests, "pick", None)
-    if pick is not None:
-        return pick(range(k, len(requests), count))  # type: ignore[no-any-return]
+    """Requests k, k + count, k + 2 count, ...: a view of a batch file, so no process holds the batch."""
+    if isinstance(requests, BatchFile):
+        return requests.pick(range(k, len(requests), count))
     return list(islice(requests, k, None, count))
 
 
@@ -157,9 +161,9 @@ class ClientPool:
             try:
                 k, (kind, _) = self._inbox.get(timeout=max(deadline - time.monotonic(), 0.01))
             except queue.Empty:
-                raise ClientProcessError(f"client process(es) not ready after {READY_TIMEOUT_S:.0f} s") from None
+                raise ClientsNotReady(f"client process(es) not ready after {READY_TIMEOUT_S:.0f} s") from None
             if kind != "ready":
-                raise ClientProcessError(f"client process {self._processes[k].pid} ended before it was ready")
+                raise ClientsNotReady(f"client process {self._processes[k].pid} ended before it was ready")
             waiting.discard(k)
         self._ready = True
 

@@ -167,8 +167,8 @@ async def run_job(job: Job, out: IO[bytes], starter: int, window: Window) -> Non
 
 
 async def _starter_watch(starter: int) -> None:
-    """A starter that died without closing the pipes (it cannot have: the kernel closes them) still leaves a
-    request waiting on a dead server for its whole timeout; this ends the process within a second instead."""
+    """A starter that dies mid-job is not seen by the reads of its pipe (a process it forked may hold it open,
+    and a request may wait on a dead server for its whole timeout): this ends the process within a second."""
     while os.getppid() == starter:
         await asyncio.sleep(STARTER_CHECK_S)
     os._exit(1)

@@ -13,7 +13,7 @@ from pytest_vllmbench.common.redaction import redact_url
 from pytest_vllmbench.config.loads import LoadPoint, with_load
 from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartError, SamplingOverrides
 from pytest_vllmbench.engines.cell_plan import CellPlan
-from pytest_vllmbench.engines.client_processes import ClientProcessError, Sender
+from pytest_vllmbench.engines.client_processes import Sender
 from pytest_vllmbench.engines.openai_client import (
     ClientConfig,
     EndpointUnreachable,
@@ -75,9 +75,9 @@ class EndpointEngine(EngineDefaults):
         self._sender = Sender(client.processes)
         try:
             self._sender.wait_ready()
-        except ClientProcessError as exc:
+        except BaseException:
             self._sender.close()
-            raise EngineStartError(str(exc)) from None
+            raise
 
     def run(
         self,

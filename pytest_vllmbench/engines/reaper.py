@@ -15,9 +15,8 @@ import select
 import signal
 import sys
 
-from pytest_vllmbench.engines.supervisor import stop_session
+from pytest_vllmbench.engines.supervisor import DISMISS, stop_session
 
-DISMISS = b"x"
 STARTER_CHECK_S = 1.0
 
 

@@ -29,7 +29,7 @@ from pytest_vllmbench.engines.base import (
     SamplingOverrides,
 )
 from pytest_vllmbench.engines.cell_plan import CellPlan
-from pytest_vllmbench.engines.client_processes import ClientProcessError, Sender
+from pytest_vllmbench.engines.client_processes import Sender
 from pytest_vllmbench.engines.openai_client import ClientConfig, preflight
 from pytest_vllmbench.engines.supervisor import SessionProcess
 from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail, vllm_platform
@@ -158,12 +158,9 @@ class ServerEngine(EngineDefaults):
         try:
             self._healthy_server(timeout_s)
             self._sender.wait_ready()
-        except ClientProcessError as exc:
-            self.process.stop(self._stop_grace_s)
-            self._sender.close()
-            raise EngineStartError(str(exc)) from None
         except BaseException:
             self._sender.close()
+            self.process.stop(self._stop_grace_s)  # at once where the server's own start has stopped it
             raise
 
     def _healthy_server(self, timeout_s: float) -> None:

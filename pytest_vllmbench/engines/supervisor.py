@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import psutil
 
 POLL_S = 0.1
+DISMISS = b"x"  # the starter, to its watch (engines/reaper.py): it stopped the session itself
 
 
 class EngineStopError(RuntimeError):
@@ -150,8 +151,6 @@ def _watch_session(sid: int, grace_s: float) -> subprocess.Popen[bytes]:
 
 
 def _dismiss(reaper: subprocess.Popen[bytes]) -> None:
-    from pytest_vllmbench.engines.reaper import DISMISS
-
     assert reaper.stdin is not None
     if reaper.stdin.closed:  # dismissed before
         return
