@@ -13,6 +13,10 @@
 # Environment: N requests (3000 on the GPU, 16 on the CPU), RUNS (3), OUT (results folder), PART (all, or methods /
 # owned: on a fresh H200 the whole procedure at N=2000 outlasts one 600 s device call, so run PART=methods (server,
 # endpoint and bench runs) and then PART=owned (the owned-server cell) in the next call of the same warm lease).
+# PART=clients instead asks whether the client holds a server cell back: on one hand-started server (GPU_SHARE 0.9
+# there, SERVE_ARGS added, e.g. "--api-server-count 4"), after the same warm-up, RUNS pairs of endpoint cells at
+# --client-processes=1 and at CLIENTS (2), the order flipped each pair, each with ROUNDS (2) timed rounds after its own
+# warm-up. The pairs' saved runs are ordinary endpoint cells: `vllmbench report` pools them (one boot, both orders).
 # Writes $OUT/server_parity.tar (series, bench results, saved cells, server log, server_parity.json), after every step.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,24 +39,27 @@ if [ "$where" = gpu ]; then
     mkdir -p "$VLLMBENCH_CACHE/models" && xz -dc .gpu/extra/seed-dummy.tar.xz | tar -C "$VLLMBENCH_CACHE/models" -xf -
     n=${N:-3000}
     weights=$VLLMBENCH_CACHE/models/dummy/$model
-    share=${GPU_SHARE:-0.45}
+    share=${GPU_SHARE:-0.45}; [ "$part" = clients ] && share=${GPU_SHARE:-0.9}  # one server alone
     args=(--dtype bfloat16 --max-model-len 8192 --load-format dummy --no-enable-prefix-caching
           --gpu-memory-utilization "$share")
     cell_args=(--load-format=dummy --engine-arg dtype=bfloat16 --engine-arg max_model_len=8192
                --engine-arg no_enable_prefix_caching=true --engine-arg "gpu_memory_utilization=$share")
     [ "$model" = mistral-7b ] && args+=(--tokenizer-mode mistral) && cell_args+=(--engine-arg tokenizer_mode=mistral)
     tok=(--tokenizer "$weights"); [ "$model" = mistral-7b ] && tok+=(--tokenizer-mode mistral)
+    card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oiE '[a-z][0-9]{2,3}[a-z]*' | head -1)
+    card=$(echo "${card:-gpu}" | tr '[:upper:]' '[:lower:]')  # h100, h200: a lease may give either
 else
     export PYTHONPATH=$PWD
     n=${N:-16}
     weights=$("$py" -c 'from pytest_vllmbench.engines.embedded_model import ensure_prepared; print(ensure_prepared("gemma-270m"))' 2>/dev/null)
     [ -d "$weights" ] || { echo "the embedded model is not prepared"; exit 4; }
-    model=gemma-270m
+    model=gemma-270m card=cpu
     # on the CPU gpu_memory_utilization is the share of RAM for the KV cache: two servers share the machine
     args=(--dtype bfloat16 --max-model-len 2048 --enforce-eager --no-enable-prefix-caching --gpu-memory-utilization 0.1)
     cell_args=(--engine-arg no_enable_prefix_caching=true --engine-arg gpu_memory_utilization=0.1)
     tok=(--tokenizer "$weights")
 fi
+read -ra more <<< "${SERVE_ARGS:-}"; args+=("${more[@]}")
 "$py" - "$n" <<'PY'
 import json, sys
 n = int(sys.argv[1])
@@ -79,10 +86,11 @@ bench() {  # $1: run label
         --ignore-eos --save-result --result-dir "$work" --result-filename "$1.json" 2>&1 | tail -25
     snapshot
 }
-endpoint() {
-    "$py" "$here/host_load.py" --out "$work/series-$1.json" --server-pid $serve_pid -- \
+endpoint() {  # $1: run label; the rest: more options for the cell
+    local label=$1; shift
+    "$py" "$here/host_load.py" --out "$work/series-$label.json" --server-pid $serve_pid -- \
         "$py" -m pytest "${common[@]}" --mode=endpoint --model="$model" --endpoint="http://127.0.0.1:$port/v1" \
-        --benchmark-save="parity-$1" 2>&1 | tail -8
+        --benchmark-save="parity-$label" "$@" 2>&1 | tail -8
     snapshot
 }
 port=8011
@@ -99,6 +107,15 @@ if [ "$part" != owned ]; then
     done
     echo "hand-started server healthy after ${SECONDS}s"
     N_BENCH=$(( ${WARMUP_N:-500} < n ? ${WARMUP_N:-500} : n )) bench warmup  # untimed: first requests on a fresh server compile kernels
+    if [ "$part" = clients ]; then
+        many=${CLIENTS:-2} rounds=(--rounds="${ROUNDS:-2}")
+        for i in $(seq "$runs"); do
+            one=(endpoint "$card-clients1-$i" --client-processes=1 "${rounds[@]}")
+            two=(endpoint "$card-clients$many-$i" --client-processes="$many" "${rounds[@]}")
+            if [ $((i % 2)) = 1 ]; then "${one[@]}"; "${two[@]}"; else "${two[@]}"; "${one[@]}"; fi
+        done
+        exit 0  # the EXIT trap stops the server
+    fi
     for i in $(seq "$runs"); do
         if [ $((i % 2)) = 1 ]; then endpoint "endpoint-$i"; bench "bench-$i"; else bench "bench-$i"; endpoint "endpoint-$i"; fi
     done
