@@ -1,10 +1,12 @@
 """Reads one server_parity.sh folder and prints its JSON summary: req/s per run of the owned-server cell, the endpoint
 cell and `vllm bench serve`, each method's mean and 95 % interval, the two ratios (owned / bench, endpoint / bench)
-with their spread, and per run the CPU % of client / API server / engine core and the GPU busy % (host_load.py)."""
+with their spread, and per run the CPU % of client / API server / engine core and the GPU busy % (host_load.py).
+A PART=clients folder gives instead each client process count's rounds (`clientsK`) and `ratio_clientsK_vs_clients1`."""
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -65,22 +67,28 @@ def main(folder: Path) -> dict[str, Any]:
         runs["endpoint"] += cell_rates(path)
     for path in sorted(folder.glob("*_parity-owned*.json")):
         runs["owned"] += cell_rates(path)
+    for path in sorted(folder.glob("*_parity-*-clients*-*.json")):  # PART=clients: CARD-clientsK-PAIR
+        found = re.search(r"-clients(\d+)-\d+\.json$", path.name)
+        if found:
+            runs.setdefault(f"clients{found[1]}", []).extend(cell_rates(path))
     for path in sorted(folder.glob("series-*.json")):
         loads[path.stem.removeprefix("series-")] = busy_window(json.loads(path.read_text())["series"])
     summary: dict[str, Any] = {"methods": {k: spread(v) for k, v in runs.items() if v}, "host_load": loads}
-    bench = runs["bench"]
-    for name in ("owned", "endpoint"):
-        if runs[name] and bench:
-            mean_b = statistics.fmean(bench)
-            ratio = statistics.fmean(runs[name]) / mean_b
-            low = min(runs[name]) / max(bench)
-            high = max(runs[name]) / min(bench)
-            summary[f"ratio_{name}_vs_bench"] = {
-                "mean": round(ratio, 3),
-                "range_low": round(low, 3),
-                "range_high": round(high, 3),
-            }
+    pairs = [(name, "bench") for name in ("owned", "endpoint")]
+    pairs += [(name, "clients1") for name in runs if name.startswith("clients") and name != "clients1"]
+    for name, base in pairs:
+        if runs[name] and runs.get(base):
+            summary[f"ratio_{name}_vs_{base}"] = ratio(runs[name], runs[base])
     return summary
+
+
+def ratio(ours: list[float], base: list[float]) -> dict[str, float]:
+    """Mean over mean, and the widest range the runs allow: min(ours)/max(base) .. max(ours)/min(base)."""
+    return {
+        "mean": round(statistics.fmean(ours) / statistics.fmean(base), 3),
+        "range_low": round(min(ours) / max(base), 3),
+        "range_high": round(max(ours) / min(base), 3),
+    }
 
 
 if __name__ == "__main__":

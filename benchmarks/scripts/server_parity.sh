@@ -16,7 +16,8 @@
 # PART=clients instead asks whether the client holds a server cell back: on one hand-started server (GPU_SHARE 0.9
 # there, SERVE_ARGS added, e.g. "--api-server-count 4"), after the same warm-up, RUNS pairs of endpoint cells at
 # --client-processes=1 and at CLIENTS (2), the order flipped each pair, each with ROUNDS (2) timed rounds after its own
-# warm-up. The pairs' saved runs are ordinary endpoint cells: `vllmbench report` pools them (one boot, both orders).
+# warm-up. parity_summary.py writes client_pairs.json: each count's rounds, mean and 95 % interval, and the ratio.
+# The saved cells stay out of .benchmarks/: an endpoint cell cannot tell that the server runs dummy weights.
 # Writes $OUT/server_parity.tar (series, bench results, saved cells, server log, server_parity.json), after every step.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -114,6 +115,8 @@ if [ "$part" != owned ]; then
             two=(endpoint "$card-clients$many-$i" --client-processes="$many" "${rounds[@]}")
             if [ $((i % 2)) = 1 ]; then "${one[@]}"; "${two[@]}"; else "${two[@]}"; "${one[@]}"; fi
         done
+        "$py" "$here/parity_summary.py" "$work" > "$work/client_pairs.json"; cat "$work/client_pairs.json"
+        snapshot
         exit 0  # the EXIT trap stops the server
     fi
     for i in $(seq "$runs"); do
