@@ -222,3 +222,28 @@ def test_prose_that_mentions_the_marker_syntax_is_not_a_marker(tmp_path):
     text = out.read_text().replace("We chose offline.", mention)
     out.write_text(text)
     assert "Sections use" in write_report(storage, out).read_text()
+
+
+def _matrix_and_history(text):
+    return text.split("## Test matrix")[1].split("## Results by machine")[0], text.split("## History")[1]
+
+
+def test_a_run_holding_one_cell_twice_shows_both_copies_until_a_newer_run_holds_it(tmp_path):
+    """Two tests of one cell in one run: the report showed only the last copy (the gate already kept both)."""
+    save_run(tmp_path, 1, "twice", [cell(requests_per_s=1.11), cell(requests_per_s=2.22)], when="2026-12-06T10:00:00")
+    matrix, history = _matrix_and_history(render(load_runs(tmp_path)))
+    assert "| 1.11 " in matrix and "| 2.22 " in matrix
+    assert "gemma-270m (copy 2)" in matrix
+    assert history.count("| current |") == 2 and "superseded by" not in history
+
+    save_run(tmp_path, 2, "once", [cell(requests_per_s=3.33)], when="2026-12-06T11:00:00")
+    matrix, history = _matrix_and_history(render(load_runs(tmp_path)))
+    assert "| 3.33 " in matrix and "| 1.11 " not in matrix and "| 2.22 " not in matrix and "copy 2" not in matrix
+    assert history.count("superseded by 0002") == 2 and "gemma-270m-offline (copy 2)" in history
+
+
+def test_an_unrun_entry_beside_a_measured_copy_of_its_cell_does_not_hide_it(tmp_path):
+    failed = cell(status="failed: engine died", requests_per_s=None)
+    save_run(tmp_path, 1, "both", [cell(requests_per_s=1.11), failed])
+    matrix, _ = _matrix_and_history(render(load_runs(tmp_path)))
+    assert "| 1.11 " in matrix and "failed" not in matrix

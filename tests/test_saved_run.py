@@ -204,3 +204,10 @@ def test_a_negative_rounds_mean_is_dropped_but_a_negative_score_or_interval_end_
     assert read.score == -0.5  # a project's scoring hook may give any number
     assert set(read.round_stats or {}) == {"wall_s"}  # the noise-aware gate passed a mean of -10 as +110 %
     assert len(skipped) == 1 and "round_stats of 'requests_per_s' dropped: a negative mean (-10.0)" in skipped[0]
+
+
+def test_a_saved_copy_number_is_dropped_since_only_the_report_numbers_a_runs_copies(tmp_path):
+    run = read_run(save_run(tmp_path, 1, "a", [cell(copy_in_run=7)]), tmp_path)
+    assert run is not None and run.cells[0].copy == 1 and "copy_in_run" not in run.cells[0]
+    assert any("'copy_in_run' dropped" in line and "0001_a.json" in line for line in run.warnings)
+    assert "copy 7" not in render(load_runs(tmp_path))

@@ -86,9 +86,11 @@ def _arg_text(value: Any) -> str:
 
 def variant(cell: SavedCell) -> str:
     """What sets this cell apart from the same model and mode as configured: its GPU split, the user's engine
-    args and its client processes, e.g. 'TP 2, max_num_seqs=64, client processes 2'; '' for none of them."""
+    args and its client processes, e.g. 'TP 2, max_num_seqs=64, client processes 2', and which copy of the cell in
+    its run it is after the first ('copy 2': a second test of the cell); '' for none of them."""
     clients = f"client processes {cell.client_processes}" if (cell.client_processes or 1) > 1 else ""
-    return ", ".join(part for part in (split(cell), user_args_text(cell), clients) if part)
+    copy = f"copy {cell.copy}" if cell.copy > 1 else ""
+    return ", ".join(part for part in (split(cell), user_args_text(cell), clients, copy) if part)
 
 
 def is_dummy(cell: SavedCell) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pytest_vllmbench.results.labels import api_servers, budget_key, variant, workload
-from pytest_vllmbench.results.saved_run import SavedCell
+from pytest_vllmbench.results.saved_run import COPY_KEY, SavedCell
 from pytest_vllmbench.results.storage import SavedRun
 
 CellKey = tuple[str, str, str]  # (machine, cell with its variant and memory budget, workload label)
@@ -28,16 +28,51 @@ def sibling_key(key: CellKey, cell: SavedCell, sibling_id: str) -> CellKey | Non
     return (machine, sibling_id + cell_id.removeprefix(own), workload)
 
 
+def numbered(run: SavedRun) -> list[SavedCell]:
+    """The run's cells, each later measured copy of one cell (two tests of one cell) marked as which copy it is
+    (`copy 2` in every label), so that no copy hides another."""
+    copies: dict[CellKey, int] = {}
+    cells = []
+    for cell in run.cells:
+        key = cell_key(run, cell)
+        copies[key] = count = copies.get(key, 0) + int(cell.ok)
+        cells.append(cell if count <= 1 or not cell.ok else cell.with_figures({COPY_KEY: count}))
+    return cells
+
+
+def place_in(run: SavedRun, cell: SavedCell) -> int:
+    """Where this cell (one of `run.cells` or of `numbered(run)`) was saved in its run: a cell saved twice, this copy."""
+    key = cell_key(run, cell)
+    return next(
+        place
+        for place, (saved, copy) in enumerate(zip(run.cells, numbered(run), strict=True))
+        if cell is saved or (cell.copy > 1 and cell_key(run, copy) == key)
+    )
+
+
+def _first_copy(run: SavedRun, cell: SavedCell) -> CellKey:
+    return cell_key(run, cell if cell.copy == 1 else cell.with_figures({COPY_KEY: None}))
+
+
 def latest_cells(runs: list[SavedRun]) -> Latest:
-    """The newest saved result of each (machine, cell and its GPU split, workload)."""
+    """The newest saved result of each (machine, cell and its GPU split, workload): every measured copy of it in the
+    newest run that holds it, where a measured copy wins over an unrun or failed entry of that run."""
     latest: Latest = {}
-    for run in runs:  # oldest first, so newer overwrite
-        for cell in run.cells:
-            latest[cell_key(run, cell)] = (run, cell)
+    for run in runs:  # oldest first, so newer replace
+        here: Latest = {}
+        for cell in numbered(run):
+            key = cell_key(run, cell)
+            if cell.ok or key not in here:
+                here[key] = (run, cell)
+        replaced = {_first_copy(run, cell) for _, cell in here.values()}
+        for key, (older, cell) in list(latest.items()):
+            if key not in here and _first_copy(older, cell) in replaced:
+                del latest[key]  # an older run's later copy of a cell this run holds
+        latest.update(here)
     return latest
 
 
 def superseded_by(run: SavedRun, cell: SavedCell, latest: Latest) -> SavedRun | None:
-    """The newer run holding this cell's current result, or None when this result is the current one."""
-    newer, current = latest.get(cell_key(run, cell), (run, cell))
-    return None if current is cell else newer
+    """The newer run holding the current result of this cell (one of `numbered(run)`), or None when this run does."""
+    holder = latest.get(cell_key(run, cell)) or latest.get(_first_copy(run, cell))
+    return None if holder is None or holder[0] is run else holder[0]

@@ -17,7 +17,7 @@ from typing import Any
 from pytest_vllmbench.measure.rounds import round_statistics
 from pytest_vllmbench.results.job_hours import on_round_means
 from pytest_vllmbench.results.labels import api_servers
-from pytest_vllmbench.results.latest import CellKey, Latest, cell_key, sibling_key
+from pytest_vllmbench.results.latest import CellKey, Latest, cell_key, numbered, place_in, sibling_key
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 from pytest_vllmbench.results.storage import SavedRun
 
@@ -56,7 +56,7 @@ def same_boot(runs: Sequence[SavedRun], run: SavedRun, cell: SavedCell) -> Found
         (other, saved)
         for other in runs
         if other.boot == run.boot
-        for saved in other.cells
+        for saved in numbered(other)
         if cell_key(other, saved) == key and conditions(saved) == alike and is_ok(saved) and saved.rounds
     ]
 
@@ -101,7 +101,7 @@ def compared(first: Cell, second: Cell) -> tuple[Cell, Cell]:
 def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
     """The cell with where it was saved, to tell which of two cells ran first: its run's save time and file, its
     place in the run (pytest-benchmark saves a session's cells in the order they were measured) and the run's boot."""
-    place = next(place for place, saved in enumerate(run.cells) if saved is cell)  # a cell saved twice: this copy
+    place = place_in(run, cell)
     return cell.with_figures(
         {"saved_at": {"time": run.datetime, "run": str(run.path), "place": place, "boot": run.boot}}
     )

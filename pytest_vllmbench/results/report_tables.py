@@ -32,7 +32,7 @@ from pytest_vllmbench.results.labels import (
     workload,
     workload_legend,
 )
-from pytest_vllmbench.results.latest import Latest, latest_cells, superseded_by
+from pytest_vllmbench.results.latest import Latest, latest_cells, numbered, superseded_by
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.storage import SavedRun
 
@@ -205,7 +205,7 @@ def history_table(runs: list[SavedRun], latest: Latest) -> str:
     rows: list[list[object]] = []
     shown = []
     for run in reversed(runs):
-        for cell in run.cells:
+        for cell in numbered(run):
             shown.append(cell)
             newer = superseded_by(run, cell, latest)
             rows.append(

@@ -25,6 +25,9 @@ _NO_VALUE = object()
 _NEVER_NEGATIVE = (HIGHER_IS_BETTER | LOWER_IS_BETTER) - {"score"}
 _DECLARED: dict[str, str] = {item.name: str(item.type) for item in fields(CellRecord)}
 _EXTRA: dict[str, str] = {"benchmark_mean_s": "float | None"}  # pytest-benchmark's mean time, beside the record
+# which copy of its cell in one run a cell is (two tests of one cell): set by the report's reading (results/latest.py),
+# never taken from a file
+COPY_KEY = "copy_in_run"
 
 
 def is_ok(cell: Mapping[str, Any]) -> bool:
@@ -62,6 +65,12 @@ class SavedCell(CellRecord, Mapping[str, Any]):
     @property
     def ok(self) -> bool:
         return is_ok(self)
+
+    @property
+    def copy(self) -> int:
+        """1, or which later copy of its cell in its run this is (results/latest.py numbers them)."""
+        number = self.saved.get(COPY_KEY)
+        return number if isinstance(number, int) and not isinstance(number, bool) and number > 1 else 1
 
     @property
     def outputs_cut_at(self) -> int | None:
@@ -209,6 +218,9 @@ def clean_cell(raw: Any, where: str) -> CleanCell:
     for key, value in raw.items():
         if _text(key) is _NO_VALUE:
             warnings.append(f"{where}: field {_short(key)} dropped: not a field name")
+            continue
+        if key == COPY_KEY:
+            warnings.append(f"{where}: field {key!r} dropped: the report numbers a run's copies of a cell itself")
             continue
         declared = _DECLARED.get(key) or _EXTRA.get(key)
         found = _plain(value) if declared is None else _typed(value, declared)
