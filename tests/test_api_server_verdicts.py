@@ -185,3 +185,47 @@ def test_the_tables_of_newest_cells_show_the_score_the_ranking_gives(tmp_path):
     }
     assert scores["offline"] == ranked["m-offline [d]"]  # before: this table scored the newest runs' own figures
     assert scores["server (4 API servers)"] == ranked["m-server-api4 [d]"]
+
+
+SI8 = [112.0, 114.0, 116.0]
+
+
+def _set_server(rates: list[float], args: dict[str, object]) -> dict[str, object]:
+    """A plain server cell run with the user's engine args (`--engine-arg`), which its saved run records."""
+    return _cell("server", rates) | {"engine_args": args, "engine_args_set": args}
+
+
+def test_a_server_run_with_its_own_engine_args_is_compared_with_the_plain_cells_pooled(tmp_path):
+    """It had no verdict at all: its variant put it in a group of its own, beside no offline cell."""
+    order = ["si8", "server", "server", "si8", "offline"]
+    for number, side in enumerate(order, start=1):
+        saved = _set_server(SI8, {"stream_interval": 8}) if side == "si8" else _cell(side)
+        save_run(tmp_path, number, side, [saved], when=f"2026-12-06T02:{20 + number:02d}:00", gpus=GPU, boot=BOOT)
+    lines = _verdicts(render(load_runs(tmp_path)))
+    si8, plain = interval(SI8 * 2), interval(RATES["server"] * 2)
+    pair = (
+        f"): server {plain['mean']:.2f} ± {plain['ci95_half']:.2f} vs server (stream_interval=8) "
+        f"{si8['mean']:.2f} ± {si8['ci95_half']:.2f} req/s"
+    )
+    against_plain = next(line for line in lines if pair in line)
+    assert "server 0002, 0003; server (stream_interval=8) 0001, 0004)" in against_plain
+    assert ": server (stream_interval=8) faster; " in against_plain
+    against_offline = next(line for line in lines if " vs server (stream_interval=8) 114.00 ± 4.97 req/s" in line)
+    assert "(one run each, one order: server (stream_interval=8) first)" in against_offline
+    assert len(lines) == 3 and all(line.startswith("- m on ") for line in lines)
+
+
+def test_an_offline_and_a_server_run_with_the_same_engine_args_are_still_compared_with_each_other():
+    args = {"max_num_batched_tokens": 16384}
+    offline = _cell("offline") | {"engine_args": args, "engine_args_set": args}
+    text = mode_verdicts([("H100", "w", offline), ("H100", "w", _set_server(SI8, args))])
+    assert text.startswith("- m (max_num_batched_tokens=16384) on H100 (w): offline 124.00 ± 9.94 vs server")
+
+
+@given(args=st.dictionaries(st.sampled_from(["stream_interval", "max_num_seqs"]), st.integers(1, 512), min_size=1))
+def test_a_set_servers_side_names_what_it_set_and_its_tables_mode_does_not(args):
+    server = _set_server(SI8, args)
+    named = ", ".join(f"{key}={args[key]}" for key in sorted(args))
+    assert side_label(server) == f"server ({named})"
+    assert mode_text(server) == "server"  # the tables name it in the model's column, with the variant
+    assert side_label(server | {"cell": "m-server-api4"}) == f"server (4 API servers, {named})"

@@ -53,12 +53,15 @@ def test_a_run_with_engine_args_set_does_not_supersede_the_plain_cell(tmp_path):
     assert "mistral-7b (max_num_batched_tokens=16384)" in matrix and "| 60.00 ± 2.50 " in matrix
 
 
-def test_the_verdict_pairs_the_plain_cells_and_names_none_for_the_tuned_one(tmp_path):
+def test_the_verdict_pairs_the_plain_cells_and_compares_the_tuned_server_with_them_by_its_name(tmp_path):
     _three_runs(tmp_path)
     verdicts = render(load_runs(tmp_path)).split("## Offline vs server\n")[1].split("\n## ")[0]
-    line = next(line for line in verdicts.splitlines() if line.startswith("- mistral-7b"))
-    assert "offline 100.00 ± 2.50 vs server 60.00 ± 2.50 req/s" in line
-    assert "max_num_batched_tokens" not in verdicts  # the tuned server has no offline partner at its settings
+    lines = [line for line in verdicts.splitlines() if line.startswith("- mistral-7b")]
+    assert "offline 100.00 ± 2.50 vs server 60.00 ± 2.50 req/s" in lines[0]
+    # never in the plain pair's place: a side of its own, named for what it set
+    assert "offline 100.00 ± 2.50 vs server (max_num_batched_tokens=16384) 30.00 ± 2.50 req/s" in lines[1]
+    assert "server 60.00 ± 2.50 vs server (max_num_batched_tokens=16384) 30.00 ± 2.50 req/s" in lines[2]
+    assert ": server faster; " in lines[2] and len(lines) == 3
 
 
 def test_a_tuned_pair_is_compared_on_its_own_line():
@@ -74,9 +77,10 @@ def test_a_tuned_pair_is_compared_on_its_own_line():
         ]
     )
     lines = text.splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith("- mistral-7b on H100 (w): offline 100.00")
-    assert lines[1].startswith("- mistral-7b (max_num_batched_tokens=16384) on H100 (w): offline 90.00")
+    assert lines[0].startswith("- mistral-7b on H100 (w): offline 100.00 ± 2.50 vs server 60.00")
+    tuned = "- mistral-7b (max_num_batched_tokens=16384) on H100 (w): offline 90.00 ± 2.50 vs server 80.00 ± 2.50 req/s"
+    assert sum(line.startswith(tuned) for line in lines) == 1  # under their variant, the tuned server is 'server'
+    assert sum("vs server (max_num_batched_tokens=16384) 80.00" in line for line in lines) == 2  # plain offline, server
 
 
 def test_the_plan_knows_which_engine_args_the_user_changed_for_its_mode():

@@ -88,9 +88,30 @@ def variant(cell: SavedCell) -> str:
     """What sets this cell apart from the same model and mode as configured: its GPU split, the user's engine
     args and its client processes, e.g. 'TP 2, max_num_seqs=64, client processes 2', and which copy of the cell in
     its run it is after the first ('copy 2': a second test of the cell); '' for none of them."""
-    clients = f"client processes {cell.client_processes}" if (cell.client_processes or 1) > 1 else ""
     copy = f"copy {cell.copy}" if cell.copy > 1 else ""
-    return ", ".join(part for part in (split(cell), user_args_text(cell), clients, copy) if part)
+    return ", ".join(part for part in (split(cell), user_args_text(cell), _clients_text(cell), copy) if part)
+
+
+def _clients_text(cell: SavedCell) -> str:
+    return f"client processes {cell.client_processes}" if (cell.client_processes or 1) > 1 else ""
+
+
+def server_setting(cell: Mapping[str, Any]) -> str:
+    """What a server cell ran with beyond its mode and API server count, which its server alone takes: the user's
+    engine args and client processes ('stream_interval=8, client processes 2'); '' for any other cell."""
+    if cell.get("mode") != "server":
+        return ""
+    typed = SavedCell.of(cell)
+    return ", ".join(part for part in (user_args_text(typed), _clients_text(typed)) if part)
+
+
+def base_variant(cell: SavedCell) -> str:
+    """`variant` less the `server_setting`: the variant of the model's plain cells a server so set is compared
+    with."""
+    if not server_setting(cell):
+        return variant(cell)
+    copy = f"copy {cell.copy}" if cell.copy > 1 else ""
+    return ", ".join(part for part in (split(cell), copy) if part)
 
 
 def is_dummy(cell: SavedCell) -> bool:
@@ -245,7 +266,7 @@ def load_point(cell: Mapping[str, Any]) -> str | None:
 
 def mode_text(cell: Mapping[str, Any]) -> str:
     """The mode, with its API server count and the load point of a sweep's cell ('server (4 API servers) c16')."""
-    mode = side_label(cell) if "mode" in cell else MISSING
+    mode = _mode_and_api_servers(cell) if "mode" in cell else MISSING
     point = load_point(cell)
     return f"{mode} {point}" if cell.get("sweep") and point else mode
 
@@ -258,6 +279,15 @@ def api_servers(cell: Mapping[str, Any]) -> int | None:
 
 
 def side_label(cell: Mapping[str, Any]) -> str:
-    """The mode as the verdicts name one side: 'offline', 'server', 'server (4 API servers)'."""
+    """The mode as the verdicts name one side: 'offline', 'server', 'server (4 API servers)', 'server
+    (stream_interval=8)' (`server_setting`)."""
+    setting = server_setting(cell)
+    mode = _mode_and_api_servers(cell)
+    if not setting:
+        return mode
+    return f"{mode[:-1]}, {setting})" if mode.endswith(")") else f"{mode} ({setting})"
+
+
+def _mode_and_api_servers(cell: Mapping[str, Any]) -> str:
     count = api_servers(cell)
     return str(cell.get("mode")) + ("" if count is None else f" ({count} API server{'s' if count != 1 else ''})")

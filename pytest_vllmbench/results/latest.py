@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_vllmbench.results.labels import api_servers, budget_key, variant, workload
+from pytest_vllmbench.results.labels import api_servers, base_variant, budget_key, variant, workload
 from pytest_vllmbench.results.saved_run import COPY_KEY, SavedCell
 from pytest_vllmbench.results.storage import SavedRun
 
@@ -26,6 +26,14 @@ def sibling_key(key: CellKey, cell: SavedCell, sibling_id: str) -> CellKey | Non
     if cell.cell != own or not cell_id.startswith(f"{own} "):
         return None
     return (machine, sibling_id + cell_id.removeprefix(own), workload)
+
+
+def plain_key(key: CellKey, cell: SavedCell, plain_id: str) -> CellKey:
+    """The key the model's cell `plain_id` ('m-offline', 'm-server') has beside this server cell run with its own
+    engine args or client processes (labels.server_setting): the same GPU split, budget, machine and workload, without
+    them."""
+    machine, _, workload = key
+    return (machine, f"{plain_id} {base_variant(cell)}{budget_key(cell)}", workload)
 
 
 def numbered(run: SavedRun) -> list[SavedCell]:

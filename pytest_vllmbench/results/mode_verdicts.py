@@ -10,7 +10,7 @@ from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.job_hours import job_note
-from pytest_vllmbench.results.labels import api_servers, fmt, rate, side_label, variant
+from pytest_vllmbench.results.labels import api_servers, base_variant, fmt, rate, server_setting, side_label, variant
 from pytest_vllmbench.results.pooled_rounds import compared
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 
@@ -32,21 +32,33 @@ def compare_modes(first: Cell, second: Cell, metric: str = "requests_per_s") -> 
 
 def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
     """`latest`: (machine, workload label, cell) of the newest cells. Offline is compared with each server cell of
-    the model (plain, and at each `--api-server-count`), and the plain server with each API server count."""
+    the model (plain, at each `--api-server-count`, and run with its own engine args or client processes), and the
+    plain server with each of the others."""
     groups: dict[Group, dict[str, Cell]] = defaultdict(dict)
     for machine, workload, cell in latest:
-        budget = cell.get("gpu_memory_budget_gib")
-        variant_text = variant(SavedCell.of(cell))
-        model = str(cell.get("model", "-")) + (f" ({variant_text})" if variant_text else "")
-        model += "" if budget is None else f" ({budget:g} GiB budget)"
-        if cell.get("mode") in ("offline", "server") and not cell.get("sweep") and is_ok(cell):
-            groups[(machine, model, workload)][side_label(cell)] = cell
+        if cell.get("mode") not in ("offline", "server") or cell.get("sweep") or not is_ok(cell):
+            continue
+        typed = SavedCell.of(cell)
+        if not server_setting(cell):
+            groups[(machine, _model(cell, variant(typed)), workload)][side_label(cell)] = cell
+            continue
+        # a server run with its own engine args or client processes: compared with the model's plain cells, as
+        # 'server (stream_interval=8)', and with an offline cell run with the same, as 'server' under their variant
+        groups[(machine, _model(cell, base_variant(typed)), workload)][side_label(cell)] = cell
+        unset = typed.with_figures({"engine_args_set": None, "client_processes": None})
+        groups[(machine, _model(cell, variant(typed)), workload)][side_label(unset)] = unset
     lines = [
         verdict_line(first, second, f"{model} on {machine} ({workload})")
         for (machine, model, workload), sides in groups.items()
         for first, second in _pairs(sides)
     ]
     return "\n".join(lines) if lines else "No model has both an offline and a server cell on one machine and workload."
+
+
+def _model(cell: Cell, variant_text: str) -> str:
+    budget = cell.get("gpu_memory_budget_gib")
+    model = str(cell.get("model", "-")) + (f" ({variant_text})" if variant_text else "")
+    return model + ("" if budget is None else f" ({budget:g} GiB budget)")
 
 
 def _pairs(sides: Mapping[str, Cell]) -> list[tuple[Cell, Cell]]:

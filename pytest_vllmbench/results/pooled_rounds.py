@@ -16,8 +16,8 @@ from typing import Any
 
 from pytest_vllmbench.measure.rounds import round_statistics
 from pytest_vllmbench.results.job_hours import on_round_means
-from pytest_vllmbench.results.labels import api_servers
-from pytest_vllmbench.results.latest import CellKey, Latest, cell_key, numbered, place_in, sibling_key
+from pytest_vllmbench.results.labels import api_servers, server_setting
+from pytest_vllmbench.results.latest import CellKey, Latest, cell_key, numbered, place_in, plain_key, sibling_key
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 from pytest_vllmbench.results.storage import SavedRun
 
@@ -109,7 +109,8 @@ def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
 
 def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
     """`latest` with each cell pooled over its same-boot runs where they went both ways round with those of a cell it
-    is compared with (offline with each server cell of the model, the plain server with each API server count;
+    is compared with (offline with each server cell of the model, the plain server with each API server count and
+    each server run with its own engine args or client processes;
     `pooled_with` names those cells by `pooled_as`, the cell id with its variant and budget), the others with where
     they were saved (`saved_at`), and every cell with rounds at their means (`job_hours.on_round_means`)."""
     replaced: dict[CellKey, SavedCell] = {}
@@ -119,6 +120,8 @@ def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
         partners = [sibling_key(key, cell, f"{cell.model}-offline")]
         if api_servers(cell) is not None:
             partners.append(sibling_key(key, cell, f"{cell.model}-server"))
+        if server_setting(cell):
+            partners += [plain_key(key, cell, f"{cell.model}-{mode}") for mode in ("offline", "server")]
         for partner_key in partners:
             if partner_key is not None and partner_key in latest:
                 _pool(runs, latest, (partner_key, key), replaced)

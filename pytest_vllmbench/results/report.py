@@ -192,8 +192,9 @@ def render(
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + parity_table(runs),
         *engine_part(latest),
         "## Offline vs server\n\nA mode is called faster only when the 95 % intervals of the two cells' rounds"
-        " separate; cells of one model, machine and workload. A server run at `--api-server-count` is a side of its"
-        " own, compared with offline and with the plain server. Where the two modes ran several times on one boot of"
+        " separate; cells of one model, machine and workload. A server run at `--api-server-count`, or with its own"
+        " `--engine-arg` or `--client-processes`, is a side of its own (`server (stream_interval=8)`), compared with"
+        " offline and with the plain server. Where the two modes ran several times on one boot of"
         " one machine under the same conditions, both ways round (runs repeated in alternating order), each mode's"
         " rounds are pooled over those runs (the Answer ranks on them too); a verdict on one run of each mode says so,"
         " and in which order they ran or that they ran on two boots (the drift between them is in the verdict). Each"
