@@ -229,3 +229,44 @@ def test_a_set_servers_side_names_what_it_set_and_its_tables_mode_does_not(args)
     assert side_label(server) == f"server ({named})"
     assert mode_text(server) == "server"  # the tables name it in the model's column, with the variant
     assert side_label(server | {"cell": "m-server-api4"}) == f"server (4 API servers, {named})"
+
+
+def _saved_sides(tmp_path, runs: list[list[dict[str, object]]]) -> list[str]:
+    for number, cells in enumerate(runs, start=1):
+        when = f"2026-12-06T03:{10 + number:02d}:00"
+        save_run(tmp_path, number, f"run{number}", cells, when=when, gpus=GPU, boot=BOOT)
+    return _verdicts(render(load_runs(tmp_path)))
+
+
+def test_under_its_variant_a_set_server_is_named_plain_server_even_where_it_was_pooled_with_another_cell(tmp_path):
+    args = {"max_num_seqs": 64}
+    offline = _cell("offline") | {"engine_args": args, "engine_args_set": args}
+    lines = _saved_sides(tmp_path, [[offline], [_set_server(SI8, args)], [_cell("server")], [_set_server(SI8, args)]])
+    tuned = next(line for line in lines if line.startswith("- m (max_num_seqs=64) on "))
+    # the server was pooled with the plain server, not with this offline cell: the line takes its newest run, which
+    # still named what it set ("vs server (max_num_seqs=64) 114.00")
+    assert "): offline 124.00 ± 9.94 vs server 114.00 ± 4.97 req/s (one run each, one order: offline first)" in tuned
+
+
+def test_a_server_at_an_api_server_count_with_its_own_setting_is_compared_with_that_count_without_it(tmp_path):
+    api4 = _cell("server-api4")
+    two_clients = _cell("server-api4", SI8) | {"client_processes": 2}
+    lines = _saved_sides(tmp_path, [[api4], [two_clients], [api4], [two_clients]])
+    pooled = interval(RATES["server-api4"] * 2), interval(SI8 * 2)
+    assert len(lines) == 1  # before: none (and a plain server's partner was the plain server alone)
+    assert lines[0].startswith(
+        f"- m on 1 x NVIDIA H100 80GB HBM3 (data/batch_5k.jsonl, sha256 00000000): server (4 API servers) "
+        f"{pooled[0]['mean']:.2f} ± {pooled[0]['ci95_half']:.2f} vs server (4 API servers, client processes 2) "
+        f"{pooled[1]['mean']:.2f} ± {pooled[1]['ci95_half']:.2f} req/s (rounds pooled over runs both ways round"
+    )
+
+
+def test_a_runs_second_copy_of_a_cell_is_neither_judged_nor_pooled_under_the_first(tmp_path):
+    """The verdicts take a cell's first copy in a run; its second (two tests of one cell) pooled in with it, the
+    run named twice."""
+    server_again = _cell("server", [40.0, 41.0, 42.0])
+    lines = _saved_sides(tmp_path, [[_cell("offline")], [_cell("server"), server_again], [_cell("offline")]])
+    plain = interval(RATES["server"])
+    assert len(lines) == 1
+    assert f"vs server {plain['mean']:.2f} ± {plain['ci95_half']:.2f} req/s" in lines[0]
+    assert "offline 0001, 0003; server 0002)" in lines[0]

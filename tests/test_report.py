@@ -245,5 +245,7 @@ def test_a_run_holding_one_cell_twice_shows_both_copies_until_a_newer_run_holds_
 def test_an_unrun_entry_beside_a_measured_copy_of_its_cell_does_not_hide_it(tmp_path):
     failed = cell(status="failed: engine died", requests_per_s=None)
     save_run(tmp_path, 1, "both", [cell(requests_per_s=1.11), failed])
-    matrix, _ = _matrix_and_history(render(load_runs(tmp_path)))
+    matrix, history = _matrix_and_history(render(load_runs(tmp_path)))
     assert "| 1.11 " in matrix and "failed" not in matrix
+    failed_row = next(row for row in history.splitlines() if "failed: engine died" in row)
+    assert failed_row.rstrip(" |").endswith("superseded by 0001")  # by its run's measured copy, not 'current'

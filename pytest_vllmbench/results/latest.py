@@ -29,9 +29,9 @@ def sibling_key(key: CellKey, cell: SavedCell, sibling_id: str) -> CellKey | Non
 
 
 def plain_key(key: CellKey, cell: SavedCell, plain_id: str) -> CellKey:
-    """The key the model's cell `plain_id` ('m-offline', 'm-server') has beside this server cell run with its own
-    engine args or client processes (labels.server_setting): the same GPU split, budget, machine and workload, without
-    them."""
+    """The key the model's cell `plain_id` ('m-offline', or the server's own id 'm-server', 'm-server-api4') has beside
+    this server cell run with its own engine args or client processes (labels.server_setting): the same GPU split,
+    budget, machine and workload, without them."""
     machine, _, workload = key
     return (machine, f"{plain_id} {base_variant(cell)}{budget_key(cell)}", workload)
 
@@ -81,6 +81,9 @@ def latest_cells(runs: list[SavedRun]) -> Latest:
 
 
 def superseded_by(run: SavedRun, cell: SavedCell, latest: Latest) -> SavedRun | None:
-    """The newer run holding the current result of this cell (one of `numbered(run)`), or None when this run does."""
+    """The run holding the current result of this cell (one of `numbered(run)`): a newer run, or this one where a
+    measured copy of it won over this unrun entry; None when this is the current result."""
     holder = latest.get(cell_key(run, cell)) or latest.get(_first_copy(run, cell))
-    return None if holder is None or holder[0] is run else holder[0]
+    if holder is None or (holder[0] is run and (cell.ok or holder[1] is cell)):
+        return None
+    return holder[0]  # a newer run, or this run's measured copy where this entry did not run

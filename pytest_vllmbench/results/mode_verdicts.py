@@ -39,13 +39,15 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
         if cell.get("mode") not in ("offline", "server") or cell.get("sweep") or not is_ok(cell):
             continue
         typed = SavedCell.of(cell)
+        if typed.copy > 1:  # a run's later copy of a cell: its tables show it, the verdicts take the first
+            continue
         if not server_setting(cell):
             groups[(machine, _model(cell, variant(typed)), workload)][side_label(cell)] = cell
             continue
         # a server run with its own engine args or client processes: compared with the model's plain cells, as
         # 'server (stream_interval=8)', and with an offline cell run with the same, as 'server' under their variant
         groups[(machine, _model(cell, base_variant(typed)), workload)][side_label(cell)] = cell
-        unset = typed.with_figures({"engine_args_set": None, "client_processes": None})
+        unset = _without_setting(typed)
         groups[(machine, _model(cell, variant(typed)), workload)][side_label(unset)] = unset
     lines = [
         verdict_line(first, second, f"{model} on {machine} ({workload})")
@@ -61,13 +63,32 @@ def _model(cell: Cell, variant_text: str) -> str:
     return model + ("" if budget is None else f" ({budget:g} GiB budget)")
 
 
+def _without_setting(cell: SavedCell) -> SavedCell:
+    """The cell as its variant's group names it: 'server', its engine args and client processes in the group's name;
+    so is its newest run's own copy, which a verdict takes where the pair was not pooled."""
+    unset: dict[str, Any] = {"engine_args_set": None, "client_processes": None}
+    newest = cell.get("newest")
+    if isinstance(newest, Mapping):
+        unset["newest"] = SavedCell.of(newest).with_figures(unset)
+    return cell.with_figures(unset)
+
+
 def _pairs(sides: Mapping[str, Cell]) -> list[tuple[Cell, Cell]]:
+    """Offline with each server side, the plain server with each other one, and a server at an API server count with
+    the same count run with its own engine args or client processes."""
     servers = sorted(
         (cell for cell in sides.values() if cell.get("mode") == "server"), key=lambda c: api_servers(c) or 0
     )
     pairs = [(sides["offline"], server) for server in servers] if "offline" in sides else []
     plain = sides.get("server")
-    return pairs + [(plain, server) for server in servers if plain is not None and server is not plain]
+    pairs += [(plain, server) for server in servers if plain is not None and server is not plain]
+    return pairs + [
+        (same_count, server)
+        for server in servers
+        if server_setting(server) and api_servers(server) is not None
+        for same_count in servers
+        if api_servers(same_count) == api_servers(server) and not server_setting(same_count)
+    ]
 
 
 def verdict_line(first: Cell, second: Cell, where: str) -> str:

@@ -115,13 +115,13 @@ def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
     they were saved (`saved_at`), and every cell with rounds at their means (`job_hours.on_round_means`)."""
     replaced: dict[CellKey, SavedCell] = {}
     for key, (_, cell) in latest.items():
-        if cell.mode != "server":
+        if cell.mode != "server" or cell.copy > 1:  # a run's later copies: the verdicts take the first
             continue
         partners = [sibling_key(key, cell, f"{cell.model}-offline")]
         if api_servers(cell) is not None:
             partners.append(sibling_key(key, cell, f"{cell.model}-server"))
         if server_setting(cell):
-            partners += [plain_key(key, cell, f"{cell.model}-{mode}") for mode in ("offline", "server")]
+            partners += [plain_key(key, cell, f"{cell.model}-offline"), plain_key(key, cell, cell.cell)]
         for partner_key in partners:
             if partner_key is not None and partner_key in latest:
                 _pool(runs, latest, (partner_key, key), replaced)
