@@ -1,6 +1,7 @@
 """Client timing as vLLM's benchmark defines it: arrivals against a fixed start, E2EL to the last content chunk."""
 
 import random
+import statistics
 import time
 from itertools import pairwise
 
@@ -60,16 +61,28 @@ class StallsOnce:
 
 
 def test_a_stalled_client_catches_up_instead_of_sending_everything_later():
-    stall_s = 0.3  # 30 % of the batch's span: were each later send pushed back, the rate would fall to ~77/s
+    """Judged on the client's own send times against its schedule, not on the rate the server saw: on a loaded
+    2-core CI machine a server in the test's process saw 68.8 requests/s of the 100 due, with or without the stall
+    (the check on that rate failed there), while what is under test is whether the stall stays in every later send."""
+    rate, count, stall_s = 50.0, 50, 0.3  # one second of arrivals; 15 of them fall due during the stall
+    sent: dict[str, float] = {}
     progress = StallsOnce(stall_s)
     with StubServer(["m"]) as stub:
-        config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", request_rate=RATE, seed=1)
-        records = send_requests(chat_requests(COUNT), SamplingOverrides(), config, progress)
-    assert progress.done == COUNT and all(r.ok for r in records)
-    # what the stall must not do is push the later sends back (the rate would fall to ~77/s). Catching up may send
-    # a few at once, and a loaded machine that sent the first ones late shortens the span: not checked here (the
-    # two-sided check without a stall is the test above). Seen: 127.9/s with other test runs on the two cores
-    assert achieved_rate(stub) >= RATE * (1 - TOLERANCE)
+        config = ClientConfig(
+            f"http://127.0.0.1:{stub.port}/v1",
+            "m",
+            request_rate=rate,
+            seed=1,
+            on_sent=lambda custom_id, at: sent.setdefault(custom_id, at),
+        )
+        began = time.perf_counter()
+        records = send_requests(chat_requests(count), SamplingOverrides(), config, progress)
+    assert progress.done == count and all(r.ok for r in records)
+    due = arrival_offsets(count, rate, random.Random(1))
+    late = [sent[f"r{i}"] - began - due[i] for i in range(count)]
+    # before the stall, the first send's lateness is the client's start-up; were each later send pushed back by the
+    # stall, the last ten would be late by it too. Catching up brings them back to the first send's lateness
+    assert statistics.median(late[-10:]) - late[0] < stall_s / 2, [round(x, 3) for x in late]
 
 
 def test_e2el_ends_at_the_last_content_chunk_not_at_the_late_usage_chunk():
