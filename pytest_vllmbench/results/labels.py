@@ -88,12 +88,19 @@ def variant(cell: SavedCell) -> str:
     """What sets this cell apart from the same model and mode as configured: its GPU split, the user's engine
     args and its client processes, e.g. 'TP 2, max_num_seqs=64, client processes 2', and which copy of the cell in
     its run it is after the first ('copy 2': a second test of the cell); '' for none of them."""
-    copy = f"copy {cell.copy}" if cell.copy > 1 else ""
-    return ", ".join(part for part in (split(cell), user_args_text(cell), _clients_text(cell), copy) if part)
+    return _joined(split(cell), user_args_text(cell), _clients_text(cell), _copy_text(cell))
+
+
+def _joined(*parts: str) -> str:
+    return ", ".join(part for part in parts if part)
 
 
 def _clients_text(cell: SavedCell) -> str:
     return f"client processes {cell.client_processes}" if (cell.client_processes or 1) > 1 else ""
+
+
+def _copy_text(cell: SavedCell) -> str:
+    return f"copy {cell.copy}" if cell.copy > 1 else ""
 
 
 def server_setting(cell: Mapping[str, Any]) -> str:
@@ -102,16 +109,13 @@ def server_setting(cell: Mapping[str, Any]) -> str:
     if cell.get("mode") != "server":
         return ""
     typed = SavedCell.of(cell)
-    return ", ".join(part for part in (user_args_text(typed), _clients_text(typed)) if part)
+    return _joined(user_args_text(typed), _clients_text(typed))
 
 
 def base_variant(cell: SavedCell) -> str:
     """`variant` less the `server_setting`: the variant of the model's plain cells a server so set is compared
     with."""
-    if not server_setting(cell):
-        return variant(cell)
-    copy = f"copy {cell.copy}" if cell.copy > 1 else ""
-    return ", ".join(part for part in (split(cell), copy) if part)
+    return _joined(split(cell), _copy_text(cell)) if server_setting(cell) else variant(cell)
 
 
 def is_dummy(cell: SavedCell) -> bool:
@@ -266,7 +270,7 @@ def load_point(cell: Mapping[str, Any]) -> str | None:
 
 def mode_text(cell: Mapping[str, Any]) -> str:
     """The mode, with its API server count and the load point of a sweep's cell ('server (4 API servers) c16')."""
-    mode = _mode_and_api_servers(cell) if "mode" in cell else MISSING
+    mode = _side(cell, "") if "mode" in cell else MISSING
     point = load_point(cell)
     return f"{mode} {point}" if cell.get("sweep") and point else mode
 
@@ -281,13 +285,11 @@ def api_servers(cell: Mapping[str, Any]) -> int | None:
 def side_label(cell: Mapping[str, Any]) -> str:
     """The mode as the verdicts name one side: 'offline', 'server', 'server (4 API servers)', 'server
     (stream_interval=8)' (`server_setting`)."""
-    setting = server_setting(cell)
-    mode = _mode_and_api_servers(cell)
-    if not setting:
-        return mode
-    return f"{mode[:-1]}, {setting})" if mode.endswith(")") else f"{mode} ({setting})"
+    return _side(cell, server_setting(cell))
 
 
-def _mode_and_api_servers(cell: Mapping[str, Any]) -> str:
+def _side(cell: Mapping[str, Any], setting: str) -> str:
     count = api_servers(cell)
-    return str(cell.get("mode")) + ("" if count is None else f" ({count} API server{'s' if count != 1 else ''})")
+    servers = "" if count is None else f"{count} API server{'s' if count != 1 else ''}"
+    named = _joined(servers, setting)
+    return str(cell.get("mode")) + (f" ({named})" if named else "")
