@@ -270,3 +270,16 @@ def test_a_runs_second_copy_of_a_cell_is_neither_judged_nor_pooled_under_the_fir
     assert len(lines) == 1
     assert f"vs server {plain['mean']:.2f} ± {plain['ci95_half']:.2f} req/s" in lines[0]
     assert "offline 0001, 0003; server 0002)" in lines[0]
+
+
+def test_under_its_variant_a_set_server_taken_from_an_older_boot_is_named_plain_server(tmp_path):
+    """Its pair with the offline cell run with the same args comes from the boot that ran both, not the newest."""
+    args = {"max_num_seqs": 64}
+    offline = _cell("offline") | {"engine_args": args, "engine_args_set": args}
+    save_run(tmp_path, 1, "o", [offline], when="2026-12-06T03:11:00", gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "s", [_set_server(SI8, args)], when="2026-12-06T03:12:00", gpus=GPU, boot=BOOT)
+    newer = _set_server([90.0, 91.0, 92.0], args)
+    save_run(tmp_path, 3, "s", [newer], when="2026-12-06T05:00:00", gpus=GPU, boot="9e9e9e9e9e9e")
+    lines = _verdicts(render(load_runs(tmp_path)))
+    tuned = next(line for line in lines if line.startswith("- m (max_num_seqs=64) on "))
+    assert "): offline 124.00 ± 9.94 vs server 114.00 ± 4.97 req/s (one run each, one order: offline first; " in tuned

@@ -131,3 +131,56 @@ def test_a_pair_that_pytest_xdist_workers_ran_side_by_side_has_no_order(tmp_path
     offline = _cell("offline", [60.0, 61.0, 62.0]) | {"xdist_worker": "gw0"}
     save_run(tmp_path, 1, "both", [offline, _cell("server", [48.0, 50.0, 52.0]) | {"xdist_worker": "gw1"}], gpus=GPU)
     assert "req/s (one run each, order not saved): offline faster" in _verdict(render(load_runs(tmp_path)))
+
+
+NEWER_BOOT = "9e9e9e9e9e9e"
+NEWEST_ONLY_OFFLINE = "offline 70.00 ± 2.48 vs server 50.00 ± 4.97 req/s (one run each, on two boots of the machine)"
+
+
+def _newer_offline(tmp_path, number: int, **figures: object) -> str:
+    """An offline run on a newer boot than the pair before it: the newest runs of the two modes are on two boots."""
+    faster = _cell("offline", [69.0, 70.0, 71.0]) | figures
+    save_run(tmp_path, number, "o-newer", [faster], when="2026-11-30T10:00:00", gpus=GPU, boot=NEWER_BOOT)
+    return _verdict(render(load_runs(tmp_path)))
+
+
+def test_a_pair_whose_newest_runs_are_on_two_boots_is_judged_on_the_newest_boot_that_ran_both(tmp_path):
+    save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 3, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    line = _newer_offline(tmp_path, 4)
+    pooled = interval([60.0, 61.0, 62.0, 55.0, 60.0, 65.0])
+    # before: the newer offline run against the older boot's server, the two leases' drift in the verdict
+    assert NEWEST_ONLY_OFFLINE not in line
+    assert f"offline {pooled['mean']:.2f} ± {pooled['ci95_half']:.2f} vs server 50.00 ± 4.97 req/s" in line
+    assert (
+        "(rounds pooled over runs both ways round on one boot of the machine: offline 0001, 0003; server 0002; "
+        "the newest boot that ran both: a newer run of one side is on another boot): offline faster" in line
+    )
+
+
+def test_a_pair_from_one_order_on_an_older_boot_names_its_runs_and_order(tmp_path):
+    save_run(tmp_path, 1, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    line = _newer_offline(tmp_path, 3)
+    assert (
+        "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s (one run each, one order: server first; runs 0002 and "
+        "0001, the newest boot that ran both: a newer run of one side is on another boot): no difference" in line
+    )
+
+
+def test_of_several_boots_that_ran_both_the_newest_is_taken(tmp_path):
+    save_run(tmp_path, 1, "s", [_cell("server", [30.0, 31.0, 32.0])], when="2026-11-28T10:00:00", gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "o", [_cell("offline", [40.0, 41.0, 42.0])], when="2026-11-28T10:05:00", gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 3, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=OTHER_BOOT)
+    save_run(tmp_path, 4, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=OTHER_BOOT)
+    assert (
+        "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s (one run each, one order: server first; runs 0004 and "
+        in (_newer_offline(tmp_path, 5))
+    )
+
+
+def test_a_boot_that_ran_the_pair_under_other_conditions_is_not_taken(tmp_path):
+    save_run(tmp_path, 1, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "o", [_cell("offline", [55.0, 60.0, 65.0]) | {"n_requests": 1000}], gpus=GPU, boot=BOOT)
+    assert NEWEST_ONLY_OFFLINE in _newer_offline(tmp_path, 3)

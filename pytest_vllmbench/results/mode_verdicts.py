@@ -67,10 +67,13 @@ def _without_setting(cell: SavedCell) -> SavedCell:
     """The cell as its variant's group names it: 'server', its engine args and client processes in the group's name;
     so is its newest run's own copy, which a verdict takes where the pair was not pooled."""
     unset: dict[str, Any] = {"engine_args_set": None, "client_processes": None}
-    newest = cell.get("newest")
+    newest, paired = cell.get("newest"), cell.get("paired") or {}
+    changes = dict(unset)
     if isinstance(newest, Mapping):
-        unset["newest"] = SavedCell.of(newest).with_figures(unset)
-    return cell.with_figures(unset)
+        changes["newest"] = SavedCell.of(newest).with_figures(unset)
+    if paired:
+        changes["paired"] = {partner: SavedCell.of(found).with_figures(unset) for partner, found in paired.items()}
+    return cell.with_figures(changes)
 
 
 def _pairs(sides: Mapping[str, Cell]) -> list[tuple[Cell, Cell]]:
@@ -119,7 +122,15 @@ def order_note(first: Cell, second: Cell) -> str:
         notes.append(f"rounds pooled over runs both ways round on one boot of the machine: {runs}")
     if not notes and compare_modes(first, second) is not None:
         notes.append(one_run_note(first, second))
+    if first.get("shared_boot_run") and second.get("shared_boot_run"):
+        notes.append(shared_boot_note(first, second))
     return f" ({'; '.join(notes)})" if notes else ""
+
+
+def shared_boot_note(first: Cell, second: Cell) -> str:
+    """Where a pair was taken from the newest boot that ran both (results.pooled_rounds), not from the newest runs."""
+    runs = "" if first.get("pooled_from") else f"runs {first['shared_boot_run']} and {second['shared_boot_run']}, "
+    return f"{runs}the newest boot that ran both: a newer run of one side is on another boot"
 
 
 def one_run_note(first: Cell, second: Cell) -> str:

@@ -6,6 +6,10 @@ intervals the "Offline vs server" verdicts and the Answer use. Nothing is pooled
 one boot, each mode's runs share its conditions, and the runs went both ways round (an offline run before a server run
 and one after): repeats in one order would keep the order's drift on one side. Runs from other boots (other leases)
 are never pooled.
+
+Where the two cells' newest runs are on different boots, the comparison takes the newest boot that ran both (pooled
+there where they went both ways round): a verdict across boots has the leases' drift in it, which can exceed any
+gap between modes. Only where no boot ran both are the two newest runs compared.
 """
 
 from __future__ import annotations
@@ -90,8 +94,15 @@ def pooled(run: SavedRun, cell: SavedCell, found: Found) -> SavedCell:
 
 
 def compared(first: Cell, second: Cell) -> tuple[Cell, Cell]:
-    """Two cells as a comparison of the two takes them: pooled where each was pooled with the other (their runs went
-    both ways round together), else each as its newest run saved it."""
+    """Two cells as a comparison of the two takes them: from the newest boot that ran both where their newest runs are
+    on different boots (`paired`), pooled where each was pooled with the other (their runs went both ways round
+    together), else each as its newest run saved it."""
+    own, theirs = (
+        (first.get("paired") or {}).get(second.get("compared_as")),
+        (second.get("paired") or {}).get(first.get("compared_as")),
+    )
+    if own is not None and theirs is not None:
+        return own, theirs
     mutual = second.get("pooled_as") in (first.get("pooled_with") or ()) and first.get("pooled_as") in (
         second.get("pooled_with") or ()
     )
@@ -112,8 +123,11 @@ def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
     is compared with (offline with each server cell of the model, the plain server with each API server count and
     each server run with its own engine args or client processes;
     `pooled_with` names those cells by `pooled_as`, the cell id with its variant and budget), the others with where
-    they were saved (`saved_at`), and every cell with rounds at their means (`job_hours.on_round_means`)."""
+    they were saved (`saved_at`), and every cell with rounds at their means (`job_hours.on_round_means`). A pair whose
+    newest runs are on different boots is taken from the newest boot that ran both: each cell's `paired` holds it as
+    that comparison takes it, by the partner's `compared_as`."""
     replaced: dict[CellKey, SavedCell] = {}
+    paired: dict[CellKey, dict[str, SavedCell]] = {}
     for key, (_, cell) in latest.items():
         if cell.mode != "server" or cell.copy > 1:  # a run's later copies: the verdicts take the first
             continue
@@ -123,9 +137,68 @@ def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
         if server_setting(cell):
             partners += [plain_key(key, cell, f"{cell.model}-offline"), plain_key(key, cell, cell.cell)]
         for partner_key in partners:
-            if partner_key is not None and partner_key in latest:
+            if partner_key is None or partner_key not in latest:
+                continue
+            if latest[partner_key][0].boot == latest[key][0].boot:
                 _pool(runs, latest, (partner_key, key), replaced)
-    return {key: (run, on_round_means(replaced.get(key) or saved_at(run, cell))) for key, (run, cell) in latest.items()}
+            else:
+                _pair_on_shared_boot(runs, latest, (partner_key, key), paired)
+    return {
+        key: (run, _as_shown(key, replaced.get(key) or saved_at(run, cell), paired))
+        for key, (run, cell) in latest.items()
+    }
+
+
+def _as_shown(key: CellKey, cell: SavedCell, paired: Mapping[CellKey, Mapping[str, SavedCell]]) -> SavedCell:
+    shown = on_round_means(cell)
+    if key not in paired:
+        return shown
+    pairs = {partner: on_round_means(found) for partner, found in paired[key].items()}
+    return shown.with_figures({"paired": pairs, "compared_as": key[1]})
+
+
+def _pair_on_shared_boot(
+    runs: Sequence[SavedRun], latest: Latest, keys: tuple[CellKey, CellKey], into: dict[CellKey, dict[str, SavedCell]]
+) -> None:
+    """Both cells of `keys`, whose newest runs are on different boots, as their comparison takes them from the newest
+    boot that ran both under their newest runs' conditions: pooled there where their runs went both ways round, else
+    each as its newest run on that boot saved it; each marked `shared_boot_run` (that run's number)."""
+    found = newest_shared_boot(runs, latest, keys)
+    if found is None:
+        return
+    (run, cell), (other_run, other) = found
+    own_found, other_found = same_boot(runs, run, cell), same_boot(runs, other_run, other)
+    together = bool(own_found and other_found) and both_ways_round(own_found, other_found)
+    for key, own_run, own, runs_found, partner_key in (
+        (keys[0], run, cell, own_found, keys[1]),
+        (keys[1], other_run, other, other_found, keys[0]),
+    ):
+        shown = pooled(own_run, own, runs_found) if together else saved_at(own_run, own)
+        into.setdefault(key, {})[partner_key[1]] = shown.with_figures({"shared_boot_run": own_run.number})
+
+
+def newest_shared_boot(
+    runs: Sequence[SavedRun], latest: Latest, keys: tuple[CellKey, CellKey]
+) -> tuple[tuple[SavedRun, SavedCell], tuple[SavedRun, SavedCell]] | None:
+    """Each cell's newest result with rounds on the newest boot that ran both, under the conditions of the cell's
+    newest run (`latest`); None where no boot did."""
+    alike = [conditions(latest[key][1]) for key in keys]
+    held: list[dict[str, tuple[SavedRun, SavedCell]]] = [{}, {}]
+    for run in runs:  # oldest first, so newer replace
+        boot = run.boot
+        if boot is None:
+            continue
+        for saved in numbered(run):
+            if saved.copy > 1 or not is_ok(saved) or not saved.rounds:
+                continue
+            for side, key in enumerate(keys):
+                if cell_key(run, saved) == key and conditions(saved) == alike[side]:
+                    held[side][boot] = (run, saved)
+    shared = set(held[0]) & set(held[1])
+    if not shared:
+        return None
+    newest = max(shared, key=lambda boot: max(_saved_order([held[0][boot]] + [held[1][boot]])))
+    return held[0][newest], held[1][newest]
 
 
 def placed(pooled: Latest) -> list[Placed]:
