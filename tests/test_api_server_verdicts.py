@@ -78,7 +78,17 @@ def test_the_answer_ranks_on_the_pooled_rounds_and_says_which_runs(tmp_path):
     offline = interval(RATES["offline"] * 2)
     assert "use **m-offline [d]**" in answer
     assert f"{offline['mean']:.2f} ± {offline['ci95_half']:.2f} req/s (6 rounds of runs 0004, 0007, pooled)" in answer
-    assert "Runner-up: m-server-api4 [d]" in answer and "their req/s intervals do not overlap" in answer
+    assert "Runner-up: m-server-api4 [d]" in answer and "their req/s intervals do not overlap)" in answer
+
+
+def test_the_answer_says_where_its_winner_and_runner_up_ran_on_two_boots(tmp_path):
+    save_run(tmp_path, 1, "o", [_cell("offline")], when="2026-12-06T03:11:00", gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "s", [_cell("server")], when="2026-12-06T05:11:00", gpus=GPU, boot="9e9e9e9e9e9e")
+    answer = render(load_runs(tmp_path)).split("## Answer")[1].split("\n## ")[0]
+    assert (
+        "Runner-up: m-server [d] (score 0.567, margin 0.308; their req/s intervals do not overlap; measured on two "
+        "boots of the machine, whose drift is in the margin)." in answer
+    )
 
 
 def _saved_in_order(tmp_path, order: list[str], rates: dict[int, list[float]] | None = None) -> str:

@@ -109,6 +109,12 @@ def compared(first: Cell, second: Cell) -> tuple[Cell, Cell]:
     return (first, second) if mutual else (first.get("newest", first), second.get("newest", second))
 
 
+def boot_of(cell: Cell) -> str | None:
+    """The boot that ran the cell as `pooled_latest` shows it (a pooled cell: its newest run's); None where unsaved."""
+    newest = cell.get("newest") or {}
+    return (cell.get("saved_at") or newest.get("saved_at") or {}).get("boot")
+
+
 def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
     """The cell with where it was saved, to tell which of two cells ran first: its run's save time and file, its
     place in the run (pytest-benchmark saves a session's cells in the order they were measured) and the run's boot."""
