@@ -293,3 +293,44 @@ def test_under_its_variant_a_set_server_taken_from_an_older_boot_is_named_plain_
     lines = _verdicts(render(load_runs(tmp_path)))
     tuned = next(line for line in lines if line.startswith("- m (max_num_seqs=64) on "))
     assert "): offline 124.00 ± 9.94 vs server 114.00 ± 4.97 req/s (one run each, one order: offline first; " in tuned
+
+
+def test_the_answer_judges_its_tie_on_the_cells_it_ranks_not_on_an_older_boots_pair(tmp_path):
+    """The verdict takes the pair from the boot that ran both; the Answer ranks the newest runs and says they ran on
+    two boots."""
+    save_run(tmp_path, 1, "s", [_cell("server", [48.0, 50.0, 52.0])], when="2026-12-06T03:11:00", gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "o", [_cell("offline", [49.0, 50.0, 51.0])], when="2026-12-06T03:12:00", gpus=GPU, boot=BOOT)
+    newer = _cell("offline", [69.0, 70.0, 71.0])
+    save_run(tmp_path, 3, "o", [newer], when="2026-12-06T05:11:00", gpus=GPU, boot="9e9e9e9e9e9e")
+    text = render(load_runs(tmp_path))
+    answer = text.split("## Answer")[1].split("\n## ")[0]
+    assert "use **m-offline [d]** (score 0.875): 70.00 ± 2.48 req/s (3 rounds)" in answer
+    assert "their req/s intervals do not overlap; measured on two boots of the machine" in answer  # before: a tie
+    assert "offline 50.00 ± 2.48 vs server 50.00 ± 4.97 req/s" in _verdicts(text)[0]
+
+
+def test_a_set_server_pooled_with_offline_on_the_newest_boot_meets_the_plain_server_on_the_boot_that_ran_both(
+    tmp_path,
+):
+    """The lease of 2026-12-06 04:00 UTC: the set server's pair with offline is pooled on its newest boot, its pair
+    with the plain server (not run there) on the boot before."""
+    args = {"stream_interval": 8}
+    order = [("si8", BOOT), ("server", BOOT), ("server", BOOT), ("si8", BOOT)]
+    order += [
+        ("offline", "9e9e9e9e9e9e"),
+        ("si8", "9e9e9e9e9e9e"),
+        ("offline", "9e9e9e9e9e9e"),
+        ("si8", "9e9e9e9e9e9e"),
+    ]
+    for number, (side, boot) in enumerate(order, start=1):
+        cells = [_set_server(SI8, args) if side == "si8" else _cell(side)]
+        save_run(tmp_path, number, side, cells, when=f"2026-12-06T03:{10 + number:02d}:00", gpus=GPU, boot=boot)
+    lines = [line for line in _verdicts(render(load_runs(tmp_path))) if "on 1 x" in line]
+    with_offline = next(line for line in lines if ": offline " in line)
+    with_plain = next(line for line in lines if ": server " in line)
+    assert "offline 0005, 0007; server (stream_interval=8) 0006, 0008)" in with_offline
+    assert "newest boot" not in with_offline
+    assert (
+        "server 0002, 0003; server (stream_interval=8) 0001, 0004; the newest boot that ran both: a newer run of "
+        "server (stream_interval=8) is on another boot)" in with_plain
+    )

@@ -155,7 +155,7 @@ def test_a_pair_whose_newest_runs_are_on_two_boots_is_judged_on_the_newest_boot_
     assert f"offline {pooled['mean']:.2f} ± {pooled['ci95_half']:.2f} vs server 50.00 ± 4.97 req/s" in line
     assert (
         "(rounds pooled over runs both ways round on one boot of the machine: offline 0001, 0003; server 0002; "
-        "the newest boot that ran both: a newer run of one side is on another boot): offline faster" in line
+        "the newest boot that ran both: a newer run of offline is on another boot): offline faster" in line
     )
 
 
@@ -165,7 +165,7 @@ def test_a_pair_from_one_order_on_an_older_boot_names_its_runs_and_order(tmp_pat
     line = _newer_offline(tmp_path, 3)
     assert (
         "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s (one run each, one order: server first; runs 0002 and "
-        "0001, the newest boot that ran both: a newer run of one side is on another boot): no difference" in line
+        "0001, the newest boot that ran both: a newer run of offline is on another boot): no difference" in line
     )
 
 
@@ -175,7 +175,7 @@ def test_of_several_boots_that_ran_both_the_newest_is_taken(tmp_path):
     save_run(tmp_path, 3, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=OTHER_BOOT)
     save_run(tmp_path, 4, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=OTHER_BOOT)
     assert (
-        "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s (one run each, one order: server first; runs 0004 and "
+        "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s (one run each, one order: server first; runs 0004 and 0003,"
         in (_newer_offline(tmp_path, 5))
     )
 
@@ -184,3 +184,38 @@ def test_a_boot_that_ran_the_pair_under_other_conditions_is_not_taken(tmp_path):
     save_run(tmp_path, 1, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
     save_run(tmp_path, 2, "o", [_cell("offline", [55.0, 60.0, 65.0]) | {"n_requests": 1000}], gpus=GPU, boot=BOOT)
     assert NEWEST_ONLY_OFFLINE in _newer_offline(tmp_path, 3)
+
+
+def test_a_newest_run_with_no_boot_saved_is_compared_as_it_is(tmp_path):
+    """It may be of the same lease as the other side's: it is neither put aside nor said to be on another boot."""
+    save_run(tmp_path, 1, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    faster = _cell("offline", [69.0, 70.0, 71.0])
+    save_run(tmp_path, 3, "o-newer", [faster], when="2026-11-30T10:00:00", gpus=GPU)
+    line = _verdict(render(load_runs(tmp_path)))
+    assert "offline 70.00 ± 2.48 vs server 50.00 ± 4.97 req/s (one run each, one order: server first)" in line
+    assert "boot" not in line
+
+
+def test_where_both_sides_have_newer_runs_on_other_boots_the_line_names_both(tmp_path):
+    save_run(tmp_path, 1, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    slower = _cell("server", [30.0, 31.0, 32.0])
+    save_run(tmp_path, 3, "s", [slower], when="2026-11-30T09:00:00", gpus=GPU, boot=OTHER_BOOT)
+    line = _newer_offline(tmp_path, 4)
+    assert (
+        "runs 0002 and 0001, the newest boot that ran both: newer runs of offline and server are on other boots)"
+        in (line)
+    )
+
+
+def test_a_newest_run_without_rounds_gives_way_to_the_newest_boot_that_ran_both_with_rounds(tmp_path):
+    """One round says nothing below ~10 %: the pair that ran rounds on one boot is judged, and the line says a newer
+    run is elsewhere (before: 'not called: no rounds on both sides')."""
+    save_run(tmp_path, 1, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    line = _newer_offline(tmp_path, 3, rounds=None, round_stats=None)
+    assert (
+        "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s (one run each, one order: server first; runs 0002" in line
+    )
+    assert "not called" not in line

@@ -13,7 +13,7 @@ from pytest_vllmbench.measure.roofline import weights_gib
 from pytest_vllmbench.measure.rounds import overlap, stat
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.labels import fmt, is_dummy, legend
-from pytest_vllmbench.results.pooled_rounds import boot_of, compared
+from pytest_vllmbench.results.pooled_rounds import compared, on_two_boots
 from pytest_vllmbench.results.saved_run import SavedCell
 
 Cell = Mapping[str, Any]
@@ -113,7 +113,7 @@ def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], l
     if rest:
         runner_score, runner = rest[0]
         margin = float(best_score["score"]) - float(runner_score["score"])
-        pair = compared(best, runner)
+        pair = compared(best, runner, shared_boot=False)  # as ranked: each cell's newest boot
         verdict = (
             "a **tie**: their req/s intervals overlap"
             if is_tie(*pair)
@@ -121,8 +121,7 @@ def recommendation(group: Group, scorer: Scorer, weights: Mapping[str, float], l
             if intervals_overlap(*pair) is None
             else "their req/s intervals do not overlap"
         )
-        boots = {boot_of(cell) for cell in pair}
-        if None not in boots and len(boots) == 2:
+        if on_two_boots(*pair):
             verdict += "; measured on two boots of the machine, whose drift is in the margin"
         lines.append(
             f"  Runner-up: {label(runner)} (score {runner_score['score']:.3f}, margin {margin:.3f}; {verdict})."

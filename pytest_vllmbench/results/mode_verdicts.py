@@ -11,7 +11,7 @@ from pytest_vllmbench.results.answer import intervals_overlap
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
 from pytest_vllmbench.results.job_hours import job_note
 from pytest_vllmbench.results.labels import api_servers, base_variant, fmt, rate, server_setting, side_label, variant
-from pytest_vllmbench.results.pooled_rounds import compared
+from pytest_vllmbench.results.pooled_rounds import compared, on_two_boots
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 
 Cell = Mapping[str, Any]
@@ -128,16 +128,22 @@ def order_note(first: Cell, second: Cell) -> str:
 
 
 def shared_boot_note(first: Cell, second: Cell) -> str:
-    """Where a pair was taken from the newest boot that ran both (results.pooled_rounds), not from the newest runs."""
+    """Where a pair was taken from the newest boot that ran both (results.pooled_rounds), not from the newest runs:
+    which side's newer run is elsewhere."""
     runs = "" if first.get("pooled_from") else f"runs {first['shared_boot_run']} and {second['shared_boot_run']}, "
-    return f"{runs}the newest boot that ran both: a newer run of one side is on another boot"
+    newer = [side_label(cell) for cell in (first, second) if cell.get("newer_elsewhere")]
+    elsewhere = (
+        f"a newer run of {newer[0]} is on another boot"
+        if len(newer) == 1
+        else f"newer runs of {' and '.join(newer)} are on other boots"
+    )
+    return f"{runs}the newest boot that ran both: {elsewhere}"
 
 
 def one_run_note(first: Cell, second: Cell) -> str:
     """How a verdict on one run of each mode was taken: on two boots (two leases: their drift is in the verdict, and
     it can exceed any order's), else in which order; from `saved_at` (results.pooled_rounds)."""
-    boots = {(cell.get("saved_at") or {}).get("boot") for cell in (first, second)}
-    if None not in boots and len(boots) == 2:
+    if on_two_boots(first, second):
         return "one run each, on two boots of the machine"
     mode = ran_first(first, second)
     return "one run each, " + ("order not saved" if mode is None else f"one order: {mode} first")

@@ -2,14 +2,15 @@
 
 Runs of a model's two modes (or of its server at two API server counts) repeated on one lent machine, one engine at
 a time, in alternating order (offline, server, offline, ...) are one comparison: their rounds together give the
-intervals the "Offline vs server" verdicts and the Answer use. Nothing is pooled unless both modes' newest runs are on
-one boot, each mode's runs share its conditions, and the runs went both ways round (an offline run before a server run
-and one after): repeats in one order would keep the order's drift on one side. Runs from other boots (other leases)
-are never pooled.
+intervals the "Offline vs server" verdicts and the Answer use. Nothing is pooled unless the runs are on one boot,
+each mode's runs share its conditions, and the runs went both ways round (an offline run before a server run and one
+after): repeats in one order would keep the order's drift on one side. Runs of two boots (two leases) are never
+pooled together.
 
-Where the two cells' newest runs are on different boots, the comparison takes the newest boot that ran both (pooled
-there where they went both ways round): a verdict across boots has the leases' drift in it, which can exceed any
-gap between modes. Only where no boot ran both are the two newest runs compared.
+Which boot a comparison takes: the boot of both modes' newest runs where they share one (the Answer ranks these).
+Where they are on two known boots, the verdicts take the newest boot that ran both under the newest runs' conditions
+(pooled there where those runs went both ways round): a verdict across boots has the leases' drift in it, which can
+exceed any gap between modes. Only where no boot ran both are the two newest runs compared.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from pytest_vllmbench.results.storage import SavedRun
 
 Cell = Mapping[str, Any]
 Placed = tuple[str, str, SavedCell]  # (machine, workload label, cell), as the verdicts take them
-Found = list[tuple[SavedRun, SavedCell]]
+Held = tuple[SavedRun, SavedCell]
+Found = list[Held]
 
 
 def conditions(cell: SavedCell) -> str:
@@ -93,15 +95,13 @@ def pooled(run: SavedRun, cell: SavedCell, found: Found) -> SavedCell:
     )
 
 
-def compared(first: Cell, second: Cell) -> tuple[Cell, Cell]:
-    """Two cells as a comparison of the two takes them: from the newest boot that ran both where their newest runs are
-    on different boots (`paired`), pooled where each was pooled with the other (their runs went both ways round
-    together), else each as its newest run saved it."""
-    own, theirs = (
-        (first.get("paired") or {}).get(second.get("compared_as")),
-        (second.get("paired") or {}).get(first.get("compared_as")),
-    )
-    if own is not None and theirs is not None:
+def compared(first: Cell, second: Cell, *, shared_boot: bool = True) -> tuple[Cell, Cell]:
+    """Two cells as a comparison of the two takes them: with `shared_boot`, from the newest boot that ran both where
+    their newest runs are on two boots (`paired`); else pooled where each was pooled with the other (their runs went
+    both ways round together), else each as its newest run saved it (what the Answer ranks: `shared_boot=False`)."""
+    own = (first.get("paired") or {}).get(second.get("compared_as"))
+    theirs = (second.get("paired") or {}).get(first.get("compared_as"))
+    if shared_boot and own is not None and theirs is not None:
         return own, theirs
     mutual = second.get("pooled_as") in (first.get("pooled_with") or ()) and first.get("pooled_as") in (
         second.get("pooled_with") or ()
@@ -112,7 +112,14 @@ def compared(first: Cell, second: Cell) -> tuple[Cell, Cell]:
 def boot_of(cell: Cell) -> str | None:
     """The boot that ran the cell as `pooled_latest` shows it (a pooled cell: its newest run's); None where unsaved."""
     newest = cell.get("newest") or {}
-    return (cell.get("saved_at") or newest.get("saved_at") or {}).get("boot")
+    boot = (cell.get("saved_at") or newest.get("saved_at") or {}).get("boot")
+    return boot if isinstance(boot, str) else None
+
+
+def on_two_boots(first: Cell, second: Cell) -> bool:
+    """Whether the two cells are known to have run on two boots (two leases, or one machine restarted)."""
+    boots = {boot_of(first), boot_of(second)}
+    return None not in boots and len(boots) == 2
 
 
 def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
@@ -125,9 +132,9 @@ def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
 
 
 def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
-    """`latest` with each cell pooled over its same-boot runs where they went both ways round with those of a cell it
-    is compared with (offline with each server cell of the model, the plain server with each API server count and
-    each server run with its own engine args or client processes;
+    """`latest` with each cell pooled over its newest run's boot's runs where they went both ways round with those of
+    a cell it is compared with on that boot (offline with each server cell of the model, the plain server with each
+    API server count and each server run with its own engine args or client processes;
     `pooled_with` names those cells by `pooled_as`, the cell id with its variant and budget), the others with where
     they were saved (`saved_at`), and every cell with rounds at their means (`job_hours.on_round_means`). A pair whose
     newest runs are on different boots is taken from the newest boot that ran both: each cell's `paired` holds it as
@@ -145,17 +152,20 @@ def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
         for partner_key in partners:
             if partner_key is None or partner_key not in latest:
                 continue
-            if latest[partner_key][0].boot == latest[key][0].boot:
+            boots = {latest[partner_key][0].boot, latest[key][0].boot}
+            if len(boots) == 1:
                 _pool(runs, latest, (partner_key, key), replaced)
-            else:
+            elif None not in boots:  # a run with no boot saved may be of either lease: its pair stays as it is
                 _pair_on_shared_boot(runs, latest, (partner_key, key), paired)
     return {
-        key: (run, _as_shown(key, replaced.get(key) or saved_at(run, cell), paired))
+        key: (run, _with_pairs(key, replaced.get(key) or saved_at(run, cell), paired))
         for key, (run, cell) in latest.items()
     }
 
 
-def _as_shown(key: CellKey, cell: SavedCell, paired: Mapping[CellKey, Mapping[str, SavedCell]]) -> SavedCell:
+def _with_pairs(key: CellKey, cell: SavedCell, paired: Mapping[CellKey, Mapping[str, SavedCell]]) -> SavedCell:
+    """The cell at its rounds' means, with `paired` (its pairs taken from an older boot, by partner id) and
+    `compared_as` (its own id) where it has such pairs."""
     shown = on_round_means(cell)
     if key not in paired:
         return shown
@@ -166,9 +176,10 @@ def _as_shown(key: CellKey, cell: SavedCell, paired: Mapping[CellKey, Mapping[st
 def _pair_on_shared_boot(
     runs: Sequence[SavedRun], latest: Latest, keys: tuple[CellKey, CellKey], into: dict[CellKey, dict[str, SavedCell]]
 ) -> None:
-    """Both cells of `keys`, whose newest runs are on different boots, as their comparison takes them from the newest
-    boot that ran both under their newest runs' conditions: pooled there where their runs went both ways round, else
-    each as its newest run on that boot saved it; each marked `shared_boot_run` (that run's number)."""
+    """Both cells of `keys`, whose newest runs are on two boots, as their comparison takes them from the newest boot
+    that ran both under their newest runs' conditions: pooled there where their runs went both ways round, else each
+    as its newest run on that boot saved it; each marked `shared_boot_run` (that run's number) and
+    `newer_elsewhere` (whether its own newest run is on another boot)."""
     found = newest_shared_boot(runs, latest, keys)
     if found is None:
         return
@@ -180,16 +191,17 @@ def _pair_on_shared_boot(
         (keys[1], other_run, other, other_found, keys[0]),
     ):
         shown = pooled(own_run, own, runs_found) if together else saved_at(own_run, own)
-        into.setdefault(key, {})[partner_key[1]] = shown.with_figures({"shared_boot_run": own_run.number})
+        marks = {"shared_boot_run": own_run.number, "newer_elsewhere": latest[key][0].boot != own_run.boot}
+        into.setdefault(key, {})[partner_key[1]] = shown.with_figures(marks)
 
 
 def newest_shared_boot(
     runs: Sequence[SavedRun], latest: Latest, keys: tuple[CellKey, CellKey]
-) -> tuple[tuple[SavedRun, SavedCell], tuple[SavedRun, SavedCell]] | None:
+) -> tuple[Held, Held] | None:
     """Each cell's newest result with rounds on the newest boot that ran both, under the conditions of the cell's
     newest run (`latest`); None where no boot did."""
     alike = [conditions(latest[key][1]) for key in keys]
-    held: list[dict[str, tuple[SavedRun, SavedCell]]] = [{}, {}]
+    held: list[dict[str, Held]] = [{}, {}]
     for run in runs:  # oldest first, so newer replace
         boot = run.boot
         if boot is None:
@@ -203,7 +215,7 @@ def newest_shared_boot(
     shared = set(held[0]) & set(held[1])
     if not shared:
         return None
-    newest = max(shared, key=lambda boot: max(_saved_order([held[0][boot]] + [held[1][boot]])))
+    newest = max(shared, key=lambda boot: max(_saved_order([held[0][boot], held[1][boot]])))
     return held[0][newest], held[1][newest]
 
 
