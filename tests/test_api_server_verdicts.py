@@ -334,3 +334,27 @@ def test_a_set_server_pooled_with_offline_on_the_newest_boot_meets_the_plain_ser
         "server 0002, 0003; server (stream_interval=8) 0001, 0004; the newest boot that ran both: a newer run of "
         "server (stream_interval=8) is on another boot)" in with_plain
     )
+
+
+def _plain_vs_set_api4(lines: list[str]) -> str:
+    plain_first = [line for line in lines if "00000000): server " in line]
+    return next(line for line in plain_first if "vs server (4 API servers, client processes 2)" in line)
+
+
+def test_the_plain_server_and_a_set_server_at_an_api_server_count_are_pooled_over_their_alternating_runs(tmp_path):
+    set_api4 = _cell("server-api4", SI8) | {"client_processes": 2}
+    lines = _saved_sides(tmp_path, [[_cell("server")], [set_api4], [_cell("server")], [set_api4], [_cell("offline")]])
+    # before: "(one run each, one order: server first)"
+    assert "server 0001, 0003; server (4 API servers, client processes 2) 0002, 0004)" in _plain_vs_set_api4(lines)
+
+
+def test_the_plain_server_and_a_set_server_at_an_api_server_count_are_taken_from_the_boot_that_ran_both(tmp_path):
+    set_api4 = _cell("server-api4", SI8) | {"client_processes": 2}
+    for number, cells in enumerate([[_cell("server")], [set_api4], [_cell("server")], [set_api4]], start=1):
+        save_run(
+            tmp_path, number, f"run{number}", cells, when=f"2026-12-06T03:{10 + number:02d}:00", gpus=GPU, boot=BOOT
+        )
+    save_run(tmp_path, 5, "again", [set_api4], when="2026-12-06T05:00:00", gpus=GPU, boot="9e9e9e9e9e9e")
+    line = _plain_vs_set_api4(_verdicts(render(load_runs(tmp_path))))
+    assert "server 0001, 0003; server (4 API servers, client processes 2) 0002, 0004; the newest boot that ran" in line
+    assert "on two boots of the machine" not in line  # before: the newest runs, across the two boots

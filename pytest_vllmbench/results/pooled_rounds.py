@@ -10,7 +10,8 @@ pooled together.
 Which boot a comparison takes: the boot of both modes' newest runs where they share one (the Answer ranks these).
 Where they are on two known boots, the verdicts take the newest boot that ran both under the newest runs' conditions
 (pooled there where those runs went both ways round): a verdict across boots has the leases' drift in it, which can
-exceed any gap between modes. Only where no boot ran both are the two newest runs compared.
+exceed any gap between modes. Only where no boot ran both, or a newest run has no boot saved (it may be of the other
+side's lease), are the two newest runs compared.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ def pooled_latest(runs: Sequence[SavedRun], latest: Latest) -> Latest:
             partners.append(sibling_key(key, cell, f"{cell.model}-server"))
         if server_setting(cell):
             partners += [plain_key(key, cell, f"{cell.model}-offline"), plain_key(key, cell, cell.cell)]
+            if api_servers(cell) is not None:  # the plain server is compared with every server side
+                partners.append(plain_key(key, cell, f"{cell.model}-server"))
         for partner_key in partners:
             if partner_key is None or partner_key not in latest:
                 continue

@@ -197,9 +197,9 @@ def render(
         " offline and with the plain server. Where the two modes ran several times on one boot of"
         " one machine under the same conditions, both ways round (runs repeated in alternating order), each mode's"
         " rounds are pooled over those runs (the Answer ranks on them too). Where the two sides' newest runs are on"
-        " different boots, the verdict takes the newest boot that ran both, and says so. A verdict on one run of each"
-        " mode says so, and in which order they ran or, where no boot ran both, that they ran on two boots (the drift"
-        " between them is in the verdict). Each"
+        " two known boots, the verdict takes the newest boot that ran both with rounds under the same conditions, and"
+        " says so. A verdict on one run of each mode says so, and in which order they ran or, where no boot ran both,"
+        " that they ran on two boots (the drift between them is in the verdict). Each"
         " line also says what the gap costs the whole job: each round projected to it (loading, one ramp-up and tail, the rest at the steady rate), the modes compared by"
         " those projections' intervals.\n\n" + mode_verdicts(placed(pooled)),
         *(section(runs) for section in extra_sections),
