@@ -29,8 +29,7 @@ from pytest_vllmbench.results.storage import SavedRun
 
 Cell = Mapping[str, Any]
 Placed = tuple[str, str, SavedCell]  # (machine, workload label, cell), as the verdicts take them
-Held = tuple[SavedRun, SavedCell]
-Found = list[Held]
+Found = list[tuple[SavedRun, SavedCell]]
 
 
 def conditions(cell: SavedCell) -> str:
@@ -58,14 +57,21 @@ def same_boot(runs: Sequence[SavedRun], run: SavedRun, cell: SavedCell) -> Found
     rounds alternate already)."""
     if run.boot is None or not cell.rounds or cell.interleaved:
         return []
-    key, alike = cell_key(run, cell), conditions(cell)
-    return [
-        (other, saved)
-        for other in runs
-        if other.boot == run.boot
-        for saved in numbered(other)
-        if cell_key(other, saved) == key and conditions(saved) == alike and is_ok(saved) and saved.rounds
-    ]
+    return by_boot(runs, cell_key(run, cell), conditions(cell)).get(run.boot, [])
+
+
+def by_boot(runs: Sequence[SavedRun], key: CellKey, alike: str) -> dict[str, Found]:
+    """The results with rounds of the cell `key` under the conditions `alike`, by the boot that ran them, each boot's
+    oldest first; runs with no boot saved are left out."""
+    found: dict[str, Found] = {}
+    for run in runs:
+        boot = run.boot
+        if boot is None:
+            continue
+        for saved in numbered(run):
+            if cell_key(run, saved) == key and conditions(saved) == alike and is_ok(saved) and saved.rounds:
+                found.setdefault(boot, []).append((run, saved))
+    return found
 
 
 def both_ways_round(first: Found, second: Found) -> bool:
@@ -186,40 +192,25 @@ def _pair_on_shared_boot(
     found = newest_shared_boot(runs, latest, keys)
     if found is None:
         return
-    (run, cell), (other_run, other) = found
-    own_found, other_found = same_boot(runs, run, cell), same_boot(runs, other_run, other)
-    together = bool(own_found and other_found) and both_ways_round(own_found, other_found)
-    for key, own_run, own, runs_found, partner_key in (
-        (keys[0], run, cell, own_found, keys[1]),
-        (keys[1], other_run, other, other_found, keys[0]),
-    ):
-        shown = pooled(own_run, own, runs_found) if together else saved_at(own_run, own)
+    newest_there = [side[-1] for side in found]
+    together = not any(cell.interleaved for _, cell in newest_there) and both_ways_round(*found)
+    for key, (own_run, own), own_found, partner_key in zip(keys, newest_there, found, reversed(keys), strict=True):
+        shown = pooled(own_run, own, own_found) if together else saved_at(own_run, own)
         marks = {"shared_boot_run": own_run.number, "newer_elsewhere": latest[key][0].boot != own_run.boot}
         into.setdefault(key, {})[partner_key[1]] = shown.with_figures(marks)
 
 
 def newest_shared_boot(
     runs: Sequence[SavedRun], latest: Latest, keys: tuple[CellKey, CellKey]
-) -> tuple[Held, Held] | None:
-    """Each cell's newest result with rounds on the newest boot that ran both, under the conditions of the cell's
-    newest run (`latest`); None where no boot did."""
-    alike = [conditions(latest[key][1]) for key in keys]
-    held: list[dict[str, Held]] = [{}, {}]
-    for run in runs:  # oldest first, so newer replace
-        boot = run.boot
-        if boot is None:
-            continue
-        for saved in numbered(run):
-            if saved.copy > 1 or not is_ok(saved) or not saved.rounds:
-                continue
-            for side, key in enumerate(keys):
-                if cell_key(run, saved) == key and conditions(saved) == alike[side]:
-                    held[side][boot] = (run, saved)
-    shared = set(held[0]) & set(held[1])
+) -> tuple[Found, Found] | None:
+    """Each cell's results with rounds on the newest boot that ran both, under the conditions of the cell's newest
+    run (`latest`), oldest first; None where no boot did."""
+    first, second = (by_boot(runs, key, conditions(latest[key][1])) for key in keys)
+    shared = set(first) & set(second)
     if not shared:
         return None
-    newest = max(shared, key=lambda boot: max(_saved_order([held[0][boot], held[1][boot]])))
-    return held[0][newest], held[1][newest]
+    newest = max(shared, key=lambda boot: max(_saved_order(first[boot] + second[boot])))
+    return first[newest], second[newest]
 
 
 def placed(pooled: Latest) -> list[Placed]:
@@ -230,11 +221,11 @@ def placed(pooled: Latest) -> list[Placed]:
 def _pool(
     runs: Sequence[SavedRun], latest: Latest, keys: tuple[CellKey, CellKey], into: dict[CellKey, SavedCell]
 ) -> None:
-    """Both cells of `keys` pooled into `into`, each naming the other in `pooled_with`, when their newest runs share a
-    boot and their runs there went both ways round."""
+    """Both cells of `keys`, whose newest runs share a boot, pooled into `into`, each naming the other in
+    `pooled_with`, when their runs there went both ways round."""
     (run, cell), (other_run, other) = latest[keys[0]], latest[keys[1]]
     found, other_found = same_boot(runs, run, cell), same_boot(runs, other_run, other)
-    if other_run.boot != run.boot or not found or not other_found or not both_ways_round(found, other_found):
+    if not found or not other_found or not both_ways_round(found, other_found):
         return
     for key, own_run, own, own_found, partner_key in (
         (keys[0], run, cell, found, keys[1]),
