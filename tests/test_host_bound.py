@@ -266,8 +266,10 @@ def test_the_verdict_line_gives_both_intervals_and_the_steady_rate_verdict():
             ("H200", "w", _with_rounds("server", 63.0, 4.2, steady=89.9)),
         ]
     )
-    assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s (one run each, order not saved): offline faster" in text
+    # one run of each, not both ways round: a lead in that order, not a verdict, and the line says so
+    assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s (one run each, order not saved): offline ahead" in text
     assert "steady rate: no difference shown (intervals overlap)" in text
+    assert text.endswith("; not yet a verdict: one order only (repeat them the other way round on one boot).")
     assert mode_verdicts([("H200", "w", _with_rounds("offline", 1, 0.1))]).startswith("No model has both")
 
 
@@ -275,7 +277,10 @@ def test_the_verdict_line_ends_with_what_the_gap_costs_the_whole_job():
     job = {"project_to": 170000, "n_requests": 3000, "n_failed": 0}
     offline, server = _with_rounds("offline", 100, 5) | job, _with_rounds("server", 50, 3) | job
     text = mode_verdicts([("H100", "w", offline), ("H100", "w", server)])
-    assert text.endswith(": offline faster; 170,000 requests: offline 0.47 h, server 0.94 h.")
+    assert text.endswith(
+        ": offline ahead; 170,000 requests: offline 0.47 h, server 0.94 h; not yet a verdict: one order only"
+        " (repeat them the other way round on one boot)."
+    )
 
 
 def test_the_verdict_line_says_when_the_rounds_were_interleaved():
@@ -286,6 +291,7 @@ def test_the_verdict_line_says_when_the_rounds_were_interleaved():
         [("H200", "w", offline | {"interleaved": together}), ("H200", "w", server | {"interleaved": together})]
     )
     assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s (rounds interleaved): offline faster" in text
+    assert "not yet a verdict" not in text  # interleaved rounds went both ways round
 
 
 def _saved_at(

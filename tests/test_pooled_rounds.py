@@ -8,8 +8,9 @@ from saved_runs import cell, save_run
 
 from pytest_vllmbench.measure.machine import boot_id
 from pytest_vllmbench.measure.metrics import projected_hours
-from pytest_vllmbench.measure.rounds import interval
+from pytest_vllmbench.measure.rounds import central, interval, stat
 from pytest_vllmbench.results.report import render
+from pytest_vllmbench.results.report_tables import plot_cells
 from pytest_vllmbench.results.storage import load_runs
 
 GPU = ["NVIDIA H200"]
@@ -45,7 +46,7 @@ def test_alternating_runs_on_one_boot_are_judged_on_all_their_rounds(tmp_path):
         "(rounds pooled over runs both ways round on one boot of the machine: offline 0001, 0003; server 0002)" in line
     )
     # the newest offline run alone (60.00 ± 12.42) would overlap the server; all six rounds do not
-    assert ": offline faster" in line and "no difference" not in line
+    assert ": offline faster" in line and "no difference" not in line and "not yet a verdict" not in line
     # the job hours too: every pooled round, at the pooled runs' mean loading (70 s and 130 s)
     hours = interval([projected_hours(rate, 170000, 100.0) for rate in [60.0, 61.0, 62.0, 55.0, 60.0, 65.0]])
     assert f"170,000 requests: offline {hours['mean']:.2f} ± {hours['ci95_half']:.2f} h, server " in line
@@ -112,13 +113,11 @@ def test_runs_of_one_boot_under_other_conditions_are_not_pooled(tmp_path):
 def test_a_pair_from_one_run_says_which_mode_ran_first(tmp_path):
     offline, server = _cell("offline", [60.0, 61.0, 62.0]), _cell("server", [48.0, 50.0, 52.0])
     save_run(tmp_path / "o", 1, "both", [offline, server], gpus=GPU)
-    assert "req/s (one run each, one order: offline first): offline faster" in _verdict(
+    assert "req/s (one run each, one order: offline first): offline ahead" in _verdict(
         render(load_runs(tmp_path / "o"))
     )
     save_run(tmp_path / "s", 1, "both", [server, offline], gpus=GPU)
-    assert "req/s (one run each, one order: server first): offline faster" in _verdict(
-        render(load_runs(tmp_path / "s"))
-    )
+    assert "req/s (one run each, one order: server first): offline ahead" in _verdict(render(load_runs(tmp_path / "s")))
 
 
 def test_a_pair_from_two_runs_is_ordered_by_when_each_run_was_saved(tmp_path):
@@ -130,7 +129,7 @@ def test_a_pair_from_two_runs_is_ordered_by_when_each_run_was_saved(tmp_path):
 def test_a_pair_that_pytest_xdist_workers_ran_side_by_side_has_no_order(tmp_path):
     offline = _cell("offline", [60.0, 61.0, 62.0]) | {"xdist_worker": "gw0"}
     save_run(tmp_path, 1, "both", [offline, _cell("server", [48.0, 50.0, 52.0]) | {"xdist_worker": "gw1"}], gpus=GPU)
-    assert "req/s (one run each, order not saved): offline faster" in _verdict(render(load_runs(tmp_path)))
+    assert "req/s (one run each, order not saved): offline ahead" in _verdict(render(load_runs(tmp_path)))
 
 
 NEWER_BOOT = "9e9e9e9e9e9e"
@@ -186,6 +185,13 @@ def test_a_boot_that_ran_the_pair_under_other_conditions_is_not_taken(tmp_path):
     assert NEWEST_ONLY_OFFLINE in _newer_offline(tmp_path, 3)
 
 
+def test_a_lead_across_two_boots_is_not_called_a_verdict_and_says_what_would_make_it_one(tmp_path):
+    save_run(tmp_path, 1, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    line = _newer_offline(tmp_path, 2)
+    assert f"{NEWEST_ONLY_OFFLINE}: offline ahead;" in line and "faster" not in line
+    assert line.endswith("; not yet a verdict: the two ran on two boots (repeat both on one boot, both ways round).")
+
+
 def test_a_newest_run_with_no_boot_saved_is_compared_as_it_is(tmp_path):
     """It may be of the same lease as the other side's: it is neither put aside nor said to be on another boot."""
     save_run(tmp_path, 1, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
@@ -194,7 +200,7 @@ def test_a_newest_run_with_no_boot_saved_is_compared_as_it_is(tmp_path):
     save_run(tmp_path, 3, "o-newer", [faster], when="2026-11-30T10:00:00", gpus=GPU)
     line = _verdict(render(load_runs(tmp_path)))
     assert "offline 70.00 ± 2.48 vs server 50.00 ± 4.97 req/s (one run each, one order: server first)" in line
-    assert "boot" not in line
+    assert "two boots" not in line and "newest boot" not in line
 
 
 def test_where_both_sides_have_newer_runs_on_other_boots_the_line_names_both(tmp_path):
@@ -219,3 +225,33 @@ def test_a_newest_run_without_rounds_gives_way_to_the_newest_boot_that_ran_both_
         "offline 60.00 ± 12.42 vs server 50.00 ± 4.97 req/s (one run each, one order: server first; runs 0002" in line
     )
     assert "not called" not in line
+
+
+def test_the_tables_show_the_pooled_rate_the_verdict_and_the_ranking_use_and_name_the_runs(tmp_path):
+    save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 3, "o", [_cell("offline", [55.0, 60.0, 65.0], load_s=130.0)], gpus=GPU, boot=BOOT)
+    text = render(load_runs(tmp_path))
+    pooled = interval([60.0, 61.0, 62.0, 55.0, 60.0, 65.0])
+    figure = f"{pooled['mean']:.2f} ± {pooled['ci95_half']:.2f}"
+    matrix = text.split("## Test matrix")[1].split("## Results by machine")[0]
+    by_machine = text.split("## Results by machine")[1].split("\n## ")[0]
+    rows = [" ".join(line.split()) for line in (matrix + by_machine).splitlines()]
+    offline_rows = [row for row in rows if row.startswith("| m [d] | offline |")]
+    assert len(offline_rows) == 3  # the matrix, then by machine its speed and its spend tables
+    assert f"| {figure} |" in offline_rows[0] and f"| {figure} |" in offline_rows[1]
+    assert "60.00 ± 12.42" not in matrix + by_machine  # the newest offline run alone
+    assert offline_rows[1].endswith("| 0001, 0003 |")
+    assert next(row for row in rows if row.startswith("| m [d] | server | 1 |")).endswith("| 0002 |")
+
+
+def test_the_throughput_plot_draws_the_pooled_rate_and_the_latency_plot_keeps_its_own_runs_rounds(tmp_path):
+    save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 3, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    [cells] = plot_cells(load_runs(tmp_path)).values()
+    offline = next(cell for label, cell in cells if "offline" in label)
+    pooled = interval([60.0, 61.0, 62.0, 55.0, 60.0, 65.0])
+    assert central(offline, "requests_per_s") == pooled["mean"]
+    assert stat(offline, "requests_per_s")["ci95_half"] == pooled["ci95_half"]
+    assert len(offline.rounds) == 3  # the CDF's "last of 3 rounds": its own run's

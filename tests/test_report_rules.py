@@ -117,7 +117,7 @@ def test_one_req_per_s_in_tables_verdicts_and_plots(tmp_path):
     assert "23.456" not in before_history and "23.46" not in before_history and "12.35" not in before_history
     verdict = section(text, "## Offline vs server")
     assert (
-        "offline 20.00 ± 0.50 vs server 10.00 ± 0.50 req/s (one run each, one order: offline first): offline faster"
+        "offline 20.00 ± 0.50 vs server 10.00 ± 0.50 req/s (one run each, one order: offline first): offline ahead"
         in verdict
     )
     assert "None" not in verdict

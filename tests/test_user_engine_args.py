@@ -61,7 +61,7 @@ def test_the_verdict_pairs_the_plain_cells_and_compares_the_tuned_server_with_th
     # never in the plain pair's place: a side of its own, named for what it set
     assert "offline 100.00 ± 2.50 vs server (max_num_batched_tokens=16384) 30.00 ± 2.50 req/s" in lines[1]
     assert "server 60.00 ± 2.50 vs server (max_num_batched_tokens=16384) 30.00 ± 2.50 req/s" in lines[2]
-    assert ": server faster; " in lines[2] and len(lines) == 3
+    assert ": server ahead; " in lines[2] and len(lines) == 3
 
 
 def test_a_tuned_pair_is_compared_on_its_own_line():

@@ -20,9 +20,13 @@ from pytest_vllmbench.results.saved_run import SavedCell
 Cell = Mapping[str, Any]
 
 
-def job_note(offline: Cell, server: Cell, names: tuple[str, str] = ("offline", "server")) -> str:
+def job_note(
+    offline: Cell, server: Cell, names: tuple[str, str] = ("offline", "server"), *, settled: bool = True
+) -> str:
     """'; 170,000 requests: offline 0.55 ± 0.01 h, server 0.57 ± 0.03 h, no difference shown', where both cells
-    project the same job; '' where they do not or a rate is missing. `names` label the two cells in that order."""
+    project the same job; '' where they do not or a rate is missing. `names` label the two cells in that order.
+    Where the intervals separate: 'offline sooner', or where the runs did not go both ways round (not `settled`)
+    'offline ahead'."""
     size = offline.get("project_to")
     if not isinstance(size, int) or isinstance(size, bool) or size != server.get("project_to"):
         return ""
@@ -33,7 +37,7 @@ def job_note(offline: Cell, server: Cell, names: tuple[str, str] = ("offline", "
         return ""
     first, second = interval(hours[0]), interval(hours[1])
     hours_text = f"{names[0]} {mean_plus_minus(first)} h, {names[1]} {mean_plus_minus(second)} h"
-    return f"; {fmt(size)} requests: {hours_text}{_verdict(first, second, names)}"
+    return f"; {fmt(size)} requests: {hours_text}{_verdict(first, second, names, settled)}"
 
 
 def on_round_means(cell: SavedCell) -> SavedCell:
@@ -82,9 +86,9 @@ def _round_hours(cell: Cell, size: int, with_steady: bool) -> list[float]:
     return hours
 
 
-def _verdict(first: Mapping[str, Any], second: Mapping[str, Any], names: tuple[str, str]) -> str:
+def _verdict(first: Mapping[str, Any], second: Mapping[str, Any], names: tuple[str, str], settled: bool) -> str:
     if first.get("ci95_half") is None or second.get("ci95_half") is None:
         return ""
     if overlap(first, second):
         return ", no difference shown"
-    return f", {names[0] if first['mean'] < second['mean'] else names[1]} sooner"
+    return f", {names[0] if first['mean'] < second['mean'] else names[1]} {'sooner' if settled else 'ahead'}"

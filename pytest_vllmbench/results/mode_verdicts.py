@@ -18,16 +18,23 @@ Cell = Mapping[str, Any]
 Group = tuple[str, str, str]  # (machine, model, workload)
 
 
-def compare_modes(first: Cell, second: Cell, metric: str = "requests_per_s") -> str | None:
+NOT_SETTLED = {
+    "two boots": "not yet a verdict: the two ran on two boots (repeat both on one boot, both ways round)",
+    "one order": "not yet a verdict: one order only (repeat them the other way round on one boot)",
+}
+
+
+def compare_modes(first: Cell, second: Cell, metric: str = "requests_per_s", *, settled: bool = True) -> str | None:
     """'offline faster', 'server (4 API servers) faster' or 'no difference shown (intervals overlap)'; None without
-    rounds."""
+    rounds. Where the intervals separate but the runs did not go both ways round (not `settled`): 'offline ahead',
+    a lead in that order, not a verdict."""
     overlap = intervals_overlap(first, second, metric)  # the report's one tie rule
     if overlap is None:
         return None
     if overlap:
         return "no difference shown (intervals overlap)"
     faster = first if (central(first, metric) or 0.0) > (central(second, metric) or 0.0) else second
-    return f"{side_label(faster)} faster"
+    return f"{side_label(faster)} {'faster' if settled else 'ahead'}"
 
 
 def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
@@ -95,17 +102,34 @@ def _pairs(sides: Mapping[str, Cell]) -> list[tuple[Cell, Cell]]:
 
 
 def verdict_line(first: Cell, second: Cell, where: str) -> str:
+    """A mode is called faster (or sooner on the job) only where the two went both ways round: pooled over runs
+    repeated in alternating order, or rounds interleaved. Otherwise a separation is a lead in that one order (or
+    across two boots), 'ahead', and the line ends saying what would make it a verdict."""
     first, second = compared(first, second)
-    verdict = compare_modes(first, second)
+    settled = alternated(first, second)
+    verdict = compare_modes(first, second, settled=settled)
     if verdict is None:
         verdict = "not called: no rounds on both sides"
-    steady = compare_modes(first, second, "steady_requests_per_s")
+    steady = compare_modes(first, second, "steady_requests_per_s", settled=settled)
     steady_text = "" if steady is None else f"; steady rate: {steady}"
     names = (side_label(first), side_label(second))
+    job = job_note(first, second, names, settled=settled)
+    leads = any(text.endswith(" ahead") for text in (verdict, steady or "", job))
+    unsettled = f"; {NOT_SETTLED['two boots' if on_two_boots(first, second) else 'one order']}" if leads else ""
     return (
         f"- {where}: {names[0]} {rate(first)} vs {names[1]} {rate(second)} req/s"
-        f"{order_note(first, second)}: {verdict}{steady_text}{job_note(first, second, names)}"
-        f"{kv_note(first, second)}."
+        f"{order_note(first, second)}: {verdict}{steady_text}{job}{kv_note(first, second)}{unsettled}."
+    )
+
+
+def alternated(first: Cell, second: Cell) -> bool:
+    """Whether the pair's rounds went both ways round: interleaved, or pooled over runs in alternating order."""
+    return _interleaved(first, second) or bool(first.get("pooled_from") and second.get("pooled_from"))
+
+
+def _interleaved(first: Cell, second: Cell) -> bool:
+    return str(second.get("cell")) in (first.get("interleaved") or ()) and str(first.get("cell")) in (
+        second.get("interleaved") or ()
     )
 
 
@@ -113,10 +137,7 @@ def order_note(first: Cell, second: Cell) -> str:
     """' (rounds interleaved)' when the two cells' rounds alternated (--interleave); which runs' rounds were pooled
     where results.pooled_rounds pooled the pair; else, where a verdict is called on one run of each mode, which mode
     ran first (that order's drift is in the verdict); else ''."""
-    together = str(second.get("cell")) in (first.get("interleaved") or ()) and str(first.get("cell")) in (
-        second.get("interleaved") or ()
-    )
-    notes = ["rounds interleaved"] if together else []
+    notes = ["rounds interleaved"] if _interleaved(first, second) else []
     if first.get("pooled_from") and second.get("pooled_from"):
         runs = "; ".join(f"{side_label(cell)} {', '.join(cell['pooled_from'])}" for cell in (first, second))
         notes.append(f"rounds pooled over runs both ways round on one boot of the machine: {runs}")

@@ -9,6 +9,7 @@ from typing import Any
 from pytest_vllmbench.results import answer, report_engine
 from pytest_vllmbench.results.labels import cell_label, dataset_label, fmt, legend, money
 from pytest_vllmbench.results.latest import Latest
+from pytest_vllmbench.results.markdown_table import markdown_table
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.scoring import score_cells
 
@@ -77,13 +78,6 @@ def group_scores(latest: Latest, rank: Ranker) -> dict[int, float]:
     return scores
 
 
-def newest_cells_scores(latest: Latest, pooled: Latest, rank: Ranker) -> dict[int, float]:
-    """`group_scores` of the pooled view (results.pooled_rounds.pooled_latest), keyed by the id of the newest cell each
-    pooled cell stands for: the tables of newest cells show the score the Ranking gives."""
-    scores = group_scores(pooled, rank)
-    return {id(latest[key][1]): scores[id(cell)] for key, (_, cell) in pooled.items() if id(cell) in scores}
-
-
 def answer_part(latest: Latest, rank: Ranker) -> str:
     ranked = sorted(ranking_groups(latest).items(), key=lambda item: (item[0][0], item[0][1], -(item[0][3] or 0)))
     groups = [  # per machine and workload, the group that measured the most requests (nearest the job) first
@@ -119,7 +113,6 @@ def engine_part(latest: Latest) -> list[str]:
 
 
 def ranking_section(latest: Latest, rank: Ranker) -> str:
-    from tabulate import tabulate
 
     parts = [
         f"Weights: {weights_line(rank.weights)} (re-normalised over the rest, and said so under the group, where a"
@@ -153,7 +146,7 @@ def ranking_section(latest: Latest, rank: Ranker) -> str:
         notes = [f"{renormalised[0].upper()}{renormalised[1:]}." if renormalised else "", legend(cells)]
         parts.append(
             f"### {machine}: {path}, {fmt(n_requests)} requests{within}\n\n"
-            + tabulate(rows, HEADERS, tablefmt="github", disable_numparse=True)
+            + markdown_table(rows, HEADERS)
             + "".join(f"\n\n{note}" for note in notes if note)
         )
     return "\n\n".join(parts)

@@ -22,7 +22,7 @@ from pytest_vllmbench.results.ranking import (
     Scorer,
     answer_part,
     engine_part,
-    newest_cells_scores,
+    group_scores,
     ranking_section,
 )
 from pytest_vllmbench.results.report_price import MARK, ReportPrice, note, price_runs
@@ -162,14 +162,14 @@ def render(
         " hand-written sections: everything else is rewritten after every saved run. -->",
         "## Answer\n\n" + answer_part(pooled, rank),
         _section("intro", kept),
-        "## Current status\n\n" + current_status(runs, latest),
+        "## Current status\n\n" + current_status(runs, pooled),
         "## Test matrix\n\nThe current result of each model x mode on each machine and workload (older runs:"
-        " History). req/s is the rounds' mean ± the 95 % half-width where a cell ran rounds; Job h is the projected"
-        " wall time of the full job: load once, then every request at the measured rate.\n\n" + matrix(latest),
+        " History). req/s is the rounds' mean ± the 95 % half-width where a cell ran rounds, pooled over the runs"
+        ' the "Offline vs server" verdicts pool (Results by machine names them); Job h is the projected wall time'
+        " of the full job: load once, then every request at the measured rate (the rounds' mean).\n\n" + matrix(pooled),
         "## Results by machine\n\nPer machine, the speed of each current cell, then what it used and costs. Score:"
-        " the cell's score in its ranking group (see Ranking). Run: the saved run's number (History names its file).\n\n"
-        + machine_tables(latest, newest_cells_scores(latest, pooled, rank))
-        + priced,
+        " the cell's score in its ranking group (see Ranking). Run: the saved run's number (History names its file), or"
+        " the runs its rounds are pooled over.\n\n" + machine_tables(pooled, group_scores(pooled, rank)) + priced,
         *(
             [
                 "## Plots\n\nThroughput of the newest cells on each machine, then each cell's TTFT and E2EL"
@@ -190,9 +190,11 @@ def render(
         "## Ranking\n\n" + ranking_section(pooled, rank) + priced,
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + parity_table(runs),
-        *engine_part(latest),
+        *engine_part(pooled),
         "## Offline vs server\n\nA mode is called faster only when the 95 % intervals of the two cells' rounds"
-        " separate; cells of one model, machine and workload. A server run at `--api-server-count`, or with its own"
+        " separate and the two went both ways round (runs repeated in alternating order, or interleaved rounds);"
+        " a separation in one order, or across two boots, is a lead (`offline ahead`), and the line ends saying it"
+        " is not yet a verdict. Cells of one model, machine and workload. A server run at `--api-server-count`, or with its own"
         " `--engine-arg` or `--client-processes`, is a side of its own (`server (stream_interval=8)`), compared with"
         " offline and with the plain server. Where the two modes ran several times on one boot of"
         " one machine under the same conditions, both ways round (runs repeated in alternating order), each mode's"

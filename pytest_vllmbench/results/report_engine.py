@@ -14,6 +14,7 @@ from pytest_vllmbench.measure.engine_settings import differing
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.bottleneck import preemptions_per_100, saved_bound
 from pytest_vllmbench.results.labels import fmt
+from pytest_vllmbench.results.markdown_table import markdown_table
 
 Cell = Mapping[str, Any]
 FIELDS = ("bound_by", "engine_settings", "steady_requests_per_s", "warmup_rounds", "prefix_cache")
@@ -36,7 +37,6 @@ def _bound(cell: Cell) -> str:
 
 def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable[[Any], str]) -> str | None:
     """One table per group (title, cells) holding cells with any of the newer fields; None when no cell has any."""
-    from tabulate import tabulate
 
     parts = []
     for title, cells in groups:
@@ -56,7 +56,7 @@ def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable
             for cell in shown
         ]
         headers = ["Cell", "Bound by (CPU %)", "Steady req/s", "Warm-up rounds", "Prefix cache", *differ]
-        parts.append(f"### {title}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True))
+        parts.append(f"### {title}\n\n" + markdown_table(rows, headers))
     if not parts:
         return None
     return (

@@ -8,6 +8,7 @@ from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results import plots as plotting
 from pytest_vllmbench.results.labels import MISSING, fmt, latency_pair, load_point, rate
 from pytest_vllmbench.results.latest import Latest, latest_cells
+from pytest_vllmbench.results.markdown_table import markdown_table
 from pytest_vllmbench.results.report_tables import as_tabled
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.storage import SavedRun
@@ -62,7 +63,6 @@ def _slo_text(cell: SavedCell, best: SavedCell | None) -> str:
 
 
 def _table(points: list[SavedCell], best: SavedCell | None) -> str:
-    from tabulate import tabulate
 
     rows = [
         [
@@ -78,7 +78,7 @@ def _table(points: list[SavedCell], best: SavedCell | None) -> str:
         ]
         for cell in points
     ]
-    return tabulate(rows, HEADERS, tablefmt="github", disable_numparse=True)
+    return markdown_table(rows, HEADERS)
 
 
 def sweeps_section(latest: Latest) -> str:

@@ -33,6 +33,8 @@ from pytest_vllmbench.results.labels import (
     workload_legend,
 )
 from pytest_vllmbench.results.latest import Latest, latest_cells, numbered, superseded_by
+from pytest_vllmbench.results.markdown_table import markdown_table
+from pytest_vllmbench.results.pooled_rounds import pooled_latest
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.results.storage import SavedRun
 
@@ -96,12 +98,6 @@ HISTORY_HEADERS = [
 ]
 
 
-def _github(rows: list[list[object]], headers: list[str]) -> str:
-    from tabulate import tabulate
-
-    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
-
-
 def fit_table(latest: Latest) -> str:
     """Model x memory budget -> the budget verdict beside the measured peak, from the cells run with --gpu-memory."""
     rows: list[list[object]] = []
@@ -129,7 +125,7 @@ def fit_table(latest: Latest) -> str:
         )
     if not rows:
         return "No cell run under a memory budget yet (`--gpu-memory=16GiB`)."
-    return _with_legend(_github(rows, FIT_HEADERS), cells)
+    return _with_legend(markdown_table(rows, FIT_HEADERS), cells)
 
 
 def _with_legend(table: str, cells: Sequence[SavedCell], workloads: Sequence[str] = ()) -> str:
@@ -152,7 +148,7 @@ def matrix(latest: Latest) -> str:
         for (machine, _, place), (_, cell) in sorted(latest.items())
     ]
     cells = [cell for _, cell in latest.values()]
-    return _with_legend(_github(rows, MATRIX_HEADERS), cells, [key[2] for key in latest])
+    return _with_legend(markdown_table(rows, MATRIX_HEADERS), cells, [key[2] for key in latest])
 
 
 def machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
@@ -172,7 +168,7 @@ def machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
                 latency_pair(cell, "tpot"),
                 latency_pair(cell, "e2el"),
                 load_text(cell, 1),
-                run.number,
+                ", ".join(cell.get("pooled_from") or [run.number]),
             ]
             for row, (_, run, cell) in zip(rows, here, strict=True)
         ]
@@ -190,7 +186,7 @@ def machine_tables(latest: Latest, scores: Mapping[int, float]) -> str:
             ]
             for row, (_, _, cell) in zip(rows, here, strict=True)
         ]
-        tables = _github(speed, SPEED_HEADERS) + "\n\n" + _github(spend, SPEND_HEADERS)
+        tables = markdown_table(speed, SPEED_HEADERS) + "\n\n" + markdown_table(spend, SPEND_HEADERS)
         legends = _with_legend("", [cell for _, _, cell in here], [place for place, _, _ in here if several])
         parts.append(f"### {machine}\n\n{tables}{legends}")
     return "\n\n".join(parts)
@@ -223,7 +219,7 @@ def history_table(runs: list[SavedRun], latest: Latest) -> str:
                     "current" if newer is None else f"superseded by {newer.number}",
                 ]
             )
-    return _with_legend(_github(rows, HISTORY_HEADERS), shown, [workload(cell) for cell in shown])
+    return _with_legend(markdown_table(rows, HISTORY_HEADERS), shown, [workload(cell) for cell in shown])
 
 
 def parity_table(runs: list[SavedRun]) -> str:
@@ -244,7 +240,7 @@ def parity_table(runs: list[SavedRun]) -> str:
     if not rows:
         return "No parity run saved yet (`--dataset=random:512:256:1000 --vllm-bench-parity`)."
     headers = ["Run", "Machine", "Cell", "Workload", "Ours req/s", "vllm bench throughput req/s", "Ratio"]
-    return _github(rows, headers)
+    return markdown_table(rows, headers)
 
 
 def current_status(runs: list[SavedRun], latest: Latest) -> str:
@@ -268,20 +264,25 @@ def current_status(runs: list[SavedRun], latest: Latest) -> str:
 
 def plot_cells(runs: list[SavedRun]) -> dict[str, list[plots.PlotCell]]:
     """The newest cell of each machine that ran, labelled as in the tables (workload named when several), with the
-    tables' req/s and out tok/s (the rounds' means when there were rounds)."""
+    tables' req/s and out tok/s (the rounds' means, pooled as the tables pool them); its latency CDF is its own run's."""
     machines: dict[str, list[plots.PlotCell]] = {}
     latest = latest_cells(runs)
-    for (machine, _, place), (_, cell) in sorted(latest.items()):
+    pooled = pooled_latest(runs, latest)
+    for key, (_, cell) in sorted(latest.items()):
         if not cell.ok:
             continue
-        several = len({key[2] for key in latest if key[0] == machine}) > 1
+        machine, _, place = key
+        several = len({other[2] for other in latest if other[0] == machine}) > 1
         short = Path(str((cell.dataset or {}).get("path") or place)).stem
         label = short_label(cell) + (f" [{short}]" if several else "")
-        machines.setdefault(machine, []).append((label, as_tabled(cell)))
+        machines.setdefault(machine, []).append((label, as_tabled(cell, pooled[key][1])))
     return machines
 
 
-def as_tabled(cell: SavedCell) -> SavedCell:
-    """The cell with the figures a plot draws set to what the tables show: the rounds' means."""
+def as_tabled(cell: SavedCell, shown: SavedCell | None = None) -> SavedCell:
+    """The cell with the figures a plot draws set to what the tables show of it (`shown`, else the cell itself): the
+    rounds' means and their statistics. Its rounds and latency percentiles stay its own run's."""
+    shown = shown or cell
     names = ("requests_per_s", "output_tokens_per_s")
-    return cell.with_figures({name: central(cell, name) for name in names if name in cell})
+    figures: dict[str, object] = {name: central(shown, name) for name in names if name in cell}
+    return cell.with_figures({**figures, "round_stats": shown.get("round_stats")} if shown is not cell else figures)
