@@ -107,12 +107,12 @@ def test_a_pair_that_did_not_alternate_is_judged_on_each_sides_newest_run(tmp_pa
     assert pooled in lines[0]
     # offline was pooled for its pair with the plain server, not for this one: both sides as their newest run saved them
     assert (
-        "offline 124.00 ± 9.94 vs server (4 API servers) 98.00 ± 4.97 req/s (one run each, one order: offline first)"
-        in (lines[1])
+        "offline 124.00 ± 9.94 vs server (4 API servers) 98.00 ± 4.97 req/s (one run each, one order: offline first; "
+        "offline as its run 0004 alone, where the tables pool 0002, 0004)" in (lines[1])
     )
     assert (
-        "server 62.00 ± 4.97 vs server (4 API servers) 98.00 ± 4.97 req/s (one run each, one order: server first)"
-        in (lines[2])
+        "server 62.00 ± 4.97 vs server (4 API servers) 98.00 ± 4.97 req/s (one run each, one order: server first; "
+        "server as its run 0003 alone, where the tables pool 0001, 0003)" in (lines[2])
     )
 
 
@@ -221,7 +221,10 @@ def test_a_server_run_with_its_own_engine_args_is_compared_with_the_plain_cells_
     assert "server 0002, 0003; server (stream_interval=8) 0001, 0004)" in against_plain
     assert ": server (stream_interval=8) faster; " in against_plain
     against_offline = next(line for line in lines if " vs server (stream_interval=8) 114.00 ± 4.97 req/s" in line)
-    assert "(one run each, one order: server (stream_interval=8) first)" in against_offline
+    assert (
+        "(one run each, one order: server (stream_interval=8) first; server (stream_interval=8) as its run 0004 "
+        "alone, where the tables pool 0001, 0004)" in against_offline
+    )
     assert len(lines) == 3 and all(line.startswith("- m on ") for line in lines)
 
 
@@ -255,7 +258,10 @@ def test_under_its_variant_a_set_server_is_named_plain_server_even_where_it_was_
     tuned = next(line for line in lines if line.startswith("- m (max_num_seqs=64) on "))
     # the server was pooled with the plain server, not with this offline cell: the line takes its newest run, which
     # still named what it set ("vs server (max_num_seqs=64) 114.00")
-    assert "): offline 124.00 ± 9.94 vs server 114.00 ± 4.97 req/s (one run each, one order: offline first)" in tuned
+    assert (
+        "): offline 124.00 ± 9.94 vs server 114.00 ± 4.97 req/s (one run each, one order: offline first; server as "
+        "its run 0004 alone, where the tables pool 0002, 0004)" in tuned
+    )
 
 
 def test_a_server_at_an_api_server_count_with_its_own_setting_is_compared_with_that_count_without_it(tmp_path):

@@ -24,10 +24,10 @@ def chat_requests(count: int) -> list[BatchRequest]:
     return [BatchRequest(f"r{i}", "/v1/chat/completions", body, i + 1) for i in range(count)]
 
 
-def achieved_rate(stub: StubServer) -> float:
-    """Requests/s as the server saw them arrive: the gaps between first and last arrival."""
-    arrivals = sorted(seen["at"] for seen in stub.seen)
-    return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+def achieved_rate(sent_at: list[float]) -> float:
+    """Requests/s as the client sent them: the gaps between its first and last send."""
+    sends = sorted(sent_at)
+    return (len(sends) - 1) / (sends[-1] - sends[0])
 
 
 @given(count=st.integers(1, 500), rate=st.floats(0.01, 1e4), seed=st.integers(0, 2**32))
@@ -40,11 +40,20 @@ def test_arrivals_are_ordered_reproducible_and_span_count_over_rate(count, rate,
 
 
 def test_achieved_rate_matches_the_request_rate():
+    """Judged on the client's send times: the rate a server in the test's own process saw arrive fell to 80.6 of the
+    100 due on a 2-core machine busy with another test run, though what is under test is the client's pacing."""
+    sent: dict[str, float] = {}
     with StubServer(["m"]) as stub:
-        config = ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", request_rate=RATE, seed=0)
+        config = ClientConfig(
+            f"http://127.0.0.1:{stub.port}/v1",
+            "m",
+            request_rate=RATE,
+            seed=0,
+            on_sent=lambda custom_id, at: sent.setdefault(custom_id, at),
+        )
         records = send_requests(chat_requests(COUNT), SamplingOverrides(), config)
-    assert [r.error for r in records] == [None] * COUNT
-    assert achieved_rate(stub) == pytest.approx(RATE, rel=TOLERANCE)
+    assert [r.error for r in records] == [None] * COUNT and len(stub.seen) == COUNT
+    assert achieved_rate(list(sent.values())) == pytest.approx(RATE, rel=TOLERANCE)
 
 
 class StallsOnce:

@@ -269,7 +269,8 @@ def test_the_verdict_line_gives_both_intervals_and_the_steady_rate_verdict():
     # one run of each, not both ways round: a lead in that order, not a verdict, and the line says so
     assert "offline 73.10 ± 0.10 vs server 63.00 ± 4.20 req/s (one run each, order not saved): offline ahead" in text
     assert "steady rate: no difference shown (intervals overlap)" in text
-    assert text.endswith("; not yet a verdict: one order only (repeat them the other way round on one boot).")
+    # cells saved with no place or time: their order is not known
+    assert text.endswith("; not yet a verdict: their order is not known (repeat them one at a time, both ways round).")
     assert mode_verdicts([("H200", "w", _with_rounds("offline", 1, 0.1))]).startswith("No model has both")
 
 
@@ -278,9 +279,18 @@ def test_the_verdict_line_ends_with_what_the_gap_costs_the_whole_job():
     offline, server = _with_rounds("offline", 100, 5) | job, _with_rounds("server", 50, 3) | job
     text = mode_verdicts([("H100", "w", offline), ("H100", "w", server)])
     assert text.endswith(
-        ": offline ahead; 170,000 requests: offline 0.47 h, server 0.94 h; not yet a verdict: one order only"
-        " (repeat them the other way round on one boot)."
+        ": offline ahead; 170,000 requests: offline 0.47 h, server 0.94 h; not yet a verdict: their order is not"
+        " known (repeat them one at a time, both ways round)."
     )
+
+
+def test_a_lead_in_the_steady_rate_alone_is_not_a_verdict_either():
+    offline, server = _with_rounds("offline", 70, 10, steady=95.0), _with_rounds("server", 68, 10, steady=85.0)
+    text = mode_verdicts([("H100", "w", offline), ("H100", "w", server)])
+    assert ": no difference shown (intervals overlap); steady rate: offline ahead" in text
+    assert "; not yet a verdict: their order is not known" in text
+    tied = _with_rounds("server", 68, 10, steady=94.5)
+    assert "not yet a verdict" not in mode_verdicts([("H100", "w", offline), ("H100", "w", tied)])
 
 
 def test_the_verdict_line_says_when_the_rounds_were_interleaved():

@@ -1,5 +1,6 @@
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from saved_runs import cell, save_run
@@ -41,3 +42,10 @@ def test_a_new_run_adds_history_rows_without_rewriting_the_earlier_ones(tmp_path
     assert any("no tokenizer available offline" in line for line in later)
     old_row = next(line for line in earlier if "0001_first" in line)
     assert old_row in later
+
+
+def test_a_table_without_columns_or_with_a_short_row_is_refused():
+    with pytest.raises(ValueError, match="at least one column"):
+        markdown_table([], [])
+    with pytest.raises(ValueError, match="a row of 1 cells under 2 headers"):
+        markdown_table([["a", "b"], ["c"]], ["x", "y"])

@@ -242,6 +242,10 @@ def test_the_tables_show_the_pooled_rate_the_verdict_and_the_ranking_use_and_nam
     assert f"| {figure} |" in offline_rows[0] and f"| {figure} |" in offline_rows[1]
     assert "60.00 ± 12.42" not in matrix + by_machine  # the newest offline run alone
     assert offline_rows[1].endswith("| 0001, 0003 |")
+    ranked = next(
+        " ".join(row.split()) for row in text.split("## Ranking")[1].splitlines() if "| m-offline [d] |" in row
+    )
+    assert offline_rows[2].split(" | ")[-1] == ranked.split(" | ")[2] + " |"  # the Ranking's score, not "-"
     assert next(row for row in rows if row.startswith("| m [d] | server | 1 |")).endswith("| 0002 |")
 
 
@@ -255,3 +259,16 @@ def test_the_throughput_plot_draws_the_pooled_rate_and_the_latency_plot_keeps_it
     assert central(offline, "requests_per_s") == pooled["mean"]
     assert stat(offline, "requests_per_s")["ci95_half"] == pooled["ci95_half"]
     assert len(offline.rounds) == 3  # the CDF's "last of 3 rounds": its own run's
+
+
+def test_a_pair_that_takes_a_pooled_cell_as_its_newest_run_alone_says_so(tmp_path):
+    save_run(tmp_path, 1, "o", [_cell("offline", [60.0, 61.0, 62.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "s", [_cell("server", [48.0, 50.0, 52.0])], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 3, "o", [_cell("offline", [55.0, 60.0, 65.0])], gpus=GPU, boot=BOOT)
+    tuned = _cell("server", [40.0, 41.0, 42.0]) | {"engine_args_set": {"stream_interval": 8}}
+    save_run(tmp_path, 4, "si8", [tuned], gpus=GPU, boot=OTHER_BOOT)
+    verdicts = render(load_runs(tmp_path)).split("## Offline vs server")[1].splitlines()
+    line = next(line for line in verdicts if "vs server (stream_interval=8)" in line and line.startswith("- m "))
+    assert "offline 60.00 ± 12.42 vs server (stream_interval=8)" in line  # run 0003's rounds, not the pooled six
+    assert "offline as its run 0003 alone, where the tables pool 0001, 0003" in line
+    assert "as its run" not in _verdict(render(load_runs(tmp_path)))  # the pooled pair itself

@@ -27,17 +27,33 @@ def job_note(
     project the same job; '' where they do not or a rate is missing. `names` label the two cells in that order.
     Where the intervals separate: 'offline sooner', or where the runs did not go both ways round (not `settled`)
     'offline ahead'."""
+    projected = _job_intervals(offline, server)
+    if projected is None:
+        return ""
+    size, first, second = projected
+    hours_text = f"{names[0]} {mean_plus_minus(first)} h, {names[1]} {mean_plus_minus(second)} h"
+    return f"; {fmt(size)} requests: {hours_text}{_verdict(first, second, names, settled)}"
+
+
+def job_hours_separate(offline: Cell, server: Cell) -> bool:
+    """Whether the two cells' projected job hours have 95 % intervals that do not overlap."""
+    projected = _job_intervals(offline, server)
+    if projected is None:
+        return False
+    _, first, second = projected
+    return first.get("ci95_half") is not None and second.get("ci95_half") is not None and not overlap(first, second)
+
+
+def _job_intervals(offline: Cell, server: Cell) -> tuple[int, Mapping[str, Any], Mapping[str, Any]] | None:
     size = offline.get("project_to")
     if not isinstance(size, int) or isinstance(size, bool) or size != server.get("project_to"):
-        return ""
+        return None
     # one formula for both modes: with the steady rate only where every round of both measured one
     with_steady = _steady_known(offline) and _steady_known(server)
     hours = [_round_hours(cell, size, with_steady) for cell in (offline, server)]
     if not hours[0] or not hours[1]:
-        return ""
-    first, second = interval(hours[0]), interval(hours[1])
-    hours_text = f"{names[0]} {mean_plus_minus(first)} h, {names[1]} {mean_plus_minus(second)} h"
-    return f"; {fmt(size)} requests: {hours_text}{_verdict(first, second, names, settled)}"
+        return None
+    return size, interval(hours[0]), interval(hours[1])
 
 
 def on_round_means(cell: SavedCell) -> SavedCell:

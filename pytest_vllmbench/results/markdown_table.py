@@ -16,6 +16,11 @@ def _cell(value: object) -> str:
 
 def markdown_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
     """A Markdown pipe table: `| a | b |` rows under a `|---|---|` rule; a `|` inside a cell is escaped."""
+    if not headers:
+        raise ValueError("a table needs at least one column")
+    uneven = [len(row) for row in rows if len(row) != len(headers)]
+    if uneven:
+        raise ValueError(f"a row of {uneven[0]} cells under {len(headers)} headers")
     lines = ["| " + " | ".join(_cell(header) for header in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
     return "\n".join(lines)

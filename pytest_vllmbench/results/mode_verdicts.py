@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.measure.rounds import central
 from pytest_vllmbench.results.answer import intervals_overlap
 from pytest_vllmbench.results.bottleneck import full_in_shared_gpu, preemptions_per_100, saved_bound
-from pytest_vllmbench.results.job_hours import job_note
+from pytest_vllmbench.results.job_hours import job_hours_separate, job_note
 from pytest_vllmbench.results.labels import api_servers, base_variant, fmt, rate, server_setting, side_label, variant
 from pytest_vllmbench.results.pooled_rounds import compared, on_two_boots
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
@@ -21,6 +22,7 @@ Group = tuple[str, str, str]  # (machine, model, workload)
 NOT_SETTLED = {
     "two boots": "not yet a verdict: the two ran on two boots (repeat both on one boot, both ways round)",
     "one order": "not yet a verdict: one order only (repeat them the other way round on one boot)",
+    "order unknown": "not yet a verdict: their order is not known (repeat them one at a time, both ways round)",
 }
 
 
@@ -105,6 +107,7 @@ def verdict_line(first: Cell, second: Cell, where: str) -> str:
     """A mode is called faster (or sooner on the job) only where the two went both ways round: pooled over runs
     repeated in alternating order, or rounds interleaved. Otherwise a separation is a lead in that one order (or
     across two boots), 'ahead', and the line ends saying what would make it a verdict."""
+    shown = (first, second)
     first, second = compared(first, second)
     settled = alternated(first, second)
     verdict = compare_modes(first, second, settled=settled)
@@ -113,13 +116,23 @@ def verdict_line(first: Cell, second: Cell, where: str) -> str:
     steady = compare_modes(first, second, "steady_requests_per_s", settled=settled)
     steady_text = "" if steady is None else f"; steady rate: {steady}"
     names = (side_label(first), side_label(second))
-    job = job_note(first, second, names, settled=settled)
-    leads = any(text.endswith(" ahead") for text in (verdict, steady or "", job))
-    unsettled = f"; {NOT_SETTLED['two boots' if on_two_boots(first, second) else 'one order']}" if leads else ""
     return (
         f"- {where}: {names[0]} {rate(first)} vs {names[1]} {rate(second)} req/s"
-        f"{order_note(first, second)}: {verdict}{steady_text}{job}{kv_note(first, second)}{unsettled}."
+        f"{order_note(first, second, shown)}: {verdict}{steady_text}{job_note(first, second, names, settled=settled)}"
+        f"{kv_note(first, second)}{'' if settled else unsettled_note(first, second)}."
     )
+
+
+def unsettled_note(first: Cell, second: Cell) -> str:
+    """'; not yet a verdict: ...' where a pair not run both ways round separates in its rate, steady rate or job
+    hours; else ''."""
+    metrics = ("requests_per_s", "steady_requests_per_s")
+    separated = any(intervals_overlap(first, second, metric) is False for metric in metrics)
+    if not separated and not job_hours_separate(first, second):
+        return ""
+    if on_two_boots(first, second):
+        return f"; {NOT_SETTLED['two boots']}"
+    return f"; {NOT_SETTLED['one order' if ran_first(first, second) else 'order unknown']}"
 
 
 def alternated(first: Cell, second: Cell) -> bool:
@@ -133,10 +146,11 @@ def _interleaved(first: Cell, second: Cell) -> bool:
     )
 
 
-def order_note(first: Cell, second: Cell) -> str:
+def order_note(first: Cell, second: Cell, shown: tuple[Cell, Cell] | None = None) -> str:
     """' (rounds interleaved)' when the two cells' rounds alternated (--interleave); which runs' rounds were pooled
     where results.pooled_rounds pooled the pair; else, where a verdict is called on one run of each mode, which mode
-    ran first (that order's drift is in the verdict); else ''."""
+    ran first (that order's drift is in the verdict); else ''. With `shown` (the two as the tables show them): a side
+    the tables pool but this pair takes as its newest run alone says so, as its figure differs from theirs."""
     notes = ["rounds interleaved"] if _interleaved(first, second) else []
     if first.get("pooled_from") and second.get("pooled_from"):
         runs = "; ".join(f"{side_label(cell)} {', '.join(cell['pooled_from'])}" for cell in (first, second))
@@ -145,7 +159,19 @@ def order_note(first: Cell, second: Cell) -> str:
         notes.append(one_run_note(first, second))
     if first.get("shared_boot_run") and second.get("shared_boot_run"):
         notes.append(shared_boot_note(first, second))
+    alone = [alone_note(cell, table) for cell, table in zip((first, second), shown or (), strict=False)]
+    notes += [note for note in alone if note]
     return f" ({'; '.join(notes)})" if notes else ""
+
+
+def alone_note(compared_as: Cell, shown: Cell) -> str:
+    """'offline as its run 0051 alone, where the tables pool 0049, 0051', or '' where the pair takes the cell as the
+    tables show it (or from another boot: the shared-boot note says so)."""
+    runs = shown.get("pooled_from")
+    if not runs or len(runs) < 2 or compared_as is not shown.get("newest"):
+        return ""
+    run = Path(str((compared_as.get("saved_at") or {}).get("run") or "")).name.partition("_")[0]
+    return f"{side_label(shown)} as its run {run or 'newest'} alone, where the tables pool {', '.join(runs)}"
 
 
 def shared_boot_note(first: Cell, second: Cell) -> str:

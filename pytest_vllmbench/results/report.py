@@ -164,9 +164,10 @@ def render(
         _section("intro", kept),
         "## Current status\n\n" + current_status(runs, pooled),
         "## Test matrix\n\nThe current result of each model x mode on each machine and workload (older runs:"
-        " History). req/s is the rounds' mean ± the 95 % half-width where a cell ran rounds, pooled over the runs"
-        ' the "Offline vs server" verdicts pool (Results by machine names them); Job h is the projected wall time'
-        " of the full job: load once, then every request at the measured rate (the rounds' mean).\n\n" + matrix(pooled),
+        " History). req/s is the rounds' mean ± the 95 % half-width where a cell ran rounds, pooled over its runs on"
+        " its newest run's boot where the two modes went both ways round there (Results by machine names them); Job"
+        " h is the projected wall time of the full job: load once, then every request at the measured rate (the rounds' mean).\n\n"
+        + matrix(pooled),
         "## Results by machine\n\nPer machine, the speed of each current cell, then what it used and costs. Score:"
         " the cell's score in its ranking group (see Ranking). Run: the saved run's number (History names its file), or"
         " the runs its rounds are pooled over.\n\n" + machine_tables(pooled, group_scores(pooled, rank)) + priced,
