@@ -24,6 +24,15 @@ def chat_requests(count: int) -> list[BatchRequest]:
     return [BatchRequest(f"r{i}", "/v1/chat/completions", body, i + 1) for i in range(count)]
 
 
+def _paced(stub: StubServer, rate: float, seed: int, sent: dict[str, float]) -> ClientConfig:
+    """A client of the stub at `rate` requests/s that notes each request's first send time in `sent`."""
+
+    def note_first(custom_id: str, at: float) -> None:
+        sent.setdefault(custom_id, at)
+
+    return ClientConfig(f"http://127.0.0.1:{stub.port}/v1", "m", request_rate=rate, seed=seed, on_sent=note_first)
+
+
 def achieved_rate(sent_at: list[float]) -> float:
     """Requests/s as the client sent them: the gaps between its first and last send."""
     sends = sorted(sent_at)
@@ -44,14 +53,7 @@ def test_achieved_rate_matches_the_request_rate():
     100 due on a 2-core machine busy with another test run, though what is under test is the client's pacing."""
     sent: dict[str, float] = {}
     with StubServer(["m"]) as stub:
-        config = ClientConfig(
-            f"http://127.0.0.1:{stub.port}/v1",
-            "m",
-            request_rate=RATE,
-            seed=0,
-            on_sent=lambda custom_id, at: sent.setdefault(custom_id, at),
-        )
-        records = send_requests(chat_requests(COUNT), SamplingOverrides(), config)
+        records = send_requests(chat_requests(COUNT), SamplingOverrides(), _paced(stub, RATE, 0, sent))
     assert [r.error for r in records] == [None] * COUNT and len(stub.seen) == COUNT
     assert achieved_rate(list(sent.values())) == pytest.approx(RATE, rel=TOLERANCE)
 
@@ -77,13 +79,7 @@ def test_a_stalled_client_catches_up_instead_of_sending_everything_later():
     sent: dict[str, float] = {}
     progress = StallsOnce(stall_s)
     with StubServer(["m"]) as stub:
-        config = ClientConfig(
-            f"http://127.0.0.1:{stub.port}/v1",
-            "m",
-            request_rate=rate,
-            seed=1,
-            on_sent=lambda custom_id, at: sent.setdefault(custom_id, at),
-        )
+        config = _paced(stub, rate, 1, sent)
         began = time.perf_counter()
         records = send_requests(chat_requests(count), SamplingOverrides(), config, progress)
     assert progress.done == count and all(r.ok for r in records)

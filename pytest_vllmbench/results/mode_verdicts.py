@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.measure.rounds import central
@@ -170,7 +169,7 @@ def alone_note(compared_as: Cell, shown: Cell) -> str:
     runs = shown.get("pooled_from")
     if not runs or len(runs) < 2 or compared_as is not shown.get("newest"):
         return ""
-    run = Path(str((compared_as.get("saved_at") or {}).get("run") or "")).name.partition("_")[0]
+    run = (compared_as.get("saved_at") or {}).get("number")
     return f"{side_label(shown)} as its run {run or 'newest'} alone, where the tables pool {', '.join(runs)}"
 
 

@@ -134,7 +134,15 @@ def saved_at(run: SavedRun, cell: SavedCell) -> SavedCell:
     place in the run (pytest-benchmark saves a session's cells in the order they were measured) and the run's boot."""
     place = place_in(run, cell)
     return cell.with_figures(
-        {"saved_at": {"time": run.datetime, "run": str(run.path), "place": place, "boot": run.boot}}
+        {
+            "saved_at": {
+                "time": run.datetime,
+                "run": str(run.path),
+                "number": run.number,
+                "place": place,
+                "boot": run.boot,
+            }
+        }
     )
 
 

@@ -285,4 +285,6 @@ def as_tabled(cell: SavedCell, shown: SavedCell | None = None) -> SavedCell:
     shown = shown or cell
     names = ("requests_per_s", "output_tokens_per_s")
     figures: dict[str, object] = {name: central(shown, name) for name in names if name in cell}
-    return cell.with_figures({**figures, "round_stats": shown.get("round_stats")} if shown is not cell else figures)
+    if shown.get("round_stats"):
+        figures["round_stats"] = shown["round_stats"]
+    return cell.with_figures(figures)
