@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ports import free_ports
 from procs import alive_after, kill_all, run_bench_isolated
 
 pytestmark = [pytest.mark.engine, pytest.mark.ray_cluster]
@@ -27,12 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
 REQUESTS = 8
 START_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _start_node(args: list[str], log: Path, cpu: int) -> subprocess.Popen[bytes]:
@@ -88,7 +82,7 @@ def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
     # a short temp dir of our own: Ray's socket paths must stay under the OS limit, and nothing of another
     # instance's /tmp/ray is touched
     temp = Path(tempfile.mkdtemp(prefix="vbray", dir="/tmp"))
-    port = _free_port()
+    port, client_port, head_agent_port, second_agent_port = free_ports(4)
     head = _start_node(
         [
             "--head",
@@ -97,8 +91,8 @@ def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
             "--include-dashboard=false",
             "--disable-usage-stats",
             f"--temp-dir={temp}",
-            f"--ray-client-server-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--ray-client-server-port={client_port}",
+            f"--dashboard-agent-listen-port={head_agent_port}",
         ],
         temp / "head.log",
         cpu=cpus[0],
@@ -110,7 +104,7 @@ def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
                 f"--address=127.0.0.1:{port}",
                 "--num-cpus=1",
                 "--disable-usage-stats",
-                f"--dashboard-agent-listen-port={_free_port()}",
+                f"--dashboard-agent-listen-port={second_agent_port}",
             ],
             temp / "second.log",
             cpu=cpus[1],
