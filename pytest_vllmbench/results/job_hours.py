@@ -27,24 +27,27 @@ def job_note(
     project the same job; '' where they do not or a rate is missing. `names` label the two cells in that order.
     Where the intervals separate: 'offline sooner', or where the runs did not go both ways round (not `settled`)
     'offline ahead'."""
-    projected = _job_intervals(offline, server)
+    projected = job_intervals(offline, server)
     if projected is None:
         return ""
     size, first, second = projected
     hours_text = f"{names[0]} {mean_plus_minus(first)} h, {names[1]} {mean_plus_minus(second)} h"
-    return f"; {fmt(size)} requests: {hours_text}{_verdict(first, second, names, settled)}"
+    outcome = job_outcome(first, second, names, settled=settled)
+    return f"; {fmt(size)} requests: {hours_text}{f', {outcome}' if outcome else ''}"
 
 
 def job_hours_separate(offline: Cell, server: Cell) -> bool:
     """Whether the two cells' projected job hours have 95 % intervals that do not overlap."""
-    projected = _job_intervals(offline, server)
+    projected = job_intervals(offline, server)
     if projected is None:
         return False
     _, first, second = projected
     return first.get("ci95_half") is not None and second.get("ci95_half") is not None and not overlap(first, second)
 
 
-def _job_intervals(offline: Cell, server: Cell) -> tuple[int, Mapping[str, Any], Mapping[str, Any]] | None:
+def job_intervals(offline: Cell, server: Cell) -> tuple[int, Mapping[str, Any], Mapping[str, Any]] | None:
+    """(job size, offline's projected hours, server's) as 95 % intervals over their rounds; None where the two do
+    not project one job or a rate is missing."""
     size = offline.get("project_to")
     if not isinstance(size, int) or isinstance(size, bool) or size != server.get("project_to"):
         return None
@@ -102,9 +105,11 @@ def _round_hours(cell: Cell, size: int, with_steady: bool) -> list[float]:
     return hours
 
 
-def _verdict(first: Mapping[str, Any], second: Mapping[str, Any], names: tuple[str, str], settled: bool) -> str:
+def job_outcome(first: Mapping[str, Any], second: Mapping[str, Any], names: tuple[str, str], *, settled: bool) -> str:
+    """Two projected-hours intervals judged: 'offline sooner', 'no difference shown', or 'offline ahead' where the
+    runs did not go both ways round (not `settled`); '' where either has no rounds."""
     if first.get("ci95_half") is None or second.get("ci95_half") is None:
         return ""
     if overlap(first, second):
-        return ", no difference shown"
-    return f", {names[0] if first['mean'] < second['mean'] else names[1]} {'sooner' if settled else 'ahead'}"
+        return "no difference shown"
+    return f"{names[0] if first['mean'] < second['mean'] else names[1]} {'sooner' if settled else 'ahead'}"

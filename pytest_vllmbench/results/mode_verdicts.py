@@ -42,6 +42,15 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
     """`latest`: (machine, workload label, cell) of the newest cells. Offline is compared with each server cell of
     the model (plain, at each `--api-server-count`, and run with its own engine args or client processes), and the
     plain server with each of the others."""
+    lines = [
+        verdict_line(first, second, f"{model} on {machine} ({workload})")
+        for (machine, model, workload), first, second in verdict_pairs(latest)
+    ]
+    return "\n".join(lines) if lines else "No model has both an offline and a server cell on one machine and workload."
+
+
+def verdict_pairs(latest: Sequence[tuple[str, str, Cell]]) -> list[tuple[Group, Cell, Cell]]:
+    """The pairs `mode_verdicts` judges, each with its (machine, model, workload), as the tables show the two."""
     groups: dict[Group, dict[str, Cell]] = defaultdict(dict)
     for machine, workload, cell in latest:
         if cell.get("mode") not in ("offline", "server") or cell.get("sweep") or not is_ok(cell):
@@ -57,12 +66,7 @@ def mode_verdicts(latest: Sequence[tuple[str, str, Cell]]) -> str:
         groups[(machine, _model(cell, base_variant(typed)), workload)][side_label(cell)] = cell
         unset = _without_setting(typed)
         groups[(machine, _model(cell, variant(typed)), workload)][side_label(unset)] = unset
-    lines = [
-        verdict_line(first, second, f"{model} on {machine} ({workload})")
-        for (machine, model, workload), sides in groups.items()
-        for first, second in _pairs(sides)
-    ]
-    return "\n".join(lines) if lines else "No model has both an offline and a server cell on one machine and workload."
+    return [(group, first, second) for group, sides in groups.items() for first, second in _pairs(sides)]
 
 
 def _model(cell: Cell, variant_text: str) -> str:
@@ -129,9 +133,14 @@ def unsettled_note(first: Cell, second: Cell) -> str:
     separated = any(intervals_overlap(first, second, metric) is False for metric in metrics)
     if not separated and not job_hours_separate(first, second):
         return ""
+    return f"; {NOT_SETTLED[unsettled_reason(first, second)]}"
+
+
+def unsettled_reason(first: Cell, second: Cell) -> str:
+    """Why a pair that did not go both ways round is no verdict: a key of NOT_SETTLED."""
     if on_two_boots(first, second):
-        return f"; {NOT_SETTLED['two boots']}"
-    return f"; {NOT_SETTLED['one order' if ran_first(first, second) else 'order unknown']}"
+        return "two boots"
+    return "one order" if ran_first(first, second) else "order unknown"
 
 
 def alternated(first: Cell, second: Cell) -> bool:

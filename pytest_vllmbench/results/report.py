@@ -13,7 +13,8 @@ from pytest_vllmbench.common.files import read_plain_text, write_text_atomic
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.results import markers
 from pytest_vllmbench.results import plots as plotting
-from pytest_vllmbench.results.latest import latest_cells
+from pytest_vllmbench.results.latest import Latest, latest_cells
+from pytest_vllmbench.results.mode_glance import glance_table
 from pytest_vllmbench.results.mode_verdicts import mode_verdicts
 from pytest_vllmbench.results.parity_section import parity_section
 from pytest_vllmbench.results.pooled_rounds import placed, pooled_latest
@@ -192,7 +193,9 @@ def render(
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + parity_table(runs),
         *engine_part(pooled),
-        "## Offline vs server\n\nA mode is called faster only when the 95 % intervals of the two cells' rounds"
+        "## Offline vs server\n\n"
+        + _glance(pooled)
+        + "A mode is called faster only when the 95 % intervals of the two cells' rounds"
         " separate and the two went both ways round (runs repeated in alternating order, or interleaved rounds);"
         " a separation in one order, or across two boots, is a lead (`offline ahead`), and the line ends saying it"
         " is not yet a verdict. Cells of one model, machine and workload. A server run at `--api-server-count`, or with its own"
@@ -209,13 +212,24 @@ def render(
         "## Decisions and learnings\n\n" + _section("decisions", kept),
         "## Glossary\n\n" + GLOSSARY + (PRICED_TERM if priced else ""),
         "## History\n\nEvery saved cell, newest run first: the tables above show only the current result of each cell"
-        " (its newest run per machine and workload); a superseded one stays here. The JSON files hold every figure.\n\n"
-        + history_table(runs, latest),
+        " (its newest run per machine and workload, pooled with its boot's runs that went both ways round); a"
+        " superseded one stays here. The JSON files hold every figure.\n\n" + history_table(runs, latest),
     ]
     extra = [name for name in kept if name not in PLACEHOLDERS]
     if extra:
         parts.append("## Other notes\n\n" + "\n\n".join(_section(name, kept) for name in extra))
     return "\n\n".join(parts) + "\n"
+
+
+def _glance(pooled: Latest) -> str:
+    table = glance_table(placed(pooled))
+    if table is None:
+        return ""
+    return (
+        "Each model's offline cell against each of its server cells measured with rounds, on the whole job (each"
+        " round projected to it); *sooner* only where the two went both ways round, *ahead* a lead in one order or"
+        " across two boots. The lines below give the rates and steady rates behind each row.\n\n" + table + "\n\n"
+    )
 
 
 def write_report(
