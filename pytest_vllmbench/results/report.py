@@ -163,6 +163,22 @@ def render(
         " hand-written sections: everything else is rewritten after every saved run. -->",
         "## Answer\n\n" + answer_part(pooled, rank),
         _section("intro", kept),
+        "## Offline vs server\n\n"
+        + _glance(pooled)
+        + "A mode is called faster only when the 95 % intervals of the two cells' rounds"
+        " separate and the two went both ways round (runs repeated in alternating order, or interleaved rounds);"
+        " a separation in one order, or across two boots, is a lead (`offline ahead`), and the line ends saying it"
+        " is not yet a verdict. Cells of one model, machine and workload. A server run at `--api-server-count`, or with its own"
+        " `--engine-arg` or `--client-processes`, is a side of its own (`server (stream_interval=8)`), compared with"
+        " offline and with the plain server. Where the two modes ran several times on one boot of"
+        " one machine under the same conditions, both ways round (runs repeated in alternating order), each mode's"
+        " rounds are pooled over those runs (the Answer ranks on them too). Where the two sides' newest runs are on"
+        " two known boots, the verdict takes the newest boot that ran both with rounds under the same conditions, and"
+        " says so. A verdict on one run of each mode says so, and in which order they ran or, where no boot ran both,"
+        " that they ran on two boots (the drift between them is in the verdict). Each"
+        " line also says what the gap costs the whole job: each round projected to it (loading, one ramp-up and tail, the rest at the steady rate), the modes compared by"
+        " those projections' intervals.\n\n" + mode_verdicts(placed(pooled)),
+        "## Decisions and learnings\n\n" + _section("decisions", kept),
         "## Current status\n\n" + current_status(runs, pooled),
         "## Test matrix\n\nThe current result of each model x mode on each machine and workload (older runs:"
         " History). req/s is the rounds' mean ± the 95 % half-width where a cell ran rounds, pooled over its runs on"
@@ -193,23 +209,7 @@ def render(
         "## Parity with `vllm bench throughput`\n\nThe same engine args and random workload, ours then vLLM's own"
         " benchmark in the same session: a ratio near 1 says the harness adds nothing.\n\n" + parity_table(runs),
         *engine_part(pooled),
-        "## Offline vs server\n\n"
-        + _glance(pooled)
-        + "A mode is called faster only when the 95 % intervals of the two cells' rounds"
-        " separate and the two went both ways round (runs repeated in alternating order, or interleaved rounds);"
-        " a separation in one order, or across two boots, is a lead (`offline ahead`), and the line ends saying it"
-        " is not yet a verdict. Cells of one model, machine and workload. A server run at `--api-server-count`, or with its own"
-        " `--engine-arg` or `--client-processes`, is a side of its own (`server (stream_interval=8)`), compared with"
-        " offline and with the plain server. Where the two modes ran several times on one boot of"
-        " one machine under the same conditions, both ways round (runs repeated in alternating order), each mode's"
-        " rounds are pooled over those runs (the Answer ranks on them too). Where the two sides' newest runs are on"
-        " two known boots, the verdict takes the newest boot that ran both with rounds under the same conditions, and"
-        " says so. A verdict on one run of each mode says so, and in which order they ran or, where no boot ran both,"
-        " that they ran on two boots (the drift between them is in the verdict). Each"
-        " line also says what the gap costs the whole job: each round projected to it (loading, one ramp-up and tail, the rest at the steady rate), the modes compared by"
-        " those projections' intervals.\n\n" + mode_verdicts(placed(pooled)),
         *(section(runs) for section in extra_sections),
-        "## Decisions and learnings\n\n" + _section("decisions", kept),
         "## Glossary\n\n" + GLOSSARY + (PRICED_TERM if priced else ""),
         "## History\n\nEvery saved cell, newest run first: the tables above show only the current result of each cell"
         " (its newest run per machine and workload, pooled with its boot's runs that went both ways round); a"
