@@ -106,3 +106,11 @@ def test_no_table_where_no_pair_has_rounds(tmp_path):
     section = _section(tmp_path)
     assert "| Machine |" not in section and section.lstrip().startswith("A mode is called faster")
     assert "not called: no rounds on both sides" in section
+
+
+def test_the_report_reads_answer_first(tmp_path):
+    save_run(tmp_path, 1, "o", [_cell("m-offline", FAST)], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "s", [_cell("m-server", SLOW)], gpus=GPU, boot=BOOT)
+    text = render(load_runs(tmp_path))
+    order = ["## Answer", "## Offline vs server", "## Decisions and learnings", "## Current status", "## Ranking"]
+    assert [text.index(title) for title in order] == sorted(text.index(title) for title in order)
