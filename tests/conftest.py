@@ -38,6 +38,32 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("engine") is None)
 
 
+@pytest.fixture(autouse=True)
+def _engine_on_its_workers_core(request):
+    """Under pytest-xdist, a real-engine test and all it starts run on its worker's own core. vLLM's CPU build binds
+    its threads to every core a process may use and spins them between kernels, so an engine on each worker took
+    both cores from the other worker's test: the engine tests ran about 1.9 times as long side by side as one at
+    a time would (docs/measurements.md, "Fast loops"). Tests that start two engines or Ray nodes of their own
+    (`two_engines`, `ray_cluster`) keep every core."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    cpus = sorted(os.sched_getaffinity(0))
+    marked = request.node.get_closest_marker
+    if (
+        not worker.startswith("gw")
+        or len(cpus) < 2
+        or not marked("engine")
+        or marked("two_engines")
+        or marked("ray_cluster")
+    ):
+        yield
+        return
+    os.sched_setaffinity(0, {cpus[int(worker.removeprefix("gw")) % len(cpus)]})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
 # Tests that share something costly (a module-scoped fixture) and so run on one worker under `make test -n auto`,
 # by node-id prefix. Here, not in the root conftest: `pytest benchmarks/ -n 2` must get the plugin's own scheduler.
 ONE_WORKER = {

@@ -25,6 +25,7 @@ PARITY_LINE = {
 }
 
 
+@pytest.mark.two_engines
 def test_two_xdist_workers_run_offline_and_server_side_by_side_and_generate_the_same_tokens(tmp_path):
     (tmp_path / "one.jsonl").write_text(
         json.dumps({"custom_id": "p", "method": "POST", "url": "/v1/chat/completions", "body": PARITY_LINE}) + "\n"

@@ -9,8 +9,7 @@ import pytest
 from procs import run_bench_isolated
 
 pytestmark = pytest.mark.engine
-REPO = Path(__file__).resolve().parents[1]
-DATASET = REPO / "data" / "batch_5k.jsonl"
+REQUESTS = 6
 SERVER_KEYS = [f"{m}_ms_{s}" for m in ("ttft", "tpot", "itl", "e2el") for s in ("mean", "p50", "p90", "p99")]
 COUNTING_CONFTEST = """
 import os
@@ -29,13 +28,29 @@ server.ServerEngine.__init__ = counted
 """
 
 
+def _short_batch(path: Path) -> Path:
+    """Requests of a dozen prompt tokens: the sweep's plumbing is under test, not prefill, and the 5K sample's
+    ~250-token prompts took ~6 s each on one core (36 of them: 230 s of the test's 310)."""
+    lines = [
+        {
+            "custom_id": f"short-{n}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "gemma-270m", "messages": [{"role": "user", "content": f"Name colour number {n}."}]},
+        }
+        for n in range(REQUESTS)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
 def test_a_three_point_sweep_starts_the_server_once_and_saves_three_cells(tmp_path):
     (tmp_path / "conftest.py").write_text(COUNTING_CONFTEST)
     args = [
         "--model=gemma-270m",
         "--mode=server",
-        f"--dataset={DATASET}",
-        "--limit=6",
+        f"--dataset={_short_batch(tmp_path / 'short.jsonl')}",
+        f"--limit={REQUESTS}",
         "--max-tokens=8",
         "--ignore-eos",
         "--concurrency=1,2,6",
