@@ -114,3 +114,15 @@ def test_the_report_reads_answer_first(tmp_path):
     text = render(load_runs(tmp_path))
     order = ["## Answer", "## Offline vs server", "## Decisions and learnings", "## Current status", "## Ranking"]
     assert [text.index(title) for title in order] == sorted(text.index(title) for title in order)
+
+
+def test_the_glossary_says_what_each_bound_and_each_verdict_word_means(tmp_path):
+    from pytest_vllmbench.measure.host_load import GPU_BOUND_PCT, HOST_BOUND_PCT, ROLES
+
+    save_run(tmp_path, 1, "o", [_cell("m-offline", FAST)], gpus=GPU, boot=BOOT)
+    glossary = render(load_runs(tmp_path)).split("## Glossary\n")[1].split("\n## ")[0]
+    bound = next(entry for entry in glossary.split("\n- ") if entry.startswith("**Bound by**"))
+    for name in ["kv-cache", "gpu", *ROLES, "unclear"]:
+        assert f"`{name}`" in bound
+    assert f"at least {GPU_BOUND_PCT:g} % of the time" in bound and f"at least {HOST_BOUND_PCT:g} % of one" in bound
+    assert "**ahead**" in glossary and "**Faster / sooner**" in glossary

@@ -11,6 +11,7 @@ from pytest_vllmbench.common.cut import one_line
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.files import read_plain_text, write_text_atomic
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
+from pytest_vllmbench.measure.host_load import GPU_BOUND_PCT, HOST_BOUND_PCT, KV_BOUND_PCT
 from pytest_vllmbench.results import markers
 from pytest_vllmbench.results import plots as plotting
 from pytest_vllmbench.results.latest import Latest, latest_cells
@@ -48,14 +49,22 @@ SHOWS_RUNS = "- **Saved runs:**"
 # exit codes of `vllmbench report`
 EXIT_OK, EXIT_REFUSED, EXIT_NO_RUNS = 0, 2, 3
 
-GLOSSARY = """\
+GLOSSARY = f"""\
 - **Cell**: one model in one vLLM mode (with its load point, GPU split or memory budget), measured once per run. Its
   label carries marks: **[d]** dummy weights, **[q4]** random weights quantized to 4 bits while loading, **[16G]** run
   under a 16 GiB memory budget, **(TP 2)** one engine over two GPUs (tensor parallel).
 - **Mode**: offline (`vllm.LLM` in the test process), server (a `vllm serve` the session starts), endpoint (someone
   else's OpenAI-compatible server), run-batch (vLLM's batch runner), ray (Ray Data).
-- **Current / superseded**: the tables show each cell's newest run per machine and workload (current); older runs of
-  the same cell are superseded and listed only under History.
+- **Current / superseded**: the tables show each cell's newest run per machine and workload (current), pooled with
+  the runs of its boot where it and a cell it is compared with went both ways round; older runs of the same cell are
+  superseded and listed only under History.
+- **Faster / sooner**: the two cells' 95 % intervals separate and their runs went both ways round; **ahead**: they
+  separate in one order only, across two boots or in an order not known (a lead, not yet a verdict); **no
+  difference shown**: the intervals overlap.
+- **Bound by**: what limited a cell, judged in this order: `kv-cache` (vLLM preempted at least {KV_BOUND_PCT:g}
+  request per 100: its KV cache was full), `gpu` (busy at least {GPU_BOUND_PCT:g} % of the time), `api-server`,
+  `engine-core` or `client` (the busiest such process used at least {HOST_BOUND_PCT:g} % of one core), else
+  `unclear`; the figure beside it is the share that says so.
 - **c64**: a load point of 64 requests in flight at once (`--concurrency`); **SLO**: a latency target (`--slo`);
   **goodput**: req/s of the requests that met every SLO; **knee**: the load point with the most req/s among those
   that met the SLOs.
