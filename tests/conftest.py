@@ -41,20 +41,18 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _engine_on_its_workers_core(request):
     """Under pytest-xdist, a real-engine test and all it starts run on its worker's own core. vLLM's CPU build binds
-    its threads to every core a process may use, so an engine on each worker took both cores from the other
-    worker's test: one engine test took 249 s beside the others and 62 s alone, and the engine tier 977 s against
-    797 s pinned (docs/measurements.md, "Fast loops"). Tests that start two engines or Ray nodes of their own
-    (`two_engines`, `ray_cluster`) keep every core."""
+    an engine's compute threads to the cores a process may use less one it reserves: on a 2-core machine, core 0
+    for every engine, so two workers' engines computed on one core. One engine test took 249 s beside the others
+    and 62 s alone, and the engine tier 977 s against 797 s pinned (docs/measurements.md, "Fast loops"). Tests that
+    start two engines or Ray nodes of their own (`two_engines`, `ray_cluster`) keep every core. The smoke's engine
+    starts in a module-scoped fixture, before this one: it keeps every core too."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    cpus = sorted(os.sched_getaffinity(0))
     marked = request.node.get_closest_marker
-    if (
-        not worker.startswith("gw")
-        or len(cpus) < 2
-        or not marked("engine")
-        or marked("two_engines")
-        or marked("ray_cluster")
-    ):
+    if not worker.startswith("gw") or not marked("engine") or marked("two_engines") or marked("ray_cluster"):
+        yield
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
         yield
         return
     os.sched_setaffinity(0, {cpus[int(worker.removeprefix("gw")) % len(cpus)]})

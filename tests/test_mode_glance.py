@@ -97,7 +97,7 @@ def test_pairs_without_rounds_are_counted_not_tabled_and_server_pairs_are_left_t
     section = _section(tmp_path)
     rows = _rows(section)
     assert [(row[1], row[4]) for row in rows] == [("m", "server"), ("m", "server (4 API servers)")]
-    assert "1 more offline/server pair ran without rounds on both sides" in section
+    assert "1 more offline/server pair lack rounds on one side or both" in section
     assert ": server 50.00 ± 4.97 vs server (4 API servers) 50.00 ± 4.97 req/s" in section  # a line, not a row
 
 
@@ -126,3 +126,34 @@ def test_the_glossary_says_what_each_bound_and_each_verdict_word_means(tmp_path)
         assert f"`{name}`" in bound
     assert f"at least {GPU_BOUND_PCT:g} % of the time" in bound and f"at least {HOST_BOUND_PCT:g} % of one" in bound
     assert "**ahead**" in glossary and "**Faster / sooner**" in glossary
+
+
+def test_sides_of_other_sizes_show_both_counts_and_their_own_job_and_two_datasets_get_a_workload_column(tmp_path):
+    save_run(tmp_path, 1, "o", [_cell("m-offline", FAST, n_requests=3000)], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 2, "s", [_cell("m-server", SLOW, n_requests=1000, project_to=20000)], gpus=GPU, boot=BOOT)
+    other = {"dataset": {"path": "data/other.jsonl", "sha256": "1" * 64}}
+    save_run(tmp_path, 3, "o", [_cell("n-offline", FAST, **other)], gpus=GPU, boot=BOOT)
+    save_run(tmp_path, 4, "s", [_cell("n-server", SLOW, **other)], gpus=GPU, boot=BOOT)
+    section = _section(tmp_path)
+    assert "| Machine | Model | Workload | Requests |" in section
+    assert "Job h (170,000 requests), offline / server |" in section  # the one job any row projects
+    by_model = {row[1]: row for row in _rows(section)}
+    assert by_model["m"][3] == "3,000 / 1,000" and by_model["n"][3] == "64"
+    assert by_model["m"][7:9] == ["-", "-"]  # offline projects 170,000 requests, the server 20,000: no one job
+    assert " ± " in by_model["n"][7] and by_model["n"][8] == "offline ahead (one order only)"
+    assert by_model["m"][2] != by_model["n"][2]
+
+
+def test_each_rows_outcome_is_its_verdict_lines_on_the_job(tmp_path):
+    for number, name in enumerate(["m-offline", "m-server", "m-offline", "m-server"], start=1):
+        save_run(
+            tmp_path / "both", number, name[2], [_cell(name, FAST if "off" in name else SLOW)], gpus=GPU, boot=BOOT
+        )
+    side_by_side = [_cell("m-offline", FAST, xdist_worker="gw0"), _cell("m-server", SLOW, xdist_worker="gw1")]
+    save_run(tmp_path / "unknown", 1, "both", side_by_side, gpus=GPU, boot=BOOT)
+    for folder, outcome in (("both", "offline sooner"), ("unknown", "offline ahead (order not known)")):
+        section = _section(tmp_path / folder)
+        ((*_, row_outcome, _, _),) = _rows(section)
+        line = next(line for line in section.splitlines() if line.startswith("- m "))
+        assert row_outcome == outcome and "170,000 requests: offline " in line
+        assert line.split("170,000 requests: ")[1].split(", ")[2].startswith(outcome.split(" (")[0])

@@ -38,35 +38,39 @@ WHY_NOT_SETTLED = {"two boots": "two boots", "one order": "one order only", "ord
 def glance_table(latest: Sequence[tuple[str, str, Cell]]) -> str | None:
     """The table and a line on the pairs it leaves out; None where no offline cell has a server side with rounds."""
     pairs, without_rounds = [], 0
-    for (machine, model, _), shown_offline, shown_server in verdict_pairs(latest):
+    for (machine, model, workload), shown_offline, shown_server in verdict_pairs(latest):
         if shown_offline.get("mode") != "offline":
             continue
         offline, server = compared(shown_offline, shown_server)
         if compare_modes(offline, server) is None:
             without_rounds += 1
             continue
-        pairs.append((machine, model, offline, server))
+        pairs.append((machine, model, workload, offline, server))
     if not pairs:
         return None
     sizes = {projected[0] for *_, offline, server in pairs if (projected := job_intervals(offline, server))}
     one_size = sizes.pop() if len(sizes) == 1 else None
-    rows = [
-        _row(machine, model, offline, server, one_size) for machine, model, offline, server in sorted(pairs, key=_order)
-    ]
+    with_workload = len({workload for _, _, workload, _, _ in pairs}) > 1
+    rows = []
+    for machine, model, workload, offline, server in sorted(pairs, key=_order):
+        row = _row(machine, model, offline, server, one_size)
+        rows.append(row[:2] + [workload] + row[2:] if with_workload else row)
     headers = [*HEADERS]
     if one_size is not None:
         headers[HEADERS.index(JOB)] = f"Job h ({fmt(one_size)} requests), offline / server"
+    if with_workload:
+        headers.insert(2, "Workload")
     left_out = (
-        f"\n\n{without_rounds} more offline/server pair{'s' if without_rounds != 1 else ''} ran without rounds on"
-        " both sides: the lines below give their single runs, uncalled."
+        f"\n\n{without_rounds} more offline/server pair{'s' if without_rounds != 1 else ''} lack rounds on one side"
+        " or both: the lines below give them, uncalled."
         if without_rounds
         else ""
     )
     return markdown_table(rows, headers) + left_out
 
 
-def _order(pair: tuple[str, str, Cell, Cell]) -> tuple[str, str]:
-    return pair[0], pair[1]  # by machine, then model; a model's server sides in the verdicts' order (sort is stable)
+def _order(pair: tuple[str, str, str, Cell, Cell]) -> tuple[str, str, str]:
+    return pair[0], pair[1], pair[2]  # machine, model, workload; a model's server sides in the verdicts' order
 
 
 def _row(machine: str, model: str, offline: Cell, server: Cell, one_size: int | None) -> list[str]:
@@ -74,7 +78,7 @@ def _row(machine: str, model: str, offline: Cell, server: Cell, one_size: int | 
     return [
         machine,
         model,
-        fmt(offline.get("n_requests")),
+        _requests(offline, server),
         rate(offline),
         server_side,
         rate(server),
@@ -83,6 +87,12 @@ def _row(machine: str, model: str, offline: Cell, server: Cell, one_size: int | 
         f"{bound_text(offline)} / {bound_text(server)}",
         f"{_runs(offline)} / {_runs(server)}",
     ]
+
+
+def _requests(offline: Cell, server: Cell) -> str:
+    """The requests each side's rounds sent: one figure where they match (cells pair by dataset, not by count)."""
+    counts = [fmt(cell.get("n_requests")) for cell in (offline, server)]
+    return counts[0] if counts[0] == counts[1] else " / ".join(counts)
 
 
 def _job_hours(offline: Cell, server: Cell, one_size: int | None) -> str:

@@ -236,8 +236,10 @@ def _glance(pooled: Latest) -> str:
         return ""
     return (
         "Each model's offline cell against each of its server cells measured with rounds, on the whole job (each"
-        " round projected to it); *sooner* only where the two went both ways round, *ahead* a lead in one order or"
-        " across two boots. The lines below give the rates and steady rates behind each row.\n\n" + table + "\n\n"
+        " round projected to it); *sooner* only where the two went both ways round, *ahead* a lead in one order, across"
+        " two boots or in an order not known. The lines below give the rates and steady rates behind each row.\n\n"
+        + table
+        + "\n\n"
     )
 
 
