@@ -38,3 +38,9 @@ def test_a_run_number_not_saved_is_named_and_nothing_is_printed(tmp_path, capsys
     with pytest.raises(SystemExit, match="no saved run numbered 0007"):
         lease_table.main(["1", "7", "--storage", str(tmp_path)])
     assert capsys.readouterr().out == ""
+
+
+def test_a_run_number_that_is_no_number_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        lease_table.main(["57x", "--storage", str(tmp_path)])
+    assert stopped.value.code == 2 and "invalid run_number value: '57x'" in capsys.readouterr().err

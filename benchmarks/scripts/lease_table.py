@@ -57,12 +57,17 @@ def table(runs: list[SavedRun], numbers: list[str]) -> str:
     return markdown_table([row(order, run, cell) for order, (run, cell) in enumerate(cells, start=1)], HEADERS)
 
 
+def run_number(text: str) -> str:
+    """'57' or '0057' -> '0057'; argparse turns the ValueError of anything else into a usage error."""
+    return f"{int(text):04d}"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="run numbers, e.g. 0057 (the order of the table)")
+    parser.add_argument("runs", nargs="+", type=run_number, help="run numbers, e.g. 0057 (the order of the table)")
     parser.add_argument("--storage", type=Path, default=Path(".benchmarks"))
     args = parser.parse_args(argv)
-    print(table(load_runs(args.storage), [f"{int(number):04d}" for number in args.runs]))
+    print(table(load_runs(args.storage), args.runs))
     return 0
 
 

@@ -18,6 +18,7 @@ from pytest_vllmbench.results.labels import finite, fmt
 from pytest_vllmbench.results.saved_run import SavedCell
 
 Cell = Mapping[str, Any]
+JobIntervals = tuple[int, Mapping[str, Any], Mapping[str, Any]]  # the job's size, then each side's projected hours
 
 
 def job_note(
@@ -45,7 +46,7 @@ def job_hours_separate(offline: Cell, server: Cell) -> bool:
     return first.get("ci95_half") is not None and second.get("ci95_half") is not None and not overlap(first, second)
 
 
-def job_intervals(offline: Cell, server: Cell) -> tuple[int, Mapping[str, Any], Mapping[str, Any]] | None:
+def job_intervals(offline: Cell, server: Cell) -> JobIntervals | None:
     """(job size, offline's projected hours, server's) as 95 % intervals over their rounds; None where the two do
     not project one job or a rate is missing."""
     size = offline.get("project_to")

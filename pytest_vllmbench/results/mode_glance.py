@@ -7,10 +7,10 @@ gives the answer a reader came for: which mode finishes the job sooner, on what 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytest_vllmbench.measure.rounds import mean_plus_minus
-from pytest_vllmbench.results.job_hours import job_intervals, job_outcome
+from pytest_vllmbench.results.job_hours import JobIntervals, job_intervals, job_outcome
 from pytest_vllmbench.results.labels import fmt, rate, side_label
 from pytest_vllmbench.results.markdown_table import markdown_table
 from pytest_vllmbench.results.mode_verdicts import alternated, compare_modes, unsettled_reason, verdict_pairs
@@ -35,6 +35,15 @@ HEADERS = [
 WHY_NOT_SETTLED = {"two boots": "two boots", "one order": "one order only", "order unknown": "order not known"}
 
 
+class Pair(NamedTuple):
+    machine: str
+    model: str
+    workload: str
+    offline: Cell
+    server: Cell
+    job: JobIntervals | None  # both sides projected to one job, once per row
+
+
 def glance_table(latest: Sequence[tuple[str, str, Cell]]) -> str | None:
     """The table and a line on the pairs it leaves out; None where no offline cell has a server side with rounds."""
     pairs, without_rounds = [], 0
@@ -45,16 +54,17 @@ def glance_table(latest: Sequence[tuple[str, str, Cell]]) -> str | None:
         if compare_modes(offline, server) is None:
             without_rounds += 1
             continue
-        pairs.append((machine, model, workload, offline, server))
+        pairs.append(Pair(machine, model, workload, offline, server, job_intervals(offline, server)))
     if not pairs:
         return None
-    sizes = {projected[0] for *_, offline, server in pairs if (projected := job_intervals(offline, server))}
+    sizes = {pair.job[0] for pair in pairs if pair.job}
     one_size = sizes.pop() if len(sizes) == 1 else None
-    with_workload = len({workload for _, _, workload, _, _ in pairs}) > 1
+    with_workload = len({pair.workload for pair in pairs}) > 1
     rows = []
-    for machine, model, workload, offline, server in sorted(pairs, key=_order):
-        row = _row(machine, model, offline, server, one_size)
-        rows.append(row[:2] + [workload] + row[2:] if with_workload else row)
+    # machine, model, workload; a model's server sides in the verdicts' order (the sort is stable)
+    for pair in sorted(pairs, key=lambda pair: (pair.machine, pair.model, pair.workload)):
+        row = _row(pair, one_size)
+        rows.append(row[:2] + [pair.workload] + row[2:] if with_workload else row)
     headers = [*HEADERS]
     if one_size is not None:
         headers[HEADERS.index(JOB)] = f"Job h ({fmt(one_size)} requests), offline / server"
@@ -69,21 +79,18 @@ def glance_table(latest: Sequence[tuple[str, str, Cell]]) -> str | None:
     return markdown_table(rows, headers) + left_out
 
 
-def _order(pair: tuple[str, str, str, Cell, Cell]) -> tuple[str, str, str]:
-    return pair[0], pair[1], pair[2]  # machine, model, workload; a model's server sides in the verdicts' order
-
-
-def _row(machine: str, model: str, offline: Cell, server: Cell, one_size: int | None) -> list[str]:
+def _row(pair: Pair, one_size: int | None) -> list[str]:
+    offline, server = pair.offline, pair.server
     server_side = side_label(server)
     return [
-        machine,
-        model,
+        pair.machine,
+        pair.model,
         _requests(offline, server),
         rate(offline),
         server_side,
         rate(server),
-        _job_hours(offline, server, one_size),
-        _on_the_job(offline, server, server_side),
+        _job_hours(pair.job, one_size),
+        _on_the_job(pair, server_side),
         f"{bound_text(offline)} / {bound_text(server)}",
         f"{_runs(offline)} / {_runs(server)}",
     ]
@@ -95,30 +102,28 @@ def _requests(offline: Cell, server: Cell) -> str:
     return counts[0] if counts[0] == counts[1] else " / ".join(counts)
 
 
-def _job_hours(offline: Cell, server: Cell, one_size: int | None) -> str:
+def _job_hours(job: JobIntervals | None, one_size: int | None) -> str:
     """Both projections; the job's size too unless every row projects the same one (the header names it)."""
-    projected = job_intervals(offline, server)
-    if projected is None:
+    if job is None:
         return "-"
-    size, first, second = projected
+    size, first, second = job
     hours = f"{mean_plus_minus(first)} / {mean_plus_minus(second)}"
     return hours if size == one_size else f"{hours} ({fmt(size)} requests)"
 
 
-def _on_the_job(offline: Cell, server: Cell, server_side: str) -> str:
+def _on_the_job(pair: Pair, server_side: str) -> str:
     """'offline sooner', 'no difference shown', or 'server ahead (one order only)' where the runs did not go both
     ways round, as the verdict line below says it; '-' where the two do not project one job."""
-    projected = job_intervals(offline, server)
-    if projected is None:
+    if pair.job is None:
         return "-"
-    _, first, second = projected
-    settled = alternated(offline, server)
+    _, first, second = pair.job
+    settled = alternated(pair.offline, pair.server)
     outcome = job_outcome(first, second, ("offline", server_side), settled=settled)
     if not outcome:
         return "-"
     if settled or outcome.startswith("no "):
         return outcome
-    return f"{outcome} ({WHY_NOT_SETTLED[unsettled_reason(offline, server)]})"
+    return f"{outcome} ({WHY_NOT_SETTLED[unsettled_reason(pair.offline, pair.server)]})"
 
 
 def _runs(cell: Cell) -> str:

@@ -113,7 +113,6 @@ def engine_part(latest: Latest) -> list[str]:
 
 
 def ranking_section(latest: Latest, rank: Ranker) -> str:
-
     parts = [
         f"Weights: {weights_line(rank.weights)} (re-normalised over the rest, and said so under the group, where a"
         " group has no quality figure). Flexibility per mode: "

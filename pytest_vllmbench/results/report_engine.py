@@ -37,7 +37,6 @@ def _bound(cell: Cell) -> str:
 
 def engine_section(groups: Sequence[tuple[str, Sequence[Cell]]], label: Callable[[Any], str]) -> str | None:
     """One table per group (title, cells) holding cells with any of the newer fields; None when no cell has any."""
-
     parts = []
     for title, cells in groups:
         shown = [cell for cell in cells if saved_bound(cell) or any(cell.get(name) is not None for name in FIELDS)]

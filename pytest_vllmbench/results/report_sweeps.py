@@ -63,7 +63,6 @@ def _slo_text(cell: SavedCell, best: SavedCell | None) -> str:
 
 
 def _table(points: list[SavedCell], best: SavedCell | None) -> str:
-
     rows = [
         [
             load_point(cell) or MISSING,
