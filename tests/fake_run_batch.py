@@ -12,7 +12,7 @@ parser.add_argument("-o", required=True)
 parser.add_argument("--load-s", type=float, default=0.3)
 parser.add_argument("--batch-s", type=float, default=0.4)
 parser.add_argument("--exit-s", type=float, default=0.3)
-parser.add_argument("--fail", choices=["before", "after", "garbage"], default=None)
+parser.add_argument("--fail", choices=["before", "engine-core", "after", "garbage"], default=None)
 parser.add_argument("--worker-pid-file", default=None)
 args, _ = parser.parse_known_args()
 
@@ -24,6 +24,13 @@ time.sleep(args.load_s)
 if args.fail == "before":
     print("ValueError: not enough memory for the KV cache", flush=True)
     sys.exit(3)
+if args.fail == "engine-core":  # as vLLM logs a failed engine-core start: its error, then the front end's traceback
+    core = "(EngineCore pid=7) ERROR 12-06 11:40:02 [core.py:1510]"
+    print(f"{core} EngineCore failed to start.\n{core} Traceback (most recent call last):", flush=True)
+    print(f"{core} ValueError: Available memory on node 0 (3.1/23.5 GiB) on startup is less than desired", flush=True)
+    print("Traceback (most recent call last):\n" + '  File "x.py", line 1, in f\n    f()\n' * 30, end="", flush=True)
+    print("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}")
+    sys.exit(1)
 print(f"INFO run_batch.py: Reading batch from {args.i}...", flush=True)
 with open(args.i, encoding="utf-8") as batch:
     lines = [json.loads(line) for line in batch if line.strip()]

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from engine_memory import TEST_SHARE_ARG
 
 from pytest_vllmbench.config.matrix import Cell
 from pytest_vllmbench.config.registry import load_registry
@@ -184,6 +185,7 @@ def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
         f"--model={folder}",
         "--mode=offline",
         "--load-format=dummy",
+        f"--engine-arg={TEST_SHARE_ARG}",
         f"--dataset={REPO / 'data' / 'batch_5k.jsonl'}",
         "--limit=4",
         "--max-tokens=8",

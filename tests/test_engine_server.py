@@ -4,6 +4,7 @@ tested against the fake server in test_supervisor.py, the server cell's figures 
 from pathlib import Path
 
 import pytest
+from engine_memory import TEST_SHARE_ARG
 from procs import session_members
 
 from pytest_vllmbench.config.matrix import Cell
@@ -23,7 +24,7 @@ DATASET = REPO / "data" / "batch_5k.jsonl"
 
 def embedded_cell_args(**cli):
     registry = load_registry()
-    settings = resolve(merge_sources({"mode": ["server"]} | cli, {}, {}), REPO)
+    settings = resolve(merge_sources({"mode": ["server"], "engine_arg": [TEST_SHARE_ARG]} | cli, {}, {}), REPO)
     cell = Cell(registry.resolve("gemma-270m"), "server", "gemma-270m")
     plan = plan_cell(cell, settings, registry, DummySources())
     return plan.model_source, plan.engine_args

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from engine_memory import TEST_SHARE_ARG
 from procs import run_bench_isolated
 
 pytestmark = pytest.mark.engine
@@ -49,6 +50,7 @@ def test_a_three_point_sweep_starts_the_server_once_and_saves_three_cells(tmp_pa
     args = [
         "--model=gemma-270m",
         "--mode=server",
+        f"--engine-arg={TEST_SHARE_ARG}",
         f"--dataset={_short_batch(tmp_path / 'short.jsonl')}",
         f"--limit={REQUESTS}",
         "--max-tokens=8",

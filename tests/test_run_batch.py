@@ -174,6 +174,16 @@ def test_a_runner_that_dies_before_the_batch_is_an_engine_start_error_with_its_l
         eng.run([chat("a")], SamplingOverrides())
 
 
+def test_a_runner_whose_engine_core_failed_to_start_is_reported_by_the_engine_cores_error(tmp_path):
+    """vLLM's front end ends the log with its own traceback ('See root cause above'), longer than the tail kept."""
+    eng = engine(tmp_path, "--fail", "engine-core", "--load-s", "0")
+    with pytest.raises(EngineStartError) as failed:
+        eng.run([chat("a")], SamplingOverrides())
+    first = str(failed.value).splitlines()[0]
+    assert first.startswith("vLLM's batch runner exited with code 1 before it read the batch; ValueError: Available")
+    assert first.endswith(f"log {next(tmp_path.glob('vllmbench-run-batch-*/runner.log'))}, last lines:")
+
+
 @pytest.mark.parametrize(
     "how, error, says",
     [

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from engine_memory import TEST_SHARE_ARG
 from procs import session_members
 
 from pytest_vllmbench.config.matrix import Cell
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_real_runner_answers_the_cells_lines_and_leaves_nothing(tmp_path):
     registry = load_registry()
-    settings = resolve(merge_sources({"mode": ["run-batch"]}, {}, {}), REPO)
+    settings = resolve(merge_sources({"mode": ["run-batch"], "engine_arg": [TEST_SHARE_ARG]}, {}, {}), REPO)
     cell = Cell(registry.resolve("gemma-270m"), "run-batch", "gemma-270m")
     requests = read_batch(REPO / "data" / "batch_5k.jsonl", limit=3)
     # the runner serves chat lines only, and refuses the whole file over a completions line (exit 1): that line

@@ -66,6 +66,10 @@ def test_failure_reason_is_the_last_exception_line_without_the_log_prefix():
     lines = ["INFO loading", "\x1b[1;31mERROR\x1b[0m RuntimeError: first", KV_LOG, "Traceback (most recent call last):"]
     assert failure_reason(lines).startswith("ValueError: To serve at least one request with the model's max seq len")
     assert failure_reason(["INFO all good"]) is None
+    front_end = "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}"
+    dead = "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. See stack trace (above) for the root cause."
+    assert failure_reason([KV_LOG, "Traceback (most recent call last):", front_end, dead]) == failure_reason([KV_LOG])
+    assert failure_reason([front_end, dead]) is None
 
 
 def test_relevant_lines_hide_credentials_and_machine_paths():

@@ -24,7 +24,7 @@ from pytest_vllmbench.engines.base import Engine, EngineDefaults, EngineStartErr
 from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.engines.openai_client import build_payload, encode_payload
 from pytest_vllmbench.engines.supervisor import SessionProcess
-from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail, vllm_platform
+from pytest_vllmbench.engines.vllm_cli import cli_flags, log_report, vllm_platform
 from pytest_vllmbench.measure.machine import package_version
 from pytest_vllmbench.measure.metrics import RequestRecord
 from pytest_vllmbench.measure.progress import CellProgress
@@ -254,16 +254,14 @@ class RunBatchEngine(EngineDefaults):
             if batch_started is None:
                 keep = True
                 raise EngineStartError(
-                    f"vLLM's batch runner exited with code {code} before it read the batch; "
-                    f"log {log_path}, last lines:\n{log_tail(log_path)}"
+                    f"vLLM's batch runner exited with code {code} before it read the batch; {log_report(log_path)}"
                 )
             self.load_s = batch_started - started
             self.end_to_end_s = ended - started
             if code != 0 or not output_path.exists():
                 keep = True
                 self._fault = (
-                    f"vLLM's batch runner exited with code {code} after it read the batch; log {log_path}, "
-                    f"last lines:\n{log_tail(log_path, 15)}"
+                    f"vLLM's batch runner exited with code {code} after it read the batch; {log_report(log_path, 15)}"
                 )
                 return [RequestRecord(r.custom_id, error="runner_exit") for r in requests]
             # the output file is written in one go at the end: its modification time is the last line written

@@ -32,7 +32,7 @@ from pytest_vllmbench.engines.cell_plan import CellPlan
 from pytest_vllmbench.engines.client_processes import Sender
 from pytest_vllmbench.engines.openai_client import ClientConfig, preflight
 from pytest_vllmbench.engines.supervisor import SessionProcess
-from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail, vllm_platform
+from pytest_vllmbench.engines.vllm_cli import cli_flags, log_report, log_tail, vllm_platform
 from pytest_vllmbench.measure import engine_settings
 from pytest_vllmbench.measure.machine import package_version
 from pytest_vllmbench.measure.metrics import RequestRecord
@@ -202,7 +202,7 @@ class ServerEngine(EngineDefaults):
             if not self.process.alive():
                 raise EngineStartError(
                     f"vLLM server exited with code {self.process.popen.returncode} before it was healthy; "
-                    f"log {self.process.log_path}, last lines:\n{log_tail(self.process.log_path)}"
+                    + log_report(self.process.log_path)
                 )
             try:
                 # a 200 counts only from our own listener: the probed port may go to another server before ours binds
@@ -268,7 +268,7 @@ class ServerEngine(EngineDefaults):
                 )
         return (
             f"the vLLM server (pid {self.process.pid}) died with code {self.process.popen.returncode}; "
-            f"log {self.process.log_path}, last lines:\n{log_tail(self.process.log_path, 15)}"
+            + log_report(self.process.log_path, 15)
         )
 
     def describe(self) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from pytest_vllmbench.common.redaction import redact_text, strip_paths
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _EXCEPTION = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (\S.*)")
 _RELEVANT = re.compile(r"Error|Exception|out of memory|KV cache|memory", re.IGNORECASE)
+# vLLM's front-end errors that point at the engine core's: "See root cause above", "See stack trace (above) for..."
+_POINTS_ABOVE = re.compile(r"root cause above|\(above\) for the root cause")
 MAX_LINE = 500
 
 
@@ -82,9 +84,11 @@ class StartOutput:
 
 
 def failure_reason(lines: list[str]) -> str | None:
-    """The last 'SomethingError: why' the engine's processes printed, without its log prefix, scrubbed."""
+    """The last 'SomethingError: why' the engine's processes printed, without its log prefix, scrubbed. The
+    front end's own errors that point above (vLLM's 'Engine core initialization failed. See root cause above.') are
+    passed over: the root cause is the engine core's error, printed before them."""
     for line in reversed(lines):
-        if match := _EXCEPTION.search(_ANSI.sub("", line)):
+        if (match := _EXCEPTION.search(_ANSI.sub("", line))) and not _POINTS_ABOVE.search(match[2]):
             return _scrub(f"{match[1]}: {match[2]}")
     return None
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pytest_vllmbench.engines.start_output import failure_reason
 from pytest_vllmbench.measure.machine import package_version
 
 LOG_TAIL_LINES = 40
@@ -32,3 +33,16 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def log_report(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """'log PATH, last lines: ...', led by the error that stopped the process where its log names one. A start
+    that fails in vLLM's engine core ends the log with the front end's traceback ('See root cause above'), which
+    alone can fill the tail: the engine core's own error line comes first, so the message says why."""
+    try:
+        logged = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"log {path}: (no log)"
+    reason = failure_reason(logged)
+    tail = "\n".join(logged[-lines:])
+    return (f"{reason}; " if reason else "") + f"log {path}, last lines:\n{tail}"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vllmbench.engines.supervisor import SessionProcess
-from pytest_vllmbench.engines.vllm_cli import cli_flags, log_tail
+from pytest_vllmbench.engines.vllm_cli import cli_flags, log_report, log_tail
 
 
 def bench_throughput_command(
@@ -66,5 +66,5 @@ def vllm_bench_requests_per_s(
         if code is None:
             raise RuntimeError(f"vllm bench throughput did not finish in {timeout_s:.0f} s:\n{log_tail(log, 15)}")
         if code != 0 or not out.is_file():
-            raise RuntimeError(f"vllm bench throughput failed (exit {code}):\n{log_tail(log, 15)}")
+            raise RuntimeError(f"vllm bench throughput failed (exit {code}); {log_report(log, 15)}")
         return float(json.loads(out.read_text())["requests_per_second"])
