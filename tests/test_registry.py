@@ -50,7 +50,7 @@ def test_platform_args_apply_and_model_args_win(registry):
 def test_broken_registry_file_names_the_file(tmp_path):
     bad = tmp_path / "models.toml"
     bad.write_text("[models.x]\nollama = 'x:1'\n")
-    with pytest.raises(UsageError, match=r"models\.toml: model 'x' has no hf_id"):
+    with pytest.raises(UsageError, match=r"models\.toml:1: model registry key models\.x\.hf_id: expected"):
         load_registry(bad)
     bad.write_text("[models\n")
     with pytest.raises(UsageError, match="cannot read"):

@@ -10,6 +10,7 @@ from typing import Any
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.packaged import data_path
+from pytest_vllmbench.config.registry_schema import check_registry
 
 
 @dataclass(frozen=True)
@@ -80,20 +81,21 @@ def default_registry_path() -> Path:
 
 
 def load_registry(path: Path | None = None) -> Registry:
+    """The registry at `path` (the shipped one by default), checked whole first: see registry_schema."""
     path = path or default_registry_path()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the model registry: {exc}") from exc
+    check_registry(raw, text, path)
     models = {}
     for alias, entry in raw.get("models", {}).items():
-        if "hf_id" not in entry:
-            raise UsageError(f"{path}: model {alias!r} has no hf_id")
         models[alias] = ModelSpec(
             alias=alias,
             source=entry["hf_id"],
             ollama=entry.get("ollama"),
-            embedded=bool(entry.get("embedded", False)),
+            embedded=entry.get("embedded", False),
             params_b=entry.get("params_b"),
             dtype=entry.get("dtype"),
             notes=entry.get("notes", ""),
