@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from pytest_vllmbench.engines import dummy_weights, embedded_model
 from pytest_vllmbench.engines.base import CellSkip
 from pytest_vllmbench.results import compare, gate, report, summary
 from pytest_vllmbench.results.report_price import ReportPrice, parse_price, price_runs
-from pytest_vllmbench.results.storage import RunFileError, load_runs, read_run, scan_runs
+from pytest_vllmbench.results.storage import RunFileError, SavedRun, load_runs, read_run, scan_runs
 from pytest_vllmbench.workload import synthetic
 from pytest_vllmbench.workload.batch import iter_batch
 
@@ -96,6 +98,7 @@ def _counts(counter: Counter[str]) -> str:
 
 def _make_dataset(args: argparse.Namespace) -> int:
     try:
+        synthetic.check_names(args.out, args.model)
         synthetic.check_room(Path(args.out), args.n, args.seed, args.model)
         gold = synthetic.write_dataset(Path(args.out), args.n, args.seed, args.model)
     except (ValueError, OSError) as exc:
@@ -109,12 +112,18 @@ def _report(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         print(f"vllmbench report: warning: {message}", file=sys.stderr)
 
+    if args.run is not None and not args.summary:
+        print("vllmbench report: --run goes with --summary (it names the run whose summary is shown)", file=sys.stderr)
+        return report.EXIT_REFUSED
+    storage, out = Path(args.storage), Path(args.out)
     try:
         table = read_tool_table(Path("pyproject.toml"))
         price = _report_price(args, table)
+        _check_storage(storage, out, args.allow_empty)
+        shown = _summary_run(storage, args.run, price) if args.summary else None
         path = report.write_report(
-            Path(args.storage),
-            Path(args.out),
+            storage,
+            out,
             table.get("weights"),
             table.get("flexibility"),
             allow_empty=args.allow_empty,
@@ -129,8 +138,17 @@ def _report(args: argparse.Namespace) -> int:
         return report.EXIT_REFUSED
     print(f"wrote {path}")
     if args.summary:
-        return _print_summary(Path(args.storage), args.run, path, price)
+        return _print_summary(storage, shown, path)
     return report.EXIT_OK
+
+
+def _check_storage(storage: Path, out: Path, allow_empty: bool) -> None:
+    """UsageError when --storage is no folder, where the report would otherwise be rewritten empty. A report that
+    shows runs is left to write_report, which refuses to blank it with its own message and exit code (3)."""
+    if storage.is_dir() or (not allow_empty and report.SHOWS_RUNS in report.check_report_file(out)):
+        return
+    problem = "is not a folder" if storage.exists() else "does not exist"
+    raise UsageError(f"--storage {storage} {problem}: no saved runs to report (check the path); nothing written")
 
 
 def _report_price(args: argparse.Namespace, table: dict[str, object]) -> ReportPrice | None:
@@ -143,31 +161,22 @@ def _report_price(args: argparse.Namespace, table: dict[str, object]) -> ReportP
     return None if hourly is None else ReportPrice(hourly, str(currency) if currency else None)
 
 
-def _print_summary(storage: Path, spec: str | None, report_path: Path, price: ReportPrice | None = None) -> int:
-    """The end-of-session summary of a saved run: the newest, or the one named by --run (number, name or path)."""
+def _summary_run(storage: Path, spec: str | None, price: ReportPrice | None) -> SavedRun | None:
+    """The run --summary shows: the newest (None when there is none), or the one --run names; resolved before the
+    report is written, so that a spec naming no run leaves it as it was."""
     runs = price_runs(load_runs(storage), price)
-    chosen = (
-        runs[-1:]
-        if spec is None
-        else [
-            run
-            for run in runs
-            if spec
-            in (
-                run.name,
-                run.name.partition("_")[2],
-                run.name.partition("_")[0],
-                run.name.partition("_")[0].lstrip("0"),
-                str(run.path),
-            )
-        ][-1:]
-    )
-    if not chosen:
-        print(
-            f"vllmbench report: no saved run {'' if spec is None else repr(spec) + ' '}under {storage}", file=sys.stderr
-        )
+    if spec is None:
+        return runs[-1] if runs else None
+    try:
+        return compare.resolve(runs, spec)
+    except UsageError as exc:
+        raise UsageError(f"{storage}: {exc}") from None
+
+
+def _print_summary(storage: Path, run: SavedRun | None, report_path: Path) -> int:
+    if run is None:
+        print(f"vllmbench report: no saved run under {storage}", file=sys.stderr)
         return 1
-    run = chosen[0]
     block = summary.summary_block(run.cells, saved_run=storage / run.path, report=report_path)
     print(block or f"{storage / run.path}: no cell of this run was measured")
     return 0
@@ -277,7 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="rewrite the report even when the storage holds no run (it would show none)",
     )
     rep.add_argument("--summary", action="store_true", help="also print a saved run's summary table (the newest)")
-    rep.add_argument("--run", help="with --summary: the run to show, by number, name or path under the storage")
+    rep.add_argument(
+        "--run",
+        help="with --summary: the run to show: latest~N, a run number, a name or MACHINE_ID/FILE (default: latest)",
+    )
     rep.add_argument(
         "--gpu-hourly-cost",
         metavar="PRICE",
@@ -324,10 +336,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with SigtermAsInterrupt():  # a file being written is then dropped whole, as on Ctrl-C
             status: int = args.func(args)
+            sys.stdout.flush()  # so that a closed stdout raises here, not at exit where it would be reported
     except KeyboardInterrupt:
         print(f"vllmbench {args.command}: interrupted; each file is as it was or written whole", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _stdout_closed()
     return status
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`| head`): exit quietly, as a tool that SIGPIPE stops. What is still buffered
+    goes to devnull, so that Python's flush at exit does not fail again. 141 (128 + SIGPIPE) is what the shell shows
+    for such a tool; 1 would read as `gate`'s regression or `report --summary`'s missing run."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):  # a stdout with no file descriptor (io.UnsupportedOperation)
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 if __name__ == "__main__":

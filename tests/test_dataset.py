@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from pytest_vllmbench.workload.batch import read_batch
 from pytest_vllmbench.workload.gold import gold_path_for
 from pytest_vllmbench.workload.synthetic import gold_label, write_dataset
@@ -97,3 +99,26 @@ def test_a_huge_file_without_line_breaks_is_refused_without_being_read_whole(tmp
 
     monkeypatch.setattr("builtins.open", counting_open)
     assert files.first_line_json(big) is None and read == [files.FIRST_LINE_BYTES]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--model", "", "--model must name a model, got ''"),
+        ("--model", "  ", "--model must name a model, got '  '"),
+        ("--model", "a\nb", r"--model must hold no line break or control character, got 'a\nb'"),
+        ("--model", "a\x1b[2Jb", r"--model must hold no line break or control character, got 'a\x1b[2Jb'"),
+        ("--out", "", "--out must name a file, got ''"),
+        ("--out", ".", "--out must name a file, got '.'"),
+    ],
+    ids=["empty model", "blank model", "line break", "escape", "empty out", "dot out"],
+)
+def test_make_dataset_refuses_a_bad_model_or_out_up_front(tmp_path, monkeypatch, capsys, option, value, message):
+    from pytest_vllmbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = {"--n": "2", "--out": "x.jsonl", "--model": "m"} | {option: value}
+    assert main(["make-dataset", *[part for pair in argv.items() for part in pair]]) == 2
+    err = capsys.readouterr().err
+    assert err == f"vllmbench make-dataset: {message}\n"
+    assert list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pytest_vllmbench.common.cut import one_line, shown
 from pytest_vllmbench.common.files import atomic_writer, first_line_json, refuse_foreign
 from pytest_vllmbench.workload.gold import gold_path_for
 
@@ -131,6 +132,16 @@ def _our_gold(path: Path) -> bool:
     return (
         isinstance(first, dict) and set(first) == {"custom_id", "decision"} and first["custom_id"] == "candidate-000000"
     )
+
+
+def check_names(out: str, model: str) -> None:
+    """ValueError unless `out` names a file and `model` is a name the batch validator accepts, on one line."""
+    if not Path(out).name:  # '' and '.' name a folder: Path('') is Path('.')
+        raise ValueError(f"--out must name a file, got {out!r}")
+    if not model.strip():
+        raise ValueError(f"--model must name a model, got {shown(model)}")
+    if one_line(model) != model:  # it would break the lines of every message and table that shows it
+        raise ValueError(f"--model must hold no line break or control character, got {shown(model)}")
 
 
 def check_room(out: Path, n: int, seed: int, model: str) -> None:
