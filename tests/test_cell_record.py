@@ -21,6 +21,7 @@ from pytest_vllmbench.measure.cell_record import (
     CellRecord,
     CellResult,
 )
+from pytest_vllmbench.measure.metrics import CDF_POINTS
 from pytest_vllmbench.results.saved_run import SavedCell
 from pytest_vllmbench.run.cell_run import run_cell
 from tests.plans import plan_for
@@ -82,7 +83,11 @@ def test_a_run_cell_saves_only_declared_figures(monkeypatch):
 
 # no control characters or line separators: reading a run puts text on one line (test_saved_run.py checks that)
 _TEXT = st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp")), max_size=20)
-_FLOAT = st.floats(allow_nan=False, allow_infinity=False)
+# a figure's size stays below 2**63, as the reader requires (twice a larger one is infinite in a plot)
+_FLOAT = st.floats(
+    allow_nan=False, allow_infinity=False, min_value=-(2.0**63), max_value=2.0**63, exclude_min=True, exclude_max=True
+)
+_CDF = st.lists(_FLOAT, min_size=CDF_POINTS, max_size=CDF_POINTS)  # a latency CDF is its 101 percentiles
 _BY_TYPE = {
     "int": st.integers(min_value=-(2**62), max_value=2**62),
     "float": _FLOAT,
@@ -112,7 +117,9 @@ GATEABLE = HIGHER_IS_BETTER | LOWER_IS_BETTER  # rates, times, counts: never neg
     st.fixed_dictionaries(
         _IDENTITY,
         optional={
-            name: _value(declared).map(lambda v, gated=name in GATEABLE: abs(v) if gated and v is not None else v)
+            name: (st.none() | _CDF if name.endswith("_ms_cdf") else _value(declared)).map(
+                lambda v, gated=name in GATEABLE: abs(v) if gated and v is not None else v
+            )
             for name, declared in _TYPES.items()
             if name not in _IDENTITY
         },

@@ -14,6 +14,8 @@ from saved_runs import cell, save_run
 from pytest_vllmbench.cli import main
 from pytest_vllmbench.results import gate
 from pytest_vllmbench.results.report import render
+from pytest_vllmbench.results.report_sweeps import sweep_plots
+from pytest_vllmbench.results.report_tables import plot_cells
 from pytest_vllmbench.results.saved_run import clean_cell
 from pytest_vllmbench.results.storage import load_runs, read_run, scan_runs
 from pytest_vllmbench.results.summary import summary_block
@@ -29,6 +31,7 @@ ODD = st.one_of(
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.one_of(st.none(), st.floats(), st.text(max_size=2)), max_size=2),
 )
+NESTED = ("engine_args", "engine_args_set", "dataset", "load", "slo_ms", "sampling", "engine_settings")
 GATE_CODES = {gate.EXIT_OK, gate.EXIT_REGRESSION, gate.EXIT_USAGE, gate.EXIT_MISSING_DATA}
 
 
@@ -41,9 +44,13 @@ def _mutate(data, draw):
     target = draw(st.sampled_from(_cells(mutated) + (mutated.get("vllmbench") or {}).get("unrun", [])))
     key = draw(st.sampled_from(sorted(target)))
     stats = target.get("round_stats")
+    objects = [name for name in NESTED if isinstance(target.get(name), dict)]
     if isinstance(stats, dict) and stats and draw(st.booleans()):  # one figure inside the rounds' statistics
         metric = draw(st.sampled_from(sorted(stats)))
         target, key = stats[metric], draw(st.sampled_from(sorted(stats[metric]) or ["mean"]))
+    elif objects and draw(st.booleans()):  # one value inside an object the report reads keys of
+        target = target[draw(st.sampled_from(objects))]
+        key = draw(st.sampled_from(sorted(target) + ["tensor_parallel_size", "pipeline_parallel_size", "ray_replicas"]))
     target[key] = draw(ODD)
     return mutated
 
@@ -63,6 +70,7 @@ def test_one_odd_field_in_a_real_saved_run_never_breaks_report_summary_or_gate(p
         runs, warnings = scan_runs(storage.parent)
         assert all(isinstance(line, str) and line.encode("utf-8") for line in warnings)
         render(runs).encode("utf-8")
+        plot_cells(runs), sweep_plots(runs)  # the labels and load points the plots are drawn with
         for run in runs:
             summary_block(run.cells, saved_run=run.path).encode("utf-8")
         code = main(["gate", str(base), str(bad), "--rule", "requests_per_s:-5%", "--rule", "ttft_ms_p50:+10%:noise"])
@@ -211,3 +219,50 @@ def test_a_saved_copy_number_is_dropped_since_only_the_report_numbers_a_runs_cop
     assert run is not None and run.cells[0].copy == 1 and "copy_in_run" not in run.cells[0]
     assert any("'copy_in_run' dropped" in line and "0001_a.json" in line for line in run.warnings)
     assert "copy 7" not in render(load_runs(tmp_path))
+
+
+RUNS = Path(__file__).parent.parent / ".benchmarks" / "Linux-CPython-3.12-64bit"
+BOTH_MODES = RUNS / "0022_h100-seed-both-mistral-7b-batch3000-dummy-r3.json"  # rounds, CDFs, engine args
+SWEEP = RUNS / "0010_h200-seed-server-gemma-12b-batch400-dummy-sweep.json"  # load points with SLOs
+
+
+def _with_every_cell(path: Path, changes: dict, out: Path) -> None:
+    """A copy of a saved run with `changes` ({'dotted.key': value}) made in every cell."""
+    data = json.loads(path.read_text())
+    for bench in data["benchmarks"]:
+        for dotted, value in changes.items():
+            *parents, last = dotted.split(".")
+            target = bench["extra_info"]
+            for key in parents:
+                target = target.setdefault(key, {})
+            target[last] = value
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data))
+
+
+@pytest.mark.skipif(not BOTH_MODES.exists() or not SWEEP.exists(), reason="the committed runs are not here")
+@pytest.mark.parametrize(
+    ("run", "changes", "dropped"),
+    [
+        (BOTH_MODES, {"engine_args.tensor_parallel_size": "2x"}, "field 'engine_args.tensor_parallel_size' dropped"),
+        (BOTH_MODES, {"engine_args.pipeline_parallel_size": 2**64}, "'engine_args.pipeline_parallel_size' dropped"),
+        (BOTH_MODES, {"dataset.sha256": ["abc"]}, "field 'dataset.sha256' dropped"),
+        (SWEEP, {"load.concurrency": "sixteen"}, "field 'load.concurrency' dropped"),
+        (SWEEP, {"load.request_rate": [1]}, "field 'load.request_rate' dropped"),
+        (SWEEP, {"slo_ms.ttft": math.nan}, "field 'slo_ms' dropped"),
+        (BOTH_MODES, {"ttft_ms_cdf": [120.5], "e2el_ms_cdf": [900.0]}, "a CDF is 101 percentiles, not 1"),
+        (BOTH_MODES, {"ttft_ms_cdf": [math.nan] * 101}, "field 'ttft_ms_cdf' dropped"),
+        (SWEEP, {"requests_per_s": 1e308}, "field 'requests_per_s' dropped"),
+        (BOTH_MODES, {"round_stats.requests_per_s.mean": 1e308}, "field 'round_stats' dropped"),
+    ],
+)
+def test_an_odd_value_inside_a_saved_cell_is_dropped_and_the_report_with_its_plots_is_written(
+    tmp_path, capsys, run, changes, dropped
+):
+    pytest.importorskip("matplotlib")  # the plots drew these values
+    storage = tmp_path / ".benchmarks"
+    _with_every_cell(run, changes, storage / RUNS.name / "0001_odd.json")
+    report = tmp_path / "BENCHMARKS.md"
+    assert main(["report", "--storage", str(storage), "--out", str(report)]) == 0
+    assert dropped in capsys.readouterr().err
+    assert report.is_file() and list((tmp_path / "benchmarks" / "plots").glob("*.png"))

@@ -48,6 +48,11 @@ def first_line_json(path: Path) -> object:
 def read_plain_text(path: Path, max_bytes: int) -> str:
     """A regular file's text (through a symlink too), or OSError: a FIFO would block the read forever, a device such
     as /dev/zero never ends, and a file over `max_bytes` is not one this tool wrote."""
+    return read_plain_bytes(path, max_bytes).decode("utf-8")
+
+
+def read_plain_bytes(path: Path, max_bytes: int) -> bytes:
+    """read_plain_text's bytes, not decoded."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as handle:
         found = os.fstat(fd)
@@ -55,7 +60,7 @@ def read_plain_text(path: Path, max_bytes: int) -> str:
             raise OSError("not a regular file")
         if found.st_size > max_bytes:
             raise OSError(f"{found.st_size:,} bytes, over the {max_bytes:,} this tool reads")
-        return handle.read(max_bytes + 1).decode("utf-8")
+        return handle.read(max_bytes + 1)
 
 
 def open_regular_file(path: Path) -> int:

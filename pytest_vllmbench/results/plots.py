@@ -1,7 +1,8 @@
 """PNG plots for the report: throughput per cell on each machine, and each cell's TTFT and E2EL CDF.
 
 Rendered with matplotlib's Agg canvas (the `plots` extra), byte for byte the same for the same figures
-(no software or date metadata), and only written when the bytes change: no churn in git. Each PNG
+(no software or date metadata), and only written when the bytes change: no churn in git. A file of a plot's name
+that this tool did not draw is never written over. Each PNG
 carries a digest of what it shows, so an unchanged plot is not even redrawn (nor matplotlib imported).
 A load sweep's curve (throughput against latency, one point per load) is drawn per sweep.
 Every figure is laid out by matplotlib's constrained layout and long titles and labels are wrapped, so no text
@@ -14,12 +15,13 @@ import hashlib
 import io
 import json
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pytest_vllmbench.common.files import write_bytes_atomic
+from pytest_vllmbench.common.files import read_plain_bytes, write_bytes_atomic
 from pytest_vllmbench.measure.rounds import central, plus_minus, stat
 from pytest_vllmbench.results import plot_names
 
@@ -33,10 +35,15 @@ class PlotsUnavailable(RuntimeError):
     """matplotlib is not installed: the report keeps its tables and says so."""
 
 
+class PlotRefused(RuntimeError):
+    """A plot's file is there and is not a PNG this tool drew (no stamp, a symlink, a FIFO): never written over."""
+
+
 @dataclass(frozen=True)
 class Plot:
     title: str
-    path: Path  # where the PNG was written
+    path: Path  # where the PNG goes
+    data: bytes | None = None  # the PNG to write; None when the file already shows these figures
 
 
 PlotCell = tuple[str, Mapping[str, Any]]  # (label, the cell's saved figures)
@@ -251,15 +258,15 @@ def _unique(name: str, used: set[str], identity: Any) -> str:
 
 
 def render_sweeps(sweeps: Mapping[str, SweepCurve], folder: Path) -> list[Plot]:
-    """One curve per sweep (title -> its points, lightest first, the knee's label if any, and its machine)."""
+    """One curve per sweep (title -> its points, lightest first, the knee's label if any, and its machine), drawn
+    where its file does not show it yet (save_plots writes them)."""
     written: list[Plot] = []
     used: set[str] = set()
     for title, (points, knee, machine) in sweeps.items():
         name = plot_names.sweep_name(machine, [cell for _, cell in points])
         path = folder / _unique(name, used, title)
-        if not _up_to_date(path, _sweep_inputs(title, points, knee)):
-            write_png(path, sweep_png(title, points, knee))
-        written.append(Plot(f"Load sweep, {title}", path))
+        inputs = _sweep_inputs(title, points, knee)
+        written.append(_drawn(f"Load sweep, {title}", path, inputs, partial(sweep_png, title, points, knee)))
     return written
 
 
@@ -268,38 +275,58 @@ def remove_unreferenced(folder: Path, kept: Sequence[Plot]) -> list[Path]:
     keep = {plot.path.name for plot in kept}
     removed = []
     for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
-        if path.name not in keep and STAMP in path.read_bytes():
+        if path.name not in keep and _own_png(path):
             path.unlink()
             removed.append(path)
     return removed
 
 
-def write_png(path: Path, data: bytes) -> None:
-    """Atomically, and not at all when the file already holds these bytes."""
-    if path.is_file() and path.read_bytes() == data:
-        return
-    write_bytes_atomic(path, data)
+def save_plots(folder: Path, plots: Sequence[Plot]) -> None:
+    """Write the plots drawn anew, atomically, then delete this tool's PNGs in `folder` that none of them is."""
+    for plot in plots:
+        if plot.data is not None:
+            write_bytes_atomic(plot.path, plot.data)
+    remove_unreferenced(folder, plots)
 
 
-def _up_to_date(path: Path, inputs: list[Any]) -> bool:
-    return path.is_file() and _stamp(inputs_digest(*inputs)).encode() in path.read_bytes()
+MAX_PNG_BYTES = 64 * 2**20  # far over any plot this tool draws
+
+
+def _own_png(path: Path) -> bytes | None:
+    """The bytes of a PNG this tool drew at `path`, or None: absent, or anything else (read without blocking)."""
+    try:
+        data = read_plain_bytes(path, MAX_PNG_BYTES) if not path.is_symlink() else b""
+    except OSError:
+        return None
+    return data if STAMP in data else None
+
+
+def _drawn(title: str, path: Path, inputs: list[Any], draw: Callable[[], bytes]) -> Plot:
+    """The plot, drawn unless its file already shows these inputs; PlotRefused when that file is not this tool's."""
+    existing = _own_png(path)
+    if existing is None and (path.is_symlink() or path.exists()):
+        raise PlotRefused(
+            f"{path} is not a plot this tool drew (a file of its name, without its stamp); not overwritten"
+        )
+    if existing is not None and _stamp(inputs_digest(*inputs)).encode() in existing:
+        return Plot(title, path)
+    return Plot(title, path, draw())
 
 
 def render_plots(machines: Mapping[str, Sequence[PlotCell]], folder: Path) -> list[Plot]:
-    """One throughput chart per machine and one latency CDF per cell that saved its latencies."""
+    """One throughput chart per machine and one latency CDF per cell that saved its latencies, each drawn where its
+    file does not show it yet (save_plots writes them)."""
     written: list[Plot] = []
     used: set[str] = set()
     for machine, cells in machines.items():
         ran = [(label, cell) for label, cell in cells if _rate(cell)]
         if ran:
             path = folder / _unique(plot_names.throughput_name(machine), used, machine)
-            if not _up_to_date(path, _throughput_inputs(machine, ran)):
-                write_png(path, throughput_png(machine, ran))
-            written.append(Plot(f"Throughput, {machine}", path))
+            inputs = _throughput_inputs(machine, ran)
+            written.append(_drawn(f"Throughput, {machine}", path, inputs, partial(throughput_png, machine, ran)))
         for label, cell in ran:
             if has_latency(cell):
                 path = folder / _unique(plot_names.cdf_name(machine, cell), used, [machine, label, cell.get("dataset")])
-                if not _up_to_date(path, _cdf_inputs(label, cell)):
-                    write_png(path, latency_cdf_png(label, cell))
-                written.append(Plot(f"Latency CDF, {label}, {machine}", path))
+                title = f"Latency CDF, {label}, {machine}"
+                written.append(_drawn(title, path, _cdf_inputs(label, cell), partial(latency_cdf_png, label, cell)))
     return written

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pytest_vllmbench.common.cut import one_line
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.common.files import read_plain_text, write_text_atomic
+from pytest_vllmbench.common.files import read_plain_text, refuse_non_regular, write_text_atomic
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.measure.host_load import GPU_BOUND_PCT, HOST_BOUND_PCT, KV_BOUND_PCT
 from pytest_vllmbench.results import markers
@@ -104,15 +104,22 @@ def check_markers(text: str, path: Path | str) -> None:
         raise ReportRefused(f"{path}:{str(exc).removeprefix('line ')}") from None
 
 
+MAX_REPORT_BYTES = 64 * 2**20  # far over any report this tool writes
+
+
 def check_report_file(out: Path) -> str:
     """The current text of `out` ('' when absent) if this tool may rewrite it; ReportRefused otherwise."""
+    try:
+        refuse_non_regular(out)  # a symlink, FIFO or folder: never read (a FIFO would block) nor written over
+    except OSError as exc:
+        raise ReportRefused(str(exc)) from None
     if not out.exists():
         parent = out.parent if str(out.parent) else Path(".")
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise ReportRefused(f"{out}: cannot write the report: {parent} is not a writable folder")
         return ""
     try:
-        text = out.read_text(encoding="utf-8")
+        text = read_plain_text(out, MAX_REPORT_BYTES)
     except (OSError, UnicodeDecodeError) as exc:
         raise ReportRefused(f"{out}: cannot read the existing report: {exc}") from None
     if not markers.is_generated(text):
@@ -267,9 +274,17 @@ def write_report(
             f"{storage_root} {found}, but {out} shows saved runs: not blanking it "
             "(check the storage path; `vllmbench report --allow-empty` rewrites it anyway)"
         )
-    plots = _write_plots(runs, out)
+    drawn = _draw_plots(runs, out)
+    plots = (
+        drawn
+        if isinstance(drawn, str)
+        else [(plot.title, plot.path.relative_to(out.parent).as_posix()) for plot in drawn]
+    )
     parity = server_parity(out.parent / "benchmarks" / "results")
-    write_text_atomic(out, render(runs, previous, weights, flexibility, plots, scorer, price, parity))
+    text = render(runs, previous, weights, flexibility, plots, scorer, price, parity)
+    if not isinstance(drawn, str):  # only once the text is rendered: a failure leaves nothing half-written
+        plotting.save_plots(plots_folder(out), drawn)
+    write_text_atomic(out, text)
     return out
 
 
@@ -308,11 +323,12 @@ def plots_folder(out: Path) -> Path:
     return out.parent / "benchmarks" / ("plots" if stem == "benchmarks" else f"plots-{stem}")
 
 
-def _write_plots(runs: list[SavedRun], out: Path) -> list[tuple[str, str]] | str:
+def _draw_plots(runs: list[SavedRun], out: Path) -> list[plotting.Plot] | str:
+    """The report's plots, drawn in memory where their files are not up to date, or why there are none."""
     try:
-        written = plotting.render_plots(plot_cells(runs), plots_folder(out))
-        written += plotting.render_sweeps(sweep_plots(runs), plots_folder(out))
-        plotting.remove_unreferenced(plots_folder(out), written)
+        drawn = plotting.render_plots(plot_cells(runs), plots_folder(out))
+        return drawn + plotting.render_sweeps(sweep_plots(runs), plots_folder(out))
     except plotting.PlotsUnavailable as exc:
         return f"_No plots: {exc}. The tables above hold every figure._"
-    return [(plot.title, plot.path.relative_to(out.parent).as_posix()) for plot in written]
+    except plotting.PlotRefused as exc:
+        raise ReportRefused(str(exc)) from None

@@ -16,15 +16,29 @@ from typing import Any
 
 from pytest_vllmbench.common.cut import one_line
 from pytest_vllmbench.measure.cell_record import HIGHER_IS_BETTER, LOWER_IS_BETTER, SCHEMA, CellRecord
+from pytest_vllmbench.measure.metrics import CDF_POINTS
 from pytest_vllmbench.results.bottleneck import derived_preemptions
 
 IDENTITY = ("cell", "model", "mode")
 MAX_TEXT = 4096  # characters; longer text in a saved run is not ours
+_LARGEST = 2**63  # in size, of any number in a saved run: a 64-bit integer's range
 _NO_VALUE = object()
 # every gateable figure but the score, which a project's scoring hook may make negative: rates, times, counts, costs
 _NEVER_NEGATIVE = (HIGHER_IS_BETTER | LOWER_IS_BETTER) - {"score"}
 _DECLARED: dict[str, str] = {item.name: str(item.type) for item in fields(CellRecord)}
 _EXTRA: dict[str, str] = {"benchmark_mean_s": "float | None"}  # pytest-benchmark's mean time, beside the record
+# the keys of a cell's free-form objects that the report reads as numbers or text, with their types
+_NESTED: dict[str, dict[str, str]] = {
+    "engine_args": {
+        "tensor_parallel_size": "int",
+        "pipeline_parallel_size": "int",
+        "ray_replicas": "int",
+        "gpu_memory_utilization": "float",
+    },
+    "dataset": {"path": "str | None", "sha256": "str | None", "transform": "str | None"},
+    "load": {"concurrency": "int | None", "request_rate": "float | None", "point": "str | None"},
+}
+_CDFS = ("ttft_ms_cdf", "e2el_ms_cdf")
 # which copy of its cell in one run a cell is (two tests of one cell): set by the report's reading (results/latest.py),
 # never taken from a file
 COPY_KEY = "copy_in_run"
@@ -115,10 +129,12 @@ def _number(value: Any, *, integer: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return _NO_VALUE
     if isinstance(value, int):
-        return value if abs(value) < 2**63 else _NO_VALUE
+        return value if abs(value) < _LARGEST else _NO_VALUE
     if integer:
         return _NO_VALUE
-    return value if math.isfinite(value) else None
+    if not math.isfinite(value):
+        return None
+    return value if abs(value) < _LARGEST else _NO_VALUE  # no figure is that large; twice it is infinite in a plot
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -158,11 +174,18 @@ def _typed(value: Any, declared: str) -> Any:
     return _plain(value)
 
 
+def _item(value: Any, declared: str) -> Any:
+    """An item of a list or an object: a NaN (None) where a number must be does not fit, as a missing figure can
+    at the top level but not inside a series or a table of thresholds."""
+    found = _typed(value, declared)
+    return _NO_VALUE if found is None and not declared.endswith("| None") else found
+
+
 def _typed_list(value: Any, base: str) -> Any:
     if not isinstance(value, list):
         return _NO_VALUE
     inner = base.removeprefix("list[").removesuffix("]")
-    items = [_typed(item, inner) for item in value]
+    items = [_item(item, inner) for item in value]
     return _NO_VALUE if any(item is _NO_VALUE for item in items) else items
 
 
@@ -174,7 +197,7 @@ def _typed_dict(value: Any, base: str) -> Any:
         return _plain(value)
     cleaned = {}
     for key, item in value.items():
-        found = _typed(item, inner)
+        found = _item(item, inner)
         if _text(key) is _NO_VALUE or found is _NO_VALUE:
             return _NO_VALUE
         cleaned[_text(key)] = found  # a key is shown as text is: on one line
@@ -193,9 +216,9 @@ def _short(value: Any) -> str:
 def _kind(declared: str) -> str:
     base = declared.removesuffix(" | None")
     if base == "float":
-        return "a number"
+        return "a number (below 2**63 in size)"
     if base == "int":
-        return "a whole number"
+        return "a whole number (below 2**63 in size)"
     if base == "str":
         return f"text (at most {MAX_TEXT} characters)"
     return "a list of the declared items" if base.startswith("list[") else "an object of the declared shape"
@@ -230,6 +253,11 @@ def clean_cell(raw: Any, where: str) -> CleanCell:
         if key in _NEVER_NEGATIVE and isinstance(found, int | float) and found < 0:
             warnings.append(f"{where}: field {key!r} dropped: a rate, time or count is never negative ({found})")
             continue
+        if key in _CDFS and found is not None and len(found) != CDF_POINTS:
+            warnings.append(f"{where}: field {key!r} dropped: a CDF is {CDF_POINTS} percentiles, not {len(found)}")
+            continue
+        if key in _NESTED and isinstance(found, dict):
+            found = _nested_fields(value, found, _NESTED[key], f"{where}: field '{key}", warnings)
         figures[key] = found
     if isinstance(figures.get("round_stats"), dict):
         kept = {}
@@ -243,6 +271,19 @@ def clean_cell(raw: Any, where: str) -> CleanCell:
     if "preempted_pct" not in figures and (share := derived_preemptions(figures)) is not None:
         figures["preempted_pct"] = share  # a run saved before the figure: read again from vLLM's own count
     return CleanCell(figures, tuple(warnings))
+
+
+def _nested_fields(
+    raw: Mapping[str, Any], found: dict[str, Any], declared: Mapping[str, str], where: str, warnings: list[str]
+) -> dict[str, Any]:
+    """The object (`found`, cleaned from `raw`) less the keys of `declared` whose raw values do not fit their types."""
+    kept = {}
+    for key, value in found.items():
+        if key in declared and _typed(raw.get(key), declared[key]) is _NO_VALUE:
+            warnings.append(f"{where}.{key}' dropped: it is not {_kind(declared[key])} ({_short(raw.get(key))})")
+            continue
+        kept[key] = value
+    return kept
 
 
 def _coherent(stats: dict[str, Any]) -> dict[str, Any]:
