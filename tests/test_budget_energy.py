@@ -121,6 +121,8 @@ def test_budget_needs_a_gpu_no_endpoint_and_no_more_than_the_gpu():
         budget.check_machine(16 * GIB, [], ("offline",))
     with pytest.raises(UsageError, match="endpoint"):
         budget.check_machine(16 * GIB, [H200_MIB], ("offline", "endpoint"))
+    with pytest.raises(UsageError, match="cannot cap an endpoint"):  # refused, not dropped, with endpoint mode alone
+        budget.check_machine(16 * GIB, [H200_MIB], ("endpoint",))
     with pytest.raises(UsageError, match="more than this machine's smallest GPU"):
         budget.check_machine(200 * GIB, [H200_MIB], ("server",))
     budget.check_machine(16 * GIB, [H200_MIB], ("offline", "server"))

@@ -6,7 +6,15 @@ import pytest
 
 from pytest_vllmbench.cli import main
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.config.settings import merge_sources, parse_engine_arg, parse_slo, read_tool_table, resolve
+from pytest_vllmbench.config.schema import kind_of
+from pytest_vllmbench.config.settings import (
+    OPTIONS,
+    merge_sources,
+    parse_engine_arg,
+    parse_slo,
+    read_tool_table,
+    resolve,
+)
 
 BAD_TABLES = [
     ("rounds = inf", "rounds expects a whole number"),
@@ -110,3 +118,92 @@ def test_a_baseline_may_be_a_run_number_or_a_name(tmp_path):
     assert read_tool_table(write_pyproject(tmp_path, 'vllmbench_baseline = "latest"'))
     with pytest.raises(UsageError, match="vllmbench_baseline"):
         read_tool_table(write_pyproject(tmp_path, "vllmbench_baseline = 1.5"))
+
+
+# A wrong value of each kind the schema knows, as TOML text.
+WRONG_VALUE = {
+    "bool": '"yes"',
+    "int": '"x"',
+    "float": '"x"',
+    "price": "-3",
+    "str": "3",
+    "strings": "3",
+    "ints": "true",
+    "rates": "true",
+    "size": "true",
+    "run": "1.5",
+}
+PREAMBLE = '[project]\nname = "x"\n\n[tool.vllmbench]\nrounds = 2\n'  # the key under test is set on line 6
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda option: option.key)
+def test_every_key_of_the_tool_table_names_the_file_and_line_of_a_bad_value(tmp_path, option):
+    body = PREAMBLE.replace("rounds = 2", "seed = 2") if option.key == "rounds" else PREAMBLE
+    path = tmp_path / "pyproject.toml"
+    path.write_text(f"{body}{option.key} = {WRONG_VALUE[kind_of(option)]}\n")
+    with pytest.raises(UsageError) as caught:
+        read_tool_table(path)
+    assert str(caught.value).startswith(f"{path}:6: [tool.vllmbench] {option.key} expects ")
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("weights = 5", 6, "[tool.vllmbench] weights must be a table"),
+        ("flexibility = 5", 6, "[tool.vllmbench] flexibility must be a table"),
+        ("gpu_bandwidth_gbps = 5", 6, "[tool.vllmbench] gpu_bandwidth_gbps must be a table"),
+        ("roundz = 3", 6, "[tool.vllmbench] roundz: unknown key"),
+        ("gpu-hourly-cost = -3", 6, "[tool.vllmbench] gpu-hourly-cost expects a finite number >= 0, got -3"),
+        (
+            "\n[tool.vllmbench.flexibility]\noffline = 0.5\nendpoint = 7",
+            9,
+            "[tool.vllmbench] flexibility.endpoint expects",
+        ),
+        ("\n[tool.vllmbench.gpu_bandwidth_gbps]\nH100 = 0", 8, "[tool.vllmbench] gpu_bandwidth_gbps.H100 expects"),
+        ("\n[tool.vllmbench.weights]\nspeed = 1", 8, "[tool.vllmbench] weights: unknown score weight"),
+        ('dataset_transform = """\nseed = 3\n"""\nseed = "x"', 9, "[tool.vllmbench] seed expects a whole number"),
+    ],
+    ids=[
+        "weights",
+        "flexibility",
+        "bandwidth",
+        "unknown",
+        "price",
+        "flex-entry",
+        "bandwidth-entry",
+        "weight",
+        "string",
+    ],
+)
+def test_tables_unknown_keys_and_entries_name_their_line(tmp_path, body, line, message):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(f"{PREAMBLE}{body}\n")
+    with pytest.raises(UsageError) as caught:
+        read_tool_table(path)
+    assert str(caught.value).startswith(f"{path}:{line}: {message}")
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("[tool]\nname = 1\nvllmbench = 5\n", 3),
+        ("tool = 5\n", 1),
+        ('[tool]\nvllmbench.rounds = "x"\n', 2),
+        ('[tool]\nvllmbench = { seed = 1, rounds = "x" }\n', 2),
+    ],
+)
+def test_dotted_and_inline_tables_name_their_line_too(tmp_path, text, line):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        read_tool_table(path)
+    assert str(caught.value).startswith(f"{path}:{line}: ")
+
+
+def test_report_names_the_file_and_line_of_a_negative_price(tmp_path, monkeypatch, capsys):
+    (tmp_path / "pyproject.toml").write_text(f"{PREAMBLE}gpu_hourly_cost = -3\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--storage", str(tmp_path / "runs"), "--out", str(tmp_path / "B.md")]) == 2
+    assert "pyproject.toml:6: [tool.vllmbench] gpu_hourly_cost expects a finite number >= 0, got -3" in (
+        capsys.readouterr().err
+    )

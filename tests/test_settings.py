@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_vllmbench.common.errors import UsageError
+from pytest_vllmbench.common.redaction import redact_url
 from pytest_vllmbench.config.settings import OPTIONS, merge_sources, parse_engine_arg, parse_slo, resolve
 
 ROOT = Path("/project")
@@ -144,3 +145,56 @@ def test_bad_rate_is_exit_4_before_any_engine_starts(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--request-rate expects a finite number" in result.stderr.str()
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "flag"),
+    [("engine_arg", ["pipeline_parallel_size=null"], "--engine-arg"), ("load_format", "dummy", "--load-format")],
+)
+def test_engine_options_are_refused_when_no_mode_of_the_session_starts_an_engine(option, value, flag):
+    with pytest.raises(UsageError, match=f"{flag} shapes only an engine this session starts") as info:
+        settings_from(mode=["endpoint"], endpoint="http://127.0.0.1:9/v1", **{option: value})
+    assert "offline, server, run-batch, ray" in str(info.value)  # the modes that own one, from the registry
+    assert "--mode=endpoint alone" in str(info.value)
+
+
+def test_engine_args_stay_allowed_beside_an_endpoint_when_another_mode_starts_an_engine():
+    settings = settings_from(
+        mode=["offline", "endpoint"], endpoint="http://127.0.0.1:9/v1", engine_arg=["max_num_seqs=8"]
+    )
+    assert settings.engine_args == {"max_num_seqs": 8}
+
+
+def test_an_engine_arg_with_endpoint_mode_alone_is_exit_4_not_a_run_that_drops_it(pytester):
+    pytester.makepyfile(test_batch="def test_batch(vllmbench_cell, benchmark):\n    vllmbench_cell.run(benchmark)\n")
+    result = pytester.runpytest(
+        "--mode=endpoint", "--endpoint=http://127.0.0.1:9/v1", "--model=x", "--engine-arg=pipeline_parallel_size=null"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--engine-arg shapes only an engine this session starts" in result.stderr.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("url", ["http://[::1/v1", "http://h:99999999/v1", "http://[::1:8000/v1?api-version=2"])
+def test_an_unparseable_endpoint_without_credentials_is_shown_as_typed(url):
+    with pytest.raises(UsageError, match="--endpoint expects an http") as info:
+        settings_from(mode=["endpoint"], endpoint=url)
+    assert repr(url) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://bob:hunter22@[::1/v1", "http://<redacted>@[::1/v1"),
+        ("http://bob:hunter22@h:99999999/v1", "http://<redacted>@h:99999999/v1"),
+        ("http://[::1/v1?code=k3y-value&api-version=2&bare", "http://[::1/v1?code=<redacted>&api-version=2&<redacted>"),
+        ("http://[::1/v1#api_key=frag-key", "http://[::1/v1#<redacted>"),
+        ("bob:hunter22@[::1/v1", "<redacted>@[::1/v1"),
+    ],
+)
+def test_an_unparseable_url_hides_only_what_may_be_credentials(url, shown):
+    assert redact_url(url) == shown
+    with pytest.raises(UsageError) as info:
+        settings_from(mode=["endpoint"], endpoint=url)
+    for secret in ("bob", "hunter22", "k3y-value", "frag-key"):
+        assert secret not in str(info.value)

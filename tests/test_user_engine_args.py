@@ -87,8 +87,19 @@ def test_the_plan_knows_which_engine_args_the_user_changed_for_its_mode():
     offline = plan_for(mode="offline", engine_arg=["max_num_seqs=64", "ray_replicas=2"])
     assert offline.user_args == {"max_num_seqs": 64}  # ray_replicas shapes ray cells only
     assert plan_for(mode="offline").user_args == {}
-    endpoint = plan_for("some-model", mode="endpoint", endpoint="http://127.0.0.1:1/v1", engine_arg=["max_num_seqs=9"])
-    assert endpoint.user_args == {}  # not our server
+    # beside an offline cell (alone, endpoint mode refuses engine args): the endpoint's server is not ours
+    settings = resolve(
+        merge_sources(
+            {"model": ["gemma-270m"], "mode": ["offline", "endpoint"], "endpoint": "http://127.0.0.1:1/v1"}
+            | {"engine_arg": ["max_num_seqs=9"]},
+            {},
+            {},
+        ),
+        REPO,
+    )
+    registry = load_registry()
+    cell = Cell(registry.resolve_served("gemma-270m"), "endpoint", "gemma-270m")
+    assert plan_cell(cell, settings, registry, DummySources()).user_args == {}
 
 
 def test_args_that_change_nothing_the_cell_runs_with_do_not_set_it_apart():

@@ -29,6 +29,7 @@ _SECRET_SEGMENTS = frozenset(
         "bearer",
     }
 )
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]{}]+")
 # an Authorization header value echoed back by a server: `Basic dXNlcjpwYXNz`, `Bearer sk-...`
 _AUTH_IN_TEXT = re.compile(r"\b(Basic|Bearer|Digest|Token)(\s+)[A-Za-z0-9+/=._~-]{4,}", re.IGNORECASE)
@@ -44,12 +45,15 @@ def is_secret_name(name: str) -> bool:
 
 def redact_url(url: str) -> str:
     """`http://user:pw@host/v1?code=k&api-version=1#t` -> `http://<redacted>@host/v1?code=<redacted>&api-version=1#<redacted>`:
-    userinfo, every query value but a version, and any fragment are hidden."""
+    userinfo, every query value but a version, and any fragment are hidden; a URL that does not parse keeps the rest
+    as typed, so that its mistake can be seen."""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a malformed port, which we then hide wholesale below
+        parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
-        return REDACTED
+        return _redact_as_typed(url)
+    if "@" in parts.path:  # userinfo urlsplit left in the path: `user:pw@host` (no //) or `//u:p/w@host` (a raw /)
+        return _redact_as_typed(url)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
@@ -59,6 +63,28 @@ def redact_url(url: str) -> str:
         query = urlencode([(key, value if _plain_query(key) else REDACTED) for key, value in pairs], safe="<>")
     fragment = REDACTED if parts.fragment else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def _redact_as_typed(url: str) -> str:
+    """A URL urlsplit refuses (`http://[::1/v1`, a bad port) shown as typed, so that its mistake stays visible, less
+    what may be credentials: all up to the last `@` before the query, every query value but a version, any fragment."""
+    rest, hash_mark, fragment = url.partition("#")
+    rest, question_mark, query = rest.partition("?")
+    scheme = _SCHEME.match(rest)
+    prefix = scheme.group(0) if scheme else ""
+    address = rest[len(prefix) :]
+    if "@" in address:
+        address = f"{REDACTED}@{address.rpartition('@')[2]}"
+    query = "&".join(_redact_query_item(item) for item in query.split("&")) if query else ""
+    fragment = REDACTED if fragment else ""
+    return f"{prefix}{address}{question_mark}{query}{hash_mark}{fragment}"
+
+
+def _redact_query_item(item: str) -> str:
+    name, equals, _ = item.partition("=")
+    if not equals:
+        return REDACTED  # a bare item may be a key itself
+    return item if _plain_query(name) else f"{name}={REDACTED}"
 
 
 def _plain_query(name: str) -> bool:

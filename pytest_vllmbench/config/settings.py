@@ -18,10 +18,11 @@ from pytest_vllmbench.common.redaction import address_without_credentials, redac
 from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.config.loads import LoadPoint, load_points, parse_concurrencies, parse_request_rates
 from pytest_vllmbench.config.memory_budget import parse_size
-from pytest_vllmbench.config.modes import mode_names, mode_spec
+from pytest_vllmbench.config.modes import mode_names, mode_spec, mode_specs
 from pytest_vllmbench.config.options import MAX_CLIENT_PROCESSES
 from pytest_vllmbench.config.options import OPTIONS as OPTIONS
 from pytest_vllmbench.config.options import Option as Option
+from pytest_vllmbench.config.registry_schema import line_of
 from pytest_vllmbench.config.schema import check_tool_table
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
 from pytest_vllmbench.workload.random_spec import is_random
@@ -184,6 +185,20 @@ def _ray_address(value: Any, modes: tuple[str, ...]) -> str | None:
     return address
 
 
+def _refuse_engine_options_without_an_engine(raw: Mapping[str, Any], modes: tuple[str, ...]) -> None:
+    """--engine-arg and --load-format shape an engine the session starts; servers not ours would drop them."""
+    if any(mode_spec(mode).owns_engine for mode in modes):
+        return
+    given = [flag for flag, key in (("--engine-arg", "engine_arg"), ("--load-format", "load_format")) if raw[key]]
+    if given:
+        owners = ", ".join(spec.name for spec in mode_specs() if spec.owns_engine)
+        alone = " ".join(f"--mode={mode}" for mode in modes)
+        raise UsageError(
+            f"{given[0]} shapes only an engine this session starts ({owners}); with {alone} alone it would be "
+            "ignored: drop it or add one of those modes (the modes run are only ever the ones asked for)"
+        )
+
+
 def _optional(what: str, value: Any, kind: Callable[[Any], Any], minimum: float) -> Any:
     return None if value in (None, "") else _number(what, value, kind, minimum)
 
@@ -210,6 +225,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         _check_endpoint_url(str(raw["endpoint"]))
         _check_api_key(str(raw["api_key_env"]))
     ray_address = _ray_address(raw.get("ray_address"), modes)
+    _refuse_engine_options_without_an_engine(raw, modes)
     if raw["limit"] not in (None, "") and raw["sample"] not in (None, ""):
         raise UsageError("use either --limit or --sample, not both")
     engine_args = dict(parse_engine_arg(item) for item in raw["engine_arg"])
@@ -316,14 +332,17 @@ def read_tool_table(pyproject: Path) -> dict[str, Any]:
     if not pyproject.is_file():
         return {}
     try:
-        tool = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+        text = pyproject.read_text(encoding="utf-8")
+        tool = tomllib.loads(text).get("tool", {})
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{pyproject}: {exc}") from None
     if not isinstance(tool, dict):
-        raise UsageError(f"{pyproject}: [tool] must be a table, got {type(tool).__name__}")
+        line = line_of(text, ("tool",))
+        where = f"{pyproject}:{line}" if line is not None else str(pyproject)
+        raise UsageError(f"{where}: [tool] must be a table, got {type(tool).__name__}")
     if "vllmbench" not in tool:
         return {}
-    return check_tool_table(tool["vllmbench"], OPTIONS, str(pyproject))
+    return check_tool_table(tool["vllmbench"], OPTIONS, str(pyproject), text)
 
 
 def merge_sources(cli: Mapping[str, Any], tool_table: Mapping[str, Any], ini: Mapping[str, Any]) -> dict[str, Any]:
