@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from pytest_vllmbench.common.cut import key_text
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.sigterm import SigtermAsInterrupt
 from pytest_vllmbench.config.gate_rules import Rule
@@ -93,7 +94,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _counts(counter: Counter[str]) -> str:
-    return ", ".join(f"{key} ({n})" for key, n in counter.most_common()) or "none"
+    return ", ".join(f"{key_text(key)} ({n})" for key, n in counter.most_common()) or "none"
 
 
 def _make_dataset(args: argparse.Namespace) -> int:

@@ -111,8 +111,9 @@ messages = st.lists(
     min_size=1,
     max_size=4,
 )
+one_line_ids = st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=20)
 requests = st.lists(
-    st.tuples(st.text(min_size=1, max_size=20), messages, st.none() | st.integers(1, 4096)),
+    st.tuples(one_line_ids, messages, st.none() | st.integers(1, 4096)),
     min_size=1,
     max_size=20,
     unique_by=lambda t: t[0],

@@ -68,3 +68,12 @@ def test_a_file_with_no_newline_at_all_is_one_refused_line(tmp_path, monkeypatch
     path = tmp_path / "batch.jsonl"
     path.write_bytes(b"\0" * 100_000)
     assert list(iter_batch(path)) == [f"{path}:1: line longer than 4096 bytes"]
+
+
+def test_validate_summary_shows_a_huge_or_multi_line_model_cut_on_one_line(tmp_path, capsys):
+    path = tmp_path / "b.jsonl"
+    huge, forged = {**BODY, "model": "m" * 100_000}, {**BODY, "model": "x\n\x1b[2Jforged"}
+    path.write_text(line("a", huge) + "\n" + line("b", forged) + "\n")
+    assert cli.main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "\x1b" not in out and "(100000 characters)" in out and len(out) < 1000

@@ -15,6 +15,7 @@ from pytest_vllmbench.common.files import read_plain_text
 from pytest_vllmbench.results.saved_run import SavedCell, is_ok
 
 MAX_RUN_BYTES = 256 * 2**20  # a saved run holds figures, never requests: a few MB at most
+RUN_NAME = re.compile(r"\d{4,}_.*\.json", re.DOTALL)  # pytest-benchmark's NNNN_name.json
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def scan_runs(root: Path) -> tuple[list[SavedRun], list[str]]:
     """Every vllmbench run under root, oldest first, and one warning per file skipped (naming it and why)."""
     if not root.is_dir():
         return [], []
-    runs, skipped = [], []
+    runs, skipped = [], _runs_outside_machine_folders(root)
     for path in sorted(root.glob("*/*.json")):
         if one_line(str(path)) != str(path):  # the name would break the lines it is shown on
             skipped.append(f"{one_line(str(path))}: skipped: its name holds a control character or line break")
@@ -145,6 +146,16 @@ def scan_runs(root: Path) -> tuple[list[SavedRun], list[str]]:
             runs.append(run)
             skipped += run.warnings
     return sorted(runs, key=lambda run: (run.datetime, str(run.path))), skipped
+
+
+def _runs_outside_machine_folders(root: Path) -> list[str]:
+    """One warning per file at the root named like a run: the scanner reads only STORAGE/MACHINE_ID/NNNN_name.json."""
+    return [
+        f"{one_line(str(path))}: skipped: not in a machine folder; pytest-benchmark saves runs as "
+        "STORAGE/MACHINE_ID/NNNN_name.json: move it into its machine's folder"
+        for path in sorted(root.glob("*.json"))
+        if RUN_NAME.fullmatch(path.name) and not path.is_dir()
+    ]
 
 
 def load_runs(root: Path) -> list[SavedRun]:

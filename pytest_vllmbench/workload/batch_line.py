@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from pytest_vllmbench.common.cut import cut, key_text, shown
+from pytest_vllmbench.common.cut import cut, key_text, one_line, shown
 
 CHAT_URL = "/v1/chat/completions"
 COMPLETIONS_URL = "/v1/completions"
@@ -59,12 +59,18 @@ def parse_line(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})") from None
     try:
-        obj = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        obj = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
+        )
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
     except _NonFinite as exc:
         raise ValueError(
             f"{exc.args[0]} is not a finite number: JSON has no NaN or Infinity, and no server accepts them"
+        ) from None
+    except _RepeatedKey as exc:
+        raise ValueError(
+            f"key {key_text(exc.args[0])} given twice in one object: readers differ on which counts"
         ) from None
     except RecursionError:
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
@@ -83,6 +89,23 @@ def parse_line(raw: bytes) -> dict[str, Any]:
 
 class _NonFinite(Exception):
     pass
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The object, unless a key comes twice: Python keeps the last, other readers the first or neither, so the
+    request one tool checks would not be the one another sends."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return obj
 
 
 def _refuse_constant(name: str) -> float:
@@ -139,6 +162,11 @@ def _check_envelope(obj: dict[str, Any]) -> None:
     custom_id = obj.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
         raise ValueError("missing custom_id (a non-empty string)")
+    if one_line(custom_id) != custom_id:
+        raise ValueError(
+            f"custom_id {shown(custom_id)} holds a control character or line break: it is written into traces, "
+            "outputs and messages, where it would break or forge lines"
+        )
     if obj.get("method") != "POST":
         raise ValueError(f"method must be 'POST', got {_show(obj.get('method'))}")
     url = obj.get("url")
