@@ -201,7 +201,8 @@ def test_dummy_weight_sizing_of_a_local_folder_runs_on_the_cpu_engine(tmp_path):
     assert extra["dummy_source"] == f"own config and tokenizer: local folder {folder.name}"
     assert extra["n_failed"] == 0 and extra["output_tokens"] == 4 * 8  # --ignore-eos: fixed lengths
     report = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "my-model [d]" in report and "my-model-offline [d]" in report and "[d] random weights" in report
+    shown = f"({TEST_SHARE_ARG}) [d]"  # the report sets a cell run with --engine-arg apart and names the arg
+    assert f"my-model {shown}" in report and f"my-model-offline {shown}" in report and "[d] random weights" in report
 
 
 def test_random_checkpoint_folder_is_built_once_whole_and_without_a_quantization_config(tmp_path, monkeypatch):
