@@ -136,14 +136,20 @@ WRONG_VALUE = {
 PREAMBLE = '[project]\nname = "x"\n\n[tool.vllmbench]\nrounds = 2\n'  # the key under test is set on line 6
 
 
+def _refusal(path, text):
+    """The UsageError reading a pyproject.toml of `text` raises."""
+    path.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        read_tool_table(path)
+    return str(caught.value)
+
+
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda option: option.key)
 def test_every_key_of_the_tool_table_names_the_file_and_line_of_a_bad_value(tmp_path, option):
     body = PREAMBLE.replace("rounds = 2", "seed = 2") if option.key == "rounds" else PREAMBLE
     path = tmp_path / "pyproject.toml"
-    path.write_text(f"{body}{option.key} = {WRONG_VALUE[kind_of(option)]}\n")
-    with pytest.raises(UsageError) as caught:
-        read_tool_table(path)
-    assert str(caught.value).startswith(f"{path}:6: [tool.vllmbench] {option.key} expects ")
+    refusal = _refusal(path, f"{body}{option.key} = {WRONG_VALUE[kind_of(option)]}\n")
+    assert refusal.startswith(f"{path}:6: [tool.vllmbench] {option.key} expects ")
 
 
 @pytest.mark.parametrize(
@@ -177,10 +183,7 @@ def test_every_key_of_the_tool_table_names_the_file_and_line_of_a_bad_value(tmp_
 )
 def test_tables_unknown_keys_and_entries_name_their_line(tmp_path, body, line, message):
     path = tmp_path / "pyproject.toml"
-    path.write_text(f"{PREAMBLE}{body}\n")
-    with pytest.raises(UsageError) as caught:
-        read_tool_table(path)
-    assert str(caught.value).startswith(f"{path}:{line}: {message}")
+    assert _refusal(path, f"{PREAMBLE}{body}\n").startswith(f"{path}:{line}: {message}")
 
 
 @pytest.mark.parametrize(
