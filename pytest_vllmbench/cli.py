@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from pytest_vllmbench.common import closed_stdout
 from pytest_vllmbench.common.cut import key_text
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.common.sigterm import SigtermAsInterrupt
@@ -93,8 +92,11 @@ def _validate(args: argparse.Namespace) -> int:
     return status
 
 
+SUMMARY_CHARS = 200  # a model's local path fits; a name longer than that is cut
+
+
 def _counts(counter: Counter[str]) -> str:
-    return ", ".join(f"{key_text(key)} ({n})" for key, n in counter.most_common()) or "none"
+    return ", ".join(f"{key_text(key, SUMMARY_CHARS)} ({n})" for key, n in counter.most_common()) or "none"
 
 
 def _make_dataset(args: argparse.Namespace) -> int:
@@ -144,9 +146,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _check_storage(storage: Path, out: Path, allow_empty: bool) -> None:
-    """UsageError when --storage is no folder, where the report would otherwise be rewritten empty. A report that
-    shows runs is left to write_report, which refuses to blank it with its own message and exit code (3)."""
-    if storage.is_dir() or (not allow_empty and report.SHOWS_RUNS in report.check_report_file(out)):
+    """UsageError when --storage is no folder, where the report would otherwise be rewritten empty, unless
+    --allow-empty asks for that. A report that shows runs is left to write_report, which refuses to blank it with its
+    own message and exit code (3)."""
+    if storage.is_dir() or allow_empty or report.SHOWS_RUNS in report.check_report_file(out):
         return
     problem = "is not a folder" if storage.exists() else "does not exist"
     raise UsageError(f"--storage {storage} {problem}: no saved runs to report (check the path); nothing written")
@@ -342,19 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vllmbench {args.command}: interrupted; each file is as it was or written whole", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        return _stdout_closed()
+        if not closed_stdout.reader_gone():
+            raise  # another pipe broke (a child's): a fault to show, not a reader that stopped early
+        return closed_stdout.quiet_exit()
     return status
-
-
-def _stdout_closed() -> int:
-    """The reader of stdout went away (`| head`): exit quietly, as a tool that SIGPIPE stops. What is still buffered
-    goes to devnull, so that Python's flush at exit does not fail again. 141 (128 + SIGPIPE) is what the shell shows
-    for such a tool; 1 would read as `gate`'s regression or `report --summary`'s missing run."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    with contextlib.suppress(OSError, ValueError):  # a stdout with no file descriptor (io.UnsupportedOperation)
-        os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return 141
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.registry import default_registry_path, load_registry
-from pytest_vllmbench.config.registry_schema import line_of
+from pytest_vllmbench.config.toml_lines import line_of
 
 MODEL = '[models.m]\nhf_id = "org/m"\n'
 
@@ -106,6 +106,13 @@ BAD_REGISTRIES = [
         "models.m.engine_args.when",
         ("expected a string",),
         id="engine-arg-a-date",
+    ),
+    pytest.param(
+        MODEL + "[models.m.engine_args]\nswap_space = nan\n",
+        4,
+        "models.m.engine_args.swap_space",
+        ("expected a string, finite number",),
+        id="engine-arg-nan",
     ),
     pytest.param(
         MODEL + "engine_args = { a = { b = [1979-05-27] } }\n",

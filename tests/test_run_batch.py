@@ -14,6 +14,7 @@ from procs import session_members
 
 from pytest_vllmbench.engines import run_batch
 from pytest_vllmbench.engines.base import EngineStartError, SamplingOverrides
+from pytest_vllmbench.engines.vllm_cli import log_report
 from pytest_vllmbench.results.summary import latency_pair
 from pytest_vllmbench.workload.batch import BatchRequest
 from pytest_vllmbench.workload.batch_line import CHAT_URL, COMPLETIONS_URL
@@ -180,7 +181,9 @@ def test_a_runner_whose_engine_core_failed_to_start_is_reported_by_the_engine_co
     with pytest.raises(EngineStartError) as failed:
         eng.run([chat("a")], SamplingOverrides())
     first = str(failed.value).splitlines()[0]
-    assert first.startswith("vLLM's batch runner exited with code 1 before it read the batch; ValueError: Available")
+    assert first.startswith(
+        "vLLM's batch runner exited with code 1 before it read the batch; last error logged: ValueError: Available"
+    )
     assert first.endswith(f"log {next(tmp_path.glob('vllmbench-run-batch-*/runner.log'))}, last lines:")
 
 
@@ -220,3 +223,9 @@ def test_the_tables_say_not_measured_rather_than_leave_a_gap():
     assert latency_pair(cell, "ttft") == "not measured"
     assert latency_pair(cell, "e2el") == "5 / 9"
     assert latency_pair({"ttft_ms_p50": None}, "ttft") == "-"
+
+
+def test_an_error_logged_long_before_the_log_ends_is_not_named_as_why_it_stopped(tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text("ERROR ValueError: a request was refused\n" + "INFO serving\n" * 300)
+    assert log_report(log).startswith(f"log {log}, last lines:\nINFO serving")

@@ -244,11 +244,19 @@ def _with_every_cell(path: Path, changes: dict, out: Path) -> None:
 @pytest.mark.parametrize(
     ("run", "changes", "dropped"),
     [
-        (BOTH_MODES, {"engine_args.tensor_parallel_size": "2x"}, "field 'engine_args.tensor_parallel_size' dropped"),
-        (BOTH_MODES, {"engine_args.pipeline_parallel_size": 2**64}, "'engine_args.pipeline_parallel_size' dropped"),
-        (BOTH_MODES, {"dataset.sha256": ["abc"]}, "field 'dataset.sha256' dropped"),
-        (SWEEP, {"load.concurrency": "sixteen"}, "field 'load.concurrency' dropped"),
-        (SWEEP, {"load.request_rate": [1]}, "field 'load.request_rate' dropped"),
+        (
+            BOTH_MODES,
+            {"engine_args.tensor_parallel_size": "2x"},
+            "field 'engine_args': key 'tensor_parallel_size' dropped",
+        ),
+        (
+            BOTH_MODES,
+            {"engine_args.pipeline_parallel_size": 2**64},
+            "field 'engine_args': key 'pipeline_parallel_size' dropped",
+        ),
+        (BOTH_MODES, {"dataset.sha256": ["abc"]}, "field 'dataset': key 'sha256' dropped"),
+        (SWEEP, {"load.concurrency": "sixteen"}, "field 'load': key 'concurrency' dropped"),
+        (SWEEP, {"load.request_rate": [1]}, "field 'load': key 'request_rate' dropped"),
         (SWEEP, {"slo_ms.ttft": math.nan}, "field 'slo_ms' dropped"),
         (BOTH_MODES, {"ttft_ms_cdf": [120.5], "e2el_ms_cdf": [900.0]}, "a CDF is 101 percentiles, not 1"),
         (BOTH_MODES, {"ttft_ms_cdf": [math.nan] * 101}, "field 'ttft_ms_cdf' dropped"),

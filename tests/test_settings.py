@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.common.redaction import redact_url
+from pytest_vllmbench.common.redaction import redact_text, redact_url
 from pytest_vllmbench.config.settings import OPTIONS, merge_sources, parse_engine_arg, parse_slo, resolve
 
 ROOT = Path("/project")
@@ -152,8 +152,9 @@ def test_bad_rate_is_exit_4_before_any_engine_starts(pytester):
     [("engine_arg", ["pipeline_parallel_size=null"], "--engine-arg"), ("load_format", "dummy", "--load-format")],
 )
 def test_engine_options_are_refused_when_no_mode_of_the_session_starts_an_engine(option, value, flag):
-    with pytest.raises(UsageError, match=f"{flag} shapes only an engine this session starts") as info:
+    with pytest.raises(UsageError, match="shapes only an engine this session starts") as info:
         settings_from(mode=["endpoint"], endpoint="http://127.0.0.1:9/v1", **{option: value})
+    assert str(info.value).startswith(f"{flag} (on the command line, or as {option} in [tool.vllmbench] or the ini")
     assert "offline, server, run-batch, ray" in str(info.value)  # the modes that own one, from the registry
     assert "--mode=endpoint alone" in str(info.value)
 
@@ -171,7 +172,8 @@ def test_an_engine_arg_with_endpoint_mode_alone_is_exit_4_not_a_run_that_drops_i
         "--mode=endpoint", "--endpoint=http://127.0.0.1:9/v1", "--model=x", "--engine-arg=pipeline_parallel_size=null"
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--engine-arg shapes only an engine this session starts" in result.stderr.str()
+    assert "--engine-arg (on the command line" in result.stderr.str()
+    assert "shapes only an engine this session starts" in result.stderr.str()
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
@@ -198,3 +200,21 @@ def test_an_unparseable_url_hides_only_what_may_be_credentials(url, shown):
         settings_from(mode=["endpoint"], endpoint=url)
     for secret in ("bob", "hunter22", "k3y-value", "frag-key"):
         assert secret not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://bob:hunter#22@host/v1",
+        "http://bob:hunter?22@host/v1",
+        "http://bob:hunter/22@host/v1",
+        "http://bob:123#hunter22@host/v1",
+        "http://bob:p@ss#hunter22@[::1/v1",
+    ],
+)
+def test_a_password_holding_a_url_delimiter_is_never_shown_in_part(url):
+    """urlsplit ends the userinfo at the first `/`, `?` or `#`: what follows must not read as a path, query or
+    fragment that is shown."""
+    for shown in (redact_url(url), redact_text(f"calling {url} failed")):
+        assert "bob" not in shown and "hunter" not in shown and "22" not in shown and "123" not in shown
+    assert redact_url(url).removeprefix("http://") in ("<redacted>@host/v1", "<redacted>@[::1/v1")

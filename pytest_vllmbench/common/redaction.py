@@ -52,8 +52,8 @@ def redact_url(url: str) -> str:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         return _redact_as_typed(url)
-    if "@" in parts.path:  # userinfo urlsplit left in the path: `user:pw@host` (no //) or `//u:p/w@host` (a raw /)
-        return _redact_as_typed(url)
+    if "@" in parts.path + parts.query + parts.fragment:  # userinfo urlsplit did not take for it: `user:pw@host`
+        return _redact_as_typed(url)  # (no //), a password holding `/`, `?` or `#`
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
@@ -66,15 +66,16 @@ def redact_url(url: str) -> str:
 
 
 def _redact_as_typed(url: str) -> str:
-    """A URL urlsplit refuses (`http://[::1/v1`, a bad port) shown as typed, so that its mistake stays visible, less
-    what may be credentials: all up to the last `@` before the query, every query value but a version, any fragment."""
-    rest, hash_mark, fragment = url.partition("#")
-    rest, question_mark, query = rest.partition("?")
-    scheme = _SCHEME.match(rest)
+    """A URL urlsplit refuses (`http://[::1/v1`, a bad port) or whose userinfo it would misplace, shown as typed, so
+    that its mistake stays visible, less what may be credentials: all after the scheme up to the last `@` (a password
+    may hold `/`, `?` or `#`), every query value but a version, any fragment."""
+    scheme = _SCHEME.match(url)
     prefix = scheme.group(0) if scheme else ""
-    address = rest[len(prefix) :]
-    if "@" in address:
-        address = f"{REDACTED}@{address.rpartition('@')[2]}"
+    rest = url[len(prefix) :]
+    if "@" in rest:
+        rest = f"{REDACTED}@{rest.rpartition('@')[2]}"
+    rest, hash_mark, fragment = rest.partition("#")
+    address, question_mark, query = rest.partition("?")
     query = "&".join(_redact_query_item(item) for item in query.split("&")) if query else ""
     fragment = REDACTED if fragment else ""
     return f"{prefix}{address}{question_mark}{query}{hash_mark}{fragment}"

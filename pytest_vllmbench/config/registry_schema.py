@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import datetime
 import math
-import re
-import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from pytest_vllmbench.common.cut import SHOWN_CHARS, shown
+from pytest_vllmbench.common.cut import shown
 from pytest_vllmbench.common.errors import UsageError
-
-Keys = tuple[str, ...]
+from pytest_vllmbench.config.toml_lines import Keys, dotted, line_of
 
 
 def _is_text(value: object) -> bool:
@@ -54,12 +51,7 @@ MODEL_KEYS: dict[str, tuple[str, Callable[[object], bool]]] = {
 }
 TOP_KEYS = ("models", "platform")
 PLATFORM_KEYS = ("engine_args",)
-ENGINE_ARG = "a string, number, boolean, array or table"
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_KEY_LINE = re.compile(rf"(?P<key>{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
-_HEADER_LINE = re.compile(r"\[\[?(?P<key>[^\[\]]+)\]\]?\s*(?:#.*)?")
+ENGINE_ARG = "a string, finite number, boolean, array or table"
 
 
 class _Bad(Exception):
@@ -116,13 +108,14 @@ def _check_engine_args(table: Mapping[str, object], keys: Keys) -> None:
 
 
 def _check_engine_arg(value: object, keys: Keys) -> None:
-    # Dates and times are the TOML values vLLM's flags cannot carry: json.dumps (vllm_cli.cli_flags) rejects them.
+    # Dates and times are the TOML values vLLM's flags cannot carry: json.dumps (vllm_cli.cli_flags) rejects them;
+    # nan and inf it writes as NaN and Infinity, which is not JSON.
     if isinstance(value, Mapping):
         _check_engine_args(value, keys)
     elif isinstance(value, list):
         for item in value:
             _check_engine_arg(item, keys)
-    elif not isinstance(value, (str, int, float, bool)):
+    elif not isinstance(value, (str, int, float, bool)) or (isinstance(value, float) and not math.isfinite(value)):
         _fail_found(keys, ENGINE_ARG, value)
 
 
@@ -159,61 +152,3 @@ def _toml_type(value: object) -> str:
         (datetime.time, "a time"),
     ]
     return next((name for kind, name in kinds if isinstance(value, kind)), type(value).__name__)
-
-
-def dotted(keys: Keys) -> str:
-    """`keys` as a TOML dotted key: bare parts as they are, others quoted (and cut when long)."""
-    return ".".join(key if _BARE_KEY.fullmatch(key) and len(key) <= SHOWN_CHARS else shown(key) for key in keys)
-
-
-def line_of(text: str, keys: Keys) -> int | None:
-    """The 1-based line of `text` that defines `keys` (its table header or its `key =` line), else the first line
-    inside it, else the same for its nearest written parent; None when no part is written. Best effort:
-    tomllib gives no positions, so this scans the lines again."""
-    places = list(_written_keys(text))
-    for size in range(len(keys), 0, -1):
-        prefix = keys[:size]
-        exact = [number for number, written in places if written == prefix]
-        inside = [number for number, written in places if written[:size] == prefix]
-        if exact or inside:
-            return (exact or inside)[0]
-    return None
-
-
-def _written_keys(text: str) -> Iterator[tuple[int, Keys]]:
-    """(line number, full key path) for each table header and each `key =` line, outside multi-line strings."""
-    table: Keys = ()
-    open_string: str | None = None
-    for number, line in enumerate(text.splitlines(), 1):
-        was_open, open_string = open_string, _multiline_string_after(line, open_string)
-        if was_open:
-            continue
-        stripped = line.strip()
-        header = _HEADER_LINE.fullmatch(stripped)
-        key_line = _KEY_LINE.match(stripped)
-        if header and (keys := _parse_key(header["key"])) is not None:
-            table = keys
-            yield number, table
-        elif key_line and (keys := _parse_key(key_line["key"])) is not None:
-            yield number, (*table, *keys)
-
-
-def _multiline_string_after(line: str, open_string: str | None) -> str | None:
-    """The multi-line string delimiter still open after `line` (an odd count of it opens or closes one)."""
-    for delimiter in ('"""', "'''"):
-        if open_string in (None, delimiter) and line.count(delimiter) % 2:
-            return None if open_string == delimiter else delimiter
-    return open_string
-
-
-def _parse_key(text: str) -> Keys | None:
-    """A dotted key's parts, unquoted by tomllib itself; None when `text` is no key."""
-    try:
-        node: object = tomllib.loads(f"{text} = 0")
-    except tomllib.TOMLDecodeError:
-        return None
-    parts: list[str] = []
-    while isinstance(node, dict):
-        ((key, node),) = node.items()
-        parts.append(key)
-    return tuple(parts)

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 from pytest_vllmbench.common.cut import key_text
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.modes import mode_names
-from pytest_vllmbench.config.registry_schema import line_of
 from pytest_vllmbench.config.score_weights import check_weights
+from pytest_vllmbench.config.toml_lines import line_of
 
 TABLES = ("weights", "flexibility", "gpu_bandwidth_gbps")
 

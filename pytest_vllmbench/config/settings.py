@@ -22,9 +22,9 @@ from pytest_vllmbench.config.modes import mode_names, mode_spec, mode_specs
 from pytest_vllmbench.config.options import MAX_CLIENT_PROCESSES
 from pytest_vllmbench.config.options import OPTIONS as OPTIONS
 from pytest_vllmbench.config.options import Option as Option
-from pytest_vllmbench.config.registry_schema import line_of
 from pytest_vllmbench.config.schema import check_tool_table
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
+from pytest_vllmbench.config.toml_lines import line_of
 from pytest_vllmbench.workload.random_spec import is_random
 
 
@@ -194,8 +194,9 @@ def _refuse_engine_options_without_an_engine(raw: Mapping[str, Any], modes: tupl
         owners = ", ".join(spec.name for spec in mode_specs() if spec.owns_engine)
         alone = " ".join(f"--mode={mode}" for mode in modes)
         raise UsageError(
-            f"{given[0]} shapes only an engine this session starts ({owners}); with {alone} alone it would be "
-            "ignored: drop it or add one of those modes (the modes run are only ever the ones asked for)"
+            f"{given[0]} (on the command line, or as {given[0][2:].replace('-', '_')} in [tool.vllmbench] or the ini "
+            f"file) shapes only an engine this session starts ({owners}); with {alone} alone it would be ignored: "
+            "drop it or add one of those modes (the modes run are only ever the ones asked for)"
         )
 
 

@@ -10,6 +10,7 @@ from pytest_vllmbench.engines.start_output import failure_reason
 from pytest_vllmbench.measure.machine import package_version
 
 LOG_TAIL_LINES = 40
+REASON_LINES = 200  # a failed start's front-end traceback is ~40 lines; the engine core's error just before it
 
 
 def vllm_platform() -> str:
@@ -36,13 +37,14 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def log_report(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """'log PATH, last lines: ...', led by the error that stopped the process where its log names one. A start
-    that fails in vLLM's engine core ends the log with the front end's traceback ('See root cause above'), which
-    alone can fill the tail: the engine core's own error line comes first, so the message says why."""
+    """'log PATH, last lines: ...', led by the last error the log's end names. A start that fails in vLLM's engine
+    core ends the log with the front end's traceback ('See root cause above'), which alone can fill the tail: the
+    engine core's own error line, just before it, comes first, so the message says why. Only the log's end is
+    searched: an error logged long before (a refused request) is not why the process stopped."""
     try:
         logged = path.read_text(errors="replace").splitlines()
     except OSError:
         return f"log {path}: (no log)"
-    reason = failure_reason(logged)
+    reason = failure_reason(logged[-REASON_LINES:])
     tail = "\n".join(logged[-lines:])
-    return (f"{reason}; " if reason else "") + f"log {path}, last lines:\n{tail}"
+    return (f"last error logged: {reason}; " if reason else "") + f"log {path}, last lines:\n{tail}"

@@ -260,25 +260,14 @@ def _unique(name: str, used: set[str], identity: Any) -> str:
 def render_sweeps(sweeps: Mapping[str, SweepCurve], folder: Path) -> list[Plot]:
     """One curve per sweep (title -> its points, lightest first, the knee's label if any, and its machine), drawn
     where its file does not show it yet (save_plots writes them)."""
-    written: list[Plot] = []
+    drawn: list[Plot] = []
     used: set[str] = set()
     for title, (points, knee, machine) in sweeps.items():
         name = plot_names.sweep_name(machine, [cell for _, cell in points])
         path = folder / _unique(name, used, title)
         inputs = _sweep_inputs(title, points, knee)
-        written.append(_drawn(f"Load sweep, {title}", path, inputs, partial(sweep_png, title, points, knee)))
-    return written
-
-
-def remove_unreferenced(folder: Path, kept: Sequence[Plot]) -> list[Path]:
-    """Delete the PNGs in `folder` this tool drew (they carry its stamp) that the report no longer shows."""
-    keep = {plot.path.name for plot in kept}
-    removed = []
-    for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
-        if path.name not in keep and _own_png(path):
-            path.unlink()
-            removed.append(path)
-    return removed
+        drawn.append(_drawn(f"Load sweep, {title}", path, inputs, partial(sweep_png, title, points, knee)))
+    return drawn
 
 
 def save_plots(folder: Path, plots: Sequence[Plot]) -> None:
@@ -286,25 +275,47 @@ def save_plots(folder: Path, plots: Sequence[Plot]) -> None:
     for plot in plots:
         if plot.data is not None:
             write_bytes_atomic(plot.path, plot.data)
-    remove_unreferenced(folder, plots)
+    _remove_unreferenced(folder, plots)
+
+
+def _remove_unreferenced(folder: Path, kept: Sequence[Plot]) -> None:
+    """Delete the PNGs in `folder` this tool drew (they carry its stamp) that the report no longer shows."""
+    keep = {plot.path.name for plot in kept}
+    for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
+        if path.name not in keep and _own_png(path):
+            path.unlink()
 
 
 MAX_PNG_BYTES = 64 * 2**20  # far over any plot this tool draws
 
 
-def _own_png(path: Path) -> bytes | None:
-    """The bytes of a PNG this tool drew at `path`, or None: absent, or anything else (read without blocking)."""
+def _existing_bytes(path: Path) -> bytes | None:
+    """The file's bytes, None when there is none; OSError for a symlink, a FIFO (never read: it would block), a
+    device, a folder, a file too large to be a plot or one that cannot be read."""
+    if path.is_symlink():
+        raise OSError("a symlink")
     try:
-        data = read_plain_bytes(path, MAX_PNG_BYTES) if not path.is_symlink() else b""
+        return read_plain_bytes(path, MAX_PNG_BYTES)
+    except FileNotFoundError:
+        return None
+
+
+def _own_png(path: Path) -> bytes | None:
+    """The bytes of a PNG this tool drew at `path`, or None: absent, or anything else."""
+    try:
+        data = _existing_bytes(path)
     except OSError:
         return None
-    return data if STAMP in data else None
+    return data if data is not None and STAMP in data else None
 
 
 def _drawn(title: str, path: Path, inputs: list[Any], draw: Callable[[], bytes]) -> Plot:
     """The plot, drawn unless its file already shows these inputs; PlotRefused when that file is not this tool's."""
-    existing = _own_png(path)
-    if existing is None and (path.is_symlink() or path.exists()):
+    try:
+        existing = _existing_bytes(path)
+    except OSError as exc:
+        raise PlotRefused(f"{path} cannot be a plot this tool drew ({exc}); not overwritten") from None
+    if existing is not None and STAMP not in existing:
         raise PlotRefused(
             f"{path} is not a plot this tool drew (a file of its name, without its stamp); not overwritten"
         )
@@ -316,17 +327,17 @@ def _drawn(title: str, path: Path, inputs: list[Any], draw: Callable[[], bytes])
 def render_plots(machines: Mapping[str, Sequence[PlotCell]], folder: Path) -> list[Plot]:
     """One throughput chart per machine and one latency CDF per cell that saved its latencies, each drawn where its
     file does not show it yet (save_plots writes them)."""
-    written: list[Plot] = []
+    drawn: list[Plot] = []
     used: set[str] = set()
     for machine, cells in machines.items():
         ran = [(label, cell) for label, cell in cells if _rate(cell)]
         if ran:
             path = folder / _unique(plot_names.throughput_name(machine), used, machine)
             inputs = _throughput_inputs(machine, ran)
-            written.append(_drawn(f"Throughput, {machine}", path, inputs, partial(throughput_png, machine, ran)))
+            drawn.append(_drawn(f"Throughput, {machine}", path, inputs, partial(throughput_png, machine, ran)))
         for label, cell in ran:
             if has_latency(cell):
                 path = folder / _unique(plot_names.cdf_name(machine, cell), used, [machine, label, cell.get("dataset")])
                 title = f"Latency CDF, {label}, {machine}"
-                written.append(_drawn(title, path, _cdf_inputs(label, cell), partial(latency_cdf_png, label, cell)))
-    return written
+                drawn.append(_drawn(title, path, _cdf_inputs(label, cell), partial(latency_cdf_png, label, cell)))
+    return drawn

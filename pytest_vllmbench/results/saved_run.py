@@ -257,7 +257,7 @@ def clean_cell(raw: Any, where: str) -> CleanCell:
             warnings.append(f"{where}: field {key!r} dropped: a CDF is {CDF_POINTS} percentiles, not {len(found)}")
             continue
         if key in _NESTED and isinstance(found, dict):
-            found = _nested_fields(value, found, _NESTED[key], f"{where}: field '{key}", warnings)
+            found = _nested_fields(value, found, _NESTED[key], f"{where}: field {key!r}", warnings)
         figures[key] = found
     if isinstance(figures.get("round_stats"), dict):
         kept = {}
@@ -280,7 +280,8 @@ def _nested_fields(
     kept = {}
     for key, value in found.items():
         if key in declared and _typed(raw.get(key), declared[key]) is _NO_VALUE:
-            warnings.append(f"{where}.{key}' dropped: it is not {_kind(declared[key])} ({_short(raw.get(key))})")
+            why = f"it is not {_kind(declared[key])} ({_short(raw.get(key))})"
+            warnings.append(f"{where}: key {key!r} dropped: {why}")
             continue
         kept[key] = value
     return kept
