@@ -218,3 +218,19 @@ def test_a_password_holding_a_url_delimiter_is_never_shown_in_part(url):
     for shown in (redact_url(url), redact_text(f"calling {url} failed")):
         assert "bob" not in shown and "hunter" not in shown and "22" not in shown and "123" not in shown
     assert redact_url(url).removeprefix("http://") in ("<redacted>@host/v1", "<redacted>@[::1/v1")
+
+
+@pytest.mark.parametrize(
+    ("modes", "option", "value", "shapes"),
+    [
+        (["offline"], "concurrency", "16", "the load a client sends (server, endpoint)"),
+        (["offline", "run-batch"], "request_rate", "8", "the load a client sends (server, endpoint)"),
+        (["offline"], "api_server_count", "4", "a vLLM server this session starts (server)"),
+    ],
+)
+def test_a_load_or_server_option_no_mode_of_the_session_uses_is_refused(modes, option, value, shapes):
+    with pytest.raises(UsageError, match="alone it would be ignored") as info:
+        settings_from(mode=modes, **{option: value})
+    assert str(info.value).startswith(f"--{option.replace('_', '-')} (on the command line")
+    assert f"shapes only {shapes}" in str(info.value)
+    assert settings_from(mode=[*modes, "server"], **{option: value})  # beside a mode that uses it

@@ -18,7 +18,7 @@ from pytest_vllmbench.common.redaction import address_without_credentials, redac
 from pytest_vllmbench.config.gate_rules import Rule
 from pytest_vllmbench.config.loads import LoadPoint, load_points, parse_concurrencies, parse_request_rates
 from pytest_vllmbench.config.memory_budget import parse_size
-from pytest_vllmbench.config.modes import mode_names, mode_spec, mode_specs
+from pytest_vllmbench.config.modes import ModeSpec, mode_names, mode_spec, mode_specs
 from pytest_vllmbench.config.options import MAX_CLIENT_PROCESSES
 from pytest_vllmbench.config.options import OPTIONS as OPTIONS
 from pytest_vllmbench.config.options import Option as Option
@@ -185,18 +185,27 @@ def _ray_address(value: Any, modes: tuple[str, ...]) -> str | None:
     return address
 
 
-def _refuse_engine_options_without_an_engine(raw: Mapping[str, Any], modes: tuple[str, ...]) -> None:
-    """--engine-arg and --load-format shape an engine the session starts; servers not ours would drop them."""
-    if any(mode_spec(mode).owns_engine for mode in modes):
-        return
-    given = [flag for flag, key in (("--engine-arg", "engine_arg"), ("--load-format", "load_format")) if raw[key]]
-    if given:
-        owners = ", ".join(spec.name for spec in mode_specs() if spec.owns_engine)
+# Options that shape only some modes' cells: (flag, key, which modes use it, what it shapes)
+_MODE_OPTIONS: tuple[tuple[str, str, Callable[[ModeSpec], bool], str], ...] = (
+    ("--engine-arg", "engine_arg", lambda spec: spec.owns_engine, "an engine this session starts"),
+    ("--load-format", "load_format", lambda spec: spec.owns_engine, "an engine this session starts"),
+    ("--concurrency", "concurrency", lambda spec: spec.sweeps, "the load a client sends"),
+    ("--request-rate", "request_rate", lambda spec: spec.sweeps, "the load a client sends"),
+    ("--api-server-count", "api_server_count", lambda spec: spec.api_servers, "a vLLM server this session starts"),
+)
+
+
+def _refuse_options_no_mode_uses(raw: Mapping[str, Any], modes: tuple[str, ...]) -> None:
+    """An option that shapes only cells of modes not asked for would be dropped: refused, as --endpoint is."""
+    for flag, key, uses, shaped in _MODE_OPTIONS:
+        if raw.get(key) in (None, "", [], ()) or any(uses(mode_spec(mode)) for mode in modes):
+            continue
+        users = ", ".join(spec.name for spec in mode_specs() if uses(spec))
         alone = " ".join(f"--mode={mode}" for mode in modes)
         raise UsageError(
-            f"{given[0]} (on the command line, or as {given[0][2:].replace('-', '_')} in [tool.vllmbench] or the ini "
-            f"file) shapes only an engine this session starts ({owners}); with {alone} alone it would be ignored: "
-            "drop it or add one of those modes (the modes run are only ever the ones asked for)"
+            f"{flag} (on the command line, or as {key} in [tool.vllmbench] or the ini file) shapes only {shaped} "
+            f"({users}); with {alone} alone it would be ignored: drop it or add one of those modes (the modes run "
+            "are only ever the ones asked for)"
         )
 
 
@@ -226,7 +235,6 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         _check_endpoint_url(str(raw["endpoint"]))
         _check_api_key(str(raw["api_key_env"]))
     ray_address = _ray_address(raw.get("ray_address"), modes)
-    _refuse_engine_options_without_an_engine(raw, modes)
     if raw["limit"] not in (None, "") and raw["sample"] not in (None, ""):
         raise UsageError("use either --limit or --sample, not both")
     engine_args = dict(parse_engine_arg(item) for item in raw["engine_arg"])
@@ -256,6 +264,7 @@ def resolve(raw: Mapping[str, Any], rootdir: Path, tables: Mapping[str, Mapping[
         )
     report = raw["report"]
     points = load_points(parse_concurrencies(raw["concurrency"]), parse_request_rates(raw["request_rate"]))
+    _refuse_options_no_mode_uses(raw, modes)  # after the values' own checks: a bad value is named first
     models = tuple(dict.fromkeys(str(name) for name in raw["model"]))
     if any(not name.strip() for name in models):
         raise UsageError("--model expects a model name, got an empty one")
