@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from pytest_vllmbench.common.cut import shown
 from pytest_vllmbench.common.errors import UsageError
-from pytest_vllmbench.config.toml_lines import Keys, dotted, line_of
+from pytest_vllmbench.config.toml_lines import Keys, dotted, where_written
 
 
 def _is_text(value: object) -> bool:
@@ -69,9 +69,9 @@ def check_registry(raw: Mapping[str, object], text: str, path: Path) -> None:
     try:
         _check_top(raw)
     except _Bad as bad:
-        line = line_of(text, bad.keys)
-        where = f"{path}:{line}" if line is not None else str(path)
-        raise UsageError(f"{where}: model registry key {dotted(bad.keys)}: {bad.problem}") from None
+        raise UsageError(
+            f"{where_written(path, text, bad.keys)}: model registry key {dotted(bad.keys)}: {bad.problem}"
+        ) from None
 
 
 def _check_top(raw: Mapping[str, object]) -> None:

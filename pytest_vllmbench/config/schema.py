@@ -15,7 +15,7 @@ from pytest_vllmbench.common.cut import key_text
 from pytest_vllmbench.common.errors import UsageError
 from pytest_vllmbench.config.modes import mode_names
 from pytest_vllmbench.config.score_weights import check_weights
-from pytest_vllmbench.config.toml_lines import line_of
+from pytest_vllmbench.config.toml_lines import where_written
 
 TABLES = ("weights", "flexibility", "gpu_bandwidth_gbps")
 
@@ -95,8 +95,7 @@ def check_tool_table(table: object, options: Iterable[OptionLike], source: str, 
 
 def _places(source: str, text: str) -> Place:
     def place(*keys: str) -> str:
-        line = line_of(text, ("tool", "vllmbench", *keys))
-        return f"{source}:{line}" if line is not None else source
+        return where_written(source, text, ("tool", "vllmbench", *keys))
 
     return place
 

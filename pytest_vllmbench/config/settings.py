@@ -24,7 +24,7 @@ from pytest_vllmbench.config.options import OPTIONS as OPTIONS
 from pytest_vllmbench.config.options import Option as Option
 from pytest_vllmbench.config.schema import check_tool_table
 from pytest_vllmbench.config.score_weights import DEFAULT_FLEXIBILITY, check_weights
-from pytest_vllmbench.config.toml_lines import line_of
+from pytest_vllmbench.config.toml_lines import where_written
 from pytest_vllmbench.workload.random_spec import is_random
 
 
@@ -347,9 +347,9 @@ def read_tool_table(pyproject: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{pyproject}: {exc}") from None
     if not isinstance(tool, dict):
-        line = line_of(text, ("tool",))
-        where = f"{pyproject}:{line}" if line is not None else str(pyproject)
-        raise UsageError(f"{where}: [tool] must be a table, got {type(tool).__name__}")
+        raise UsageError(
+            f"{where_written(pyproject, text, ('tool',))}: [tool] must be a table, got {type(tool).__name__}"
+        )
     if "vllmbench" not in tool:
         return {}
     return check_tool_table(tool["vllmbench"], OPTIONS, str(pyproject), text)

@@ -7,6 +7,7 @@ import re
 import tomllib
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 
 from pytest_vllmbench.common.cut import SHOWN_CHARS, shown
 
@@ -21,6 +22,12 @@ _HEADER_LINE = re.compile(r"\[\[?(?P<key>[^\[\]]+)\]\]?\s*(?:#.*)?")
 def dotted(keys: Keys) -> str:
     """`keys` as a TOML dotted key: bare parts as they are, others quoted (and cut when long)."""
     return ".".join(key if _BARE_KEY.fullmatch(key) and len(key) <= SHOWN_CHARS else shown(key) for key in keys)
+
+
+def where_written(path: str | Path, text: str, keys: Keys) -> str:
+    """'PATH:LINE' of `keys` in `text` (see line_of), or 'PATH' where no part of them is written."""
+    line = line_of(text, keys)
+    return f"{path}:{line}" if line is not None else str(path)
 
 
 def line_of(text: str, keys: Keys) -> int | None:

@@ -30,10 +30,8 @@ def cli_flags(engine_args: dict[str, Any]) -> list[str]:
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    logged = _logged(path)
+    return "(no log)" if logged is None else "\n".join(logged[-lines:])
 
 
 def log_report(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -41,10 +39,16 @@ def log_report(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     core ends the log with the front end's traceback ('See root cause above'), which alone can fill the tail: the
     engine core's own error line, just before it, comes first, so the message says why. Only the log's end is
     searched: an error logged long before (a refused request) is not why the process stopped."""
-    try:
-        logged = path.read_text(errors="replace").splitlines()
-    except OSError:
+    logged = _logged(path)
+    if logged is None:
         return f"log {path}: (no log)"
     reason = failure_reason(logged[-REASON_LINES:])
     tail = "\n".join(logged[-lines:])
     return (f"last error logged: {reason}; " if reason else "") + f"log {path}, last lines:\n{tail}"
+
+
+def _logged(path: Path) -> list[str] | None:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
